@@ -1,0 +1,30 @@
+# Auto-detects CUDA. nvcc is looked for at /usr/local/cuda even when it is not on PATH
+# (build-notes trap 2); without it everything but kernels/cuda still builds.
+set(RAMI_HAVE_CUDA OFF)
+if(RAMI_ENABLE_CUDA)
+  if(NOT CMAKE_CUDA_COMPILER)
+    find_program(RAMI_NVCC nvcc HINTS /usr/local/cuda/bin)
+    if(RAMI_NVCC)
+      set(CMAKE_CUDA_COMPILER ${RAMI_NVCC})
+    endif()
+  endif()
+  if(CMAKE_CUDA_COMPILER)
+    # Default Hopper (H100/H200); `native` would fail on GPU-less machines (trap 3).
+    if(NOT CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 90a)
+    endif()
+    # One shared cudart for the whole process (trap 5).
+    set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
+    enable_language(CUDA)
+    # CMake 3.25 has no C++20 flag for nvcc (trap 1).
+    set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION -std=c++20)
+    set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION -std=c++20)
+    set(CMAKE_CUDA_STANDARD 20)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    find_package(CUDAToolkit REQUIRED)
+    set(RAMI_HAVE_CUDA ON)
+    message(STATUS "rami: CUDA ${CUDAToolkit_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}")
+  else()
+    message(STATUS "rami: nvcc not found, building the CPU backend only")
+  endif()
+endif()
