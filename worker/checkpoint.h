@@ -26,10 +26,12 @@ struct TensorSlice {
 
 class Checkpoint {
  public:
-  // Parses dir/config.json, then opens dir/model.safetensors or, when
-  // dir/model.safetensors.index.json exists, every shard its weight_map names (shard names
-  // must be plain file names inside dir; a tensor listed in the index must be in that shard;
-  // a tensor present in two shards is an error).
+  // Parses dir/config.json (NotFound when missing; InvalidArgument unless a JSON object), then
+  // opens dir/model.safetensors or, when dir/model.safetensors.index.json exists, every shard
+  // its weight_map names. Shard names must be plain file names inside dir (no '/' or '..'); a
+  // tensor listed in the index must be in that shard; a tensor present in two shards, or in a
+  // shard but not in the index, is an error. NotFound naming dir and both file names when
+  // neither exists. Duplicate JSON keys are errors in every file.
   static absl::StatusOr<std::unique_ptr<Checkpoint>> Open(const std::string& dir);
 
   const std::string& dir() const { return dir_; }

@@ -6,7 +6,10 @@
 // Open() validates everything before any byte is read through it: header length within the
 // file (and at most 100 MiB), well-formed JSON object, known dtype, non-negative shape,
 // offsets in range, end - begin == numel * element size, no overlapping ranges, no duplicate
-// names. A hostile file gives an error naming the file and the tensor; it never crashes.
+// names; "__metadata__" must be an object of strings and is otherwise ignored. A hostile file
+// gives InvalidArgument naming the file and the tensor; it never crashes or reads out of bounds.
+// (A file truncated by another process while mapped can still raise SIGBUS: files are assumed
+// not to change while open.)
 #pragma once
 
 #include <cstddef>
@@ -18,19 +21,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "nlohmann/json.hpp"
+#include "worker/dtype.h"
 
 namespace rami {
-
-// Element types a safetensors header may name. Only kF32/kF16/kBF16 convert to float32 today.
-enum class DType {
-  kBool, kU8, kI8, kU16, kI16, kF16, kBF16, kU32, kI32, kF32, kU64, kI64, kF64,
-  kF8E4M3, kF8E5M2,
-};
-
-// "F32" → kF32 etc.; InvalidArgument for a name the format does not define.
-absl::StatusOr<DType> ParseDType(std::string_view name);
-std::string_view DTypeName(DType dtype);
-size_t DTypeSize(DType dtype);
 
 struct TensorInfo {
   std::string name;
@@ -38,8 +32,21 @@ struct TensorInfo {
   std::vector<int64_t> shape;  // empty = scalar
   uint64_t begin = 0;          // byte offset in the data section
   uint64_t nbytes = 0;         // == numel * DTypeSize(dtype)
-  int64_t numel() const;
+  int64_t numel() const;       // product of shape (1 for a scalar); Open() rules out overflow
 };
+
+// Parses `text` as JSON with the checks nlohmann::json::parse lacks: invalid UTF-8 gets its own
+// message, and a duplicate object key (which nlohmann silently collapses to one) is an error.
+// Messages start with `source` (a file path). A duplicate key of the top-level object is
+// reported as `duplicate <top_level_noun> "key"`. When `top_level_keys` is given it receives the
+// top-level object's keys in document order (nlohmann::json itself sorts them).
+absl::StatusOr<nlohmann::json> ParseJsonStrict(std::string_view text, std::string_view source,
+                                               std::string_view top_level_noun = "key",
+                                               std::vector<std::string>* top_level_keys = nullptr);
+
+// A short, printable rendering of an untrusted string for error messages: C-escaped, at most
+// ~80 bytes, then "...".
+std::string QuoteForError(std::string_view text);
 
 class SafetensorsFile {
  public:
@@ -52,9 +59,10 @@ class SafetensorsFile {
   const std::string& path() const { return path_; }
   // Tensors in header order.
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
-  // nullptr when absent.
+  // nullptr when absent. O(log n).
   const TensorInfo* Find(std::string_view name) const;
-  // The tensor's raw little-endian bytes inside the mapping (valid while *this lives).
+  // The tensor's raw little-endian bytes inside the mapping (valid while *this lives; any
+  // alignment). `info` must come from tensors()/Find() of this file; otherwise an empty span.
   absl::Span<const uint8_t> Bytes(const TensorInfo& info) const;
 
  private:
@@ -62,8 +70,9 @@ class SafetensorsFile {
   std::string path_;
   const uint8_t* map_ = nullptr;  // owned mmap of the whole file
   size_t map_size_ = 0;
-  size_t data_start_ = 0;         // 8 + header length
+  size_t data_start_ = 0;  // 8 + header length
   std::vector<TensorInfo> tensors_;
+  std::vector<size_t> by_name_;  // indices into tensors_, sorted by name (for Find)
 };
 
 }  // namespace rami

@@ -1,0 +1,144 @@
+// Writers for test checkpoints (see safetensors_writer.h).
+#include "tests/testing/safetensors_writer.h"
+
+#include <stdlib.h>  // mkdtemp
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace rami::testing {
+namespace {
+
+void AppendLittleEndian(std::string& out, const void* value, size_t size) {
+  // Hosts are little-endian (static_assert in worker/dtype.cc).
+  out.append(static_cast<const char*>(value), size);
+}
+
+}  // namespace
+
+std::string BuildSafetensors(const std::vector<TensorSpec>& tensors,
+                             const std::map<std::string, std::string>& metadata) {
+  // ordered_json keeps header order = `tensors` order (nlohmann::json would sort the keys).
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  std::string data;
+  for (const TensorSpec& t : tensors) {
+    header[t.name] = {{"dtype", t.dtype},
+                      {"shape", t.shape},
+                      {"data_offsets", {data.size(), data.size() + t.bytes.size()}}};
+    data += t.bytes;
+  }
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  return BuildSafetensorsRaw(header.dump(), data);
+}
+
+std::string BuildSafetensorsRaw(std::string_view header, std::string_view data) {
+  return BuildSafetensorsRaw(header.size(), header, data);
+}
+
+std::string BuildSafetensorsRaw(uint64_t header_length, std::string_view header,
+                                std::string_view data) {
+  std::string out;
+  AppendLittleEndian(out, &header_length, sizeof(header_length));
+  out.append(header);
+  out.append(data);
+  return out;
+}
+
+std::string EncodeFloats(DType dtype, absl::Span<const float> values) {
+  std::string out;
+  for (float v : values) {
+    if (dtype == DType::kF32) {
+      AppendLittleEndian(out, &v, sizeof(v));
+    } else if (dtype == DType::kF16 || dtype == DType::kBF16) {
+      const uint16_t bits = dtype == DType::kF16 ? F32ToF16(v) : F32ToBF16(v);
+      AppendLittleEndian(out, &bits, sizeof(bits));
+    } else {  // a bug in the calling test
+      std::fprintf(stderr, "EncodeFloats: unsupported dtype %s\n",
+                   std::string(DTypeName(dtype)).c_str());
+      std::abort();
+    }
+  }
+  return out;
+}
+
+std::vector<float> Iota(size_t n, float start) {
+  std::vector<float> values(n);
+  for (size_t i = 0; i < n; ++i) values[i] = start + static_cast<float>(i);
+  return values;
+}
+
+TensorSpec MakeTensor(std::string name, DType dtype, std::vector<int64_t> shape,
+                      absl::Span<const float> values) {
+  return TensorSpec{std::move(name), std::string(DTypeName(dtype)), std::move(shape),
+                    EncodeFloats(dtype, values)};
+}
+
+absl::Status WriteFile(const std::string& path, std::string_view contents) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
+  out.close();
+  if (!out) return absl::InternalError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
+std::string BuildIndexJson(const std::map<std::string, std::string>& weight_map) {
+  nlohmann::json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", weight_map}};
+  return index.dump(2);
+}
+
+absl::StatusOr<ScopedTempDir> ScopedTempDir::Create(const std::string& base,
+                                                    std::string_view prefix) {
+  std::string templ = (std::filesystem::path(base) / (std::string(prefix) + ".XXXXXX")).string();
+  if (::mkdtemp(templ.data()) == nullptr) {
+    return absl::InternalError(absl::StrCat("mkdtemp ", templ, " failed: ", std::strerror(errno)));
+  }
+  return ScopedTempDir(std::move(templ));
+}
+
+ScopedTempDir::ScopedTempDir(ScopedTempDir&& other) noexcept
+    : path_(std::exchange(other.path_, std::string())) {}
+
+ScopedTempDir& ScopedTempDir::operator=(ScopedTempDir&& other) noexcept {
+  if (this != &other) {
+    Remove();
+    path_ = std::exchange(other.path_, std::string());
+  }
+  return *this;
+}
+
+ScopedTempDir::~ScopedTempDir() { Remove(); }
+
+void ScopedTempDir::Remove() {
+  if (path_.empty()) return;
+  std::error_code ec;  // best effort: a leftover temp dir must not fail a test
+  std::filesystem::remove_all(path_, ec);
+  path_.clear();
+}
+
+std::string ScopedTempDir::Join(std::string_view name) const {
+  return (std::filesystem::path(path_) / std::string(name)).string();
+}
+
+absl::Status WriteModelDir(const std::string& dir, const nlohmann::json& config,
+                           const std::vector<NamedFile>& files) {
+  if (!config.is_null()) {
+    absl::Status status =
+        WriteFile((std::filesystem::path(dir) / "config.json").string(), config.dump(2));
+    if (!status.ok()) return status;
+  }
+  for (const NamedFile& file : files) {
+    absl::Status status =
+        WriteFile((std::filesystem::path(dir) / file.name).string(), file.contents);
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace rami::testing
