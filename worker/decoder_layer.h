@@ -1,0 +1,48 @@
+// One Llama-family decoder layer on the CPU backend:
+//   x = RMSNorm(residual); q,k,v = x·Wqkv (+b); [q/k norm]; RoPE; cache k,v;
+//   residual += AllReduce(Attention(q, cache)·Woᵀ)
+//   x = RMSNorm(residual); residual += AllReduce(SwiGLU(x·Wgate_upᵀ)·Wdownᵀ)
+// The residual add is fused into the next RMSNorm: each sub-layer leaves its output in
+// `delta`, and the following norm adds it to `residual`.
+#pragma once
+
+#include <vector>
+
+#include "absl/status/status.h"
+#include "kernels/paged_attention.h"
+#include "worker/collectives.h"
+#include "worker/model_config.h"
+#include "worker/rope_table.h"
+#include "worker/step_metadata.h"
+#include "worker/weights.h"
+
+namespace rami {
+
+// Activations of one step; sized by Resize, reused by every layer.
+struct LayerWorkspace {
+  std::vector<float> residual;  // [T, hidden]
+  std::vector<float> delta;     // [T, hidden] output of the last sub-layer, not yet added
+  std::vector<float> normed;    // [T, hidden]
+  std::vector<float> qkv;       // [T, (q + 2 kv) · head_dim]
+  std::vector<float> q;         // [T, q_heads, head_dim]
+  std::vector<float> k;         // [T, kv_heads, head_dim]
+  std::vector<float> v;         // [T, kv_heads, head_dim]
+  std::vector<float> attn;      // [T, q_heads · head_dim]
+  std::vector<float> gate_up;   // [T, 2 · intermediate]
+  std::vector<float> act;       // [T, intermediate]
+  void Resize(int num_tokens, const ModelConfig& config, const ShardDims& dims);
+};
+
+struct LayerContext {
+  const ModelConfig& config;
+  const ShardDims& dims;
+  const RopeTable& rope;
+  const StepMetadata& step;
+  kernels::KvPagesView cache;  // page table fields filled from step.pages
+};
+
+// `first`: the residual holds the embeddings and delta is empty (no add before the norm).
+absl::Status RunDecoderLayer(const LayerWeights& w, int layer, bool first, const LayerContext& ctx,
+                             LayerWorkspace& ws, Collectives& comm);
+
+}  // namespace rami

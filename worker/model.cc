@@ -1,0 +1,148 @@
+// Model loading and the step: validate, reserve pages, plan, embed, run the layers, logits.
+#include "worker/model.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "kernels/embedding.h"
+#include "kernels/linear.h"
+#include "kernels/rmsnorm.h"
+#include "worker/checkpoint.h"
+#include "worker/decoder_layer.h"
+#include "worker/step_metadata.h"
+
+namespace rami {
+namespace {
+
+absl::Status ValidateChunks(absl::Span<const SequenceChunk> chunks, const KvCache& cache,
+                            int vocab_size) {
+  if (chunks.empty()) return absl::InvalidArgumentError("step: no sequences");
+  std::set<SeqId> seen;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const SequenceChunk& chunk = chunks[i];
+    if (!cache.Contains(chunk.seq_id)) {
+      return absl::NotFoundError(
+          absl::StrCat("step: chunk ", i, ": unknown sequence ", chunk.seq_id));
+    }
+    if (!seen.insert(chunk.seq_id).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("step: chunk ", i, ": sequence ", chunk.seq_id, " appears twice"));
+    }
+    if (chunk.tokens.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("step: chunk ", i, ": no tokens"));
+    }
+    for (int32_t token : chunk.tokens) {
+      if (token < 0 || token >= vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat("step: chunk ", i, ": token id ", token,
+                                                       " outside [0, ", vocab_size, ")"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Model::Model(ModelConfig config, ModelWeights weights)
+    : config_(std::move(config)),
+      weights_(std::move(weights)),
+      rope_(MakeRopeTable(config_.rope, config_.head_dim)) {}
+
+absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const ShardSpec& shard) {
+  RAMI_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint, Checkpoint::Open(dir));
+  RAMI_ASSIGN_OR_RETURN(ModelConfig config,
+                        ModelConfig::FromJson(checkpoint->config(), dir + "/config.json"));
+  if (config.dms.enabled) {
+    // Running a DMS checkpoint densely without its query surgery would be a different model.
+    return absl::UnimplementedError(
+        absl::StrCat(dir,
+                     ": a DMS checkpoint (dms_* keys in config.json) needs the DMS cache policy, "
+                     "which this build does not have yet"));
+  }
+  RAMI_ASSIGN_OR_RETURN(ModelWeights weights, LoadWeights(*checkpoint, config, shard));
+  return std::unique_ptr<Model>(new Model(std::move(config), std::move(weights)));
+}
+
+std::unique_ptr<KvCache> Model::MakeCache(const KvPoolConfig& pool) const {
+  return std::make_unique<KvCache>(pool, config_.num_layers, weights_.dims.kv_heads,
+                                   config_.head_dim);
+}
+
+absl::StatusOr<ForwardResult> Model::Forward(absl::Span<const SequenceChunk> chunks, KvCache& cache,
+                                             Collectives& comm) const {
+  RAMI_RETURN_IF_ERROR(ValidateChunks(chunks, cache, config_.vocab_size));
+  std::vector<std::pair<SeqId, int64_t>> appends;
+  for (const SequenceChunk& chunk : chunks) {
+    appends.emplace_back(chunk.seq_id, static_cast<int64_t>(chunk.tokens.size()));
+  }
+  RAMI_RETURN_IF_ERROR(cache.ReserveAppend(appends));
+  // From here on only collectives can fail; the cache lengths change only at the end.
+  const StepMetadata step = PlanStep(chunks, cache);
+  const ShardDims& d = weights_.dims;
+  const int t = step.num_tokens;
+  const int hidden = config_.hidden_size;
+
+  LayerWorkspace ws;
+  ws.Resize(t, config_, d);
+  kernels::EmbeddingCpu({.tokens = step.tokens.data(),
+                         .table = weights_.embed.data(),
+                         .out = ws.residual.data(),
+                         .num_tokens = t,
+                         .hidden = hidden,
+                         .vocab_start = d.vocab_start,
+                         .vocab_local = d.vocab});
+  RAMI_RETURN_IF_ERROR(comm.AllReduceSum(ws.residual.data(), ws.residual.size()));
+
+  kernels::KvPagesView view = cache.pool().View();
+  view.page_table = step.pages.page_table.data();
+  view.stream_page_start = step.pages.stream_page_start.data();
+  const LayerContext ctx{config_, d, rope_, step, view};
+  for (int layer = 0; layer < config_.num_layers; ++layer) {
+    RAMI_RETURN_IF_ERROR(
+        RunDecoderLayer(weights_.layers[layer], layer, /*first=*/layer == 0, ctx, ws, comm));
+  }
+
+  // Final norm and LM head, only for the rows that return logits.
+  const int rows = static_cast<int>(step.logit_tokens.size());
+  std::vector<float> selected(static_cast<size_t>(rows) * hidden);
+  kernels::RmsNormCpu({.x = ws.delta.data(),
+                       .residual = ws.residual.data(),
+                       .weight = weights_.final_norm.data(),
+                       .out = ws.normed.data(),
+                       .rows = t,
+                       .cols = hidden,
+                       .eps = static_cast<float>(config_.rms_norm_eps)});
+  for (int r = 0; r < rows; ++r) {
+    std::copy_n(ws.normed.begin() + static_cast<int64_t>(step.logit_tokens[r]) * hidden, hidden,
+                selected.begin() + static_cast<int64_t>(r) * hidden);
+  }
+  std::vector<float> local(static_cast<size_t>(rows) * d.vocab);
+  kernels::LinearCpu({.x = selected.data(),
+                      .w = weights_.lm_head_or_embed().data(),
+                      .y = local.data(),
+                      .m = rows,
+                      .n = d.vocab,
+                      .k = hidden});
+  // Vocab-parallel: gather [world][rows][vocab_local], then lay it out as [rows][vocab].
+  const int world = comm.world_size();
+  std::vector<float> gathered(local.size() * world);
+  RAMI_RETURN_IF_ERROR(comm.AllGather(local.data(), local.size(), gathered.data()));
+  ForwardResult result;
+  result.vocab_size = config_.vocab_size;
+  result.logits.resize(static_cast<size_t>(rows) * config_.vocab_size);
+  for (int r = 0; r < world; ++r) {
+    for (int row = 0; row < rows; ++row) {
+      std::copy_n(gathered.begin() + (static_cast<int64_t>(r) * rows + row) * d.vocab, d.vocab,
+                  result.logits.begin() + static_cast<int64_t>(row) * config_.vocab_size +
+                      static_cast<int64_t>(r) * d.vocab);
+    }
+  }
+  result.first_row = step.first_row;
+  for (const SequenceChunk& chunk : chunks) {
+    cache.CommitAppend(chunk.seq_id, static_cast<int64_t>(chunk.tokens.size()));
+  }
+  return result;
+}
+
+}  // namespace rami

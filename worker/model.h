@@ -1,0 +1,61 @@
+// Model: one tensor-parallel rank of a Llama-family decoder (Llama, Qwen2, Qwen3) on the CPU
+// backend, and its forward pass over a ragged batch of sequence chunks (prefill chunks and
+// decode tokens mixed) with KV in a paged cache.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "worker/collectives.h"
+#include "worker/kv_cache.h"
+#include "worker/model_config.h"
+#include "worker/rope_table.h"
+#include "worker/weights.h"
+
+namespace rami {
+
+// New tokens of one sequence for one step: a prefill chunk or a single decode token. They
+// are appended after the sequence's cached tokens.
+struct SequenceChunk {
+  SeqId seq_id = 0;
+  std::vector<int32_t> tokens;
+  bool all_logits = false;  // logits of every token (else only of the last one)
+};
+
+struct ForwardResult {
+  int vocab_size = 0;
+  std::vector<float> logits;       // [rows, vocab_size], full vocabulary on every rank
+  std::vector<int32_t> first_row;  // [num_chunks] first logits row of each chunk
+};
+
+class Model {
+ public:
+  // Reads config.json and this rank's shard of the weights from a Hugging Face model dir.
+  static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir,
+                                                     const ShardSpec& shard);
+
+  const ModelConfig& config() const { return config_; }
+  const ShardDims& dims() const { return weights_.dims; }
+
+  // A KV cache shaped for this rank (its local KV heads).
+  std::unique_ptr<KvCache> MakeCache(const KvPoolConfig& pool) const;
+
+  // Runs one step. Every chunk's sequence must exist in `cache`, appear once, and carry at
+  // least one token id in [0, vocab_size). Validation and page reservation happen before the
+  // first collective; on error nothing changed in the cache.
+  absl::StatusOr<ForwardResult> Forward(absl::Span<const SequenceChunk> chunks, KvCache& cache,
+                                        Collectives& comm) const;
+
+ private:
+  Model(ModelConfig config, ModelWeights weights);
+
+  ModelConfig config_;
+  ModelWeights weights_;
+  RopeTable rope_;
+};
+
+}  // namespace rami

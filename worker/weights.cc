@@ -1,0 +1,158 @@
+// Loading and tensor-parallel slicing of a Llama-family checkpoint.
+#include "worker/weights.h"
+
+#include <set>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/status_macros.h"
+
+namespace rami {
+namespace {
+
+using Shape = std::vector<int64_t>;
+
+absl::Status NotDivisible(const std::string& what, int64_t value, int world) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " (", value, ") is not divisible by the tensor-parallel size ", world));
+}
+
+// Reads tensors of one checkpoint and remembers every name it was asked for, so that the
+// caller can report tensors the checkpoint has but the architecture does not use.
+class ShardReader {
+ public:
+  ShardReader(const Checkpoint& checkpoint) : checkpoint_(checkpoint) {}
+
+  absl::StatusOr<std::vector<float>> Read(const std::string& name, const Shape& shape,
+                                          const TensorSlice& slice = {}) {
+    used_.insert(name);
+    return checkpoint_.ReadF32(name, shape, slice);
+  }
+  void MarkUsed(const std::string& name) { used_.insert(name); }
+
+  absl::Status CheckNoUnexpected() const {
+    std::vector<std::string> unexpected;
+    for (const std::string& name : checkpoint_.TensorNames()) {
+      if (used_.count(name) != 0) continue;
+      // Buffers some old checkpoints carry; recomputed from the config.
+      if (absl::EndsWith(name, ".rotary_emb.inv_freq")) continue;
+      unexpected.push_back(name);
+    }
+    if (unexpected.empty()) return absl::OkStatus();
+    if (unexpected.size() > 5) unexpected.resize(5);
+    return absl::InvalidArgumentError(absl::StrCat(
+        checkpoint_.dir(),
+        ": unexpected tensors for this architecture: ", absl::StrJoin(unexpected, ", ")));
+  }
+
+ private:
+  const Checkpoint& checkpoint_;
+  std::set<std::string> used_;
+};
+
+void Append(std::vector<float>& dst, const std::vector<float>& src) {
+  dst.insert(dst.end(), src.begin(), src.end());
+}
+
+absl::StatusOr<LayerWeights> LoadLayer(ShardReader& reader, const ModelConfig& c,
+                                       const ShardDims& d, const ShardSpec& shard, int layer) {
+  const std::string p = absl::StrCat("model.layers.", layer, ".");
+  const int64_t hidden = c.hidden_size;
+  const int64_t hd = c.head_dim;
+  const int64_t q_rows = int64_t{c.num_q_heads} * hd;
+  const int64_t kv_rows = int64_t{c.num_kv_heads} * hd;
+  const TensorSlice q_slice{0, shard.rank * d.q_heads * hd, d.q_heads * hd};
+  const TensorSlice kv_slice{0, shard.rank * d.kv_heads * hd, d.kv_heads * hd};
+
+  LayerWeights w;
+  RAMI_ASSIGN_OR_RETURN(w.input_norm, reader.Read(p + "input_layernorm.weight", {hidden}));
+  RAMI_ASSIGN_OR_RETURN(w.post_norm, reader.Read(p + "post_attention_layernorm.weight", {hidden}));
+  const std::string attn = p + "self_attn.";
+  for (const auto& [proj, rows, slice] :
+       {std::tuple{"q_proj", q_rows, q_slice}, std::tuple{"k_proj", kv_rows, kv_slice},
+        std::tuple{"v_proj", kv_rows, kv_slice}}) {
+    const std::string name = attn + proj;
+    RAMI_ASSIGN_OR_RETURN(std::vector<float> weight,
+                          reader.Read(name + ".weight", {rows, hidden}, slice));
+    Append(w.qkv, weight);
+    if (c.qkv_bias) {
+      RAMI_ASSIGN_OR_RETURN(std::vector<float> bias, reader.Read(name + ".bias", {rows}, slice));
+      Append(w.qkv_bias, bias);
+    }
+  }
+  if (c.qk_norm) {
+    RAMI_ASSIGN_OR_RETURN(w.q_norm, reader.Read(attn + "q_norm.weight", {hd}));
+    RAMI_ASSIGN_OR_RETURN(w.k_norm, reader.Read(attn + "k_norm.weight", {hd}));
+  }
+  RAMI_ASSIGN_OR_RETURN(w.o_proj, reader.Read(attn + "o_proj.weight", {hidden, q_rows},
+                                              {1, shard.rank * d.q_heads * hd, d.q_heads * hd}));
+  if (c.o_bias) {
+    // Row-parallel: the partial outputs are summed, so only one rank adds the bias.
+    RAMI_ASSIGN_OR_RETURN(std::vector<float> bias, reader.Read(attn + "o_proj.bias", {hidden}));
+    if (shard.rank == 0) w.o_bias = std::move(bias);
+  }
+  const std::string mlp = p + "mlp.";
+  const int64_t inter = c.intermediate_size;
+  const TensorSlice inter_rows{0, int64_t{shard.rank} * d.intermediate, d.intermediate};
+  for (const char* proj : {"gate_proj", "up_proj"}) {
+    RAMI_ASSIGN_OR_RETURN(std::vector<float> weight,
+                          reader.Read(mlp + proj + ".weight", {inter, hidden}, inter_rows));
+    Append(w.gate_up, weight);
+  }
+  RAMI_ASSIGN_OR_RETURN(w.down,
+                        reader.Read(mlp + "down_proj.weight", {hidden, inter},
+                                    {1, int64_t{shard.rank} * d.intermediate, d.intermediate}));
+  return w;
+}
+
+}  // namespace
+
+absl::StatusOr<ShardDims> ShardDims::Make(const ModelConfig& c, const ShardSpec& shard) {
+  const int t = shard.world_size;
+  if (t < 1 || shard.rank < 0 || shard.rank >= t) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid shard: rank ", shard.rank, " of world size ", t));
+  }
+  if (c.num_q_heads % t != 0) return NotDivisible("num_attention_heads", c.num_q_heads, t);
+  if (c.num_kv_heads % t != 0) return NotDivisible("num_key_value_heads", c.num_kv_heads, t);
+  if (c.intermediate_size % t != 0)
+    return NotDivisible("intermediate_size", c.intermediate_size, t);
+  if (c.vocab_size % t != 0) return NotDivisible("vocab_size", c.vocab_size, t);
+  ShardDims d;
+  d.q_heads = c.num_q_heads / t;
+  d.kv_heads = c.num_kv_heads / t;
+  d.intermediate = c.intermediate_size / t;
+  d.vocab = c.vocab_size / t;
+  d.vocab_start = shard.rank * d.vocab;
+  return d;
+}
+
+absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& checkpoint, const ModelConfig& c,
+                                         const ShardSpec& shard) {
+  ModelWeights w;
+  RAMI_ASSIGN_OR_RETURN(w.dims, ShardDims::Make(c, shard));
+  ShardReader reader(checkpoint);
+  const int64_t hidden = c.hidden_size;
+  const TensorSlice vocab_rows{0, w.dims.vocab_start, w.dims.vocab};
+  RAMI_ASSIGN_OR_RETURN(
+      w.embed, reader.Read("model.embed_tokens.weight", {c.vocab_size, hidden}, vocab_rows));
+  if (c.tie_word_embeddings) {
+    // Tied checkpoints usually omit lm_head; one that stores it anyway stores a copy.
+    reader.MarkUsed("lm_head.weight");
+  } else {
+    RAMI_ASSIGN_OR_RETURN(w.lm_head,
+                          reader.Read("lm_head.weight", {c.vocab_size, hidden}, vocab_rows));
+  }
+  RAMI_ASSIGN_OR_RETURN(w.final_norm, reader.Read("model.norm.weight", {hidden}));
+  w.layers.reserve(c.num_layers);
+  for (int layer = 0; layer < c.num_layers; ++layer) {
+    RAMI_ASSIGN_OR_RETURN(LayerWeights lw, LoadLayer(reader, c, w.dims, shard, layer));
+    w.layers.push_back(std::move(lw));
+  }
+  RAMI_RETURN_IF_ERROR(reader.CheckNoUnexpected());
+  return w;
+}
+
+}  // namespace rami
