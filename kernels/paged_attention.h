@@ -1,9 +1,16 @@
-// Attention over a paged KV cache, and the write of new keys/values into it.
+// Attention over the DMS-layout paged KV cache, and the write of new keys/values into it.
 //
-// Layout: K and V live in two pools of fixed-size pages, [num_pages, page_size, head_dim].
-// A *stream* is the key sequence of one (sequence, layer, KV head); its pages are
-// page_table[stream_page_start[s] ...] in order, and slot j of the stream is at
-// page page_table[stream_page_start[s] + j / page_size], offset j % page_size.
+// Layout (shared/docs/dms.md §4): K and V live in two pools of fixed-size pages,
+// [num_pages, page_size, head_dim]. A *stream* is the key sequence of one (sequence, layer,
+// KV head) and has two page lists:
+//   kept:   a compact list of tokens that left the window with flag 0 — always visible;
+//           slot j at page page_table[kept_page_start[s] + j / page_size].
+//   window: the newest tokens in position order; window slot i holds position
+//           window_base[s] + i, at page page_table[window_page_start[s] + i / page_size].
+//           Positions before window_start[s] have left the window.
+// Visibility (dms.md §3): query at position t sees window position p ≤ t iff
+// t − p ≤ window or window_flags[s][p − window_base[s]] == 0 (flag 1 = evicted later).
+// Dense is the same layout with an infinite window and no flags.
 // The streams of one (sequence, layer) are consecutive: KV head h of a token uses stream
 // token_stream[t] + h. Query head q reads KV head q / (num_q_heads / num_kv_heads) (GQA).
 #pragma once
@@ -12,35 +19,40 @@
 
 namespace rami::kernels {
 
-struct KvPagesView {
+struct KvStreamsView {
   float* k_pool = nullptr;                     // [num_pages, page_size, head_dim]
   float* v_pool = nullptr;                     // [num_pages, page_size, head_dim]
-  const int32_t* page_table = nullptr;         // flat page ids of all streams
-  const int32_t* stream_page_start = nullptr;  // [num_streams] offset into page_table
+  const int32_t* page_table = nullptr;         // page ids of all streams' lists
+  const int32_t* kept_page_start = nullptr;    // [num_streams] offset into page_table
+  const int32_t* kept_count = nullptr;         // [num_streams] tokens in kept
+  const int32_t* window_page_start = nullptr;  // [num_streams] offset into page_table
+  const int32_t* window_base = nullptr;        // [num_streams] position of window slot 0
+  const int32_t* window_start = nullptr;       // [num_streams] oldest position still in window
+  uint8_t* const* window_flags = nullptr;  // [num_streams] → [window slots]; null: no eviction
   int page_size = 0;
   int head_dim = 0;
+  int32_t window = 0;  // W: distance within which every token is visible
 };
 
-// Writes the keys/values of new tokens: token t, KV head h goes to slot token_slot[t] of
-// stream token_stream[t] + h.
+// Writes the keys/values of new tokens into their window slots. With `alpha`, also records
+// the one-token shift of DMS: token t's decision becomes the flag of position t − 1.
 struct KvWriteParams {
-  KvPagesView cache;
+  KvStreamsView cache;
   const float* k = nullptr;               // [num_tokens, num_kv_heads, head_dim]
   const float* v = nullptr;               // [num_tokens, num_kv_heads, head_dim]
+  const uint8_t* alpha = nullptr;         // [num_tokens, num_kv_heads] 1 = evict, or null
   const int32_t* token_stream = nullptr;  // [num_tokens]
-  const int32_t* token_slot = nullptr;    // [num_tokens]
+  const int32_t* positions = nullptr;     // [num_tokens]
   int num_tokens = 0;
   int num_kv_heads = 0;
 };
 
-// Query t attends to slots [0, token_kv_len[t]) of its streams (causality is expressed by
-// the length: a prefill token sees the prefix up to and including itself).
 struct PagedAttentionParams {
-  KvPagesView cache;
+  KvStreamsView cache;
   const float* q = nullptr;               // [num_tokens, num_q_heads, head_dim]
   float* out = nullptr;                   // [num_tokens, num_q_heads, head_dim]
   const int32_t* token_stream = nullptr;  // [num_tokens]
-  const int32_t* token_kv_len = nullptr;  // [num_tokens]
+  const int32_t* positions = nullptr;     // [num_tokens]
   int num_tokens = 0;
   int num_q_heads = 0;
   int num_kv_heads = 0;

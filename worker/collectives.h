@@ -19,6 +19,8 @@ class Collectives {
   // out = concatenation of every rank's `in` (count elements each) in rank order:
   // out[r * count + i] = in_of_rank_r[i].
   virtual absl::Status AllGather(const float* in, size_t count, float* out) = 0;
+  // data = root's data on every rank.
+  virtual absl::Status Broadcast(float* data, size_t count, int root) = 0;
 };
 
 // World of one: reductions are the identity.
@@ -28,6 +30,7 @@ class SingleRankCollectives final : public Collectives {
   int world_size() const override { return 1; }
   absl::Status AllReduceSum(float*, size_t) override { return absl::OkStatus(); }
   absl::Status AllGather(const float* in, size_t count, float* out) override;
+  absl::Status Broadcast(float*, size_t, int) override { return absl::OkStatus(); }
 };
 
 }  // namespace rami

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "base/status_macros.h"
+#include "kernels/dms_decision.h"
 #include "kernels/linear.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
@@ -50,18 +51,21 @@ void SplitQkv(LayerWorkspace& ws, int num_tokens, int q_width, int kv_width) {
   }
 }
 
-void HeadNormAndRope(std::vector<float>& x, const std::vector<float>& norm, int heads,
-                     const LayerContext& ctx) {
+// Qwen3: RMSNorm over each head's head_dim channels, before RoPE.
+void HeadNorm(std::vector<float>& x, const std::vector<float>& norm, int heads,
+              const LayerContext& ctx) {
+  if (norm.empty()) return;
+  kernels::RmsNormCpu({.x = x.data(),
+                       .weight = norm.data(),
+                       .out = x.data(),
+                       .rows = ctx.step.num_tokens * heads,
+                       .cols = ctx.config.head_dim,
+                       .eps = static_cast<float>(ctx.config.rms_norm_eps)});
+}
+
+void Rope(std::vector<float>& x, int heads, const LayerContext& ctx) {
   const int num_tokens = ctx.step.num_tokens;
   const int d = ctx.config.head_dim;
-  if (!norm.empty()) {  // Qwen3: RMSNorm over each head's head_dim channels, before RoPE
-    kernels::RmsNormCpu({.x = x.data(),
-                         .weight = norm.data(),
-                         .out = x.data(),
-                         .rows = num_tokens * heads,
-                         .cols = d,
-                         .eps = static_cast<float>(ctx.config.rms_norm_eps)});
-  }
   kernels::RopeCpu({.x = x.data(),
                     .positions = ctx.step.positions.data(),
                     .inv_freq = ctx.rope.inv_freq.data(),
@@ -69,6 +73,52 @@ void HeadNormAndRope(std::vector<float>& x, const std::vector<float>& norm, int 
                     .num_heads = heads,
                     .head_dim = d,
                     .attention_scale = ctx.rope.attention_scale});
+}
+
+kernels::DmsQueryDecisionParams SurgeryParams(const LayerContext& ctx, LayerWorkspace& ws) {
+  return {.q = ws.q.data(),
+          .alpha = ws.alpha.data(),
+          .num_tokens = ctx.step.num_tokens,
+          .num_q_heads = ctx.dims.q_heads,
+          .num_kv_heads = ctx.dims.kv_heads,
+          .head_dim = ctx.config.head_dim,
+          .alpha_scale = static_cast<float>(ctx.config.dms.alpha_scale),
+          .alpha_offset = static_cast<float>(ctx.config.dms.initial_alpha_offset)};
+}
+
+// DMS adapter: α = (dms_proj_alpha · RMSNorm_alpha(x) · scale − offset > 0), with x the
+// layer input before input_layernorm (the residual stream, after the fused add).
+void AdapterDecisions(const LayerWeights& w, const LayerContext& ctx, LayerWorkspace& ws) {
+  const ModelConfig& c = ctx.config;
+  const int t = ctx.step.num_tokens;
+  std::vector<float> x(ws.residual.size());
+  kernels::RmsNormCpu({.x = ws.residual.data(),
+                       .weight = w.dms_alpha_norm.data(),
+                       .out = x.data(),
+                       .rows = t,
+                       .cols = c.hidden_size,
+                       .eps = static_cast<float>(c.rms_norm_eps)});
+  Linear(x, w.dms_alpha, w.dms_alpha_bias, ws.alpha_logits, t, ctx.dims.kv_heads, c.hidden_size);
+  kernels::DmsLogitDecisionCpu({.logits = ws.alpha_logits.data(),
+                                .alpha = ws.alpha.data(),
+                                .count = t * ctx.dims.kv_heads,
+                                .alpha_scale = static_cast<float>(c.dms.alpha_scale),
+                                .alpha_offset = static_cast<float>(c.dms.initial_alpha_offset)});
+}
+
+// dms_alpha_per "layer": KV head 0's decision (on rank 0) serves every head of every rank.
+absl::Status ShareHeadZero(const LayerContext& ctx, LayerWorkspace& ws, Collectives& comm) {
+  const int t = ctx.step.num_tokens;
+  const int heads = ctx.dims.kv_heads;
+  std::vector<float> head_zero(t);
+  for (int i = 0; i < t; ++i) head_zero[i] = ws.alpha[static_cast<size_t>(i) * heads];
+  RAMI_RETURN_IF_ERROR(comm.Broadcast(head_zero.data(), head_zero.size(), /*root=*/0));
+  for (int i = 0; i < t; ++i) {
+    for (int h = 0; h < heads; ++h) {
+      ws.alpha[static_cast<size_t>(i) * heads + h] = static_cast<uint8_t>(head_zero[i]);
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -86,6 +136,8 @@ void LayerWorkspace::Resize(int num_tokens, const ModelConfig& c, const ShardDim
   attn.resize(t * d.q_heads * hd);
   gate_up.resize(t * 2 * d.intermediate);
   act.resize(t * d.intermediate);
+  alpha_logits.resize(t * d.kv_heads);
+  alpha.resize(t * d.kv_heads);
 }
 
 absl::Status RunDecoderLayer(const LayerWeights& w, int layer, bool first, const LayerContext& ctx,
@@ -99,23 +151,32 @@ absl::Status RunDecoderLayer(const LayerWeights& w, int layer, bool first, const
 
   // Attention block.
   AddAndNorm(ws, w.input_norm, /*add=*/!first, t, c);
+  if (c.dms.enabled && c.dms.separate_alpha) AdapterDecisions(w, ctx, ws);
   Linear(ws.normed, w.qkv, w.qkv_bias, ws.qkv, t, q_width + 2 * kv_width, c.hidden_size);
   SplitQkv(ws, t, q_width, kv_width);
-  HeadNormAndRope(ws.q, w.q_norm, d.q_heads, ctx);
-  HeadNormAndRope(ws.k, w.k_norm, d.kv_heads, ctx);
+  HeadNorm(ws.q, w.q_norm, d.q_heads, ctx);
+  HeadNorm(ws.k, w.k_norm, d.kv_heads, ctx);
+  const kernels::DmsQueryDecisionParams surgery = SurgeryParams(ctx, ws);
+  const bool borrowed = c.dms.enabled && !c.dms.separate_alpha;
+  if (borrowed) kernels::DmsQueryDecisionCpu(surgery);  // reads α, zeroes the channel
+  Rope(ws.q, d.q_heads, ctx);
+  Rope(ws.k, d.kv_heads, ctx);
+  if (borrowed) kernels::DmsZeroDecisionChannelCpu(surgery);  // RoPE mixed it back in
+  if (c.dms.enabled && c.dms.alpha_per_layer) RAMI_RETURN_IF_ERROR(ShareHeadZero(ctx, ws, comm));
   const int32_t* streams = step.token_stream[layer].data();
   kernels::KvWriteCpu({.cache = ctx.cache,
                        .k = ws.k.data(),
                        .v = ws.v.data(),
+                       .alpha = ctx.write_decisions ? ws.alpha.data() : nullptr,
                        .token_stream = streams,
-                       .token_slot = step.token_slot.data(),
+                       .positions = step.positions.data(),
                        .num_tokens = t,
                        .num_kv_heads = d.kv_heads});
   kernels::PagedAttentionCpu({.cache = ctx.cache,
                               .q = ws.q.data(),
                               .out = ws.attn.data(),
                               .token_stream = streams,
-                              .token_kv_len = step.token_kv_len.data(),
+                              .positions = step.positions.data(),
                               .num_tokens = t,
                               .num_q_heads = d.q_heads,
                               .num_kv_heads = d.kv_heads,

@@ -1,5 +1,6 @@
 // One Llama-family decoder layer on the CPU backend:
-//   x = RMSNorm(residual); q,k,v = x·Wqkv (+b); [q/k norm]; RoPE; cache k,v;
+//   x = RMSNorm(residual); q,k,v = x·Wqkv (+b); [q/k norm]; [DMS decision + query surgery];
+//   RoPE; cache k,v (+ DMS flags);
 //   residual += AllReduce(Attention(q, cache)·Woᵀ)
 //   x = RMSNorm(residual); residual += AllReduce(SwiGLU(x·Wgate_upᵀ)·Wdownᵀ)
 // The residual add is fused into the next RMSNorm: each sub-layer leaves its output in
@@ -20,16 +21,18 @@ namespace rami {
 
 // Activations of one step; sized by Resize, reused by every layer.
 struct LayerWorkspace {
-  std::vector<float> residual;  // [T, hidden]
-  std::vector<float> delta;     // [T, hidden] output of the last sub-layer, not yet added
-  std::vector<float> normed;    // [T, hidden]
-  std::vector<float> qkv;       // [T, (q + 2 kv) · head_dim]
-  std::vector<float> q;         // [T, q_heads, head_dim]
-  std::vector<float> k;         // [T, kv_heads, head_dim]
-  std::vector<float> v;         // [T, kv_heads, head_dim]
-  std::vector<float> attn;      // [T, q_heads · head_dim]
-  std::vector<float> gate_up;   // [T, 2 · intermediate]
-  std::vector<float> act;       // [T, intermediate]
+  std::vector<float> residual;      // [T, hidden]
+  std::vector<float> delta;         // [T, hidden] output of the last sub-layer, not yet added
+  std::vector<float> normed;        // [T, hidden]
+  std::vector<float> qkv;           // [T, (q + 2 kv) · head_dim]
+  std::vector<float> q;             // [T, q_heads, head_dim]
+  std::vector<float> k;             // [T, kv_heads, head_dim]
+  std::vector<float> v;             // [T, kv_heads, head_dim]
+  std::vector<float> attn;          // [T, q_heads · head_dim]
+  std::vector<float> gate_up;       // [T, 2 · intermediate]
+  std::vector<float> act;           // [T, intermediate]
+  std::vector<float> alpha_logits;  // [T, kv_heads] DMS adapter logits
+  std::vector<uint8_t> alpha;       // [T, kv_heads] DMS decisions, 1 = evict
   void Resize(int num_tokens, const ModelConfig& config, const ShardDims& dims);
 };
 
@@ -38,7 +41,8 @@ struct LayerContext {
   const ShardDims& dims;
   const RopeTable& rope;
   const StepMetadata& step;
-  kernels::KvPagesView cache;  // page table fields filled from step.pages
+  kernels::KvStreamsView cache;  // stream fields filled from step.streams
+  bool write_decisions;          // the cache policy is dms: decisions become flags
 };
 
 // `first`: the residual holds the embeddings and delta is empty (no add before the norm).

@@ -1,7 +1,8 @@
-// KvCache: one rank's KV-cache shard under the dense policy — for every (sequence, layer,
-// local KV head) a stream of token slots stored in pages of the KvPagePool. Slot j of a
-// stream holds the token at position j. (The DMS policy keeps per-head streams of different
-// lengths over the same pool; see shared/docs/dms.md §4.)
+// KvCache: one rank's KV-cache shard — a page pool and, per sequence, one KvStream per
+// (layer, local KV head) under one CachePolicy (dense, dms or window). It reserves pages
+// before a step (all or nothing), describes the step's streams to the kernels, commits the
+// step (promotions, evictions, releases), forks sequences, and reports the accounting the
+// scheduler plans with (dms.md §4).
 #pragma once
 
 #include <cstdint>
@@ -11,58 +12,104 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "kernels/paged_attention.h"
+#include "worker/cache_policy.h"
 #include "worker/kv_page_pool.h"
+#include "worker/kv_stream.h"
 
 namespace rami {
 
 using SeqId = int64_t;
 
-// The flattened page tables of one step's sequences, built once per step and read by every
-// layer. Stream (b, layer, h) of batch entry b is number (b · num_layers + layer) ·
-// num_kv_heads + h.
-struct StepPageTable {
-  std::vector<int32_t> page_table;         // all streams' page ids, concatenated
-  std::vector<int32_t> stream_page_start;  // [num_streams] offset into page_table
+// The streams of one step's sequences as the kernels read them, built once per step. Stream
+// (b, layer, h) of batch entry b is number (b · num_layers + layer) · num_kv_heads + h.
+struct StepStreams {
+  std::vector<int32_t> page_table;  // every list's page ids, concatenated
+  std::vector<int32_t> kept_page_start;
+  std::vector<int32_t> kept_count;
+  std::vector<int32_t> window_page_start;
+  std::vector<int32_t> window_base;
+  std::vector<int32_t> window_start;
+  std::vector<uint8_t*> window_flags;  // into the cache's streams; empty if nothing is evicted
+};
+
+struct SequenceStats {
+  int64_t logical_tokens = 0;  // tokens processed
+  int64_t live_min = 0;        // live tokens over the (layer, head) streams: min, max, sum
+  int64_t live_max = 0;
+  int64_t live_sum = 0;
+  double live_fraction = 1.0;  // mean over streams of live / logical
+  int64_t decided = 0;         // eviction decisions taken (one per token, layer and head)
+  int64_t evicted = 0;
+  int64_t page_refs = 0;  // pages its streams reference (shared pages counted here too)
+};
+
+struct CacheStats {
+  int num_pages = 0;
+  int free_pages = 0;
+  int pages_in_use = 0;  // physical: forked sequences share pages
+  int num_sequences = 0;
+  int64_t logical_tokens = 0;
+  int64_t live_tokens = 0;         // summed over sequences and streams
+  double compression_ratio = 1.0;  // 1 / mean(live / logical) over streams and sequences
+  double eviction_rate = 0.0;      // mean α over all decisions
 };
 
 class KvCache {
  public:
-  KvCache(const KvPoolConfig& pool_config, int num_layers, int num_kv_heads, int head_dim);
+  KvCache(const KvPoolConfig& pool_config, int num_layers, int num_kv_heads, int head_dim,
+          const CachePolicy& policy);
 
+  const CachePolicy& policy() const { return rules_.policy; }
   int num_layers() const { return num_layers_; }
   int num_kv_heads() const { return num_kv_heads_; }
   KvPagePool& pool() { return pool_; }
   const KvPagePool& pool() const { return pool_; }
 
   absl::Status AddSequence(SeqId id);   // AlreadyExists when present
-  absl::Status FreeSequence(SeqId id);  // NotFound when absent; returns all its pages
+  absl::Status FreeSequence(SeqId id);  // NotFound when absent; releases its references
   bool Contains(SeqId id) const { return seqs_.count(id) != 0; }
   int num_sequences() const { return static_cast<int>(seqs_.size()); }
-  // Tokens cached for `id` (0 for an unknown id).
-  int64_t Length(SeqId id) const;
+  int64_t Length(SeqId id) const;  // tokens processed (0 for an unknown id)
 
-  // Pages that appending `num_tokens` to `id` would allocate (all layers and heads).
-  int64_t PagesToAppend(SeqId id, int64_t num_tokens) const;
-  // Makes room for appending tokens to several sequences, all or nothing: ResourceExhausted
-  // (and nothing allocated) when the pool cannot hold them all. Lengths do not change until
-  // CommitAppend.
+  // Children share the parent's full pages and copy its partial tail pages; each then
+  // evolves on its own (the parent's pending flag stays pending in every child). All or
+  // nothing: NotFound / AlreadyExists / ResourceExhausted leave the cache unchanged.
+  absl::Status Fork(SeqId parent, absl::Span<const SeqId> children);
+  int64_t ForkPageBound(SeqId parent) const;  // pages one child allocates
+
+  // Pages that appending `count` tokens to `id` may allocate (exact for a decode step).
+  int64_t PagesToAppend(SeqId id, int64_t count) const;
+  // Reserves pages for a step, all or nothing (ResourceExhausted, nothing allocated).
   absl::Status ReserveAppend(absl::Span<const std::pair<SeqId, int64_t>> appends);
-  // Records that `num_tokens` reserved slots of `id` now hold tokens.
-  void CommitAppend(SeqId id, int64_t num_tokens);
+  // After a successful step that appended `count` tokens to `id`.
+  void CommitAppend(SeqId id, int64_t count);
+  // After a failed step: returns the unused reservation; the sequence is as before.
+  void AbortAppend(SeqId id);
+  // Pages each of the next k decode steps of `ids` allocates (one token per sequence per
+  // step): exact for k ≤ W under dms, always for dense and window.
+  std::vector<int64_t> DecodePageNeeds(absl::Span<const SeqId> ids, int k) const;
 
-  StepPageTable BuildPageTable(absl::Span<const SeqId> batch) const;
+  StepStreams BuildStepStreams(absl::Span<const SeqId> batch);
+  // The kernels' view of a step's streams (valid while `streams` and the cache live).
+  kernels::KvStreamsView View(const StepStreams& streams);
+
+  // Live tokens of one (layer, head) stream.
+  int64_t StreamLive(SeqId id, int layer, int head) const;
+  SequenceStats SequenceStatsOf(SeqId id) const;
+  CacheStats Stats() const;
 
  private:
   struct Sequence {
     int64_t length = 0;
-    // [num_layers · num_kv_heads] page lists; under the dense policy they all hold
-    // ceil(reserved / page_size) pages.
-    std::vector<std::vector<int32_t>> streams;
+    std::vector<KvStream> streams;  // [num_layers · num_kv_heads], index layer · H + head
+    int64_t decided = 0;
+    int64_t evicted = 0;
   };
-  int64_t PagesPerStream(int64_t tokens) const;
 
   int num_layers_;
   int num_kv_heads_;
+  StreamRules rules_;
   KvPagePool pool_;
   std::map<SeqId, Sequence> seqs_;
 };

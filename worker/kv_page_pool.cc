@@ -1,5 +1,7 @@
-// The page pool's free list.
+// The page pool's free list and reference counts.
 #include "worker/kv_page_pool.h"
+
+#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
@@ -22,11 +24,13 @@ KvPagePool::KvPagePool(const KvPoolConfig& config, int head_dim)
     : page_size_(config.page_size),
       head_dim_(head_dim),
       num_pages_(config.num_pages),
-      k_(static_cast<size_t>(config.num_pages) * config.page_size * head_dim),
-      v_(k_.size()),
-      allocated_(config.num_pages, false) {
+      refs_(config.num_pages, 0) {
+  if (config.allocate_storage) {
+    k_.resize(static_cast<size_t>(config.num_pages) * config.page_size * head_dim);
+    v_.resize(k_.size());
+  }
   free_.reserve(num_pages_);
-  // Highest id on the bottom of the stack so pages are handed out 0, 1, 2, ...
+  // Highest id at the bottom of the stack so pages are handed out 0, 1, 2, ...
   for (int32_t page = num_pages_ - 1; page >= 0; --page) free_.push_back(page);
 }
 
@@ -35,28 +39,44 @@ absl::StatusOr<std::vector<int32_t>> KvPagePool::Allocate(int count) {
     return absl::ResourceExhaustedError(absl::StrCat("KV cache: ", count, " pages needed, ",
                                                      free_pages(), " of ", num_pages_, " free"));
   }
-  std::vector<int32_t> pages(free_.end() - count, free_.end());
+  std::vector<int32_t> pages(free_.rbegin(), free_.rbegin() + count);
   free_.resize(free_.size() - count);
-  for (int32_t page : pages) allocated_[page] = true;
+  for (int32_t page : pages) refs_[page] = 1;
+  allocated_total_ += count;
   return pages;
 }
 
-void KvPagePool::Release(const std::vector<int32_t>& pages) {
-  for (int32_t page : pages) {
-    RAMI_CHECK(page >= 0 && page < num_pages_ && allocated_[page], "KV page %d released twice",
-               page);
-    allocated_[page] = false;
+void KvPagePool::Retain(int32_t page) {
+  RAMI_CHECK(page >= 0 && page < num_pages_ && refs_[page] > 0, "retain of free KV page %d", page);
+  ++refs_[page];
+}
+
+void KvPagePool::Release(int32_t page) {
+  RAMI_CHECK(page >= 0 && page < num_pages_ && refs_[page] > 0, "release of free KV page %d", page);
+  if (--refs_[page] == 0) {
     free_.push_back(page);
+    ++freed_total_;
   }
 }
 
-kernels::KvPagesView KvPagePool::View() {
-  kernels::KvPagesView view;
-  view.k_pool = k_.data();
-  view.v_pool = v_.data();
-  view.page_size = page_size_;
-  view.head_dim = head_dim_;
-  return view;
+float* KvPagePool::k(int32_t page, int slot) {
+  return k_.data() + (static_cast<int64_t>(page) * page_size_ + slot) * head_dim_;
+}
+
+float* KvPagePool::v(int32_t page, int slot) {
+  return v_.data() + (static_cast<int64_t>(page) * page_size_ + slot) * head_dim_;
+}
+
+void KvPagePool::CopySlots(int32_t src, int32_t dst, int count) {
+  if (k_.empty()) return;  // accounting only
+  std::copy_n(k(src, 0), static_cast<size_t>(count) * head_dim_, k(dst, 0));
+  std::copy_n(v(src, 0), static_cast<size_t>(count) * head_dim_, v(dst, 0));
+}
+
+void KvPagePool::CopySlot(int32_t src, int src_slot, int32_t dst, int dst_slot) {
+  if (k_.empty()) return;  // accounting only
+  std::copy_n(k(src, src_slot), head_dim_, k(dst, dst_slot));
+  std::copy_n(v(src, src_slot), head_dim_, v(dst, dst_slot));
 }
 
 }  // namespace rami

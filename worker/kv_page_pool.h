@@ -1,18 +1,20 @@
 // KvPagePool: one rank's KV storage — fixed-size pages of page_size tokens × head_dim for K
-// and for V — and the free list that hands pages out. Storage is host memory (CPU backend).
+// and for V — with reference counts, so that forked sequences share immutable pages.
+// Storage is host memory (CPU backend); an accounting-only pool (no storage) runs the real
+// bookkeeping for capacity planning without allocating KV memory.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "kernels/paged_attention.h"
 
 namespace rami {
 
 struct KvPoolConfig {
   int page_size = 16;  // tokens per page
   int num_pages = 0;
+  bool allocate_storage = true;  // false: bookkeeping only (benchmarks, planning)
   absl::Status Validate() const;
 };
 
@@ -24,24 +26,41 @@ class KvPagePool {
   int head_dim() const { return head_dim_; }
   int num_pages() const { return num_pages_; }
   int free_pages() const { return static_cast<int>(free_.size()); }
+  int pages_in_use() const { return num_pages_ - free_pages(); }
+  // Monotonic counters: pages handed out by Allocate and pages returned to the free list.
+  int64_t pages_allocated_total() const { return allocated_total_; }
+  int64_t pages_freed_total() const { return freed_total_; }
 
-  // `count` pages, all or none: ResourceExhausted (with the numbers) when fewer are free.
+  // `count` pages with reference count 1, all or none: ResourceExhausted (with the numbers)
+  // when fewer are free.
   absl::StatusOr<std::vector<int32_t>> Allocate(int count);
-  // Returns pages to the free list. Each page must be allocated (CHECKed: a double free is a
-  // bookkeeping bug, not bad input).
-  void Release(const std::vector<int32_t>& pages);
+  // One more owner of `page`.
+  void Retain(int32_t page);
+  // One owner fewer; a page whose count drops to zero returns to the free list. Releasing a
+  // free page is a bookkeeping bug (RAMI_CHECK), not bad input.
+  void Release(int32_t page);
+  int ref_count(int32_t page) const { return refs_[page]; }
 
-  // A view for the kernels; the page table fields are filled by the caller.
-  kernels::KvPagesView View();
+  // Slot `slot` of `page` (storage must be allocated).
+  float* k(int32_t page, int slot);
+  float* v(int32_t page, int slot);
+  float* k_data() { return k_.data(); }
+  float* v_data() { return v_.data(); }
+  // Copies `count` slots from the start of `src` to the start of `dst` (K and V).
+  void CopySlots(int32_t src, int32_t dst, int count);
+  // Copies one slot (K and V).
+  void CopySlot(int32_t src, int src_slot, int32_t dst, int dst_slot);
 
  private:
   int page_size_;
   int head_dim_;
   int num_pages_;
-  std::vector<float> k_;         // [num_pages, page_size, head_dim]
-  std::vector<float> v_;         // [num_pages, page_size, head_dim]
-  std::vector<int32_t> free_;    // stack of free page ids
-  std::vector<bool> allocated_;  // [num_pages]
+  std::vector<float> k_;       // [num_pages, page_size, head_dim] (empty: accounting only)
+  std::vector<float> v_;       // [num_pages, page_size, head_dim]
+  std::vector<int32_t> free_;  // stack of free page ids
+  std::vector<int32_t> refs_;  // [num_pages] reference counts
+  int64_t allocated_total_ = 0;
+  int64_t freed_total_ = 0;
 };
 
 }  // namespace rami

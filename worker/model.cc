@@ -53,20 +53,26 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const
   RAMI_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint, Checkpoint::Open(dir));
   RAMI_ASSIGN_OR_RETURN(ModelConfig config,
                         ModelConfig::FromJson(checkpoint->config(), dir + "/config.json"));
-  if (config.dms.enabled) {
-    // Running a DMS checkpoint densely without its query surgery would be a different model.
-    return absl::UnimplementedError(
-        absl::StrCat(dir,
-                     ": a DMS checkpoint (dms_* keys in config.json) needs the DMS cache policy, "
-                     "which this build does not have yet"));
-  }
   RAMI_ASSIGN_OR_RETURN(ModelWeights weights, LoadWeights(*checkpoint, config, shard));
   return std::unique_ptr<Model>(new Model(std::move(config), std::move(weights)));
 }
 
-std::unique_ptr<KvCache> Model::MakeCache(const KvPoolConfig& pool) const {
+CachePolicy Model::DefaultCachePolicy() const {
+  if (!config_.dms.enabled || config_.dms.disable_eviction) return CachePolicy::Dense();
+  return CachePolicy::Dms(config_.dms.window_size);
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> Model::MakeCache(const KvPoolConfig& pool,
+                                                          const CachePolicy& policy) const {
+  RAMI_RETURN_IF_ERROR(pool.Validate());
+  RAMI_RETURN_IF_ERROR(policy.Validate());
+  if (policy.kind == CachePolicyKind::kDms && !config_.dms.enabled) {
+    return absl::InvalidArgumentError(
+        "cache policy dms: the checkpoint is not a DMS checkpoint (no dms_* keys in "
+        "config.json); use dense or window");
+  }
   return std::make_unique<KvCache>(pool, config_.num_layers, weights_.dims.kv_heads,
-                                   config_.head_dim);
+                                   config_.head_dim, policy);
 }
 
 absl::StatusOr<ForwardResult> Model::Forward(absl::Span<const SequenceChunk> chunks, KvCache& cache,
@@ -77,7 +83,20 @@ absl::StatusOr<ForwardResult> Model::Forward(absl::Span<const SequenceChunk> chu
     appends.emplace_back(chunk.seq_id, static_cast<int64_t>(chunk.tokens.size()));
   }
   RAMI_RETURN_IF_ERROR(cache.ReserveAppend(appends));
-  // From here on only collectives can fail; the cache lengths change only at the end.
+  // From here on only collectives can fail: the cache changes only when the step succeeded.
+  absl::StatusOr<ForwardResult> result = Run(chunks, cache, comm);
+  for (const SequenceChunk& chunk : chunks) {
+    if (result.ok()) {
+      cache.CommitAppend(chunk.seq_id, static_cast<int64_t>(chunk.tokens.size()));
+    } else {
+      cache.AbortAppend(chunk.seq_id);
+    }
+  }
+  return result;
+}
+
+absl::StatusOr<ForwardResult> Model::Run(absl::Span<const SequenceChunk> chunks, KvCache& cache,
+                                         Collectives& comm) const {
   const StepMetadata step = PlanStep(chunks, cache);
   const ShardDims& d = weights_.dims;
   const int t = step.num_tokens;
@@ -94,10 +113,12 @@ absl::StatusOr<ForwardResult> Model::Forward(absl::Span<const SequenceChunk> chu
                          .vocab_local = d.vocab});
   RAMI_RETURN_IF_ERROR(comm.AllReduceSum(ws.residual.data(), ws.residual.size()));
 
-  kernels::KvPagesView view = cache.pool().View();
-  view.page_table = step.pages.page_table.data();
-  view.stream_page_start = step.pages.stream_page_start.data();
-  const LayerContext ctx{config_, d, rope_, step, view};
+  const LayerContext ctx{config_,
+                         d,
+                         rope_,
+                         step,
+                         cache.View(step.streams),
+                         /*write_decisions=*/cache.policy().kind == CachePolicyKind::kDms};
   for (int layer = 0; layer < config_.num_layers; ++layer) {
     RAMI_RETURN_IF_ERROR(
         RunDecoderLayer(weights_.layers[layer], layer, /*first=*/layer == 0, ctx, ws, comm));
@@ -139,9 +160,6 @@ absl::StatusOr<ForwardResult> Model::Forward(absl::Span<const SequenceChunk> chu
     }
   }
   result.first_row = step.first_row;
-  for (const SequenceChunk& chunk : chunks) {
-    cache.CommitAppend(chunk.seq_id, static_cast<int64_t>(chunk.tokens.size()));
-  }
   return result;
 }
 

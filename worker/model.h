@@ -41,17 +41,25 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ShardDims& dims() const { return weights_.dims; }
 
-  // A KV cache shaped for this rank (its local KV heads).
-  std::unique_ptr<KvCache> MakeCache(const KvPoolConfig& pool) const;
+  // The checkpoint's own policy: dms for a DMS checkpoint (dense when it sets
+  // dms_disable_eviction), dense otherwise.
+  CachePolicy DefaultCachePolicy() const;
+  // A KV cache shaped for this rank (its local KV heads). InvalidArgument for a bad pool or
+  // policy (dms needs a DMS checkpoint).
+  absl::StatusOr<std::unique_ptr<KvCache>> MakeCache(const KvPoolConfig& pool,
+                                                     const CachePolicy& policy) const;
 
   // Runs one step. Every chunk's sequence must exist in `cache`, appear once, and carry at
   // least one token id in [0, vocab_size). Validation and page reservation happen before the
-  // first collective; on error nothing changed in the cache.
+  // first collective; on error the cache's sequences are as they were before the step.
   absl::StatusOr<ForwardResult> Forward(absl::Span<const SequenceChunk> chunks, KvCache& cache,
                                         Collectives& comm) const;
 
  private:
   Model(ModelConfig config, ModelWeights weights);
+  // The step after reservation: plan, layers, logits.
+  absl::StatusOr<ForwardResult> Run(absl::Span<const SequenceChunk> chunks, KvCache& cache,
+                                    Collectives& comm) const;
 
   ModelConfig config_;
   ModelWeights weights_;

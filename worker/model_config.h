@@ -40,6 +40,7 @@ struct DmsConfig {
   double alpha_scale = 100.0;
   double initial_alpha_offset = 5.0;
   bool separate_alpha = false;
+  bool adapter_bias = false;     // dms_proj_alpha has a bias (attention_bias)
   bool alpha_per_layer = false;  // dms_alpha_per == "layer"
   bool disable_eviction = false;
   double target_cr = 8.0;

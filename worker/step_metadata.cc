@@ -1,11 +1,11 @@
-// Planning of a step's metadata (dense policy: slot = position, every earlier slot visible).
+// Planning of a step's metadata.
 #include "worker/step_metadata.h"
 
 #include "worker/model.h"
 
 namespace rami {
 
-StepMetadata PlanStep(absl::Span<const SequenceChunk> chunks, const KvCache& cache) {
+StepMetadata PlanStep(absl::Span<const SequenceChunk> chunks, KvCache& cache) {
   StepMetadata m;
   std::vector<SeqId> batch;
   batch.reserve(chunks.size());
@@ -19,21 +19,17 @@ StepMetadata PlanStep(absl::Span<const SequenceChunk> chunks, const KvCache& cac
     const int n = static_cast<int>(chunk.tokens.size());
     m.first_row.push_back(static_cast<int32_t>(m.logit_tokens.size()));
     for (int i = 0; i < n; ++i) {
-      const int32_t token_index = m.num_tokens + i;
-      const int32_t position = static_cast<int32_t>(start + i);
       m.tokens.push_back(chunk.tokens[i]);
-      m.positions.push_back(position);
-      m.token_slot.push_back(position);
-      m.token_kv_len.push_back(position + 1);  // causal: itself and everything before
+      m.positions.push_back(static_cast<int32_t>(start + i));
       for (int layer = 0; layer < num_layers; ++layer) {
         m.token_stream[layer].push_back(
             static_cast<int32_t>((static_cast<int64_t>(b) * num_layers + layer) * heads));
       }
-      if (chunk.all_logits || i == n - 1) m.logit_tokens.push_back(token_index);
+      if (chunk.all_logits || i == n - 1) m.logit_tokens.push_back(m.num_tokens + i);
     }
     m.num_tokens += n;
   }
-  m.pages = cache.BuildPageTable(batch);
+  m.streams = cache.BuildStepStreams(batch);
   return m;
 }
 

@@ -93,6 +93,19 @@ absl::StatusOr<LayerWeights> LoadLayer(ShardReader& reader, const ModelConfig& c
     RAMI_ASSIGN_OR_RETURN(std::vector<float> bias, reader.Read(attn + "o_proj.bias", {hidden}));
     if (shard.rank == 0) w.o_bias = std::move(bias);
   }
+  if (c.dms.enabled && c.dms.separate_alpha) {
+    // Adapter rows are per KV head: each rank reads the rows of its own heads (dms.md §5).
+    const TensorSlice head_rows{0, int64_t{shard.rank} * d.kv_heads, d.kv_heads};
+    const int64_t kv = c.num_kv_heads;
+    RAMI_ASSIGN_OR_RETURN(w.dms_alpha,
+                          reader.Read(attn + "dms_proj_alpha.weight", {kv, hidden}, head_rows));
+    if (c.dms.adapter_bias) {
+      RAMI_ASSIGN_OR_RETURN(w.dms_alpha_bias,
+                            reader.Read(attn + "dms_proj_alpha.bias", {kv}, head_rows));
+    }
+    RAMI_ASSIGN_OR_RETURN(w.dms_alpha_norm,
+                          reader.Read(attn + "dms_proj_alpha_norm.weight", {hidden}));
+  }
   const std::string mlp = p + "mlp.";
   const int64_t inter = c.intermediate_size;
   const TensorSlice inter_rows{0, int64_t{shard.rank} * d.intermediate, d.intermediate};

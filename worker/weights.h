@@ -1,5 +1,6 @@
 // ModelWeights: one tensor-parallel rank's shard of a Llama-family checkpoint in float32,
-// sliced at load time. Column-parallel: q/k/v (by head) and gate/up (by row); row-parallel:
+// sliced at load time. Column-parallel: q/k/v and the DMS adapter (by head) and gate/up (by
+// row); row-parallel:
 // o and down (by column; rank 0 alone holds o's bias); vocab-parallel: embedding and LM head.
 #pragma once
 
@@ -38,6 +39,10 @@ struct LayerWeights {
   std::vector<float> post_norm;   // [hidden]
   std::vector<float> gate_up;     // [2 · intermediate, hidden]: gate rows, then up rows
   std::vector<float> down;        // [hidden, intermediate]
+  // DMS adapter mode (dms_separate_alpha): decision logits = dms_alpha · RMSNorm(x).
+  std::vector<float> dms_alpha;       // [kv_heads, hidden] or empty
+  std::vector<float> dms_alpha_bias;  // [kv_heads] or empty
+  std::vector<float> dms_alpha_norm;  // [hidden] or empty
 };
 
 struct ModelWeights {

@@ -1,8 +1,11 @@
 // Golden tests: the CPU backend, loading tiny Hugging Face checkpoints through the real
 // loader, must reproduce transformers' logits (fp32, 1e-4 absolute) and greedy tokens
-// (identical). Further properties checked on the same models: incremental decode equals full
-// recompute, chunked prefill equals one-shot, a batch equals each prompt alone, and TP=2 (two
-// ranks as threads with an in-process sum) equals TP=1.
+// (identical) — for the DMS checkpoints, the logits of the PyTorch DMS reference in
+// make_golden.py (W = 8, prompts longer than W, most tokens evicted). Further properties checked on
+// the same models: incremental decode equals full recompute, chunked prefill equals one-shot, a
+// batch equals each prompt alone, and TP=2 (two ranks as threads with an in-process sum) equals
+// TP=1.
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -65,7 +68,11 @@ struct Trace {
 
 Trace RunGreedy(const Model& model, Collectives& comm,
                 const std::vector<std::vector<int32_t>>& prompts, int steps, int chunk = 0) {
-  std::unique_ptr<KvCache> cache = model.MakeCache({.page_size = 4, .num_pages = 4096});
+  absl::StatusOr<std::unique_ptr<KvCache>> made =
+      model.MakeCache({.page_size = 4, .num_pages = 4096}, model.DefaultCachePolicy());
+  EXPECT_TRUE(made.ok()) << made.status();
+  if (!made.ok()) return {};
+  std::unique_ptr<KvCache> cache = std::move(*made);
   Trace trace;
   trace.rows.resize(prompts.size());
   trace.tokens.resize(prompts.size());
@@ -217,8 +224,109 @@ TEST_P(GoldenTest, TensorParallelTwoEqualsOne) {
   }
 }
 
+// DMS checkpoints: the cache's live tokens per (layer, KV head) after the prompt and after
+// the continuation, and the eviction rate, equal the reference's (computed from its α).
+class DmsGoldenTest : public GoldenTest {};
+
+TEST_P(DmsGoldenTest, LiveTokensAndEvictionRateMatchReference) {
+  std::ifstream in(ModelDir(GetParam()) + "/golden.json");
+  const nlohmann::json golden = nlohmann::json::parse(in);
+  ASSERT_EQ(model_->DefaultCachePolicy().kind, CachePolicyKind::kDms);
+  for (size_t i = 0; i < cases_.size(); ++i) {
+    const nlohmann::json& c = golden.at("cases")[i];
+    absl::StatusOr<std::unique_ptr<KvCache>> cache =
+        model_->MakeCache({.page_size = 3, .num_pages = 4096}, model_->DefaultCachePolicy());
+    ASSERT_TRUE(cache.ok()) << cache.status();
+    ASSERT_TRUE((*cache)->AddSequence(0).ok());
+    auto check_live = [&](const nlohmann::json& expected, const std::string& when) {
+      for (int layer = 0; layer < model_->config().num_layers; ++layer) {
+        for (int h = 0; h < model_->config().num_kv_heads; ++h) {
+          EXPECT_EQ((*cache)->StreamLive(0, layer, h), expected[layer][h].get<int64_t>())
+              << "case " << i << " " << when << " layer " << layer << " head " << h;
+        }
+      }
+    };
+    std::vector<SequenceChunk> step = {{.seq_id = 0, .tokens = cases_[i].prompt}};
+    ASSERT_TRUE(model_->Forward(step, **cache, single_).ok());
+    check_live(c.at("live_after_prefill"), "after prefill");
+    for (size_t s = 0; s < cases_[i].greedy.size(); ++s) {
+      step = {{.seq_id = 0, .tokens = {cases_[i].greedy[s]}}};
+      ASSERT_TRUE(model_->Forward(step, **cache, single_).ok());
+    }
+    check_live(c.at("live_final"), "after decode");
+    const SequenceStats stats = (*cache)->SequenceStatsOf(0);
+    ASSERT_GT(stats.decided, 0);
+    EXPECT_DOUBLE_EQ(static_cast<double>(stats.evicted) / stats.decided,
+                     c.at("eviction_rate").get<double>())
+        << "case " << i;
+  }
+}
+
+// dms_alpha_per "layer": KV head 0's decision serves every head (broadcast from rank 0 under
+// TP), so all heads of a layer keep the same tokens; TP=2 equals TP=1.
+TEST(DmsAlphaPerLayer, HeadZeroDecidesForEveryHead) {
+  const std::string src = ModelDir("qwen3_dms");
+  const std::string dir = ::testing::TempDir() + "/rami_alpha_per_layer";
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(src + "/model.safetensors", dir + "/model.safetensors",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::ifstream in(src + "/config.json");
+  nlohmann::json config = nlohmann::json::parse(in);
+  config["dms_alpha_per"] = "layer";
+  std::ofstream(dir + "/config.json") << config.dump();
+
+  const std::vector<std::vector<int32_t>> prompts = {
+      {5, 9, 200, 17, 3, 3, 81, 44, 90, 12, 7, 150, 151, 2, 60, 61, 99, 4}, {8, 1, 2}};
+  absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(dir, {});
+  ASSERT_TRUE(model.ok()) << model.status();
+  SingleRankCollectives single;
+  const Trace tp1 = RunGreedy(**model, single, prompts, 10);
+  absl::StatusOr<std::unique_ptr<KvCache>> cache =
+      (*model)->MakeCache({.page_size = 2, .num_pages = 512}, (*model)->DefaultCachePolicy());
+  ASSERT_TRUE(cache.ok());
+  ASSERT_TRUE((*cache)->AddSequence(0).ok());
+  const std::vector<SequenceChunk> step = {{.seq_id = 0, .tokens = prompts[0]}};
+  ASSERT_TRUE((*model)->Forward(step, **cache, single).ok());
+  int64_t evicting_layers = 0;
+  for (int layer = 0; layer < (*model)->config().num_layers; ++layer) {
+    const int64_t head0 = (*cache)->StreamLive(0, layer, 0);
+    evicting_layers += head0 < static_cast<int64_t>(prompts[0].size()) ? 1 : 0;
+    for (int h = 1; h < (*model)->config().num_kv_heads; ++h) {
+      EXPECT_EQ((*cache)->StreamLive(0, layer, h), head0) << "layer " << layer << " head " << h;
+    }
+  }
+  EXPECT_GT(evicting_layers, 0);
+
+  testing::ThreadGroup group(2);
+  Trace tp2[2];
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < 2; ++r) {
+    ranks.emplace_back([&, r] {
+      absl::StatusOr<std::unique_ptr<Model>> shard = Model::Load(dir, {.rank = r, .world_size = 2});
+      ASSERT_TRUE(shard.ok()) << shard.status();
+      testing::ThreadGroupCollectives comm(&group, r);
+      tp2[r] = RunGreedy(**shard, comm, prompts, 10);
+    });
+  }
+  for (std::thread& t : ranks) t.join();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(tp2[0].tokens[i], tp1.tokens[i]);
+    EXPECT_EQ(tp2[1].tokens[i], tp1.tokens[i]);
+    for (size_t p = 0; p < tp1.rows[i].size(); ++p) {
+      EXPECT_TRUE(AllClose(tp2[1].rows[i][p], tp1.rows[i][p], kSelfTol, "tp2 vs tp1"));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(DmsModels, DmsGoldenTest,
+                         ::testing::Values("qwen3_dms", "qwen3_dms_adapter"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+
 INSTANTIATE_TEST_SUITE_P(Models, GoldenTest,
-                         ::testing::Values("llama", "llama3", "qwen2", "qwen3", "qwen3_yarn"),
+                         ::testing::Values("llama", "llama3", "qwen2", "qwen3", "qwen3_yarn",
+                                           "qwen3_dms", "qwen3_dms_adapter"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });

@@ -27,4 +27,12 @@ absl::Status ThreadGroupCollectives::AllGather(const float* in, size_t count, fl
   return absl::OkStatus();
 }
 
+absl::Status ThreadGroupCollectives::Broadcast(float* data, size_t count, int root) {
+  if (rank_ == root) group_->slots_[rank_].assign(data, data + count);
+  group_->barrier_.arrive_and_wait();
+  if (rank_ != root) std::copy_n(group_->slots_[root].begin(), count, data);
+  group_->barrier_.arrive_and_wait();
+  return absl::OkStatus();
+}
+
 }  // namespace rami::testing

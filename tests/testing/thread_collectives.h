@@ -31,6 +31,7 @@ class ThreadGroupCollectives final : public Collectives {
   int world_size() const override { return group_->world_size(); }
   absl::Status AllReduceSum(float* data, size_t count) override;
   absl::Status AllGather(const float* in, size_t count, float* out) override;
+  absl::Status Broadcast(float* data, size_t count, int root) override;
 
  private:
   ThreadGroup* group_;

@@ -1,4 +1,5 @@
-// Dense KV-cache bookkeeping: exact page needs, all-or-nothing reservation, no leaks.
+// Dense-policy KV-cache bookkeeping (the DMS and window policies: dms_cache_test.cc): exact page
+// needs, all-or-nothing reservation, no leaks.
 #include <random>
 
 #include "gtest/gtest.h"
@@ -10,7 +11,8 @@ namespace {
 constexpr int kLayers = 2, kHeads = 3, kHeadDim = 4;
 
 TEST(KvCache, AnnouncedPagesAreTheAllocatedPages) {
-  KvCache cache({.page_size = 4, .num_pages = 100}, kLayers, kHeads, kHeadDim);
+  KvCache cache({.page_size = 4, .num_pages = 100}, kLayers, kHeads, kHeadDim,
+                CachePolicy::Dense());
   ASSERT_TRUE(cache.AddSequence(7).ok());
   EXPECT_EQ(cache.AddSequence(7).code(), absl::StatusCode::kAlreadyExists);
   // 5 tokens → 2 pages in each of the 6 (layer, head) streams.
@@ -22,16 +24,17 @@ TEST(KvCache, AnnouncedPagesAreTheAllocatedPages) {
   EXPECT_EQ(cache.Length(7), 5);
   EXPECT_EQ(cache.PagesToAppend(7, 3), 0);  // fits in the second page
   EXPECT_EQ(cache.PagesToAppend(7, 4), 6);  // spills into a third
-  const StepPageTable table = cache.BuildPageTable(std::vector<SeqId>{7});
-  ASSERT_EQ(table.stream_page_start.size(), 6u);
-  EXPECT_EQ(table.page_table.size(), 12u);
+  const StepStreams streams = cache.BuildStepStreams(std::vector<SeqId>{7});
+  ASSERT_EQ(streams.window_page_start.size(), 6u);
+  EXPECT_EQ(streams.page_table.size(), 12u);
+  EXPECT_TRUE(streams.window_flags.empty());  // dense: nothing to evict
   ASSERT_TRUE(cache.FreeSequence(7).ok());
   EXPECT_EQ(cache.pool().free_pages(), 100);
   EXPECT_EQ(cache.FreeSequence(7).code(), absl::StatusCode::kNotFound);
 }
 
 TEST(KvCache, ReservationIsAllOrNothing) {
-  KvCache cache({.page_size = 2, .num_pages = 20}, kLayers, kHeads, kHeadDim);
+  KvCache cache({.page_size = 2, .num_pages = 20}, kLayers, kHeads, kHeadDim, CachePolicy::Dense());
   ASSERT_TRUE(cache.AddSequence(1).ok());
   ASSERT_TRUE(cache.AddSequence(2).ok());
   // 1: 2 tokens → 6 pages; 2: 7 tokens → 24 pages; together more than 20.
@@ -48,7 +51,8 @@ TEST(KvCache, ReservationIsAllOrNothing) {
 
 TEST(KvCache, RandomOperationsNeverLeakPages) {
   std::mt19937 rng(11);
-  KvCache cache({.page_size = 3, .num_pages = 200}, kLayers, kHeads, kHeadDim);
+  KvCache cache({.page_size = 3, .num_pages = 200}, kLayers, kHeads, kHeadDim,
+                CachePolicy::Dense());
   std::map<SeqId, int64_t> lengths;
   for (int op = 0; op < 2000; ++op) {
     const SeqId id = rng() % 8;

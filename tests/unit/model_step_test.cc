@@ -15,7 +15,10 @@ class ModelStepTest : public ::testing::Test {
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = std::move(*model);
     // 2 layers × 2 KV heads = 4 streams: 8 pages of 4 tokens hold 8 tokens per sequence.
-    cache_ = model_->MakeCache({.page_size = 4, .num_pages = 8});
+    absl::StatusOr<std::unique_ptr<KvCache>> cache =
+        model_->MakeCache({.page_size = 4, .num_pages = 8}, CachePolicy::Dense());
+    ASSERT_TRUE(cache.ok()) << cache.status();
+    cache_ = std::move(*cache);
     ASSERT_TRUE(cache_->AddSequence(1).ok());
   }
   absl::Status Step(std::vector<SequenceChunk> chunks) {

@@ -83,7 +83,8 @@ TEST_F(WeightsTest, HalfPrecisionWeightsEqualTheirFloatValues) {
     ASSERT_TRUE(Load().ok());
     absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(dir_->path(), {});
     ASSERT_TRUE(model.ok()) << model.status();
-    std::unique_ptr<KvCache> cache = (*model)->MakeCache({.page_size = 4, .num_pages = 64});
+    std::unique_ptr<KvCache> cache =
+        *(*model)->MakeCache({.page_size = 4, .num_pages = 64}, CachePolicy::Dense());
     ASSERT_TRUE(cache->AddSequence(0).ok());
     SingleRankCollectives comm;
     const std::vector<SequenceChunk> step = {{.seq_id = 0, .tokens = {5, 17, 200, 3}}};
@@ -125,9 +126,12 @@ TEST_F(WeightsTest, IndivisibleTensorParallelSize) {
               {"num_key_value_heads (2) is not divisible by the tensor-parallel size 4"});
 }
 
-TEST_F(WeightsTest, DmsCheckpointNeedsTheDmsPolicy) {
+TEST_F(WeightsTest, DmsAdapterNeedsItsWeights) {
   config_["dms_window_size"] = 8;
-  ExpectError(Load(), absl::StatusCode::kUnimplemented, {"DMS"});
+  EXPECT_TRUE(Load().ok());  // borrowed-neuron mode has no extra weights
+  config_["dms_separate_alpha"] = true;
+  ExpectError(Load(), absl::StatusCode::kNotFound,
+              {"model.layers.0.self_attn.dms_proj_alpha.weight"});
 }
 
 }  // namespace

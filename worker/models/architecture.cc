@@ -53,6 +53,7 @@ absl::Status ReadDmsConfig(const ConfigReader& reader, DmsConfig* dms) {
   RAMI_ASSIGN_OR_RETURN(dms->alpha_scale, reader.Double("dms_alpha_scale", 100.0));
   RAMI_ASSIGN_OR_RETURN(dms->initial_alpha_offset, reader.Double("dms_initial_alpha_offset", 5.0));
   RAMI_ASSIGN_OR_RETURN(dms->separate_alpha, reader.Bool("dms_separate_alpha", false));
+  RAMI_ASSIGN_OR_RETURN(dms->adapter_bias, reader.Bool("attention_bias", false));
   RAMI_ASSIGN_OR_RETURN(std::string per, reader.String("dms_alpha_per", "head"));
   if (per != "head" && per != "layer") {
     return reader.Error("dms_alpha_per",

@@ -12,7 +12,7 @@ absl::Status ConfigureLlama(const ConfigReader& reader, ModelConfig* config) {
   config->o_bias = attention_bias;
   RAMI_ASSIGN_OR_RETURN(bool mlp_bias, reader.Bool("mlp_bias", false));
   if (mlp_bias) return reader.Error("mlp_bias", "true is not supported");
-  return absl::OkStatus();
+  return ReadDmsConfig(reader, &config->dms);
 }
 
 }  // namespace

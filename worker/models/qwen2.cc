@@ -9,7 +9,8 @@ namespace {
 absl::Status ConfigureQwen2(const ConfigReader& reader, ModelConfig* config) {
   config->qkv_bias = true;
   config->o_bias = false;
-  return RejectSlidingWindow(reader);
+  RAMI_RETURN_IF_ERROR(RejectSlidingWindow(reader));
+  return ReadDmsConfig(reader, &config->dms);
 }
 
 }  // namespace
