@@ -22,6 +22,8 @@ ABSL_FLAG(std::string, prompt_ids, "",
           "e.g. --prompt_ids='1,2,3;4,5'");
 ABSL_FLAG(int, max_tokens, 16, "tokens to generate per prompt");
 ABSL_FLAG(int, page_size, 16, "KV cache page size in tokens");
+ABSL_FLAG(std::string, cache_policy, "",
+          "dense, dms (DMS checkpoints) or window:<sinks>:<recent>; default: the checkpoint's");
 ABSL_FLAG(int, num_pages, 4096,
           "KV cache pages in the pool (each page_size tokens x head_dim, for K and for V)");
 
@@ -32,6 +34,7 @@ struct Options {
   std::vector<std::vector<int32_t>> prompts;
   int max_tokens = 0;
   rami::KvPoolConfig pool;
+  std::string cache_policy;
 };
 
 absl::StatusOr<Options> ParseOptions() {
@@ -58,6 +61,7 @@ absl::StatusOr<Options> ParseOptions() {
   }
   o.pool.page_size = absl::GetFlag(FLAGS_page_size);
   o.pool.num_pages = absl::GetFlag(FLAGS_num_pages);
+  o.cache_policy = absl::GetFlag(FLAGS_cache_policy);
   if (absl::Status s = o.pool.Validate(); !s.ok()) return s;
   return o;
 }
@@ -66,10 +70,20 @@ absl::Status Run(const Options& o) {
   const absl::Time load_start = absl::Now();
   absl::StatusOr<std::unique_ptr<rami::Model>> model = rami::Model::Load(o.model, {});
   if (!model.ok()) return model.status();
-  std::unique_ptr<rami::KvCache> cache = (*model)->MakeCache(o.pool);
+  rami::CachePolicy policy = (*model)->DefaultCachePolicy();
+  if (!o.cache_policy.empty()) {
+    absl::StatusOr<rami::CachePolicy> parsed =
+        rami::CachePolicy::Parse(o.cache_policy, (*model)->config().dms.window_size);
+    if (!parsed.ok()) return parsed.status();
+    policy = *parsed;
+  }
+  absl::StatusOr<std::unique_ptr<rami::KvCache>> made = (*model)->MakeCache(o.pool, policy);
+  if (!made.ok()) return made.status();
+  std::unique_ptr<rami::KvCache> cache = std::move(*made);
   rami::SingleRankCollectives comm;
-  std::printf("model: %s (%s, %d layers), loaded in %.1f ms\n", o.model.c_str(),
+  std::printf("model: %s (%s, %d layers, cache policy %s), loaded in %.1f ms\n", o.model.c_str(),
               (*model)->config().architecture_name.c_str(), (*model)->config().num_layers,
+              cache->policy().ToString().c_str(),
               absl::ToDoubleMilliseconds(absl::Now() - load_start));
 
   std::vector<rami::SequenceChunk> step;
@@ -96,8 +110,16 @@ absl::Status Run(const Options& o) {
                 absl::StrJoin(o.prompts[i], ", ").c_str(),
                 absl::StrJoin(generated[i], ", ").c_str());
   }
+  const rami::CacheStats stats = cache->Stats();
   std::printf("%zu x %d tokens in %.3f s (%.1f tokens/s, CPU backend)\n", o.prompts.size(),
               o.max_tokens, seconds, o.prompts.size() * o.max_tokens / seconds);
+  std::printf(
+      "KV cache: %lld live of %lld logical tokens per stream summed, compression %.2fx, "
+      "eviction rate %.3f, %d of %d pages in use\n",
+      static_cast<long long>(stats.live_tokens),
+      static_cast<long long>(stats.logical_tokens * (*model)->config().num_layers *
+                             (*model)->dims().kv_heads),
+      stats.compression_ratio, stats.eviction_rate, stats.pages_in_use, stats.num_pages);
   return absl::OkStatus();
 }
 

@@ -1,0 +1,132 @@
+// rami-bench: benchmarks that print figures and the machine they ran on.
+//   rami-bench kv-capacity [--seq_len=32768] [--budget_gib=119] [--json] ...
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "nlohmann/json.hpp"
+#include "tools/kv_capacity.h"
+
+ABSL_FLAG(int, num_layers, 36, "model layers (default: Qwen3-8B)");
+ABSL_FLAG(int, num_kv_heads, 8, "KV heads");
+ABSL_FLAG(int, head_dim, 128, "head dimension");
+ABSL_FLAG(int, bytes_per_element, 2, "bytes per K/V element (2 = bf16)");
+ABSL_FLAG(double, budget_gib, 119.0, "KV memory budget in GiB");
+ABSL_FLAG(int64_t, seq_len, 32768, "tokens per sequence");
+ABSL_FLAG(double, eviction_rate, 7.0 / 8.0, "synthetic DMS eviction rate (mean alpha)");
+ABSL_FLAG(int, dms_window, 512, "DMS window W");
+ABSL_FLAG(int, window_sinks, 4, "window policy: sink tokens");
+ABSL_FLAG(int, window_recent, 0, "window policy: recent tokens (0: seq_len/8 - sinks)");
+ABSL_FLAG(std::string, page_sizes, "16,64", "page sizes in tokens, comma-separated");
+ABSL_FLAG(uint32_t, seed, 1, "seed of the synthetic decisions");
+ABSL_FLAG(bool, json, false, "print one JSON object instead of a table");
+
+namespace {
+
+std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown CPU";
+}
+
+absl::StatusOr<rami::KvCapacityOptions> Options() {
+  rami::KvCapacityOptions o;
+  o.num_layers = absl::GetFlag(FLAGS_num_layers);
+  o.num_kv_heads = absl::GetFlag(FLAGS_num_kv_heads);
+  o.head_dim = absl::GetFlag(FLAGS_head_dim);
+  o.bytes_per_element = absl::GetFlag(FLAGS_bytes_per_element);
+  o.budget_gib = absl::GetFlag(FLAGS_budget_gib);
+  o.seq_len = absl::GetFlag(FLAGS_seq_len);
+  o.eviction_rate = absl::GetFlag(FLAGS_eviction_rate);
+  o.dms_window = absl::GetFlag(FLAGS_dms_window);
+  o.window_sinks = absl::GetFlag(FLAGS_window_sinks);
+  o.window_recent = absl::GetFlag(FLAGS_window_recent);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  o.page_sizes.clear();
+  for (absl::string_view p : absl::StrSplit(absl::GetFlag(FLAGS_page_sizes), ',')) {
+    int value = 0;
+    if (!absl::SimpleAtoi(p, &value)) {
+      return absl::InvalidArgumentError("--page_sizes: expected integers, e.g. 16,64");
+    }
+    o.page_sizes.push_back(value);
+  }
+  return o;
+}
+
+int KvCapacity() {
+  absl::StatusOr<rami::KvCapacityOptions> o = Options();
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::vector<rami::KvCapacityRow>> rows =
+      o.ok() ? rami::RunKvCapacity(*o)
+             : absl::StatusOr<std::vector<rami::KvCapacityRow>>(o.status());
+  if (!rows.ok()) {
+    std::fprintf(stderr, "rami-bench: %s\n", rows.status().ToString().c_str());
+    return 1;
+  }
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  const std::string machine =
+      CpuModel() + ", " + std::to_string(std::thread::hardware_concurrency()) + " threads";
+  if (absl::GetFlag(FLAGS_json)) {
+    nlohmann::json j = {{"benchmark", "kv-capacity"},
+                        {"machine", machine},
+                        {"seq_len", o->seq_len},
+                        {"budget_gib", o->budget_gib},
+                        {"eviction_rate", o->eviction_rate},
+                        {"dms_window", o->dms_window},
+                        {"model",
+                         {{"num_layers", o->num_layers},
+                          {"num_kv_heads", o->num_kv_heads},
+                          {"head_dim", o->head_dim},
+                          {"bytes_per_element", o->bytes_per_element}}},
+                        {"seconds", seconds},
+                        {"rows", nlohmann::json::array()}};
+    for (const rami::KvCapacityRow& r : *rows) {
+      j["rows"].push_back({{"policy", r.policy},
+                           {"page_size", r.page_size},
+                           {"live_tokens", r.live_tokens},
+                           {"live_bytes", r.live_bytes},
+                           {"pages", r.pages},
+                           {"page_bytes", r.page_bytes},
+                           {"sequences_fit", r.sequences_fit},
+                           {"compression_ratio", r.compression_ratio},
+                           {"eviction_rate", r.eviction_rate}});
+    }
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf(
+      "kv-capacity: %lld tokens/sequence, %d layers x %d KV heads x head_dim %d "
+      "(%d B/elem), budget %.1f GiB, eviction rate %.3f, W=%d\n",
+      static_cast<long long>(o->seq_len), o->num_layers, o->num_kv_heads, o->head_dim,
+      o->bytes_per_element, o->budget_gib, o->eviction_rate, o->dms_window);
+  std::printf("%-30s %5s %12s %12s %10s %12s %10s %8s\n", "policy", "page", "live tok", "live MiB",
+              "pages", "paged MiB", "seqs fit", "ratio");
+  for (const rami::KvCapacityRow& r : *rows) {
+    std::printf("%-30s %5d %12.1f %12.1f %10lld %12.1f %10lld %8.2f\n", r.policy.c_str(),
+                r.page_size, r.live_tokens, r.live_bytes / (1 << 20),
+                static_cast<long long>(r.pages), r.page_bytes / (1 << 20),
+                static_cast<long long>(r.sequences_fit), r.compression_ratio);
+  }
+  std::printf("machine: %s; bookkeeping ran in %.2f s\n", machine.c_str(), seconds);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("rami-bench kv-capacity [flags]");
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() == 2 && std::string(args[1]) == "kv-capacity") return KvCapacity();
+  std::fprintf(stderr, "usage: rami-bench kv-capacity [--seq_len=N] [--json] ...\n");
+  return 2;
+}

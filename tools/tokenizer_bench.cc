@@ -1,0 +1,62 @@
+// rami-tokenizer-bench: encode throughput of rami's tokenizer on one core.
+//   tokenizer_bench MODEL_DIR TEXT_FILE [REPEATS]
+// Prints MB/s and tokens/s for Encode over the file (split into lines, as a server sees
+// requests). The matching Hugging Face figure
+// comes from tests/golden_tokenizer/bench_hf.py on the same directory and file.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "coordinator/tokenizer/tokenizer.h"
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: %s MODEL_DIR TEXT_FILE [REPEATS]\n", argv[0]);
+    return 2;
+  }
+  const int repeats = argc > 3 ? std::atoi(argv[3]) : 3;
+  auto tok = rami::tokenizer::Tokenizer::FromDirectory(argv[1]);
+  if (!tok.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(tok.status().message()).c_str());
+    return 1;
+  }
+  std::ifstream in(argv[2], std::ios::binary);
+  if (!in) {
+    std::fprintf(stderr, "cannot open %s\n", argv[2]);
+    return 1;
+  }
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  const std::string text = buffer.str();
+  std::vector<std::string> docs;  // paragraphs of up to ~4 KB, like prompts
+  for (size_t start = 0; start < text.size();) {
+    size_t end = text.find('\n', std::min(text.size(), start + 4096));
+    end = end == std::string::npos ? text.size() : end + 1;
+    docs.push_back(text.substr(start, end - start));
+    start = end;
+  }
+  double best = 1e30;
+  size_t tokens = 0;
+  for (int r = 0; r < repeats; ++r) {
+    tokens = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (const std::string& d : docs) {
+      auto ids = (*tok)->Encode(d, false);
+      if (!ids.ok()) {
+        std::fprintf(stderr, "encode failed: %s\n", std::string(ids.status().message()).c_str());
+        return 1;
+      }
+      tokens += ids->size();
+    }
+    best = std::min(best,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  const double mb = static_cast<double>(text.size()) / 1e6;
+  std::printf("rami: %.2f MB in %.3f s = %.2f MB/s, %.0f tokens/s (%zu tokens, %zu docs)\n", mb,
+              best, mb / best, static_cast<double>(tokens) / best, tokens, docs.size());
+  return 0;
+}
