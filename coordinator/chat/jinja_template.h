@@ -1,0 +1,30 @@
+// A parsed Jinja template and its tree-walking interpreter: statements (if, for with loop.*,
+// set, namespace, macros, filter blocks, break/continue) and Python-semantics expressions.
+// Rendering is bounded (output size, loop iterations, call depth) so a hostile template
+// fails with an error instead of exhausting the coordinator.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "coordinator/chat/jinja_ast.h"
+#include "coordinator/chat/jinja_lexer.h"
+#include "coordinator/chat/jinja_value.h"
+
+namespace rami::jinja {
+
+class Template {
+ public:
+  // Parses `source`; unknown tags, filters and tests are errors here, not at render time.
+  static absl::StatusOr<Template> Parse(std::string_view source, const LexOptions& options);
+
+  // Renders with `context` as the template's variables. Besides them the template sees
+  // range, namespace, dict, raise_exception and strftime_now.
+  absl::StatusOr<std::string> Render(const ValueDict& context) const;
+
+ private:
+  Body body_;
+};
+
+}  // namespace rami::jinja
