@@ -14,7 +14,7 @@
 #include "absl/time/clock.h"
 #include "worker/collectives.h"
 #include "worker/model.h"
-#include "worker/sampling.h"
+#include "worker/sampler.h"
 
 ABSL_FLAG(std::string, model, "", "Hugging Face model directory (config.json + *.safetensors)");
 ABSL_FLAG(std::string, prompt_ids, "",
@@ -96,10 +96,13 @@ absl::Status Run(const Options& o) {
   for (int n = 0; n < o.max_tokens; ++n) {
     absl::StatusOr<rami::ForwardResult> out = (*model)->Forward(step, *cache, comm);
     if (!out.ok()) return out.status();
+    std::vector<rami::SampleRequest> greedy(step.size());  // temperature 0
+    for (size_t i = 0; i < step.size(); ++i) greedy[i].row = out->first_row[i];
+    absl::StatusOr<std::vector<rami::SampledToken>> sampled =
+        rami::Sample(out->logits, out->vocab_size, greedy);
+    if (!sampled.ok()) return sampled.status();
     for (size_t i = 0; i < step.size(); ++i) {
-      const float* row =
-          out->logits.data() + static_cast<int64_t>(out->first_row[i]) * out->vocab_size;
-      const int32_t token = rami::GreedyToken({row, static_cast<size_t>(out->vocab_size)});
+      const int32_t token = (*sampled)[i].token_id;
       generated[i].push_back(token);
       step[i].tokens = {token};  // next step decodes it
     }

@@ -16,7 +16,7 @@
 #include "tests/testing/compare.h"
 #include "tests/testing/thread_collectives.h"
 #include "worker/model.h"
-#include "worker/sampling.h"
+#include "worker/sampler.h"
 
 namespace rami {
 namespace {
@@ -51,6 +51,15 @@ std::vector<GoldenCase> LoadGolden(const std::string& name) {
                      c.at("decode_logits").get<std::vector<std::vector<float>>>()});
   }
   return cases;
+}
+
+// Greedy choice through the worker's sampler (temperature 0).
+int32_t Greedy(absl::Span<const float> logits) {
+  const SampleRequest greedy;
+  absl::StatusOr<std::vector<SampledToken>> out =
+      Sample(logits, static_cast<int>(logits.size()), {&greedy, 1});
+  EXPECT_TRUE(out.ok()) << out.status();
+  return out.ok() ? (*out)[0].token_id : -1;
 }
 
 absl::Span<const float> Row(const ForwardResult& r, int row) {
@@ -106,7 +115,7 @@ Trace RunGreedy(const Model& model, Collectives& comm,
   for (int s = 0; s < steps; ++s) {
     std::vector<SequenceChunk> batch;
     for (size_t i = 0; i < prompts.size(); ++i) {
-      const int32_t token = GreedyToken(trace.rows[i].back());
+      const int32_t token = Greedy(trace.rows[i].back());
       trace.tokens[i].push_back(token);
       batch.push_back({.seq_id = static_cast<SeqId>(i), .tokens = {token}});
     }
