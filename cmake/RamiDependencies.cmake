@@ -19,6 +19,7 @@ endif()
 if(RAMI_WITH_GRPC)
   find_package(Protobuf REQUIRED)
   find_package(gRPC CONFIG REQUIRED)
+  find_package(Gloo CONFIG)
 endif()
 
 if(BUILD_TESTING OR NOT DEFINED BUILD_TESTING)

@@ -11,7 +11,7 @@ PACKAGES=(
   libabsl-dev nlohmann-json3-dev libopenblas-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libpcre2-dev libutf8proc-dev
+  libpcre2-dev libutf8proc-dev libgloo-dev
 )
 
 missing=()

@@ -75,15 +75,18 @@ absl::StatusOr<std::unique_ptr<KvCache>> Model::MakeCache(const KvPoolConfig& po
                                    config_.head_dim, policy);
 }
 
-absl::StatusOr<ForwardResult> Model::Forward(absl::Span<const SequenceChunk> chunks, KvCache& cache,
-                                             Collectives& comm) const {
+absl::Status Model::Reserve(absl::Span<const SequenceChunk> chunks, KvCache& cache) const {
   RAMI_RETURN_IF_ERROR(ValidateChunks(chunks, cache, config_.vocab_size));
   std::vector<std::pair<SeqId, int64_t>> appends;
   for (const SequenceChunk& chunk : chunks) {
     appends.emplace_back(chunk.seq_id, static_cast<int64_t>(chunk.tokens.size()));
   }
-  RAMI_RETURN_IF_ERROR(cache.ReserveAppend(appends));
-  // From here on only collectives can fail: the cache changes only when the step succeeded.
+  return cache.ReserveAppend(appends);
+}
+
+absl::StatusOr<ForwardResult> Model::RunReserved(absl::Span<const SequenceChunk> chunks,
+                                                 KvCache& cache, Collectives& comm) const {
+  // Only collectives can fail here: the cache changes only when the step succeeded.
   absl::StatusOr<ForwardResult> result = Run(chunks, cache, comm);
   for (const SequenceChunk& chunk : chunks) {
     if (result.ok()) {
@@ -93,6 +96,12 @@ absl::StatusOr<ForwardResult> Model::Forward(absl::Span<const SequenceChunk> chu
     }
   }
   return result;
+}
+
+absl::StatusOr<ForwardResult> Model::Forward(absl::Span<const SequenceChunk> chunks, KvCache& cache,
+                                             Collectives& comm) const {
+  RAMI_RETURN_IF_ERROR(Reserve(chunks, cache));
+  return RunReserved(chunks, cache, comm);
 }
 
 absl::StatusOr<ForwardResult> Model::Run(absl::Span<const SequenceChunk> chunks, KvCache& cache,

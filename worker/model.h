@@ -54,6 +54,12 @@ class Model {
   // first collective; on error the cache's sequences are as they were before the step.
   absl::StatusOr<ForwardResult> Forward(absl::Span<const SequenceChunk> chunks, KvCache& cache,
                                         Collectives& comm) const;
+  // Forward in two halves, for callers that must agree across ranks in between: Reserve
+  // validates the chunks and reserves their pages (no collective); RunReserved runs the step
+  // and commits it, or on error returns the reservation (the sequences are as before).
+  absl::Status Reserve(absl::Span<const SequenceChunk> chunks, KvCache& cache) const;
+  absl::StatusOr<ForwardResult> RunReserved(absl::Span<const SequenceChunk> chunks, KvCache& cache,
+                                            Collectives& comm) const;
 
  private:
   Model(ModelConfig config, ModelWeights weights);

@@ -1,0 +1,38 @@
+// WorkerProcess: a real rami-worker process on loopback for integration tests — spawned with
+// --listen=127.0.0.1:0, its port read from --port_file, killed on destruction.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+
+#include "rami/worker/v1/worker.grpc.pb.h"
+
+namespace rami::testing {
+
+class WorkerProcess {
+ public:
+  // Starts the binary and waits (up to 20 s) until it serves; check ok().
+  WorkerProcess();
+  ~WorkerProcess();
+  WorkerProcess(const WorkerProcess&) = delete;
+  WorkerProcess& operator=(const WorkerProcess&) = delete;
+
+  bool ok() const { return port_ > 0; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
+  worker::v1::Worker::Stub& stub() { return *stub_; }
+
+  void Kill();  // SIGKILL
+  // Waits up to `seconds` for the process to exit; its exit status, or -1 on timeout.
+  int WaitExit(double seconds);
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::string port_file_;
+  std::unique_ptr<worker::v1::Worker::Stub> stub_;
+};
+
+}  // namespace rami::testing

@@ -1,0 +1,67 @@
+// Engine: one worker rank's executor. It owns the model shard, the KV-cache shard, the
+// collectives and the per-sequence sampling state, and executes StepPlans in lockstep with
+// the other ranks of its group. It never decides anything: every choice is in the plan.
+//
+// A step validates the plan and reserves its pages on every rank before the first
+// collective; one all-reduce of a failure flag then makes all ranks fail the step together
+// if any rank cannot run it. A failed step leaves every sequence as it was (frees of a
+// well-formed plan are applied regardless).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "worker/collectives.h"
+#include "worker/kv_cache.h"
+#include "worker/model.h"
+#include "worker/step_plan.h"
+
+namespace rami {
+
+struct EngineStats {
+  CacheStats cache;
+  uint64_t steps = 0;
+  uint64_t failed_steps = 0;
+  bool collectives_broken = false;  // a collective failed: the group must be reloaded
+};
+
+class Engine {
+ public:
+  Engine(std::unique_ptr<Model> model, std::unique_ptr<KvCache> cache,
+         std::unique_ptr<Collectives> comm);
+
+  const Model& model() const { return *model_; }
+  const KvCache& cache() const { return *cache_; }
+
+  StepOutcome Execute(const StepPlan& plan);
+  EngineStats Stats() const;
+
+ private:
+  struct Sequence {
+    SamplingConfig sampling;
+    int64_t generated = 0;           // tokens sampled so far (the RNG stream index)
+    int32_t last_token = -1;         // input of its next decode step
+    std::vector<float> last_logits;  // logits of its last prefill chunk (fork source)
+  };
+
+  absl::Status Validate(const StepPlan& plan) const;
+  // Pages the plan may take beyond its forward-pass reservation (forks, worst case).
+  int64_t ForkPageBound(const StepPlan& plan) const;
+  // All ranks learn whether every rank is ready; a rank that is not reports its reason.
+  absl::Status Agree(const absl::Status& local, uint64_t step_id);
+  absl::StatusOr<StepToken> SampleFor(SeqId id, Sequence& seq, const float* logits);
+  StepOutcome RunStep(const StepPlan& plan, std::vector<SequenceChunk>& chunks);
+  CacheReport Report(const StepPlan& plan) const;
+
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<KvCache> cache_;
+  std::unique_ptr<Collectives> comm_;
+  std::map<SeqId, Sequence> seqs_;
+  uint64_t steps_ = 0;
+  uint64_t failed_steps_ = 0;
+  bool broken_ = false;
+};
+
+}  // namespace rami

@@ -1,0 +1,26 @@
+// GrpcRendezvousStore: the collectives' rendezvous store reached through the control plane —
+// rank 0's Worker service (StoreSet / StoreGet) — so that ranks need no shared filesystem.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rami/worker/v1/worker.grpc.pb.h"
+#include "worker/rendezvous_store.h"
+
+namespace rami {
+
+class GrpcRendezvousStore final : public RendezvousStore {
+ public:
+  // `address`: host:port of the group's rank 0.
+  explicit GrpcRendezvousStore(const std::string& address);
+  absl::Status Set(const std::string& key, const std::string& value) override;
+  absl::StatusOr<std::vector<std::string>> Get(const std::vector<std::string>& keys,
+                                               absl::Duration timeout) override;
+
+ private:
+  std::unique_ptr<worker::v1::Worker::Stub> stub_;
+};
+
+}  // namespace rami

@@ -1,0 +1,84 @@
+// Field-by-field conversions; the proto's defaults (0) map to "off" in SamplingConfig.
+#include "worker/service/plan_proto.h"
+
+namespace rami {
+namespace {
+
+SamplingConfig SamplingFromProto(const worker::v1::SamplingParams& p) {
+  SamplingConfig s;
+  s.temperature = p.temperature();
+  s.top_k = p.top_k();
+  s.top_p = p.top_p() == 0.0f ? 1.0f : p.top_p();
+  s.min_p = p.min_p();
+  s.seed = p.seed();
+  s.logprobs = p.logprobs();
+  return s;
+}
+
+}  // namespace
+
+StepPlan PlanFromProto(const worker::v1::StepPlan& proto) {
+  StepPlan plan;
+  plan.step_id = proto.step_id();
+  plan.frees.assign(proto.frees().begin(), proto.frees().end());
+  for (const worker::v1::PrefillChunk& p : proto.prefills()) {
+    PlanPrefill prefill;
+    prefill.seq_id = p.seq_id();
+    prefill.tokens.assign(p.token_ids().begin(), p.token_ids().end());
+    prefill.create = p.create();
+    prefill.sample = p.sample();
+    if (p.has_sampling()) prefill.sampling = SamplingFromProto(p.sampling());
+    plan.prefills.push_back(std::move(prefill));
+  }
+  plan.decodes.assign(proto.decodes().begin(), proto.decodes().end());
+  for (const worker::v1::Fork& f : proto.forks()) {
+    PlanFork fork{f.parent(), {}};
+    for (const worker::v1::ForkChild& c : f.children()) {
+      fork.children.push_back({c.seq_id(), SamplingFromProto(c.sampling())});
+    }
+    plan.forks.push_back(std::move(fork));
+  }
+  return plan;
+}
+
+void CacheToProto(const CacheReport& report, int rank, worker::v1::RankCache* proto) {
+  proto->set_rank(rank);
+  proto->set_num_pages(report.stats.num_pages);
+  proto->set_free_pages(report.stats.free_pages);
+  proto->set_pages_in_use(report.stats.pages_in_use);
+  proto->set_compression_ratio(report.stats.compression_ratio);
+  proto->set_eviction_rate(report.stats.eviction_rate);
+  for (int64_t need : report.decode_page_needs) proto->add_decode_page_needs(need);
+  for (const SequenceReport& s : report.sequences) {
+    worker::v1::SequenceCache* seq = proto->add_sequences();
+    seq->set_seq_id(s.seq_id);
+    seq->set_logical_tokens(s.stats.logical_tokens);
+    seq->set_live_tokens_max(s.stats.live_max);
+    seq->set_live_tokens_sum(s.stats.live_sum);
+    for (int64_t need : s.decode_page_needs) seq->add_decode_page_needs(need);
+  }
+}
+
+void OutcomeToProto(const StepOutcome& outcome, uint64_t step_id, int rank,
+                    worker::v1::StepResult* proto) {
+  proto->set_step_id(step_id);
+  proto->set_error_code(static_cast<int32_t>(outcome.status.code()));
+  proto->set_error_message(std::string(outcome.status.message()));
+  for (const StepToken& t : outcome.tokens) {
+    worker::v1::SampledToken* token = proto->add_tokens();
+    token->set_seq_id(t.seq_id);
+    token->set_token_id(t.sample.token_id);
+    token->set_logprob(t.sample.logprob);
+    token->set_index(t.index);
+    for (const TokenLogprob& alt : t.sample.top) {
+      worker::v1::TokenLogprob* out = token->add_top();
+      out->set_token_id(alt.token_id);
+      out->set_logprob(alt.logprob);
+    }
+  }
+  CacheToProto(outcome.cache, rank, proto->mutable_cache());
+  proto->mutable_timing()->set_forward_ms(outcome.forward_ms);
+  proto->mutable_timing()->set_total_ms(outcome.total_ms);
+}
+
+}  // namespace rami

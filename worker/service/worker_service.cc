@@ -1,0 +1,188 @@
+// The Worker service: validation of LoadShard, the Step stream loop, stats, health, shutdown
+// and the rendezvous store.
+#include "worker/service/worker_service.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "proto/status_conversion.h"
+#include "worker/gloo_collectives.h"
+#include "worker/service/grpc_rendezvous_store.h"
+#include "worker/service/plan_proto.h"
+
+namespace rami {
+namespace {
+
+namespace v1 = worker::v1;
+
+absl::Status Invalid(const std::string& field, const std::string& message) {
+  return absl::InvalidArgumentError(absl::StrCat("LoadShard: ", field, ": ", message));
+}
+
+}  // namespace
+
+WorkerService::WorkerService(std::function<void()> request_shutdown)
+    : request_shutdown_(std::move(request_shutdown)) {}
+
+absl::StatusOr<std::unique_ptr<Engine>> WorkerService::Load(const v1::LoadShardRequest& r,
+                                                            v1::LoadShardResponse* response) {
+  if (r.model_dir().empty()) return Invalid("model_dir", "required");
+  if (r.world_size() < 1 || r.world_size() > 64) {
+    return Invalid("world_size", absl::StrCat("expected 1…64, found ", r.world_size()));
+  }
+  if (r.rank() < 0 || r.rank() >= r.world_size()) {
+    return Invalid("rank", absl::StrCat("expected 0…", r.world_size() - 1, ", found ", r.rank()));
+  }
+  if (!r.device().empty() && r.device() != "cpu") {
+    if (absl::StartsWith(r.device(), "cuda")) {
+      return absl::UnimplementedError(absl::StrCat("LoadShard: device: \"", r.device(),
+                                                   "\": this worker runs the CPU backend"));
+    }
+    return Invalid("device",
+                   absl::StrCat("expected \"cpu\" or \"cuda:<n>\", found \"", r.device(), "\""));
+  }
+  const int page_size = r.page_size() == 0 ? 16 : r.page_size();
+  if (page_size < 1 || page_size > 4096) {
+    return Invalid("page_size", absl::StrCat("expected 1…4096, found ", page_size));
+  }
+  const double timeout_s =
+      r.collective_timeout_seconds() == 0 ? 30.0 : r.collective_timeout_seconds();
+  if (!(timeout_s > 0 && timeout_s <= 3600)) {
+    return Invalid("collective_timeout_seconds",
+                   absl::StrCat("expected (0, 3600], found ", timeout_s));
+  }
+  RAMI_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                        Model::Load(r.model_dir(), {r.rank(), r.world_size()}));
+  CachePolicy policy = model->DefaultCachePolicy();
+  if (!r.cache_policy().empty()) {
+    RAMI_ASSIGN_OR_RETURN(policy,
+                          CachePolicy::Parse(r.cache_policy(), model->config().dms.window_size));
+  }
+  // fp32 K and V on the CPU backend.
+  const int64_t page_bytes = int64_t{page_size} * model->config().head_dim * 2 * sizeof(float);
+  const int64_t num_pages = r.kv_cache_bytes() / page_bytes;
+  if (num_pages < 1 || num_pages > INT32_MAX) {
+    return Invalid("kv_cache_bytes", absl::StrCat("must hold 1…2^31 pages of ", page_bytes,
+                                                  " bytes, found ", r.kv_cache_bytes()));
+  }
+  RAMI_ASSIGN_OR_RETURN(
+      std::unique_ptr<KvCache> cache,
+      model->MakeCache({.page_size = page_size, .num_pages = static_cast<int>(num_pages)}, policy));
+  std::unique_ptr<Collectives> comm;
+  if (r.world_size() == 1) {
+    comm = std::make_unique<SingleRankCollectives>();
+  } else {
+    const v1::Rendezvous& rv = r.rendezvous();
+    if (rv.store_address().empty()) return Invalid("rendezvous.store_address", "required");
+    if (rv.group_id().empty()) return Invalid("rendezvous.group_id", "required");
+    GrpcRendezvousStore store(rv.store_address());
+    RAMI_ASSIGN_OR_RETURN(
+        comm, GlooCollectives::Create(r.rank(), r.world_size(), &store, rv.group_id(),
+                                      rv.bind_host().empty() ? "127.0.0.1" : rv.bind_host(),
+                                      absl::Seconds(timeout_s)));
+  }
+  response->set_num_pages(num_pages);
+  response->set_page_size(page_size);
+  response->set_kv_cache_bytes(num_pages * page_bytes);
+  response->set_vocab_size(model->config().vocab_size);
+  response->set_num_layers(model->config().num_layers);
+  response->set_num_kv_heads(model->dims().kv_heads);
+  response->set_cache_policy(policy.ToString());
+  response->set_dms_window(policy.evicts() ? policy.window : 0);
+  for (int id : model->config().eos_token_ids) response->add_eos_token_ids(id);
+  return std::make_unique<Engine>(std::move(model), std::move(cache), std::move(comm));
+}
+
+grpc::Status WorkerService::LoadShard(grpc::ServerContext*, const v1::LoadShardRequest* request,
+                                      v1::LoadShardResponse* response) {
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down");
+  engine_.reset();  // a reload replaces the shard (and frees its memory first)
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Load(*request, response);
+  if (!engine.ok()) return ToGrpcStatus(engine.status());
+  engine_ = std::move(*engine);
+  rank_ = request->rank();
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::Step(grpc::ServerContext*,
+                                 grpc::ServerReaderWriter<v1::StepResult, v1::StepPlan>* stream) {
+  v1::StepPlan plan;
+  while (stream->Read(&plan)) {
+    v1::StepResult result;
+    {
+      absl::MutexLock lock(&mu_);
+      if (engine_ == nullptr) {
+        result.set_step_id(plan.step_id());
+        result.set_error_code(grpc::StatusCode::FAILED_PRECONDITION);
+        result.set_error_message("no shard loaded: call LoadShard first");
+      } else {
+        OutcomeToProto(engine_->Execute(PlanFromProto(plan)), plan.step_id(), rank_, &result);
+      }
+    }
+    if (!stream->Write(result)) break;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::Stats(grpc::ServerContext*, const v1::StatsRequest*,
+                                  v1::StatsResponse* response) {
+  absl::MutexLock lock(&mu_);
+  response->set_loaded(engine_ != nullptr);
+  if (engine_ == nullptr) return grpc::Status::OK;
+  const EngineStats stats = engine_->Stats();
+  CacheReport report;
+  report.stats = stats.cache;
+  CacheToProto(report, rank_, response->mutable_cache());
+  response->set_steps(stats.steps);
+  response->set_failed_steps(stats.failed_steps);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::Health(grpc::ServerContext*, const v1::HealthRequest*,
+                                   v1::HealthResponse* response) {
+  absl::MutexLock lock(&mu_);
+  if (engine_ == nullptr) {
+    response->set_state(v1::HealthResponse::NOT_LOADED);
+  } else if (engine_->Stats().collectives_broken) {
+    response->set_state(v1::HealthResponse::BROKEN);
+    response->set_detail("a collective failed; reload the shard");
+  } else {
+    response->set_state(v1::HealthResponse::SERVING);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::Shutdown(grpc::ServerContext*, const v1::ShutdownRequest*,
+                                     v1::ShutdownResponse*) {
+  {
+    absl::MutexLock lock(&mu_);  // waits for the step in flight
+    if (shutting_down_) return grpc::Status::OK;
+    shutting_down_ = true;
+    engine_.reset();
+  }
+  request_shutdown_();
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::StoreSet(grpc::ServerContext*, const v1::StoreSetRequest* request,
+                                     v1::StoreSetResponse*) {
+  return ToGrpcStatus(store_.Set(request->key(), request->value()));
+}
+
+grpc::Status WorkerService::StoreGet(grpc::ServerContext*, const v1::StoreGetRequest* request,
+                                     v1::StoreGetResponse* response) {
+  if (!(request->timeout_seconds() >= 0 && request->timeout_seconds() <= 3600)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "StoreGet: timeout_seconds: expected [0, 3600]");
+  }
+  absl::StatusOr<std::vector<std::string>> values = store_.Get(
+      {request->keys().begin(), request->keys().end()}, absl::Seconds(request->timeout_seconds()));
+  if (!values.ok()) return ToGrpcStatus(values.status());
+  for (std::string& value : *values) response->add_values(std::move(value));
+  return grpc::Status::OK;
+}
+
+}  // namespace rami
