@@ -72,6 +72,10 @@ absl::Status Engine::Validate(const StepPlan& plan) const {
     if (p.sampling.has_value()) {
       RAMI_RETURN_IF_ERROR(ValidateSampling(*p.sampling, absl::StrCat("prefills[", p.seq_id, "]")));
     }
+    if (p.generated_tokens < 0 || (p.create && p.generated_tokens > 0)) {
+      return PlanError(step, absl::StrCat("prefills: sequence ", p.seq_id,
+                                          ": generated_tokens must be >= 0 (0 when creating)"));
+    }
     if (p.tokens.empty()) {
       return PlanError(step, absl::StrCat("prefills: sequence ", p.seq_id, ": no tokens"));
     }
@@ -227,6 +231,7 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
       const PlanPrefill& p = plan.prefills[i];
       if (p.sampling.has_value()) seq.sampling = *p.sampling;
       seq.last_logits.assign(row, row + vocab);
+      if (p.generated_tokens > 0) seq.generated = p.generated_tokens;
       if (!p.sample) continue;
     }
     absl::StatusOr<StepToken> token = SampleFor(chunks[i].seq_id, seq, row);

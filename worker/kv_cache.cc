@@ -194,6 +194,9 @@ SequenceStats KvCache::SequenceStatsOf(SeqId id) const {
     st.live_max = std::max(st.live_max, live);
     st.live_sum += live;
     st.page_refs += static_cast<int64_t>(s.kept_pages.size() + s.window_pages.size());
+    for (const std::vector<int32_t>* list : {&s.kept_pages, &s.window_pages}) {
+      for (int32_t page : *list) st.unshared_pages += pool_.ref_count(page) == 1 ? 1 : 0;
+    }
     fraction_sum += seq.length > 0 ? static_cast<double>(live) / seq.length : 1.0;
   }
   st.live_fraction = fraction_sum / static_cast<double>(seq.streams.size());

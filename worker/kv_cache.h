@@ -42,6 +42,7 @@ struct SequenceStats {
   int64_t decided = 0;         // eviction decisions taken (one per token, layer and head)
   int64_t evicted = 0;
   int64_t page_refs = 0;  // pages its streams reference (shared pages counted here too)
+  int64_t unshared_pages = 0;  // pages only it references: what freeing it returns
 };
 
 struct CacheStats {

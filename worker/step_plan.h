@@ -29,6 +29,7 @@ struct PlanPrefill {
   bool create = false;                     // the first chunk of a new sequence
   bool sample = false;                     // sample a token from the chunk's last logits
   std::optional<SamplingConfig> sampling;  // required with create
+  int64_t generated_tokens = 0;  // > 0: replayed generated tokens (resume the RNG index)
 };
 
 struct PlanForkChild {

@@ -92,3 +92,27 @@ TEST(KvCache, RandomOperationsNeverLeakPages) {
 
 }  // namespace
 }  // namespace rami
+
+namespace rami {
+namespace {
+
+TEST(KvCache, UnsharedPagesAreWhatFreeingReturns) {
+  KvCache cache({.page_size = 4, .num_pages = 100}, kLayers, kHeads, kHeadDim,
+                CachePolicy::Dense());
+  ASSERT_TRUE(cache.AddSequence(1).ok());
+  const std::pair<SeqId, int64_t> append{1, 6};  // one full page + a partial one per stream
+  ASSERT_TRUE(cache.ReserveAppend({&append, 1}).ok());
+  cache.CommitAppend(1, 6);
+  EXPECT_EQ(cache.SequenceStatsOf(1).unshared_pages, 12);
+  ASSERT_TRUE(cache.Fork(1, std::vector<SeqId>{2}).ok());
+  // The full pages are shared now; each keeps its own partial tail.
+  EXPECT_EQ(cache.SequenceStatsOf(1).unshared_pages, 6);
+  EXPECT_EQ(cache.SequenceStatsOf(2).unshared_pages, 6);
+  const int free_before = cache.pool().free_pages();
+  ASSERT_TRUE(cache.FreeSequence(2).ok());
+  EXPECT_EQ(cache.pool().free_pages() - free_before, 6);
+  EXPECT_EQ(cache.SequenceStatsOf(1).unshared_pages, 12);
+}
+
+}  // namespace
+}  // namespace rami

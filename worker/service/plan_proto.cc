@@ -27,6 +27,7 @@ StepPlan PlanFromProto(const worker::v1::StepPlan& proto) {
     prefill.tokens.assign(p.token_ids().begin(), p.token_ids().end());
     prefill.create = p.create();
     prefill.sample = p.sample();
+    prefill.generated_tokens = p.generated_tokens();
     if (p.has_sampling()) prefill.sampling = SamplingFromProto(p.sampling());
     plan.prefills.push_back(std::move(prefill));
   }
@@ -55,6 +56,7 @@ void CacheToProto(const CacheReport& report, int rank, worker::v1::RankCache* pr
     seq->set_logical_tokens(s.stats.logical_tokens);
     seq->set_live_tokens_max(s.stats.live_max);
     seq->set_live_tokens_sum(s.stats.live_sum);
+    seq->set_unshared_pages(s.stats.unshared_pages);
     for (int64_t need : s.decode_page_needs) seq->add_decode_page_needs(need);
   }
 }

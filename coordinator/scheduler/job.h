@@ -1,0 +1,62 @@
+// Job and Branch: the coordinator's state of one best-of-N request as the scheduler sees it —
+// a prompt prefilled once into a root sequence, then n branches forked from the root, each a
+// worker sequence of its own. Plain data, owned by the JobTable; no gRPC, no device.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rami::coordinator {
+
+using SeqId = int64_t;
+using JobId = int64_t;
+
+// Per-branch sampling, as the workers take it (rami.worker.v1.SamplingParams).
+struct BranchSampling {
+  float temperature = 1.0f;
+  int32_t top_k = 0;
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  uint64_t seed = 0;
+  int32_t logprobs = 0;
+};
+
+enum class BranchPhase {
+  kWaiting,    // not forked yet (the prompt is still prefilling, or no capacity)
+  kRunning,    // a live worker sequence
+  kPreempted,  // freed under memory pressure; re-forked and recomputed later
+  kFinished,
+};
+
+struct Branch {
+  int index = 0;
+  BranchPhase phase = BranchPhase::kWaiting;
+  SeqId seq = -1;  // its worker sequence while running
+  BranchSampling sampling;
+  std::vector<int32_t> tokens;  // accepted generated tokens
+  // Recompute after preemption: the re-fork's sampled token is a replay (ignored), then a
+  // chunk replays `tokens`.
+  bool replay_pending = false;
+  bool free_pending = false;  // its sequence must be freed in the next plan
+};
+
+enum class JobPhase { kQueued, kPrefilling, kRunning, kFinished };
+
+struct Job {
+  JobId id = 0;
+  int priority = 0;
+  int64_t arrival = 0;  // admission order (FCFS within a priority)
+  std::vector<int32_t> prompt;
+  SeqId root = -1;          // the frozen snapshot branches fork from
+  size_t prefilled = 0;     // prompt tokens already in the root
+  bool root_ready = false;  // the prompt is fully prefilled (the root holds logits)
+  bool root_free_pending = false;
+  JobPhase phase = JobPhase::kQueued;
+  std::vector<Branch> branches;
+
+  int RunningBranches() const;
+  bool AllBranchesFinished() const;
+};
+
+}  // namespace rami::coordinator

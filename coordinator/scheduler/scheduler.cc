@@ -1,0 +1,169 @@
+// One scheduling step: frees, decodes (with preemption), replays, prefill chunks, forks.
+#include "coordinator/scheduler/scheduler.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace rami::coordinator {
+
+int Job::RunningBranches() const {
+  int running = 0;
+  for (const Branch& b : branches) running += b.phase == BranchPhase::kRunning ? 1 : 0;
+  return running;
+}
+
+bool Job::AllBranchesFinished() const {
+  for (const Branch& b : branches) {
+    if (b.phase != BranchPhase::kFinished) return false;
+  }
+  return true;
+}
+
+int64_t Capacity::DecodeBound(SeqId seq) const {
+  auto it = decode_need.find(seq);
+  return it != decode_need.end() ? it->second : 2 * streams;
+}
+
+int64_t Capacity::ChunkBound(int64_t tokens) const {
+  return 2 * streams * ((tokens + page_size - 1) / page_size + 1);
+}
+
+absl::Status SchedulerConfig::Validate() const {
+  if (max_step_tokens < 1 || max_prefill_chunk < 1 || max_running_branches < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "scheduler: max_step_tokens, max_prefill_chunk and max_running_branches must be >= 1"));
+  }
+  return absl::OkStatus();
+}
+
+void SortForScheduling(std::vector<Job*>& jobs) {
+  std::stable_sort(jobs.begin(), jobs.end(), [](const Job* a, const Job* b) {
+    if (a->priority != b->priority) return a->priority > b->priority;
+    return a->arrival < b->arrival;
+  });
+}
+
+StepDecision Scheduler::Plan(const std::vector<Job*>& jobs, const Capacity& cap) {
+  StepDecision d;
+  int64_t budget = cap.free_pages;
+  int64_t tokens_left = config_.max_step_tokens;
+  auto free_seq = [&](SeqId seq) {
+    d.frees.push_back(seq);
+    auto it = cap.unshared_pages.find(seq);
+    if (it != cap.unshared_pages.end()) budget += it->second;  // else: unknown, count none
+  };
+
+  // 1. Frees of finished branches and finished jobs' roots: their pages serve this step.
+  for (Job* job : jobs) {
+    for (Branch& b : job->branches) {
+      if (!b.free_pending) continue;
+      free_seq(b.seq);
+      b.seq = -1;
+      b.free_pending = false;
+    }
+    if (job->root_free_pending) {
+      free_seq(job->root);
+      job->root = -1;
+      job->root_free_pending = false;
+    }
+  }
+
+  // 2. Decodes, oldest job first; when pages run short, the youngest running branches yield.
+  std::vector<std::pair<Job*, Branch*>> running;
+  for (Job* job : jobs) {
+    for (Branch& b : job->branches) {
+      if (b.phase == BranchPhase::kRunning && !b.replay_pending) running.push_back({job, &b});
+    }
+  }
+  auto preempt = [&](Job* job, Branch* b) {
+    free_seq(b->seq);
+    b->seq = -1;
+    b->phase = BranchPhase::kPreempted;
+    d.preempted.push_back({job->id, b->index});
+  };
+  size_t end = running.size();  // running[i, end) are not scheduled yet
+  for (size_t i = 0; i < end; ++i) {
+    auto [job, b] = running[i];
+    const int64_t need = cap.DecodeBound(b->seq);
+    while (need > budget && end > i + 1) {
+      --end;
+      preempt(running[end].first, running[end].second);
+    }
+    if (need > budget) {
+      preempt(job, b);
+      continue;
+    }
+    if (tokens_left < 1) break;  // the rest waits for the next step, keeping its pages
+    d.decodes.push_back({b->seq, {job->id, b->index}});
+    budget -= need;
+    --tokens_left;
+  }
+
+  // 3. Replays of re-forked branches: their own tokens, resuming the random stream.
+  for (Job* job : jobs) {
+    for (Branch& b : job->branches) {
+      if (!b.replay_pending) continue;
+      const int64_t n = static_cast<int64_t>(b.tokens.size());
+      const int64_t bound = cap.ChunkBound(n);
+      if (n > tokens_left || bound > budget) continue;
+      d.prefills.push_back({b.seq, {job->id, b.index}, b.tokens, false, true, n});
+      b.replay_pending = false;
+      budget -= bound;
+      tokens_left -= n;
+    }
+  }
+
+  // 4. Prefill chunks in priority / FCFS order; a job that does not fit stops admission, so
+  // later jobs never overtake it (no starvation).
+  int total_running = 0;
+  for (Job* job : jobs) total_running += job->RunningBranches();
+  for (Job* job : jobs) {
+    if (job->phase != JobPhase::kQueued && job->phase != JobPhase::kPrefilling) continue;
+    const int64_t remaining = static_cast<int64_t>(job->prompt.size() - job->prefilled);
+    const int64_t chunk = std::min<int64_t>({remaining, config_.max_prefill_chunk, tokens_left});
+    if (chunk < 1) break;
+    const bool last = chunk == remaining;
+    const int64_t bound = cap.ChunkBound(chunk) + (last ? cap.ForkBound() : 0);
+    if (bound > budget) break;
+    PlannedPrefill p;
+    if (job->phase == JobPhase::kQueued) {
+      job->root = NewSeq();
+      job->phase = JobPhase::kPrefilling;
+      p.create = true;
+    }
+    p.seq = job->root;
+    p.owner = {job->id, -1};
+    p.tokens.assign(job->prompt.begin() + job->prefilled,
+                    job->prompt.begin() + job->prefilled + chunk);
+    d.prefills.push_back(std::move(p));
+    job->prefilled += chunk;
+    budget -= cap.ChunkBound(chunk);
+    tokens_left -= chunk;
+    if (last) {
+      job->root_ready = true;
+      job->phase = JobPhase::kRunning;
+    }
+  }
+
+  // 5. Forks from ready roots: waiting and preempted branches, as pages and the batch allow.
+  for (Job* job : jobs) {
+    if (!job->root_ready || job->root < 0) continue;
+    PlannedFork fork{job->root, job->id, {}};
+    for (Branch& b : job->branches) {
+      if (b.phase != BranchPhase::kWaiting && b.phase != BranchPhase::kPreempted) continue;
+      if (cap.ForkBound() > budget || total_running >= config_.max_running_branches) break;
+      b.seq = NewSeq();
+      b.replay_pending = b.phase == BranchPhase::kPreempted && !b.tokens.empty();
+      b.phase = BranchPhase::kRunning;
+      fork.children.push_back({b.index, b.seq});
+      budget -= cap.ForkBound();
+      ++total_running;
+    }
+    if (!fork.children.empty()) d.forks.push_back(std::move(fork));
+  }
+  d.reserved_pages = cap.free_pages - budget;
+  return d;
+}
+
+}  // namespace rami::coordinator
