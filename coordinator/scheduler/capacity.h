@@ -25,6 +25,17 @@ struct Capacity {
   int64_t DecodeBound(SeqId seq) const;
   int64_t ChunkBound(int64_t tokens) const;
   int64_t ForkBound() const { return 2 * streams; }
+
+  // Expected footprint of a branch that will generate `tokens` tokens: under DMS
+  // W + 1 + (1 − eviction_rate)·(tokens − W − 1) live tokens per stream, else all of them;
+  // page-rounded per stream, plus a partial page per list.
+  int64_t ProjectedBranchPages(int64_t tokens) const;
+
+  // The group's DMS window and the eviction rate measured so far (0 until known: the
+  // projection then assumes nothing is evicted).
+  bool evicts = false;
+  int64_t window = 0;
+  double eviction_rate = 0.0;
 };
 
 }  // namespace rami::coordinator

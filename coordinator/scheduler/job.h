@@ -48,6 +48,7 @@ struct Job {
   int priority = 0;
   int64_t arrival = 0;  // admission order (FCFS within a priority)
   std::vector<int32_t> prompt;
+  int64_t max_tokens = 0;   // per branch; 0 = unknown (no footprint projection)
   SeqId root = -1;          // the frozen snapshot branches fork from
   size_t prefilled = 0;     // prompt tokens already in the root
   bool root_ready = false;  // the prompt is fully prefilled (the root holds logits)

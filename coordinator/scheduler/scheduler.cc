@@ -29,6 +29,14 @@ int64_t Capacity::ChunkBound(int64_t tokens) const {
   return 2 * streams * ((tokens + page_size - 1) / page_size + 1);
 }
 
+int64_t Capacity::ProjectedBranchPages(int64_t tokens) const {
+  double live = static_cast<double>(tokens);
+  if (evicts && tokens > window + 1) {
+    live = window + 1 + (1.0 - eviction_rate) * (tokens - window - 1);
+  }
+  return streams * (static_cast<int64_t>(live + page_size - 1) / page_size + 2);
+}
+
 absl::Status SchedulerConfig::Validate() const {
   if (max_step_tokens < 1 || max_prefill_chunk < 1 || max_running_branches < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -114,18 +122,27 @@ StepDecision Scheduler::Plan(const std::vector<Job*>& jobs, const Capacity& cap)
     }
   }
 
+  // Under memory pressure (a branch had to yield) nothing new starts this step: admitting
+  // work now would only be preempted again (thrashing).
+  const bool pressure = !d.preempted.empty();
+  d.capacity_limited = pressure;
+
   // 4. Prefill chunks in priority / FCFS order; a job that does not fit stops admission, so
   // later jobs never overtake it (no starvation).
   int total_running = 0;
   for (Job* job : jobs) total_running += job->RunningBranches();
   for (Job* job : jobs) {
+    if (pressure) break;
     if (job->phase != JobPhase::kQueued && job->phase != JobPhase::kPrefilling) continue;
     const int64_t remaining = static_cast<int64_t>(job->prompt.size() - job->prefilled);
     const int64_t chunk = std::min<int64_t>({remaining, config_.max_prefill_chunk, tokens_left});
     if (chunk < 1) break;
     const bool last = chunk == remaining;
     const int64_t bound = cap.ChunkBound(chunk) + (last ? cap.ForkBound() : 0);
-    if (bound > budget) break;
+    if (bound > budget) {
+      d.capacity_limited = true;
+      break;
+    }
     PlannedPrefill p;
     if (job->phase == JobPhase::kQueued) {
       job->root = NewSeq();
@@ -147,12 +164,33 @@ StepDecision Scheduler::Plan(const std::vector<Job*>& jobs, const Capacity& cap)
   }
 
   // 5. Forks from ready roots: waiting and preempted branches, as pages and the batch allow.
+  // A branch starts only if the pages it is expected to need by its last token fit next to
+  // what the running branches are still expected to grow (their projection minus what they
+  // hold): starting branches that would later be preempted is wasted work (thrashing).
+  int64_t committed = 0;
   for (Job* job : jobs) {
+    for (const Branch& b : job->branches) {
+      if (b.phase != BranchPhase::kRunning || job->max_tokens <= 0) continue;
+      auto held = cap.unshared_pages.find(b.seq);
+      committed += std::max<int64_t>(0, cap.ProjectedBranchPages(job->max_tokens) -
+                                            (held != cap.unshared_pages.end() ? held->second : 0));
+    }
+  }
+  for (Job* job : jobs) {
+    if (pressure) break;
     if (!job->root_ready || job->root < 0) continue;
     PlannedFork fork{job->root, job->id, {}};
+    const int64_t projected = job->max_tokens > 0 ? cap.ProjectedBranchPages(job->max_tokens) : 0;
     for (Branch& b : job->branches) {
       if (b.phase != BranchPhase::kWaiting && b.phase != BranchPhase::kPreempted) continue;
-      if (cap.ForkBound() > budget || total_running >= config_.max_running_branches) break;
+      if (total_running >= config_.max_running_branches) break;
+      // Nothing running at all: start one branch whatever its projection, so work proceeds.
+      const bool first = total_running == 0;
+      if (cap.ForkBound() > budget || (!first && committed + projected > budget)) {
+        d.capacity_limited = true;
+        break;
+      }
+      committed += projected;
       b.seq = NewSeq();
       b.replay_pending = b.phase == BranchPhase::kPreempted && !b.tokens.empty();
       b.phase = BranchPhase::kRunning;

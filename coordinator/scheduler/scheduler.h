@@ -51,6 +51,7 @@ struct StepDecision {
   std::vector<PlannedFork> forks;
   std::vector<BranchRef> preempted;  // branches freed by this plan, to be recomputed
   int64_t reserved_pages = 0;        // the plan's page bound
+  bool capacity_limited = false;     // pages, not work, limited this step
   bool empty() const {
     return frees.empty() && prefills.empty() && decodes.empty() && forks.empty();
   }

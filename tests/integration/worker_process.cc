@@ -18,13 +18,16 @@ extern char** environ;
 
 namespace rami::testing {
 
-WorkerProcess::WorkerProcess() {
+WorkerProcess::WorkerProcess() : WorkerProcess(RAMI_WORKER_BINARY, {}) {}
+
+WorkerProcess::WorkerProcess(const std::string& binary, const std::vector<std::string>& extra,
+                             double start_timeout_seconds) {
   static std::atomic<int> counter{0};
   port_file_ =
       "/tmp/rami_worker_" + std::to_string(getpid()) + "_" + std::to_string(counter++) + ".port";
   std::remove(port_file_.c_str());
-  std::vector<std::string> args = {RAMI_WORKER_BINARY, "--listen=127.0.0.1:0",
-                                   "--port_file=" + port_file_};
+  std::vector<std::string> args = {binary, "--listen=127.0.0.1:0", "--port_file=" + port_file_};
+  args.insert(args.end(), extra.begin(), extra.end());
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -32,7 +35,9 @@ WorkerProcess::WorkerProcess() {
     pid_ = -1;
     return;
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(static_cast<int64_t>(start_timeout_seconds * 1000));
   while (std::chrono::steady_clock::now() < deadline) {
     std::ifstream in(port_file_);
     if (in >> port_) break;

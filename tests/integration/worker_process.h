@@ -1,11 +1,13 @@
-// WorkerProcess: a real rami-worker process on loopback for integration tests — spawned with
-// --listen=127.0.0.1:0, its port read from --port_file, killed on destruction.
+// WorkerProcess: a real rami-worker (or any rami server binary) on loopback for integration
+// tests — spawned with --listen=127.0.0.1:0, its port read from --port_file, killed on
+// destruction.
 #pragma once
 
 #include <sys/types.h>
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "rami/worker/v1/worker.grpc.pb.h"
 
@@ -13,8 +15,11 @@ namespace rami::testing {
 
 class WorkerProcess {
  public:
-  // Starts the binary and waits (up to 20 s) until it serves; check ok().
+  // Starts rami-worker and waits (up to 20 s) until it serves; check ok().
   WorkerProcess();
+  // Starts `binary` with `args` plus the listen and port-file flags.
+  WorkerProcess(const std::string& binary, const std::vector<std::string>& args,
+                double start_timeout_seconds = 20);
   ~WorkerProcess();
   WorkerProcess(const WorkerProcess&) = delete;
   WorkerProcess& operator=(const WorkerProcess&) = delete;

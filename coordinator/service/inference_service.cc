@@ -1,0 +1,101 @@
+// Generate streams a job's events until its terminal one; a client that goes away aborts it.
+#include "coordinator/service/inference_service.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/time/clock.h"
+#include "coordinator/api/request_validation.h"
+#include "proto/status_conversion.h"
+
+namespace rami::coordinator {
+
+namespace v1 = rami::v1;
+
+InferenceService::InferenceService(const api::ModelFrontEnd* model, const api::ServerLimits& limits,
+                                   JobRunner* runner, const worker::v1::LoadShardResponse& load,
+                                   int worker_groups)
+    : model_(model), limits_(limits), runner_(runner), load_(load), worker_groups_(worker_groups) {}
+
+grpc::Status InferenceService::Generate(grpc::ServerContext* ctx,
+                                        const v1::GenerateRequest* request,
+                                        grpc::ServerWriter<v1::GenerateEvent>* writer) {
+  absl::StatusOr<api::ValidatedRequest> validated =
+      api::ValidateRequest(*request, *model_, limits_, absl::Now());
+  if (!validated.ok()) return ToGrpcStatus(validated.status());
+  absl::StatusOr<std::shared_ptr<JobHandle>> job = runner_->Submit(std::move(*validated));
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  while (true) {
+    std::optional<v1::GenerateEvent> event = (*job)->events.Pop(absl::Milliseconds(200));
+    if (ctx->IsCancelled()) {
+      runner_->Abort((*job)->id, std::nullopt);
+      return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled the job");
+    }
+    if (!event.has_value()) continue;
+    const bool terminal = event->has_result() || event->has_error();
+    if (!writer->Write(*event)) {
+      runner_->Abort((*job)->id, std::nullopt);
+      return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    }
+    if (terminal) return grpc::Status::OK;
+  }
+}
+
+grpc::Status InferenceService::Abort(grpc::ServerContext*, const v1::AbortRequest* request,
+                                     v1::AbortResponse*) {
+  if (request->job_id().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id: required");
+  }
+  runner_->Abort(request->job_id(),
+                 request->has_branch() ? std::optional<int>(request->branch()) : std::nullopt);
+  return grpc::Status::OK;
+}
+
+grpc::Status InferenceService::GetJob(grpc::ServerContext*, const v1::GetJobRequest* request,
+                                      v1::GetJobResponse* response) {
+  std::optional<v1::GetJobResponse> job = runner_->Get(request->job_id());
+  if (!job.has_value()) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "job_id: unknown job \"" + request->job_id() + "\"");
+  }
+  *response = *job;
+  return grpc::Status::OK;
+}
+
+grpc::Status InferenceService::ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
+                                          v1::ListModelsResponse* response) {
+  v1::ModelInfo* info = response->add_models();
+  info->set_name(model_->name());
+  info->set_vocab_size(model_->vocab_size());
+  info->set_max_context(model_->max_context());
+  info->set_cache_policy(load_.cache_policy());
+  return grpc::Status::OK;
+}
+
+grpc::Status InferenceService::GetServerInfo(grpc::ServerContext*, const v1::GetServerInfoRequest*,
+                                             v1::ServerInfo* response) {
+  response->set_version("rami 0.1");
+  response->set_max_n(limits_.max_n);
+  response->set_max_tokens_default(limits_.max_tokens_default);
+  response->set_max_logprobs(limits_.max_logprobs);
+  response->set_max_stop_strings(limits_.max_stop_strings);
+  response->set_max_stop_string_bytes(limits_.max_stop_string_bytes);
+  response->set_queue_limit(limits_.queue_limit);
+  response->set_worker_groups(worker_groups_);
+  response->set_healthy_worker_groups(runner_->healthy() ? worker_groups_ : 0);
+  const RunnerStats stats = runner_->Stats();
+  response->set_steps(stats.steps);
+  response->set_peak_running_branches(stats.max_branches_running);
+  if (stats.steps > 0) {
+    response->set_mean_step_ms(stats.step_ms_total / stats.steps);
+    response->set_mean_schedule_ms(stats.schedule_ms_total / stats.steps);
+  }
+  response->set_free_pages(stats.free_pages);
+  if (stats.decode_steps > 0) {
+    response->set_mean_decoding_branches(static_cast<double>(stats.decode_tokens) /
+                                         stats.decode_steps);
+  }
+  response->set_preemptions(stats.preemptions);
+  return grpc::Status::OK;
+}
+
+}  // namespace rami::coordinator

@@ -1,0 +1,38 @@
+// InferenceService: the public rami.v1.Inference gRPC service — a thin layer that validates
+// requests (api/), submits them to the JobRunner and streams each job's events.
+#pragma once
+
+#include "coordinator/api/model_front_end.h"
+#include "coordinator/api/server_limits.h"
+#include "coordinator/service/job_runner.h"
+#include "rami/v1/inference.grpc.pb.h"
+
+namespace rami::coordinator {
+
+class InferenceService final : public rami::v1::Inference::Service {
+ public:
+  // `model`, `runner` and `info` must outlive the service.
+  InferenceService(const api::ModelFrontEnd* model, const api::ServerLimits& limits,
+                   JobRunner* runner, const worker::v1::LoadShardResponse& load, int worker_groups);
+
+  grpc::Status Generate(grpc::ServerContext* ctx, const rami::v1::GenerateRequest* request,
+                        grpc::ServerWriter<rami::v1::GenerateEvent>* writer) override;
+  grpc::Status Abort(grpc::ServerContext* ctx, const rami::v1::AbortRequest* request,
+                     rami::v1::AbortResponse* response) override;
+  grpc::Status GetJob(grpc::ServerContext* ctx, const rami::v1::GetJobRequest* request,
+                      rami::v1::GetJobResponse* response) override;
+  grpc::Status ListModels(grpc::ServerContext* ctx, const rami::v1::ListModelsRequest* request,
+                          rami::v1::ListModelsResponse* response) override;
+  grpc::Status GetServerInfo(grpc::ServerContext* ctx,
+                             const rami::v1::GetServerInfoRequest* request,
+                             rami::v1::ServerInfo* response) override;
+
+ private:
+  const api::ModelFrontEnd* model_;
+  api::ServerLimits limits_;
+  JobRunner* runner_;
+  worker::v1::LoadShardResponse load_;
+  int worker_groups_;
+};
+
+}  // namespace rami::coordinator

@@ -1,0 +1,329 @@
+// One runner step: plan (Scheduler) → worker plan → results → branches, events, aggregation.
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "coordinator/service/job_runner.h"
+#include "coordinator/service/runner_job.h"
+
+namespace rami::coordinator {
+namespace {
+
+namespace v1 = rami::v1;
+namespace wv1 = worker::v1;
+using aggregation::FinishReason;
+
+void SetSampling(const BranchSampling& s, wv1::SamplingParams* p) {
+  p->set_temperature(s.temperature);
+  p->set_top_k(s.top_k);
+  p->set_top_p(s.top_p);
+  p->set_min_p(s.min_p);
+  p->set_seed(s.seed);
+  p->set_logprobs(s.logprobs);
+}
+
+}  // namespace
+
+bool JobRunner::StepOnce() {
+  wv1::StepPlan plan;
+  const absl::Time start = absl::Now();
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    std::vector<Job*> active;
+    for (auto& [id, rj] : jobs_) {
+      if (!rj->done && now > rj->request.deadline) {
+        FailJob(*rj, absl::DeadlineExceededError("the job's deadline passed"), false);
+      }
+      active.push_back(&rj->job);
+    }
+    SortForScheduling(active);
+    const StepDecision decision = scheduler_.Plan(active, capacity_);
+    if (decision.empty()) {
+      // Nothing fits and nothing runs: the youngest job can never be served — fail it so the
+      // others make progress (a prompt larger than the whole pool ends here).
+      bool running = false;
+      for (Job* job : active) running |= job->RunningBranches() > 0;
+      if (!running && !active.empty()) {
+        RunnerJob& youngest = *jobs_.at(active.back()->id);
+        if (!youngest.done) {
+          FailJob(youngest,
+                  absl::ResourceExhaustedError("the job does not fit the KV cache of the worker "
+                                               "group (prompt and branches need more pages)"),
+                  /*retryable=*/true);
+        }
+      }
+      // Drop jobs that are done and hold no sequence.
+      for (auto it = jobs_.begin(); it != jobs_.end();) {
+        const Job& job = it->second->job;
+        bool holds = job.root >= 0;
+        for (const Branch& b : job.branches) holds |= b.seq >= 0;
+        it = it->second->done && !holds ? jobs_.erase(it) : std::next(it);
+      }
+      return false;
+    }
+    plan = ToPlan(decision);
+    plan.set_step_id(++stats_.steps);
+    stats_.schedule_ms_total += absl::ToDoubleMilliseconds(absl::Now() - start);
+  }
+  const absl::Time sent = absl::Now();
+  absl::StatusOr<std::vector<wv1::StepResult>> results = group_->Step(plan);
+  const absl::Time received = absl::Now();
+  absl::MutexLock lock(&mu_);
+  stats_.step_ms_total += absl::ToDoubleMilliseconds(received - sent);
+  if (!results.ok()) {
+    broken_ = true;
+    for (auto& [id, rj] : jobs_) {
+      if (!rj->done) FailJob(*rj, results.status(), /*retryable=*/true);
+    }
+    jobs_.clear();
+    owner_.clear();
+    return true;
+  }
+  Apply(*results);
+  stats_.schedule_ms_total += absl::ToDoubleMilliseconds(absl::Now() - received);
+  return true;
+}
+
+wv1::StepPlan JobRunner::ToPlan(const StepDecision& d) {
+  wv1::StepPlan plan;
+  for (SeqId seq : d.frees) {
+    plan.add_frees(seq);
+    owner_.erase(seq);
+    capacity_.decode_need.erase(seq);
+    capacity_.unshared_pages.erase(seq);
+  }
+  for (const PlannedPrefill& p : d.prefills) {
+    wv1::PrefillChunk* chunk = plan.add_prefills();
+    chunk->set_seq_id(p.seq);
+    chunk->mutable_token_ids()->Assign(p.tokens.begin(), p.tokens.end());
+    chunk->set_create(p.create);
+    chunk->set_sample(p.sample);
+    chunk->set_generated_tokens(p.generated_tokens);
+    if (p.create) {
+      // The root never samples; its parameters are the first branch's.
+      SetSampling(jobs_.at(p.owner.job)->job.branches[0].sampling, chunk->mutable_sampling());
+    }
+    owner_[p.seq] = p.owner;
+  }
+  for (const auto& [seq, ref] : d.decodes) plan.add_decodes(seq);
+  for (const PlannedFork& f : d.forks) {
+    wv1::Fork* fork = plan.add_forks();
+    fork->set_parent(f.parent);
+    const Job& job = jobs_.at(f.job)->job;
+    for (const auto& [branch, seq] : f.children) {
+      wv1::ForkChild* child = fork->add_children();
+      child->set_seq_id(seq);
+      SetSampling(job.branches[branch].sampling, child->mutable_sampling());
+      owner_[seq] = {f.job, branch};
+    }
+  }
+  int running = 0;
+  for (auto& [id, rj] : jobs_) running += rj->job.RunningBranches();
+  stats_.branches_running = running;
+  stats_.max_branches_running =
+      std::max(stats_.max_branches_running, static_cast<int>(d.decodes.size()));
+  if (d.capacity_limited && !d.decodes.empty()) {
+    stats_.decode_tokens += static_cast<int64_t>(d.decodes.size());
+    ++stats_.decode_steps;
+  }
+  stats_.preemptions += static_cast<int64_t>(d.preempted.size());
+  return plan;
+}
+
+void JobRunner::Apply(const std::vector<wv1::StepResult>& results) {
+  // Capacity: the tightest rank counts.
+  capacity_.free_pages = results[0].cache().free_pages();
+  std::map<JobId, int64_t> live_sum, logical;
+  for (const wv1::StepResult& r : results) {
+    capacity_.free_pages = std::min(capacity_.free_pages, r.cache().free_pages());
+  }
+  // The mean α so far, the lowest over ranks (the most conservative projection).
+  if (results[0].cache().eviction_rate() > 0) {
+    capacity_.eviction_rate = results[0].cache().eviction_rate();
+    for (const wv1::StepResult& r : results) {
+      capacity_.eviction_rate = std::min(capacity_.eviction_rate, r.cache().eviction_rate());
+    }
+  }
+  for (size_t i = 0; i < results.size(); ++i) {
+    for (const wv1::SequenceCache& s : results[i].cache().sequences()) {
+      const int64_t need = s.decode_page_needs_size() > 0 ? s.decode_page_needs(0) : 0;
+      auto [it, fresh] = capacity_.decode_need.try_emplace(s.seq_id(), need);
+      if (!fresh) it->second = i == 0 ? need : std::max(it->second, need);
+      auto [u, ufresh] = capacity_.unshared_pages.try_emplace(s.seq_id(), s.unshared_pages());
+      if (!ufresh)
+        u->second = i == 0 ? s.unshared_pages() : std::min(u->second, s.unshared_pages());
+      auto owner = owner_.find(s.seq_id());
+      if (owner == owner_.end()) continue;
+      live_sum[owner->second.job] += s.live_tokens_sum();
+      logical[owner->second.job] += s.logical_tokens() * capacity_.streams / results.size();
+    }
+  }
+  for (const auto& [job_id, live] : live_sum) {
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end()) continue;
+    it->second->peak_kv_bytes = std::max(it->second->peak_kv_bytes, live * bytes_per_token_);
+    if (live > 0) it->second->compression_ratio = static_cast<double>(logical[job_id]) / live;
+  }
+  // Tokens (identical on every rank).
+  for (const wv1::SampledToken& t : results[0].tokens()) {
+    auto owner = owner_.find(t.seq_id());
+    if (owner == owner_.end() || owner->second.branch < 0) continue;
+    auto it = jobs_.find(owner->second.job);
+    if (it == jobs_.end() || it->second->done) continue;
+    RunnerJob& job = *it->second;
+    const Branch& b = job.job.branches[owner->second.branch];
+    if (b.phase != BranchPhase::kRunning) continue;                   // ended while the step ran
+    if (t.index() < static_cast<int64_t>(b.tokens.size())) continue;  // a replay's re-sample
+    OnToken(job, owner->second.branch, t);
+  }
+  // DeepConf pruning, then jobs whose branches are all done.
+  for (auto& [id, rj] : jobs_) {
+    RunnerJob& job = *rj;
+    if (job.done) continue;
+    if (job.pruner.has_value() && job.pruner->has_threshold()) {
+      for (Branch& b : job.job.branches) {
+        if (b.phase == BranchPhase::kFinished) continue;
+        const BranchOutput& out = *job.outputs[b.index];
+        if (job.pruner->ShouldPrune(out.confidence(), out.tokens())) {
+          FinishBranch(job, b.index, FinishReason::kPruned);
+        }
+      }
+    }
+    if (job.request.aggregation.pruning.stop_when_decided && !job.job.AllBranchesFinished()) {
+      std::vector<aggregation::BranchOutcome> outcomes;
+      int remaining = 0;
+      for (const Branch& b : job.job.branches) {
+        if (!job.reasons[b.index].has_value()) {
+          ++remaining;
+          continue;
+        }
+        outcomes.push_back({b.index, *job.reasons[b.index], job.answers[b.index],
+                            job.outputs[b.index]->confidence(),
+                            job.outputs[b.index]->mean_logprob()});
+      }
+      const aggregation::AggregationPolicy policy = ToAggregation(job.request.aggregation.policy);
+      const aggregation::AggregationResult partial = aggregation::Aggregate(policy, outcomes);
+      if (aggregation::VoteDecided(policy, partial.votes, remaining)) {
+        for (const Branch& b : job.job.branches) {
+          if (!job.reasons[b.index].has_value()) FinishBranch(job, b.index, FinishReason::kPruned);
+        }
+      }
+    }
+    if (job.job.AllBranchesFinished()) FinishJob(job);
+  }
+}
+
+void JobRunner::OnToken(RunnerJob& job, int branch, const wv1::SampledToken& token) {
+  Branch& b = job.job.branches[branch];
+  b.tokens.push_back(token.token_id());
+  if (!job.first_token.has_value()) job.first_token = absl::Now();
+  v1::GenerateEvent event;
+  event.set_job_id(job.handle->id);
+  v1::Delta* delta = event.mutable_delta();
+  delta->set_branch(branch);
+  const std::optional<FinishReason> reason =
+      job.outputs[branch]->Add(token, job.request.aggregation.pruning.confidence_top_k, delta);
+  if (job.request.stream_deltas) job.handle->events.Push(std::move(event));
+  if (reason.has_value()) FinishBranch(job, branch, *reason);
+}
+
+void JobRunner::FinishBranch(RunnerJob& job, int branch, FinishReason reason) {
+  Branch& b = job.job.branches[branch];
+  if (b.phase == BranchPhase::kFinished) return;
+  if (b.seq >= 0) b.free_pending = true;  // freed at the start of the next step
+  b.phase = BranchPhase::kFinished;
+  b.replay_pending = false;
+  job.reasons[branch] = reason;
+  const BranchOutput& out = *job.outputs[branch];
+  job.answers[branch] = job.extractor->Extract(out.text());
+  if (job.pruner.has_value()) job.pruner->OnBranchFinished(reason, out.confidence());
+  v1::GenerateEvent event;
+  event.set_job_id(job.handle->id);
+  v1::BranchFinished* f = event.mutable_branch_finished();
+  f->set_branch(branch);
+  f->set_reason(ToProto(reason));
+  f->set_answer(job.answers[branch]);
+  f->set_confidence(out.confidence());
+  f->set_tokens(static_cast<int32_t>(out.tokens()));
+  f->set_text(out.text());
+  job.handle->events.Push(std::move(event));
+}
+
+void JobRunner::FinishJob(RunnerJob& job) {
+  if (job.done) return;
+  job.done = true;
+  if (job.job.root >= 0) job.job.root_free_pending = true;
+  job.job.phase = JobPhase::kFinished;
+  std::vector<aggregation::BranchOutcome> outcomes;
+  for (const Branch& b : job.job.branches) {
+    outcomes.push_back({b.index, job.reasons[b.index].value_or(FinishReason::kAborted),
+                        job.answers[b.index], job.outputs[b.index]->confidence(),
+                        job.outputs[b.index]->mean_logprob()});
+  }
+  const aggregation::AggregationResult agg =
+      aggregation::Aggregate(ToAggregation(job.request.aggregation.policy), outcomes);
+  v1::GenerateEvent event;
+  event.set_job_id(job.handle->id);
+  v1::Result* result = event.mutable_result();
+  result->set_answer(agg.answer);
+  for (const aggregation::Vote& v : agg.votes) {
+    v1::Vote* vote = result->add_votes();
+    vote->set_answer(v.answer);
+    vote->set_count(v.count);
+    vote->set_weight(v.weight);
+  }
+  int64_t generated = 0;
+  for (const aggregation::BranchOutcome& o : outcomes) {
+    v1::BranchSummary* s = result->add_branches();
+    s->set_branch(o.branch);
+    s->set_reason(ToProto(o.reason));
+    s->set_answer(o.answer);
+    s->set_confidence(o.confidence);
+    s->set_mean_logprob(o.mean_logprob);
+    s->set_tokens(static_cast<int32_t>(job.outputs[o.branch]->tokens()));
+    generated += job.outputs[o.branch]->tokens();
+  }
+  const absl::Duration elapsed = absl::Now() - job.submitted;
+  v1::Usage* usage = result->mutable_usage();
+  usage->set_prompt_tokens(static_cast<int64_t>(job.job.prompt.size()));
+  usage->set_generated_tokens(generated);
+  usage->set_peak_kv_bytes(job.peak_kv_bytes);
+  usage->set_compression_ratio(job.compression_ratio);
+  usage->set_elapsed_ms(absl::ToDoubleMilliseconds(elapsed));
+  if (job.first_token.has_value()) {
+    usage->set_time_to_first_token_ms(absl::ToDoubleMilliseconds(*job.first_token - job.submitted));
+  }
+  usage->set_tokens_per_second(generated / std::max(absl::ToDoubleSeconds(elapsed), 1e-9));
+  v1::GetJobResponse record;
+  record.set_state(v1::GetJobResponse::FINISHED);
+  record.set_branches_finished(static_cast<int32_t>(outcomes.size()));
+  *record.mutable_result() = *result;
+  finished_[job.handle->id] = record;
+  job.handle->events.Push(std::move(event));
+}
+
+void JobRunner::FailJob(RunnerJob& job, const absl::Status& status, bool retryable) {
+  if (job.done) return;
+  for (Branch& b : job.job.branches) {
+    if (b.phase == BranchPhase::kFinished) continue;
+    if (b.seq >= 0) b.free_pending = true;
+    b.phase = BranchPhase::kFinished;
+  }
+  if (job.job.root >= 0) job.job.root_free_pending = true;
+  job.job.phase = JobPhase::kFinished;
+  job.done = true;
+  v1::GetJobResponse record;
+  record.set_state(status.code() == absl::StatusCode::kAborted ? v1::GetJobResponse::ABORTED
+                                                               : v1::GetJobResponse::FAILED);
+  finished_[job.handle->id] = record;
+  v1::GenerateEvent event;
+  event.set_job_id(job.handle->id);
+  event.mutable_error()->set_code(static_cast<int32_t>(status.code()));
+  event.mutable_error()->set_message(std::string(status.message()));
+  event.mutable_error()->set_retryable(retryable);
+  job.handle->events.Push(std::move(event));
+}
+
+}  // namespace rami::coordinator

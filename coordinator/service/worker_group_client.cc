@@ -1,0 +1,129 @@
+// Lockstep control of a worker group over gRPC.
+#include "coordinator/service/worker_group_client.h"
+
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "proto/status_conversion.h"
+
+namespace rami::coordinator {
+
+namespace v1 = worker::v1;
+
+struct WorkerGroupClient::Rank {
+  std::unique_ptr<v1::Worker::Stub> stub;
+  std::unique_ptr<grpc::ClientContext> step_ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::StepPlan, v1::StepResult>> step;
+};
+
+WorkerGroupClient::WorkerGroupClient(std::vector<std::string> addresses)
+    : addresses_(std::move(addresses)) {
+  for (const std::string& address : addresses_) {
+    auto rank = std::make_unique<Rank>();
+    rank->stub =
+        v1::Worker::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    ranks_.push_back(std::move(rank));
+  }
+}
+
+WorkerGroupClient::~WorkerGroupClient() {
+  for (auto& rank : ranks_) {
+    if (rank->step_ctx != nullptr) rank->step_ctx->TryCancel();
+  }
+}
+
+absl::StatusOr<v1::LoadShardResponse> WorkerGroupClient::Load(const GroupLoadOptions& o) {
+  for (auto& rank : ranks_) {
+    if (rank->step_ctx != nullptr) rank->step_ctx->TryCancel();
+    rank->step.reset();
+    rank->step_ctx.reset();
+  }
+  std::vector<absl::Status> status(ranks_.size());
+  std::vector<v1::LoadShardResponse> responses(ranks_.size());
+  std::vector<std::thread> threads;
+  for (int r = 0; r < size(); ++r) {
+    threads.emplace_back([&, r] {
+      v1::LoadShardRequest request;
+      request.set_model_dir(o.model_dir);
+      request.set_rank(r);
+      request.set_world_size(size());
+      request.set_cache_policy(o.cache_policy);
+      request.set_page_size(o.page_size);
+      request.set_kv_cache_bytes(o.kv_cache_bytes);
+      request.set_collective_timeout_seconds(o.collective_timeout_seconds);
+      request.mutable_rendezvous()->set_store_address(addresses_[0]);
+      request.mutable_rendezvous()->set_group_id(o.group_id);
+      grpc::ClientContext ctx;
+      ctx.set_wait_for_ready(true);  // workers may still be starting
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+      status[r] = FromGrpcStatus(ranks_[r]->stub->LoadShard(&ctx, request, &responses[r]));
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int r = 0; r < size(); ++r) {
+    if (!status[r].ok()) {
+      return absl::Status(status[r].code(), absl::StrCat("rank ", r, " (", addresses_[r],
+                                                         "): ", status[r].message()));
+    }
+  }
+  v1::LoadShardResponse merged = responses[0];
+  for (const v1::LoadShardResponse& r : responses) {
+    merged.set_num_pages(std::min(merged.num_pages(), r.num_pages()));
+    merged.set_num_kv_heads(std::max(merged.num_kv_heads(), r.num_kv_heads()));
+  }
+  for (auto& rank : ranks_) {
+    rank->step_ctx = std::make_unique<grpc::ClientContext>();
+    rank->step = rank->stub->Step(rank->step_ctx.get());
+  }
+  return merged;
+}
+
+absl::StatusOr<std::vector<v1::StepResult>> WorkerGroupClient::Step(const v1::StepPlan& plan) {
+  for (int r = 0; r < size(); ++r) {
+    if (ranks_[r]->step == nullptr) return absl::FailedPreconditionError("group not loaded");
+    if (!ranks_[r]->step->Write(plan)) {
+      return absl::UnavailableError(
+          absl::StrCat("rank ", r, " (", addresses_[r], "): step stream closed"));
+    }
+  }
+  std::vector<v1::StepResult> results(ranks_.size());
+  for (int r = 0; r < size(); ++r) {
+    if (!ranks_[r]->step->Read(&results[r])) {
+      return absl::UnavailableError(
+          absl::StrCat("rank ", r, " (", addresses_[r], "): step stream closed"));
+    }
+  }
+  for (int r = 0; r < size(); ++r) {
+    if (results[r].error_code() != 0) {
+      return absl::Status(static_cast<absl::StatusCode>(results[r].error_code()),
+                          absl::StrCat("rank ", r, ": ", results[r].error_message()));
+    }
+  }
+  for (int r = 1; r < size(); ++r) {
+    bool same = results[r].tokens_size() == results[0].tokens_size();
+    for (int i = 0; same && i < results[0].tokens_size(); ++i) {
+      same = results[r].tokens(i).seq_id() == results[0].tokens(i).seq_id() &&
+             results[r].tokens(i).token_id() == results[0].tokens(i).token_id();
+    }
+    if (!same) return absl::InternalError(absl::StrCat("ranks 0 and ", r, " sampled differently"));
+  }
+  return results;
+}
+
+bool WorkerGroupClient::Healthy() {
+  for (auto& rank : ranks_) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    v1::HealthResponse response;
+    if (!rank->stub->Health(&ctx, v1::HealthRequest(), &response).ok() ||
+        response.state() != v1::HealthResponse::SERVING) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace rami::coordinator

@@ -1,0 +1,47 @@
+// WorkerGroupClient: the coordinator's handle on one tensor-parallel worker group — the
+// ranks' control channels, LoadShard on every rank at once, and lockstep steps: the same
+// plan to every rank's Step stream, one result back from each, checked to agree.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "rami/worker/v1/worker.grpc.pb.h"
+
+namespace rami::coordinator {
+
+struct GroupLoadOptions {
+  std::string model_dir;
+  std::string cache_policy;  // "" = the checkpoint's
+  int page_size = 16;
+  int64_t kv_cache_bytes = 256 << 20;  // per rank
+  double collective_timeout_seconds = 30;
+  std::string group_id;  // unique per load (prefixes the rendezvous keys)
+};
+
+class WorkerGroupClient {
+ public:
+  // `addresses`: host:port of ranks 0…T−1.
+  explicit WorkerGroupClient(std::vector<std::string> addresses);
+  ~WorkerGroupClient();
+
+  int size() const { return static_cast<int>(addresses_.size()); }
+  // Loads the model on every rank concurrently and opens the Step streams. Returns rank 0's
+  // response (pages are min-ed over ranks, KV heads max-ed).
+  absl::StatusOr<worker::v1::LoadShardResponse> Load(const GroupLoadOptions& options);
+  // Runs one plan on every rank. A rank's step error is returned as that error; results of
+  // ranks whose sampled tokens disagree are an INTERNAL error. On success: one result per rank.
+  absl::StatusOr<std::vector<worker::v1::StepResult>> Step(const worker::v1::StepPlan& plan);
+  // True when every rank reports SERVING.
+  bool Healthy();
+
+ private:
+  struct Rank;
+  std::vector<std::string> addresses_;
+  std::vector<std::unique_ptr<Rank>> ranks_;
+};
+
+}  // namespace rami::coordinator
