@@ -1,10 +1,6 @@
 // rami-coordinator: loads a model on a worker group and serves rami.v1.Inference (plus
 // grpc.health.v1 and server reflection) until SIGTERM/SIGINT.
-#include <pthread.h>
-
-#include <csignal>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "base/server_process.h"
 #include "coordinator/service/inference_service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "address of the public API (port 0: any)");
@@ -50,11 +47,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "rami-coordinator --workers=HOST:PORT[,HOST:PORT...] --model_dir=DIR [--listen=ADDR]");
   absl::ParseCommandLine(argc, argv);
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = rami::BlockTerminationSignals();
 
   const std::vector<std::string> workers =
       absl::StrSplit(absl::GetFlag(FLAGS_workers), ',', absl::SkipWhitespace());
@@ -104,10 +97,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0)
     return Fail("cannot listen on " + absl::GetFlag(FLAGS_listen));
-  if (const std::string file = absl::GetFlag(FLAGS_port_file); !file.empty()) {
-    std::ofstream(file + ".tmp") << port << "\n";
-    std::rename((file + ".tmp").c_str(), file.c_str());
-  }
+  rami::WritePortFile(absl::GetFlag(FLAGS_port_file), port);
   std::printf("rami-coordinator: serving rami.v1.Inference on port %d\n", port);
   std::fflush(stdout);
 
@@ -118,8 +108,7 @@ int main(int argc, char** argv) {
       server->GetHealthCheckService()->SetServingStatus(runner.healthy());
     }
   });
-  int signal = 0;
-  sigwait(&signals, &signal);
+  rami::WaitForTerminationSignal(signals);
   stop.Notify();
   health.join();
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));

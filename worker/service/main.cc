@@ -1,10 +1,6 @@
 // rami-worker: one tensor-parallel rank. Serves rami.worker.v1.Worker (and grpc.health.v1)
 // until a Shutdown RPC or SIGTERM/SIGINT, then exits 0.
-#include <pthread.h>
-
-#include <csignal>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <thread>
 
@@ -16,6 +12,7 @@
 #include "absl/flags/usage.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "base/server_process.h"
 #include "worker/service/worker_service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "address to serve on (port 0: pick a free one)");
@@ -24,17 +21,10 @@ ABSL_FLAG(std::string, port_file, "", "write the bound port to this file once se
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("rami-worker --listen=HOST:PORT [--port_file=PATH]");
   absl::ParseCommandLine(argc, argv);
-  // SIGTERM/SIGINT are blocked in every thread and taken by one thread with sigwait, which
-  // may take locks (a signal handler may not).
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = rami::BlockTerminationSignals();
   absl::Notification stop;
   std::thread([&stop, signals] {
-    int signal = 0;
-    sigwait(&signals, &signal);
+    rami::WaitForTerminationSignal(signals);
     if (!stop.HasBeenNotified()) stop.Notify();
   }).detach();
 
@@ -52,12 +42,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rami-worker: cannot listen on %s\n", absl::GetFlag(FLAGS_listen).c_str());
     return 1;
   }
-  const std::string port_file = absl::GetFlag(FLAGS_port_file);
-  if (!port_file.empty()) {
-    const std::string tmp = port_file + ".tmp";
-    std::ofstream(tmp) << port << "\n";
-    std::rename(tmp.c_str(), port_file.c_str());  // readers never see a partial file
-  }
+  rami::WritePortFile(absl::GetFlag(FLAGS_port_file), port);
   std::printf("rami-worker: serving on port %d\n", port);
   std::fflush(stdout);
   // Shutdown RPC or signal: stop serving; in-flight RPCs get a second to finish.
