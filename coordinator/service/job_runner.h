@@ -4,6 +4,7 @@
 // Submit/Abort/Get are safe from any thread.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -24,6 +25,7 @@ namespace rami::coordinator {
 
 struct RunnerConfig {
   SchedulerConfig scheduler;
+  bool lookahead = true;   // send step t+1 before step t's results arrive
   int queue_limit = 1024;  // jobs waiting or running
 };
 
@@ -76,6 +78,17 @@ class JobRunner {
   void FinishJob(RunnerJob& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailJob(RunnerJob& job, const absl::Status& status, bool retryable)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // No step could be planned and none is in flight: unblock or drop finished jobs.
+  void HandleIdle(const std::vector<Job*>& active) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The worker group failed: every job fails (retryable), the runner serves no more.
+  void Break(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // A step sent whose results have not been received (loop thread only).
+  struct InFlight {
+    int64_t reserved_pages = 0;
+    absl::Time sent;
+  };
+  std::deque<InFlight> in_flight_;
 
   RunnerConfig config_;
   WorkerGroupClient* group_;
@@ -89,6 +102,8 @@ class JobRunner {
   std::map<JobId, std::unique_ptr<RunnerJob>> jobs_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, JobId> by_name_ ABSL_GUARDED_BY(mu_);
   std::map<SeqId, BranchRef> owner_ ABSL_GUARDED_BY(mu_);
+  // Pages of each sequence's decode step after the next one (for plans sent one ahead).
+  std::map<SeqId, int64_t> decode_need_ahead_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, rami::v1::GetJobResponse> finished_ ABSL_GUARDED_BY(mu_);
   RunnerStats stats_ ABSL_GUARDED_BY(mu_);
   JobId next_job_ ABSL_GUARDED_BY(mu_) = 1;

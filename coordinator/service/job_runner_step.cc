@@ -26,64 +26,94 @@ void SetSampling(const BranchSampling& s, wv1::SamplingParams* p) {
 }  // namespace
 
 bool JobRunner::StepOnce() {
-  wv1::StepPlan plan;
-  const absl::Time start = absl::Now();
-  {
-    absl::MutexLock lock(&mu_);
-    const absl::Time now = absl::Now();
-    std::vector<Job*> active;
-    for (auto& [id, rj] : jobs_) {
-      if (!rj->done && now > rj->request.deadline) {
-        FailJob(*rj, absl::DeadlineExceededError("the job's deadline passed"), false);
-      }
-      active.push_back(&rj->job);
-    }
-    SortForScheduling(active);
-    const StepDecision decision = scheduler_.Plan(active, capacity_);
-    if (decision.empty()) {
-      // Nothing fits and nothing runs: the youngest job can never be served — fail it so the
-      // others make progress (a prompt larger than the whole pool ends here).
-      bool running = false;
-      for (Job* job : active) running |= job->RunningBranches() > 0;
-      if (!running && !active.empty()) {
-        RunnerJob& youngest = *jobs_.at(active.back()->id);
-        if (!youngest.done) {
-          FailJob(youngest,
-                  absl::ResourceExhaustedError("the job does not fit the KV cache of the worker "
-                                               "group (prompt and branches need more pages)"),
-                  /*retryable=*/true);
+  const size_t depth = config_.lookahead ? 2 : 1;
+  bool sent = false;
+  // 1. Plan and send the next step while the pipeline has room: with lookahead, step t+1
+  // goes out before step t's results arrive (decode inputs are the workers' own tokens).
+  if (in_flight_.size() < depth) {
+    wv1::StepPlan plan;
+    {
+      absl::MutexLock lock(&mu_);
+      const absl::Time start = absl::Now();
+      std::vector<Job*> active;
+      for (auto& [id, rj] : jobs_) {
+        if (!rj->done && start > rj->request.deadline) {
+          FailJob(*rj, absl::DeadlineExceededError("the job's deadline passed"), false);
         }
+        active.push_back(&rj->job);
       }
-      // Drop jobs that are done and hold no sequence.
-      for (auto it = jobs_.begin(); it != jobs_.end();) {
-        const Job& job = it->second->job;
-        bool holds = job.root >= 0;
-        for (const Branch& b : job.branches) holds |= b.seq >= 0;
-        it = it->second->done && !holds ? jobs_.erase(it) : std::next(it);
+      SortForScheduling(active);
+      // Steps in flight have taken pages the last results do not show yet, and a step planned
+      // one ahead needs the page counts announced two steps ahead.
+      Capacity cap = capacity_;
+      for (const InFlight& f : in_flight_) cap.free_pages -= f.reserved_pages;
+      if (!in_flight_.empty()) cap.decode_need = decode_need_ahead_;
+      const StepDecision decision = scheduler_.Plan(active, cap);
+      if (!decision.empty()) {
+        plan = ToPlan(decision);
+        plan.set_step_id(++stats_.steps);
+        in_flight_.push_back({decision.reserved_pages, absl::Now()});
+        sent = true;
+      } else if (in_flight_.empty()) {
+        HandleIdle(active);
       }
-      return false;
+      stats_.schedule_ms_total += absl::ToDoubleMilliseconds(absl::Now() - start);
     }
-    plan = ToPlan(decision);
-    plan.set_step_id(++stats_.steps);
-    stats_.schedule_ms_total += absl::ToDoubleMilliseconds(absl::Now() - start);
+    if (sent) {
+      if (absl::Status s = group_->Send(plan); !s.ok()) {
+        absl::MutexLock lock(&mu_);
+        Break(s);
+        return true;
+      }
+    }
   }
-  const absl::Time sent = absl::Now();
-  absl::StatusOr<std::vector<wv1::StepResult>> results = group_->Step(plan);
+  // 2. Receive the oldest step once the pipeline is full, or when nothing new was sent.
+  if (in_flight_.empty() || (sent && in_flight_.size() < depth)) return sent;
+  absl::StatusOr<std::vector<wv1::StepResult>> results = group_->Receive();
   const absl::Time received = absl::Now();
   absl::MutexLock lock(&mu_);
-  stats_.step_ms_total += absl::ToDoubleMilliseconds(received - sent);
+  stats_.step_ms_total += absl::ToDoubleMilliseconds(received - in_flight_.front().sent);
+  in_flight_.pop_front();
   if (!results.ok()) {
-    broken_ = true;
-    for (auto& [id, rj] : jobs_) {
-      if (!rj->done) FailJob(*rj, results.status(), /*retryable=*/true);
-    }
-    jobs_.clear();
-    owner_.clear();
+    Break(results.status());
     return true;
   }
   Apply(*results);
   stats_.schedule_ms_total += absl::ToDoubleMilliseconds(absl::Now() - received);
   return true;
+}
+
+void JobRunner::HandleIdle(const std::vector<Job*>& active) {
+  // Nothing fits and nothing runs: the youngest job can never be served — fail it so the
+  // others make progress (a prompt larger than the whole pool ends here).
+  bool running = false;
+  for (const Job* job : active) running |= job->RunningBranches() > 0;
+  if (!running && !active.empty()) {
+    RunnerJob& youngest = *jobs_.at(active.back()->id);
+    if (!youngest.done) {
+      FailJob(youngest,
+              absl::ResourceExhaustedError("the job does not fit the KV cache of the worker "
+                                           "group (prompt and branches need more pages)"),
+              /*retryable=*/true);
+    }
+  }
+  // Drop jobs that are done and hold no sequence.
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    const Job& job = it->second->job;
+    bool holds = job.root >= 0;
+    for (const Branch& b : job.branches) holds |= b.seq >= 0;
+    it = it->second->done && !holds ? jobs_.erase(it) : std::next(it);
+  }
+}
+
+void JobRunner::Break(const absl::Status& status) {
+  broken_ = true;
+  for (auto& [id, rj] : jobs_) {
+    if (!rj->done) FailJob(*rj, status, /*retryable=*/true);
+  }
+  jobs_.clear();
+  owner_.clear();
+  in_flight_.clear();
 }
 
 wv1::StepPlan JobRunner::ToPlan(const StepDecision& d) {
@@ -92,6 +122,7 @@ wv1::StepPlan JobRunner::ToPlan(const StepDecision& d) {
     plan.add_frees(seq);
     owner_.erase(seq);
     capacity_.decode_need.erase(seq);
+    decode_need_ahead_.erase(seq);
     capacity_.unshared_pages.erase(seq);
   }
   for (const PlannedPrefill& p : d.prefills) {
@@ -148,9 +179,13 @@ void JobRunner::Apply(const std::vector<wv1::StepResult>& results) {
   }
   for (size_t i = 0; i < results.size(); ++i) {
     for (const wv1::SequenceCache& s : results[i].cache().sequences()) {
+      if (!owner_.count(s.seq_id())) continue;  // freed by a plan sent since
       const int64_t need = s.decode_page_needs_size() > 0 ? s.decode_page_needs(0) : 0;
       auto [it, fresh] = capacity_.decode_need.try_emplace(s.seq_id(), need);
       if (!fresh) it->second = i == 0 ? need : std::max(it->second, need);
+      const int64_t ahead = s.decode_page_needs_size() > 1 ? s.decode_page_needs(1) : need;
+      auto [a, afresh] = decode_need_ahead_.try_emplace(s.seq_id(), ahead);
+      if (!afresh) a->second = i == 0 ? ahead : std::max(a->second, ahead);
       auto [u, ufresh] = capacity_.unshared_pages.try_emplace(s.seq_id(), s.unshared_pages());
       if (!ufresh)
         u->second = i == 0 ? s.unshared_pages() : std::min(u->second, s.unshared_pages());

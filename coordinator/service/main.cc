@@ -33,6 +33,7 @@ ABSL_FLAG(int, max_tokens_default, 256, "max_tokens when a request leaves it at 
 ABSL_FLAG(int, max_step_tokens, 2048, "prefill + decode tokens per step");
 ABSL_FLAG(int, max_prefill_chunk, 512, "prompt tokens of one job per step");
 ABSL_FLAG(int, queue_limit, 1024, "jobs waiting or running before RESOURCE_EXHAUSTED");
+ABSL_FLAG(bool, lookahead, true, "send step t+1 before step t's results arrive");
 
 namespace {
 
@@ -68,6 +69,7 @@ int main(int argc, char** argv) {
   config.scheduler.max_prefill_chunk = absl::GetFlag(FLAGS_max_prefill_chunk);
   config.scheduler.max_running_branches = 4 * limits.max_n;
   config.queue_limit = limits.queue_limit;
+  config.lookahead = absl::GetFlag(FLAGS_lookahead);
   if (absl::Status s = config.scheduler.Validate(); !s.ok()) return Fail(s.ToString());
 
   rami::coordinator::WorkerGroupClient group(workers);

@@ -81,7 +81,7 @@ absl::StatusOr<v1::LoadShardResponse> WorkerGroupClient::Load(const GroupLoadOpt
   return merged;
 }
 
-absl::StatusOr<std::vector<v1::StepResult>> WorkerGroupClient::Step(const v1::StepPlan& plan) {
+absl::Status WorkerGroupClient::Send(const v1::StepPlan& plan) {
   for (int r = 0; r < size(); ++r) {
     if (ranks_[r]->step == nullptr) return absl::FailedPreconditionError("group not loaded");
     if (!ranks_[r]->step->Write(plan)) {
@@ -89,9 +89,13 @@ absl::StatusOr<std::vector<v1::StepResult>> WorkerGroupClient::Step(const v1::St
           absl::StrCat("rank ", r, " (", addresses_[r], "): step stream closed"));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::StepResult>> WorkerGroupClient::Receive() {
   std::vector<v1::StepResult> results(ranks_.size());
   for (int r = 0; r < size(); ++r) {
-    if (!ranks_[r]->step->Read(&results[r])) {
+    if (ranks_[r]->step == nullptr || !ranks_[r]->step->Read(&results[r])) {
       return absl::UnavailableError(
           absl::StrCat("rank ", r, " (", addresses_[r], "): step stream closed"));
     }
@@ -111,6 +115,11 @@ absl::StatusOr<std::vector<v1::StepResult>> WorkerGroupClient::Step(const v1::St
     if (!same) return absl::InternalError(absl::StrCat("ranks 0 and ", r, " sampled differently"));
   }
   return results;
+}
+
+absl::StatusOr<std::vector<v1::StepResult>> WorkerGroupClient::Step(const v1::StepPlan& plan) {
+  if (absl::Status s = Send(plan); !s.ok()) return s;
+  return Receive();
 }
 
 bool WorkerGroupClient::Healthy() {

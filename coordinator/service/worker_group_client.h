@@ -35,6 +35,10 @@ class WorkerGroupClient {
   // Runs one plan on every rank. A rank's step error is returned as that error; results of
   // ranks whose sampled tokens disagree are an INTERNAL error. On success: one result per rank.
   absl::StatusOr<std::vector<worker::v1::StepResult>> Step(const worker::v1::StepPlan& plan);
+  // Step in two halves, for one-step lookahead: plans are answered in order, so a second
+  // plan may be sent before the first one's results are received.
+  absl::Status Send(const worker::v1::StepPlan& plan);
+  absl::StatusOr<std::vector<worker::v1::StepResult>> Receive();
   // True when every rank reports SERVING.
   bool Healthy();
 

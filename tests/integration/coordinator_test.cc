@@ -141,8 +141,11 @@ TEST(Coordinator, BestOfEightStreamsBranchesAndVotes) {
   EXPECT_GT(distinct.size(), 1u) << "branches with different seeds should differ";
 }
 
-TEST(Coordinator, GreedyBranchesEqualTheGoldenContinuation) {
-  Deployment d;
+// With and without one-step lookahead (plans sent before the previous step's results).
+class CoordinatorLookahead : public ::testing::TestWithParam<bool> {};
+
+TEST_P(CoordinatorLookahead, GreedyBranchesEqualTheGoldenContinuation) {
+  Deployment d({std::string("--lookahead=") + (GetParam() ? "true" : "false")});
   ASSERT_TRUE(d.ok());
   std::ifstream in(ModelDir() + "/golden.json");
   const nlohmann::json golden = nlohmann::json::parse(in);
@@ -155,6 +158,11 @@ TEST(Coordinator, GreedyBranchesEqualTheGoldenContinuation) {
     EXPECT_EQ(out.delta_ids.at(b), c.at("greedy_tokens").get<std::vector<int32_t>>()) << b;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, CoordinatorLookahead, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "lookahead" : "no_lookahead";
+                         });
 
 TEST(Coordinator, AbortStopsTheJobAndFreesEveryPage) {
   Deployment d;
