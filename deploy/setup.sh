@@ -12,6 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libpcre2-dev libutf8proc-dev libgloo-dev
+  python3-grpcio python3-protobuf
 )
 
 missing=()
