@@ -3,13 +3,15 @@
 # one GPU each) and a rami-coordinator over them; waits until the API serves; prints where it
 # listens; stops everything on Ctrl-C / SIGTERM (no orphans). Logs go to --logs.
 #   deploy/run-local.sh --model DIR [--tp 2] [--port 50051] [--policy dms] [--kv-bytes N]
-#                       [--page-size 16] [--logs DIR] [--build DIR] [-- command to run]
+#                       [--page-size 16] [--logs DIR] [--build DIR]
+#                       [--coordinator-args "--lookahead=false ..."] [-- command to run]
 # With a command after `--`, runs it once the API serves, then stops the deployment and exits
 # with the command's status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODEL="" TP=2 PORT=50051 POLICY="" KV_BYTES=$((64 << 20)) PAGE=16 LOGS="" BUILD="${RAMI_BUILD_DIR:-build}"
+COORD_ARGS=""
 while (($#)); do
   case "$1" in
     --model) MODEL="$2"; shift 2 ;;
@@ -20,6 +22,7 @@ while (($#)); do
     --page-size) PAGE="$2"; shift 2 ;;
     --logs) LOGS="$2"; shift 2 ;;
     --build) BUILD="$2"; shift 2 ;;
+    --coordinator-args) COORD_ARGS="$2"; shift 2 ;;
     --) shift; break ;;
     *) echo "run-local: unknown flag $1" >&2; exit 2 ;;
   esac
@@ -62,7 +65,7 @@ done
 rm -f "$LOGS/coordinator.port"
 "$COORD" --listen="127.0.0.1:$PORT" --port_file="$LOGS/coordinator.port" \
   --workers="$(IFS=,; echo "${ADDRS[*]}")" --model_dir="$MODEL" --cache_policy="$POLICY" \
-  --kv_cache_bytes="$KV_BYTES" --page_size="$PAGE" >"$LOGS/coordinator.log" 2>&1 &
+  --kv_cache_bytes="$KV_BYTES" --page_size="$PAGE" $COORD_ARGS >"$LOGS/coordinator.log" 2>&1 &
 PIDS+=($!)
 wait_port_file "$LOGS/coordinator.port" 120 || { cat "$LOGS/coordinator.log" >&2; exit 1; }
 echo "rami: serving rami.v1.Inference on 127.0.0.1:$(cat "$LOGS/coordinator.port")" \
