@@ -33,7 +33,7 @@ ABSL_FLAG(int, max_tokens_default, 256, "max_tokens when a request leaves it at 
 ABSL_FLAG(int, max_step_tokens, 2048, "prefill + decode tokens per step");
 ABSL_FLAG(int, max_prefill_chunk, 512, "prompt tokens of one job per step");
 ABSL_FLAG(int, queue_limit, 1024, "jobs waiting or running before RESOURCE_EXHAUSTED");
-ABSL_FLAG(bool, lookahead, true, "send step t+1 before step t's results arrive");
+ABSL_FLAG(bool, lookahead, false, "send step t+1 before step t's results arrive");
 
 namespace {
 
