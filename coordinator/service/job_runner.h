@@ -25,7 +25,7 @@ namespace rami::coordinator {
 
 struct RunnerConfig {
   SchedulerConfig scheduler;
-  bool lookahead = true;   // send step t+1 before step t's results arrive
+  bool lookahead = false;  // send step t+1 before step t's results arrive
   int queue_limit = 1024;  // jobs waiting or running
 };
 
