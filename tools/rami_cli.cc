@@ -2,7 +2,7 @@
 //   rami generate [--server=ADDR] [--n=8] [--max_tokens=64] [--temperature=1] [--seed=0]
 //                 [--aggregation=majority_vote] [--regex=RE] [--json] "prompt"
 //   rami info [--server=ADDR]
-// `generate` shows live progress (branches running / done, tokens/s, votes so far) and then
+// `generate` shows live progress (branches running / done, tokens/s, KV in use and compression, votes so far) and then
 // the answer; --json prints the final Result as JSON instead.
 #include <unistd.h>
 
@@ -70,6 +70,7 @@ int Generate(const std::string& prompt) {
   int done = 0, n = request.n();
   int64_t tokens = 0;
   std::map<std::string, int> votes;
+  v1::Progress progress;
   v1::GenerateEvent event;
   std::optional<v1::Result> result;
   while (reader->Read(&event)) {
@@ -84,6 +85,8 @@ int Generate(const std::string& prompt) {
     } else if (event.has_branch_finished()) {
       ++done;
       ++votes[event.branch_finished().answer()];
+    } else if (event.has_progress()) {
+      progress = event.progress();
     } else if (event.has_result()) {
       result = event.result();
     } else if (event.has_error()) {
@@ -98,9 +101,12 @@ int Generate(const std::string& prompt) {
         shown.push_back(absl::StrCat(answer.empty() ? "(none)" : answer, ":", count));
       }
       const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-      std::printf("\rbranches running %d, done %d/%d | %lld tokens, %.0f tok/s | votes %s   ",
-                  n - done, done, n, static_cast<long long>(tokens),
-                  seconds > 0 ? tokens / seconds : 0.0, absl::StrJoin(shown, " ").c_str());
+      std::printf(
+          "\rbranches running %d, done %d/%d | %lld tokens, %.0f tok/s | KV %.1f KiB, "
+          "%.2fx | votes %s   ",
+          progress.branches_running(), done, n, static_cast<long long>(tokens),
+          seconds > 0 ? tokens / seconds : 0.0, progress.kv_bytes() / 1024.0,
+          progress.compression_ratio(), absl::StrJoin(shown, " ").c_str());
       std::fflush(stdout);
     }
   }

@@ -76,6 +76,7 @@ class JobRunner {
   void FinishBranch(RunnerJob& job, int branch, aggregation::FinishReason reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishJob(RunnerJob& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendProgress(RunnerJob& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailJob(RunnerJob& job, const absl::Status& status, bool retryable)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // No step could be planned and none is in flight: unblock or drop finished jobs.

@@ -198,7 +198,8 @@ void JobRunner::Apply(const std::vector<wv1::StepResult>& results) {
   for (const auto& [job_id, live] : live_sum) {
     auto it = jobs_.find(job_id);
     if (it == jobs_.end()) continue;
-    it->second->peak_kv_bytes = std::max(it->second->peak_kv_bytes, live * bytes_per_token_);
+    it->second->kv_bytes = live * bytes_per_token_;
+    it->second->peak_kv_bytes = std::max(it->second->peak_kv_bytes, it->second->kv_bytes);
     if (live > 0) it->second->compression_ratio = static_cast<double>(logical[job_id]) / live;
   }
   // Tokens (identical on every rank).
@@ -246,8 +247,27 @@ void JobRunner::Apply(const std::vector<wv1::StepResult>& results) {
         }
       }
     }
-    if (job.job.AllBranchesFinished()) FinishJob(job);
+    if (job.job.AllBranchesFinished()) {
+      FinishJob(job);
+    } else if (job.request.stream_deltas &&
+               absl::Now() - job.progress_sent > absl::Milliseconds(100)) {
+      SendProgress(job);
+    }
   }
+}
+
+void JobRunner::SendProgress(RunnerJob& job) {
+  job.progress_sent = absl::Now();
+  v1::GenerateEvent event;
+  event.set_job_id(job.handle->id);
+  v1::Progress* p = event.mutable_progress();
+  int finished = 0;
+  for (const Branch& b : job.job.branches) finished += b.phase == BranchPhase::kFinished ? 1 : 0;
+  p->set_branches_running(job.job.RunningBranches());
+  p->set_branches_finished(finished);
+  p->set_kv_bytes(job.kv_bytes);
+  p->set_compression_ratio(job.compression_ratio);
+  job.handle->events.Push(std::move(event));
 }
 
 void JobRunner::OnToken(RunnerJob& job, int branch, const wv1::SampledToken& token) {

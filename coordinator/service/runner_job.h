@@ -29,6 +29,8 @@ struct JobRunner::RunnerJob {
   absl::Time submitted;
   std::optional<absl::Time> first_token;
   int64_t peak_kv_bytes = 0;
+  int64_t kv_bytes = 0;  // at the last step
+  absl::Time progress_sent = absl::InfinitePast();
   double compression_ratio = 1.0;
   bool done = false;  // its terminal event was sent
 };

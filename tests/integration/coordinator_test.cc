@@ -131,6 +131,11 @@ TEST(Coordinator, BestOfEightStreamsBranchesAndVotes) {
   EXPECT_EQ(out.result->usage().generated_tokens(), 8 * 24);
   EXPECT_GT(out.result->usage().peak_kv_bytes(), 0);
   EXPECT_GT(out.result->usage().compression_ratio(), 1.0);  // W = 8, most tokens evicted
+  bool progress = false;
+  for (const v1::GenerateEvent& e : out.events) {
+    if (e.has_progress()) progress |= e.progress().kv_bytes() > 0;
+  }
+  EXPECT_TRUE(progress) << "no Progress event with the job's KV bytes";
 
   // The same job again streams the same branches (seeds, not steps, drive sampling).
   const JobOutput again = RunJob(*d.stub, BestOf(8, "The answer is", 24, 1.0f));
