@@ -2,8 +2,8 @@
 //   rami generate [--server=ADDR] [--n=8] [--max_tokens=64] [--temperature=1] [--seed=0]
 //                 [--aggregation=majority_vote] [--regex=RE] [--json] "prompt"
 //   rami info [--server=ADDR]
-// `generate` shows live progress (branches running / done, tokens/s, KV in use and compression, votes so far) and then
-// the answer; --json prints the final Result as JSON instead.
+// `generate` shows live progress (branches running / done, tokens/s, KV in use and compression,
+// votes so far) and then the answer; --json prints the final Result as JSON instead.
 #include <unistd.h>
 
 #include <cstdio>
