@@ -12,9 +12,8 @@ namespace rami::coordinator {
 namespace v1 = rami::v1;
 
 InferenceService::InferenceService(const api::ModelFrontEnd* model, const api::ServerLimits& limits,
-                                   JobRunner* runner, const worker::v1::LoadShardResponse& load,
-                                   int worker_groups)
-    : model_(model), limits_(limits), runner_(runner), load_(load), worker_groups_(worker_groups) {}
+                                   JobRunner* runner)
+    : model_(model), limits_(limits), runner_(runner) {}
 
 grpc::Status InferenceService::Generate(grpc::ServerContext* ctx,
                                         const v1::GenerateRequest* request,
@@ -67,7 +66,7 @@ grpc::Status InferenceService::ListModels(grpc::ServerContext*, const v1::ListMo
   info->set_name(model_->name());
   info->set_vocab_size(model_->vocab_size());
   info->set_max_context(model_->max_context());
-  info->set_cache_policy(load_.cache_policy());
+  info->set_cache_policy(runner_->cache_policy());
   return grpc::Status::OK;
 }
 
@@ -80,9 +79,9 @@ grpc::Status InferenceService::GetServerInfo(grpc::ServerContext*, const v1::Get
   response->set_max_stop_strings(limits_.max_stop_strings);
   response->set_max_stop_string_bytes(limits_.max_stop_string_bytes);
   response->set_queue_limit(limits_.queue_limit);
-  response->set_worker_groups(worker_groups_);
-  response->set_healthy_worker_groups(runner_->healthy() ? worker_groups_ : 0);
   const RunnerStats stats = runner_->Stats();
+  response->set_worker_groups(stats.groups_known);
+  response->set_healthy_worker_groups(stats.groups_serving);
   response->set_steps(stats.steps);
   response->set_peak_running_branches(stats.max_branches_running);
   if (stats.steps > 0) {
@@ -95,6 +94,7 @@ grpc::Status InferenceService::GetServerInfo(grpc::ServerContext*, const v1::Get
                                          stats.decode_steps);
   }
   response->set_preemptions(stats.preemptions);
+  response->set_relocated_branches(stats.relocated_branches);
   return grpc::Status::OK;
 }
 

@@ -11,9 +11,9 @@ namespace rami::coordinator {
 
 class InferenceService final : public rami::v1::Inference::Service {
  public:
-  // `model`, `runner` and `info` must outlive the service.
+  // `model` and `runner` must outlive the service.
   InferenceService(const api::ModelFrontEnd* model, const api::ServerLimits& limits,
-                   JobRunner* runner, const worker::v1::LoadShardResponse& load, int worker_groups);
+                   JobRunner* runner);
 
   grpc::Status Generate(grpc::ServerContext* ctx, const rami::v1::GenerateRequest* request,
                         grpc::ServerWriter<rami::v1::GenerateEvent>* writer) override;
@@ -31,8 +31,6 @@ class InferenceService final : public rami::v1::Inference::Service {
   const api::ModelFrontEnd* model_;
   api::ServerLimits limits_;
   JobRunner* runner_;
-  worker::v1::LoadShardResponse load_;
-  int worker_groups_;
 };
 
 }  // namespace rami::coordinator

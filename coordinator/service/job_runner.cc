@@ -1,7 +1,9 @@
-// The runner loop: plan, step, apply.
+// The runner's groups and jobs: placement, group life cycle (load, serve, fail, leave),
+// discovery and leases. The step itself is in job_runner_step.cc.
 #include "coordinator/service/job_runner.h"
 
 #include <algorithm>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -17,33 +19,71 @@ namespace v1 = rami::v1;
 namespace wv1 = worker::v1;
 using aggregation::FinishReason;
 
+// Load errors that a retry cannot fix (a bad model directory, a bad flag).
+bool Permanent(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kInvalidArgument ||
+         s.code() == absl::StatusCode::kNotFound || s.code() == absl::StatusCode::kUnimplemented ||
+         s.code() == absl::StatusCode::kDataLoss;
+}
+
 }  // namespace
 
-JobRunner::JobRunner(const RunnerConfig& config, WorkerGroupClient* group,
-                     const wv1::LoadShardResponse& load, const api::ModelFrontEnd* model)
-    : config_(config), group_(group), model_(model), scheduler_(config.scheduler) {
-  capacity_.free_pages = load.num_pages();
-  capacity_.page_size = load.page_size();
-  capacity_.streams = int64_t{load.num_layers()} * load.num_kv_heads();
-  capacity_.evicts = load.dms_window() > 0;
-  capacity_.window = load.dms_window();
-  bytes_per_token_ =
-      load.num_pages() > 0 ? load.kv_cache_bytes() / load.num_pages() / load.page_size() : 0;
-  thread_ = std::thread([this] { Loop(); });
+JobRunner::JobRunner(const RunnerConfig& config, std::unique_ptr<WorkerDiscovery> discovery,
+                     const api::ModelFrontEnd* model)
+    : config_(config), discovery_(std::move(discovery)), model_(model) {
+  Refresh();
+  maintenance_ = std::thread([this] { Maintain(); });
 }
 
 JobRunner::~JobRunner() {
   {
     absl::MutexLock lock(&mu_);
     stop_ = true;
+    for (auto& [id, g] : groups_) g->client->Cancel(/*forever=*/true);
     work_.SignalAll();
   }
-  thread_.join();
+  maintenance_.join();
+  // Groups are only added by the maintenance thread, now ended.
+  std::vector<std::thread> threads;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, g] : groups_) threads.push_back(std::move(g->thread));
+  }
+  for (std::thread& t : threads) {
+    if (t.joinable()) t.join();
+  }
+}
+
+absl::Status JobRunner::WaitUntilServing(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    bool all_permanent = !groups_.empty() && discovery_->fixed();
+    for (const auto& [id, g] : groups_) {
+      if (g->state == GroupState::kServing) return absl::OkStatus();
+      all_permanent &= g->permanent_error;
+    }
+    if (all_permanent) return last_load_error_;
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "no worker group serves after ", absl::FormatDuration(timeout),
+          last_load_error_.ok() ? std::string()
+                                : absl::StrCat("; last error: ", last_load_error_.ToString())));
+    }
+    work_.WaitWithDeadline(&mu_, std::min(deadline, absl::Now() + absl::Milliseconds(100)));
+  }
+}
+
+void JobRunner::StartDrain() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
 }
 
 absl::StatusOr<std::shared_ptr<JobHandle>> JobRunner::Submit(api::ValidatedRequest request) {
   absl::MutexLock lock(&mu_);
-  if (broken_) return absl::UnavailableError("the worker group failed; no capacity to serve");
+  if (draining_) {
+    return absl::UnavailableError("the coordinator is shutting down; submit to another one");
+  }
   if (static_cast<int>(jobs_.size()) >= config_.queue_limit) {
     return absl::ResourceExhaustedError(
         absl::StrCat("queue full: ", config_.queue_limit, " jobs waiting or running"));
@@ -70,6 +110,8 @@ absl::StatusOr<std::shared_ptr<JobHandle>> JobRunner::Submit(api::ValidatedReque
   rj->job.arrival = id;
   rj->job.prompt = r.prompt_token_ids;
   rj->job.max_tokens = r.stopping.max_tokens;
+  rj->n = r.n;
+  std::vector<Branch> branches;
   for (int i = 0; i < r.n; ++i) {
     Branch b;
     b.index = i;
@@ -79,12 +121,18 @@ absl::StatusOr<std::shared_ptr<JobHandle>> JobRunner::Submit(api::ValidatedReque
                   r.sampling.min_p,
                   r.sampling.seed + static_cast<uint64_t>(i),
                   rj->worker_logprobs};
-    rj->job.branches.push_back(b);
+    branches.push_back(b);
     rj->outputs.push_back(
         std::make_unique<BranchOutput>(rj->request, model_->tokenizer(), pruning.window_tokens));
   }
   rj->reasons.resize(r.n);
   rj->answers.resize(r.n);
+  if (!Place(*rj, std::move(branches))) {
+    return absl::UnavailableError(
+        absl::StrCat("no worker group is serving (", groups_.size(), " known",
+                     last_load_error_.ok() ? "" : "; last error: ",
+                     last_load_error_.ok() ? "" : last_load_error_.ToString(), ")"));
+  }
   rj->submitted = absl::Now();
   v1::GenerateEvent accepted;
   accepted.set_job_id(rj->handle->id);
@@ -94,8 +142,70 @@ absl::StatusOr<std::shared_ptr<JobHandle>> JobRunner::Submit(api::ValidatedReque
   std::shared_ptr<JobHandle> handle = rj->handle;
   by_name_[handle->id] = id;
   jobs_[id] = std::move(rj);
-  work_.Signal();
+  work_.SignalAll();
   return handle;
+}
+
+int64_t JobRunner::Headroom(const Group& g) {
+  int64_t promised = 0;
+  for (const auto& [id, rj] : jobs_) {
+    auto part = rj->parts.find(g.id);
+    if (part == rj->parts.end()) continue;
+    const Job& p = part->second;
+    const int64_t projected =
+        p.max_tokens > 0 ? g.capacity.ProjectedBranchPages(p.max_tokens) : g.capacity.ForkBound();
+    for (const Branch& b : p.branches) {
+      if (b.phase == BranchPhase::kWaiting || b.phase == BranchPhase::kPreempted) {
+        promised += projected;
+      }
+    }
+    if (!p.root_ready) {
+      promised += g.capacity.ChunkBound(static_cast<int64_t>(p.prompt.size() - p.prefilled));
+    }
+  }
+  return g.capacity.free_pages - promised;
+}
+
+bool JobRunner::Place(RunnerJob& job, std::vector<Branch> branches) {
+  std::vector<Group*> serving;
+  std::map<int, int64_t> headroom;
+  for (auto& [id, g] : groups_) {
+    if (g->state != GroupState::kServing || g->leaving) continue;
+    serving.push_back(g.get());
+    headroom[id] = Headroom(*g);
+  }
+  if (serving.empty()) return false;
+  // Greedy: each branch goes where the most pages remain once it (and, on a group the job
+  // is not on yet, a copy of its prompt) is counted. Equal groups split a job evenly; a
+  // small job stays on one group when the others have less room than its prompt costs.
+  for (Branch& b : branches) {
+    Group* best = nullptr;
+    int64_t best_room = 0;
+    for (Group* g : serving) {
+      int64_t room = headroom[g->id];
+      if (!job.parts.count(g->id)) {
+        room -= g->capacity.ChunkBound(static_cast<int64_t>(job.job.prompt.size()));
+      }
+      if (best == nullptr || room > best_room) {
+        best = g;
+        best_room = room;
+      }
+    }
+    auto [part, fresh] = job.parts.try_emplace(best->id, job.job);
+    job.groups_used.insert(best->id);
+    if (fresh) headroom[best->id] -= best->capacity.ChunkBound(job.job.prompt.size());
+    headroom[best->id] -= job.job.max_tokens > 0
+                              ? best->capacity.ProjectedBranchPages(job.job.max_tokens)
+                              : best->capacity.ForkBound();
+    b.seq = -1;
+    b.free_pending = false;
+    b.replay_pending = false;
+    if (b.phase != BranchPhase::kFinished) {
+      b.phase = b.tokens.empty() ? BranchPhase::kWaiting : BranchPhase::kPreempted;
+    }
+    part->second.branches.push_back(std::move(b));
+  }
+  return true;
 }
 
 void JobRunner::Abort(const std::string& job_id, std::optional<int> branch) {
@@ -107,12 +217,11 @@ void JobRunner::Abort(const std::string& job_id, std::optional<int> branch) {
   RunnerJob& job = *it->second;
   if (!branch.has_value()) {
     FailJob(job, absl::AbortedError("job aborted by the client"), /*retryable=*/false);
-  } else if (*branch >= 0 && *branch < static_cast<int>(job.job.branches.size()) &&
-             !job.reasons[*branch].has_value()) {
+  } else if (*branch >= 0 && *branch < job.n && !job.reasons[*branch].has_value()) {
     FinishBranch(job, *branch, FinishReason::kAborted);
-    if (job.job.AllBranchesFinished()) FinishJob(job);
+    if (job.AllBranchesFinished()) FinishJob(job);
   }
-  work_.Signal();
+  work_.SignalAll();
 }
 
 std::optional<v1::GetJobResponse> JobRunner::Get(const std::string& job_id) {
@@ -122,14 +231,13 @@ std::optional<v1::GetJobResponse> JobRunner::Get(const std::string& job_id) {
   if (name == by_name_.end()) return std::nullopt;
   auto it = jobs_.find(name->second);
   if (it == jobs_.end()) return std::nullopt;
+  const RunnerJob& job = *it->second;
+  bool started = false;
+  for (const auto& [group, part] : job.parts) started |= part.phase != JobPhase::kQueued;
   v1::GetJobResponse response;
-  const Job& job = it->second->job;
-  response.set_state(job.phase == JobPhase::kQueued ? v1::GetJobResponse::QUEUED
-                                                    : v1::GetJobResponse::RUNNING);
-  int finished = 0;
-  for (const Branch& b : job.branches) finished += b.phase == BranchPhase::kFinished ? 1 : 0;
+  response.set_state(started ? v1::GetJobResponse::RUNNING : v1::GetJobResponse::QUEUED);
   response.set_branches_running(job.RunningBranches());
-  response.set_branches_finished(finished);
+  response.set_branches_finished(job.FinishedBranches());
   return response;
 }
 
@@ -137,25 +245,242 @@ RunnerStats JobRunner::Stats() {
   absl::MutexLock lock(&mu_);
   RunnerStats s = stats_;
   s.jobs_active = static_cast<int>(jobs_.size());
-  s.free_pages = capacity_.free_pages;
+  s.free_pages = 0;
+  s.branches_running = 0;
+  for (const auto& [id, rj] : jobs_) s.branches_running += rj->RunningBranches();
+  for (const auto& [id, g] : groups_) {
+    ++s.groups_known;
+    if (g->state != GroupState::kServing) continue;
+    ++s.groups_serving;
+    s.free_pages += g->capacity.free_pages;
+  }
   return s;
 }
 
 bool JobRunner::healthy() {
   absl::MutexLock lock(&mu_);
-  return !broken_;
+  for (const auto& [id, g] : groups_) {
+    if (g->state == GroupState::kServing) return true;
+  }
+  return false;
 }
 
-void JobRunner::Loop() {
+std::string JobRunner::cache_policy() {
+  absl::MutexLock lock(&mu_);
+  return cache_policy_;
+}
+
+// ---- Group life cycle --------------------------------------------------------------------
+
+absl::Status JobRunner::LoadGroup(Group& g) {
+  GroupLoadOptions options = config_.load;
+  // The epoch orders this coordinator's loads after every earlier one, a restarted
+  // coordinator's included; the group id keeps the collectives' rendezvous keys apart.
+  const int64_t epoch = absl::ToUnixMicros(absl::Now());
+  options.lease_holder = config_.coordinator_id;
+  options.lease_epoch = epoch;
+  options.group_id = absl::StrCat(config_.coordinator_id, "-g", g.id, "-", epoch);
+  absl::StatusOr<wv1::LoadShardResponse> load = g.client->Load(options);
+  absl::MutexLock lock(&mu_);
+  if (!load.ok()) {
+    g.error = load.status();
+    g.permanent_error = Permanent(load.status());
+    last_load_error_ = absl::Status(load.status().code(),
+                                    absl::StrCat("group ", g.key, ": ", load.status().message()));
+    return load.status();
+  }
+  g.scheduler = std::make_unique<Scheduler>(config_.scheduler);
+  g.capacity = Capacity();
+  g.capacity.free_pages = load->num_pages();
+  g.capacity.page_size = load->page_size();
+  g.capacity.streams = int64_t{load->num_layers()} * load->num_kv_heads();
+  g.capacity.evicts = load->dms_window() > 0;
+  g.capacity.window = load->dms_window();
+  g.num_pages = load->num_pages();
+  g.bytes_per_token =
+      load->num_pages() > 0 ? load->kv_cache_bytes() / load->num_pages() / load->page_size() : 0;
+  g.lease_epoch = epoch;
+  g.owner.clear();
+  g.decode_need_ahead.clear();
+  g.in_flight.clear();
+  g.error = absl::OkStatus();
+  g.permanent_error = false;
+  g.state = GroupState::kServing;
+  if (cache_policy_.empty()) cache_policy_ = load->cache_policy();
+  std::fprintf(stderr,
+               "rami-coordinator: group %d (%s) serves: %lld pages of %d tokens per rank, "
+               "policy %s\n",
+               g.id, g.key.c_str(), static_cast<long long>(load->num_pages()), load->page_size(),
+               load->cache_policy().c_str());
+  work_.SignalAll();
+  return absl::OkStatus();
+}
+
+void JobRunner::GroupLoop(Group* g) {
   while (true) {
     {
       absl::MutexLock lock(&mu_);
-      while (!stop_ && jobs_.empty()) work_.Wait(&mu_);
+      if (stop_ || g->leaving) break;
+    }
+    if (!LoadGroup(*g).ok()) {
+      absl::MutexLock lock(&mu_);
+      work_.WaitWithTimeout(&mu_, config_.reload_backoff);
+      continue;
+    }
+    // Serve until the group fails, leaves or the runner stops.
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (stop_) return;
+        if (g->state != GroupState::kServing || g->leaving) break;
+        bool has_work = false;
+        for (const auto& [id, rj] : jobs_) has_work |= rj->parts.count(g->id) > 0;
+        if (!has_work && g->in_flight.empty()) {
+          work_.WaitWithTimeout(&mu_, absl::Milliseconds(50));
+          continue;
+        }
+      }
+      if (!StepOnce(*g)) {
+        absl::MutexLock lock(&mu_);
+        work_.WaitWithTimeout(&mu_, absl::Milliseconds(5));
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    if (stop_) return;
+    if (g->leaving) {
+      if (g->state == GroupState::kServing) {
+        Evacuate(*g, absl::UnavailableError(absl::StrCat("worker group ", g->key, " left")));
+      }
+      break;
+    }
+    // Failed: its branches have moved; try to load it again after a pause (a restarted
+    // worker comes back this way).
+    work_.WaitWithTimeout(&mu_, config_.reload_backoff);
+  }
+  absl::MutexLock lock(&mu_);
+  g->state = GroupState::kGone;
+}
+
+void JobRunner::Evacuate(Group& g, const absl::Status& why) {
+  g.state = g.leaving ? GroupState::kGone : GroupState::kFailed;
+  g.error = why;
+  g.owner.clear();
+  g.decode_need_ahead.clear();
+  g.in_flight.clear();
+  std::fprintf(stderr, "rami-coordinator: group %d (%s): %s\n", g.id, g.key.c_str(),
+               why.ToString().c_str());
+  for (auto& [id, rj] : jobs_) {
+    auto part = rj->parts.find(g.id);
+    if (part == rj->parts.end()) continue;
+    std::vector<Branch> moving;
+    for (Branch& b : part->second.branches) {
+      if (b.phase != BranchPhase::kFinished) moving.push_back(std::move(b));
+    }
+    rj->parts.erase(part);  // its sequences went with the group
+    if (rj->done || moving.empty()) continue;
+    stats_.relocated_branches += static_cast<int64_t>(moving.size());
+    rj->relocated_branches += static_cast<int>(moving.size());
+    if (++rj->relocations > config_.max_relocations) {
+      FailJob(*rj,
+              absl::UnavailableError(
+                  absl::StrCat("the job's branches had to move ", rj->relocations,
+                               " times (worker groups failed under it); last: ", why.ToString())),
+              /*retryable=*/true);
+      continue;
+    }
+    if (!Place(*rj, std::move(moving))) {
+      FailJob(*rj,
+              absl::UnavailableError(absl::StrCat(
+                  "no worker group is left to run the job's branches: ", why.ToString())),
+              /*retryable=*/true);
+    }
+  }
+  Reap();
+  work_.SignalAll();
+}
+
+void JobRunner::Reap() {
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    it = it->second->done && !it->second->HoldsSequences() ? jobs_.erase(it) : std::next(it);
+  }
+}
+
+void JobRunner::Refresh() {
+  absl::StatusOr<std::vector<WorkerGroupAddresses>> listed = discovery_->Groups();
+  if (!listed.ok()) {
+    std::fprintf(stderr, "rami-coordinator: worker discovery: %s\n",
+                 listed.status().ToString().c_str());
+    return;
+  }
+  std::set<std::string> keys;
+  absl::MutexLock lock(&mu_);
+  if (stop_) return;
+  for (const WorkerGroupAddresses& addresses : *listed) {
+    const std::string key = GroupKey(addresses);
+    keys.insert(key);
+    bool known = false;
+    for (const auto& [id, g] : groups_) known |= g->key == key && !g->leaving;
+    if (known) continue;
+    auto g = std::make_unique<Group>();
+    g->id = next_group_++;
+    g->addresses = addresses;
+    g->key = key;
+    g->client = std::make_unique<WorkerGroupClient>(addresses);
+    Group* raw = g.get();
+    groups_[g->id] = std::move(g);
+    raw->thread = std::thread([this, raw] { GroupLoop(raw); });
+  }
+  for (auto it = groups_.begin(); it != groups_.end();) {
+    Group& g = *it->second;
+    if (!keys.count(g.key) && !g.leaving) {
+      g.leaving = true;  // its thread evacuates it
+      g.client->Cancel();
+    }
+    if (g.state == GroupState::kGone && g.thread.joinable()) {
+      g.thread.join();  // it set kGone as its last act and holds no lock now
+      it = groups_.erase(it);
+      continue;
+    }
+    ++it;
+  }
+  work_.SignalAll();
+}
+
+void JobRunner::Maintain() {
+  absl::Time next_refresh = absl::Now() + config_.discovery_interval;
+  // Leases are renewed three times per lease period (steps renew them too).
+  const absl::Duration renew_every = absl::Seconds(config_.load.lease_seconds / 3);
+  absl::Time next_renew = absl::Now() + renew_every;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      const absl::Time wake = std::min(next_refresh, next_renew);
+      while (!stop_ && absl::Now() < wake) work_.WaitWithDeadline(&mu_, wake);
       if (stop_) return;
     }
-    if (!StepOnce()) {
-      absl::MutexLock lock(&mu_);
-      work_.WaitWithTimeout(&mu_, absl::Milliseconds(5));
+    if (absl::Now() >= next_refresh) {
+      if (!discovery_->fixed()) Refresh();
+      next_refresh = absl::Now() + config_.discovery_interval;
+    }
+    if (absl::Now() >= next_renew) {
+      std::vector<Group*> serving;
+      {
+        absl::MutexLock lock(&mu_);
+        for (auto& [id, g] : groups_) {
+          if (g->state == GroupState::kServing && !g->leaving) serving.push_back(g.get());
+        }
+      }
+      // Groups are erased only by this thread, so the pointers stay valid here.
+      for (Group* g : serving) {
+        if (absl::Status s = g->client->RenewLease(); !s.ok()) {
+          std::fprintf(stderr, "rami-coordinator: group %d: lease renewal: %s\n", g->id,
+                       s.ToString().c_str());
+          if (s.code() == absl::StatusCode::kFailedPrecondition) {
+            g->client->Cancel();  // another coordinator holds it: the step loop fails it
+          }
+        }
+      }
+      next_renew = absl::Now() + renew_every;
     }
   }
 }

@@ -1,7 +1,12 @@
-// JobRunner: drives one worker group. Its thread loops: schedule a step over the active jobs
-// (Scheduler), send the plan to every rank, apply the results — tokens to branches, stop
-// conditions, DeepConf pruning, frees, aggregation — and push each job's events to its queue.
-// Submit/Abort/Get are safe from any thread.
+// JobRunner: drives the worker groups. A job's branches are placed on groups by free
+// capacity when it is submitted (a job may span groups: each group prefills the prompt once
+// and forks its share of the branches). Each group has a thread that loads it, then loops:
+// schedule a step over the job parts on the group (Scheduler), send the plan to every rank,
+// apply the results — tokens to branches, stop conditions, DeepConf pruning, frees,
+// aggregation — and push each job's events to its queue. A group that fails or leaves has
+// its unfinished branches re-run on the other groups from prompt + tokens so far (or their
+// jobs fail with a retryable error when no group is left); a maintenance thread follows the
+// discovery source and renews the workers' leases. Submit/Abort/Get are safe from any thread.
 #pragma once
 
 #include <deque>
@@ -10,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -18,6 +24,7 @@
 #include "coordinator/api/validated_request.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/service/event_queue.h"
+#include "coordinator/service/worker_discovery.h"
 #include "coordinator/service/worker_group_client.h"
 #include "rami/v1/inference.pb.h"
 
@@ -27,21 +34,32 @@ struct RunnerConfig {
   SchedulerConfig scheduler;
   bool lookahead = false;  // send step t+1 before step t's results arrive
   int queue_limit = 1024;  // jobs waiting or running
+  // How every group is loaded; group_id, lease epoch and holder are filled per load.
+  GroupLoadOptions load;
+  std::string coordinator_id = "rami-coordinator";  // the lease holder
+  absl::Duration discovery_interval = absl::Seconds(5);
+  absl::Duration reload_backoff = absl::Seconds(2);  // after a failed load or a failed group
+  // A job whose branches had to move this many times fails (retryable) instead of moving
+  // again: a job that breaks every group it runs on must not take the cluster down.
+  int max_relocations = 3;
 };
 
 struct RunnerStats {
   uint64_t steps = 0;
   int jobs_active = 0;
   int branches_running = 0;
-  int max_branches_running = 0;  // most branches decoding in one step
+  int max_branches_running = 0;  // most branches decoding in one step of one group
   // Concurrency at the memory limit: branches decoded in steps where pages (not work) were
   // the limit, and the number of such steps.
   int64_t decode_tokens = 0;
   int64_t decode_steps = 0;
   int64_t preemptions = 0;
-  double step_ms_total = 0;      // wall time of the workers' steps (plan → results)
-  double schedule_ms_total = 0;  // time spent planning and applying results
-  int64_t free_pages = 0;
+  int64_t relocated_branches = 0;  // moved off a failed or leaving group
+  double step_ms_total = 0;        // wall time of the workers' steps (plan → results)
+  double schedule_ms_total = 0;    // time spent planning and applying results
+  int64_t free_pages = 0;          // summed over serving groups
+  int groups_known = 0;
+  int groups_serving = 0;
 };
 
 struct JobHandle {
@@ -51,27 +69,42 @@ struct JobHandle {
 
 class JobRunner {
  public:
-  // `group` must be loaded; `load` is its LoadShard response. `model` outlives the runner.
-  JobRunner(const RunnerConfig& config, WorkerGroupClient* group,
-            const worker::v1::LoadShardResponse& load, const api::ModelFrontEnd* model);
+  // Starts loading the groups `discovery` lists. `model` outlives the runner.
+  JobRunner(const RunnerConfig& config, std::unique_ptr<WorkerDiscovery> discovery,
+            const api::ModelFrontEnd* model);
   ~JobRunner();
 
-  // Queues a validated job; RESOURCE_EXHAUSTED when the queue limit is reached.
+  // Blocks until a group serves (OK), `timeout` passes (DEADLINE_EXCEEDED with the last load
+  // error) or, for a fixed list, every group's load failed permanently (that error).
+  absl::Status WaitUntilServing(absl::Duration timeout);
+  // Queues a validated job; RESOURCE_EXHAUSTED when the queue limit is reached, UNAVAILABLE
+  // when no group serves.
   absl::StatusOr<std::shared_ptr<JobHandle>> Submit(api::ValidatedRequest request);
+  // From now on Submit refuses new jobs (UNAVAILABLE); running jobs go on.
+  void StartDrain();
   // Idempotent: aborting an unknown or finished job succeeds.
   void Abort(const std::string& job_id, std::optional<int> branch);
   std::optional<rami::v1::GetJobResponse> Get(const std::string& job_id);
   RunnerStats Stats();
-  bool healthy();
+  bool healthy();  // at least one group serves
+  // The cache policy the serving groups report ("" before any group has loaded).
+  std::string cache_policy();
 
  private:
   struct RunnerJob;
-  void Loop();
-  // One step; returns false when there was nothing to do.
-  bool StepOnce();
-  worker::v1::StepPlan ToPlan(const StepDecision& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Apply(const std::vector<worker::v1::StepResult>& results) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OnToken(RunnerJob& job, int branch, const worker::v1::SampledToken& token)
+  struct Group;
+  enum class GroupState { kLoading, kServing, kFailed, kGone };
+
+  void GroupLoop(Group* g);
+  absl::Status LoadGroup(Group& g);
+  void Maintain();
+  void Refresh() ABSL_LOCKS_EXCLUDED(mu_);
+  // One step of `g`; returns false when there was nothing to do.
+  bool StepOnce(Group& g);
+  worker::v1::StepPlan ToPlan(Group& g, const StepDecision& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Apply(Group& g, const std::vector<worker::v1::StepResult>& results)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnToken(RunnerJob& job, Branch& b, const worker::v1::SampledToken& token)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishBranch(RunnerJob& job, int branch, aggregation::FinishReason reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -79,38 +112,38 @@ class JobRunner {
   void SendProgress(RunnerJob& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailJob(RunnerJob& job, const absl::Status& status, bool retryable)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // No step could be planned and none is in flight: unblock or drop finished jobs.
-  void HandleIdle(const std::vector<Job*>& active) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The worker group failed: every job fails (retryable), the runner serves no more.
-  void Break(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  // A step sent whose results have not been received (loop thread only).
-  struct InFlight {
-    int64_t reserved_pages = 0;
-    absl::Time sent;
-  };
-  std::deque<InFlight> in_flight_;
+  // No step could be planned on `g` and none is in flight: unblock or drop finished jobs.
+  void HandleIdle(Group& g, const std::vector<Job*>& active) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `g` failed or left: its job parts are gone; their unfinished branches move to serving
+  // groups, or their jobs fail (retryable).
+  void Evacuate(Group& g, const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Places `branches` (unfinished, not on any group) of `job` on serving groups; false when
+  // no group serves.
+  bool Place(RunnerJob& job, std::vector<Branch> branches) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Pages `g` can still promise: free pages minus the projection of work placed but not
+  // started.
+  int64_t Headroom(const Group& g) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops jobs that are done and hold no worker sequence.
+  void Reap() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   RunnerConfig config_;
-  WorkerGroupClient* group_;
+  std::unique_ptr<WorkerDiscovery> discovery_;  // maintenance thread only
   const api::ModelFrontEnd* model_;
-  int64_t bytes_per_token_ = 0;  // per (layer, head) stream and token, K and V
 
   absl::Mutex mu_;
   absl::CondVar work_;
-  Scheduler scheduler_ ABSL_GUARDED_BY(mu_);
-  Capacity capacity_ ABSL_GUARDED_BY(mu_);
+  std::map<int, std::unique_ptr<Group>> groups_ ABSL_GUARDED_BY(mu_);
+  int next_group_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<JobId, std::unique_ptr<RunnerJob>> jobs_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, JobId> by_name_ ABSL_GUARDED_BY(mu_);
-  std::map<SeqId, BranchRef> owner_ ABSL_GUARDED_BY(mu_);
-  // Pages of each sequence's decode step after the next one (for plans sent one ahead).
-  std::map<SeqId, int64_t> decode_need_ahead_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, rami::v1::GetJobResponse> finished_ ABSL_GUARDED_BY(mu_);
   RunnerStats stats_ ABSL_GUARDED_BY(mu_);
   JobId next_job_ ABSL_GUARDED_BY(mu_) = 1;
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  std::string cache_policy_ ABSL_GUARDED_BY(mu_);
+  absl::Status last_load_error_ ABSL_GUARDED_BY(mu_);
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  std::thread maintenance_;
 };
 
 }  // namespace rami::coordinator

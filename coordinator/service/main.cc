@@ -1,5 +1,8 @@
 // rami-coordinator: loads a model on a worker group and serves rami.v1.Inference (plus
 // grpc.health.v1 and server reflection) until SIGTERM/SIGINT.
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -18,14 +21,33 @@
 #include "absl/time/clock.h"
 #include "base/server_process.h"
 #include "coordinator/service/inference_service.h"
+#include "coordinator/service/worker_discovery.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "address of the public API (port 0: any)");
 ABSL_FLAG(std::string, port_file, "", "write the bound port to this file once serving");
-ABSL_FLAG(std::string, workers, "", "host:port of the ranks of the worker group, comma-separated");
+ABSL_FLAG(std::string, workers, "",
+          "static worker groups: host:port of each group's ranks, ',' between ranks, ';' "
+          "between groups");
+ABSL_FLAG(std::string, worker_discovery, "",
+          "file:PATH (one group per line, re-read) or dns:HOST_TEMPLATE (see --tp, "
+          "--worker_port, --workers_per_pod, --max_groups); instead of --workers");
+ABSL_FLAG(int, tp, 1, "dns discovery: ranks per tensor-parallel group");
+ABSL_FLAG(int, worker_port, 50061, "dns discovery: port of a pod's first worker");
+ABSL_FLAG(int, workers_per_pod, 1, "dns discovery: workers (GPUs) per pod");
+ABSL_FLAG(int, max_groups, 64, "dns discovery: most groups to look for");
+ABSL_FLAG(double, discovery_interval, 5, "seconds between two looks at the discovery source");
+ABSL_FLAG(std::string, coordinator_id, "",
+          "lease holder name; a restarted coordinator with the same id takes its workers over "
+          "at once (default: the host name)");
+ABSL_FLAG(double, lease_seconds, 15, "the workers' lease lapses after this long without contact");
+ABSL_FLAG(double, startup_timeout, 300,
+          "with --workers: seconds to wait for a group to load before giving up");
+ABSL_FLAG(double, drain_timeout, 30, "on SIGTERM: seconds to let running jobs finish");
 ABSL_FLAG(std::string, model_dir, "", "Hugging Face model directory, as the workers see it");
 ABSL_FLAG(std::string, model_name, "", "name clients use (default: the directory's name)");
 ABSL_FLAG(std::string, cache_policy, "", "dense, dms or window:S:R (default: the checkpoint's)");
-ABSL_FLAG(int64_t, kv_cache_bytes, 256 << 20, "KV cache budget of each rank, in bytes");
+ABSL_FLAG(int64_t, kv_cache_bytes, 256 << 20, "KV cache budget of each CPU rank, in bytes");
+ABSL_FLAG(double, gpu_memory_fraction, 0.9, "share of free GPU memory for the KV page pool");
 ABSL_FLAG(int, page_size, 16, "KV page size in tokens");
 ABSL_FLAG(double, collective_timeout, 30, "collective timeout of the workers, seconds");
 ABSL_FLAG(int, max_n, 256, "largest n a request may ask for");
@@ -42,19 +64,49 @@ int Fail(const std::string& message) {
   return 1;
 }
 
+std::string HostName() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0 || name[0] == 0) return "rami-coordinator";
+  return name;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "rami-coordinator --workers=HOST:PORT[,HOST:PORT...] --model_dir=DIR [--listen=ADDR]");
+      "rami-coordinator --model_dir=DIR (--workers=H:P,H:P[;H:P,H:P...] | "
+      "--worker_discovery=file:PATH|dns:TEMPLATE) [--listen=ADDR]");
   absl::ParseCommandLine(argc, argv);
   const sigset_t signals = rami::BlockTerminationSignals();
 
-  const std::vector<std::string> workers =
-      absl::StrSplit(absl::GetFlag(FLAGS_workers), ',', absl::SkipWhitespace());
-  if (workers.empty()) return Fail("--workers: at least one worker address");
+  const std::string workers = absl::GetFlag(FLAGS_workers);
+  const std::string discovery_flag = absl::GetFlag(FLAGS_worker_discovery);
+  if (workers.empty() == discovery_flag.empty()) {
+    return Fail("exactly one of --workers and --worker_discovery is required");
+  }
+  rami::coordinator::DnsDiscoveryOptions dns;
+  dns.tp = absl::GetFlag(FLAGS_tp);
+  dns.port = absl::GetFlag(FLAGS_worker_port);
+  dns.workers_per_pod = absl::GetFlag(FLAGS_workers_per_pod);
+  dns.max_groups = absl::GetFlag(FLAGS_max_groups);
+  absl::StatusOr<std::unique_ptr<rami::coordinator::WorkerDiscovery>> discovery =
+      rami::coordinator::MakeDiscovery(workers.empty() ? discovery_flag : "static:" + workers, dns);
+  if (!discovery.ok()) return Fail(discovery.status().ToString());
+  const bool fixed = (*discovery)->fixed();
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
   if (model_dir.empty()) return Fail("--model_dir is required");
+  const double lease_seconds = absl::GetFlag(FLAGS_lease_seconds);
+  if (!(lease_seconds >= 1 && lease_seconds <= 3600)) {
+    return Fail(absl::StrCat("--lease_seconds: expected 1…3600, found ", lease_seconds));
+  }
+  const double interval = absl::GetFlag(FLAGS_discovery_interval);
+  if (!(interval >= 0.05 && interval <= 3600)) {
+    return Fail(absl::StrCat("--discovery_interval: expected 0.05…3600, found ", interval));
+  }
+  const double fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
+  if (!(fraction > 0 && fraction <= 1)) {
+    return Fail(absl::StrCat("--gpu_memory_fraction: expected (0, 1], found ", fraction));
+  }
 
   absl::StatusOr<rami::api::ModelFrontEnd> model =
       rami::api::ModelFrontEnd::Load(model_dir, absl::GetFlag(FLAGS_model_name));
@@ -71,25 +123,25 @@ int main(int argc, char** argv) {
   config.queue_limit = limits.queue_limit;
   config.lookahead = absl::GetFlag(FLAGS_lookahead);
   if (absl::Status s = config.scheduler.Validate(); !s.ok()) return Fail(s.ToString());
+  config.load.model_dir = model_dir;
+  config.load.cache_policy = absl::GetFlag(FLAGS_cache_policy);
+  config.load.page_size = absl::GetFlag(FLAGS_page_size);
+  config.load.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
+  config.load.collective_timeout_seconds = absl::GetFlag(FLAGS_collective_timeout);
+  config.load.gpu_memory_fraction = fraction;
+  config.load.lease_seconds = lease_seconds;
+  config.coordinator_id = absl::GetFlag(FLAGS_coordinator_id);
+  if (config.coordinator_id.empty()) config.coordinator_id = HostName();
+  config.discovery_interval = absl::Seconds(interval);
 
-  rami::coordinator::WorkerGroupClient group(workers);
-  rami::coordinator::GroupLoadOptions load_options;
-  load_options.model_dir = model_dir;
-  load_options.cache_policy = absl::GetFlag(FLAGS_cache_policy);
-  load_options.page_size = absl::GetFlag(FLAGS_page_size);
-  load_options.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
-  load_options.collective_timeout_seconds = absl::GetFlag(FLAGS_collective_timeout);
-  load_options.group_id =
-      absl::StrCat("coordinator-", getpid(), "-", absl::ToUnixMillis(absl::Now()));
-  absl::StatusOr<rami::worker::v1::LoadShardResponse> load = group.Load(load_options);
-  if (!load.ok())
-    return Fail(absl::StrCat("loading the model on the workers: ", load.status().ToString()));
-  std::printf("rami-coordinator: %s on %zu rank(s): %lld pages of %d tokens per rank, policy %s\n",
-              model->name().c_str(), workers.size(), static_cast<long long>(load->num_pages()),
-              load->page_size(), load->cache_policy().c_str());
-
-  rami::coordinator::JobRunner runner(config, &group, *load, &*model);
-  rami::coordinator::InferenceService service(&*model, limits, &runner, *load, 1);
+  rami::coordinator::JobRunner runner(config, *std::move(discovery), &*model);
+  if (fixed) {
+    // A fixed list of groups: serve only once one of them has loaded (a bad model or flag
+    // ends the process here, with the workers' error).
+    absl::Status s = runner.WaitUntilServing(absl::Seconds(absl::GetFlag(FLAGS_startup_timeout)));
+    if (!s.ok()) return Fail(absl::StrCat("loading the model on the workers: ", s.ToString()));
+  }
+  rami::coordinator::InferenceService service(&*model, limits, &runner);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -100,19 +152,37 @@ int main(int argc, char** argv) {
   if (server == nullptr || port == 0)
     return Fail("cannot listen on " + absl::GetFlag(FLAGS_listen));
   rami::WritePortFile(absl::GetFlag(FLAGS_port_file), port);
-  std::printf("rami-coordinator: serving rami.v1.Inference on port %d\n", port);
+  std::printf("rami-coordinator: %s, serving rami.v1.Inference on port %d (%s)\n",
+              model->name().c_str(), port, fixed ? "static worker groups" : discovery_flag.c_str());
   std::fflush(stdout);
 
-  // grpc.health.v1 follows the worker group: NOT_SERVING once it has failed.
+  // grpc.health.v1 ("" and rami.v1.Inference) follows the worker groups: SERVING while one
+  // serves. "rami.liveness" is SERVING while the process runs (a liveness probe must not
+  // restart a coordinator that merely waits for workers).
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  health->SetServingStatus("rami.liveness", true);
   absl::Notification stop;
-  std::thread health([&] {
-    while (!stop.WaitForNotificationWithTimeout(absl::Seconds(1))) {
-      server->GetHealthCheckService()->SetServingStatus(runner.healthy());
-    }
+  std::atomic<bool> draining = false;
+  std::thread health_thread([&] {
+    do {
+      const bool serving = runner.healthy() && !draining;
+      health->SetServingStatus(serving);
+      health->SetServingStatus("rami.liveness", true);
+    } while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(500)));
   });
   rami::WaitForTerminationSignal(signals);
+  // Drain: refuse new jobs (and report NOT_SERVING so load balancers move away), let the
+  // running ones finish, then stop.
+  draining = true;
+  health->SetServingStatus(false);
+  health->SetServingStatus("rami.liveness", true);
+  runner.StartDrain();
+  const absl::Time drain_deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_timeout));
+  while (runner.Stats().jobs_active > 0 && absl::Now() < drain_deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
   stop.Notify();
-  health.join();
+  health_thread.join();
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   server->Wait();
   std::printf("rami-coordinator: stopped\n");

@@ -1,10 +1,14 @@
-// JobRunner::RunnerJob: a job as the runner tracks it — the scheduler's Job plus the
-// request, the event queue, each branch's output and the aggregation state. Internal to
-// job_runner*.cc.
+// JobRunner::RunnerJob: a job as the runner tracks it — its parts (the scheduler's Job of
+// each group it runs on), the request, the event queue, each branch's output and the
+// aggregation state; and JobRunner::Group, a worker group as the runner drives it. Internal
+// to job_runner*.cc.
 #pragma once
 
+#include <deque>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,7 +21,13 @@
 namespace rami::coordinator {
 
 struct JobRunner::RunnerJob {
-  Job job;
+  Job job;  // the job's facts (id, priority, prompt, max_tokens); its branches live in parts
+  // Group id → the part of the job on that group: the branches placed there and the root
+  // they fork from (each group prefills the prompt once).
+  std::map<int, Job> parts;
+  int n = 0;            // branches
+  int relocations = 0;  // times branches had to move off a failed or leaving group
+  int relocated_branches = 0;
   api::ValidatedRequest request;
   std::shared_ptr<JobHandle> handle;
   std::vector<std::unique_ptr<BranchOutput>> outputs;
@@ -29,10 +39,76 @@ struct JobRunner::RunnerJob {
   absl::Time submitted;
   std::optional<absl::Time> first_token;
   int64_t peak_kv_bytes = 0;
-  int64_t kv_bytes = 0;  // at the last step
+  int64_t kv_bytes = 0;  // at the last step, over its groups
+  std::map<int, int64_t> kv_bytes_by_group;
+  std::map<int, std::pair<int64_t, int64_t>> live_by_group;  // (live, logical) tokens
+  std::set<int> groups_used;  // every group a branch of the job was placed on
   absl::Time progress_sent = absl::InfinitePast();
   double compression_ratio = 1.0;
   bool done = false;  // its terminal event was sent
+
+  Branch* FindBranch(int index) {
+    for (auto& [group, part] : parts) {
+      for (Branch& b : part.branches) {
+        if (b.index == index) return &b;
+      }
+    }
+    return nullptr;
+  }
+  bool AllBranchesFinished() const {
+    for (const std::optional<aggregation::FinishReason>& r : reasons) {
+      if (!r.has_value()) return false;
+    }
+    return true;
+  }
+  int RunningBranches() const {
+    int running = 0;
+    for (const auto& [group, part] : parts) running += part.RunningBranches();
+    return running;
+  }
+  int FinishedBranches() const {
+    int finished = 0;
+    for (const std::optional<aggregation::FinishReason>& r : reasons) finished += r.has_value();
+    return finished;
+  }
+  bool HoldsSequences() const {
+    for (const auto& [group, part] : parts) {
+      if (part.root >= 0) return true;
+      for (const Branch& b : part.branches) {
+        if (b.seq >= 0) return true;
+      }
+    }
+    return false;
+  }
+};
+
+struct JobRunner::Group {
+  int id = 0;
+  WorkerGroupAddresses addresses;
+  std::string key;  // GroupKey(addresses)
+  // Guarded by the runner's mu_:
+  GroupState state = GroupState::kLoading;
+  bool leaving = false;          // no longer listed by discovery: evacuate and end
+  absl::Status error;            // why the last load or step failed
+  bool permanent_error = false;  // the last load failed in a way retrying cannot fix
+  int64_t lease_epoch = 0;
+  std::unique_ptr<Scheduler> scheduler;  // new per load: sequence ids restart with the shard
+  Capacity capacity;
+  int64_t num_pages = 0;
+  int64_t bytes_per_token = 0;  // per (layer, head) stream and token, K and V
+  std::map<SeqId, BranchRef> owner;
+  // Pages of each sequence's decode step after the next one (for plans sent one ahead).
+  std::map<SeqId, int64_t> decode_need_ahead;
+  // Steps sent whose results have not been received (the group's thread only).
+  struct InFlight {
+    int64_t reserved_pages = 0;
+    absl::Time sent;
+  };
+  std::deque<InFlight> in_flight;
+  // The group's thread owns the client's Step streams; Cancel and RenewLease are
+  // thread-safe.
+  std::unique_ptr<WorkerGroupClient> client;
+  std::thread thread;
 };
 
 // Conversions between the aggregation library's enums and the public API's.

@@ -29,17 +29,23 @@ WorkerGroupClient::WorkerGroupClient(std::vector<std::string> addresses)
   }
 }
 
-WorkerGroupClient::~WorkerGroupClient() {
-  for (auto& rank : ranks_) {
-    if (rank->step_ctx != nullptr) rank->step_ctx->TryCancel();
-  }
-}
+WorkerGroupClient::~WorkerGroupClient() { Cancel(/*forever=*/true); }
 
 absl::StatusOr<v1::LoadShardResponse> WorkerGroupClient::Load(const GroupLoadOptions& o) {
-  for (auto& rank : ranks_) {
-    if (rank->step_ctx != nullptr) rank->step_ctx->TryCancel();
-    rank->step.reset();
-    rank->step_ctx.reset();
+  std::vector<grpc::ClientContext> contexts(ranks_.size());
+  {
+    absl::MutexLock lock(&streams_mu_);
+    if (cancelled_forever_) return absl::CancelledError("the worker group client was shut down");
+    for (auto& rank : ranks_) {
+      if (rank->step_ctx != nullptr) rank->step_ctx->TryCancel();
+      rank->step.reset();
+      rank->step_ctx.reset();
+    }
+    for (grpc::ClientContext& ctx : contexts) {
+      ctx.set_wait_for_ready(true);  // workers may still be starting
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + o.load_timeout));
+      load_contexts_.push_back(&ctx);
+    }
   }
   std::vector<absl::Status> status(ranks_.size());
   std::vector<v1::LoadShardResponse> responses(ranks_.size());
@@ -54,26 +60,36 @@ absl::StatusOr<v1::LoadShardResponse> WorkerGroupClient::Load(const GroupLoadOpt
       request.set_page_size(o.page_size);
       request.set_kv_cache_bytes(o.kv_cache_bytes);
       request.set_collective_timeout_seconds(o.collective_timeout_seconds);
+      request.set_gpu_memory_fraction(o.gpu_memory_fraction);
+      if (!o.lease_holder.empty()) {
+        request.mutable_lease()->set_holder(o.lease_holder);
+        request.mutable_lease()->set_epoch(o.lease_epoch);
+        request.mutable_lease()->set_seconds(o.lease_seconds);
+      }
       request.mutable_rendezvous()->set_store_address(addresses_[0]);
       request.mutable_rendezvous()->set_group_id(o.group_id);
-      grpc::ClientContext ctx;
-      ctx.set_wait_for_ready(true);  // workers may still be starting
-      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
-      status[r] = FromGrpcStatus(ranks_[r]->stub->LoadShard(&ctx, request, &responses[r]));
+      status[r] = FromGrpcStatus(ranks_[r]->stub->LoadShard(&contexts[r], request, &responses[r]));
     });
   }
   for (std::thread& t : threads) t.join();
+  {
+    absl::MutexLock lock(&streams_mu_);
+    load_contexts_.clear();
+  }
   for (int r = 0; r < size(); ++r) {
     if (!status[r].ok()) {
       return absl::Status(status[r].code(), absl::StrCat("rank ", r, " (", addresses_[r],
                                                          "): ", status[r].message()));
     }
   }
+  lease_holder_ = o.lease_holder;
+  lease_epoch_ = o.lease_epoch;
   v1::LoadShardResponse merged = responses[0];
   for (const v1::LoadShardResponse& r : responses) {
     merged.set_num_pages(std::min(merged.num_pages(), r.num_pages()));
     merged.set_num_kv_heads(std::max(merged.num_kv_heads(), r.num_kv_heads()));
   }
+  absl::MutexLock lock(&streams_mu_);
   for (auto& rank : ranks_) {
     rank->step_ctx = std::make_unique<grpc::ClientContext>();
     rank->step = rank->stub->Step(rank->step_ctx.get());
@@ -94,8 +110,19 @@ absl::Status WorkerGroupClient::Send(const v1::StepPlan& plan) {
 
 absl::StatusOr<std::vector<v1::StepResult>> WorkerGroupClient::Receive() {
   std::vector<v1::StepResult> results(ranks_.size());
+  // Every rank is read at once: a dead rank must fail the step now, not after the live ranks
+  // give up on their collectives (which would only happen at the collective timeout).
+  std::vector<char> read(ranks_.size(), 0);
+  auto read_rank = [&](int r) {
+    read[r] = ranks_[r]->step != nullptr && ranks_[r]->step->Read(&results[r]);
+    if (!read[r]) Cancel();
+  };
+  std::vector<std::thread> readers;
+  for (int r = 1; r < size(); ++r) readers.emplace_back(read_rank, r);
+  read_rank(0);
+  for (std::thread& t : readers) t.join();
   for (int r = 0; r < size(); ++r) {
-    if (ranks_[r]->step == nullptr || !ranks_[r]->step->Read(&results[r])) {
+    if (!read[r]) {
       return absl::UnavailableError(
           absl::StrCat("rank ", r, " (", addresses_[r], "): step stream closed"));
     }
@@ -120,6 +147,33 @@ absl::StatusOr<std::vector<v1::StepResult>> WorkerGroupClient::Receive() {
 absl::StatusOr<std::vector<v1::StepResult>> WorkerGroupClient::Step(const v1::StepPlan& plan) {
   if (absl::Status s = Send(plan); !s.ok()) return s;
   return Receive();
+}
+
+void WorkerGroupClient::Cancel(bool forever) {
+  absl::MutexLock lock(&streams_mu_);
+  cancelled_forever_ |= forever;
+  for (grpc::ClientContext* ctx : load_contexts_) ctx->TryCancel();
+  for (auto& rank : ranks_) {
+    if (rank->step_ctx != nullptr) rank->step_ctx->TryCancel();
+  }
+}
+
+absl::Status WorkerGroupClient::RenewLease() {
+  if (lease_holder_.empty()) return absl::OkStatus();
+  for (int r = 0; r < size(); ++r) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    v1::RenewLeaseRequest request;
+    request.set_holder(lease_holder_);
+    request.set_epoch(lease_epoch_);
+    v1::RenewLeaseResponse response;
+    absl::Status s = FromGrpcStatus(ranks_[r]->stub->RenewLease(&ctx, request, &response));
+    if (!s.ok()) {
+      return absl::Status(s.code(),
+                          absl::StrCat("rank ", r, " (", addresses_[r], "): ", s.message()));
+    }
+  }
+  return absl::OkStatus();
 }
 
 bool WorkerGroupClient::Healthy() {

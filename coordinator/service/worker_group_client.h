@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "rami/worker/v1/worker.grpc.pb.h"
 
@@ -20,6 +21,12 @@ struct GroupLoadOptions {
   int64_t kv_cache_bytes = 256 << 20;  // per rank
   double collective_timeout_seconds = 30;
   std::string group_id;  // unique per load (prefixes the rendezvous keys)
+  // The lease this coordinator holds the workers under (worker.proto: Lease).
+  std::string lease_holder;
+  int64_t lease_epoch = 0;
+  double lease_seconds = 15;
+  double gpu_memory_fraction = 0;  // 0: the worker's default
+  absl::Duration load_timeout = absl::Seconds(120);
 };
 
 class WorkerGroupClient {
@@ -41,11 +48,22 @@ class WorkerGroupClient {
   absl::StatusOr<std::vector<worker::v1::StepResult>> Receive();
   // True when every rank reports SERVING.
   bool Healthy();
+  // Renews the lease on every rank; FAILED_PRECONDITION when a rank has been taken over.
+  absl::Status RenewLease();
+  // Ends the Step streams and a Load in progress: a Receive blocked on them returns
+  // UNAVAILABLE. With `forever`, later Loads fail at once (CANCELLED). Thread-safe.
+  void Cancel(bool forever = false);
+  const std::vector<std::string>& addresses() const { return addresses_; }
 
  private:
   struct Rank;
   std::vector<std::string> addresses_;
   std::vector<std::unique_ptr<Rank>> ranks_;
+  absl::Mutex streams_mu_;  // Cancel (any thread) vs. Load replacing the Step streams
+  std::vector<grpc::ClientContext*> load_contexts_ ABSL_GUARDED_BY(streams_mu_);
+  bool cancelled_forever_ ABSL_GUARDED_BY(streams_mu_) = false;
+  std::string lease_holder_;
+  int64_t lease_epoch_ = 0;
 };
 
 }  // namespace rami::coordinator

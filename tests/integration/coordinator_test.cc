@@ -16,14 +16,13 @@
 #include "nlohmann/json.hpp"
 #include "rami/v1/inference.grpc.pb.h"
 #include "rami/worker/v1/worker.grpc.pb.h"
+#include "tests/integration/inference_client.h"
 #include "tests/integration/worker_process.h"
 
 namespace rami::testing {
 namespace {
 
 namespace v1 = rami::v1;
-
-std::string ModelDir() { return std::string(RAMI_SOURCE_DIR) + "/tests/golden/models/qwen3_dms"; }
 
 // Two workers and a coordinator over them.
 struct Deployment {
@@ -47,55 +46,6 @@ struct Deployment {
   std::unique_ptr<WorkerProcess> coordinator;
   std::unique_ptr<v1::Inference::Stub> stub;
 };
-
-struct JobOutput {
-  grpc::Status status;
-  std::vector<v1::GenerateEvent> events;
-  std::map<int, std::string> delta_text;          // branch → concatenated Delta text
-  std::map<int, std::vector<int32_t>> delta_ids;  // branch → streamed token ids
-  std::map<int, v1::BranchFinished> finished;
-  std::optional<v1::Result> result;
-  std::optional<v1::Error> error;
-  std::string job_id;
-};
-
-JobOutput RunJob(v1::Inference::Stub& stub, const v1::GenerateRequest& request,
-                 std::function<void(const v1::GenerateEvent&)> on_event = nullptr) {
-  JobOutput out;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
-  std::unique_ptr<grpc::ClientReader<v1::GenerateEvent>> reader = stub.Generate(&ctx, request);
-  v1::GenerateEvent event;
-  while (reader->Read(&event)) {
-    if (out.job_id.empty()) out.job_id = event.job_id();
-    if (event.has_delta()) {
-      out.delta_text[event.delta().branch()] += event.delta().text();
-      for (int32_t id : event.delta().token_ids())
-        out.delta_ids[event.delta().branch()].push_back(id);
-    }
-    if (event.has_branch_finished())
-      out.finished[event.branch_finished().branch()] = event.branch_finished();
-    if (event.has_result()) out.result = event.result();
-    if (event.has_error()) out.error = event.error();
-    out.events.push_back(event);
-    if (on_event) on_event(event);
-  }
-  out.status = reader->Finish();
-  return out;
-}
-
-v1::GenerateRequest BestOf(int n, const std::string& prompt, int max_tokens, float temperature) {
-  v1::GenerateRequest r;
-  r.set_prompt(prompt);
-  r.set_n(n);
-  r.mutable_sampling()->set_temperature(temperature);
-  r.mutable_sampling()->set_seed(7);
-  r.mutable_stopping()->set_max_tokens(max_tokens);
-  r.mutable_aggregation()->set_policy(v1::MAJORITY_VOTE);
-  r.mutable_aggregation()->mutable_extractor()->set_regex("([a-z])[^a-z]*$");
-  r.set_stream_deltas(true);
-  return r;
-}
 
 TEST(Coordinator, BestOfEightStreamsBranchesAndVotes) {
   Deployment d;

@@ -42,6 +42,7 @@ WorkerProcess::WorkerProcess(const std::string& binary, const std::vector<std::s
     std::ifstream in(port_file_);
     if (in >> port_) break;
     port_ = 0;
+    if (WaitExit(0) != -1 || pid_ <= 0) break;  // it exited without serving
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (port_ > 0) {
@@ -61,7 +62,7 @@ void WorkerProcess::Kill() {
 }
 
 int WorkerProcess::WaitExit(double seconds) {
-  if (pid_ <= 0) return -1;
+  if (pid_ <= 0) return exit_status_;
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
   while (true) {
@@ -69,7 +70,8 @@ int WorkerProcess::WaitExit(double seconds) {
     const pid_t done = waitpid(pid_, &status, WNOHANG);
     if (done == pid_) {
       pid_ = -1;
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return exit_status_;
     }
     if (std::chrono::steady_clock::now() >= deadline) return -1;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -30,11 +30,13 @@ class WorkerProcess {
   worker::v1::Worker::Stub& stub() { return *stub_; }
 
   void Kill();  // SIGKILL
-  // Waits up to `seconds` for the process to exit; its exit status, or -1 on timeout.
+  // Waits up to `seconds` for the process to exit; its exit status (also once it has been
+  // reaped), or -1 on timeout.
   int WaitExit(double seconds);
 
  private:
   pid_t pid_ = -1;
+  int exit_status_ = -1;  // once reaped
   int port_ = 0;
   std::string port_file_;
   std::unique_ptr<worker::v1::Worker::Stub> stub_;

@@ -275,6 +275,55 @@ TEST(WorkerFaults, DeadPeerFailsTheStepWithinTheTimeout) {
   EXPECT_EQ(health.state(), v1::HealthResponse::BROKEN);
 }
 
+TEST(WorkerLeases, OneHolderAtATimeAndStaleEpochsAreRefused) {
+  WorkerProcess worker;
+  ASSERT_TRUE(worker.ok());
+  auto load = [&](const std::string& holder, int64_t epoch, double seconds) {
+    v1::LoadShardRequest request;
+    request.set_model_dir(ModelDir("qwen3"));
+    request.set_world_size(1);
+    request.set_kv_cache_bytes(kKvBytes);
+    request.mutable_lease()->set_holder(holder);
+    request.mutable_lease()->set_epoch(epoch);
+    request.mutable_lease()->set_seconds(seconds);
+    grpc::ClientContext ctx;
+    v1::LoadShardResponse response;
+    return worker.stub().LoadShard(&ctx, request, &response);
+  };
+  auto renew = [&](const std::string& holder, int64_t epoch) {
+    v1::RenewLeaseRequest request;
+    request.set_holder(holder);
+    request.set_epoch(epoch);
+    grpc::ClientContext ctx;
+    v1::RenewLeaseResponse response;
+    return worker.stub().RenewLease(&ctx, request, &response);
+  };
+  EXPECT_EQ(load("a", 0, 10).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(load("a", 1, 0).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_TRUE(load("a", 1, 0.5).ok());
+  const grpc::Status refused = load("b", 7, 10);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(refused.error_message().find("\"a\""), std::string::npos) << refused.error_message();
+  EXPECT_TRUE(renew("a", 1).ok());
+  EXPECT_EQ(renew("a", 2).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(load("a", 2, 0.5).ok());  // the same holder takes over at once
+  absl::SleepFor(absl::Milliseconds(700));
+  ASSERT_TRUE(load("b", 7, 10).ok());  // a's lease lapsed
+  // a's plans are refused from now on; b's run.
+  grpc::ClientContext ctx;
+  auto stream = worker.stub().Step(&ctx);
+  v1::StepPlan plan;
+  plan.set_lease_epoch(2);
+  v1::StepResult result;
+  ASSERT_TRUE(stream->Write(plan) && stream->Read(&result));
+  EXPECT_EQ(result.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(result.error_message().find("lease lost"), std::string::npos);
+  plan.set_lease_epoch(7);
+  ASSERT_TRUE(stream->Write(plan) && stream->Read(&result));
+  EXPECT_EQ(result.error_code(), 0) << result.error_message();
+  stream->WritesDone();
+}
+
 TEST(WorkerLifecycle, ShutdownExitsZero) {
   WorkerGroup group(2);
   ASSERT_TRUE(group.ok());

@@ -43,6 +43,10 @@ absl::StatusOr<std::unique_ptr<Engine>> WorkerService::Load(const v1::LoadShardR
     return Invalid("device",
                    absl::StrCat("expected \"cpu\" or \"cuda:<n>\", found \"", r.device(), "\""));
   }
+  if (!(r.gpu_memory_fraction() >= 0 && r.gpu_memory_fraction() <= 1)) {
+    return Invalid("gpu_memory_fraction",
+                   absl::StrCat("expected [0, 1] (0: 0.9), found ", r.gpu_memory_fraction()));
+  }
   const int page_size = r.page_size() == 0 ? 16 : r.page_size();
   if (page_size < 1 || page_size > 4096) {
     return Invalid("page_size", absl::StrCat("expected 1…4096, found ", page_size));
@@ -95,8 +99,38 @@ absl::StatusOr<std::unique_ptr<Engine>> WorkerService::Load(const v1::LoadShardR
   return std::make_unique<Engine>(std::move(model), std::move(cache), std::move(comm));
 }
 
+absl::Status WorkerService::MayLoad(const v1::Lease& lease) {
+  if (lease_.holder.empty() || lease_.holder == lease.holder()) return absl::OkStatus();
+  const absl::Duration left = lease_.expiry - absl::Now();
+  if (left <= absl::ZeroDuration()) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("LoadShard: lease: this worker serves coordinator \"", lease_.holder,
+                   "\" (epoch ", lease_.epoch, ") whose lease lapses in ",
+                   absl::FormatDuration(left), "; a worker serves one coordinator at a time"));
+}
+
 grpc::Status WorkerService::LoadShard(grpc::ServerContext*, const v1::LoadShardRequest* request,
                                       v1::LoadShardResponse* response) {
+  const v1::Lease& lease = request->lease();
+  if (!lease.holder().empty()) {
+    if (lease.epoch() <= 0) {
+      return ToGrpcStatus(
+          Invalid("lease.epoch", absl::StrCat("expected > 0, found ", lease.epoch())));
+    }
+    if (!(lease.seconds() > 0 && lease.seconds() <= 3600)) {
+      return ToGrpcStatus(
+          Invalid("lease.seconds", absl::StrCat("expected (0, 3600], found ", lease.seconds())));
+    }
+  }
+  {
+    // The lease is taken before the (long) load, so a second coordinator is refused at once.
+    absl::MutexLock lock(&lease_mu_);
+    if (absl::Status s = MayLoad(lease); !s.ok()) return ToGrpcStatus(s);
+    lease_.holder = lease.holder();
+    lease_.epoch = lease.epoch();
+    lease_.length = absl::Seconds(lease.seconds());
+    lease_.expiry = absl::Now() + lease_.length;
+  }
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down");
   engine_.reset();  // a reload replaces the shard (and frees its memory first)
@@ -107,6 +141,34 @@ grpc::Status WorkerService::LoadShard(grpc::ServerContext*, const v1::LoadShardR
   return grpc::Status::OK;
 }
 
+grpc::Status WorkerService::RenewLease(grpc::ServerContext*, const v1::RenewLeaseRequest* request,
+                                       v1::RenewLeaseResponse* response) {
+  absl::MutexLock lock(&lease_mu_);
+  if (request->holder().empty() || request->holder() != lease_.holder ||
+      request->epoch() != lease_.epoch) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("RenewLease: the lease is held by \"", lease_.holder,
+                                     "\" (epoch ", lease_.epoch, "), not \"", request->holder(),
+                                     "\" (epoch ", request->epoch(), ")"));
+  }
+  lease_.expiry = absl::Now() + lease_.length;
+  response->set_remaining_seconds(absl::ToDoubleSeconds(lease_.length));
+  return grpc::Status::OK;
+}
+
+// A plan of another lease epoch than the shard's: its coordinator has lost this worker.
+absl::Status WorkerService::CheckLease(int64_t epoch) {
+  if (epoch == 0) return absl::OkStatus();
+  absl::MutexLock lock(&lease_mu_);
+  if (epoch != lease_.epoch) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("lease lost: the shard is now served under epoch ", lease_.epoch,
+                     " (holder \"", lease_.holder, "\"), the plan carries epoch ", epoch));
+  }
+  lease_.expiry = absl::Now() + lease_.length;  // a step renews the lease
+  return absl::OkStatus();
+}
+
 grpc::Status WorkerService::Step(grpc::ServerContext*,
                                  grpc::ServerReaderWriter<v1::StepResult, v1::StepPlan>* stream) {
   v1::StepPlan plan;
@@ -114,7 +176,11 @@ grpc::Status WorkerService::Step(grpc::ServerContext*,
     v1::StepResult result;
     {
       absl::MutexLock lock(&mu_);
-      if (engine_ == nullptr) {
+      if (absl::Status lease = CheckLease(plan.lease_epoch()); !lease.ok()) {
+        result.set_step_id(plan.step_id());
+        result.set_error_code(grpc::StatusCode::FAILED_PRECONDITION);
+        result.set_error_message(std::string(lease.message()));
+      } else if (engine_ == nullptr) {
         result.set_step_id(plan.step_id());
         result.set_error_code(grpc::StatusCode::FAILED_PRECONDITION);
         result.set_error_message("no shard loaded: call LoadShard first");

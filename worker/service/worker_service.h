@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "rami/worker/v1/worker.grpc.pb.h"
 #include "worker/engine.h"
 #include "worker/rendezvous_store.h"
@@ -28,6 +29,8 @@ class WorkerService final : public worker::v1::Worker::Service {
                       worker::v1::HealthResponse* response) override;
   grpc::Status Shutdown(grpc::ServerContext* ctx, const worker::v1::ShutdownRequest* request,
                         worker::v1::ShutdownResponse* response) override;
+  grpc::Status RenewLease(grpc::ServerContext* ctx, const worker::v1::RenewLeaseRequest* request,
+                          worker::v1::RenewLeaseResponse* response) override;
   grpc::Status StoreSet(grpc::ServerContext* ctx, const worker::v1::StoreSetRequest* request,
                         worker::v1::StoreSetResponse* response) override;
   grpc::Status StoreGet(grpc::ServerContext* ctx, const worker::v1::StoreGetRequest* request,
@@ -36,6 +39,18 @@ class WorkerService final : public worker::v1::Worker::Service {
  private:
   absl::StatusOr<std::unique_ptr<Engine>> Load(const worker::v1::LoadShardRequest& request,
                                                worker::v1::LoadShardResponse* response);
+  // OK when a plan of lease `epoch` may run (0: unchecked); renews the lease.
+  absl::Status CheckLease(int64_t epoch);
+  // OK when `lease`'s holder may load now: no live lease, or its own.
+  absl::Status MayLoad(const worker::v1::Lease& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lease_mu_);
+
+  // The coordinator this worker serves (one at a time); empty: none.
+  struct LeaseState {
+    std::string holder;
+    int64_t epoch = 0;
+    absl::Duration length;
+    absl::Time expiry = absl::InfinitePast();
+  };
 
   std::function<void()> request_shutdown_;
   InMemoryRendezvousStore store_;  // served to the group when this is rank 0
@@ -43,6 +58,9 @@ class WorkerService final : public worker::v1::Worker::Service {
   std::unique_ptr<Engine> engine_ ABSL_GUARDED_BY(mu_);
   int rank_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  // Its own mutex: renewals must not wait behind a long step.
+  absl::Mutex lease_mu_;
+  LeaseState lease_ ABSL_GUARDED_BY(lease_mu_);
 };
 
 }  // namespace rami
