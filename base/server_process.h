@@ -1,10 +1,13 @@
-// What every rami server binary's main() does around its gRPC server: take SIGTERM/SIGINT
-// on a thread (sigwait may take locks; a signal handler may not), and publish the bound port
-// in a file so that scripts and tests can start it on port 0.
+// What every rami server binary's main() does around its gRPC server: catch SIGTERM/SIGINT
+// and hand them to a normal thread, and publish the bound port in a file so that scripts and
+// tests can start it on port 0.
 #pragma once
 
-#include <pthread.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -12,21 +15,45 @@
 
 namespace rami {
 
-// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts afterwards;
-// call first thing in main(). Returns the set for WaitForTerminationSignal.
-inline sigset_t BlockTerminationSignals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  return signals;
+namespace internal {
+inline int termination_pipe[2] = {-1, -1};
+// Async-signal-safe: one write of the signal number.
+inline void OnTerminationSignal(int signal) {
+  const char byte = static_cast<char>(signal);
+  const int saved = errno;
+  [[maybe_unused]] ssize_t n = write(termination_pipe[1], &byte, 1);
+  errno = saved;
+}
+}  // namespace internal
+
+// Installs handlers for SIGTERM and SIGINT that write to a pipe; call first thing in main().
+// A handler, unlike blocking the signals and sigwait, also catches a signal delivered to a
+// thread that a library started before main() with the signals unblocked (OpenBLAS does).
+// Returns the pipe's read end for WaitForTerminationSignal / TerminationRequested.
+inline int CatchTerminationSignals() {
+  if (internal::termination_pipe[0] < 0) {
+    if (pipe2(internal::termination_pipe, O_CLOEXEC) != 0) return -1;
+    struct sigaction action = {};
+    action.sa_handler = internal::OnTerminationSignal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &action, nullptr);
+    sigaction(SIGINT, &action, nullptr);
+  }
+  return internal::termination_pipe[0];
 }
 
-inline void WaitForTerminationSignal(const sigset_t& signals) {
-  int signal = 0;
-  sigwait(&signals, &signal);
+// True once a signal arrived, waiting at most `timeout_ms` (0: just look; −1: forever).
+inline bool TerminationRequested(int fd, int timeout_ms) {
+  pollfd p = {fd, POLLIN, 0};
+  int rc;
+  do {
+    rc = poll(&p, 1, timeout_ms);
+  } while (rc < 0 && errno == EINTR);
+  return rc > 0;
 }
+
+inline void WaitForTerminationSignal(int fd) { TerminationRequested(fd, -1); }
 
 // Writes `port` to `path` atomically (readers never see a partial file); no-op for "".
 inline void WritePortFile(const std::string& path, int port) {

@@ -95,6 +95,16 @@ grpc::Status InferenceService::GetServerInfo(grpc::ServerContext*, const v1::Get
   }
   response->set_preemptions(stats.preemptions);
   response->set_relocated_branches(stats.relocated_branches);
+  for (const GroupStats& g : stats.groups) {
+    v1::WorkerGroupInfo* info = response->add_groups();
+    info->set_ranks(g.ranks);
+    info->set_state(g.state);
+    info->set_error(g.error);
+    info->set_num_pages(g.num_pages);
+    info->set_free_pages(g.free_pages);
+    info->set_branches_placed(g.branches_placed);
+    info->set_steps(g.steps);
+  }
   return grpc::Status::OK;
 }
 

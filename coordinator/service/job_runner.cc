@@ -66,7 +66,7 @@ absl::Status JobRunner::WaitUntilServing(absl::Duration timeout) {
     if (all_permanent) return last_load_error_;
     if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(absl::StrCat(
-          "no worker group serves after ", absl::FormatDuration(timeout),
+          "no worker group serves yet",
           last_load_error_.ok() ? std::string()
                                 : absl::StrCat("; last error: ", last_load_error_.ToString())));
     }
@@ -193,6 +193,7 @@ bool JobRunner::Place(RunnerJob& job, std::vector<Branch> branches) {
     }
     auto [part, fresh] = job.parts.try_emplace(best->id, job.job);
     job.groups_used.insert(best->id);
+    ++best->branches_placed;
     if (fresh) headroom[best->id] -= best->capacity.ChunkBound(job.job.prompt.size());
     headroom[best->id] -= job.job.max_tokens > 0
                               ? best->capacity.ProjectedBranchPages(job.job.max_tokens)
@@ -249,6 +250,19 @@ RunnerStats JobRunner::Stats() {
   s.branches_running = 0;
   for (const auto& [id, rj] : jobs_) s.branches_running += rj->RunningBranches();
   for (const auto& [id, g] : groups_) {
+    GroupStats gs;
+    gs.ranks = g->key;
+    gs.state = g->leaving                         ? "leaving"
+               : g->state == GroupState::kLoading ? "loading"
+               : g->state == GroupState::kServing ? "serving"
+               : g->state == GroupState::kFailed  ? "failed"
+                                                  : "gone";
+    gs.error = g->error.ok() ? "" : g->error.ToString();
+    gs.num_pages = g->num_pages;
+    gs.free_pages = g->capacity.free_pages;
+    gs.branches_placed = g->branches_placed;
+    gs.steps = g->steps;
+    s.groups.push_back(std::move(gs));
     ++s.groups_known;
     if (g->state != GroupState::kServing) continue;
     ++s.groups_serving;

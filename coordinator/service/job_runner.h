@@ -44,6 +44,16 @@ struct RunnerConfig {
   int max_relocations = 3;
 };
 
+struct GroupStats {
+  std::string ranks;
+  std::string state;
+  std::string error;
+  int64_t num_pages = 0;
+  int64_t free_pages = 0;
+  int64_t branches_placed = 0;
+  uint64_t steps = 0;
+};
+
 struct RunnerStats {
   uint64_t steps = 0;
   int jobs_active = 0;
@@ -60,6 +70,7 @@ struct RunnerStats {
   int64_t free_pages = 0;          // summed over serving groups
   int groups_known = 0;
   int groups_serving = 0;
+  std::vector<GroupStats> groups;
 };
 
 struct JobHandle {

@@ -54,6 +54,7 @@ bool JobRunner::StepOnce(Group& g) {
       if (!decision.empty()) {
         plan = ToPlan(g, decision);
         plan.set_step_id(++stats_.steps);
+        ++g.steps;
         plan.set_lease_epoch(g.lease_epoch);
         g.in_flight.push_back({decision.reserved_pages, absl::Now()});
         sent = true;

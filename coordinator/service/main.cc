@@ -2,6 +2,7 @@
 // grpc.health.v1 and server reflection) until SIGTERM/SIGINT.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <string>
@@ -77,7 +78,7 @@ int main(int argc, char** argv) {
       "rami-coordinator --model_dir=DIR (--workers=H:P,H:P[;H:P,H:P...] | "
       "--worker_discovery=file:PATH|dns:TEMPLATE) [--listen=ADDR]");
   absl::ParseCommandLine(argc, argv);
-  const sigset_t signals = rami::BlockTerminationSignals();
+  const int signals = rami::CatchTerminationSignals();
 
   const std::string workers = absl::GetFlag(FLAGS_workers);
   const std::string discovery_flag = absl::GetFlag(FLAGS_worker_discovery);
@@ -138,8 +139,18 @@ int main(int argc, char** argv) {
   if (fixed) {
     // A fixed list of groups: serve only once one of them has loaded (a bad model or flag
     // ends the process here, with the workers' error).
-    absl::Status s = runner.WaitUntilServing(absl::Seconds(absl::GetFlag(FLAGS_startup_timeout)));
-    if (!s.ok()) return Fail(absl::StrCat("loading the model on the workers: ", s.ToString()));
+    // SIGTERM meanwhile ends the wait (exit 0: nothing was served).
+    const absl::Time deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_startup_timeout));
+    absl::Status s;
+    do {
+      s = runner.WaitUntilServing(std::min(absl::Milliseconds(200),
+                                           std::max(deadline - absl::Now(), absl::ZeroDuration())));
+      if (rami::TerminationRequested(signals, 0)) return 0;
+    } while (s.code() == absl::StatusCode::kDeadlineExceeded && absl::Now() < deadline);
+    if (!s.ok()) {
+      return Fail(absl::StrCat("loading the model on the workers (--startup_timeout ",
+                               absl::GetFlag(FLAGS_startup_timeout), " s): ", s.ToString()));
+    }
   }
   rami::coordinator::InferenceService service(&*model, limits, &runner);
   grpc::EnableDefaultHealthCheckService(true);

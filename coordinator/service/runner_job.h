@@ -95,6 +95,8 @@ struct JobRunner::Group {
   std::unique_ptr<Scheduler> scheduler;  // new per load: sequence ids restart with the shard
   Capacity capacity;
   int64_t num_pages = 0;
+  int64_t branches_placed = 0;
+  uint64_t steps = 0;
   int64_t bytes_per_token = 0;  // per (layer, head) stream and token, K and V
   std::map<SeqId, BranchRef> owner;
   // Pages of each sequence's decode step after the next one (for plans sent one ahead).

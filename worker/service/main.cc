@@ -21,7 +21,7 @@ ABSL_FLAG(std::string, port_file, "", "write the bound port to this file once se
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("rami-worker --listen=HOST:PORT [--port_file=PATH]");
   absl::ParseCommandLine(argc, argv);
-  const sigset_t signals = rami::BlockTerminationSignals();
+  const int signals = rami::CatchTerminationSignals();
   absl::Notification stop;
   std::thread([&stop, signals] {
     rami::WaitForTerminationSignal(signals);
