@@ -21,7 +21,7 @@ namespace rami::kernels {
 
 struct KvStreamsView {
   float* k_pool = nullptr;                     // [num_pages, page_size, head_dim]
-  float* v_pool = nullptr;                     // [num_pages, page_size, head_dim]
+  float* v_pool = nullptr;                     // [num_pages, page_size, head_dim]; null: K-only
   const int32_t* page_table = nullptr;         // page ids of all streams' lists
   const int32_t* kept_page_start = nullptr;    // [num_streams] offset into page_table
   const int32_t* kept_count = nullptr;         // [num_streams] tokens in kept
@@ -39,7 +39,7 @@ struct KvStreamsView {
 struct KvWriteParams {
   KvStreamsView cache;
   const float* k = nullptr;               // [num_tokens, num_kv_heads, head_dim]
-  const float* v = nullptr;               // [num_tokens, num_kv_heads, head_dim]
+  const float* v = nullptr;               // [num_tokens, num_kv_heads, head_dim]; null: K-only
   const uint8_t* alpha = nullptr;         // [num_tokens, num_kv_heads] 1 = evict, or null
   const int32_t* token_stream = nullptr;  // [num_tokens]
   const int32_t* positions = nullptr;     // [num_tokens]

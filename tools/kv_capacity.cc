@@ -46,8 +46,9 @@ absl::StatusOr<KvCapacityRow> RunOne(const KvCapacityOptions& o, const CachePoli
   row.policy = policy.ToString();
   row.page_size = page_size;
   row.live_tokens = static_cast<double>(seq.live_sum) / streams;
-  const double token_bytes = 2.0 * o.head_dim * o.bytes_per_element;  // K and V
+  const double token_bytes = (o.k_only ? 1.0 : 2.0) * o.head_dim * o.bytes_per_element;
   row.live_bytes = static_cast<double>(seq.live_sum) * token_bytes;
+  row.bytes_per_token = row.live_bytes / static_cast<double>(o.seq_len);
   row.pages = all.pages_in_use;
   row.page_bytes = static_cast<double>(row.pages) * page_size * token_bytes;
   row.sequences_fit = static_cast<int64_t>(o.budget_gib * (1ull << 30) / row.page_bytes);
@@ -57,6 +58,27 @@ absl::StatusOr<KvCapacityRow> RunOne(const KvCapacityOptions& o, const CachePoli
 }
 
 }  // namespace
+
+absl::Status KvCapacityOptions::ApplyShape(const std::string& shape) {
+  struct Shape {
+    const char* name;
+    int layers, kv_heads, head_dim;
+    bool k_only;
+  };
+  static constexpr Shape kShapes[] = {{"qwen3-8b", 36, 8, 128, false},
+                                      {"deepseek-v3", 61, 1, 512 + 64, true},
+                                      {"llama3-405b", 126, 8, 128, false}};
+  for (const Shape& s : kShapes) {
+    if (shape != s.name) continue;
+    num_layers = s.layers;
+    num_kv_heads = s.kv_heads;
+    head_dim = s.head_dim;
+    k_only = s.k_only;
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat("kv-capacity: --shape: \"", shape,
+                                                 "\" (known: qwen3-8b, deepseek-v3, llama3-405b)"));
+}
 
 absl::Status KvCapacityOptions::Validate() const {
   if (num_layers < 1 || num_kv_heads < 1 || head_dim < 1 || bytes_per_element < 1) {

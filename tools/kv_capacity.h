@@ -15,6 +15,8 @@ struct KvCapacityOptions {
   int num_layers = 36;  // Qwen3-8B
   int num_kv_heads = 8;
   int head_dim = 128;
+  // MLA: one K-only row per token and layer (num_kv_heads 1, head_dim kv_lora + rope), no V.
+  bool k_only = false;
   int bytes_per_element = 2;  // bf16
   double budget_gib = 119.0;
   int64_t seq_len = 32768;
@@ -26,6 +28,10 @@ struct KvCapacityOptions {
   std::vector<int> page_sizes = {16, 64};
   uint32_t seed = 1;
   absl::Status Validate() const;
+  // Named model shapes: "qwen3-8b" (the defaults), "deepseek-v3" (MLA: 61 layers, one
+  // 512 + 64 latent row), "llama3-405b" (126 layers × 8 KV heads × 128: a dense-attention
+  // model of DeepSeek-V3's size). InvalidArgument for another name.
+  absl::Status ApplyShape(const std::string& shape);
 };
 
 struct KvCapacityRow {
@@ -33,6 +39,7 @@ struct KvCapacityRow {
   int page_size = 0;
   double live_tokens = 0;        // mean over (layer, head) streams
   double live_bytes = 0;         // per sequence, all layers and heads
+  double bytes_per_token = 0;    // live_bytes / seq_len
   int64_t pages = 0;             // physical pages of one sequence
   double page_bytes = 0;         // pages × page size in bytes
   int64_t sequences_fit = 0;     // floor(budget / page_bytes)

@@ -180,7 +180,8 @@ const Checkpoint::Entry* Checkpoint::FindEntry(std::string_view name) const {
 
 absl::StatusOr<std::vector<float>> Checkpoint::ReadF32(std::string_view name,
                                                        const std::vector<int64_t>& expected_shape,
-                                                       const TensorSlice& slice) const {
+                                                       const TensorSlice& slice,
+                                                       bool allow_fp8) const {
   const Entry* entry = FindEntry(name);
   if (entry == nullptr) {
     return absl::NotFoundError(
@@ -194,7 +195,9 @@ absl::StatusOr<std::vector<float>> Checkpoint::ReadF32(std::string_view name,
                                                    ShapeString(expected_shape), ", found ",
                                                    ShapeString(info.shape)));
   }
-  if (info.dtype != DType::kF32 && info.dtype != DType::kF16 && info.dtype != DType::kBF16) {
+  const bool fp8 = info.dtype == DType::kF8E4M3 || info.dtype == DType::kF8E5M2;
+  if (info.dtype != DType::kF32 && info.dtype != DType::kF16 && info.dtype != DType::kBF16 &&
+      !(allow_fp8 && fp8)) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, "expected dtype F32, F16 or BF16, found ", Sv(DTypeName(info.dtype))));
   }

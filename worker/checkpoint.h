@@ -47,9 +47,12 @@ class Checkpoint {
   // the result: expected_shape with slice.dim replaced by slice.length).
   // NotFound when absent; InvalidArgument for a shape mismatch, an out-of-range slice or a
   // dtype that does not convert (message names file, tensor, expected and found).
+  // `allow_fp8`: also widen F8_E4M3/F8_E5M2 elements (unscaled: the caller applies the
+  // block scales, worker/shard_reader.h).
   absl::StatusOr<std::vector<float>> ReadF32(std::string_view name,
                                              const std::vector<int64_t>& expected_shape,
-                                             const TensorSlice& slice = {}) const;
+                                             const TensorSlice& slice = {},
+                                             bool allow_fp8 = false) const;
 
  private:
   std::string dir_;

@@ -26,18 +26,6 @@ void Linear(const std::vector<float>& x, const std::vector<float>& w,
                       .k = k});
 }
 
-// normed = RMSNorm(residual [+= delta]) · weight
-void AddAndNorm(LayerWorkspace& ws, const std::vector<float>& weight, bool add, int num_tokens,
-                const ModelConfig& c) {
-  kernels::RmsNormCpu({.x = add ? ws.delta.data() : ws.residual.data(),
-                       .residual = add ? ws.residual.data() : nullptr,
-                       .weight = weight.data(),
-                       .out = ws.normed.data(),
-                       .rows = num_tokens,
-                       .cols = c.hidden_size,
-                       .eps = static_cast<float>(c.rms_norm_eps)});
-}
-
 // Splits the fused projection [T, (q + 2kv)·D] into q, k and v.
 void SplitQkv(LayerWorkspace& ws, int num_tokens, int q_width, int kv_width) {
   const int row = q_width + 2 * kv_width;
@@ -86,6 +74,35 @@ kernels::DmsQueryDecisionParams SurgeryParams(const LayerContext& ctx, LayerWork
           .alpha_offset = static_cast<float>(ctx.config.dms.initial_alpha_offset)};
 }
 
+// dms_alpha_per "layer": KV head 0's decision (on rank 0) serves every head of every rank.
+absl::Status ShareHeadZero(const LayerContext& ctx, LayerWorkspace& ws, Collectives& comm) {
+  const int t = ctx.step.num_tokens;
+  const int heads = ctx.dims.kv_heads;
+  std::vector<float> head_zero(t);
+  for (int i = 0; i < t; ++i) head_zero[i] = ws.alpha[static_cast<size_t>(i) * heads];
+  RAMI_RETURN_IF_ERROR(comm.Broadcast(head_zero.data(), head_zero.size(), /*root=*/0));
+  for (int i = 0; i < t; ++i) {
+    for (int h = 0; h < heads; ++h) {
+      ws.alpha[static_cast<size_t>(i) * heads + h] = static_cast<uint8_t>(head_zero[i]);
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// normed = RMSNorm(residual [+= delta]) · weight
+void AddAndNorm(LayerWorkspace& ws, const std::vector<float>& weight, bool add, int num_tokens,
+                const ModelConfig& c) {
+  kernels::RmsNormCpu({.x = add ? ws.delta.data() : ws.residual.data(),
+                       .residual = add ? ws.residual.data() : nullptr,
+                       .weight = weight.data(),
+                       .out = ws.normed.data(),
+                       .rows = num_tokens,
+                       .cols = c.hidden_size,
+                       .eps = static_cast<float>(c.rms_norm_eps)});
+}
+
 // DMS adapter: α = (dms_proj_alpha · RMSNorm_alpha(x) · scale − offset > 0), with x the
 // layer input before input_layernorm (the residual stream, after the fused add).
 void AdapterDecisions(const LayerWeights& w, const LayerContext& ctx, LayerWorkspace& ws) {
@@ -106,22 +123,17 @@ void AdapterDecisions(const LayerWeights& w, const LayerContext& ctx, LayerWorks
                                 .alpha_offset = static_cast<float>(c.dms.initial_alpha_offset)});
 }
 
-// dms_alpha_per "layer": KV head 0's decision (on rank 0) serves every head of every rank.
-absl::Status ShareHeadZero(const LayerContext& ctx, LayerWorkspace& ws, Collectives& comm) {
+absl::Status RunDenseMlp(const LayerWeights& w, const LayerContext& ctx, LayerWorkspace& ws,
+                         Collectives& comm) {
   const int t = ctx.step.num_tokens;
-  const int heads = ctx.dims.kv_heads;
-  std::vector<float> head_zero(t);
-  for (int i = 0; i < t; ++i) head_zero[i] = ws.alpha[static_cast<size_t>(i) * heads];
-  RAMI_RETURN_IF_ERROR(comm.Broadcast(head_zero.data(), head_zero.size(), /*root=*/0));
-  for (int i = 0; i < t; ++i) {
-    for (int h = 0; h < heads; ++h) {
-      ws.alpha[static_cast<size_t>(i) * heads + h] = static_cast<uint8_t>(head_zero[i]);
-    }
-  }
-  return absl::OkStatus();
+  const int inter = ctx.dims.intermediate;
+  const int hidden = ctx.config.hidden_size;
+  Linear(ws.normed, w.gate_up, {}, ws.gate_up, t, 2 * inter, hidden);
+  kernels::SwigluCpu(
+      {.gate_up = ws.gate_up.data(), .out = ws.act.data(), .rows = t, .cols = inter});
+  Linear(ws.act, w.down, {}, ws.delta, t, hidden, inter);
+  return comm.AllReduceSum(ws.delta.data(), ws.delta.size());
 }
-
-}  // namespace
 
 void LayerWorkspace::Resize(int num_tokens, const ModelConfig& c, const ShardDims& d) {
   const size_t t = static_cast<size_t>(num_tokens);
@@ -186,11 +198,7 @@ absl::Status RunDecoderLayer(const LayerWeights& w, int layer, bool first, const
 
   // MLP block.
   AddAndNorm(ws, w.post_norm, /*add=*/true, t, c);
-  Linear(ws.normed, w.gate_up, {}, ws.gate_up, t, 2 * d.intermediate, c.hidden_size);
-  kernels::SwigluCpu(
-      {.gate_up = ws.gate_up.data(), .out = ws.act.data(), .rows = t, .cols = d.intermediate});
-  Linear(ws.act, w.down, {}, ws.delta, t, c.hidden_size, d.intermediate);
-  return comm.AllReduceSum(ws.delta.data(), ws.delta.size());
+  return RunDenseMlp(w, ctx, ws, comm);
 }
 
 }  // namespace rami

@@ -49,4 +49,14 @@ struct LayerContext {
 absl::Status RunDecoderLayer(const LayerWeights& w, int layer, bool first, const LayerContext& ctx,
                              LayerWorkspace& ws, Collectives& comm);
 
+// Pieces shared with the MLA layer (worker/mla_layer.h).
+// normed = RMSNorm(residual [+= delta]) · weight
+void AddAndNorm(LayerWorkspace& ws, const std::vector<float>& weight, bool add, int num_tokens,
+                const ModelConfig& config);
+// DMS adapter: ws.alpha[T, kv_heads] = dms_alpha · RMSNorm_alpha(residual) · scale − offset > 0.
+void AdapterDecisions(const LayerWeights& w, const LayerContext& ctx, LayerWorkspace& ws);
+// delta = SwiGLU(normed · gate_upᵀ) · downᵀ, all-reduced (the dense MLP of this rank's slice).
+absl::Status RunDenseMlp(const LayerWeights& w, const LayerContext& ctx, LayerWorkspace& ws,
+                         Collectives& comm);
+
 }  // namespace rami

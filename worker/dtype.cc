@@ -2,7 +2,9 @@
 #include "worker/dtype.h"
 
 #include <bit>
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -121,6 +123,23 @@ float F16ToF32(uint16_t bits) {
   return std::bit_cast<float>(sign | ((exponent + 127 - 15) << 23) | (mantissa << 13));
 }
 
+float F8E4M3ToF32(uint8_t bits) {
+  const bool negative = (bits & 0x80u) != 0;
+  const int exponent = (bits >> 3) & 0xf;
+  const int mantissa = bits & 0x7;
+  float magnitude;
+  if (exponent == 0xf && mantissa == 0x7) {
+    magnitude = std::numeric_limits<float>::quiet_NaN();  // the only NaN; no infinities
+  } else if (exponent == 0) {
+    magnitude = static_cast<float>(mantissa) * 0x1p-9f;  // subnormal: m · 2^(1-7-3)
+  } else {
+    magnitude = std::ldexp(static_cast<float>(8 + mantissa), exponent - 7 - 3);
+  }
+  return negative ? -magnitude : magnitude;
+}
+
+float F8E5M2ToF32(uint8_t bits) { return F16ToF32(static_cast<uint16_t>(bits) << 8); }
+
 uint16_t F32ToBF16(float value) {
   const uint32_t bits = std::bit_cast<uint32_t>(value);
   if ((bits & 0x7fffffffu) > 0x7f800000u) {
@@ -171,6 +190,12 @@ absl::Status ConvertToF32(DType dtype, const uint8_t* src, size_t count, float* 
     case DType::kBF16:
       for (size_t i = 0; i < count; ++i) dst[i] = BF16ToF32(Load16(src + 2 * i));
       return absl::OkStatus();
+    case DType::kF8E4M3:
+      for (size_t i = 0; i < count; ++i) dst[i] = F8E4M3ToF32(src[i]);
+      return absl::OkStatus();
+    case DType::kF8E5M2:
+      for (size_t i = 0; i < count; ++i) dst[i] = F8E5M2ToF32(src[i]);
+      return absl::OkStatus();
     case DType::kBool:
     case DType::kU8:
     case DType::kI8:
@@ -181,12 +206,10 @@ absl::Status ConvertToF32(DType dtype, const uint8_t* src, size_t count, float* 
     case DType::kU64:
     case DType::kI64:
     case DType::kF64:
-    case DType::kF8E4M3:
-    case DType::kF8E5M2:
       break;
   }
   return absl::InvalidArgumentError(absl::StrCat("cannot convert dtype ", Sv(DTypeName(dtype)),
-                                                 " to F32; expected F32, F16 or BF16"));
+                                                 " to F32; expected F32, F16, BF16 or fp8"));
 }
 
 }  // namespace rami

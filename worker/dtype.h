@@ -14,7 +14,8 @@
 
 namespace rami {
 
-// Element types a safetensors header may name. Only kF32/kF16/kBF16 convert to float32 today.
+// Element types a safetensors header may name. kF32/kF16/kBF16 and the two fp8 formats convert
+// to float32 (fp8 only through block-scaled loading: see worker/shard_reader.h).
 enum class DType {
   kBool,
   kU8,
@@ -47,12 +48,16 @@ float BF16ToF32(uint16_t bits);
 float F16ToF32(uint16_t bits);
 // Narrowings round to nearest, ties to even; overflow gives ±inf, NaN stays a (quiet) NaN with
 // its sign, and fp16 produces subnormals below 2^-14.
+// fp8 as DeepSeek-V3 and the OCP spec define them: e4m3 "fn" (bias 7, no infinities, S.1111.111
+// is NaN, max ±448) and e5m2 (the top byte of an fp16). Exact.
+float F8E4M3ToF32(uint8_t bits);
+float F8E5M2ToF32(uint8_t bits);
 uint16_t F32ToBF16(float value);
 uint16_t F32ToF16(float value);
 
 // Converts `count` little-endian elements of `dtype` at `src` (any alignment, count *
-// DTypeSize(dtype) bytes) to float32 at `dst` (count floats). F32 is a copy; F16/BF16 widen.
-// InvalidArgument naming the dtype for anything else.
+// DTypeSize(dtype) bytes) to float32 at `dst` (count floats). F32 is a copy; F16/BF16 and the
+// fp8 formats widen. InvalidArgument naming the dtype for anything else.
 absl::Status ConvertToF32(DType dtype, const uint8_t* src, size_t count, float* dst);
 
 }  // namespace rami

@@ -23,11 +23,11 @@ absl::Status OutOfPages(const KvPagePool& pool, int64_t need, const char* what) 
 }  // namespace
 
 KvCache::KvCache(const KvPoolConfig& pool_config, int num_layers, int num_kv_heads, int head_dim,
-                 const CachePolicy& policy)
+                 const CachePolicy& policy, bool store_values)
     : num_layers_(num_layers),
       num_kv_heads_(num_kv_heads),
       rules_{policy, pool_config.page_size},
-      pool_(pool_config, head_dim) {}
+      pool_(pool_config, head_dim, store_values) {}
 
 absl::Status KvCache::AddSequence(SeqId id) {
   if (Contains(id)) return absl::AlreadyExistsError(absl::StrCat("sequence ", id, " exists"));

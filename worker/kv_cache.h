@@ -41,7 +41,7 @@ struct SequenceStats {
   double live_fraction = 1.0;  // mean over streams of live / logical
   int64_t decided = 0;         // eviction decisions taken (one per token, layer and head)
   int64_t evicted = 0;
-  int64_t page_refs = 0;  // pages its streams reference (shared pages counted here too)
+  int64_t page_refs = 0;       // pages its streams reference (shared pages counted here too)
   int64_t unshared_pages = 0;  // pages only it references: what freeing it returns
 };
 
@@ -58,8 +58,10 @@ struct CacheStats {
 
 class KvCache {
  public:
+  // `store_values` false: a K-only cache (MLA: one latent + rope-key row per token and layer,
+  // num_kv_heads 1, head_dim kv_lora_rank + qk_rope_head_dim).
   KvCache(const KvPoolConfig& pool_config, int num_layers, int num_kv_heads, int head_dim,
-          const CachePolicy& policy);
+          const CachePolicy& policy, bool store_values = true);
 
   const CachePolicy& policy() const { return rules_.policy; }
   int num_layers() const { return num_layers_; }

@@ -20,14 +20,14 @@ absl::Status KvPoolConfig::Validate() const {
   return absl::OkStatus();
 }
 
-KvPagePool::KvPagePool(const KvPoolConfig& config, int head_dim)
+KvPagePool::KvPagePool(const KvPoolConfig& config, int head_dim, bool store_values)
     : page_size_(config.page_size),
       head_dim_(head_dim),
       num_pages_(config.num_pages),
       refs_(config.num_pages, 0) {
   if (config.allocate_storage) {
     k_.resize(static_cast<size_t>(config.num_pages) * config.page_size * head_dim);
-    v_.resize(k_.size());
+    if (store_values) v_.resize(k_.size());
   }
   free_.reserve(num_pages_);
   // Highest id at the bottom of the stack so pages are handed out 0, 1, 2, ...
@@ -70,13 +70,13 @@ float* KvPagePool::v(int32_t page, int slot) {
 void KvPagePool::CopySlots(int32_t src, int32_t dst, int count) {
   if (k_.empty()) return;  // accounting only
   std::copy_n(k(src, 0), static_cast<size_t>(count) * head_dim_, k(dst, 0));
-  std::copy_n(v(src, 0), static_cast<size_t>(count) * head_dim_, v(dst, 0));
+  if (!v_.empty()) std::copy_n(v(src, 0), static_cast<size_t>(count) * head_dim_, v(dst, 0));
 }
 
 void KvPagePool::CopySlot(int32_t src, int src_slot, int32_t dst, int dst_slot) {
   if (k_.empty()) return;  // accounting only
   std::copy_n(k(src, src_slot), head_dim_, k(dst, dst_slot));
-  std::copy_n(v(src, src_slot), head_dim_, v(dst, dst_slot));
+  if (!v_.empty()) std::copy_n(v(src, src_slot), head_dim_, v(dst, dst_slot));
 }
 
 }  // namespace rami

@@ -1,5 +1,7 @@
 // KvPagePool: one rank's KV storage — fixed-size pages of page_size tokens × head_dim for K
-// and for V — with reference counts, so that forked sequences share immutable pages.
+// and for V — with reference counts, so that forked sequences share immutable pages. A K-only
+// pool (`store_values` false) holds one row per token and no V: MLA caches its latent +
+// rope key there (kv_lora_rank + qk_rope_head_dim values), read as both key and value.
 // Storage is host memory (CPU backend); an accounting-only pool (no storage) runs the real
 // bookkeeping for capacity planning without allocating KV memory.
 #pragma once
@@ -20,7 +22,7 @@ struct KvPoolConfig {
 
 class KvPagePool {
  public:
-  KvPagePool(const KvPoolConfig& config, int head_dim);
+  KvPagePool(const KvPoolConfig& config, int head_dim, bool store_values = true);
 
   int page_size() const { return page_size_; }
   int head_dim() const { return head_dim_; }
@@ -45,7 +47,7 @@ class KvPagePool {
   float* k(int32_t page, int slot);
   float* v(int32_t page, int slot);
   float* k_data() { return k_.data(); }
-  float* v_data() { return v_.data(); }
+  float* v_data() { return v_.empty() ? nullptr : v_.data(); }  // null for a K-only pool
   // Copies `count` slots from the start of `src` to the start of `dst` (K and V).
   void CopySlots(int32_t src, int32_t dst, int count);
   // Copies one slot (K and V).
@@ -56,7 +58,7 @@ class KvPagePool {
   int head_dim_;
   int num_pages_;
   std::vector<float> k_;       // [num_pages, page_size, head_dim] (empty: accounting only)
-  std::vector<float> v_;       // [num_pages, page_size, head_dim]
+  std::vector<float> v_;       // [num_pages, page_size, head_dim] (empty: K-only or accounting)
   std::vector<int32_t> free_;  // stack of free page ids
   std::vector<int32_t> refs_;  // [num_pages] reference counts
   int64_t allocated_total_ = 0;

@@ -10,6 +10,7 @@
 #include "kernels/rmsnorm.h"
 #include "worker/checkpoint.h"
 #include "worker/decoder_layer.h"
+#include "worker/mla_layer.h"
 #include "worker/step_metadata.h"
 
 namespace rami {
@@ -71,8 +72,19 @@ absl::StatusOr<std::unique_ptr<KvCache>> Model::MakeCache(const KvPoolConfig& po
         "cache policy dms: the checkpoint is not a DMS checkpoint (no dms_* keys in "
         "config.json); use dense or window");
   }
+  if (config_.mla.enabled) {
+    // MLA: one K-only stream per (sequence, layer) holding [latent | rope key], replicated on
+    // every rank (each rank's heads read the whole latent).
+    return std::make_unique<KvCache>(pool, config_.num_layers, /*num_kv_heads=*/1,
+                                     config_.mla.latent_row(), policy, /*store_values=*/false);
+  }
   return std::make_unique<KvCache>(pool, config_.num_layers, weights_.dims.kv_heads,
                                    config_.head_dim, policy);
+}
+
+int64_t Model::KvPageBytes(int page_size) const {
+  const int64_t row = config_.mla.enabled ? config_.mla.latent_row() : 2 * config_.head_dim;
+  return int64_t{page_size} * row * static_cast<int64_t>(sizeof(float));
 }
 
 absl::Status Model::Reserve(absl::Span<const SequenceChunk> chunks, KvCache& cache) const {
@@ -129,8 +141,8 @@ absl::StatusOr<ForwardResult> Model::Run(absl::Span<const SequenceChunk> chunks,
                          cache.View(step.streams),
                          /*write_decisions=*/cache.policy().kind == CachePolicyKind::kDms};
   for (int layer = 0; layer < config_.num_layers; ++layer) {
-    RAMI_RETURN_IF_ERROR(
-        RunDecoderLayer(weights_.layers[layer], layer, /*first=*/layer == 0, ctx, ws, comm));
+    const auto run = config_.mla.enabled ? &RunMlaDecoderLayer : &RunDecoderLayer;
+    RAMI_RETURN_IF_ERROR(run(weights_.layers[layer], layer, /*first=*/layer == 0, ctx, ws, comm));
   }
 
   // Final norm and LM head, only for the rows that return logits.

@@ -1,6 +1,6 @@
-// Model: one tensor-parallel rank of a Llama-family decoder (Llama, Qwen2, Qwen3) on the CPU
-// backend, and its forward pass over a ragged batch of sequence chunks (prefill chunks and
-// decode tokens mixed) with KV in a paged cache.
+// Model: one tensor-parallel rank of a decoder (Llama, Qwen2, Qwen3; DeepSeek-V2/V3 with MLA
+// and MoE) on the CPU backend, and its forward pass over a ragged batch of sequence chunks (prefill
+// chunks and decode tokens mixed) with KV in a paged cache.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +48,10 @@ class Model {
   // policy (dms needs a DMS checkpoint).
   absl::StatusOr<std::unique_ptr<KvCache>> MakeCache(const KvPoolConfig& pool,
                                                      const CachePolicy& policy) const;
+  // Bytes of one KV page of `page_size` tokens on the CPU backend (fp32): K and V rows of
+  // head_dim, or MLA's one K-only latent row (kv_lora_rank + qk_rope_head_dim). For sizing the
+  // pool from a byte budget.
+  int64_t KvPageBytes(int page_size) const;
 
   // Runs one step. Every chunk's sequence must exist in `cache`, appear once, and carry at
   // least one token id in [0, vocab_size). Validation and page reservation happen before the

@@ -83,6 +83,38 @@ absl::Status ReadEos(const ConfigReader& reader, ModelConfig* config) {
   return add(v);
 }
 
+// quantization_config: only DeepSeek-V3's block-scaled fp8 (dequantized at load).
+absl::Status ReadQuantization(const ConfigReader& top, Fp8Config* fp8) {
+  if (!top.Has("quantization_config")) return absl::OkStatus();
+  const nlohmann::json& q = top.json().at("quantization_config");
+  if (!q.is_object()) return top.Error("quantization_config", "expected an object");
+  const ConfigReader reader(q, absl::StrCat(top.source(), ": quantization_config"));
+  RAMI_ASSIGN_OR_RETURN(std::string method, reader.String("quant_method", std::nullopt));
+  if (method != "fp8") {
+    return reader.Error("quant_method",
+                        absl::StrCat("\"", method, "\" is not supported (only \"fp8\")"));
+  }
+  RAMI_ASSIGN_OR_RETURN(std::string fmt, reader.String("fmt", "e4m3"));
+  if (fmt != "e4m3") {
+    return reader.Error("fmt", absl::StrCat("\"", fmt, "\" is not supported (only \"e4m3\")"));
+  }
+  if (!reader.Has("weight_block_size")) {
+    return reader.Error("weight_block_size", "missing (only block-scaled fp8 is supported)");
+  }
+  const nlohmann::json& block = q.at("weight_block_size");
+  if (!block.is_array() || block.size() != 2 || !block[0].is_number_integer() ||
+      !block[1].is_number_integer() || block[0].get<int64_t>() < 1 || block[1].get<int64_t>() < 1 ||
+      block[0].get<int64_t>() > 1 << 16 || block[1].get<int64_t>() > 1 << 16) {
+    return reader.Error(
+        "weight_block_size",
+        absl::StrCat("expected [rows, cols] of positive integers, found ", block.dump()));
+  }
+  fp8->enabled = true;
+  fp8->block_rows = block[0].get<int>();
+  fp8->block_cols = block[1].get<int>();
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string ArchitectureName(Architecture arch) {
@@ -93,6 +125,10 @@ std::string ArchitectureName(Architecture arch) {
       return "Qwen2ForCausalLM";
     case Architecture::kQwen3:
       return "Qwen3ForCausalLM";
+    case Architecture::kDeepseekV2:
+      return "DeepseekV2ForCausalLM";
+    case Architecture::kDeepseekV3:
+      return "DeepseekV3ForCausalLM";
   }
   return "unknown";
 }
@@ -152,6 +188,7 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const nlohmann::json& json,
   RAMI_ASSIGN_OR_RETURN(int64_t bos, reader.Int("bos_token_id", -1, -1, vocab - 1));
   c.bos_token_id = static_cast<int>(bos);
   RAMI_RETURN_IF_ERROR(ReadEos(reader, &c));
+  RAMI_RETURN_IF_ERROR(ReadQuantization(reader, &c.fp8));
   RAMI_RETURN_IF_ERROR(spec->configure(reader, &c));
   return c;
 }

@@ -1,5 +1,6 @@
-// ModelConfig: the hyper-parameters of a Llama-family decoder, parsed and validated from a
-// Hugging Face config.json. Every unsupported architecture or value is an error naming it.
+// ModelConfig: the hyper-parameters of a decoder — Llama family, or DeepSeek-V2/V3 (MLA, MoE,
+// block-scaled fp8) — parsed and validated from a Hugging Face config.json. Every unsupported
+// architecture or value is an error naming it.
 #pragma once
 
 #include <cstdint>
@@ -11,7 +12,7 @@
 
 namespace rami {
 
-enum class Architecture { kLlama, kQwen2, kQwen3 };
+enum class Architecture { kLlama, kQwen2, kQwen3, kDeepseekV2, kDeepseekV3 };
 
 enum class RopeType { kDefault, kLinear, kLlama3, kYarn };
 
@@ -46,6 +47,53 @@ struct DmsConfig {
   double target_cr = 8.0;
 };
 
+// Multi-head latent attention (DeepSeek-V2/V3). Present when `enabled`; then head_dim,
+// num_kv_heads and the Llama attention flags are unused.
+struct MlaConfig {
+  bool enabled = false;
+  int q_lora_rank = 0;  // 0: q_proj (config null); else q_a_proj → q_a_layernorm → q_b_proj
+  int kv_lora_rank = 0;
+  int qk_nope_head_dim = 0;
+  int qk_rope_head_dim = 0;
+  int v_head_dim = 0;
+  bool rope_interleave = true;  // RoPE rotates pairs (2i, 2i+1); false: rotate-half (V3 only)
+  bool attention_bias = false;  // q_a_proj, kv_a_proj_with_mqa and o_proj carry biases
+  float softmax_scale = 0;      // qk_head_dim^-0.5 · mscale(factor, mscale_all_dim)^2
+
+  int qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+  int latent_row() const { return kv_lora_rank + qk_rope_head_dim; }  // cached values per token
+};
+
+enum class MoeScoring { kSoftmax, kSigmoid };
+enum class MoeTopk { kGreedy, kGroupLimitedGreedy, kNoauxTc };
+
+// DeepSeek mixture of experts. Layers >= first_k_dense_replace use it (moe_layer_freq 1).
+struct MoeConfig {
+  bool enabled = false;
+  int num_experts = 0;        // n_routed_experts
+  int experts_per_token = 0;  // num_experts_per_tok
+  int num_shared_experts = 0;
+  int intermediate_size = 0;  // moe_intermediate_size (per expert)
+  int first_k_dense_replace = 0;
+  MoeScoring scoring = MoeScoring::kSoftmax;
+  MoeTopk topk = MoeTopk::kGreedy;
+  int num_groups = 1;   // n_group
+  int topk_groups = 1;  // topk_group
+  bool norm_topk_prob = false;
+  double routed_scaling_factor = 1.0;
+  bool correction_bias = false;  // gate.e_score_correction_bias (V3)
+
+  bool IsMoeLayer(int layer) const { return enabled && layer >= first_k_dense_replace; }
+};
+
+// FP8 block-scaled weights (config quantization_config, DeepSeek-V3): weight [R, C] in
+// e4m3 with weight_scale_inv [ceil(R/br), ceil(C/bc)]; value = fp8 · scale_inv.
+struct Fp8Config {
+  bool enabled = false;
+  int block_rows = 128;
+  int block_cols = 128;
+};
+
 struct ModelConfig {
   Architecture architecture = Architecture::kLlama;
   std::string architecture_name;  // as written in config.json
@@ -64,6 +112,12 @@ struct ModelConfig {
   bool qk_norm = false;   // Qwen3
   RopeConfig rope;
   DmsConfig dms;
+  MlaConfig mla;
+  MoeConfig moe;
+  Fp8Config fp8;
+  // DeepSeek-V3's multi-token-prediction layers: stored as model.layers.{L, ...}; rami does
+  // not run them (no speculative decoding) and ignores their tensors.
+  int num_nextn_predict_layers = 0;
   std::vector<int> eos_token_ids;
   int bos_token_id = -1;
 

@@ -1,12 +1,9 @@
 // Loading and tensor-parallel slicing of a Llama-family checkpoint.
 #include "worker/weights.h"
 
-#include <set>
 #include <string>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 
 namespace rami {
@@ -18,39 +15,6 @@ absl::Status NotDivisible(const std::string& what, int64_t value, int world) {
   return absl::InvalidArgumentError(
       absl::StrCat(what, " (", value, ") is not divisible by the tensor-parallel size ", world));
 }
-
-// Reads tensors of one checkpoint and remembers every name it was asked for, so that the
-// caller can report tensors the checkpoint has but the architecture does not use.
-class ShardReader {
- public:
-  ShardReader(const Checkpoint& checkpoint) : checkpoint_(checkpoint) {}
-
-  absl::StatusOr<std::vector<float>> Read(const std::string& name, const Shape& shape,
-                                          const TensorSlice& slice = {}) {
-    used_.insert(name);
-    return checkpoint_.ReadF32(name, shape, slice);
-  }
-  void MarkUsed(const std::string& name) { used_.insert(name); }
-
-  absl::Status CheckNoUnexpected() const {
-    std::vector<std::string> unexpected;
-    for (const std::string& name : checkpoint_.TensorNames()) {
-      if (used_.count(name) != 0) continue;
-      // Buffers some old checkpoints carry; recomputed from the config.
-      if (absl::EndsWith(name, ".rotary_emb.inv_freq")) continue;
-      unexpected.push_back(name);
-    }
-    if (unexpected.empty()) return absl::OkStatus();
-    if (unexpected.size() > 5) unexpected.resize(5);
-    return absl::InvalidArgumentError(absl::StrCat(
-        checkpoint_.dir(),
-        ": unexpected tensors for this architecture: ", absl::StrJoin(unexpected, ", ")));
-  }
-
- private:
-  const Checkpoint& checkpoint_;
-  std::set<std::string> used_;
-};
 
 void Append(std::vector<float>& dst, const std::vector<float>& src) {
   dst.insert(dst.end(), src.begin(), src.end());
@@ -129,13 +93,21 @@ absl::StatusOr<ShardDims> ShardDims::Make(const ModelConfig& c, const ShardSpec&
         absl::StrCat("invalid shard: rank ", shard.rank, " of world size ", t));
   }
   if (c.num_q_heads % t != 0) return NotDivisible("num_attention_heads", c.num_q_heads, t);
-  if (c.num_kv_heads % t != 0) return NotDivisible("num_key_value_heads", c.num_kv_heads, t);
+  if (!c.mla.enabled && c.num_kv_heads % t != 0) {
+    return NotDivisible("num_key_value_heads", c.num_kv_heads, t);
+  }
+  // Every rank holds a 1/t slice of every expert (and of the shared experts).
+  if (c.moe.enabled && c.moe.intermediate_size % t != 0) {
+    return NotDivisible("moe_intermediate_size", c.moe.intermediate_size, t);
+  }
   if (c.intermediate_size % t != 0)
     return NotDivisible("intermediate_size", c.intermediate_size, t);
   if (c.vocab_size % t != 0) return NotDivisible("vocab_size", c.vocab_size, t);
   ShardDims d;
   d.q_heads = c.num_q_heads / t;
-  d.kv_heads = c.num_kv_heads / t;
+  d.kv_heads = c.mla.enabled ? 1 : c.num_kv_heads / t;
+  d.moe_intermediate = c.moe.intermediate_size / t;
+  d.shared_intermediate = c.moe.intermediate_size * c.moe.num_shared_experts / t;
   d.intermediate = c.intermediate_size / t;
   d.vocab = c.vocab_size / t;
   d.vocab_start = shard.rank * d.vocab;
@@ -146,7 +118,10 @@ absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& checkpoint, const Mod
                                          const ShardSpec& shard) {
   ModelWeights w;
   RAMI_ASSIGN_OR_RETURN(w.dims, ShardDims::Make(c, shard));
-  ShardReader reader(checkpoint);
+  ShardReader reader(checkpoint, c.fp8);
+  for (int i = 0; i < c.num_nextn_predict_layers; ++i) {
+    reader.IgnorePrefix(absl::StrCat("model.layers.", c.num_layers + i, "."));
+  }
   const int64_t hidden = c.hidden_size;
   const TensorSlice vocab_rows{0, w.dims.vocab_start, w.dims.vocab};
   RAMI_ASSIGN_OR_RETURN(
@@ -161,7 +136,9 @@ absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& checkpoint, const Mod
   RAMI_ASSIGN_OR_RETURN(w.final_norm, reader.Read("model.norm.weight", {hidden}));
   w.layers.reserve(c.num_layers);
   for (int layer = 0; layer < c.num_layers; ++layer) {
-    RAMI_ASSIGN_OR_RETURN(LayerWeights lw, LoadLayer(reader, c, w.dims, shard, layer));
+    RAMI_ASSIGN_OR_RETURN(LayerWeights lw, c.mla.enabled
+                                               ? LoadDeepseekLayer(reader, c, w.dims, shard, layer)
+                                               : LoadLayer(reader, c, w.dims, shard, layer));
     w.layers.push_back(std::move(lw));
   }
   RAMI_RETURN_IF_ERROR(reader.CheckNoUnexpected());

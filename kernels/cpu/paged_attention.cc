@@ -30,8 +30,10 @@ void KvWriteCpu(const KvWriteParams& p) {
       const int64_t src = (static_cast<int64_t>(t) * p.num_kv_heads + h) * c.head_dim;
       std::memcpy(SlotPtr(c, c.k_pool, c.window_page_start[s], slot), p.k + src,
                   sizeof(float) * c.head_dim);
-      std::memcpy(SlotPtr(c, c.v_pool, c.window_page_start[s], slot), p.v + src,
-                  sizeof(float) * c.head_dim);
+      if (p.v != nullptr) {
+        std::memcpy(SlotPtr(c, c.v_pool, c.window_page_start[s], slot), p.v + src,
+                    sizeof(float) * c.head_dim);
+      }
       if (p.alpha != nullptr && pos > 0) {
         // α of token t decides the fate of token t − 1 (the α of token 0 is discarded).
         c.window_flags[s][slot - 1] = p.alpha[static_cast<int64_t>(t) * p.num_kv_heads + h];

@@ -1,5 +1,5 @@
-// CPU twin of rotate-half RoPE. The angle is formed in float32 exactly as transformers does
-// (float position × float inv_freq) so that long positions round the same way.
+// CPU twin of RoPE (rotate-half or interleaved pairs). The angle is formed in float32 exactly as
+// transformers does (float position × float inv_freq) so that long positions round the same way.
 #include "kernels/rope.h"
 
 #include <cmath>
@@ -16,10 +16,12 @@ void RopeCpu(const RopeParams& p) {
       const float s = std::sin(angle) * p.attention_scale;
       for (int h = 0; h < p.num_heads; ++h) {
         float* x = p.x + (static_cast<int64_t>(t) * p.num_heads + h) * p.head_dim;
-        const float x1 = x[i];
-        const float x2 = x[i + half];
-        x[i] = x1 * c - x2 * s;
-        x[i + half] = x2 * c + x1 * s;
+        const int i1 = p.interleaved ? 2 * i : i;
+        const int i2 = p.interleaved ? 2 * i + 1 : i + half;
+        const float x1 = x[i1];
+        const float x2 = x[i2];
+        x[i1] = x1 * c - x2 * s;
+        x[i2] = x2 * c + x1 * s;
       }
     }
   }

@@ -1,4 +1,5 @@
-"""A plain PyTorch reference of DMS (docs/dms.md sections 1-3) on top of transformers' Qwen3.
+"""A plain PyTorch reference of DMS (docs/dms.md sections 1-3) on top of transformers' Qwen3,
+and of DMS on MLA (section 6) on top of transformers' DeepSeek-V3 (mla_dms_forward).
 
 Used by make_golden.py to produce the qwen3_dms / qwen3_dms_adapter golden files.
 
@@ -171,3 +172,59 @@ def layer_inputs(model, ids, dms):
         for h in hooks:
             h.remove()
     return torch.stack(captured)
+
+
+# ---------------------------------------------------------------------------------------------
+# DMS on MLA (docs/dms.md section 6): DeepSeek-V3, one decision per (token, layer) from the
+# adapter (dms_proj_alpha: hidden -> 1), applied to the latent cache shared by every head.
+# ---------------------------------------------------------------------------------------------
+
+def add_mla_adapter_modules(model):
+    """self_attn.dms_proj_alpha (Linear hidden -> 1, bias iff attention_bias) and
+    self_attn.dms_proj_alpha_norm (RMSNorm over hidden, eps = rms_norm_eps) per layer."""
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3RMSNorm
+    cfg = model.config
+    for layer in model.model.layers:
+        attn = layer.self_attn
+        attn.dms_proj_alpha = nn.Linear(cfg.hidden_size, 1, bias=cfg.attention_bias,
+                                        dtype=torch.float32)
+        attn.dms_proj_alpha_norm = DeepseekV3RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps)
+    return model
+
+
+@torch.no_grad()
+def mla_dms_forward(model, ids, dms):
+    """Full (no-cache) forward of one sequence of a DeepSeek-V3 model under DMS-MLA.
+
+    Everything is transformers' own modules: each layer's attention module is called with the
+    DMS visibility mask (one per layer: the latent is shared by every head) in place of the
+    causal mask, so W = inf reproduces transformers exactly.
+    Returns (logits [T, vocab] float32, alpha bool [layers, 1, T],
+             alpha_logit float32 [layers, 1, T])."""
+    W = dms["dms_window_size"]
+    scale = dms["dms_alpha_scale"]
+    offset = dms["dms_initial_alpha_offset"]
+    assert dms["dms_separate_alpha"], "MLA needs the adapter (dms_separate_alpha true)"
+    input_ids = torch.tensor([ids], dtype=torch.long)
+    T = input_ids.shape[1]
+    hidden = model.model.embed_tokens(input_ids)
+    position_embeddings = model.model.rotary_emb(hidden, torch.arange(T).unsqueeze(0))
+    alphas, alpha_logits = [], []
+    for layer in model.model.layers:
+        attn = layer.self_attn
+        residual = hidden
+        a = attn.dms_proj_alpha(attn.dms_proj_alpha_norm(residual))      # [1, T, 1]
+        logit = a[0].transpose(0, 1).float() * scale - offset             # [1, T]
+        alpha = logit > 0
+        vis = visibility(alpha, W)                                        # [1, T, T]
+        mask = torch.zeros(vis.shape, dtype=hidden.dtype)
+        mask = mask.masked_fill(~vis, torch.finfo(hidden.dtype).min).unsqueeze(0)
+        out, _ = attn(hidden_states=layer.input_layernorm(hidden),
+                      position_embeddings=position_embeddings, attention_mask=mask)
+        hidden = residual + out
+        residual = hidden
+        hidden = residual + layer.mlp(layer.post_attention_layernorm(hidden))
+        alphas.append(alpha)
+        alpha_logits.append(logit)
+    logits = model.lm_head(model.model.norm(hidden))[0].float()
+    return logits, torch.stack(alphas), torch.stack(alpha_logits)

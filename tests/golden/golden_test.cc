@@ -4,7 +4,10 @@
 // make_golden.py (W = 8, prompts longer than W, most tokens evicted). Further properties checked on
 // the same models: incremental decode equals full recompute, chunked prefill equals one-shot, a
 // batch equals each prompt alone, and TP=2 (two ranks as threads with an in-process sum) equals
-// TP=1.
+// TP=1. The DeepSeek models (make_golden_deepseek.py) run MLA + MoE, from fp8 weights too.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -151,9 +154,19 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
 TEST_P(GoldenTest, MatchesTransformers) {
   // All cases in one batch: prompts of different lengths prefilled together, decoded together.
   const Trace trace = RunGreedy(*model_, single_, prompts_, Steps());
+  double max_error = 0.0;  // reported, so that the margin under the tolerance is visible
+  auto track = [&](const std::vector<float>& got, const std::vector<float>& want) {
+    for (size_t j = 0; j < got.size() && j < want.size(); ++j) {
+      max_error = std::max(max_error, static_cast<double>(std::fabs(got[j] - want[j])));
+    }
+  };
   for (size_t i = 0; i < cases_.size(); ++i) {
     const GoldenCase& c = cases_[i];
     ASSERT_EQ(trace.rows[i].size(), c.prompt.size() + c.greedy.size());
+    for (size_t p = 0; p < c.prompt.size(); ++p) track(trace.rows[i][p], c.prefill_logits[p]);
+    for (size_t s = 0; s < c.greedy.size(); ++s) {
+      track(trace.rows[i][c.prompt.size() + s], c.decode_logits[s]);
+    }
     for (size_t p = 0; p < c.prompt.size(); ++p) {
       EXPECT_TRUE(AllClose(trace.rows[i][p], c.prefill_logits[p], kGoldenTol,
                            "case " + std::to_string(i) + " prefill position " + std::to_string(p)));
@@ -164,6 +177,8 @@ TEST_P(GoldenTest, MatchesTransformers) {
                            "case " + std::to_string(i) + " decode step " + std::to_string(s)));
     }
   }
+  std::printf("%s: max |rami - golden| logit error %.3g\n", GetParam().c_str(), max_error);
+  RecordProperty("max_logit_error", std::to_string(max_error));
 }
 
 TEST_P(GoldenTest, IncrementalDecodeEqualsFullRecompute) {
@@ -205,6 +220,32 @@ TEST_P(GoldenTest, BatchEqualsEachPromptAlone) {
   }
 }
 
+// A child forked after the prompt (full pages shared, partial tail pages copied — K-only
+// latent pages for MLA) decodes exactly like the unforked sequence; so does its sibling.
+TEST_P(GoldenTest, ForkedChildrenDecodeLikeTheRoot) {
+  const Trace plain = RunGreedy(*model_, single_, {prompts_.back()}, 6);
+  absl::StatusOr<std::unique_ptr<KvCache>> cache =
+      model_->MakeCache({.page_size = 3, .num_pages = 4096}, model_->DefaultCachePolicy());
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  ASSERT_TRUE((*cache)->AddSequence(0).ok());
+  std::vector<SequenceChunk> step = {{.seq_id = 0, .tokens = prompts_.back()}};
+  ASSERT_TRUE(model_->Forward(step, **cache, single_).ok());
+  const std::vector<SeqId> children = {1, 2};
+  ASSERT_TRUE((*cache)->Fork(0, children).ok());
+  const size_t prompt_len = prompts_.back().size();
+  for (SeqId child : children) {
+    for (size_t s = 0; s < plain.tokens[0].size(); ++s) {
+      step = {{.seq_id = child, .tokens = {plain.tokens[0][s]}}};
+      absl::StatusOr<ForwardResult> out = model_->Forward(step, **cache, single_);
+      ASSERT_TRUE(out.ok()) << out.status();
+      const absl::Span<const float> row = Row(*out, 0);
+      EXPECT_TRUE(AllClose(std::vector<float>(row.begin(), row.end()),
+                           plain.rows[0][prompt_len + s], kSelfTol,
+                           "child " + std::to_string(child) + " step " + std::to_string(s)));
+    }
+  }
+}
+
 TEST_P(GoldenTest, TensorParallelTwoEqualsOne) {
   const Trace tp1 = RunGreedy(*model_, single_, prompts_, 6);
   testing::ThreadGroup group(2);
@@ -215,7 +256,10 @@ TEST_P(GoldenTest, TensorParallelTwoEqualsOne) {
       absl::StatusOr<std::unique_ptr<Model>> shard =
           Model::Load(ModelDir(GetParam()), {.rank = r, .world_size = 2});
       ASSERT_TRUE(shard.ok()) << shard.status();
-      EXPECT_EQ((*shard)->dims().kv_heads, model_->config().num_kv_heads / 2);
+      // MLA: the latent cache is replicated (one stream per layer on every rank), heads split.
+      EXPECT_EQ((*shard)->dims().kv_heads,
+                model_->config().mla.enabled ? 1 : model_->config().num_kv_heads / 2);
+      EXPECT_EQ((*shard)->dims().q_heads, model_->config().num_q_heads / 2);
       testing::ThreadGroupCollectives comm(&group, r);
       tp2[r] = RunGreedy(**shard, comm, prompts_, 6);
     });
@@ -328,14 +372,16 @@ TEST(DmsAlphaPerLayer, HeadZeroDecidesForEveryHead) {
 }
 
 INSTANTIATE_TEST_SUITE_P(DmsModels, DmsGoldenTest,
-                         ::testing::Values("qwen3_dms", "qwen3_dms_adapter"),
+                         ::testing::Values("qwen3_dms", "qwen3_dms_adapter", "deepseek_v3_dms"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });
 
 INSTANTIATE_TEST_SUITE_P(Models, GoldenTest,
                          ::testing::Values("llama", "llama3", "qwen2", "qwen3", "qwen3_yarn",
-                                           "qwen3_dms", "qwen3_dms_adapter"),
+                                           "qwen3_dms", "qwen3_dms_adapter", "deepseek_v2",
+                                           "deepseek_v2_greedy", "deepseek_v3", "deepseek_v3_fp8",
+                                           "deepseek_v3_dms"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });

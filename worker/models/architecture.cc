@@ -11,8 +11,8 @@
 namespace rami {
 namespace {
 
-std::array<const ArchitectureSpec*, 3> AllSpecs() {
-  return {&LlamaSpec(), &Qwen2Spec(), &Qwen3Spec()};
+std::array<const ArchitectureSpec*, 5> AllSpecs() {
+  return {&LlamaSpec(), &Qwen2Spec(), &Qwen3Spec(), &DeepseekV2Spec(), &DeepseekV3Spec()};
 }
 
 }  // namespace

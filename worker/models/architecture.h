@@ -1,6 +1,7 @@
 // ArchitectureSpec: what distinguishes one Hugging Face decoder architecture from another —
-// its name in config.json and the architecture-specific config keys. All three share the
-// Llama-family decoder (worker/model.h); their differences are flags in ModelConfig.
+// its name in config.json and the architecture-specific config keys. Llama, Qwen2 and Qwen3
+// share the Llama-family decoder (worker/decoder_layer.h), their differences flags in
+// ModelConfig; DeepSeek-V2/V3 use the MLA + MoE layer (worker/mla_layer.h).
 #pragma once
 
 #include <string_view>
@@ -22,6 +23,8 @@ struct ArchitectureSpec {
 const ArchitectureSpec& LlamaSpec();
 const ArchitectureSpec& Qwen2Spec();
 const ArchitectureSpec& Qwen3Spec();
+const ArchitectureSpec& DeepseekV2Spec();
+const ArchitectureSpec& DeepseekV3Spec();
 
 // nullptr when rami does not support `hf_name`.
 const ArchitectureSpec* FindArchitecture(std::string_view hf_name);

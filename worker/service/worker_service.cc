@@ -64,8 +64,8 @@ absl::StatusOr<std::unique_ptr<Engine>> WorkerService::Load(const v1::LoadShardR
     RAMI_ASSIGN_OR_RETURN(policy,
                           CachePolicy::Parse(r.cache_policy(), model->config().dms.window_size));
   }
-  // fp32 K and V on the CPU backend.
-  const int64_t page_bytes = int64_t{page_size} * model->config().head_dim * 2 * sizeof(float);
+  // The CPU backend's page: fp32 K and V rows (a K-only latent row for MLA).
+  const int64_t page_bytes = model->KvPageBytes(page_size);
   const int64_t num_pages = r.kv_cache_bytes() / page_bytes;
   if (num_pages < 1 || num_pages > INT32_MAX) {
     return Invalid("kv_cache_bytes", absl::StrCat("must hold 1…2^31 pages of ", page_bytes,
