@@ -1,0 +1,187 @@
+// KV cache updates: the write of new tokens into their window slots (with the one-token shift
+// of the DMS flags) against KvWriteCpu, and the per-step slot copies (promotions, fork tail
+// copies) against KvCopyCpu, bitwise, in fp32 and bf16, over several page sizes. Skips
+// without a GPU.
+#include <algorithm>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/device.h"
+#include "kernels/kv_copy.h"
+#include "kernels/paged_attention.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace rami {
+namespace {
+
+using gpu_test::DeviceArray;
+using kernels::DeviceDType;
+
+TEST(KvWriteGpu, MatchesCpuTwin) {
+  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(23);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (DeviceDType dtype : {DeviceDType::kF32, DeviceDType::kBF16}) {
+    for (int page_size : {1, 16, 64}) {
+      for (int head_dim : {64, 128}) {
+        // Three sequences (streams s·H + h), each appending a chunk at its own position.
+        constexpr int kHeads = 4, kWindowPages = 40;
+        const std::vector<int32_t> start = {0, 37, 600}, count = {17, 1, 7};
+        const int num_streams = 3 * kHeads;
+        const int num_pages = num_streams * kWindowPages;
+        std::vector<int32_t> page_table(num_pages);
+        std::iota(page_table.begin(), page_table.end(), 0);
+        std::shuffle(page_table.begin(), page_table.end(), rng);
+        std::vector<int32_t> window_page_start(num_streams), window_base(num_streams);
+        std::vector<int32_t> flag_start(num_streams), zeros(num_streams, 0);
+        const int slots = kWindowPages * page_size;
+        for (int s = 0; s < num_streams; ++s) {
+          window_page_start[s] = s * kWindowPages;
+          // Slot 0 one page (or more) before the first new position, as after releases.
+          window_base[s] = std::max(0, (start[s / kHeads] - 1) / page_size * page_size);
+          flag_start[s] = s * slots;
+        }
+        std::vector<int32_t> token_stream, positions;
+        for (int seq = 0; seq < 3; ++seq) {
+          for (int i = 0; i < count[seq]; ++i) {
+            token_stream.push_back(seq * kHeads);
+            positions.push_back(start[seq] + i);
+          }
+        }
+        const int num_tokens = static_cast<int>(positions.size());
+        const size_t pool_elems = static_cast<size_t>(num_pages) * page_size * head_dim;
+        std::vector<float> k_pool(pool_elems), v_pool(pool_elems);
+        std::vector<float> k(static_cast<size_t>(num_tokens) * kHeads * head_dim), v(k.size());
+        for (auto* vec : {&k_pool, &v_pool, &k, &v}) {
+          for (float& x : *vec) x = normal(rng);
+          *vec = gpu_test::Quantize(*vec, dtype);
+        }
+        std::vector<uint8_t> alpha(static_cast<size_t>(num_tokens) * kHeads);
+        for (uint8_t& a : alpha) a = rng() % 2;
+        std::vector<uint8_t> flags(static_cast<size_t>(num_streams) * slots, 0);
+        std::vector<uint8_t*> flag_ptrs(num_streams);
+        std::vector<uint8_t> flags_cpu = flags;
+        for (int s = 0; s < num_streams; ++s) flag_ptrs[s] = flags_cpu.data() + flag_start[s];
+
+        std::vector<float> k_cpu = k_pool, v_cpu = v_pool;
+        kernels::KvWriteCpu({.cache = {.k_pool = k_cpu.data(),
+                                       .v_pool = v_cpu.data(),
+                                       .page_table = page_table.data(),
+                                       .kept_page_start = zeros.data(),
+                                       .kept_count = zeros.data(),
+                                       .window_page_start = window_page_start.data(),
+                                       .window_base = window_base.data(),
+                                       .window_start = window_base.data(),
+                                       .window_flags = flag_ptrs.data(),
+                                       .page_size = page_size,
+                                       .head_dim = head_dim,
+                                       .window = 4},
+                             .k = k.data(),
+                             .v = v.data(),
+                             .alpha = alpha.data(),
+                             .token_stream = token_stream.data(),
+                             .positions = positions.data(),
+                             .num_tokens = num_tokens,
+                             .num_kv_heads = kHeads});
+
+        DeviceArray<uint8_t> dk_pool(gpu_test::Encode(k_pool, dtype));
+        DeviceArray<uint8_t> dv_pool(gpu_test::Encode(v_pool, dtype));
+        DeviceArray<uint8_t> dk(gpu_test::Encode(k, dtype)), dv(gpu_test::Encode(v, dtype));
+        DeviceArray<int32_t> dtable(page_table), dwps(window_page_start), dbase(window_base);
+        DeviceArray<int32_t> dzeros(zeros), dflag_start(flag_start), dstream(token_stream);
+        DeviceArray<int32_t> dpos(positions);
+        DeviceArray<uint8_t> dflags(flags), dalpha(alpha);
+        ASSERT_EQ(kernels::KvWriteCuda({.cache = {.k_pool = dk_pool.get(),
+                                                  .v_pool = dv_pool.get(),
+                                                  .page_table = dtable.get(),
+                                                  .kept_page_start = dzeros.get(),
+                                                  .kept_count = dzeros.get(),
+                                                  .window_page_start = dwps.get(),
+                                                  .window_base = dbase.get(),
+                                                  .window_start = dbase.get(),
+                                                  .flags = dflags.get(),
+                                                  .flag_start = dflag_start.get(),
+                                                  .page_size = page_size,
+                                                  .head_dim = head_dim,
+                                                  .window = 4,
+                                                  .dtype = dtype},
+                                        .k = dk.get(),
+                                        .v = dv.get(),
+                                        .alpha = dalpha.get(),
+                                        .token_stream = dstream.get(),
+                                        .positions = dpos.get(),
+                                        .num_tokens = num_tokens,
+                                        .num_kv_heads = kHeads},
+                                       nullptr),
+                  cudaSuccess);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        const std::string what = std::string(gpu_test::Name(dtype)) + " page " +
+                                 std::to_string(page_size) + " D " + std::to_string(head_dim);
+        EXPECT_TRUE(testing::AllClose(gpu_test::Decode(dk_pool.ToHost(), dtype), k_cpu,
+                                      {.bitwise = true}, what + " k"));
+        EXPECT_TRUE(testing::AllClose(gpu_test::Decode(dv_pool.ToHost(), dtype), v_cpu,
+                                      {.bitwise = true}, what + " v"));
+        EXPECT_EQ(dflags.ToHost(), flags_cpu) << what;
+      }
+    }
+  }
+}
+
+TEST(KvCopyGpu, MatchesCpuTwin) {
+  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(29);
+  for (DeviceDType dtype : {DeviceDType::kF32, DeviceDType::kBF16}) {
+    for (int page_size : {1, 3, 16, 64}) {
+      for (int head_dim : {64, 128}) {
+        constexpr int kPages = 300;
+        const size_t pool_bytes =
+            static_cast<size_t>(kPages) * page_size * head_dim * DeviceDTypeSize(dtype);
+        std::vector<uint8_t> k_pool(pool_bytes), v_pool(pool_bytes);
+        for (uint8_t& b : k_pool) b = rng();
+        for (uint8_t& b : v_pool) b = rng();
+        // Sources in pages [0, 100), destinations in [100, 300): independent ops.
+        std::vector<kernels::KvCopyOp> ops;
+        for (int i = 0; i < 150; ++i) {
+          const bool promote = i % 3 != 0;
+          const int32_t n = promote ? 1 : 1 + static_cast<int32_t>(rng() % page_size);
+          ops.push_back({.src_page = static_cast<int32_t>(rng() % 100),
+                         .src_slot = promote ? static_cast<int32_t>(rng() % page_size) : 0,
+                         .dst_page = 100 + i,
+                         .dst_slot = promote ? static_cast<int32_t>(rng() % page_size) : 0,
+                         .num_slots = n});
+        }
+        std::vector<uint8_t> k_cpu = k_pool, v_cpu = v_pool;
+        kernels::KvCopyCpu({.k_pool = k_cpu.data(),
+                            .v_pool = v_cpu.data(),
+                            .ops = ops.data(),
+                            .num_ops = static_cast<int>(ops.size()),
+                            .page_size = page_size,
+                            .head_dim = head_dim,
+                            .dtype = dtype});
+        DeviceArray<uint8_t> dk(k_pool), dv(v_pool);
+        DeviceArray<kernels::KvCopyOp> dops(ops);
+        ASSERT_EQ(kernels::KvCopyCuda({.k_pool = dk.get(),
+                                       .v_pool = dv.get(),
+                                       .ops = dops.get(),
+                                       .num_ops = static_cast<int>(ops.size()),
+                                       .page_size = page_size,
+                                       .head_dim = head_dim,
+                                       .dtype = dtype},
+                                      nullptr),
+                  cudaSuccess);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        const std::string what = std::string(gpu_test::Name(dtype)) + " page " +
+                                 std::to_string(page_size) + " D " + std::to_string(head_dim);
+        EXPECT_TRUE(dk.ToHost() == k_cpu) << what;
+        EXPECT_TRUE(dv.ToHost() == v_cpu) << what;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace rami

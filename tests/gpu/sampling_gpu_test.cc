@@ -1,0 +1,160 @@
+// Sampling: the CUDA kernel against SampleCpu — greedy, temperature, top-k, top-p, min-p and
+// their combinations, rows sharing a logits row (fork children), ties, several sort passes —
+// over vocabularies 1/7/513/151936. The same Philox draw and canonical order must give the
+// same token on every row; log-probs within 1e-5. Skips without a GPU.
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/device.h"
+#include "kernels/sampling.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace rami {
+namespace {
+
+using gpu_test::DeviceArray;
+
+struct Knobs {
+  float temperature;
+  int32_t top_k;
+  float top_p, min_p;
+};
+
+TEST(SamplingGpu, MatchesCpuTwin) {
+  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(41);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  const Knobs knobs[] = {
+      {0.0f, 0, 0.0f, 0.0f},  {1.0f, 0, 0.0f, 0.0f},      {0.7f, 50, 0.0f, 0.0f},
+      {1.0f, 0, 0.9f, 0.0f},  {1.3f, 0, 0.0f, 0.05f},     {0.8f, 40, 0.95f, 0.02f},
+      {1.0f, 1, 0.0f, 0.0f},  {0.5f, 0, 0.5f, 0.1f},      {2.0f, 3, 1.0f, 0.0f},
+      {1e-3f, 0, 0.0f, 0.0f}, {1.0f, 100000, 0.99f, 0.0f}};
+  for (int rows : {1, 3, 17, 40}) {
+    for (int vocab : {1, 7, 513, 151936}) {
+      for (bool shared_rows : {false, true}) {
+        const int logits_rows = shared_rows ? (rows + 2) / 3 : rows;
+        std::vector<float> logits(static_cast<size_t>(logits_rows) * vocab);
+        for (float& v : logits) v = std::round(normal(rng) * 8.0f) / 8.0f;  // ties
+        std::vector<int32_t> logits_row(rows), top_k(rows), num_logprobs(rows);
+        std::vector<float> temperature(rows), top_p(rows), min_p(rows);
+        std::vector<uint64_t> seed(rows), index(rows);
+        constexpr int kMaxLp = 5;
+        for (int r = 0; r < rows; ++r) {
+          const Knobs& k = knobs[(r + vocab) % std::size(knobs)];
+          logits_row[r] = shared_rows ? r / 3 : r;
+          temperature[r] = k.temperature;
+          top_k[r] = k.top_k;
+          top_p[r] = k.top_p;
+          min_p[r] = k.min_p;
+          seed[r] = (static_cast<uint64_t>(rng()) << 32) | rng();
+          index[r] = rng() % 1000;
+          num_logprobs[r] = r % (kMaxLp + 1);
+        }
+        std::vector<int32_t> token(rows), top_ids(rows * kMaxLp);
+        std::vector<float> logprob(rows), top_lp(rows * kMaxLp);
+        kernels::SampleParams cpu{.logits = logits.data(),
+                                  .logits_row = logits_row.data(),
+                                  .temperature = temperature.data(),
+                                  .top_k = top_k.data(),
+                                  .top_p = top_p.data(),
+                                  .min_p = min_p.data(),
+                                  .seed = seed.data(),
+                                  .index = index.data(),
+                                  .num_logprobs = num_logprobs.data(),
+                                  .token = token.data(),
+                                  .logprob = logprob.data(),
+                                  .top_ids = top_ids.data(),
+                                  .top_logprobs = top_lp.data(),
+                                  .rows = rows,
+                                  .vocab = vocab,
+                                  .max_logprobs = kMaxLp};
+        kernels::SampleCpu(cpu);
+
+        DeviceArray<float> dlogits(logits), dtemp(temperature), dtop_p(top_p), dmin_p(min_p);
+        DeviceArray<int32_t> dlogits_row(logits_row), dtop_k(top_k), dnum_lp(num_logprobs);
+        DeviceArray<uint64_t> dseed(seed), dindex(index);
+        DeviceArray<int32_t> dtoken(rows), dtop_ids(top_ids.size());
+        DeviceArray<float> dlogprob(rows), dtop_lp(top_lp.size());
+        DeviceArray<uint8_t> workspace(kernels::SampleWorkspaceBytes(rows, vocab));
+        kernels::SampleParams gpu = cpu;
+        gpu.logits = dlogits.get();
+        gpu.logits_row = dlogits_row.get();
+        gpu.temperature = dtemp.get();
+        gpu.top_k = dtop_k.get();
+        gpu.top_p = dtop_p.get();
+        gpu.min_p = dmin_p.get();
+        gpu.seed = dseed.get();
+        gpu.index = dindex.get();
+        gpu.num_logprobs = dnum_lp.get();
+        gpu.token = dtoken.get();
+        gpu.logprob = dlogprob.get();
+        gpu.top_ids = dtop_ids.get();
+        gpu.top_logprobs = dtop_lp.get();
+        ASSERT_EQ(kernels::SampleCuda(gpu,
+                                      {.data = workspace.get(),
+                                       .bytes = kernels::SampleWorkspaceBytes(rows, vocab),
+                                       .any_random = true},
+                                      nullptr),
+                  cudaSuccess);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        const std::string what = "rows " + std::to_string(rows) + " vocab " +
+                                 std::to_string(vocab) + (shared_rows ? " shared" : "");
+        EXPECT_EQ(dtoken.ToHost(), token) << what;
+        EXPECT_TRUE(testing::AllClose(dlogprob.ToHost(), logprob, {.atol = 1e-5, .rtol = 1e-6},
+                                      what + " logprob"));
+        EXPECT_EQ(dtop_ids.ToHost(), top_ids) << what;
+        EXPECT_TRUE(testing::AllClose(dtop_lp.ToHost(), top_lp, {.atol = 1e-5, .rtol = 1e-6},
+                                      what + " top logprobs"));
+      }
+    }
+  }
+}
+
+// Greedy-only batches skip the sort and need no workspace.
+TEST(SamplingGpu, GreedyWithoutWorkspace) {
+  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(43);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  constexpr int kRows = 17, kVocab = 513;
+  std::vector<float> logits(kRows * kVocab);
+  for (float& v : logits) v = std::round(normal(rng) * 2.0f) / 2.0f;
+  std::vector<float> zeros_f(kRows, 0.0f);
+  std::vector<int32_t> zeros_i(kRows, 0), token(kRows);
+  std::vector<uint64_t> zeros_u(kRows, 0);
+  std::vector<float> logprob(kRows);
+  kernels::SampleParams cpu{.logits = logits.data(),
+                            .temperature = zeros_f.data(),
+                            .top_k = zeros_i.data(),
+                            .top_p = zeros_f.data(),
+                            .min_p = zeros_f.data(),
+                            .seed = zeros_u.data(),
+                            .index = zeros_u.data(),
+                            .num_logprobs = zeros_i.data(),
+                            .token = token.data(),
+                            .logprob = logprob.data(),
+                            .rows = kRows,
+                            .vocab = kVocab};
+  kernels::SampleCpu(cpu);
+  DeviceArray<float> dlogits(logits), dzf(zeros_f), dlogprob(kRows);
+  DeviceArray<int32_t> dzi(zeros_i), dtoken(kRows);
+  DeviceArray<uint64_t> dzu(zeros_u);
+  kernels::SampleParams gpu = cpu;
+  gpu.logits = dlogits.get();
+  gpu.temperature = gpu.top_p = gpu.min_p = dzf.get();
+  gpu.top_k = gpu.num_logprobs = dzi.get();
+  gpu.seed = gpu.index = dzu.get();
+  gpu.token = dtoken.get();
+  gpu.logprob = dlogprob.get();
+  ASSERT_EQ(kernels::SampleCuda(gpu, {.any_random = false}, nullptr), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(dtoken.ToHost(), token);
+  EXPECT_TRUE(testing::AllClose(dlogprob.ToHost(), logprob, {.atol = 1e-5, .rtol = 1e-6}));
+}
+
+}  // namespace
+}  // namespace rami
