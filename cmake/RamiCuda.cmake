@@ -1,6 +1,8 @@
 # Auto-detects CUDA. nvcc is looked for at /usr/local/cuda even when it is not on PATH
-# (build-notes trap 2); without it everything but kernels/cuda still builds.
+# (build-notes trap 2); without it everything but kernels/cuda still builds. Sets
+# RAMI_HAVE_CUDA and RAMI_HAVE_NCCL.
 set(RAMI_HAVE_CUDA OFF)
+set(RAMI_HAVE_NCCL OFF)
 if(RAMI_ENABLE_CUDA)
   if(NOT CMAKE_CUDA_COMPILER)
     find_program(RAMI_NVCC nvcc HINTS /usr/local/cuda/bin)
@@ -24,6 +26,15 @@ if(RAMI_ENABLE_CUDA)
     find_package(CUDAToolkit REQUIRED)
     set(RAMI_HAVE_CUDA ON)
     message(STATUS "rami: CUDA ${CUDAToolkit_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}")
+    # NCCL (worker/nccl_collectives.cc): optional; set NCCL_ROOT when it is outside the CUDA
+    # tree (tests/gpu/run.sh points it at PyTorch's nvidia-nccl wheel).
+    find_package(NCCL)
+    if(NCCL_FOUND)
+      set(RAMI_HAVE_NCCL ON)
+      message(STATUS "rami: NCCL ${NCCL_VERSION} (${NCCL_LIBRARY})")
+    else()
+      message(STATUS "rami: NCCL not found: the GPU collectives are not built")
+    endif()
   else()
     message(STATUS "rami: nvcc not found, building the CPU backend only")
   endif()

@@ -1,5 +1,7 @@
 // rami-bench: benchmarks that print figures and the machine they ran on.
 //   rami-bench kv-capacity [--seq_len=32768] [--budget_gib=119] [--json] ...
+//   rami-bench decode [--batches=1,16,24,32,128,256] [--contexts=4096,32768] [--iters=20]
+//                     [--eviction_rate=0.875] [--dms_window=512] [--budget_gib=119]  (CUDA)
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -14,7 +16,13 @@
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
 #include "tools/kv_capacity.h"
+#if defined(RAMI_HAVE_BENCH_DECODE)
+#include "tools/bench_decode.h"
+#endif
 
+ABSL_FLAG(std::string, shape, "",
+          "kv-capacity: a named model shape instead of the shape flags: qwen3-8b, "
+          "deepseek-v3 (MLA latent rows), llama3-405b");
 ABSL_FLAG(int, num_layers, 36, "model layers (default: Qwen3-8B)");
 ABSL_FLAG(int, num_kv_heads, 8, "KV heads");
 ABSL_FLAG(int, head_dim, 128, "head dimension");
@@ -28,6 +36,10 @@ ABSL_FLAG(int, window_recent, 0, "window policy: recent tokens (0: seq_len/8 - s
 ABSL_FLAG(std::string, page_sizes, "16,64", "page sizes in tokens, comma-separated");
 ABSL_FLAG(uint32_t, seed, 1, "seed of the synthetic decisions");
 ABSL_FLAG(bool, json, false, "print one JSON object instead of a table");
+ABSL_FLAG(std::string, batches, "1,16,24,32,128,256", "decode: batch sizes, comma-separated");
+ABSL_FLAG(std::string, contexts, "4096,32768", "decode: attention contexts, comma-separated");
+ABSL_FLAG(int, iters, 20, "decode: timed repetitions per measurement");
+ABSL_FLAG(std::string, peer, "", "decode: JSON of tools/bench_peer.py, for rami/peer ratios");
 
 namespace {
 
@@ -44,6 +56,9 @@ absl::StatusOr<rami::KvCapacityOptions> Options() {
   o.num_layers = absl::GetFlag(FLAGS_num_layers);
   o.num_kv_heads = absl::GetFlag(FLAGS_num_kv_heads);
   o.head_dim = absl::GetFlag(FLAGS_head_dim);
+  if (!absl::GetFlag(FLAGS_shape).empty()) {
+    if (absl::Status s = o.ApplyShape(absl::GetFlag(FLAGS_shape)); !s.ok()) return s;
+  }
   o.bytes_per_element = absl::GetFlag(FLAGS_bytes_per_element);
   o.budget_gib = absl::GetFlag(FLAGS_budget_gib);
   o.seq_len = absl::GetFlag(FLAGS_seq_len);
@@ -87,6 +102,7 @@ int KvCapacity() {
                          {{"num_layers", o->num_layers},
                           {"num_kv_heads", o->num_kv_heads},
                           {"head_dim", o->head_dim},
+                          {"k_only", o->k_only},
                           {"bytes_per_element", o->bytes_per_element}}},
                         {"seconds", seconds},
                         {"rows", nlohmann::json::array()}};
@@ -95,6 +111,7 @@ int KvCapacity() {
                            {"page_size", r.page_size},
                            {"live_tokens", r.live_tokens},
                            {"live_bytes", r.live_bytes},
+                           {"bytes_per_token", r.bytes_per_token},
                            {"pages", r.pages},
                            {"page_bytes", r.page_bytes},
                            {"sequences_fit", r.sequences_fit},
@@ -105,15 +122,16 @@ int KvCapacity() {
     return 0;
   }
   std::printf(
-      "kv-capacity: %lld tokens/sequence, %d layers x %d KV heads x head_dim %d "
+      "kv-capacity: %lld tokens/sequence, %d layers x %d KV heads x head_dim %d %s"
       "(%d B/elem), budget %.1f GiB, eviction rate %.3f, W=%d\n",
       static_cast<long long>(o->seq_len), o->num_layers, o->num_kv_heads, o->head_dim,
-      o->bytes_per_element, o->budget_gib, o->eviction_rate, o->dms_window);
-  std::printf("%-30s %5s %12s %12s %10s %12s %10s %8s\n", "policy", "page", "live tok", "live MiB",
-              "pages", "paged MiB", "seqs fit", "ratio");
+      o->k_only ? "K-only (MLA latent) " : "K+V ", o->bytes_per_element, o->budget_gib,
+      o->eviction_rate, o->dms_window);
+  std::printf("%-30s %5s %12s %10s %12s %10s %12s %10s %8s\n", "policy", "page", "live tok",
+              "B/token", "live MiB", "pages", "paged MiB", "seqs fit", "ratio");
   for (const rami::KvCapacityRow& r : *rows) {
-    std::printf("%-30s %5d %12.1f %12.1f %10lld %12.1f %10lld %8.2f\n", r.policy.c_str(),
-                r.page_size, r.live_tokens, r.live_bytes / (1 << 20),
+    std::printf("%-30s %5d %12.1f %10.0f %12.1f %10lld %12.1f %10lld %8.2f\n", r.policy.c_str(),
+                r.page_size, r.live_tokens, r.bytes_per_token, r.live_bytes / (1 << 20),
                 static_cast<long long>(r.pages), r.page_bytes / (1 << 20),
                 static_cast<long long>(r.sequences_fit), r.compression_ratio);
   }
@@ -121,12 +139,70 @@ int KvCapacity() {
   return 0;
 }
 
+// `decode`: the Qwen3-8B-shaped GPU benchmark (tools/bench_decode.h). Exit 0 with a message on
+// builds or machines without CUDA, so tests/gpu/run.sh and CI can call it anywhere.
+int Decode() {
+#if defined(RAMI_HAVE_BENCH_DECODE)
+  rami::bench::DecodeBenchOptions o;
+  o.num_layers = absl::GetFlag(FLAGS_num_layers);
+  o.num_kv_heads = absl::GetFlag(FLAGS_num_kv_heads);
+  o.head_dim = absl::GetFlag(FLAGS_head_dim);
+  o.iters = absl::GetFlag(FLAGS_iters);
+  o.dms_rate = absl::GetFlag(FLAGS_eviction_rate);
+  o.dms_window = absl::GetFlag(FLAGS_dms_window);
+  o.kv_budget_gib = absl::GetFlag(FLAGS_budget_gib);
+  // "1,16,32" → {1, 16, 32}; false on anything but positive integers.
+  auto parse_list = [](const std::string& text, std::vector<int>& list) {
+    list.clear();
+    for (absl::string_view item : absl::StrSplit(text, ',')) {
+      int value = 0;
+      if (!absl::SimpleAtoi(item, &value) || value < 1) return false;
+      list.push_back(value);
+    }
+    return true;
+  };
+  if (!parse_list(absl::GetFlag(FLAGS_batches), o.batches) ||
+      !parse_list(absl::GetFlag(FLAGS_contexts), o.contexts)) {
+    std::fprintf(stderr,
+                 "rami-bench: --batches, --contexts: expected positive integers, e.g. 1,16\n");
+    return 2;
+  }
+  if (o.iters < 1 || o.num_layers < 1 || o.dms_window < 1 || !(o.dms_rate >= 0) ||
+      o.dms_rate >= 1 || !(o.kv_budget_gib > 0)) {
+    std::fprintf(stderr,
+                 "rami-bench: --iters, --num_layers, --dms_window, --budget_gib must be "
+                 "positive and --eviction_rate in [0, 1)\n");
+    return 2;
+  }
+  if (const std::string peer = absl::GetFlag(FLAGS_peer); !peer.empty()) {
+    std::ifstream in(peer);
+    const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.contains("rows") || !j["rows"].is_array()) {
+      std::fprintf(stderr, "rami-bench: --peer: %s is not bench_peer.py's JSON\n", peer.c_str());
+      return 2;
+    }
+    for (const nlohmann::json& row : j["rows"]) {
+      const std::pair<int, int> key = {row.value("context", 0), row.value("batch", 0)};
+      const std::string kind = row.value("kind", "sdpa");
+      (kind == "transformers" ? o.peer_step_ms : o.peer_attention_ms)[key] = row.value("ms", 0.0);
+    }
+  }
+  return rami::bench::RunDecodeBench(o);
+#else
+  std::printf("rami-bench decode: built without CUDA or cuBLASLt (not found at configure time)\n");
+  return 0;
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("rami-bench kv-capacity [flags]");
+  absl::SetProgramUsageMessage("rami-bench kv-capacity|decode [flags]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() == 2 && std::string(args[1]) == "kv-capacity") return KvCapacity();
-  std::fprintf(stderr, "usage: rami-bench kv-capacity [--seq_len=N] [--json] ...\n");
+  if (args.size() == 2 && std::string(args[1]) == "decode") return Decode();
+  std::fprintf(stderr,
+               "usage: rami-bench kv-capacity [--seq_len=N] [--json] ...\n"
+               "       rami-bench decode [--batches=1,16,24,32,128,256] [--iters=20]\n");
   return 2;
 }

@@ -1,6 +1,7 @@
 // Collectives: the tensor-parallel communication a forward pass needs, behind one small
 // interface (NCCL on GPU and Gloo on CPU implement it in the worker service; a single rank
-// needs no communication at all).
+// needs no communication at all). Buffers live where the implementation computes: host memory
+// for Gloo and SingleRankCollectives, device memory for NcclCollectives.
 #pragma once
 
 #include <cstddef>
@@ -21,6 +22,10 @@ class Collectives {
   virtual absl::Status AllGather(const float* in, size_t count, float* out) = 0;
   // data = root's data on every rank.
   virtual absl::Status Broadcast(float* data, size_t count, int root) = 0;
+  // Waits until every collective issued so far has completed, and returns the first failure
+  // not yet reported. The CPU implementations complete each call before returning, so theirs
+  // is a no-op; NCCL's calls only enqueue on the compute stream (worker/nccl_collectives.h).
+  virtual absl::Status Synchronize() { return absl::OkStatus(); }
 };
 
 // World of one: reductions are the identity.

@@ -1,0 +1,60 @@
+// CublasLtGemm: the GPU linear layer y = x · Wᵀ through cuBLASLt, with the CPU twin's layout
+// (kernels/linear.h: row-major x [m, k], W in Hugging Face layout [n, k], y [m, n]). bf16 in and
+// out with fp32 accumulation (production), or fp32 throughout (exactness tests; no TF32).
+// Host code: it owns a cuBLASLt handle, one workspace and a per-shape plan cache.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace rami::kernels {
+
+enum class GemmDtype { kBf16, kF32 };
+
+struct GemmParams {
+  const void* x = nullptr;  // [m, k] row-major, `dtype`
+  const void* w = nullptr;  // [n, k] row-major, `dtype` (out_features × in_features)
+  void* y = nullptr;        // [m, n] row-major, `dtype`; must not overlap x or w
+  int m = 0;                // tokens (0: nothing to do)
+  int n = 0;                // out_features
+  int k = 0;                // in_features
+  GemmDtype dtype = GemmDtype::kBf16;
+};
+
+// Not thread-safe, and its one workspace serves one stream at a time: use one object per
+// compute stream (the worker has one). Plans (cuBLASLt descriptors + the heuristic's algorithm)
+// are cached per (dtype, m, n, k, pointer alignments), so a decode step's GEMMs query the
+// heuristic once per shape and then only launch — which also makes Run capturable in a CUDA
+// graph after a first eager call per shape.
+class CublasLtGemm {
+ public:
+  // 32 MiB: what NVIDIA recommends for Hopper's cuBLASLt kernels.
+  static constexpr size_t kDefaultWorkspaceBytes = size_t{32} << 20;
+
+  // On the current device. FailedPrecondition without a CUDA device.
+  static absl::StatusOr<std::unique_ptr<CublasLtGemm>> Create(
+      size_t workspace_bytes = kDefaultWorkspaceBytes);
+  ~CublasLtGemm();
+  CublasLtGemm(const CublasLtGemm&) = delete;
+  CublasLtGemm& operator=(const CublasLtGemm&) = delete;
+
+  // Enqueues y = x · Wᵀ on `stream`. InvalidArgument for bad shapes or null pointers;
+  // Unimplemented when cuBLASLt has no algorithm for the shape and alignment (e.g. bf16 rows
+  // whose byte length is not a multiple of 16, on some versions); Internal for a cuBLASLt error.
+  absl::Status Run(const GemmParams& p, cudaStream_t stream);
+
+  // Distinct plans so far (tests check the cache is hit).
+  size_t cached_plans() const;
+
+ private:
+  struct State;
+  explicit CublasLtGemm(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace rami::kernels

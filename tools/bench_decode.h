@@ -1,0 +1,43 @@
+// `rami-bench decode`: one decode step of a Qwen3-8B-shaped model on one GPU, with random bf16
+// weights made on the device. Built only with CUDA (tools/CMakeLists.txt).
+#pragma once
+
+#include <map>
+#include <utility>
+#include <vector>
+
+namespace rami::bench {
+
+// Model shape (defaults: Qwen3-8B) and what to measure. Filled from flags in bench_main.cc.
+struct DecodeBenchOptions {
+  int num_layers = 36;
+  int hidden = 4096;
+  int num_q_heads = 32;
+  int num_kv_heads = 8;
+  int head_dim = 128;
+  int intermediate = 12288;
+  int vocab = 151936;
+  std::vector<int> batches = {1, 16, 24, 32, 128, 256};
+  std::vector<int> contexts = {4096, 32768};  // tokens per sequence, for attention
+  double dms_rate = 7.0 / 8.0;                // synthetic DMS eviction rate
+  int dms_window = 512;                       // DMS window W
+  int page_size = 16;                         // KV page size in tokens
+  double kv_budget_gib = 119.0;  // the equal-memory comparison's KV budget (all layers)
+  int iters = 20;                // timed repetitions per measurement, after warm-up
+  // tools/bench_peer.py's figures. The peer's one-layer attention, (context, batch) → ms
+  // (PyTorch SDPA over a dense cache); dense rows print peer ms / rami ms when present.
+  std::map<std::pair<int, int>, double> peer_attention_ms;
+  // The peer's whole decode step, (context, batch) → ms (transformers' Qwen3 decode loop);
+  // dense rows print peer step ms / rami step ms when present.
+  std::map<std::pair<int, int>, double> peer_step_ms;
+};
+
+// Prints the machine and the HBM copy bandwidth; per batch size the step's GEMMs (the 7
+// projections of every layer + the LM head) through CublasLtGemm; per context, policy (dense,
+// dms) and batch one layer's decode attention and the step estimate (GEMMs + layers x
+// attention); and dense vs dms at equal KV memory. Each row: time, bytes, GB/s and the fraction
+// of the copy bandwidth. Without a CUDA device it says so and returns 0; returns 1 when a CUDA
+// or cuBLASLt call fails.
+int RunDecodeBench(const DecodeBenchOptions& options);
+
+}  // namespace rami::bench
