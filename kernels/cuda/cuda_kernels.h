@@ -10,6 +10,8 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/kv_update.h"
+#include "kernels/cuda/mla_attention.h"
+#include "kernels/cuda/moe.h"
 #include "kernels/cuda/qkv_prep.h"
 #include "kernels/cuda/sampling.h"
 #include "kernels/dms_decision.h"
