@@ -241,6 +241,7 @@ for ((g = 0; g < GROUPS_N; g++)); do
 done
 EXTRA=()
 [ -z "$MEM_FRACTION" ] || EXTRA+=(--gpu_memory_fraction="$MEM_FRACTION")
+[ "$DEVICE" = cpu ] || EXTRA+=(--device=cuda)  # cuda:0 of each worker's CUDA_VISIBLE_DEVICES
 rm -f "$LOGS/coordinator.port"
 # shellcheck disable=SC2086  # --coordinator-args is a list of flags
 start coordinator "$COORD" --listen="$HOST:$PORT" --port_file="$LOGS/coordinator.port" \

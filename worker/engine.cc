@@ -38,7 +38,7 @@ absl::Status ValidateSampling(const SamplingConfig& s, const std::string& where)
 
 }  // namespace
 
-Engine::Engine(std::unique_ptr<Model> model, std::unique_ptr<KvCache> cache,
+Engine::Engine(std::unique_ptr<ForwardBackend> model, std::unique_ptr<KvCache> cache,
                std::unique_ptr<Collectives> comm)
     : model_(std::move(model)), cache_(std::move(cache)), comm_(std::move(comm)) {}
 
@@ -177,6 +177,7 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
                  static_cast<long long>(id));
       seqs_.erase(id);
     }
+    model_->CacheChanged(plan.frees);
   }
   // New sequences exist in the cache from here; removed again if the step fails.
   std::vector<SeqId> created;
@@ -218,6 +219,7 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
       for (const SequenceChunk& c : chunks) cache_->AbortAppend(c.seq_id);
     }
     for (SeqId id : created) RAMI_CHECK(cache_->FreeSequence(id).ok(), "rollback of a create");
+    model_->CacheChanged(created);
     return out;
   }
 
@@ -242,6 +244,7 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
     std::vector<SeqId> children;
     for (const PlanForkChild& c : f.children) children.push_back(c.seq_id);
     RAMI_CHECK(cache_->Fork(f.parent, children).ok(), "fork capacity was checked");
+    model_->CacheChanged(children);
     const std::vector<float>& logits = seqs_.at(f.parent).last_logits;
     for (const PlanForkChild& c : f.children) {
       Sequence& child = seqs_[c.seq_id];

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "worker/collectives.h"
+#include "worker/forward_backend.h"
 #include "worker/kv_cache.h"
 #include "worker/model.h"
 #include "worker/step_plan.h"
@@ -29,10 +30,11 @@ struct EngineStats {
 
 class Engine {
  public:
-  Engine(std::unique_ptr<Model> model, std::unique_ptr<KvCache> cache,
+  // `model`: the CPU Model or the CUDA backend of this rank's shard.
+  Engine(std::unique_ptr<ForwardBackend> model, std::unique_ptr<KvCache> cache,
          std::unique_ptr<Collectives> comm);
 
-  const Model& model() const { return *model_; }
+  const ForwardBackend& model() const { return *model_; }
   const KvCache& cache() const { return *cache_; }
 
   StepOutcome Execute(const StepPlan& plan);
@@ -55,7 +57,7 @@ class Engine {
   StepOutcome RunStep(const StepPlan& plan, std::vector<SequenceChunk>& chunks);
   CacheReport Report(const StepPlan& plan) const;
 
-  std::unique_ptr<Model> model_;
+  std::unique_ptr<ForwardBackend> model_;
   std::unique_ptr<KvCache> cache_;
   std::unique_ptr<Collectives> comm_;
   std::map<SeqId, Sequence> seqs_;

@@ -97,6 +97,13 @@ class KvCache {
   // The kernels' view of a step's streams (valid while `streams` and the cache live).
   kernels::KvStreamsView View(const StepStreams& streams);
 
+  // The [num_layers · num_kv_heads] streams of `id` (index layer · H + head), or null when
+  // absent: read by the device page-table mirror (worker/cuda/device_kv_tables.h).
+  const std::vector<KvStream>* StreamsOf(SeqId id) const {
+    auto it = seqs_.find(id);
+    return it == seqs_.end() ? nullptr : &it->second.streams;
+  }
+
   // Live tokens of one (layer, head) stream.
   int64_t StreamLive(SeqId id, int layer, int head) const;
   SequenceStats SequenceStatsOf(SeqId id) const;

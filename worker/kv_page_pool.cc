@@ -68,12 +68,14 @@ float* KvPagePool::v(int32_t page, int slot) {
 }
 
 void KvPagePool::CopySlots(int32_t src, int32_t dst, int count) {
+  if (copy_log_ != nullptr) copy_log_->push_back({src, 0, dst, 0, count});
   if (k_.empty()) return;  // accounting only
   std::copy_n(k(src, 0), static_cast<size_t>(count) * head_dim_, k(dst, 0));
   if (!v_.empty()) std::copy_n(v(src, 0), static_cast<size_t>(count) * head_dim_, v(dst, 0));
 }
 
 void KvPagePool::CopySlot(int32_t src, int src_slot, int32_t dst, int dst_slot) {
+  if (copy_log_ != nullptr) copy_log_->push_back({src, src_slot, dst, dst_slot, 1});
   if (k_.empty()) return;  // accounting only
   std::copy_n(k(src, src_slot), head_dim_, k(dst, dst_slot));
   if (!v_.empty()) std::copy_n(v(src, src_slot), head_dim_, v(dst, dst_slot));

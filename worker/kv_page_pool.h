@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/kv_copy.h"
 
 namespace rami {
 
@@ -48,6 +49,11 @@ class KvPagePool {
   float* v(int32_t page, int slot);
   float* k_data() { return k_.data(); }
   float* v_data() { return v_.empty() ? nullptr : v_.data(); }  // null for a K-only pool
+  // Records every slot copy below into `log` (null: none), in order, whether or not this pool
+  // holds storage: the CUDA backend keeps an accounting-only pool on the host and replays the
+  // copies (promotions at commit, fork tails) on its device pool (kernels/cuda/kv_update.h).
+  void set_copy_log(std::vector<kernels::KvCopyOp>* log) { copy_log_ = log; }
+
   // Copies `count` slots from the start of `src` to the start of `dst` (K and V).
   void CopySlots(int32_t src, int32_t dst, int count);
   // Copies one slot (K and V).
@@ -63,6 +69,7 @@ class KvPagePool {
   std::vector<int32_t> refs_;  // [num_pages] reference counts
   int64_t allocated_total_ = 0;
   int64_t freed_total_ = 0;
+  std::vector<kernels::KvCopyOp>* copy_log_ = nullptr;  // not owned
 };
 
 }  // namespace rami

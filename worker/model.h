@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "worker/collectives.h"
+#include "worker/forward_backend.h"
 #include "worker/kv_cache.h"
 #include "worker/model_config.h"
 #include "worker/rope_table.h"
@@ -18,28 +19,17 @@
 
 namespace rami {
 
-// New tokens of one sequence for one step: a prefill chunk or a single decode token. They
-// are appended after the sequence's cached tokens.
-struct SequenceChunk {
-  SeqId seq_id = 0;
-  std::vector<int32_t> tokens;
-  bool all_logits = false;  // logits of every token (else only of the last one)
-};
-
-struct ForwardResult {
-  int vocab_size = 0;
-  std::vector<float> logits;       // [rows, vocab_size], full vocabulary on every rank
-  std::vector<int32_t> first_row;  // [num_chunks] first logits row of each chunk
-};
-
-class Model {
+class Model : public ForwardBackend {
  public:
   // Reads config.json and this rank's shard of the weights from a Hugging Face model dir.
   static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir,
                                                      const ShardSpec& shard);
 
-  const ModelConfig& config() const { return config_; }
+  const ModelConfig& config() const override { return config_; }
   const ShardDims& dims() const { return weights_.dims; }
+  // This rank's fp32 shard (the CUDA backend uploads it) and its RoPE table.
+  const ModelWeights& weights() const { return weights_; }
+  const RopeTable& rope() const { return rope_; }
 
   // The checkpoint's own policy: dms for a DMS checkpoint (dense when it sets
   // dms_disable_eviction), dense otherwise.
@@ -61,9 +51,9 @@ class Model {
   // Forward in two halves, for callers that must agree across ranks in between: Reserve
   // validates the chunks and reserves their pages (no collective); RunReserved runs the step
   // and commits it, or on error returns the reservation (the sequences are as before).
-  absl::Status Reserve(absl::Span<const SequenceChunk> chunks, KvCache& cache) const;
+  absl::Status Reserve(absl::Span<const SequenceChunk> chunks, KvCache& cache) const override;
   absl::StatusOr<ForwardResult> RunReserved(absl::Span<const SequenceChunk> chunks, KvCache& cache,
-                                            Collectives& comm) const;
+                                            Collectives& comm) const override;
 
  private:
   Model(ModelConfig config, ModelWeights weights);

@@ -16,6 +16,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
@@ -48,6 +49,9 @@ ABSL_FLAG(std::string, model_dir, "", "Hugging Face model directory, as the work
 ABSL_FLAG(std::string, model_name, "", "name clients use (default: the directory's name)");
 ABSL_FLAG(std::string, cache_policy, "", "dense, dms or window:S:R (default: the checkpoint's)");
 ABSL_FLAG(int64_t, kv_cache_bytes, 256 << 20, "KV cache budget of each CPU rank, in bytes");
+ABSL_FLAG(std::string, device, "cpu",
+          "the workers' device: cpu, or cuda (cuda:0 in each worker: launch-node.sh pins one GPU "
+          "per worker with CUDA_VISIBLE_DEVICES), or cuda:N");
 ABSL_FLAG(double, gpu_memory_fraction, 0.9, "share of free GPU memory for the KV page pool");
 ABSL_FLAG(int, page_size, 16, "KV page size in tokens");
 ABSL_FLAG(double, collective_timeout, 30, "collective timeout of the workers, seconds");
@@ -104,6 +108,11 @@ int main(int argc, char** argv) {
   if (!(interval >= 0.05 && interval <= 3600)) {
     return Fail(absl::StrCat("--discovery_interval: expected 0.05…3600, found ", interval));
   }
+  std::string device = absl::GetFlag(FLAGS_device);
+  if (device == "cuda") device = "cuda:0";
+  if (device != "cpu" && !absl::StartsWith(device, "cuda:")) {
+    return Fail(absl::StrCat("--device: expected cpu, cuda or cuda:N, found \"", device, "\""));
+  }
   const double fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
   if (!(fraction > 0 && fraction <= 1)) {
     return Fail(absl::StrCat("--gpu_memory_fraction: expected (0, 1], found ", fraction));
@@ -130,6 +139,7 @@ int main(int argc, char** argv) {
   config.load.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
   config.load.collective_timeout_seconds = absl::GetFlag(FLAGS_collective_timeout);
   config.load.gpu_memory_fraction = fraction;
+  config.load.device = device;
   config.load.lease_seconds = lease_seconds;
   config.coordinator_id = absl::GetFlag(FLAGS_coordinator_id);
   if (config.coordinator_id.empty()) config.coordinator_id = HostName();

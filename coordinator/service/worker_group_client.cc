@@ -61,6 +61,7 @@ absl::StatusOr<v1::LoadShardResponse> WorkerGroupClient::Load(const GroupLoadOpt
       request.set_kv_cache_bytes(o.kv_cache_bytes);
       request.set_collective_timeout_seconds(o.collective_timeout_seconds);
       request.set_gpu_memory_fraction(o.gpu_memory_fraction);
+      request.set_device(o.device);
       if (!o.lease_holder.empty()) {
         request.mutable_lease()->set_holder(o.lease_holder);
         request.mutable_lease()->set_epoch(o.lease_epoch);

@@ -26,6 +26,7 @@ struct GroupLoadOptions {
   int64_t lease_epoch = 0;
   double lease_seconds = 15;
   double gpu_memory_fraction = 0;  // 0: the worker's default
+  std::string device = "cpu";      // every rank's LoadShard device: "cpu" or "cuda:<n>"
   absl::Duration load_timeout = absl::Seconds(120);
 };
 

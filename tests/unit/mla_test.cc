@@ -143,7 +143,9 @@ TEST_P(MlaAbsorbedTest, AbsorbedEqualsNaiveExpanded) {
     start += n;
   }
   EXPECT_TRUE(AllClose(got, want, {.atol = 2e-4, .rtol = 2e-4}));
-  if (dms) EXPECT_LT(cache.StreamLive(0, 0, 0), T);  // something was evicted
+  if (dms) {
+    EXPECT_LT(cache.StreamLive(0, 0, 0), T);  // something was evicted
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

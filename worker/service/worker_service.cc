@@ -5,12 +5,18 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "proto/status_conversion.h"
 #include "worker/gloo_collectives.h"
 #include "worker/service/grpc_rendezvous_store.h"
 #include "worker/service/plan_proto.h"
+#ifdef RAMI_WITH_CUDA_BACKEND
+#include <cuda_runtime_api.h>
+
+#include "worker/cuda/cuda_model.h"
+#endif
 
 namespace rami {
 namespace {
@@ -35,13 +41,19 @@ absl::StatusOr<std::unique_ptr<Engine>> WorkerService::Load(const v1::LoadShardR
   if (r.rank() < 0 || r.rank() >= r.world_size()) {
     return Invalid("rank", absl::StrCat("expected 0…", r.world_size() - 1, ", found ", r.rank()));
   }
+  // device: "cpu" (or empty), or "cuda:<n>" — the CUDA backend when this worker has it.
+  int cuda_device = -1;
   if (!r.device().empty() && r.device() != "cpu") {
-    if (absl::StartsWith(r.device(), "cuda")) {
-      return absl::UnimplementedError(absl::StrCat("LoadShard: device: \"", r.device(),
-                                                   "\": this worker runs the CPU backend"));
+    if (!absl::StartsWith(r.device(), "cuda:") ||
+        !absl::SimpleAtoi(r.device().substr(5), &cuda_device) || cuda_device < 0) {
+      return Invalid("device",
+                     absl::StrCat("expected \"cpu\" or \"cuda:<n>\", found \"", r.device(), "\""));
     }
-    return Invalid("device",
-                   absl::StrCat("expected \"cpu\" or \"cuda:<n>\", found \"", r.device(), "\""));
+#ifndef RAMI_WITH_CUDA_BACKEND
+    return absl::UnimplementedError(
+        absl::StrCat("LoadShard: device: \"", r.device(),
+                     "\": this worker was built without CUDA (device: cpu)"));
+#endif
   }
   if (!(r.gpu_memory_fraction() >= 0 && r.gpu_memory_fraction() <= 1)) {
     return Invalid("gpu_memory_fraction",
@@ -64,6 +76,33 @@ absl::StatusOr<std::unique_ptr<Engine>> WorkerService::Load(const v1::LoadShardR
     RAMI_ASSIGN_OR_RETURN(policy,
                           CachePolicy::Parse(r.cache_policy(), model->config().dms.window_size));
   }
+#ifdef RAMI_WITH_CUDA_BACKEND
+  if (cuda_device >= 0) {
+    // The CUDA backend: bf16 weights on the device, the KV pool from the free memory left.
+    if (const cudaError_t e = cudaSetDevice(cuda_device); e != cudaSuccess) {
+      return Invalid("device", absl::StrCat(r.device(), ": ", cudaGetErrorString(e)));
+    }
+    RAMI_ASSIGN_OR_RETURN(
+        std::unique_ptr<cuda::CudaModel> backend,
+        cuda::CudaModel::Create(std::move(model), {.dtype = kernels::DeviceDType::kBF16,
+                                                   .world_size = r.world_size()}));
+    const double fraction = r.gpu_memory_fraction() == 0 ? 0.9 : r.gpu_memory_fraction();
+    RAMI_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
+                          backend->MakeCache(page_size, policy, fraction));
+    const Model& cpu = backend->cpu_model();
+    response->set_num_pages(cache->pool().num_pages());
+    response->set_page_size(page_size);
+    response->set_kv_cache_bytes(backend->pool_bytes());
+    response->set_vocab_size(cpu.config().vocab_size);
+    response->set_num_layers(cpu.config().num_layers);
+    response->set_num_kv_heads(cpu.dims().kv_heads);
+    response->set_cache_policy(policy.ToString());
+    response->set_dms_window(policy.evicts() ? policy.window : 0);
+    for (int id : cpu.config().eos_token_ids) response->add_eos_token_ids(id);
+    return std::make_unique<Engine>(std::move(backend), std::move(cache),
+                                    std::make_unique<SingleRankCollectives>());
+  }
+#endif
   // The CPU backend's page: fp32 K and V rows (a K-only latent row for MLA).
   const int64_t page_bytes = model->KvPageBytes(page_size);
   const int64_t num_pages = r.kv_cache_bytes() / page_bytes;

@@ -1,0 +1,253 @@
+// The KV plumbing of the CUDA forward pass, end to end in fp32, against the CPU backend's:
+// random traffic (prefill chunks, decode, prefill after decode, forks, frees) through one host
+// KvCache (the source of truth, with storage: the CPU reference) for dms, window and dense.
+// Each step the GPU side does what the CUDA backend does — Sync the touched sequences into the
+// device page tables (DeviceKvTables → DeviceKvTablesGpu::Apply, deltas only), replay the
+// pool's copy log (promotions at the last commit, fork tails) with KvCopyCuda in the
+// independent launches of KvCopyBatches, plan the step
+// (CudaStepPlan: decode tokens first, persistent streams), then per layer KvWriteCuda with the
+// DMS decisions, DecodeAttentionCuda on the decode tokens and PrefillAttentionCuda on the
+// prefill tiles — and the attention outputs equal PagedAttentionCpu's over the CPU metadata
+// (PlanStep, BuildStepStreams) within 1e-4.
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/device.h"
+#include "kernels/paged_attention.h"
+#include "tests/gpu/gpu_test_util.h"
+#include "tests/testing/compare.h"
+#include "worker/cuda/cuda_step_plan.h"
+#include "worker/cuda/device_kv_tables.h"
+#include "worker/cuda/device_kv_tables_gpu.h"
+#include "worker/cuda/kv_copy_batches.h"
+#include "worker/step_metadata.h"
+
+namespace rami {
+namespace {
+
+using gpu_test::DeviceArray;
+
+constexpr int kLayers = 2, kHeads = 2, kGroup = 2, kDim = 64, kPage = 4, kPages = 6000;
+constexpr int kQHeads = kHeads * kGroup;
+
+TEST(KvRuntimeGpuTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
+  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  int num_sms = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, 0), cudaSuccess);
+  for (const CachePolicy& policy :
+       {CachePolicy::Dms(8), CachePolicy::Window(4, 12), CachePolicy::Dense()}) {
+    const bool dms = policy.kind == CachePolicyKind::kDms;
+    KvCache cache({.page_size = kPage, .num_pages = kPages}, kLayers, kHeads, kDim, policy);
+    std::vector<kernels::KvCopyOp> log;
+    cache.pool().set_copy_log(&log);
+    DeviceKvTables tables(kLayers, kHeads, kPage, policy);
+    cudaStream_t stream;
+    ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+    {
+      cuda::DeviceKvTablesGpu gpu(stream);
+      const size_t pool_elems = static_cast<size_t>(kPages) * kPage * kDim;
+      DeviceArray<float> dk(pool_elems), dv(pool_elems);
+      std::mt19937 rng(3);
+      std::normal_distribution<float> normal;
+      std::uniform_int_distribution<int> pct(0, 99), chunk(2, 12);
+      std::vector<SeqId> live, touched;
+      SeqId next = 1;
+      for (int step = 0; step < 40; ++step) {
+        const std::string where = policy.ToString() + " step " + std::to_string(step);
+        if (live.size() < 3 || pct(rng) < 8) {
+          ASSERT_TRUE(cache.AddSequence(next).ok());
+          live.push_back(next);
+          touched.push_back(next++);
+        } else if (pct(rng) < 15) {  // fork a sequence that has tokens
+          const SeqId parent = live[pct(rng) % live.size()];
+          if (cache.Length(parent) > 0) {
+            ASSERT_TRUE(cache.Fork(parent, {next}).ok());
+            live.push_back(next);
+            touched.push_back(next++);
+          }
+        } else if (pct(rng) < 10 && live.size() > 3) {
+          const size_t i = pct(rng) % live.size();
+          ASSERT_TRUE(cache.FreeSequence(live[i]).ok());
+          touched.push_back(live[i]);
+          live.erase(live.begin() + static_cast<int64_t>(i));
+        }
+        std::vector<SequenceChunk> chunks;
+        for (SeqId id : live) {
+          const int r = pct(rng);
+          if (r < 15 && cache.Length(id) > 0) continue;
+          const int n = cache.Length(id) == 0 || r < 27 ? chunk(rng) : 1;
+          SequenceChunk c{.seq_id = id, .tokens = std::vector<int32_t>(n, 0)};
+          chunks.push_back(std::move(c));
+        }
+        if (chunks.empty()) continue;
+        std::vector<std::pair<SeqId, int64_t>> appends;
+        for (const SequenceChunk& c : chunks) {
+          appends.emplace_back(c.seq_id, static_cast<int64_t>(c.tokens.size()));
+          touched.push_back(c.seq_id);
+        }
+        ASSERT_TRUE(cache.ReserveAppend(appends).ok()) << where;
+
+        // The device side of the step's bookkeeping: table deltas, then the logged copies in
+        // independent launches (KvCopyBatches).
+        KvTablesDelta delta;
+        tables.Sync(cache, touched, &delta);
+        touched.clear();
+        ASSERT_TRUE(gpu.Apply(delta).ok()) << where;
+        if (!log.empty()) {
+          DeviceArray<kernels::KvCopyOp> dops(log);
+          const std::vector<int32_t> bounds = KvCopyBatches(log, kPage);
+          for (size_t b = 0; b + 1 < bounds.size(); ++b) {
+            ASSERT_EQ(kernels::KvCopyCuda({.k_pool = dk.get(),
+                                           .v_pool = dv.get(),
+                                           .ops = dops.get() + bounds[b],
+                                           .num_ops = bounds[b + 1] - bounds[b],
+                                           .page_size = kPage,
+                                           .head_dim = kDim,
+                                           .dtype = kernels::DeviceDType::kF32},
+                                          stream),
+                      cudaSuccess);
+          }
+          ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+          log.clear();
+        }
+        for (const auto& [id, n] : appends) tables.ExpectDeviceFlags(id, n);
+
+        const StepMetadata cpu = PlanStep(chunks, cache);
+        const kernels::KvStreamsView cpu_view = cache.View(cpu.streams);
+        const CudaStepPlan plan = PlanCudaStep(chunks, cache, tables);
+        kernels::KvCacheCudaView view{.k_pool = dk.get(),
+                                      .v_pool = dv.get(),
+                                      .page_size = kPage,
+                                      .head_dim = kDim,
+                                      .window = policy.window,
+                                      .dtype = kernels::DeviceDType::kF32};
+        gpu.FillView(&view);
+        if (!policy.evicts()) view.flags = nullptr;
+        const int T = cpu.num_tokens;
+        std::vector<int32_t> to_plan(T);
+        for (size_t c = 0, t = 0; c < chunks.size(); ++c) {
+          for (size_t i = 0; i < chunks[c].tokens.size(); ++i)
+            to_plan[t++] = plan.chunk_first[c] + i;
+        }
+        const std::vector<kernels::PrefillTile> tiles =
+            kernels::PlanPrefillTiles(plan.prefill_first, plan.prefill_length, kGroup);
+        DeviceArray<kernels::PrefillTile> dtiles(tiles);
+        DeviceArray<int32_t> dpos(plan.positions);
+        const kernels::DecodeSplitPlan splits = kernels::PlanDecodeSplits(
+            plan.max_decode_keys, std::max(plan.num_decode, 1), kHeads, num_sms);
+        DeviceArray<float> partial_out(static_cast<size_t>(std::max(plan.num_decode, 1)) * kQHeads *
+                                       splits.num_splits * kDim);
+        DeviceArray<float> partial_lse(static_cast<size_t>(std::max(plan.num_decode, 1)) * kQHeads *
+                                       splits.num_splits);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(kDim));
+
+        for (int layer = 0; layer < kLayers; ++layer) {
+          std::vector<float> k(static_cast<size_t>(T) * kHeads * kDim), v(k.size());
+          std::vector<float> q(static_cast<size_t>(T) * kQHeads * kDim);
+          std::vector<uint8_t> alpha(static_cast<size_t>(T) * kHeads);
+          for (float& x : k) x = normal(rng);
+          for (float& x : v) x = normal(rng);
+          for (float& x : q) x = normal(rng);
+          for (uint8_t& a : alpha) a = pct(rng) < 70 ? 1 : 0;
+          // The same data in plan order.
+          std::vector<float> kg(k.size()), vg(v.size()), qg(q.size());
+          std::vector<uint8_t> ag(alpha.size());
+          for (int t = 0; t < T; ++t) {
+            const size_t g = to_plan[t];
+            std::copy_n(&k[t * kHeads * kDim], kHeads * kDim, &kg[g * kHeads * kDim]);
+            std::copy_n(&v[t * kHeads * kDim], kHeads * kDim, &vg[g * kHeads * kDim]);
+            std::copy_n(&q[t * kQHeads * kDim], kQHeads * kDim, &qg[g * kQHeads * kDim]);
+            std::copy_n(&alpha[t * kHeads], kHeads, &ag[g * kHeads]);
+          }
+
+          std::vector<float> expected(q.size());
+          kernels::KvWriteCpu({.cache = cpu_view,
+                               .k = k.data(),
+                               .v = v.data(),
+                               .alpha = dms ? alpha.data() : nullptr,
+                               .token_stream = cpu.token_stream[layer].data(),
+                               .positions = cpu.positions.data(),
+                               .num_tokens = T,
+                               .num_kv_heads = kHeads});
+          kernels::PagedAttentionCpu({.cache = cpu_view,
+                                      .q = q.data(),
+                                      .out = expected.data(),
+                                      .token_stream = cpu.token_stream[layer].data(),
+                                      .positions = cpu.positions.data(),
+                                      .num_tokens = T,
+                                      .num_q_heads = kQHeads,
+                                      .num_kv_heads = kHeads,
+                                      .scale = scale});
+
+          DeviceArray<float> dkg(kg), dvg(vg), dqg(qg), dout(qg.size());
+          DeviceArray<uint8_t> dag(ag);
+          DeviceArray<int32_t> dts(std::vector<int32_t>(
+              plan.token_stream.begin() + static_cast<int64_t>(layer) * T,
+              plan.token_stream.begin() + static_cast<int64_t>(layer + 1) * T));
+          ASSERT_EQ(kernels::KvWriteCuda({.cache = view,
+                                          .k = dkg.get(),
+                                          .v = dvg.get(),
+                                          .alpha = dms ? dag.get() : nullptr,
+                                          .token_stream = dts.get(),
+                                          .positions = dpos.get(),
+                                          .num_tokens = T,
+                                          .num_kv_heads = kHeads},
+                                         stream),
+                    cudaSuccess);
+          if (plan.num_decode > 0) {
+            ASSERT_EQ(kernels::DecodeAttentionCuda({.cache = view,
+                                                    .q = dqg.get(),
+                                                    .out = dout.get(),
+                                                    .token_stream = dts.get(),
+                                                    .positions = dpos.get(),
+                                                    .num_tokens = plan.num_decode,
+                                                    .num_q_heads = kQHeads,
+                                                    .num_kv_heads = kHeads,
+                                                    .scale = scale,
+                                                    .num_splits = splits.num_splits,
+                                                    .keys_per_split = splits.keys_per_split,
+                                                    .partial_out = partial_out.get(),
+                                                    .partial_lse = partial_lse.get()},
+                                                   stream),
+                      cudaSuccess);
+          }
+          ASSERT_EQ(kernels::PrefillAttentionCuda({.cache = view,
+                                                   .q = dqg.get(),
+                                                   .out = dout.get(),
+                                                   .token_stream = dts.get(),
+                                                   .positions = dpos.get(),
+                                                   .tiles = dtiles.get(),
+                                                   .num_tiles = static_cast<int>(tiles.size()),
+                                                   .num_q_heads = kQHeads,
+                                                   .num_kv_heads = kHeads,
+                                                   .scale = scale},
+                                                  stream),
+                    cudaSuccess);
+          ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+          const std::vector<float> out = dout.ToHost();
+          std::vector<float> got(out.size());
+          for (int t = 0; t < T; ++t) {
+            std::copy_n(&out[static_cast<size_t>(to_plan[t]) * kQHeads * kDim], kQHeads * kDim,
+                        &got[static_cast<size_t>(t) * kQHeads * kDim]);
+          }
+          ASSERT_TRUE(testing::AllClose(got, expected, {.atol = 1e-4, .rtol = 1e-4},
+                                        where + " layer " + std::to_string(layer)));
+        }
+        // The host flags got the decisions through KvWriteCpu (the CUDA backend copies the
+        // device's back); the commit logs the promotions for the next step's copies.
+        for (const auto& [id, n] : appends) {
+          cache.CommitAppend(id, n);
+          touched.push_back(id);
+        }
+      }
+    }
+    ASSERT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+  }
+}
+
+}  // namespace
+}  // namespace rami

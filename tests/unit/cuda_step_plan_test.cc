@@ -1,0 +1,115 @@
+// CudaStepPlan (worker/cuda/cuda_step_plan.h) against the CPU backend's StepMetadata
+// (PlanStep) for random mixes of decode tokens and prefill chunks over dms, window and dense
+// caches: every caller token appears once in plan order with its id and position, single-token
+// chunks come first, logits rows are the CPU's rows in the CPU's order, and for every token,
+// layer and KV head the stream read through the device tables (DeviceKvTables' mirror) holds
+// the same page lists, counts, window base and start as the CPU's stream. The packed buffer
+// holds the arrays at their offsets.
+#include "worker/cuda/cuda_step_plan.h"
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "worker/step_metadata.h"
+
+namespace rami {
+namespace {
+
+constexpr int kLayers = 2, kHeads = 2;
+
+std::vector<int32_t> Slice(const std::vector<int32_t>& table, int32_t start, size_t n) {
+  return {table.begin() + start, table.begin() + start + static_cast<int64_t>(n)};
+}
+
+TEST(CudaStepPlanTest, MatchesTheCpuStepMetadata) {
+  for (const CachePolicy& policy :
+       {CachePolicy::Dms(3), CachePolicy::Window(2, 6), CachePolicy::Dense()}) {
+    constexpr int kPage = 4;
+    KvCache cache({.page_size = kPage, .num_pages = 20000, .allocate_storage = false}, kLayers,
+                  kHeads, 8, policy);
+    DeviceKvTables tables(kLayers, kHeads, kPage, policy);
+    std::mt19937 rng(11);
+    std::uniform_int_distribution<int> len(1, 9), coin(0, 3);
+    std::vector<SeqId> ids;
+    for (SeqId id = 1; id <= 6; ++id) {
+      ASSERT_TRUE(cache.AddSequence(id).ok());
+      ids.push_back(id);
+    }
+    for (int step = 0; step < 40; ++step) {
+      std::vector<SequenceChunk> chunks;
+      for (SeqId id : ids) {
+        if (coin(rng) == 0) continue;
+        SequenceChunk c{.seq_id = id, .tokens = {}, .all_logits = coin(rng) == 0};
+        const int n = coin(rng) == 0 || cache.Length(id) == 0 ? len(rng) : 1;
+        for (int i = 0; i < n; ++i) c.tokens.push_back(static_cast<int32_t>(rng() % 1000));
+        chunks.push_back(std::move(c));
+      }
+      if (chunks.empty()) continue;
+      std::shuffle(chunks.begin(), chunks.end(), rng);
+      std::vector<std::pair<SeqId, int64_t>> appends;
+      for (const SequenceChunk& c : chunks) appends.emplace_back(c.seq_id, c.tokens.size());
+      ASSERT_TRUE(cache.ReserveAppend(appends).ok());
+      KvTablesDelta delta;
+      tables.Sync(cache, ids, &delta);
+      const StepMetadata cpu = PlanStep(chunks, cache);
+      const CudaStepPlan gpu = PlanCudaStep(chunks, cache, tables);
+      const KvTablesHost& t = tables.mirror();
+
+      ASSERT_EQ(gpu.num_tokens, cpu.num_tokens);
+      ASSERT_EQ(gpu.first_row, cpu.first_row);
+      ASSERT_EQ(gpu.logit_tokens.size(), cpu.logit_tokens.size());
+      // Caller token (chunk c, index i) is CPU token cpu_t and plan token gpu_t.
+      std::vector<int32_t> cpu_to_gpu(cpu.num_tokens, -1);
+      int cpu_t = 0;
+      for (size_t c = 0; c < chunks.size(); ++c) {
+        const int n = static_cast<int>(chunks[c].tokens.size());
+        if (n == 1) {
+          ASSERT_LT(gpu.chunk_first[c], gpu.num_decode) << "decode tokens first";
+        } else {
+          ASSERT_GE(gpu.chunk_first[c], gpu.num_decode);
+        }
+        for (int i = 0; i < n; ++i, ++cpu_t) cpu_to_gpu[cpu_t] = gpu.chunk_first[c] + i;
+      }
+      for (size_t r = 0; r < cpu.logit_tokens.size(); ++r) {
+        ASSERT_EQ(gpu.logit_tokens[r], cpu_to_gpu[cpu.logit_tokens[r]]) << "row " << r;
+      }
+      for (int ct = 0; ct < cpu.num_tokens; ++ct) {
+        const int gt = cpu_to_gpu[ct];
+        ASSERT_EQ(gpu.tokens[gt], cpu.tokens[ct]);
+        ASSERT_EQ(gpu.positions[gt], cpu.positions[ct]);
+        for (int layer = 0; layer < kLayers; ++layer) {
+          for (int h = 0; h < kHeads; ++h) {
+            const size_t cs = cpu.token_stream[layer][ct] + h;
+            const size_t gs =
+                gpu.token_stream[static_cast<size_t>(layer) * gpu.num_tokens + gt] + h;
+            const StepStreams& s = cpu.streams;
+            const size_t kept_pages = (s.kept_count[cs] + kPage - 1) / kPage;
+            ASSERT_EQ(t.kept_count[gs], s.kept_count[cs]);
+            ASSERT_EQ(Slice(t.page_table, t.kept_page_start[gs], kept_pages),
+                      Slice(s.page_table, s.kept_page_start[cs], kept_pages));
+            const size_t window_pages =
+                (gpu.positions[gt] + 1 - s.window_base[cs] + kPage - 1) / kPage;
+            ASSERT_EQ(Slice(t.page_table, t.window_page_start[gs], window_pages),
+                      Slice(s.page_table, s.window_page_start[cs], window_pages));
+            ASSERT_EQ(t.window_base[gs], s.window_base[cs]);
+            ASSERT_EQ(t.window_start[gs], s.window_start[cs]);
+          }
+        }
+      }
+      const CudaStepLayout layout = LayoutOf(gpu);
+      std::vector<char> packed(layout.bytes);
+      PackCudaStep(gpu, layout, packed.data());
+      std::vector<int32_t> back(gpu.token_stream.size());
+      std::memcpy(back.data(), packed.data() + layout.token_stream, 4 * back.size());
+      ASSERT_EQ(back, gpu.token_stream);
+      ASSERT_EQ(layout.positions % 16, 0u);
+      for (const auto& [id, n] : appends) cache.CommitAppend(id, n);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace rami

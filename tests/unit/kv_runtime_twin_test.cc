@@ -1,0 +1,219 @@
+// The CPU-twin run of tests/gpu/kv_runtime_gpu_test.cc, so that the KV plumbing of the CUDA
+// forward pass is checked on every machine: the "device" is a KvTablesHost replica fed by the
+// deltas alone plus a second host pool fed by the pool's copy log (cut into launches by
+// KvCopyBatches, each replayed with parallel semantics), read through a KvStreamsView built from
+// the flat tables (flags through flag_start) by KvWriteCpu and PagedAttentionCpu in the CUDA plan's
+// token order. The GPU test's description:
+//
+// The KV plumbing of the CUDA forward pass, end to end in fp32, against the CPU backend's:
+// random traffic (prefill chunks, decode, prefill after decode, forks, frees) through one host
+// KvCache (the source of truth, with storage: the CPU reference) for dms, window and dense.
+// Each step the GPU side does what the CUDA backend does — Sync the touched sequences into the
+// device page tables (DeviceKvTables → DeviceKvTablesGpu::Apply, deltas only), replay the
+// pool's copy log (promotions at the last commit, fork tails) with KvCopyCuda, plan the step
+// (CudaStepPlan: decode tokens first, persistent streams), then per layer KvWriteCuda with the
+// DMS decisions, DecodeAttentionCuda on the decode tokens and PrefillAttentionCuda on the
+// prefill tiles — and the attention outputs equal PagedAttentionCpu's over the CPU metadata
+// (PlanStep, BuildStepStreams) within 1e-4.
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/kv_copy.h"
+#include "kernels/paged_attention.h"
+#include "tests/testing/compare.h"
+#include "worker/cuda/cuda_step_plan.h"
+#include "worker/cuda/device_kv_tables.h"
+#include "worker/cuda/kv_copy_batches.h"
+#include "worker/step_metadata.h"
+
+namespace rami {
+namespace {
+
+constexpr int kLayers = 2, kHeads = 2, kGroup = 2, kDim = 64, kPage = 4, kPages = 6000;
+constexpr int kQHeads = kHeads * kGroup;
+
+TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
+  for (const CachePolicy& policy :
+       {CachePolicy::Dms(8), CachePolicy::Window(4, 12), CachePolicy::Dense()}) {
+    const bool dms = policy.kind == CachePolicyKind::kDms;
+    KvCache cache({.page_size = kPage, .num_pages = kPages}, kLayers, kHeads, kDim, policy);
+    std::vector<kernels::KvCopyOp> log;
+    cache.pool().set_copy_log(&log);
+    DeviceKvTables tables(kLayers, kHeads, kPage, policy);
+    KvTablesHost replica;
+    {
+      const size_t pool_elems = static_cast<size_t>(kPages) * kPage * kDim;
+      std::vector<float> dk(pool_elems), dv(pool_elems);
+      int64_t copies = 0, launches = 0;
+      std::mt19937 rng(3);
+      std::normal_distribution<float> normal;
+      std::uniform_int_distribution<int> pct(0, 99), chunk(2, 12);
+      std::vector<SeqId> live, touched;
+      SeqId next = 1;
+      for (int step = 0; step < 40; ++step) {
+        const std::string where = policy.ToString() + " step " + std::to_string(step);
+        if (live.size() < 3 || pct(rng) < 8) {
+          ASSERT_TRUE(cache.AddSequence(next).ok());
+          live.push_back(next);
+          touched.push_back(next++);
+        } else if (pct(rng) < 15) {  // fork a sequence that has tokens
+          const SeqId parent = live[pct(rng) % live.size()];
+          if (cache.Length(parent) > 0) {
+            ASSERT_TRUE(cache.Fork(parent, {next}).ok());
+            live.push_back(next);
+            touched.push_back(next++);
+          }
+        } else if (pct(rng) < 10 && live.size() > 3) {
+          const size_t i = pct(rng) % live.size();
+          ASSERT_TRUE(cache.FreeSequence(live[i]).ok());
+          touched.push_back(live[i]);
+          live.erase(live.begin() + static_cast<int64_t>(i));
+        }
+        std::vector<SequenceChunk> chunks;
+        for (SeqId id : live) {
+          const int r = pct(rng);
+          if (r < 15 && cache.Length(id) > 0) continue;
+          const int n = cache.Length(id) == 0 || r < 27 ? chunk(rng) : 1;
+          SequenceChunk c{.seq_id = id, .tokens = std::vector<int32_t>(n, 0)};
+          chunks.push_back(std::move(c));
+        }
+        if (chunks.empty()) continue;
+        std::vector<std::pair<SeqId, int64_t>> appends;
+        for (const SequenceChunk& c : chunks) {
+          appends.emplace_back(c.seq_id, static_cast<int64_t>(c.tokens.size()));
+          touched.push_back(c.seq_id);
+        }
+        ASSERT_TRUE(cache.ReserveAppend(appends).ok()) << where;
+
+        // The "device" side: table deltas into the replica, the logged copies into its pool.
+        KvTablesDelta delta;
+        tables.Sync(cache, touched, &delta);
+        touched.clear();
+        replica.Apply(delta);
+        // The launches of KvCopyBatches, each with parallel semantics (every op reads its
+        // sources before any op of the launch writes), as the device may run them.
+        const std::vector<int32_t> bounds = KvCopyBatches(log, kPage);
+        for (size_t b = 0; b + 1 < bounds.size(); ++b) {
+          const std::vector<float> k0 = dk, v0 = dv;
+          for (int32_t i = bounds[b]; i < bounds[b + 1]; ++i) {
+            const kernels::KvCopyOp& op = log[i];
+            for (int32_t j = 0; j < op.num_slots; ++j) {
+              const size_t src =
+                  (static_cast<size_t>(op.src_page) * kPage + op.src_slot + j) * kDim;
+              const size_t dst =
+                  (static_cast<size_t>(op.dst_page) * kPage + op.dst_slot + j) * kDim;
+              std::copy_n(&k0[src], kDim, &dk[dst]);
+              std::copy_n(&v0[src], kDim, &dv[dst]);
+            }
+          }
+        }
+        copies += static_cast<int64_t>(log.size());
+        launches += bounds.empty() ? 0 : static_cast<int64_t>(bounds.size()) - 1;
+        log.clear();
+        for (const auto& [id, n] : appends) tables.ExpectDeviceFlags(id, n);
+
+        const StepMetadata cpu = PlanStep(chunks, cache);
+        const kernels::KvStreamsView cpu_view = cache.View(cpu.streams);
+        const CudaStepPlan plan = PlanCudaStep(chunks, cache, tables);
+        // The device view read the CPU way: per-stream flag pointers from flag_start.
+        std::vector<uint8_t*> flags;
+        if (policy.evicts()) {
+          for (int32_t start : replica.flag_start) flags.push_back(replica.flags.data() + start);
+        }
+        const kernels::KvStreamsView view{.k_pool = dk.data(),
+                                          .v_pool = dv.data(),
+                                          .page_table = replica.page_table.data(),
+                                          .kept_page_start = replica.kept_page_start.data(),
+                                          .kept_count = replica.kept_count.data(),
+                                          .window_page_start = replica.window_page_start.data(),
+                                          .window_base = replica.window_base.data(),
+                                          .window_start = replica.window_start.data(),
+                                          .window_flags = flags.empty() ? nullptr : flags.data(),
+                                          .page_size = kPage,
+                                          .head_dim = kDim,
+                                          .window = policy.window};
+        const int T = cpu.num_tokens;
+        std::vector<int32_t> to_plan(T);
+        for (size_t c = 0, t = 0; c < chunks.size(); ++c) {
+          for (size_t i = 0; i < chunks[c].tokens.size(); ++i)
+            to_plan[t++] = plan.chunk_first[c] + i;
+        }
+        const float scale = 1.0f / std::sqrt(static_cast<float>(kDim));
+        for (int layer = 0; layer < kLayers; ++layer) {
+          std::vector<float> k(static_cast<size_t>(T) * kHeads * kDim), v(k.size());
+          std::vector<float> q(static_cast<size_t>(T) * kQHeads * kDim);
+          std::vector<uint8_t> alpha(static_cast<size_t>(T) * kHeads);
+          for (float& x : k) x = normal(rng);
+          for (float& x : v) x = normal(rng);
+          for (float& x : q) x = normal(rng);
+          for (uint8_t& a : alpha) a = pct(rng) < 70 ? 1 : 0;
+          std::vector<float> kg(k.size()), vg(v.size()), qg(q.size());
+          std::vector<uint8_t> ag(alpha.size());
+          for (int t = 0; t < T; ++t) {
+            const size_t g = to_plan[t];
+            std::copy_n(&k[t * kHeads * kDim], kHeads * kDim, &kg[g * kHeads * kDim]);
+            std::copy_n(&v[t * kHeads * kDim], kHeads * kDim, &vg[g * kHeads * kDim]);
+            std::copy_n(&q[t * kQHeads * kDim], kQHeads * kDim, &qg[g * kQHeads * kDim]);
+            std::copy_n(&alpha[t * kHeads], kHeads, &ag[g * kHeads]);
+          }
+          std::vector<float> expected(q.size()), out(q.size());
+          kernels::KvWriteCpu({.cache = cpu_view,
+                               .k = k.data(),
+                               .v = v.data(),
+                               .alpha = dms ? alpha.data() : nullptr,
+                               .token_stream = cpu.token_stream[layer].data(),
+                               .positions = cpu.positions.data(),
+                               .num_tokens = T,
+                               .num_kv_heads = kHeads});
+          kernels::PagedAttentionCpu({.cache = cpu_view,
+                                      .q = q.data(),
+                                      .out = expected.data(),
+                                      .token_stream = cpu.token_stream[layer].data(),
+                                      .positions = cpu.positions.data(),
+                                      .num_tokens = T,
+                                      .num_q_heads = kQHeads,
+                                      .num_kv_heads = kHeads,
+                                      .scale = scale});
+          const int32_t* ts = plan.token_stream.data() + static_cast<size_t>(layer) * T;
+          kernels::KvWriteCpu({.cache = view,
+                               .k = kg.data(),
+                               .v = vg.data(),
+                               .alpha = dms ? ag.data() : nullptr,
+                               .token_stream = ts,
+                               .positions = plan.positions.data(),
+                               .num_tokens = T,
+                               .num_kv_heads = kHeads});
+          kernels::PagedAttentionCpu({.cache = view,
+                                      .q = qg.data(),
+                                      .out = out.data(),
+                                      .token_stream = ts,
+                                      .positions = plan.positions.data(),
+                                      .num_tokens = T,
+                                      .num_q_heads = kQHeads,
+                                      .num_kv_heads = kHeads,
+                                      .scale = scale});
+          std::vector<float> got(out.size());
+          for (int t = 0; t < T; ++t) {
+            std::copy_n(&out[static_cast<size_t>(to_plan[t]) * kQHeads * kDim], kQHeads * kDim,
+                        &got[static_cast<size_t>(t) * kQHeads * kDim]);
+          }
+          ASSERT_TRUE(testing::AllClose(got, expected, {.atol = 1e-5, .rtol = 1e-5},
+                                        where + " layer " + std::to_string(layer)));
+        }
+        for (const auto& [id, n] : appends) {
+          cache.CommitAppend(id, n);
+          touched.push_back(id);
+        }
+      }
+      std::printf("[%s] %lld slot copies replayed in %lld launches\n", policy.ToString().c_str(),
+                  static_cast<long long>(copies), static_cast<long long>(launches));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace rami

@@ -1,0 +1,107 @@
+// CudaModel: the CUDA backend of one rank's shard (ForwardBackend): the CPU Model's config,
+// validation and reservation, its fp32 weights uploaded in the compute dtype (DeviceWeights),
+// K/V in a device pool indexed by the host KvCache's page ids (an accounting-only pool on the
+// host), page tables updated by per-step deltas (DeviceKvTables), and the forward pass as a
+// sequence of kernels/cuda launches on one stream. Same contract as Model::RunReserved: full
+// fp32 logits of the requested rows on the host; the step is committed or its reservation
+// returned.
+//
+// Scope today: Llama, Qwen2, Qwen3 (incl. DMS with the borrowed-neuron decision), one rank
+// (world 1). Refused at Create: tensor parallelism (bf16 NCCL collectives), DeepSeek (MLA/MoE),
+// the DMS adapter (dms_separate_alpha) and per-layer decisions (dms_alpha_per layer). Not yet
+// run on a GPU: see docs/gpu.md "GPU engine".
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/cuda/device_dtype.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/kv_copy.h"
+#include "worker/cuda/device_kv_tables.h"
+#include "worker/cuda/device_kv_tables_gpu.h"
+#include "worker/cuda/device_weights.h"
+#include "worker/forward_backend.h"
+#include "worker/model.h"
+
+namespace rami::cuda {
+
+// Test hook (teacher forcing in bf16): per step, the DMS decisions to use instead of the
+// device's — [num_layers, num_tokens, kv_heads] in the caller's token order (chunks
+// concatenated) — and, when `own` is set, the device's own decisions recorded the same way.
+struct DecisionHook {
+  const std::vector<uint8_t>* forced = nullptr;
+  std::vector<uint8_t>* own = nullptr;
+};
+
+struct CudaModelOptions {
+  kernels::DeviceDType dtype = kernels::DeviceDType::kBF16;  // kF32: the exactness mode
+  int world_size = 1;
+};
+
+class CudaModel : public ForwardBackend {
+ public:
+  static absl::StatusOr<std::unique_ptr<CudaModel>> Create(std::unique_ptr<Model> cpu,
+                                                           const CudaModelOptions& options);
+  ~CudaModel() override;
+  CudaModel(const CudaModel&) = delete;
+  CudaModel& operator=(const CudaModel&) = delete;
+
+  // The host bookkeeping cache (accounting only) over a device pool of `memory_fraction` of
+  // the free device memory; call once. pool_bytes() reports its size.
+  absl::StatusOr<std::unique_ptr<KvCache>> MakeCache(int page_size, const CachePolicy& policy,
+                                                     double memory_fraction);
+  int64_t pool_bytes() const { return pool_bytes_; }
+  void set_decision_hook(const DecisionHook& hook) { hook_ = hook; }
+  int64_t weight_bytes() const { return weights_->bytes(); }
+  const Model& cpu_model() const { return *cpu_; }
+
+  const ModelConfig& config() const override { return cpu_->config(); }
+  absl::Status Reserve(absl::Span<const SequenceChunk> chunks, KvCache& cache) const override {
+    return cpu_->Reserve(chunks, cache);
+  }
+  absl::StatusOr<ForwardResult> RunReserved(absl::Span<const SequenceChunk> chunks, KvCache& cache,
+                                            Collectives& comm) const override;
+  void CacheChanged(absl::Span<const SeqId> ids) const override {
+    touched_.insert(ids.begin(), ids.end());
+  }
+
+ private:
+  // Device memory that grows to the largest step seen (freed after the stream drains).
+  struct Scratch {
+    void* ptr = nullptr;
+    size_t bytes = 0;
+  };
+
+  CudaModel(std::unique_ptr<Model> cpu, const CudaModelOptions& options);
+  absl::StatusOr<ForwardResult> Run(absl::Span<const SequenceChunk> chunks, KvCache& cache) const;
+  absl::StatusOr<void*> Grow(Scratch& s, size_t bytes) const;
+  absl::Status Gemm(const void* x, const void* w, void* y, int m, int n, int k) const;
+
+  std::unique_ptr<Model> cpu_;
+  CudaModelOptions options_;
+  cudaStream_t stream_ = nullptr;
+  int num_sms_ = 0;
+  std::unique_ptr<DeviceWeights> weights_;
+  std::unique_ptr<kernels::CublasLtGemm> gemm_;
+  float* inv_freq_ = nullptr;  // [head_dim / 2] fp32
+  void* k_pool_ = nullptr;     // [num_pages, page_size, head_dim] dtype
+  void* v_pool_ = nullptr;
+  int64_t pool_bytes_ = 0;
+  int page_size_ = 0;
+  // A step mutates device state and these mirrors; the Engine runs one step at a time.
+  mutable std::unique_ptr<DeviceKvTables> tables_;
+  mutable std::unique_ptr<DeviceKvTablesGpu> tables_gpu_;
+  mutable std::vector<kernels::KvCopyOp> copy_log_;  // the host pool's copies since the last step
+  mutable std::set<SeqId> touched_;                  // to Sync before the next step
+  mutable std::vector<Scratch> scratch_;
+  mutable void* pinned_ = nullptr;  // the step's packed metadata on the host
+  mutable size_t pinned_bytes_ = 0;
+  DecisionHook hook_;  // tests only
+};
+
+}  // namespace rami::cuda

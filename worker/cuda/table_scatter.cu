@@ -1,0 +1,34 @@
+// One grid-stride launch over all writes of a step's page-table delta (table_scatter.h).
+#include "worker/cuda/table_scatter.h"
+
+namespace rami::cuda {
+namespace {
+
+__global__ void TableScatterKernel(TableScatterParams p) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < p.total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    // Find the segment (8 of them: a linear walk is cheaper than anything clever).
+    int64_t j = i;
+    int seg = 0;
+    while (seg < kScatterSegments - 1 && j >= p.segments[seg].count) j -= p.segments[seg++].count;
+    const TableScatterSegment& s = p.segments[seg];
+    if (seg == kScatterSegments - 1) {
+      static_cast<uint8_t*>(s.table)[s.index[j]] = static_cast<const uint8_t*>(s.value)[j];
+    } else {
+      static_cast<int32_t*>(s.table)[s.index[j]] = static_cast<const int32_t*>(s.value)[j];
+    }
+  }
+}
+
+}  // namespace
+
+cudaError_t TableScatterCuda(const TableScatterParams& p, cudaStream_t stream) {
+  if (p.total == 0) return cudaSuccess;
+  constexpr int kThreads = 256;
+  const int64_t blocks = (p.total + kThreads - 1) / kThreads;
+  TableScatterKernel<<<static_cast<unsigned>(blocks < 1024 ? blocks : 1024), kThreads, 0, stream>>>(
+      p);
+  return cudaGetLastError();
+}
+
+}  // namespace rami::cuda

@@ -1,0 +1,31 @@
+// The device update of the page tables (worker/cuda/device_kv_tables_gpu.h): one launch
+// scatters every (index, value) write of a step's delta into its table. The writes arrive in one
+// staging buffer copied from pinned host memory; this header has no Abseil (it is included by
+// the .cu file).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace rami::cuda {
+
+inline constexpr int kScatterSegments = 8;  // 7 int32 tables, then the uint8 flags
+
+struct TableScatterSegment {
+  void* table = nullptr;           // int32_t[] (segments 0–6) or uint8_t[] (segment 7)
+  const int32_t* index = nullptr;  // [count] entries of `table`
+  const void* value = nullptr;     // [count] int32_t or uint8_t
+  int32_t count = 0;
+};
+
+struct TableScatterParams {
+  TableScatterSegment segments[kScatterSegments];  // the last one holds bytes
+  int64_t total = 0;                               // writes over all segments
+};
+
+// No op when total == 0. Writes of one launch never hit the same entry twice (the host emits
+// at most one write per entry and step).
+cudaError_t TableScatterCuda(const TableScatterParams& p, cudaStream_t stream);
+
+}  // namespace rami::cuda

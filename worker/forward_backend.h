@@ -1,0 +1,48 @@
+// ForwardBackend: what the Engine needs from a model shard to run a step — the CPU Model
+// (worker/model.h) or the CUDA backend (worker/cuda/) — so that one Engine drives either. The
+// KvCache passed in is the source of truth for page bookkeeping on both: the CPU backend keeps
+// K/V in its pool, the CUDA backend in device memory laid out by the same page ids.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "worker/collectives.h"
+#include "worker/kv_cache.h"
+#include "worker/model_config.h"
+
+namespace rami {
+
+// New tokens of one sequence for one step: a prefill chunk or a single decode token. They
+// are appended after the sequence's cached tokens.
+struct SequenceChunk {
+  SeqId seq_id = 0;
+  std::vector<int32_t> tokens;
+  bool all_logits = false;  // logits of every token (else only of the last one)
+};
+
+struct ForwardResult {
+  int vocab_size = 0;
+  std::vector<float> logits;       // [rows, vocab_size], full vocabulary on every rank
+  std::vector<int32_t> first_row;  // [num_chunks] first logits row of each chunk
+};
+
+class ForwardBackend {
+ public:
+  virtual ~ForwardBackend() = default;
+
+  virtual const ModelConfig& config() const = 0;
+  // Validates the chunks and reserves their pages (no collective); see Model::Reserve.
+  virtual absl::Status Reserve(absl::Span<const SequenceChunk> chunks, KvCache& cache) const = 0;
+  // Runs the reserved step and commits it, or returns the reservation on error.
+  virtual absl::StatusOr<ForwardResult> RunReserved(absl::Span<const SequenceChunk> chunks,
+                                                    KvCache& cache, Collectives& comm) const = 0;
+  // The Engine changed these sequences outside a forward pass (freed, forked): a backend with
+  // device-side page tables resyncs them before its next step. The CPU backend reads the cache
+  // directly and ignores it.
+  virtual void CacheChanged(absl::Span<const SeqId> ids) const { (void)ids; }
+};
+
+}  // namespace rami
