@@ -25,6 +25,7 @@
 #include "kernels/kv_copy.h"
 #include "kernels/paged_attention.h"
 #include "tests/testing/compare.h"
+#include "tests/testing/kv_traffic.h"
 #include "worker/cuda/cuda_step_plan.h"
 #include "worker/cuda/device_kv_tables.h"
 #include "worker/cuda/kv_copy_batches.h"
@@ -49,50 +50,18 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
       const size_t pool_elems = static_cast<size_t>(kPages) * kPage * kDim;
       std::vector<float> dk(pool_elems), dv(pool_elems);
       int64_t copies = 0, launches = 0;
-      std::mt19937 rng(3);
+      testing::KvTraffic traffic(3);
       std::normal_distribution<float> normal;
-      std::uniform_int_distribution<int> pct(0, 99), chunk(2, 12);
-      std::vector<SeqId> live, touched;
-      SeqId next = 1;
       for (int step = 0; step < 40; ++step) {
         const std::string where = policy.ToString() + " step " + std::to_string(step);
-        if (live.size() < 3 || pct(rng) < 8) {
-          ASSERT_TRUE(cache.AddSequence(next).ok());
-          live.push_back(next);
-          touched.push_back(next++);
-        } else if (pct(rng) < 15) {  // fork a sequence that has tokens
-          const SeqId parent = live[pct(rng) % live.size()];
-          if (cache.Length(parent) > 0) {
-            ASSERT_TRUE(cache.Fork(parent, {next}).ok());
-            live.push_back(next);
-            touched.push_back(next++);
-          }
-        } else if (pct(rng) < 10 && live.size() > 3) {
-          const size_t i = pct(rng) % live.size();
-          ASSERT_TRUE(cache.FreeSequence(live[i]).ok());
-          touched.push_back(live[i]);
-          live.erase(live.begin() + static_cast<int64_t>(i));
-        }
-        std::vector<SequenceChunk> chunks;
-        for (SeqId id : live) {
-          const int r = pct(rng);
-          if (r < 15 && cache.Length(id) > 0) continue;
-          const int n = cache.Length(id) == 0 || r < 27 ? chunk(rng) : 1;
-          SequenceChunk c{.seq_id = id, .tokens = std::vector<int32_t>(n, 0)};
-          chunks.push_back(std::move(c));
-        }
+        absl::StatusOr<std::vector<SequenceChunk>> next = traffic.Next(cache);
+        ASSERT_TRUE(next.ok()) << where << ": " << next.status();
+        const std::vector<SequenceChunk>& chunks = *next;
         if (chunks.empty()) continue;
-        std::vector<std::pair<SeqId, int64_t>> appends;
-        for (const SequenceChunk& c : chunks) {
-          appends.emplace_back(c.seq_id, static_cast<int64_t>(c.tokens.size()));
-          touched.push_back(c.seq_id);
-        }
-        ASSERT_TRUE(cache.ReserveAppend(appends).ok()) << where;
 
         // The "device" side: table deltas into the replica, the logged copies into its pool.
         KvTablesDelta delta;
-        tables.Sync(cache, touched, &delta);
-        touched.clear();
+        tables.Sync(cache, traffic.TakeTouched(), &delta);
         replica.Apply(delta);
         // The launches of KvCopyBatches, each with parallel semantics (every op reads its
         // sources before any op of the launch writes), as the device may run them.
@@ -114,7 +83,9 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
         copies += static_cast<int64_t>(log.size());
         launches += bounds.empty() ? 0 : static_cast<int64_t>(bounds.size()) - 1;
         log.clear();
-        for (const auto& [id, n] : appends) tables.ExpectDeviceFlags(id, n);
+        for (const SequenceChunk& c : chunks) {
+          tables.ExpectDeviceFlags(c.seq_id, static_cast<int64_t>(c.tokens.size()));
+        }
 
         const StepMetadata cpu = PlanStep(chunks, cache);
         const kernels::KvStreamsView cpu_view = cache.View(cpu.streams);
@@ -147,10 +118,10 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
           std::vector<float> k(static_cast<size_t>(T) * kHeads * kDim), v(k.size());
           std::vector<float> q(static_cast<size_t>(T) * kQHeads * kDim);
           std::vector<uint8_t> alpha(static_cast<size_t>(T) * kHeads);
-          for (float& x : k) x = normal(rng);
-          for (float& x : v) x = normal(rng);
-          for (float& x : q) x = normal(rng);
-          for (uint8_t& a : alpha) a = pct(rng) < 70 ? 1 : 0;
+          for (float& x : k) x = normal(traffic.rng());
+          for (float& x : v) x = normal(traffic.rng());
+          for (float& x : q) x = normal(traffic.rng());
+          for (uint8_t& a : alpha) a = traffic.Percent() < 70 ? 1 : 0;
           std::vector<float> kg(k.size()), vg(v.size()), qg(q.size());
           std::vector<uint8_t> ag(alpha.size());
           for (int t = 0; t < T; ++t) {
@@ -204,10 +175,7 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
           ASSERT_TRUE(testing::AllClose(got, expected, {.atol = 1e-5, .rtol = 1e-5},
                                         where + " layer " + std::to_string(layer)));
         }
-        for (const auto& [id, n] : appends) {
-          cache.CommitAppend(id, n);
-          touched.push_back(id);
-        }
+        traffic.Commit(cache, chunks);
       }
       std::printf("[%s] %lld slot copies replayed in %lld launches\n", policy.ToString().c_str(),
                   static_cast<long long>(copies), static_cast<long long>(launches));
