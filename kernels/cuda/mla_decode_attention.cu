@@ -20,6 +20,7 @@
 
 #include "kernels/cuda/dispatch.cuh"
 #include "kernels/cuda/mla_attention.h"
+#include "kernels/cuda/visible_keys.cuh"
 
 namespace rami::kernels {
 namespace {
@@ -77,18 +78,9 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int32_t s = p.token_stream[t];
   const int32_t pos = p.positions[t];
-  const int32_t kept = c.kept_count[s];
-  const int32_t window_start = c.window_start[s];
-  const int32_t window_base = c.window_base[s];
-  // Visible-key index space: [0, kept) the kept list, then window positions window_start … pos.
-  const int32_t n = kept + max(0, pos - window_start + 1);
-  int32_t begin = 0, end = n;
-  if (p.num_splits > 1) {
-    begin = static_cast<int32_t>(
-        min(static_cast<int64_t>(n), static_cast<int64_t>(split) * p.keys_per_split));
-    end = split == p.num_splits - 1 ? n : min(n, begin + p.keys_per_split);  // last takes rest
-  }
-  const uint8_t* flags = c.flags != nullptr ? c.flags + c.flag_start[s] : nullptr;
+  const cuda_detail::VisibleKeys keys =
+      cuda_detail::MakeVisibleKeys(c, s, pos, split, p.num_splits, p.keys_per_split);
+  const int32_t begin = keys.begin, end = keys.end;
   const T* pool = static_cast<const T*>(c.k_pool);
 
   // The block's heads are consecutive, so their queries are one contiguous run.
@@ -103,19 +95,9 @@ __global__ void __launch_bounds__(kThreads)
   // Element offset of visible key j's row, or false when j is past the split or an evicted
   // window token (dms.md §3: outside W and flagged).
   auto locate = [&](int32_t j, int64_t& offset) -> bool {
-    if (j >= end) return false;
-    int32_t list_start, index;
-    if (j < kept) {
-      list_start = c.kept_page_start[s];
-      index = j;
-    } else {
-      const int32_t key_pos = window_start + (j - kept);
-      index = key_pos - window_base;
-      list_start = c.window_page_start[s];
-      if (flags != nullptr && pos - key_pos > c.window && flags[index] != 0) return false;
-    }
-    const int32_t page = c.page_table[list_start + index / c.page_size];
-    offset = (static_cast<int64_t>(page) * c.page_size + index % c.page_size) * row_dim;
+    const int64_t row = keys.Row(c, j);
+    if (row < 0) return false;
+    offset = row * row_dim;
     return true;
   };
 
