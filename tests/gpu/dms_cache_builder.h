@@ -24,6 +24,17 @@ struct SeqSpec {
   int32_t chunk;   // of which the step's own (query) tokens, the last `chunk`
 };
 
+// `batch` decoding sequences (one query token each) of awkward lengths: 4099 alone, else
+// 4099, 1, 513, 7, 4100, 2, … (long, single-token, page-crossing and short, repeated).
+inline std::vector<SeqSpec> DecodeSeqs(int batch) {
+  const int32_t lengths[] = {4099, 1, 513, 7};
+  std::vector<SeqSpec> seqs;
+  for (int b = 0; b < batch; ++b) {
+    seqs.push_back({.length = batch == 1 ? 4099 : lengths[b % 4] + b / 4, .chunk = 1});
+  }
+  return seqs;
+}
+
 struct CacheSpec {
   int page_size = 16;
   int head_dim = 128;

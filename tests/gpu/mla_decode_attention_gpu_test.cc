@@ -18,6 +18,7 @@
 namespace rami {
 namespace {
 
+using gpu_test::DecodeSeqs;
 using gpu_test::DeviceArray;
 using kernels::DeviceDType;
 
@@ -26,15 +27,6 @@ struct Case {
   bool dense;
   int32_t window;
 };
-
-std::vector<gpu_test::SeqSpec> DecodeSeqs(int batch) {
-  const int32_t lengths[] = {4099, 1, 513, 7};
-  std::vector<gpu_test::SeqSpec> seqs;
-  for (int b = 0; b < batch; ++b) {
-    seqs.push_back({.length = batch == 1 ? 4099 : lengths[b % 4] + b / 4, .chunk = 1});
-  }
-  return seqs;
-}
 
 std::string Describe(DeviceDType dtype, const Case& c, int splits) {
   return std::string(gpu_test::Name(dtype)) + " batch " + std::to_string(c.batch) + " heads " +
