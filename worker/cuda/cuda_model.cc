@@ -1,5 +1,6 @@
 // The CUDA forward pass: host bookkeeping (tables, copies, plan) once per step, then the
-// decoder layers as kernel launches on one stream; see cuda_model.h.
+// decoder layers as kernel launches on one stream; see cuda_model.h. Creation and device
+// memory are in cuda_model_setup.cc.
 #include "worker/cuda/cuda_model.h"
 
 #include <algorithm>
@@ -14,156 +15,12 @@
 #include "kernels/cuda/kv_update.h"
 #include "kernels/cuda/qkv_prep.h"
 #include "worker/cuda/bias_add.h"
+#include "worker/cuda/cuda_status.h"
 #include "worker/cuda/cuda_step_plan.h"
 #include "worker/cuda/kv_copy_batches.h"
+#include "worker/dtype.h"
 
 namespace rami::cuda {
-namespace {
-
-absl::Status Cuda(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat("CUDA backend: ", what, ": ", cudaGetErrorString(e)));
-}
-
-#define RAMI_CUDA_OK(call) RAMI_RETURN_IF_ERROR(Cuda((call), #call))
-
-// Scratch buffers of a step, each grown to the largest step seen.
-enum ScratchId {
-  kResidual,    // [T, hidden]
-  kDelta,       // [T, hidden]
-  kNormed,      // [T, hidden]
-  kQkv,         // [T, (Hq + 2 Hkv) · D]
-  kQ,           // [T, Hq · D]
-  kK,           // [T, Hkv · D]
-  kV,           // [T, Hkv · D]
-  kAttn,        // [T, Hq · D]
-  kGateUp,      // [T, 2 I]
-  kAct,         // [T, I]
-  kAlpha,       // [L, T, Hkv] uint8
-  kStep,        // the packed CudaStepPlan
-  kTiles,       // [num_tiles] PrefillTile
-  kPartialOut,  // [num_decode, Hq, splits, D] fp32
-  kPartialLse,  // [num_decode, Hq, splits] fp32
-  kSelected,    // [rows, hidden]
-  kLogits,      // [rows, vocab_local]
-  kOps,         // [copies] KvCopyOp
-  kForced,      // [L, T, Hkv] uint8, plan order (DecisionHook)
-  kOwn,         // [L, T, Hkv] uint8, plan order (DecisionHook)
-  kNumScratch,
-};
-
-float FromBf16(uint16_t b) {
-  const uint32_t bits = static_cast<uint32_t>(b) << 16;
-  float x;
-  std::memcpy(&x, &bits, 4);
-  return x;
-}
-
-}  // namespace
-
-CudaModel::CudaModel(std::unique_ptr<Model> cpu, const CudaModelOptions& options)
-    : cpu_(std::move(cpu)), options_(options) {}
-
-CudaModel::~CudaModel() {
-  if (stream_ != nullptr) cudaStreamSynchronize(stream_);
-  tables_gpu_.reset();  // frees on stream_
-  for (Scratch& s : scratch_) cudaFree(s.ptr);
-  cudaFree(inv_freq_);
-  cudaFree(k_pool_);
-  cudaFree(v_pool_);
-  if (pinned_ != nullptr) cudaFreeHost(pinned_);
-  gemm_.reset();
-  weights_.reset();
-  if (stream_ != nullptr) cudaStreamDestroy(stream_);
-}
-
-absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(std::unique_ptr<Model> cpu,
-                                                             const CudaModelOptions& options) {
-  const ModelConfig& c = cpu->config();
-  if (options.world_size != 1) {
-    return absl::UnimplementedError(
-        "CUDA backend: tensor parallelism (bf16 NCCL all-reduce/all-gather) is not wired yet");
-  }
-  if (c.mla.enabled) return absl::UnimplementedError("CUDA backend: DeepSeek (MLA/MoE)");
-  if (c.dms.enabled && (c.dms.separate_alpha || c.dms.alpha_per_layer)) {
-    return absl::UnimplementedError(
-        "CUDA backend: DMS adapter (dms_separate_alpha) and per-layer decisions");
-  }
-  if (c.head_dim != 64 && c.head_dim != 128) {
-    return absl::UnimplementedError(absl::StrCat("CUDA backend: head_dim ", c.head_dim));
-  }
-  const ShardDims& d = cpu->dims();
-  if (d.q_heads % d.kv_heads != 0 || d.q_heads / d.kv_heads > kernels::kAttentionMaxGroup) {
-    return absl::UnimplementedError(
-        absl::StrCat("CUDA backend: GQA group ", d.q_heads, "/", d.kv_heads));
-  }
-  std::unique_ptr<CudaModel> m(new CudaModel(std::move(cpu), options));
-  RAMI_CUDA_OK(cudaStreamCreateWithFlags(&m->stream_, cudaStreamNonBlocking));
-  RAMI_CUDA_OK(cudaDeviceGetAttribute(&m->num_sms_, cudaDevAttrMultiProcessorCount, 0));
-  RAMI_ASSIGN_OR_RETURN(m->weights_, DeviceWeights::Upload(c, m->cpu_->weights(), options.dtype));
-  RAMI_ASSIGN_OR_RETURN(m->gemm_, kernels::CublasLtGemm::Create());
-  const std::vector<float>& inv_freq = m->cpu_->rope().inv_freq;
-  void* inv_freq_dev = nullptr;
-  RAMI_CUDA_OK(cudaMalloc(&inv_freq_dev, sizeof(float) * inv_freq.size()));
-  m->inv_freq_ = static_cast<float*>(inv_freq_dev);
-  RAMI_CUDA_OK(cudaMemcpy(m->inv_freq_, inv_freq.data(), sizeof(float) * inv_freq.size(),
-                          cudaMemcpyHostToDevice));
-  m->scratch_.resize(kNumScratch);
-  return m;
-}
-
-absl::StatusOr<std::unique_ptr<KvCache>> CudaModel::MakeCache(int page_size,
-                                                              const CachePolicy& policy,
-                                                              double memory_fraction) {
-  if (tables_ != nullptr) return absl::FailedPreconditionError("CUDA backend: one cache only");
-  const ModelConfig& c = config();
-  const int64_t row = int64_t{c.head_dim} * kernels::DeviceDTypeSize(options_.dtype);
-  const int64_t page_bytes = 2 * row * page_size;  // K and V
-  RAMI_ASSIGN_OR_RETURN(int64_t pages, DevicePoolPages(memory_fraction, page_bytes));
-  pages = std::min<int64_t>(pages, INT32_MAX / std::max(page_size, 1));
-  RAMI_ASSIGN_OR_RETURN(
-      std::unique_ptr<KvCache> cache,
-      cpu_->MakeCache(
-          {.page_size = page_size, .num_pages = static_cast<int>(pages), .allocate_storage = false},
-          policy));
-  const size_t half = static_cast<size_t>(pages) * page_size * row;
-  RAMI_CUDA_OK(cudaMalloc(&k_pool_, half));
-  RAMI_CUDA_OK(cudaMalloc(&v_pool_, half));
-  RAMI_CUDA_OK(cudaMemset(k_pool_, 0, half));
-  RAMI_CUDA_OK(cudaMemset(v_pool_, 0, half));
-  pool_bytes_ = static_cast<int64_t>(2 * half);
-  page_size_ = page_size;
-  cache->pool().set_copy_log(&copy_log_);
-  tables_ =
-      std::make_unique<DeviceKvTables>(c.num_layers, cpu_->dims().kv_heads, page_size, policy);
-  tables_gpu_ = std::make_unique<DeviceKvTablesGpu>(stream_);
-  return cache;
-}
-
-absl::StatusOr<void*> CudaModel::Grow(Scratch& s, size_t bytes) const {
-  if (bytes <= s.bytes && s.ptr != nullptr) return s.ptr;
-  RAMI_CUDA_OK(cudaStreamSynchronize(stream_));  // the old buffer may still be read
-  const size_t capacity = std::max<size_t>({bytes, 2 * s.bytes, 256});
-  cudaFree(s.ptr);
-  s = {};
-  RAMI_CUDA_OK(cudaMalloc(&s.ptr, capacity));
-  s.bytes = capacity;
-  return s.ptr;
-}
-
-absl::Status CudaModel::Gemm(const void* x, const void* w, void* y, int m, int n, int k) const {
-  return gemm_->Run(
-      {.x = x,
-       .w = w,
-       .y = y,
-       .m = m,
-       .n = n,
-       .k = k,
-       .dtype = options_.dtype == kernels::DeviceDType::kF32 ? kernels::GemmDtype::kF32
-                                                             : kernels::GemmDtype::kBf16},
-      stream_);
-}
-
 absl::StatusOr<ForwardResult> CudaModel::RunReserved(absl::Span<const SequenceChunk> chunks,
                                                      KvCache& cache, Collectives& comm) const {
   absl::StatusOr<ForwardResult> result =
@@ -481,7 +338,7 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
     for (size_t i = 0; i < result.logits.size(); ++i) {
       uint16_t b;
       std::memcpy(&b, raw.data() + 2 * i, 2);
-      result.logits[i] = FromBf16(b);
+      result.logits[i] = BF16ToF32(b);
     }
   }
   result.first_row = plan.first_row;

@@ -71,6 +71,30 @@ class CudaModel : public ForwardBackend {
   }
 
  private:
+  // Scratch buffers of a step, each grown to the largest step seen.
+  enum ScratchId {
+    kResidual,    // [T, hidden]
+    kDelta,       // [T, hidden]
+    kNormed,      // [T, hidden]
+    kQkv,         // [T, (Hq + 2 Hkv) · D]
+    kQ,           // [T, Hq · D]
+    kK,           // [T, Hkv · D]
+    kV,           // [T, Hkv · D]
+    kAttn,        // [T, Hq · D]
+    kGateUp,      // [T, 2 I]
+    kAct,         // [T, I]
+    kAlpha,       // [L, T, Hkv] uint8
+    kStep,        // the packed CudaStepPlan
+    kTiles,       // [num_tiles] PrefillTile
+    kPartialOut,  // [num_decode, Hq, splits, D] fp32
+    kPartialLse,  // [num_decode, Hq, splits] fp32
+    kSelected,    // [rows, hidden]
+    kLogits,      // [rows, vocab_local]
+    kOps,         // [copies] KvCopyOp
+    kForced,      // [L, T, Hkv] uint8, plan order (DecisionHook)
+    kOwn,         // [L, T, Hkv] uint8, plan order (DecisionHook)
+    kNumScratch,
+  };
   // Device memory that grows to the largest step seen (freed after the stream drains).
   struct Scratch {
     void* ptr = nullptr;

@@ -5,22 +5,10 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "worker/cuda/cuda_status.h"
 #include "worker/cuda/table_scatter.h"
 
 namespace rami::cuda {
-namespace {
-
-absl::Status CudaCheck(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(
-      absl::StrCat("device page tables: ", what, ": ", cudaGetErrorString(e)));
-}
-
-#define RAMI_TABLES_CUDA(call) \
-  if (absl::Status s_ = CudaCheck((call), #call); !s_.ok()) return s_
-
-}  // namespace
-
 DeviceKvTablesGpu::~DeviceKvTablesGpu() {
   // Stream-ordered frees after the last use (the buffers come from cudaMallocAsync), then the
   // host side once the stream is idle.
@@ -42,24 +30,23 @@ absl::Status DeviceKvTablesGpu::Grow(Buffer& buffer, int64_t bytes, bool keep) {
   if (bytes <= buffer.bytes) return absl::OkStatus();
   const int64_t capacity = std::max<int64_t>({bytes, 2 * buffer.bytes, 4096});
   void* fresh = nullptr;
-  RAMI_TABLES_CUDA(cudaMallocAsync(&fresh, capacity, stream_));
+  RAMI_CUDA_OK(cudaMallocAsync(&fresh, capacity, stream_));
   int64_t kept = 0;
   if (keep && buffer.bytes > 0) {
     kept = buffer.bytes;
-    RAMI_TABLES_CUDA(cudaMemcpyAsync(fresh, buffer.ptr, kept, cudaMemcpyDeviceToDevice, stream_));
+    RAMI_CUDA_OK(cudaMemcpyAsync(fresh, buffer.ptr, kept, cudaMemcpyDeviceToDevice, stream_));
   }
   if (keep) {
-    RAMI_TABLES_CUDA(
-        cudaMemsetAsync(static_cast<char*>(fresh) + kept, 0, capacity - kept, stream_));
+    RAMI_CUDA_OK(cudaMemsetAsync(static_cast<char*>(fresh) + kept, 0, capacity - kept, stream_));
   }
-  if (buffer.ptr != nullptr) RAMI_TABLES_CUDA(cudaFreeAsync(buffer.ptr, stream_));
+  if (buffer.ptr != nullptr) RAMI_CUDA_OK(cudaFreeAsync(buffer.ptr, stream_));
   buffer = {fresh, capacity};
   return absl::OkStatus();
 }
 
 absl::Status DeviceKvTablesGpu::Apply(const KvTablesDelta& d) {
   if (copied_ == nullptr) {
-    RAMI_TABLES_CUDA(cudaEventCreateWithFlags(&copied_, cudaEventDisableTiming));
+    RAMI_CUDA_OK(cudaEventCreateWithFlags(&copied_, cudaEventDisableTiming));
   }
   if (absl::Status s = Grow(page_table_, d.page_table_size * 4, true); !s.ok()) return s;
   for (Buffer& b : fields_) {
@@ -80,12 +67,12 @@ absl::Status DeviceKvTablesGpu::Apply(const KvTablesDelta& d) {
   if (bytes == 0) return absl::OkStatus();
 
   // The previous copy must have read the pinned buffer before it is rewritten.
-  RAMI_TABLES_CUDA(cudaEventSynchronize(copied_));
+  RAMI_CUDA_OK(cudaEventSynchronize(copied_));
   if (bytes > pinned_bytes_) {
-    if (pinned_ != nullptr) RAMI_TABLES_CUDA(cudaFreeHost(pinned_));
+    if (pinned_ != nullptr) RAMI_CUDA_OK(cudaFreeHost(pinned_));
     pinned_ = nullptr;
     pinned_bytes_ = std::max<int64_t>(bytes, 2 * pinned_bytes_);
-    RAMI_TABLES_CUDA(cudaMallocHost(&pinned_, pinned_bytes_));
+    RAMI_CUDA_OK(cudaMallocHost(&pinned_, pinned_bytes_));
   }
   if (absl::Status s = Grow(staging_, bytes, false); !s.ok()) return s;
 
@@ -116,9 +103,9 @@ absl::Status DeviceKvTablesGpu::Apply(const KvTablesDelta& d) {
   f.count = static_cast<int32_t>(nf);
   p.total += nf;
 
-  RAMI_TABLES_CUDA(cudaMemcpyAsync(staging_.ptr, pinned_, at, cudaMemcpyHostToDevice, stream_));
-  RAMI_TABLES_CUDA(cudaEventRecord(copied_, stream_));
-  RAMI_TABLES_CUDA(TableScatterCuda(p, stream_));
+  RAMI_CUDA_OK(cudaMemcpyAsync(staging_.ptr, pinned_, at, cudaMemcpyHostToDevice, stream_));
+  RAMI_CUDA_OK(cudaEventRecord(copied_, stream_));
+  RAMI_CUDA_OK(TableScatterCuda(p, stream_));
   return absl::OkStatus();
 }
 

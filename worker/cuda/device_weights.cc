@@ -1,30 +1,12 @@
 // Upload of a rank's weight shard to the device; see device_weights.h.
 #include "worker/cuda/device_weights.h"
 
-#include <cstring>
-
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "worker/cuda/cuda_status.h"
+#include "worker/dtype.h"
 
 namespace rami::cuda {
-namespace {
-
-// fp32 → bf16 bits, round to nearest even; NaN stays a (quiet) NaN.
-uint16_t ToBf16(float x) {
-  uint32_t bits;
-  std::memcpy(&bits, &x, 4);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);
-  bits += 0x7fffu + ((bits >> 16) & 1u);
-  return static_cast<uint16_t>(bits >> 16);
-}
-
-absl::Status CudaStatus(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  return absl::ResourceExhaustedError(
-      absl::StrCat("device weights: ", what, ": ", cudaGetErrorString(e)));
-}
-
-}  // namespace
 
 DeviceWeights::~DeviceWeights() {
   for (void* p : allocations_) cudaFree(p);
@@ -45,7 +27,7 @@ absl::StatusOr<const void*> DeviceWeights::Put(const std::vector<float>& host) {
       break;
     case kernels::DeviceDType::kBF16: {
       std::vector<uint16_t> converted(n);
-      for (size_t i = 0; i < n; ++i) converted[i] = ToBf16(host[i]);
+      for (size_t i = 0; i < n; ++i) converted[i] = F32ToBF16(host[i]);
       RAMI_RETURN_IF_ERROR(CudaStatus(
           cudaMemcpy(dev, converted.data(), bytes, cudaMemcpyHostToDevice), "cudaMemcpy"));
       break;

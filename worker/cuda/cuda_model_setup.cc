@@ -1,0 +1,118 @@
+// CudaModel's creation and device resources: checks of what the backend supports, the stream,
+// the weights' upload, the rope table, the KV page pool sized from free memory, the scratch
+// buffers and the GEMM entry point; see cuda_model.h.
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "kernels/cuda/attention.h"
+#include "worker/cuda/cuda_model.h"
+#include "worker/cuda/cuda_status.h"
+
+namespace rami::cuda {
+
+CudaModel::CudaModel(std::unique_ptr<Model> cpu, const CudaModelOptions& options)
+    : cpu_(std::move(cpu)), options_(options) {}
+
+CudaModel::~CudaModel() {
+  if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+  tables_gpu_.reset();  // frees on stream_
+  for (Scratch& s : scratch_) cudaFree(s.ptr);
+  cudaFree(inv_freq_);
+  cudaFree(k_pool_);
+  cudaFree(v_pool_);
+  if (pinned_ != nullptr) cudaFreeHost(pinned_);
+  gemm_.reset();
+  weights_.reset();
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(std::unique_ptr<Model> cpu,
+                                                             const CudaModelOptions& options) {
+  const ModelConfig& c = cpu->config();
+  if (options.world_size != 1) {
+    return absl::UnimplementedError(
+        "CUDA backend: tensor parallelism (bf16 NCCL all-reduce/all-gather) is not wired yet");
+  }
+  if (c.mla.enabled) return absl::UnimplementedError("CUDA backend: DeepSeek (MLA/MoE)");
+  if (c.dms.enabled && (c.dms.separate_alpha || c.dms.alpha_per_layer)) {
+    return absl::UnimplementedError(
+        "CUDA backend: DMS adapter (dms_separate_alpha) and per-layer decisions");
+  }
+  if (c.head_dim != 64 && c.head_dim != 128) {
+    return absl::UnimplementedError(absl::StrCat("CUDA backend: head_dim ", c.head_dim));
+  }
+  const ShardDims& d = cpu->dims();
+  if (d.q_heads % d.kv_heads != 0 || d.q_heads / d.kv_heads > kernels::kAttentionMaxGroup) {
+    return absl::UnimplementedError(
+        absl::StrCat("CUDA backend: GQA group ", d.q_heads, "/", d.kv_heads));
+  }
+  std::unique_ptr<CudaModel> m(new CudaModel(std::move(cpu), options));
+  RAMI_CUDA_OK(cudaStreamCreateWithFlags(&m->stream_, cudaStreamNonBlocking));
+  RAMI_CUDA_OK(cudaDeviceGetAttribute(&m->num_sms_, cudaDevAttrMultiProcessorCount, 0));
+  RAMI_ASSIGN_OR_RETURN(m->weights_, DeviceWeights::Upload(c, m->cpu_->weights(), options.dtype));
+  RAMI_ASSIGN_OR_RETURN(m->gemm_, kernels::CublasLtGemm::Create());
+  const std::vector<float>& inv_freq = m->cpu_->rope().inv_freq;
+  void* inv_freq_dev = nullptr;
+  RAMI_CUDA_OK(cudaMalloc(&inv_freq_dev, sizeof(float) * inv_freq.size()));
+  m->inv_freq_ = static_cast<float*>(inv_freq_dev);
+  RAMI_CUDA_OK(cudaMemcpy(m->inv_freq_, inv_freq.data(), sizeof(float) * inv_freq.size(),
+                          cudaMemcpyHostToDevice));
+  m->scratch_.resize(kNumScratch);
+  return m;
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> CudaModel::MakeCache(int page_size,
+                                                              const CachePolicy& policy,
+                                                              double memory_fraction) {
+  if (tables_ != nullptr) return absl::FailedPreconditionError("CUDA backend: one cache only");
+  const ModelConfig& c = config();
+  const int64_t row = int64_t{c.head_dim} * kernels::DeviceDTypeSize(options_.dtype);
+  const int64_t page_bytes = 2 * row * page_size;  // K and V
+  RAMI_ASSIGN_OR_RETURN(int64_t pages, DevicePoolPages(memory_fraction, page_bytes));
+  pages = std::min<int64_t>(pages, INT32_MAX / std::max(page_size, 1));
+  RAMI_ASSIGN_OR_RETURN(
+      std::unique_ptr<KvCache> cache,
+      cpu_->MakeCache(
+          {.page_size = page_size, .num_pages = static_cast<int>(pages), .allocate_storage = false},
+          policy));
+  const size_t half = static_cast<size_t>(pages) * page_size * row;
+  RAMI_CUDA_OK(cudaMalloc(&k_pool_, half));
+  RAMI_CUDA_OK(cudaMalloc(&v_pool_, half));
+  RAMI_CUDA_OK(cudaMemset(k_pool_, 0, half));
+  RAMI_CUDA_OK(cudaMemset(v_pool_, 0, half));
+  pool_bytes_ = static_cast<int64_t>(2 * half);
+  page_size_ = page_size;
+  cache->pool().set_copy_log(&copy_log_);
+  tables_ =
+      std::make_unique<DeviceKvTables>(c.num_layers, cpu_->dims().kv_heads, page_size, policy);
+  tables_gpu_ = std::make_unique<DeviceKvTablesGpu>(stream_);
+  return cache;
+}
+
+absl::StatusOr<void*> CudaModel::Grow(Scratch& s, size_t bytes) const {
+  if (bytes <= s.bytes && s.ptr != nullptr) return s.ptr;
+  RAMI_CUDA_OK(cudaStreamSynchronize(stream_));  // the old buffer may still be read
+  const size_t capacity = std::max<size_t>({bytes, 2 * s.bytes, 256});
+  cudaFree(s.ptr);
+  s = {};
+  RAMI_CUDA_OK(cudaMalloc(&s.ptr, capacity));
+  s.bytes = capacity;
+  return s.ptr;
+}
+
+absl::Status CudaModel::Gemm(const void* x, const void* w, void* y, int m, int n, int k) const {
+  return gemm_->Run(
+      {.x = x,
+       .w = w,
+       .y = y,
+       .m = m,
+       .n = n,
+       .k = k,
+       .dtype = options_.dtype == kernels::DeviceDType::kF32 ? kernels::GemmDtype::kF32
+                                                             : kernels::GemmDtype::kBf16},
+      stream_);
+}
+
+}  // namespace rami::cuda
