@@ -1,6 +1,6 @@
-// NcclCollectives: the unique-id rendezvous, a non-blocking communicator, the three collectives
-// on the compute stream, and the watchdog that aborts the communicator when one hangs. The only
-// file of the tree that includes nccl.h.
+// NcclCollectives: the unique-id rendezvous, a non-blocking communicator, the collectives (fp32,
+// and typed for the CUDA forward pass) on the compute stream, and the watchdog that aborts the
+// communicator when one hangs. The only file of the tree that includes nccl.h.
 #include "worker/nccl_collectives.h"
 
 #include <nccl.h>
@@ -48,6 +48,19 @@ ncclResult_t AwaitCommState(ncclComm* comm, absl::Time deadline) {
     if (state != ncclInProgress || absl::Now() >= deadline) return state;
     absl::SleepFor(kWaitPoll);
   }
+}
+
+// NCCL's element type of a DeviceDType (InvalidArgument for a value this switch lacks).
+absl::StatusOr<ncclDataType_t> NcclType(kernels::DeviceDType dtype, const char* collective,
+                                        const NcclCollectivesOptions& o) {
+  switch (dtype) {
+    case kernels::DeviceDType::kF32:
+      return ncclFloat32;
+    case kernels::DeviceDType::kBF16:
+      return ncclBfloat16;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "NCCL ", collective, " ", Where(o), ": unknown element type ", static_cast<int>(dtype)));
 }
 
 absl::StatusOr<std::string> NewUniqueId() {
@@ -339,20 +352,32 @@ void NcclCollectives::WatchdogLoop() {
 }
 
 absl::Status NcclCollectives::AllReduceSum(float* data, size_t count) {
-  RAMI_RETURN_IF_ERROR(CheckCall("AllReduceSum", data, count));
-  if (count == 0) return absl::OkStatus();
-  return Launch("AllReduceSum", [&] {
-    return static_cast<int>(
-        ncclAllReduce(data, data, count, ncclFloat32, ncclSum, comm_, options_.stream));
-  });
+  return AllReduceSumDevice(data, count, kernels::DeviceDType::kF32);
 }
 
 absl::Status NcclCollectives::AllGather(const float* in, size_t count, float* out) {
+  return AllGatherDevice(in, count, out, kernels::DeviceDType::kF32);
+}
+
+absl::Status NcclCollectives::AllReduceSumDevice(void* data, size_t count,
+                                                 kernels::DeviceDType dtype) {
+  RAMI_RETURN_IF_ERROR(CheckCall("AllReduceSum", data, count));
+  RAMI_ASSIGN_OR_RETURN(const ncclDataType_t type, NcclType(dtype, "AllReduceSum", options_));
+  if (count == 0) return absl::OkStatus();
+  return Launch("AllReduceSum", [&] {
+    return static_cast<int>(
+        ncclAllReduce(data, data, count, type, ncclSum, comm_, options_.stream));
+  });
+}
+
+absl::Status NcclCollectives::AllGatherDevice(const void* in, size_t count, void* out,
+                                              kernels::DeviceDType dtype) {
   RAMI_RETURN_IF_ERROR(CheckCall("AllGather", in, count));
   RAMI_RETURN_IF_ERROR(CheckCall("AllGather", out, count));
+  RAMI_ASSIGN_OR_RETURN(const ncclDataType_t type, NcclType(dtype, "AllGather", options_));
   if (count == 0) return absl::OkStatus();
   return Launch("AllGather", [&] {
-    return static_cast<int>(ncclAllGather(in, out, count, ncclFloat32, comm_, options_.stream));
+    return static_cast<int>(ncclAllGather(in, out, count, type, comm_, options_.stream));
   });
 }
 

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "kernels/cuda/device_dtype.h"
 #include "worker/collectives.h"
 #include "worker/rendezvous_store.h"
 
@@ -70,13 +71,26 @@ class NcclCollectives final : public Collectives {
 
   int rank() const override { return options_.rank; }
   int world_size() const override { return options_.world_size; }
-  // In place, float32 sum.
+  // In place, float32 sum (AllReduceSumDevice with kF32).
   absl::Status AllReduceSum(float* data, size_t count) override;
   // `in` may be its own slot of `out` (in == out + rank * count, NCCL's in-place form); no
-  // other overlap.
+  // other overlap. AllGatherDevice with kF32.
   absl::Status AllGather(const float* in, size_t count, float* out) override;
   absl::Status Broadcast(float* data, size_t count, int root) override;
   absl::Status Synchronize() override;
+
+  // Typed forms for the CUDA forward pass's tensor parallelism (bf16 activations), outside the
+  // Collectives interface (Gloo's host buffers have no bf16). `count` is in elements of
+  // `dtype` (kBF16 → ncclBfloat16, kF32 → ncclFloat32); same rules, errors, ordering and
+  // watchdog as the float forms above, which call these. A bf16 sum is rounded to bf16 by
+  // NCCL at each step of its reduction, so with several ranks it may differ from the
+  // fp32-accumulated sum by a few bf16 ulps; every rank gets the same bits.
+  //
+  // In place: data [count] = the sum over the ranks of their data.
+  absl::Status AllReduceSumDevice(void* data, size_t count, kernels::DeviceDType dtype);
+  // out [world_size, count] = every rank's `in` [count], in rank order; `in` may be its own
+  // slot of `out` as in AllGather.
+  absl::Status AllGatherDevice(const void* in, size_t count, void* out, kernels::DeviceDType dtype);
 
   // OK while usable; after a failure, the FailedPrecondition every later call returns.
   absl::Status broken() const;

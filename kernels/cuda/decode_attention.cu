@@ -3,7 +3,8 @@
 // sub-group reads one KV slot per iteration, each lane 16 bytes (E elements) of K and V, so a
 // slot is read once for all G query heads and the dot products need log2(L) shuffles per head.
 // Every sub-group keeps its own online-softmax state (m, l, acc) for the G heads; the block
-// merges them at the end, and a merge kernel combines splits.
+// merges them at the end, and a merge kernel combines splits. A padding token's blocks see an
+// empty key range, so they take the no-key path (zeros, lse −inf) without a special case.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -47,7 +48,10 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeAttentionKernel(DecodeAtten
   const int slot_id = threadIdx.x / L;  // = warp · kSubs + sub-group
   const int sl = lane % L;              // lane within the sub-group: channels [sl·E, sl·E + E)
   const KvCacheCudaView& c = p.cache;
-  const int32_t s = p.token_stream[t] + kh;
+  // A padding token (stream < 0) keeps a negative stream for every KV head (adding kh first
+  // would turn −1 into a real stream): it sees no key and writes zeros / an lse of −inf.
+  const int32_t stream0 = p.token_stream[t];
+  const int32_t s = stream0 < 0 ? -1 : stream0 + kh;
   const int32_t pos = p.positions[t];
   const cuda_detail::VisibleKeys keys =
       cuda_detail::MakeVisibleKeys(c, s, pos, split, p.num_splits, p.keys_per_split);
@@ -186,8 +190,9 @@ DecodeSplitPlan PlanDecodeSplits(int64_t max_visible_keys, int num_tokens, int n
   const int64_t most = std::max<int64_t>(1, max_visible_keys / kMinKeysPerSplit);
   const int64_t splits = std::clamp<int64_t>(wanted, 1, std::min<int64_t>(most, 1024));
   if (splits == 1) return {};
-  // Whole 64-key multiples per split; recounting the splits after rounding up leaves none empty.
-  const int64_t per = ((max_visible_keys + splits - 1) / splits + 63) / 64 * 64;
+  // Whole granules per split; recounting the splits after rounding up leaves none empty.
+  const int64_t per = ((max_visible_keys + splits - 1) / splits + kDecodeSplitGranule - 1) /
+                      kDecodeSplitGranule * kDecodeSplitGranule;
   return {.num_splits = static_cast<int>((max_visible_keys + per - 1) / per),
           .keys_per_split = static_cast<int>(per)};
 }
@@ -198,7 +203,7 @@ cudaError_t DecodeAttentionCuda(const DecodeAttentionParams& p, cudaStream_t str
       p.num_q_heads / p.num_kv_heads > kAttentionMaxGroup || p.num_splits < 1 ||
       p.num_tokens > 65535 || p.num_kv_heads > 65535 ||
       (p.num_splits > 1 &&
-       (p.keys_per_split <= 0 || p.partial_out == nullptr || p.partial_lse == nullptr))) {
+       (p.keys_per_split < 0 || p.partial_out == nullptr || p.partial_lse == nullptr))) {
     return cudaErrorInvalidValue;
   }
   const dim3 grid(p.num_splits, p.num_kv_heads, p.num_tokens);

@@ -1,6 +1,7 @@
 // KV cache updates on the GPU: the per-layer write of new tokens into their window slots (one
-// warp per (token, KV head)) and the per-step slot copies (one block per op). Data moves in
-// 16-byte words: a slot is head_dim · 2 or 4 bytes, a multiple of 16 for head_dim 64 and 128.
+// warp per (token, KV head); padding tokens' warps return at once) and the per-step slot copies
+// (one block per op). Data moves in 16-byte words: a slot is head_dim · 2 or 4 bytes, a
+// multiple of 16 for head_dim 64 and 128.
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/dispatch.cuh"
@@ -26,8 +27,11 @@ __global__ void KvWriteKernel(KvWriteCudaParams p, int slot_words) {
   const int t = static_cast<int>(item / p.num_kv_heads),
             h = static_cast<int>(item % p.num_kv_heads);
   const KvCacheCudaView& c = p.cache;
+  // A padding token writes nothing; checked before adding h, which would make −1 a real stream.
+  const int32_t stream0 = p.token_stream[t];
+  if (stream0 < 0) return;
+  const int32_t s = stream0 + h;
   const int32_t pos = p.positions[t];
-  const int32_t s = p.token_stream[t] + h;
   const int32_t slot = pos - c.window_base[s];
   uint4* k_dst = SlotWords(c, c.k_pool, c.window_page_start[s], slot, slot_words);
   uint4* v_dst = SlotWords(c, c.v_pool, c.window_page_start[s], slot, slot_words);

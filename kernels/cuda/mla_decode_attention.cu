@@ -76,7 +76,7 @@ __global__ void __launch_bounds__(kThreads)
   const int h0 = blockIdx.y * heads_per_block;
   const int heads = min(heads_per_block, p.num_heads - h0);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int32_t s = p.token_stream[t];
+  const int32_t s = p.token_stream[t];  // < 0: a padding token, an empty key range
   const int32_t pos = p.positions[t];
   const cuda_detail::VisibleKeys keys =
       cuda_detail::MakeVisibleKeys(c, s, pos, split, p.num_splits, p.keys_per_split);
@@ -248,7 +248,7 @@ cudaError_t MlaDecodeAttentionCuda(const MlaDecodeAttentionParams& p, cudaStream
       p.cache.k_pool == nullptr || p.cache.page_size <= 0 ||
       static_cast<int64_t>(p.num_tokens) * p.num_heads > 0x7fffffff ||
       (p.num_splits > 1 &&
-       (p.keys_per_split <= 0 || p.partial_out == nullptr || p.partial_lse == nullptr))) {
+       (p.keys_per_split < 0 || p.partial_out == nullptr || p.partial_lse == nullptr))) {
     return cudaErrorInvalidValue;
   }
   int device = 0, max_smem = 0;

@@ -1,12 +1,14 @@
 // VisibleKeys: the keys one decode query sees in one stream of the DMS layout (dms.md §3–4),
 // for one split of a split-KV launch — shared by the GQA and MLA decode kernels. The index
-// space is [0, kept) the kept list, then the window positions window_start … pos.
+// space is [0, kept) the kept list, then the window positions window_start … pos. A padding
+// token (negative stream) sees no key.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/kv_cache_view.h"
 
 namespace rami::kernels::cuda_detail {
@@ -35,22 +37,22 @@ struct VisibleKeys {
   }
 };
 
-// Split `split` of `num_splits` takes keys_per_split keys; the last one takes the rest.
+// The keys of split `split` (of num_splits; DecodeSplitKeys in attention.h) for the query at
+// `pos` in `stream`. A negative stream is a padding token: no table entry is read and the
+// range is empty, so the kernels write zeros (or an lse of −inf) for it.
 __device__ inline VisibleKeys MakeVisibleKeys(const KvCacheCudaView& c, int32_t stream, int32_t pos,
                                               int split, int num_splits, int32_t keys_per_split) {
   VisibleKeys k;
+  if (stream < 0) return k;  // begin = end = 0
   k.stream = stream;
   k.pos = pos;
   k.kept = c.kept_count[stream];
   k.window_start = c.window_start[stream];
   k.window_base = c.window_base[stream];
   const int32_t n = k.kept + max(0, pos - k.window_start + 1);
-  k.end = n;
-  if (num_splits > 1) {
-    k.begin = static_cast<int32_t>(
-        min(static_cast<int64_t>(n), static_cast<int64_t>(split) * keys_per_split));
-    k.end = split == num_splits - 1 ? n : min(n, k.begin + keys_per_split);
-  }
+  const DecodeKeyRange range = DecodeSplitKeys(n, split, num_splits, keys_per_split);
+  k.begin = range.begin;
+  k.end = range.end;
   k.flags = c.flags != nullptr ? c.flags + c.flag_start[stream] : nullptr;
   return k;
 }

@@ -1,7 +1,7 @@
 // KV cache updates: the write of new tokens into their window slots (with the one-token shift
 // of the DMS flags) against KvWriteCpu, and the per-step slot copies (promotions, fork tail
-// copies) against KvCopyCpu, bitwise, in fp32 and bf16, over several page sizes. Skips
-// without a GPU.
+// copies) against KvCopyCpu, bitwise, in fp32 and bf16, over several page sizes; padding
+// tokens (stream −1) write nothing. Skips without a GPU.
 #include <algorithm>
 #include <numeric>
 #include <random>
@@ -125,6 +125,144 @@ TEST(KvWriteGpu, MatchesCpuTwin) {
                                       {.bitwise = true}, what + " k"));
         EXPECT_TRUE(testing::AllClose(gpu_test::Decode(dv_pool.ToHost(), dtype), v_cpu,
                                       {.bitwise = true}, what + " v"));
+        EXPECT_EQ(dflags.ToHost(), flags_cpu) << what;
+      }
+    }
+  }
+}
+
+// Padding tokens (token_stream −1, as in a CUDA graph captured for a larger batch) write
+// nothing: the pools and flags equal KvWriteCpu's over the real tokens alone, bitwise. The
+// padding tokens carry positions that are valid window slots of streams 0 … H − 2 (where
+// −1 + h would point) and α = 1, so a kernel that added h before the check, or wrote a flag,
+// would change bytes the CPU twin leaves alone. Also a batch of padding only.
+TEST(KvWriteGpu, PaddingTokensWriteNothing) {
+  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(41);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (DeviceDType dtype : {DeviceDType::kF32, DeviceDType::kBF16}) {
+    for (int page_size : {1, 16}) {
+      for (bool only_padding : {false, true}) {
+        constexpr int kHeads = 4, kWindowPages = 40, kHeadDim = 64;
+        constexpr int kSeqs = 2, kStreams = kSeqs * kHeads;
+        const int slots = kWindowPages * page_size;
+        std::vector<int32_t> page_table(kStreams * kWindowPages);
+        std::iota(page_table.begin(), page_table.end(), 0);
+        std::shuffle(page_table.begin(), page_table.end(), rng);
+        std::vector<int32_t> window_page_start(kStreams), window_base(kStreams, 0);
+        std::vector<int32_t> flag_start(kStreams), zeros(kStreams, 0);
+        for (int s = 0; s < kStreams; ++s) {
+          window_page_start[s] = s * kWindowPages;
+          flag_start[s] = s * slots;
+        }
+        // Real tokens: sequence 0 at positions 5…9, sequence 1 at 3; padding (−1) before,
+        // between and after them, at positions 20…23 (free slots of every stream).
+        std::vector<int32_t> token_stream, positions;
+        auto add = [&](int32_t stream, int32_t pos) {
+          token_stream.push_back(stream);
+          positions.push_back(pos);
+        };
+        auto pad = [&] { add(-1, 20 + static_cast<int32_t>(positions.size()) % 4); };
+        pad();
+        if (!only_padding) {
+          for (int32_t pos = 5; pos < 10; ++pos) add(0, pos);
+        }
+        pad();
+        if (!only_padding) add(kHeads, 3);
+        pad();
+        pad();
+        const int num_tokens = static_cast<int>(positions.size());
+        const size_t pool_elems = static_cast<size_t>(kStreams) * slots * kHeadDim;
+        std::vector<float> k_pool(pool_elems), v_pool(pool_elems);
+        std::vector<float> k(static_cast<size_t>(num_tokens) * kHeads * kHeadDim), v(k.size());
+        for (auto* vec : {&k_pool, &v_pool, &k, &v}) {
+          for (float& x : *vec) x = normal(rng);
+          *vec = gpu_test::Quantize(*vec, dtype);
+        }
+        std::vector<uint8_t> alpha(static_cast<size_t>(num_tokens) * kHeads);
+        for (int t = 0; t < num_tokens; ++t) {
+          for (int h = 0; h < kHeads; ++h) {
+            alpha[t * kHeads + h] = token_stream[t] < 0 ? 1 : rng() % 2;
+          }
+        }
+        const std::vector<uint8_t> flags(static_cast<size_t>(kStreams) * slots, 0);
+
+        // The CPU twin over the real tokens only (their k/v/α rows compacted).
+        std::vector<int32_t> real_stream, real_pos;
+        std::vector<float> real_k, real_v;
+        std::vector<uint8_t> real_alpha;
+        const size_t row = static_cast<size_t>(kHeads) * kHeadDim;
+        for (int t = 0; t < num_tokens; ++t) {
+          if (token_stream[t] < 0) continue;
+          real_stream.push_back(token_stream[t]);
+          real_pos.push_back(positions[t]);
+          real_k.insert(real_k.end(), k.begin() + t * row, k.begin() + (t + 1) * row);
+          real_v.insert(real_v.end(), v.begin() + t * row, v.begin() + (t + 1) * row);
+          real_alpha.insert(real_alpha.end(), alpha.begin() + t * kHeads,
+                            alpha.begin() + (t + 1) * kHeads);
+        }
+        std::vector<float> k_cpu = k_pool, v_cpu = v_pool;
+        std::vector<uint8_t> flags_cpu = flags;
+        std::vector<uint8_t*> flag_ptrs(kStreams);
+        for (int s = 0; s < kStreams; ++s) flag_ptrs[s] = flags_cpu.data() + flag_start[s];
+        kernels::KvWriteCpu({.cache = {.k_pool = k_cpu.data(),
+                                       .v_pool = v_cpu.data(),
+                                       .page_table = page_table.data(),
+                                       .kept_page_start = zeros.data(),
+                                       .kept_count = zeros.data(),
+                                       .window_page_start = window_page_start.data(),
+                                       .window_base = window_base.data(),
+                                       .window_start = window_base.data(),
+                                       .window_flags = flag_ptrs.data(),
+                                       .page_size = page_size,
+                                       .head_dim = kHeadDim,
+                                       .window = 4},
+                             .k = real_k.data(),
+                             .v = real_v.data(),
+                             .alpha = real_alpha.data(),
+                             .token_stream = real_stream.data(),
+                             .positions = real_pos.data(),
+                             .num_tokens = static_cast<int>(real_pos.size()),
+                             .num_kv_heads = kHeads});
+
+        DeviceArray<uint8_t> dk_pool(gpu_test::Encode(k_pool, dtype));
+        DeviceArray<uint8_t> dv_pool(gpu_test::Encode(v_pool, dtype));
+        DeviceArray<uint8_t> dk(gpu_test::Encode(k, dtype)), dv(gpu_test::Encode(v, dtype));
+        DeviceArray<int32_t> dtable(page_table), dwps(window_page_start), dbase(window_base);
+        DeviceArray<int32_t> dzeros(zeros), dflag_start(flag_start), dstream(token_stream);
+        DeviceArray<int32_t> dpos(positions);
+        DeviceArray<uint8_t> dflags(flags), dalpha(alpha);
+        ASSERT_EQ(kernels::KvWriteCuda({.cache = {.k_pool = dk_pool.get(),
+                                                  .v_pool = dv_pool.get(),
+                                                  .page_table = dtable.get(),
+                                                  .kept_page_start = dzeros.get(),
+                                                  .kept_count = dzeros.get(),
+                                                  .window_page_start = dwps.get(),
+                                                  .window_base = dbase.get(),
+                                                  .window_start = dbase.get(),
+                                                  .flags = dflags.get(),
+                                                  .flag_start = dflag_start.get(),
+                                                  .page_size = page_size,
+                                                  .head_dim = kHeadDim,
+                                                  .window = 4,
+                                                  .dtype = dtype},
+                                        .k = dk.get(),
+                                        .v = dv.get(),
+                                        .alpha = dalpha.get(),
+                                        .token_stream = dstream.get(),
+                                        .positions = dpos.get(),
+                                        .num_tokens = num_tokens,
+                                        .num_kv_heads = kHeads},
+                                       nullptr),
+                  cudaSuccess);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        const std::string what = std::string(gpu_test::Name(dtype)) + " page " +
+                                 std::to_string(page_size) +
+                                 (only_padding ? " padding only" : " mixed");
+        // Bitwise over the whole pools: the real tokens' slots hold their K/V, every other
+        // byte (the padding's would-be slots included) is untouched.
+        EXPECT_TRUE(dk_pool.ToHost() == gpu_test::Encode(k_cpu, dtype)) << what << " k";
+        EXPECT_TRUE(dv_pool.ToHost() == gpu_test::Encode(v_cpu, dtype)) << what << " v";
         EXPECT_EQ(dflags.ToHost(), flags_cpu) << what;
       }
     }

@@ -1,13 +1,14 @@
 // NcclCollectives on one GPU (the GPU machine has one): a world of one goes through NCCL for
-// real, so the collectives must be the identity on device buffers, in stream order with the
-// kernels and copies around them; the watchdog must turn a collective stuck on its stream into
-// DeadlineExceeded and make later calls fail fast; a rank whose peer never comes must time out.
-// Skips without a device.
+// real, so the collectives (fp32, and the typed bf16/fp32 device forms) must be the identity on
+// device buffers, in stream order with the kernels and copies around them; the watchdog must turn a
+// collective stuck on its stream into DeadlineExceeded and make later calls fail fast; a rank whose
+// peer never comes must time out. Skips without a device.
 #include "worker/nccl_collectives.h"
 
 #include <cuda_runtime_api.h>
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +19,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/cuda/device.h"
+#include "kernels/cuda/device_dtype.h"
+#include "tests/gpu/gpu_test_util.h"
 #include "tests/testing/compare.h"
 #include "worker/rendezvous_store.h"
 
@@ -108,6 +111,90 @@ TEST(NcclCollectivesGpu, SingleRankCollectivesAreTheIdentity) {
     EXPECT_TRUE(testing::AllClose(out.Download(stream.s), a, {.bitwise = true}, what));
     ASSERT_TRUE(nccl->Synchronize().ok());
   }
+}
+
+// Raw device bytes for the typed collectives, copied on `stream` like DeviceFloats.
+struct DeviceBytes {
+  void* ptr = nullptr;
+  size_t size = 0;
+  explicit DeviceBytes(size_t n) : size(n) {
+    EXPECT_EQ(cudaMalloc(&ptr, n == 0 ? 1 : n), cudaSuccess);
+  }
+  ~DeviceBytes() { cudaFree(ptr); }
+  void Upload(const std::vector<uint8_t>& host, cudaStream_t stream) {
+    EXPECT_EQ(cudaMemcpyAsync(ptr, host.data(), host.size(), cudaMemcpyHostToDevice, stream),
+              cudaSuccess);
+  }
+  std::vector<uint8_t> Download(cudaStream_t stream) const {
+    std::vector<uint8_t> host(size);
+    EXPECT_EQ(cudaMemcpyAsync(host.data(), ptr, size, cudaMemcpyDeviceToHost, stream), cudaSuccess);
+    EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    return host;
+  }
+};
+
+// Iota's values in the element type of `dtype`, as bytes (bf16 rounded to nearest even).
+std::vector<uint8_t> IotaBytes(size_t count, float base, kernels::DeviceDType dtype) {
+  return gpu_test::Encode(Iota(count, base), dtype);
+}
+
+// The typed forms (bf16 and fp32) in a world of one: AllReduceSumDevice is the identity and
+// AllGatherDevice a copy (out of place and in place), bitwise, in stream order.
+TEST(NcclCollectivesGpu, TypedDeviceCollectivesAreTheIdentity) {
+  RAMI_SKIP_WITHOUT_GPU();
+  Stream stream;
+  std::unique_ptr<NcclCollectives> nccl = CreateSingleRank(stream.s);
+  ASSERT_NE(nccl, nullptr);
+  for (kernels::DeviceDType dtype : {kernels::DeviceDType::kBF16, kernels::DeviceDType::kF32}) {
+    const size_t es = kernels::DeviceDTypeSize(dtype);
+    for (size_t count : {1, 3, 1000, 100003}) {
+      const std::string what =
+          std::string(gpu_test::Name(dtype)) + " count " + std::to_string(count);
+      const std::vector<uint8_t> a = IotaBytes(count, 1.0f, dtype);
+      const std::vector<uint8_t> b = IotaBytes(count, -7.0f, dtype);
+
+      DeviceBytes data(count * es);
+      data.Upload(a, stream.s);
+      ASSERT_TRUE(nccl->AllReduceSumDevice(data.ptr, count, dtype).ok()) << what;
+      EXPECT_TRUE(data.Download(stream.s) == a) << what << " all-reduce";
+
+      DeviceBytes in(count * es), out(count * es);
+      in.Upload(b, stream.s);
+      ASSERT_TRUE(nccl->AllGatherDevice(in.ptr, count, out.ptr, dtype).ok()) << what;
+      EXPECT_TRUE(out.Download(stream.s) == b) << what << " all-gather";
+      out.Upload(a, stream.s);
+      ASSERT_TRUE(nccl->AllGatherDevice(out.ptr, count, out.ptr, dtype).ok()) << what;
+      EXPECT_TRUE(out.Download(stream.s) == a) << what << " in-place all-gather";
+      ASSERT_TRUE(nccl->Synchronize().ok()) << what;
+    }
+  }
+  EXPECT_TRUE(nccl->broken().ok());
+}
+
+TEST(NcclCollectivesGpu, TypedDeviceCollectivesRejectNullBuffers) {
+  RAMI_SKIP_WITHOUT_GPU();
+  Stream stream;
+  std::unique_ptr<NcclCollectives> nccl = CreateSingleRank(stream.s);
+  ASSERT_NE(nccl, nullptr);
+  DeviceBytes data(8 * 4), out(8 * 4);
+  for (kernels::DeviceDType dtype : {kernels::DeviceDType::kBF16, kernels::DeviceDType::kF32}) {
+    const std::string what = gpu_test::Name(dtype);
+    EXPECT_EQ(nccl->AllReduceSumDevice(nullptr, 8, dtype).code(),
+              absl::StatusCode::kInvalidArgument)
+        << what;
+    EXPECT_EQ(nccl->AllGatherDevice(nullptr, 8, out.ptr, dtype).code(),
+              absl::StatusCode::kInvalidArgument)
+        << what;
+    EXPECT_EQ(nccl->AllGatherDevice(data.ptr, 8, nullptr, dtype).code(),
+              absl::StatusCode::kInvalidArgument)
+        << what;
+    EXPECT_TRUE(nccl->AllReduceSumDevice(nullptr, 0, dtype).ok()) << what;  // nothing to do
+    // Argument errors do not break the communicator.
+    EXPECT_TRUE(nccl->AllReduceSumDevice(data.ptr, 8, dtype).ok()) << what;
+  }
+  EXPECT_EQ(nccl->AllReduceSumDevice(data.ptr, 8, static_cast<kernels::DeviceDType>(77)).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(nccl->Synchronize().ok());
 }
 
 TEST(NcclCollectivesGpu, ManyCollectivesInStreamOrder) {
