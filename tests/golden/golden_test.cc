@@ -4,7 +4,8 @@
 // make_golden.py (W = 8, prompts longer than W, most tokens evicted). Further properties checked on
 // the same models: incremental decode equals full recompute, chunked prefill equals one-shot, a
 // batch equals each prompt alone, and TP=2 (two ranks as threads with an in-process sum) equals
-// TP=1. The DeepSeek models (make_golden_deepseek.py) run MLA + MoE, from fp8 weights too.
+// TP=1. The DeepSeek models (make_golden_deepseek.py) run MLA + MoE, from fp8 weights too; the
+// *_hd64 / *_hd128 models have the head sizes of the CUDA kernels (one with bf16 weights).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -16,6 +17,7 @@
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/golden/golden_files.h"
 #include "tests/testing/compare.h"
 #include "tests/testing/thread_collectives.h"
 #include "worker/model.h"
@@ -31,30 +33,8 @@ constexpr Tolerance kGoldenTol{.atol = 1e-4};
 // Same model, same math, different batching or sharding: only the summation order may differ.
 constexpr Tolerance kSelfTol{.atol = 2e-5};
 
-struct GoldenCase {
-  std::vector<int32_t> prompt;
-  std::vector<std::vector<float>> prefill_logits;  // one row per prompt position
-  std::vector<int32_t> greedy;                     // g0 … g(n-1)
-  std::vector<std::vector<float>> decode_logits;   // logits at the position of g_i
-};
-
-std::string ModelDir(const std::string& name) {
-  return std::string(RAMI_SOURCE_DIR) + "/tests/golden/models/" + name;
-}
-
-std::vector<GoldenCase> LoadGolden(const std::string& name) {
-  std::ifstream in(ModelDir(name) + "/golden.json");
-  EXPECT_TRUE(in.good()) << "missing golden.json for " << name;
-  const nlohmann::json j = nlohmann::json::parse(in);
-  std::vector<GoldenCase> cases;
-  for (const nlohmann::json& c : j.at("cases")) {
-    cases.push_back({c.at("prompt").get<std::vector<int32_t>>(),
-                     c.at("prefill_logits").get<std::vector<std::vector<float>>>(),
-                     c.at("greedy_tokens").get<std::vector<int32_t>>(),
-                     c.at("decode_logits").get<std::vector<std::vector<float>>>()});
-  }
-  return cases;
-}
+using testing::GoldenCase;
+using testing::GoldenModelDir;
 
 // Greedy choice through the worker's sampler (temperature 0).
 int32_t Greedy(absl::Span<const float> logits) {
@@ -136,11 +116,12 @@ Trace RunGreedy(const Model& model, Collectives& comm,
 class GoldenTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(ModelDir(GetParam()), {});
+    absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(GoldenModelDir(GetParam()), {});
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = std::move(*model);
-    cases_ = LoadGolden(GetParam());
-    ASSERT_FALSE(cases_.empty());
+    absl::StatusOr<std::vector<GoldenCase>> cases = testing::LoadGoldenCases(GetParam());
+    ASSERT_TRUE(cases.ok()) << cases.status();
+    cases_ = std::move(*cases);
     for (const GoldenCase& c : cases_) prompts_.push_back(c.prompt);
   }
   int Steps() const { return static_cast<int>(cases_[0].greedy.size()); }
@@ -254,7 +235,7 @@ TEST_P(GoldenTest, TensorParallelTwoEqualsOne) {
   for (int r = 0; r < 2; ++r) {
     ranks.emplace_back([&, r] {
       absl::StatusOr<std::unique_ptr<Model>> shard =
-          Model::Load(ModelDir(GetParam()), {.rank = r, .world_size = 2});
+          Model::Load(GoldenModelDir(GetParam()), {.rank = r, .world_size = 2});
       ASSERT_TRUE(shard.ok()) << shard.status();
       // MLA: the latent cache is replicated (one stream per layer on every rank), heads split.
       EXPECT_EQ((*shard)->dims().kv_heads,
@@ -282,35 +263,34 @@ TEST_P(GoldenTest, TensorParallelTwoEqualsOne) {
 class DmsGoldenTest : public GoldenTest {};
 
 TEST_P(DmsGoldenTest, LiveTokensAndEvictionRateMatchReference) {
-  std::ifstream in(ModelDir(GetParam()) + "/golden.json");
-  const nlohmann::json golden = nlohmann::json::parse(in);
   ASSERT_EQ(model_->DefaultCachePolicy().kind, CachePolicyKind::kDms);
   for (size_t i = 0; i < cases_.size(); ++i) {
-    const nlohmann::json& c = golden.at("cases")[i];
+    ASSERT_TRUE(cases_[i].dms.has_value()) << "case " << i;
+    const testing::GoldenDms& golden = *cases_[i].dms;
     absl::StatusOr<std::unique_ptr<KvCache>> cache =
         model_->MakeCache({.page_size = 3, .num_pages = 4096}, model_->DefaultCachePolicy());
     ASSERT_TRUE(cache.ok()) << cache.status();
     ASSERT_TRUE((*cache)->AddSequence(0).ok());
-    auto check_live = [&](const nlohmann::json& expected, const std::string& when) {
+    auto check_live = [&](const std::vector<std::vector<int64_t>>& expected,
+                          const std::string& when) {
       for (int layer = 0; layer < model_->config().num_layers; ++layer) {
         for (int h = 0; h < model_->config().num_kv_heads; ++h) {
-          EXPECT_EQ((*cache)->StreamLive(0, layer, h), expected[layer][h].get<int64_t>())
+          EXPECT_EQ((*cache)->StreamLive(0, layer, h), expected[layer][h])
               << "case " << i << " " << when << " layer " << layer << " head " << h;
         }
       }
     };
     std::vector<SequenceChunk> step = {{.seq_id = 0, .tokens = cases_[i].prompt}};
     ASSERT_TRUE(model_->Forward(step, **cache, single_).ok());
-    check_live(c.at("live_after_prefill"), "after prefill");
+    check_live(golden.live_after_prefill, "after prefill");
     for (size_t s = 0; s < cases_[i].greedy.size(); ++s) {
       step = {{.seq_id = 0, .tokens = {cases_[i].greedy[s]}}};
       ASSERT_TRUE(model_->Forward(step, **cache, single_).ok());
     }
-    check_live(c.at("live_final"), "after decode");
+    check_live(golden.live_final, "after decode");
     const SequenceStats stats = (*cache)->SequenceStatsOf(0);
     ASSERT_GT(stats.decided, 0);
-    EXPECT_DOUBLE_EQ(static_cast<double>(stats.evicted) / stats.decided,
-                     c.at("eviction_rate").get<double>())
+    EXPECT_DOUBLE_EQ(static_cast<double>(stats.evicted) / stats.decided, golden.eviction_rate)
         << "case " << i;
   }
 }
@@ -318,7 +298,7 @@ TEST_P(DmsGoldenTest, LiveTokensAndEvictionRateMatchReference) {
 // dms_alpha_per "layer": KV head 0's decision serves every head (broadcast from rank 0 under
 // TP), so all heads of a layer keep the same tokens; TP=2 equals TP=1.
 TEST(DmsAlphaPerLayer, HeadZeroDecidesForEveryHead) {
-  const std::string src = ModelDir("qwen3_dms");
+  const std::string src = GoldenModelDir("qwen3_dms");
   const std::string dir = ::testing::TempDir() + "/rami_alpha_per_layer";
   std::filesystem::create_directories(dir);
   std::filesystem::copy_file(src + "/model.safetensors", dir + "/model.safetensors",
@@ -372,19 +352,20 @@ TEST(DmsAlphaPerLayer, HeadZeroDecidesForEveryHead) {
 }
 
 INSTANTIATE_TEST_SUITE_P(DmsModels, DmsGoldenTest,
-                         ::testing::Values("qwen3_dms", "qwen3_dms_adapter", "deepseek_v3_dms"),
+                         ::testing::Values("qwen3_dms", "qwen3_dms_adapter", "qwen3_dms_hd64",
+                                           "qwen3_dms_adapter_hd64", "deepseek_v3_dms"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });
 
-INSTANTIATE_TEST_SUITE_P(Models, GoldenTest,
-                         ::testing::Values("llama", "llama3", "qwen2", "qwen3", "qwen3_yarn",
-                                           "qwen3_dms", "qwen3_dms_adapter", "deepseek_v2",
-                                           "deepseek_v2_greedy", "deepseek_v3", "deepseek_v3_fp8",
-                                           "deepseek_v3_dms"),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           return info.param;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Models, GoldenTest,
+    ::testing::Values("llama", "llama3", "qwen2", "qwen3", "qwen3_yarn", "qwen3_dms",
+                      "qwen3_dms_adapter", "deepseek_v2", "deepseek_v2_greedy", "deepseek_v3",
+                      "deepseek_v3_fp8", "deepseek_v3_dms",
+                      // head_dim 64 / 128: also the CUDA model test's
+                      "llama3_hd128", "qwen2_hd64", "qwen3_dms_hd64", "qwen3_dms_adapter_hd64"),
+    [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 }  // namespace
 }  // namespace rami

@@ -17,11 +17,16 @@ Everything is computed in float32 on CPU with eager attention and is determinist
 (fixed seeds).  The outputs are committed; rerun only when they must change.
 See tests/golden/README.md for the golden.json schema.
 
-DMS_MODELS adds two tiny Qwen3 checkpoints with DMS keys (docs/dms.md) whose golden outputs
+The *_hd64 / *_hd128 models have head_dim 64 or 128, the only head sizes the CUDA attention
+kernels support, so that the CUDA backend is checked against transformers too; vocab 128 and
+hidden 32 keep them small, and llama3_hd128 stores bf16 weights (README.md).
+
+DMS_MODELS adds tiny Qwen3 checkpoints with DMS keys (docs/dms.md) whose golden outputs
 come from the plain PyTorch reference in dms_reference.py (transformers' Qwen3 with the DMS
 decision and visibility mask); their golden.json has extra DMS fields (README.md, "DMS models").
 """
 
+import copy
 import json
 import math
 import os
@@ -90,6 +95,16 @@ COMMON = dict(
 MATRIX_STD = 0.15
 NORM_STD = 0.1
 BIAS_STD = 0.1
+
+# The goldens the CUDA backend runs too (spec key cuda=True): head_dim 64 / 128, the only head
+# sizes of its attention kernels (kernels/cuda/dispatch.cuh).  q_proj alone is heads * head_dim x
+# hidden, so vocab 128 and hidden 32 keep each directory under HD_MAX_DIR_BYTES.  Their verify
+# also runs every golden sequence in PyTorch bf16 (bf16_estimate) and asserts the bf16
+# thresholds of tests/gpu/cuda_model_gpu_test.cc, an estimate of the device's headroom.
+HD_COMMON = dict(COMMON, vocab_size=128, hidden_size=32, intermediate_size=64)
+HD_MAX_DIR_BYTES = 600 * 1000
+BF16_MIN_COSINE = 0.999  # every logits row vs the golden's, teacher-forced
+BF16_MIN_AGREEMENT = 0.99  # DMS decisions (t >= 1) equal to the golden's
 
 # Each model has its own fixed seed.  If a seed ever gives a greedy step whose top-1/top-2
 # logit margin is <= MIN_MARGIN, change the seed here and note it in the comment.
@@ -187,6 +202,51 @@ MODELS = [
             use_sliding_window=False,
         ),
         shard=None,
+    ),
+    # head_dim 128, GQA group 4: 8 query heads, 2 KV heads (an even count, for TP = 2).
+    dict(
+        name="llama3_hd128",
+        seed=1008,
+        cls=LlamaForCausalLM,
+        config=lambda: LlamaConfig(
+            **dict(HD_COMMON, num_attention_heads=8),
+            head_dim=128,
+            rope_theta=500000.0,
+            rope_scaling={
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                # As llama3's 64: with head_dim 128 and theta 5e5 the wavelengths are
+                # 2*pi * 5e5^(i/64); indices 0-4 (< 16) are kept, 5-11 smoothed, 12-63
+                # divided by factor, and the scaling changes angles already at the goldens'
+                # positions (Llama 3.1's own 8192 would barely move them).
+                "original_max_position_embeddings": 64,
+            },
+            tie_word_embeddings=False,
+            attention_bias=False,
+            mlp_bias=False,
+        ),
+        shard=None,
+        # fp32 would be ~740 kB of weights: stored as bf16 (as real Llama 3 checkpoints), the
+        # values rounded to bf16 before the golden run, which stays fp32.
+        weights_dtype=torch.bfloat16,
+        cuda=True,
+    ),
+    dict(
+        name="qwen2_hd64",
+        seed=1009,
+        cls=Qwen2ForCausalLM,
+        config=lambda: Qwen2Config(
+            **HD_COMMON,
+            head_dim=64,  # not a Qwen2Config argument: an attribute transformers' Qwen2 reads
+            rope_theta=1000000.0,
+            rope_scaling=None,
+            tie_word_embeddings=True,
+            use_sliding_window=False,
+        ),
+        shard=None,
+        cuda=True,
     ),
 ]
 
@@ -317,9 +377,9 @@ def run_case(model, prompt):
     return prefill, tokens, torch.stack(decode), margins
 
 
-def make_prompts(seed):
+def make_prompts(seed, vocab=256):
     g = torch.Generator().manual_seed(PROMPT_SEED + seed)
-    return [torch.randint(0, 256, (n,), generator=g).tolist() for n in PROMPT_LENGTHS]
+    return [torch.randint(0, vocab, (n,), generator=g).tolist() for n in PROMPT_LENGTHS]
 
 
 def dir_size(path):
@@ -338,6 +398,9 @@ def build_model(spec):
                                      dtype=torch.float32)
     model.eval()
     randomize_(model, spec["seed"])
+    if "weights_dtype" in spec:  # the values the file holds; the golden run itself stays fp32
+        for p in model.parameters():
+            p.copy_(p.to(spec["weights_dtype"]).float())
     if config.tie_word_embeddings:
         assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
     else:
@@ -357,7 +420,7 @@ def generate(spec):
 
     cases = []
     all_margins = []
-    for prompt in make_prompts(spec["seed"]):
+    for prompt in make_prompts(spec["seed"], model.config.vocab_size):
         prefill, tokens, decode, margins = run_case(model, prompt)
         mm = min(margins)
         assert mm > MIN_MARGIN, (
@@ -374,7 +437,11 @@ def generate(spec):
     save_kwargs = dict(safe_serialization=True)
     if spec["shard"]:
         save_kwargs["max_shard_size"] = spec["shard"]
-    model.save_pretrained(out_dir, **save_kwargs)
+    to_save = model
+    if "weights_dtype" in spec:  # exact: the values are already representable
+        to_save = copy.deepcopy(model).to(spec["weights_dtype"])
+        to_save.config.dtype = spec["weights_dtype"]
+    to_save.save_pretrained(out_dir, **save_kwargs)
 
     golden = dict(
         model=name,
@@ -399,10 +466,14 @@ def verify(spec, ref_model):
     assert type(model) is spec["cls"], type(model)
     assert model.config.tie_word_embeddings == ref_model.config.tie_word_embeddings
 
-    # Same parameters, bit for bit.
+    # Same parameters, bit for bit, stored in the intended dtype.
     ref_sd = ref_model.state_dict()
     for k, v in model.state_dict().items():
         assert torch.equal(v, ref_sd[k]), f"{name}: reloaded {k} differs"
+    for fn in os.listdir(out_dir):
+        if fn.endswith(".safetensors"):
+            for k, v in load_file(os.path.join(out_dir, fn)).items():
+                assert v.dtype == spec.get("weights_dtype", torch.float32), (fn, k, v.dtype)
 
     stds = []
     margins = []
@@ -432,7 +503,9 @@ def verify(spec, ref_model):
     print(f"   logit std ~{np.mean(stds):.3f}; min top1-top2 margin {min(margins):.5f}; "
           f"prompt lens {[len(c['prompt']) for c in golden['cases']]}; "
           f"greedy[0] {golden['cases'][0]['greedy_tokens']}")
-    assert dir_size(out_dir) < 2 * 1024 * 1024
+    assert dir_size(out_dir) < (HD_MAX_DIR_BYTES if spec.get("cuda") else 2 * 1024 * 1024)
+    if spec.get("cuda"):
+        bf16_estimate(name, out_dir, golden)
 
 
 # ---------------------------------------------------------------------------
@@ -458,9 +531,18 @@ DMS_MODELS = [
     # seed + DMS_SURGERY_SEED for the decision-weight surgery (bias_decisions_).
     # Each is the first seed >= 1006 that passes every check of generate_dms:
     #   qwen3_dms: 1006 fails (case 1: layer 1, KV head 0 evicts every token), 1007 passes;
-    #   qwen3_dms_adapter: 1006 passes.
+    #   qwen3_dms_adapter: 1006 passes;
+    #   qwen3_dms_hd64: 1010-1012 fail (an eviction rate outside DMS_RATE_RANGE, a live_final
+    #   not above W + 1), 1013 passes;
+    #   qwen3_dms_adapter_hd64: 1014 fails (case len 5 evicts 0.958), 1015 passes.
     dict(name="qwen3_dms", seed=1007, separate=False),          # borrowed query neuron
     dict(name="qwen3_dms_adapter", seed=1006, separate=True),   # dms_proj_alpha adapter
+    # head_dim 64 (the CUDA backend's borrowed-neuron DMS; README.md), HD_COMMON's shape.
+    dict(name="qwen3_dms_hd64", seed=1013, separate=False,
+         shape=dict(HD_COMMON, head_dim=64), cuda=True),
+    # the adapter at head_dim 64 (the CUDA backend's dms_decisions.cu).
+    dict(name="qwen3_dms_adapter_hd64", seed=1015, separate=True,
+         shape=dict(HD_COMMON, head_dim=64), cuda=True),
 ]
 
 DMS_PROMPT_LENGTHS = (5, 11, 23, 40)  # W = 8: all but the first are longer than the window
@@ -476,11 +558,10 @@ DMS_MAX_DIR_BYTES = 1536 * 1024
 _dms_max_prefix_diff = [0.0]  # for the summary
 
 
-def dms_config(separate):
+def dms_config(separate, shape=None):
     keys = dict(DMS_KEYS, dms_separate_alpha=separate)
     config = Qwen3Config(
-        **COMMON,
-        head_dim=16,
+        **(shape or dict(COMMON, head_dim=16)),
         rope_theta=1000000.0,
         rope_scaling=None,
         tie_word_embeddings=False,
@@ -621,7 +702,7 @@ def dms_case_stats(prompt, alpha, window):
 
 
 def build_dms_model(spec):
-    config, keys = dms_config(spec["separate"])
+    config, keys = dms_config(spec["separate"], spec.get("shape"))
     torch.manual_seed(spec["seed"])
     model = Qwen3ForCausalLM._from_config(config, attn_implementation="eager",
                                           dtype=torch.float32)
@@ -644,7 +725,8 @@ def generate_dms(spec):
     model, dms, keys, betas = build_dms_model(spec)
     W = dms["dms_window_size"]
     g = torch.Generator().manual_seed(PROMPT_SEED + spec["seed"])
-    prompts = [torch.randint(0, 256, (n,), generator=g).tolist() for n in DMS_PROMPT_LENGTHS]
+    vocab = model.config.vocab_size
+    prompts = [torch.randint(0, vocab, (n,), generator=g).tolist() for n in DMS_PROMPT_LENGTHS]
 
     cases = []
     for prompt in prompts:
@@ -885,7 +967,42 @@ def verify_dms(spec, ref_model, betas):
           f"{min(margins):.5f}; max |golden - independent fp64| {max(fp64_diffs):.3g}; "
           f"max |logits(W=8) - logits(W=inf)| per case {[round(x, 3) for x in evict_effect]}")
     print(f"   greedy[0] {golden['cases'][0]['greedy_tokens']}")
-    assert dir_size(out_dir) < DMS_MAX_DIR_BYTES
+    assert dir_size(out_dir) < (HD_MAX_DIR_BYTES if spec.get("cuda") else DMS_MAX_DIR_BYTES)
+    if spec.get("cuda"):
+        bf16_estimate(name, out_dir, golden)
+
+
+def bf16_estimate(name, out_dir, golden):
+    """The saved checkpoint in bf16 (weights and activations; rotary inv_freq kept fp32, as the
+    CUDA backend's) on every golden sequence (the golden's tokens; DMS: its own decisions),
+    recomputed in full.  Prints and asserts the worst cosine of a logits row with the golden's
+    and, for DMS, the fraction of decisions (t >= 1) equal to the golden's: the CUDA test's
+    bf16 criteria, in PyTorch."""
+    dms = "dms" in golden
+    if dms:
+        model, settings = load_dms_checkpoint(out_dir)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(
+            out_dir, dtype=torch.float32, attn_implementation="eager")
+    inv_freq = model.model.rotary_emb.inv_freq.clone()
+    model = model.to(torch.bfloat16)
+    model.model.rotary_emb.inv_freq = inv_freq
+    worst, agree, decided = 1.0, 0, 0
+    for case in golden["cases"]:
+        seq = case["prompt"] + case["greedy_tokens"]
+        want = torch.tensor(case["prefill_logits"] + case["decode_logits"], dtype=torch.float64)
+        if dms:
+            logits, alpha, _ = dms_forward(model, seq, settings)
+            same = alpha[..., 1:] == torch.tensor(case["alpha"], dtype=torch.bool)[..., 1:]
+            agree, decided = agree + int(same.sum()), decided + same.numel()
+        else:
+            logits = model(input_ids=torch.tensor([seq]), use_cache=False).logits[0]
+        cos = torch.nn.functional.cosine_similarity(logits.double(), want, dim=-1)
+        worst = min(worst, float(cos.min()))
+    rate = agree / decided if dms else 1.0
+    print(f"   bf16 estimate (PyTorch, teacher-forced): worst logits cosine {worst:.6f}"
+          + (f", decision agreement {agree}/{decided}" if dms else ""))
+    assert worst >= BF16_MIN_COSINE and rate >= BF16_MIN_AGREEMENT, f"{name}: bf16 {worst} {rate}"
 
 
 def main():
