@@ -146,7 +146,11 @@ absl::StatusOr<StepToken> Engine::SampleFor(SeqId id, Sequence& seq, const float
   const SampleRequest request = RequestFor(seq.sampling, static_cast<uint64_t>(seq.generated));
   RAMI_ASSIGN_OR_RETURN(std::vector<SampledToken> sampled,
                         Sample({logits, static_cast<size_t>(vocab)}, vocab, {&request, 1}));
-  StepToken out{id, seq.generated, std::move(sampled[0])};
+  return Record(id, seq, std::move(sampled[0]));
+}
+
+StepToken Engine::Record(SeqId id, Sequence& seq, SampledToken sampled) {
+  StepToken out{id, seq.generated, std::move(sampled)};
   seq.last_token = out.sample.token_id;
   ++seq.generated;
   return out;
@@ -189,8 +193,13 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
       }
       chunks.push_back({.seq_id = p.seq_id, .tokens = p.tokens});
     }
-    for (SeqId id : plan.decodes)
-      chunks.push_back({.seq_id = id, .tokens = {seqs_.at(id).last_token}});
+    // A decode token's next token may be sampled by the backend (where the logits are).
+    for (SeqId id : plan.decodes) {
+      const Sequence& seq = seqs_.at(id);
+      chunks.push_back({.seq_id = id,
+                        .tokens = {seq.last_token},
+                        .sample = RequestFor(seq.sampling, static_cast<uint64_t>(seq.generated))});
+    }
   }
   bool reserved = false;
   if (local.ok() && !chunks.empty()) {
@@ -223,12 +232,17 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
     return out;
   }
 
-  // Sampling: every rank holds the same full logits, so every rank samples the same tokens.
+  // Sampling: every rank holds the same full logits (or the backend's same samples), so every
+  // rank samples the same tokens.
   const int vocab = model_->config().vocab_size;
   for (size_t i = 0; i < chunks.size(); ++i) {
+    Sequence& seq = seqs_[chunks[i].seq_id];
+    if (i < forward->sampled.size() && forward->sampled[i].has_value()) {
+      out.tokens.push_back(Record(chunks[i].seq_id, seq, std::move(*forward->sampled[i])));
+      continue;
+    }
     const float* row = forward->logits.data() + static_cast<size_t>(forward->first_row[i]) * vocab;
     const bool is_prefill = i < plan.prefills.size();
-    Sequence& seq = seqs_[chunks[i].seq_id];
     if (is_prefill) {
       const PlanPrefill& p = plan.prefills[i];
       if (p.sampling.has_value()) seq.sampling = *p.sampling;

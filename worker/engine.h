@@ -54,6 +54,8 @@ class Engine {
   // All ranks learn whether every rank is ready; a rank that is not reports its reason.
   absl::Status Agree(const absl::Status& local, uint64_t step_id);
   absl::StatusOr<StepToken> SampleFor(SeqId id, Sequence& seq, const float* logits);
+  // The sequence's next token, sampled here or by the backend.
+  StepToken Record(SeqId id, Sequence& seq, SampledToken sampled);
   StepOutcome RunStep(const StepPlan& plan, std::vector<SequenceChunk>& chunks);
   CacheReport Report(const StepPlan& plan) const;
 

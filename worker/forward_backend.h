@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -12,6 +13,7 @@
 #include "worker/collectives.h"
 #include "worker/kv_cache.h"
 #include "worker/model_config.h"
+#include "worker/sampler.h"
 
 namespace rami {
 
@@ -21,12 +23,20 @@ struct SequenceChunk {
   SeqId seq_id = 0;
   std::vector<int32_t> tokens;
   bool all_logits = false;  // logits of every token (else only of the last one)
+  // The next token of the sequence, from the chunk's last row (`row` ignored; not with
+  // all_logits). A backend that samples where its logits are (the CUDA one, on the device)
+  // returns it in ForwardResult::sampled instead of the row; the others return the row and
+  // the caller samples it.
+  std::optional<SampleRequest> sample = std::nullopt;
 };
 
 struct ForwardResult {
   int vocab_size = 0;
   std::vector<float> logits;       // [rows, vocab_size], full vocabulary on every rank
-  std::vector<int32_t> first_row;  // [num_chunks] first logits row of each chunk
+  std::vector<int32_t> first_row;  // [num_chunks] first logits row of each chunk; -1: sampled
+  // [num_chunks] or empty: the chunks whose `sample` the backend took (their rows are not in
+  // `logits`). Every rank returns the same tokens.
+  std::vector<std::optional<SampledToken>> sampled;
 };
 
 class ForwardBackend {

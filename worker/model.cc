@@ -58,6 +58,13 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const
   return std::unique_ptr<Model>(new Model(std::move(config), std::move(weights)));
 }
 
+absl::StatusOr<std::unique_ptr<Model>> Model::ShapeOnly(const ModelConfig& config,
+                                                        const ShardSpec& shard) {
+  ModelWeights weights;
+  RAMI_ASSIGN_OR_RETURN(weights.dims, ShardDims::Make(config, shard));
+  return std::unique_ptr<Model>(new Model(config, std::move(weights)));
+}
+
 CachePolicy Model::DefaultCachePolicy() const {
   if (!config_.dms.enabled || config_.dms.disable_eviction) return CachePolicy::Dense();
   return CachePolicy::Dms(config_.dms.window_size);
@@ -98,7 +105,8 @@ absl::Status Model::Reserve(absl::Span<const SequenceChunk> chunks, KvCache& cac
 
 absl::StatusOr<ForwardResult> Model::RunReserved(absl::Span<const SequenceChunk> chunks,
                                                  KvCache& cache, Collectives& comm) const {
-  // Only collectives can fail here: the cache changes only when the step succeeded.
+  // Only collectives (or a ShapeOnly model) can fail here: the cache changes only when the
+  // step succeeded.
   absl::StatusOr<ForwardResult> result = Run(chunks, cache, comm);
   for (const SequenceChunk& chunk : chunks) {
     if (result.ok()) {
@@ -112,12 +120,20 @@ absl::StatusOr<ForwardResult> Model::RunReserved(absl::Span<const SequenceChunk>
 
 absl::StatusOr<ForwardResult> Model::Forward(absl::Span<const SequenceChunk> chunks, KvCache& cache,
                                              Collectives& comm) const {
+  RAMI_RETURN_IF_ERROR(CheckHasWeights());  // before reserving anything
   RAMI_RETURN_IF_ERROR(Reserve(chunks, cache));
   return RunReserved(chunks, cache, comm);
 }
 
+absl::Status Model::CheckHasWeights() const {
+  if (has_weights()) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      "CPU backend: this model has no weights (Model::ShapeOnly): it cannot run a step");
+}
+
 absl::StatusOr<ForwardResult> Model::Run(absl::Span<const SequenceChunk> chunks, KvCache& cache,
                                          Collectives& comm) const {
+  RAMI_RETURN_IF_ERROR(CheckHasWeights());  // RunReserved then returns the reservation
   const StepMetadata step = PlanStep(chunks, cache);
   const ShardDims& d = weights_.dims;
   const int t = step.num_tokens;

@@ -25,9 +25,21 @@ class Model : public ForwardBackend {
   static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir,
                                                      const ShardSpec& shard);
 
+  // A model of `config`'s shape for `shard` with no weights: config, shard dims
+  // (ShardDims::Make: InvalidArgument when the shard does not divide the model) and RoPE table
+  // only, for backends that bring their own weights (cuda::CudaModel::Create with
+  // cuda::DeviceWeights, e.g. DeviceWeights::Random in rami-bench). Reserve, MakeCache and
+  // KvPageBytes work as for a loaded model; Forward and RunReserved refuse to run
+  // (FailedPrecondition; RunReserved returns the reservation).
+  static absl::StatusOr<std::unique_ptr<Model>> ShapeOnly(const ModelConfig& config,
+                                                          const ShardSpec& shard);
+
   const ModelConfig& config() const override { return config_; }
+  // False for a ShapeOnly model.
+  bool has_weights() const { return !weights_.layers.empty(); }
   const ShardDims& dims() const { return weights_.dims; }
-  // This rank's fp32 shard (the CUDA backend uploads it) and its RoPE table.
+  // This rank's fp32 shard (the CUDA backend uploads it; empty but for dims when ShapeOnly) and
+  // its RoPE table.
   const ModelWeights& weights() const { return weights_; }
   const RopeTable& rope() const { return rope_; }
 
@@ -57,6 +69,8 @@ class Model : public ForwardBackend {
 
  private:
   Model(ModelConfig config, ModelWeights weights);
+  // FailedPrecondition for a ShapeOnly model (no weights to run).
+  absl::Status CheckHasWeights() const;
   // The step after reservation: plan, layers, logits.
   absl::StatusOr<ForwardResult> Run(absl::Span<const SequenceChunk> chunks, KvCache& cache,
                                     Collectives& comm) const;

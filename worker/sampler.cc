@@ -123,8 +123,16 @@ absl::StatusOr<std::vector<SampledToken>> Sample(absl::Span<const float> logits,
                       .vocab = vocab_size,
                       .max_logprobs = max_logprobs});
 
-  std::vector<SampledToken> out(n);
-  for (size_t i = 0; i < n; ++i) {
+  return SampledTokens(requests, token.data(), logprob.data(), top_ids.data(), top_logprobs.data(),
+                       max_logprobs);
+}
+
+std::vector<SampledToken> SampledTokens(absl::Span<const SampleRequest> requests,
+                                        const int32_t* token, const float* logprob,
+                                        const int32_t* top_ids, const float* top_logprobs,
+                                        int max_logprobs) {
+  std::vector<SampledToken> out(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
     out[i].token_id = token[i];
     out[i].logprob = logprob[i];
     // The kernel fills min(logprobs, vocab) entries; the rest are -1.

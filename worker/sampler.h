@@ -46,4 +46,12 @@ absl::Status ValidateSampleRequest(const SampleRequest& request);
 absl::StatusOr<std::vector<SampledToken>> Sample(absl::Span<const float> logits, int vocab_size,
                                                  absl::Span<const SampleRequest> requests);
 
+// The sampling kernel's outputs (kernels/sampling.h SampleParams: token, logprob, and top_ids /
+// top_logprobs with row stride max_logprobs) as one SampledToken per request; shared by the CPU
+// and the device samplers.
+std::vector<SampledToken> SampledTokens(absl::Span<const SampleRequest> requests,
+                                        const int32_t* token, const float* logprob,
+                                        const int32_t* top_ids, const float* top_logprobs,
+                                        int max_logprobs);
+
 }  // namespace rami

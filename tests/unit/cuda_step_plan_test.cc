@@ -111,5 +111,70 @@ TEST(CudaStepPlanTest, MatchesTheCpuStepMetadata) {
   }
 }
 
+TEST(CudaStepPlanTest, DecodeBuckets) {
+  EXPECT_EQ(DecodeBucket(0, 256), 0);
+  EXPECT_EQ(DecodeBucket(1, 256), 1);
+  EXPECT_EQ(DecodeBucket(2, 256), 2);
+  EXPECT_EQ(DecodeBucket(3, 256), 4);
+  EXPECT_EQ(DecodeBucket(5, 256), 8);
+  EXPECT_EQ(DecodeBucket(17, 256), 24);
+  EXPECT_EQ(DecodeBucket(256, 256), 256);
+  EXPECT_EQ(DecodeBucket(257, 256), 0);
+  EXPECT_EQ(DecodeBucket(13, 12), 0);
+  EXPECT_EQ(DecodeBucket(11, 12), 12);  // a max that is no multiple of 8 is its own bucket
+  for (int n = 1; n <= 256; ++n) {
+    const int b = DecodeBucket(n, 256);
+    ASSERT_GE(b, n);
+    ASSERT_EQ(DecodeBucket(b, 256), b) << n;  // buckets are fixed points
+  }
+}
+
+// A padded decode plan keeps the real tokens' arrays, appends inert tokens (stream −1 in every
+// layer) and their rows after the real rows, and lays out like any plan of the bucket's size.
+TEST(CudaStepPlanTest, PadDecodePlan) {
+  KvCache cache({.page_size = 4, .num_pages = 100, .allocate_storage = false}, kLayers, kHeads, 8,
+                CachePolicy::Dms(3));
+  DeviceKvTables tables(kLayers, kHeads, 4, CachePolicy::Dms(3));
+  std::vector<SequenceChunk> chunks;
+  std::vector<std::pair<SeqId, int64_t>> appends;
+  for (SeqId id = 1; id <= 3; ++id) {
+    ASSERT_TRUE(cache.AddSequence(id).ok());
+    chunks.push_back({.seq_id = id, .tokens = {static_cast<int32_t>(10 * id)}});
+    appends.emplace_back(id, 1);
+  }
+  ASSERT_TRUE(cache.ReserveAppend(appends).ok());
+  KvTablesDelta delta;
+  tables.Sync(cache, {1, 2, 3}, &delta);
+  const CudaStepPlan real = PlanCudaStep(chunks, cache, tables);
+  CudaStepPlan padded = real;
+  PadDecodePlan(4, &padded);
+  EXPECT_EQ(padded.num_tokens, 4);
+  EXPECT_EQ(padded.num_decode, 4);
+  EXPECT_EQ(padded.tokens, (std::vector<int32_t>{10, 20, 30, 0}));
+  EXPECT_EQ(padded.positions, (std::vector<int32_t>{0, 0, 0, 0}));
+  for (int layer = 0; layer < kLayers; ++layer) {
+    for (int t = 0; t < 3; ++t) {
+      EXPECT_EQ(padded.token_stream[layer * 4 + t], real.token_stream[layer * 3 + t]);
+    }
+    EXPECT_EQ(padded.token_stream[layer * 4 + 3], -1);
+  }
+  EXPECT_EQ(padded.logit_tokens, (std::vector<int32_t>{0, 1, 2, 3}));
+  EXPECT_EQ(padded.first_row, real.first_row);
+  EXPECT_EQ(padded.chunk_first, real.chunk_first);
+  EXPECT_EQ(padded.max_decode_keys, real.max_decode_keys);
+  // The layout of any padded plan of the bucket: a captured graph's pointers stay valid.
+  CudaStepPlan one = real;
+  one.num_tokens = one.num_decode = 1;
+  one.tokens.resize(1);
+  one.positions.resize(1);
+  one.token_stream = {real.token_stream[0], real.token_stream[3]};
+  one.logit_tokens = {0};
+  PadDecodePlan(4, &one);
+  const CudaStepLayout a = LayoutOf(padded), b = LayoutOf(one);
+  EXPECT_EQ(a.bytes, b.bytes);
+  EXPECT_EQ(a.token_stream, b.token_stream);
+  EXPECT_EQ(a.logit_tokens, b.logit_tokens);
+}
+
 }  // namespace
 }  // namespace rami

@@ -1,7 +1,9 @@
-// Model::Forward rejects bad steps with a clear status and leaves the cache as it was.
+// Model::Forward rejects bad steps with a clear status and leaves the cache as it was; a
+// Model::ShapeOnly has the shapes of a loaded model and refuses to run.
 #include <string>
 
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "worker/model.h"
 
 namespace rami {
@@ -60,6 +62,71 @@ TEST_F(ModelStepTest, OutOfPagesLeavesTheCacheUnchanged) {
   EXPECT_EQ(cache_->pool().free_pages(), 0);  // sequence 1 holds them all
   ASSERT_TRUE(cache_->FreeSequence(1).ok());
   EXPECT_TRUE(Step({{.seq_id = 2, .tokens = {1, 2, 3, 4, 5}}}).ok());
+}
+
+// Qwen3-8B's config.json (the keys rami reads).
+ModelConfig Qwen3_8B() {
+  const nlohmann::json j = nlohmann::json::parse(R"({
+    "architectures": ["Qwen3ForCausalLM"], "vocab_size": 151936, "hidden_size": 4096,
+    "intermediate_size": 12288, "num_hidden_layers": 36, "num_attention_heads": 32,
+    "num_key_value_heads": 8, "head_dim": 128, "rms_norm_eps": 1e-6, "rope_theta": 1000000,
+    "max_position_embeddings": 40960, "tie_word_embeddings": false, "eos_token_id": 151645})");
+  absl::StatusOr<ModelConfig> c = ModelConfig::FromJson(j, "qwen3-8b/config.json");
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? *c : ModelConfig{};
+}
+
+TEST(ModelShapeOnlyTest, HasTheShardDimsAndRopeOfTheConfig) {
+  const ModelConfig config = Qwen3_8B();
+  for (const ShardSpec& shard :
+       {ShardSpec{.rank = 0, .world_size = 1}, ShardSpec{.rank = 0, .world_size = 2},
+        ShardSpec{.rank = 1, .world_size = 2}}) {
+    SCOPED_TRACE(testing::Message() << "rank " << shard.rank << " of " << shard.world_size);
+    absl::StatusOr<std::unique_ptr<Model>> model = Model::ShapeOnly(config, shard);
+    ASSERT_TRUE(model.ok()) << model.status();
+    const ShardDims& d = (*model)->dims();
+    const int t = shard.world_size;
+    EXPECT_EQ(d.q_heads, 32 / t);
+    EXPECT_EQ(d.kv_heads, 8 / t);
+    EXPECT_EQ(d.intermediate, 12288 / t);
+    EXPECT_EQ(d.vocab, 151936 / t);
+    EXPECT_EQ(d.vocab_start, shard.rank * 151936 / t);
+    EXPECT_EQ((*model)->config().num_layers, 36);
+    EXPECT_EQ((*model)->rope().inv_freq.size(), 64u);  // head_dim / 2
+    EXPECT_FALSE((*model)->has_weights());
+    EXPECT_TRUE((*model)->weights().layers.empty());
+    EXPECT_TRUE((*model)->weights().embed.empty());
+    EXPECT_EQ((*model)->KvPageBytes(16), 16 * 2 * 128 * 4);
+  }
+  // The shard must divide the model (32 query heads over 3 ranks do not).
+  EXPECT_EQ(Model::ShapeOnly(config, {.rank = 0, .world_size = 3}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ModelShapeOnlyTest, RefusesToRunAndLeavesTheCacheAsItWas) {
+  absl::StatusOr<std::unique_ptr<Model>> model =
+      Model::ShapeOnly(Qwen3_8B(), {.rank = 0, .world_size = 2});
+  ASSERT_TRUE(model.ok()) << model.status();
+  absl::StatusOr<std::unique_ptr<KvCache>> cache = (*model)->MakeCache(
+      {.page_size = 16, .num_pages = 4096, .allocate_storage = false}, CachePolicy::Dense());
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  EXPECT_EQ((*cache)->num_kv_heads(), 4);  // the rank's heads
+  ASSERT_TRUE((*cache)->AddSequence(1).ok());
+  SingleRankCollectives comm;
+  std::vector<SequenceChunk> chunks(1);
+  chunks[0].seq_id = 1;
+  chunks[0].tokens = {1, 2, 3};
+  ExpectError((*model)->Forward(chunks, **cache, comm).status(),
+              absl::StatusCode::kFailedPrecondition, "ShapeOnly");
+  EXPECT_EQ((*cache)->Length(1), 0);
+  EXPECT_EQ((*cache)->pool().free_pages(), 4096);
+  // Reserve works (the bookkeeping needs no weights); RunReserved returns the reservation.
+  ASSERT_TRUE((*model)->Reserve(chunks, **cache).ok());
+  EXPECT_LT((*cache)->pool().free_pages(), 4096);
+  ExpectError((*model)->RunReserved(chunks, **cache, comm).status(),
+              absl::StatusCode::kFailedPrecondition, "no weights");
+  EXPECT_EQ((*cache)->Length(1), 0);
+  EXPECT_EQ((*cache)->pool().free_pages(), 4096);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
-// The CUDA forward pass: host bookkeeping (tables, copies, plan) once per step, then the
-// decoder layers as kernel launches on one stream; see cuda_model.h. Creation and device
-// memory are in cuda_model_setup.cc.
+// A CUDA step on the host: table deltas and slot copies, the plan (padded to a graph bucket
+// for decode steps) packed and copied once, the step's buffers, then the forward pass
+// (cuda_model_forward.cc) launched or replayed as a graph, and the results copied back; see
+// cuda_model.h. Creation and device memory are in cuda_model_setup.cc.
 #include "worker/cuda/cuda_model.h"
 
 #include <algorithm>
@@ -11,21 +12,110 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "kernels/cuda/attention.h"
-#include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/kv_update.h"
-#include "kernels/cuda/qkv_prep.h"
-#include "worker/cuda/bias_add.h"
 #include "worker/cuda/cuda_status.h"
 #include "worker/cuda/cuda_step_plan.h"
+#include "worker/cuda/device_sampler.h"
 #include "worker/cuda/kv_copy_batches.h"
 #include "worker/dtype.h"
 
 namespace rami::cuda {
+namespace {
+
+// [rows, vocab] fp32 logits on the host from the device's [world][rows][vocab_local] rows of
+// the compute dtype.
+void LogitsToHost(const std::vector<uint8_t>& raw, kernels::DeviceDType dtype, int world, int rows,
+                  int vocab_local, std::vector<float>* out) {
+  const size_t es = kernels::DeviceDTypeSize(dtype);
+  const int64_t vocab = static_cast<int64_t>(world) * vocab_local;
+  out->resize(static_cast<size_t>(rows) * vocab);
+  for (int r = 0; r < world; ++r) {
+    for (int row = 0; row < rows; ++row) {
+      const uint8_t* src = raw.data() + ((static_cast<size_t>(r) * rows + row) * vocab_local) * es;
+      float* dst = out->data() + row * vocab + static_cast<int64_t>(r) * vocab_local;
+      if (dtype == kernels::DeviceDType::kF32) {
+        std::memcpy(dst, src, static_cast<size_t>(vocab_local) * 4);
+      } else {
+        for (int i = 0; i < vocab_local; ++i) {
+          uint16_t b;
+          std::memcpy(&b, src + 2 * i, 2);
+          dst[i] = BF16ToF32(b);
+        }
+      }
+    }
+  }
+}
+
+// Reorders per-token [L][T][Hkv] decisions between the caller's token order and plan order.
+void ReorderDecisions(const CudaStepPlan& plan, absl::Span<const SequenceChunk> chunks, int layers,
+                      int heads, size_t plan_tokens, bool to_plan, const std::vector<uint8_t>& in,
+                      std::vector<uint8_t>* out) {
+  size_t caller_tokens = 0;
+  for (const SequenceChunk& chunk : chunks) caller_tokens += chunk.tokens.size();
+  out->assign(static_cast<size_t>(layers) * (to_plan ? plan_tokens : caller_tokens) * heads, 0);
+  for (int layer = 0; layer < layers; ++layer) {
+    for (size_t c = 0, token = 0; c < chunks.size(); ++c) {
+      for (size_t i = 0; i < chunks[c].tokens.size(); ++i, ++token) {
+        const size_t p = static_cast<size_t>(plan.chunk_first[c]) + i;
+        const size_t from =
+            (layer * (to_plan ? caller_tokens : plan_tokens) + (to_plan ? token : p));
+        const size_t to = (layer * (to_plan ? plan_tokens : caller_tokens) + (to_plan ? p : token));
+        std::memcpy(out->data() + to * heads, in.data() + from * heads, heads);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<const void*> CudaModel::StepArgs::Pointers() const {
+  return {tokens,
+          positions,
+          token_stream,
+          logit_tokens,
+          tiles,
+          partial_out,
+          partial_lse,
+          view.k_pool,
+          view.v_pool,
+          view.page_table,
+          view.kept_page_start,
+          view.kept_count,
+          view.window_page_start,
+          view.window_base,
+          view.window_start,
+          view.flags,
+          view.flag_start,
+          residual,
+          dx,
+          normed,
+          qkv,
+          q,
+          k,
+          v,
+          attn,
+          gate_up,
+          act,
+          selected,
+          logits,
+          gathered,
+          alpha_all,
+          alpha_x,
+          shared};
+}
+
 absl::StatusOr<ForwardResult> CudaModel::RunReserved(absl::Span<const SequenceChunk> chunks,
                                                      KvCache& cache, Collectives& comm) const {
-  absl::StatusOr<ForwardResult> result =
-      comm.world_size() == 1 ? Run(chunks, cache)
-                             : absl::UnimplementedError("CUDA backend: world size > 1");
+  absl::StatusOr<ForwardResult> result;
+  if (comm.world_size() != options_.world_size) {
+    result = absl::FailedPreconditionError(
+        absl::StrCat("CUDA backend: built for a world of ", options_.world_size,
+                     ", stepped in a world of ", comm.world_size()));
+  } else if (options_.world_size > 1 && device_comm_ == nullptr) {
+    result = absl::FailedPreconditionError("CUDA backend: world > 1 without NCCL collectives");
+  } else {
+    result = Run(chunks, cache);
+  }
   for (const SequenceChunk& chunk : chunks) {
     if (result.ok()) {
       cache.CommitAppend(chunk.seq_id, static_cast<int64_t>(chunk.tokens.size()));
@@ -37,27 +127,16 @@ absl::StatusOr<ForwardResult> CudaModel::RunReserved(absl::Span<const SequenceCh
   return result;
 }
 
-absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chunks,
-                                             KvCache& cache) const {
-  if (tables_ == nullptr) return absl::FailedPreconditionError("CUDA backend: no cache made");
-  const ModelConfig& c = config();
-  const ShardDims& d = cpu_->dims();
-  const kernels::DeviceDType dtype = options_.dtype;
-  const size_t es = kernels::DeviceDTypeSize(dtype);
-  const int L = c.num_layers, D = c.head_dim, hidden = c.hidden_size;
-  const int Hq = d.q_heads, Hkv = d.kv_heads, I = d.intermediate;
-  const int group = Hq / Hkv;
-  const bool borrowed = c.dms.enabled;  // the decision is read from q (no adapter: Create)
-  const bool write_decisions = cache.policy().kind == CachePolicyKind::kDms;
-
-  // 1. Page tables: the sequences changed since the last step, as deltas.
+absl::Status CudaModel::SyncTablesAndCopies(absl::Span<const SequenceChunk> chunks,
+                                            KvCache& cache) const {
+  // Page tables: the sequences changed since the last step, as deltas.
   for (const SequenceChunk& chunk : chunks) touched_.insert(chunk.seq_id);
   KvTablesDelta delta;
   tables_->Sync(cache, std::vector<SeqId>(touched_.begin(), touched_.end()), &delta);
   touched_.clear();
   RAMI_RETURN_IF_ERROR(tables_gpu_->Apply(delta));
-  // 2. The host bookkeeping's slot copies (last commit's promotions, forks), in independent
-  //    launches. A pageable async copy returns once staged, so the log may be cleared.
+  // The host bookkeeping's slot copies (last commit's promotions, forks), in independent
+  // launches. A pageable async copy returns once staged, so the log may be cleared.
   if (!copy_log_.empty()) {
     RAMI_ASSIGN_OR_RETURN(void* ops,
                           Grow(scratch_[kOps], copy_log_.size() * sizeof(kernels::KvCopyOp)));
@@ -72,8 +151,8 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
                                .ops = static_cast<const kernels::KvCopyOp*>(ops) + bounds[b],
                                .num_ops = bounds[b + 1] - bounds[b],
                                .page_size = page_size_,
-                               .head_dim = D,
-                               .dtype = dtype},
+                               .head_dim = config().head_dim,
+                               .dtype = options_.dtype},
                               stream_));
     }
     copy_log_.clear();
@@ -81,9 +160,29 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
   for (const SequenceChunk& chunk : chunks) {
     tables_->ExpectDeviceFlags(chunk.seq_id, static_cast<int64_t>(chunk.tokens.size()));
   }
+  return absl::OkStatus();
+}
 
-  // 3. The step's metadata: planned once, packed, one copy.
-  const CudaStepPlan plan = PlanCudaStep(chunks, cache, *tables_);
+absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chunks,
+                                             KvCache& cache) const {
+  if (tables_ == nullptr) return absl::FailedPreconditionError("CUDA backend: no cache made");
+  const ModelConfig& c = config();
+  const ShardDims& d = cpu_->dims();
+  const kernels::DeviceDType dtype = options_.dtype;
+  const size_t es = kernels::DeviceDTypeSize(dtype);
+  const int L = c.num_layers, D = c.head_dim, hidden = c.hidden_size;
+  const int Hq = d.q_heads, Hkv = d.kv_heads, I = d.intermediate;
+  const int world = options_.world_size;
+  const bool hooked = c.dms.enabled && (hook_.forced != nullptr || hook_.own != nullptr);
+  RAMI_RETURN_IF_ERROR(SyncTablesAndCopies(chunks, cache));
+
+  // The step's metadata: planned once (a decode step padded to its graph bucket), packed, one
+  // copy.
+  CudaStepPlan plan = PlanCudaStep(chunks, cache, *tables_);
+  const int bucket = options_.cuda_graphs && !hooked && plan.num_decode == plan.num_tokens
+                         ? DecodeBucket(plan.num_tokens, options_.max_graph_batch)
+                         : 0;
+  if (bucket > 0) PadDecodePlan(bucket, &plan);
   const int T = plan.num_tokens;
   const int rows = static_cast<int>(plan.logit_tokens.size());
   const CudaStepLayout layout = LayoutOf(plan);
@@ -98,12 +197,16 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
   RAMI_ASSIGN_OR_RETURN(void* step_dev, Grow(scratch_[kStep], layout.bytes));
   RAMI_CUDA_OK(cudaMemcpyAsync(step_dev, pinned_, layout.bytes, cudaMemcpyHostToDevice, stream_));
   const char* sd = static_cast<const char*>(step_dev);
-  const int32_t* tokens = reinterpret_cast<const int32_t*>(sd + layout.tokens);
-  const int32_t* positions = reinterpret_cast<const int32_t*>(sd + layout.positions);
-  const int32_t* token_stream = reinterpret_cast<const int32_t*>(sd + layout.token_stream);
-  const int32_t* logit_tokens = reinterpret_cast<const int32_t*>(sd + layout.logit_tokens);
+  StepArgs a;
+  a.num_tokens = T;
+  a.num_decode = plan.num_decode;
+  a.rows = rows;
+  a.tokens = reinterpret_cast<const int32_t*>(sd + layout.tokens);
+  a.positions = reinterpret_cast<const int32_t*>(sd + layout.positions);
+  a.token_stream = reinterpret_cast<const int32_t*>(sd + layout.token_stream);
+  a.logit_tokens = reinterpret_cast<const int32_t*>(sd + layout.logit_tokens);
   const std::vector<kernels::PrefillTile> tiles =
-      kernels::PlanPrefillTiles(plan.prefill_first, plan.prefill_length, group);
+      kernels::PlanPrefillTiles(plan.prefill_first, plan.prefill_length, Hq / Hkv);
   RAMI_ASSIGN_OR_RETURN(void* tiles_dev,
                         Grow(scratch_[kTiles], tiles.size() * sizeof(kernels::PrefillTile)));
   if (!tiles.empty()) {
@@ -111,240 +214,146 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
                                  tiles.size() * sizeof(kernels::PrefillTile),
                                  cudaMemcpyHostToDevice, stream_));
   }
-  const kernels::DecodeSplitPlan splits = kernels::PlanDecodeSplits(
-      std::max<int64_t>(plan.max_decode_keys, 1), std::max(plan.num_decode, 1), Hkv, num_sms_);
-  const size_t partial = static_cast<size_t>(std::max(plan.num_decode, 1)) * Hq * splits.num_splits;
+  a.tiles = static_cast<const kernels::PrefillTile*>(tiles_dev);
+  a.num_tiles = static_cast<int>(tiles.size());
+  // Balanced splits (keys_per_split 0): each query splits its own keys, so a graph keyed by
+  // the number of splits stays right as the contexts grow.
+  a.splits = kernels::PlanDecodeSplits(std::max<int64_t>(plan.max_decode_keys, 1),
+                                       std::max(plan.num_decode, 1), Hkv, num_sms_);
+  a.splits.keys_per_split = 0;
+  const size_t partial =
+      static_cast<size_t>(std::max(plan.num_decode, 1)) * Hq * a.splits.num_splits;
   RAMI_ASSIGN_OR_RETURN(void* partial_out, Grow(scratch_[kPartialOut], partial * D * 4));
   RAMI_ASSIGN_OR_RETURN(void* partial_lse, Grow(scratch_[kPartialLse], partial * 4));
+  a.partial_out = static_cast<float*>(partial_out);
+  a.partial_lse = static_cast<float*>(partial_lse);
 
-  // 4. Activations.
+  // Activations.
   const size_t t = static_cast<size_t>(T);
-  RAMI_ASSIGN_OR_RETURN(void* residual, Grow(scratch_[kResidual], t * hidden * es));
-  RAMI_ASSIGN_OR_RETURN(void* dx, Grow(scratch_[kDelta], t * hidden * es));
-  RAMI_ASSIGN_OR_RETURN(void* normed, Grow(scratch_[kNormed], t * hidden * es));
-  RAMI_ASSIGN_OR_RETURN(void* qkv, Grow(scratch_[kQkv], t * (Hq + 2 * Hkv) * D * es));
-  RAMI_ASSIGN_OR_RETURN(void* q, Grow(scratch_[kQ], t * Hq * D * es));
-  RAMI_ASSIGN_OR_RETURN(void* k, Grow(scratch_[kK], t * Hkv * D * es));
-  RAMI_ASSIGN_OR_RETURN(void* v, Grow(scratch_[kV], t * Hkv * D * es));
-  RAMI_ASSIGN_OR_RETURN(void* attn, Grow(scratch_[kAttn], t * Hq * D * es));
-  RAMI_ASSIGN_OR_RETURN(void* gate_up, Grow(scratch_[kGateUp], t * 2 * I * es));
-  RAMI_ASSIGN_OR_RETURN(void* act, Grow(scratch_[kAct], t * I * es));
+  RAMI_ASSIGN_OR_RETURN(a.residual, Grow(scratch_[kResidual], t * hidden * es));
+  RAMI_ASSIGN_OR_RETURN(a.dx, Grow(scratch_[kDelta], t * hidden * es));
+  RAMI_ASSIGN_OR_RETURN(a.normed, Grow(scratch_[kNormed], t * hidden * es));
+  RAMI_ASSIGN_OR_RETURN(a.qkv, Grow(scratch_[kQkv], t * (Hq + 2 * Hkv) * D * es));
+  RAMI_ASSIGN_OR_RETURN(a.q, Grow(scratch_[kQ], t * Hq * D * es));
+  RAMI_ASSIGN_OR_RETURN(a.k, Grow(scratch_[kK], t * Hkv * D * es));
+  RAMI_ASSIGN_OR_RETURN(a.v, Grow(scratch_[kV], t * Hkv * D * es));
+  RAMI_ASSIGN_OR_RETURN(a.attn, Grow(scratch_[kAttn], t * Hq * D * es));
+  RAMI_ASSIGN_OR_RETURN(a.gate_up, Grow(scratch_[kGateUp], t * 2 * I * es));
+  RAMI_ASSIGN_OR_RETURN(a.act, Grow(scratch_[kAct], t * I * es));
   RAMI_ASSIGN_OR_RETURN(void* alpha_all, Grow(scratch_[kAlpha], static_cast<size_t>(L) * t * Hkv));
-  RAMI_ASSIGN_OR_RETURN(void* selected, Grow(scratch_[kSelected], rows * hidden * es));
-  RAMI_ASSIGN_OR_RETURN(void* logits,
-                        Grow(scratch_[kLogits], static_cast<size_t>(rows) * d.vocab * es));
+  a.alpha_all = static_cast<uint8_t*>(alpha_all);
+  RAMI_ASSIGN_OR_RETURN(a.selected, Grow(scratch_[kSelected], rows * hidden * es));
+  const size_t logits_bytes = static_cast<size_t>(rows) * d.vocab * es;
+  RAMI_ASSIGN_OR_RETURN(a.logits, Grow(scratch_[kLogits], logits_bytes));
+  if (world > 1) {
+    RAMI_ASSIGN_OR_RETURN(a.gathered, Grow(scratch_[kGathered], world * logits_bytes));
+  }
+  a.write_decisions = cache.policy().kind == CachePolicyKind::kDms;
+  if (c.dms.enabled && c.dms.separate_alpha) {
+    RAMI_ASSIGN_OR_RETURN(a.alpha_x, Grow(scratch_[kAlphaX], t * hidden * es));
+  }
+  if (c.dms.enabled && c.dms.alpha_per_layer) {
+    RAMI_ASSIGN_OR_RETURN(void* shared, Grow(scratch_[kShared], t * 4));
+    a.shared = static_cast<float*>(shared);
+  }
 
-  // Teacher forcing (tests): the given decisions in plan order replace the device's below.
-  const bool force = borrowed && hook_.forced != nullptr;
-  const bool record = borrowed && hook_.own != nullptr;
+  // Teacher forcing (tests): the given decisions in plan order replace the device's.
   const size_t per_layer = t * Hkv;
-  RAMI_ASSIGN_OR_RETURN(void* forced, Grow(scratch_[kForced], force ? L * per_layer : 1));
-  RAMI_ASSIGN_OR_RETURN(void* own, Grow(scratch_[kOwn], record ? L * per_layer : 1));
   std::vector<uint8_t> forced_plan;
-  if (force) {
+  if (hooked && hook_.forced != nullptr) {
     if (hook_.forced->size() != L * per_layer) {
       return absl::InvalidArgumentError("CUDA backend: forced decisions of the wrong size");
     }
-    forced_plan.resize(L * per_layer);
-    for (int layer = 0; layer < L; ++layer) {
-      for (size_t c = 0, token = 0; c < chunks.size(); ++c) {
-        for (size_t i = 0; i < chunks[c].tokens.size(); ++i, ++token) {
-          std::memcpy(&forced_plan[layer * per_layer + (plan.chunk_first[c] + i) * Hkv],
-                      &(*hook_.forced)[layer * per_layer + token * Hkv], Hkv);
-        }
-      }
-    }
+    ReorderDecisions(plan, chunks, L, Hkv, t, /*to_plan=*/true, *hook_.forced, &forced_plan);
+    RAMI_ASSIGN_OR_RETURN(void* forced, Grow(scratch_[kForced], L * per_layer));
     // Pageable: the call returns once the data is staged, so forced_plan may die after it.
     RAMI_CUDA_OK(cudaMemcpyAsync(forced, forced_plan.data(), forced_plan.size(),
                                  cudaMemcpyHostToDevice, stream_));
+    a.forced = static_cast<const uint8_t*>(forced);
+  }
+  if (hooked && hook_.own != nullptr) {
+    RAMI_ASSIGN_OR_RETURN(void* own, Grow(scratch_[kOwn], L * per_layer));
+    a.own = static_cast<uint8_t*>(own);
   }
 
-  kernels::KvCacheCudaView view{.k_pool = k_pool_,
-                                .v_pool = v_pool_,
-                                .page_size = page_size_,
-                                .head_dim = D,
-                                .window = cache.policy().window,
-                                .dtype = dtype};
-  tables_gpu_->FillView(&view);
-  if (!cache.policy().evicts()) view.flags = nullptr;
-  const float eps = static_cast<float>(c.rms_norm_eps);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  a.view = {.k_pool = k_pool_,
+            .v_pool = v_pool_,
+            .page_size = page_size_,
+            .head_dim = D,
+            .window = cache.policy().window,
+            .dtype = dtype};
+  tables_gpu_->FillView(&a.view);
+  if (!cache.policy().evicts()) a.view.flags = nullptr;
 
-  RAMI_CUDA_OK(kernels::EmbeddingCuda({.tokens = tokens,
-                                       .table = weights_->embed(),
-                                       .out = residual,
-                                       .num_tokens = T,
-                                       .hidden = hidden,
-                                       .vocab_start = d.vocab_start,
-                                       .vocab_local = d.vocab,
-                                       .dtype = dtype},
-                                      stream_));
-  for (int layer = 0; layer < L; ++layer) {
-    const DeviceLayerWeights& w = weights_->layer(layer);
-    const bool first = layer == 0;
-    uint8_t* alpha = static_cast<uint8_t*>(alpha_all) + static_cast<size_t>(layer) * t * Hkv;
-    const int32_t* ts = token_stream + static_cast<size_t>(layer) * T;
-    // Attention block: residual (+= previous delta), norm, QKV, q/k norm + decision + RoPE.
-    RAMI_CUDA_OK(kernels::RmsNormTypedCuda({.x = first ? residual : dx,
-                                            .residual = first ? nullptr : residual,
-                                            .weight = w.input_norm,
-                                            .out = normed,
-                                            .rows = T,
-                                            .cols = hidden,
-                                            .eps = eps,
-                                            .dtype = dtype},
-                                           stream_));
-    const int qkv_width = (Hq + 2 * Hkv) * D;
-    RAMI_RETURN_IF_ERROR(Gemm(normed, w.qkv, qkv, T, qkv_width, hidden));
-    if (w.qkv_bias != nullptr) {
-      RAMI_CUDA_OK(BiasAddCuda({qkv, w.qkv_bias, T, qkv_width, dtype}, stream_));
-    }
-    RAMI_CUDA_OK(
-        kernels::QkvPrepCuda({.qkv = qkv,
-                              .q = q,
-                              .k = k,
-                              .v = v,
-                              .q_norm = w.q_norm,
-                              .k_norm = w.k_norm,
-                              .positions = positions,
-                              .inv_freq = inv_freq_,
-                              .alpha = borrowed ? alpha : nullptr,
-                              .num_tokens = T,
-                              .num_q_heads = Hq,
-                              .num_kv_heads = Hkv,
-                              .head_dim = D,
-                              .eps = eps,
-                              .attention_scale = cpu_->rope().attention_scale,
-                              .alpha_scale = static_cast<float>(c.dms.alpha_scale),
-                              .alpha_offset = static_cast<float>(c.dms.initial_alpha_offset),
-                              .dtype = dtype},
-                             stream_));
-    if (record) {
-      RAMI_CUDA_OK(cudaMemcpyAsync(static_cast<uint8_t*>(own) + layer * per_layer, alpha, per_layer,
-                                   cudaMemcpyDeviceToDevice, stream_));
-    }
-    if (force) {
-      RAMI_CUDA_OK(cudaMemcpyAsync(alpha, static_cast<uint8_t*>(forced) + layer * per_layer,
-                                   per_layer, cudaMemcpyDeviceToDevice, stream_));
-    }
-    RAMI_CUDA_OK(kernels::KvWriteCuda({.cache = view,
-                                       .k = k,
-                                       .v = v,
-                                       .alpha = borrowed && write_decisions ? alpha : nullptr,
-                                       .token_stream = ts,
-                                       .positions = positions,
-                                       .num_tokens = T,
-                                       .num_kv_heads = Hkv},
-                                      stream_));
-    if (plan.num_decode > 0) {
-      RAMI_CUDA_OK(kernels::DecodeAttentionCuda({.cache = view,
-                                                 .q = q,
-                                                 .out = attn,
-                                                 .token_stream = ts,
-                                                 .positions = positions,
-                                                 .num_tokens = plan.num_decode,
-                                                 .num_q_heads = Hq,
-                                                 .num_kv_heads = Hkv,
-                                                 .scale = scale,
-                                                 .num_splits = splits.num_splits,
-                                                 .keys_per_split = splits.keys_per_split,
-                                                 .partial_out = static_cast<float*>(partial_out),
-                                                 .partial_lse = static_cast<float*>(partial_lse)},
-                                                stream_));
-    }
-    RAMI_CUDA_OK(
-        kernels::PrefillAttentionCuda({.cache = view,
-                                       .q = q,
-                                       .out = attn,
-                                       .token_stream = ts,
-                                       .positions = positions,
-                                       .tiles = static_cast<const kernels::PrefillTile*>(tiles_dev),
-                                       .num_tiles = static_cast<int>(tiles.size()),
-                                       .num_q_heads = Hq,
-                                       .num_kv_heads = Hkv,
-                                       .scale = scale},
-                                      stream_));
-    RAMI_RETURN_IF_ERROR(Gemm(attn, w.o_proj, dx, T, hidden, Hq * D));
-    if (w.o_bias != nullptr) {
-      RAMI_CUDA_OK(BiasAddCuda({dx, w.o_bias, T, hidden, dtype}, stream_));
-    }
-    // MLP block.
-    RAMI_CUDA_OK(kernels::RmsNormTypedCuda({.x = dx,
-                                            .residual = residual,
-                                            .weight = w.post_norm,
-                                            .out = normed,
-                                            .rows = T,
-                                            .cols = hidden,
-                                            .eps = eps,
-                                            .dtype = dtype},
-                                           stream_));
-    RAMI_RETURN_IF_ERROR(Gemm(normed, w.gate_up, gate_up, T, 2 * I, hidden));
-    RAMI_CUDA_OK(kernels::SwigluCuda(
-        {.gate_up = gate_up, .out = act, .rows = T, .cols = I, .dtype = dtype}, stream_));
-    RAMI_RETURN_IF_ERROR(Gemm(act, w.down, dx, T, hidden, I));
+  if (bucket > 0) {
+    RAMI_RETURN_IF_ERROR(graphs_.Run({bucket, a.splits.num_splits}, a.Pointers(), stream_,
+                                     [&] { return Enqueue(a); }));
+  } else {
+    RAMI_RETURN_IF_ERROR(Enqueue(a));
   }
-  // Final norm; the logits rows gathered (an embedding lookup over the step's rows); LM head.
-  RAMI_CUDA_OK(kernels::RmsNormTypedCuda({.x = dx,
-                                          .residual = residual,
-                                          .weight = weights_->final_norm(),
-                                          .out = normed,
-                                          .rows = T,
-                                          .cols = hidden,
-                                          .eps = eps,
-                                          .dtype = dtype},
-                                         stream_));
-  RAMI_CUDA_OK(kernels::EmbeddingCuda({.tokens = logit_tokens,
-                                       .table = normed,
-                                       .out = selected,
-                                       .num_tokens = rows,
-                                       .hidden = hidden,
-                                       .vocab_start = 0,
-                                       .vocab_local = T,
-                                       .dtype = dtype},
-                                      stream_));
-  RAMI_RETURN_IF_ERROR(Gemm(selected, weights_->lm_head(), logits, rows, d.vocab, hidden));
 
-  // 5. Results: logits and the step's decisions, copied back once the stream drains.
-  std::vector<uint8_t> raw(static_cast<size_t>(rows) * d.vocab * es);
-  std::vector<uint8_t> decisions(write_decisions ? static_cast<size_t>(L) * t * Hkv : 0);
-  RAMI_CUDA_OK(cudaMemcpyAsync(raw.data(), logits, raw.size(), cudaMemcpyDeviceToHost, stream_));
-  if (write_decisions) {
-    RAMI_CUDA_OK(cudaMemcpyAsync(decisions.data(), alpha_all, decisions.size(),
-                                 cudaMemcpyDeviceToHost, stream_));
-  }
-  std::vector<uint8_t> own_plan(record ? L * per_layer : 0);
-  if (record) {
-    RAMI_CUDA_OK(
-        cudaMemcpyAsync(own_plan.data(), own, own_plan.size(), cudaMemcpyDeviceToHost, stream_));
-  }
-  RAMI_CUDA_OK(cudaStreamSynchronize(stream_));
-  if (record) {
-    hook_.own->assign(L * per_layer, 0);
-    for (int layer = 0; layer < L; ++layer) {
-      for (size_t c = 0, token = 0; c < chunks.size(); ++c) {
-        for (size_t i = 0; i < chunks[c].tokens.size(); ++i, ++token) {
-          std::memcpy(&(*hook_.own)[layer * per_layer + token * Hkv],
-                      &own_plan[layer * per_layer + (plan.chunk_first[c] + i) * Hkv], Hkv);
-        }
-      }
-    }
-  }
+  // Results: the tokens of the chunks with a sample request, sampled on the device; the other
+  // chunks' logits rows (every rank's slice) and the step's decisions, copied back.
+  const void* all_logits = world > 1 ? a.gathered : a.logits;
   ForwardResult result;
   result.vocab_size = c.vocab_size;
-  result.logits.resize(raw.size() / es);
-  if (dtype == kernels::DeviceDType::kF32) {
-    std::memcpy(result.logits.data(), raw.data(), raw.size());
-  } else {
-    for (size_t i = 0; i < result.logits.size(); ++i) {
-      uint16_t b;
-      std::memcpy(&b, raw.data() + 2 * i, 2);
-      result.logits[i] = BF16ToF32(b);
+  result.first_row.assign(chunks.size(), -1);
+  std::vector<SampleRequest> requests;
+  std::vector<size_t> sampled_chunk;                   // [requests] the request's chunk
+  std::vector<std::pair<int32_t, int32_t>> host_runs;  // (first step row, rows) to copy back
+  int32_t host_rows = 0;
+  for (size_t ci = 0; ci < chunks.size(); ++ci) {
+    const SequenceChunk& chunk = chunks[ci];
+    if (options_.device_sampling && chunk.sample.has_value() && !chunk.all_logits) {
+      requests.push_back(*chunk.sample);
+      requests.back().row = plan.first_row[ci];
+      sampled_chunk.push_back(ci);
+      continue;
+    }
+    const int32_t n = chunk.all_logits ? static_cast<int32_t>(chunk.tokens.size()) : 1;
+    result.first_row[ci] = host_rows;
+    host_runs.emplace_back(plan.first_row[ci], n);
+    host_rows += n;
+  }
+  const size_t row_bytes = static_cast<size_t>(d.vocab) * es;
+  std::vector<uint8_t> raw(static_cast<size_t>(world) * host_rows * row_bytes);
+  for (int r = 0; r < world; ++r) {  // raw: [world][host_rows][vocab_local]
+    size_t at = static_cast<size_t>(r) * host_rows;
+    for (const auto& [first, n] : host_runs) {
+      RAMI_CUDA_OK(cudaMemcpyAsync(raw.data() + at * row_bytes,
+                                   static_cast<const uint8_t*>(all_logits) +
+                                       (static_cast<size_t>(r) * rows + first) * row_bytes,
+                                   n * row_bytes, cudaMemcpyDeviceToHost, stream_));
+      at += n;
     }
   }
-  result.first_row = plan.first_row;
+  std::vector<uint8_t> decisions(a.write_decisions ? L * per_layer : 0);
+  if (a.write_decisions) {
+    RAMI_CUDA_OK(cudaMemcpyAsync(decisions.data(), a.alpha_all, decisions.size(),
+                                 cudaMemcpyDeviceToHost, stream_));
+  }
+  std::vector<uint8_t> own_plan(a.own != nullptr ? L * per_layer : 0);
+  if (a.own != nullptr) {
+    RAMI_CUDA_OK(
+        cudaMemcpyAsync(own_plan.data(), a.own, own_plan.size(), cudaMemcpyDeviceToHost, stream_));
+  }
+  if (!requests.empty()) {  // waits for the stream, the copies above included
+    RAMI_ASSIGN_OR_RETURN(std::vector<SampledToken> tokens,
+                          sampler_->Sample(all_logits, dtype, world, rows, d.vocab, requests));
+    result.sampled.resize(chunks.size());
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      result.sampled[sampled_chunk[i]] = std::move(tokens[i]);
+    }
+  }
+  RAMI_CUDA_OK(cudaStreamSynchronize(stream_));
+  if (device_comm_ != nullptr) RAMI_RETURN_IF_ERROR(device_comm_->Synchronize());
+  if (a.own != nullptr) {
+    ReorderDecisions(plan, chunks, L, Hkv, t, /*to_plan=*/false, own_plan, hook_.own);
+  }
+  LogitsToHost(raw, dtype, world, host_rows, d.vocab, &result.logits);
   // The device's decisions become the host's flags (token t's α flags position t − 1), so
   // that CommitAppend promotes and evicts as the device's attention saw it.
-  if (write_decisions) {
+  if (a.write_decisions) {
     std::vector<SeqId> batch;
     for (const SequenceChunk& chunk : chunks) batch.push_back(chunk.seq_id);
     const StepStreams host = cache.BuildStepStreams(batch);

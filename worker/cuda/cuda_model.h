@@ -6,10 +6,12 @@
 // fp32 logits of the requested rows on the host; the step is committed or its reservation
 // returned.
 //
-// Scope today: Llama, Qwen2, Qwen3 (incl. DMS with the borrowed-neuron decision), one rank
-// (world 1). Refused at Create: tensor parallelism (bf16 NCCL collectives), DeepSeek (MLA/MoE),
-// the DMS adapter (dms_separate_alpha) and per-layer decisions (dms_alpha_per layer). Not yet
-// run on a GPU: see docs/gpu.md "GPU engine".
+// Scope today: Llama, Qwen2, Qwen3 (incl. their DMS retrofits), any tensor-
+// parallel world (NCCL on the compute stream: all-reduce of the embedding, after the O and
+// down projections; all-gather of the vocab-parallel logits). Decode steps run as CUDA graphs
+// per batch bucket. DMS decisions: borrowed neuron or adapter (dms_separate_alpha), per head or
+// per layer. Refused at Create: DeepSeek (MLA/MoE). Not yet run on a GPU: see docs/gpu.md
+// "GPU engine".
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -19,14 +21,18 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/device_dtype.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/kv_copy.h"
+#include "worker/cuda/decode_graphs.h"
 #include "worker/cuda/device_kv_tables.h"
 #include "worker/cuda/device_kv_tables_gpu.h"
+#include "worker/cuda/device_sampler.h"
 #include "worker/cuda/device_weights.h"
 #include "worker/forward_backend.h"
 #include "worker/model.h"
+#include "worker/nccl_collectives.h"
 
 namespace rami::cuda {
 
@@ -41,11 +47,24 @@ struct DecisionHook {
 struct CudaModelOptions {
   kernels::DeviceDType dtype = kernels::DeviceDType::kBF16;  // kF32: the exactness mode
   int world_size = 1;
+  // Decode-only steps of up to max_graph_batch tokens run as CUDA graphs per batch bucket
+  // (worker/cuda/decode_graphs.h); false: every step is launched eagerly.
+  bool cuda_graphs = true;
+  int max_graph_batch = 256;
+  // Chunks with a sample request get their token sampled on the device (DeviceSampler) instead
+  // of returning their logits row.
+  bool device_sampling = true;
 };
 
 class CudaModel : public ForwardBackend {
  public:
   static absl::StatusOr<std::unique_ptr<CudaModel>> Create(std::unique_ptr<Model> cpu,
+                                                           const CudaModelOptions& options);
+  // With weights already on the device (e.g. DeviceWeights::Random for benchmarks): `cpu` is a
+  // Model::ShapeOnly (config, shard dims, RoPE table; InvalidArgument if it has host weights)
+  // and `weights` must be complete for its config, in options.dtype.
+  static absl::StatusOr<std::unique_ptr<CudaModel>> Create(std::unique_ptr<Model> cpu,
+                                                           std::unique_ptr<DeviceWeights> weights,
                                                            const CudaModelOptions& options);
   ~CudaModel() override;
   CudaModel(const CudaModel&) = delete;
@@ -56,8 +75,17 @@ class CudaModel : public ForwardBackend {
   absl::StatusOr<std::unique_ptr<KvCache>> MakeCache(int page_size, const CachePolicy& policy,
                                                      double memory_fraction);
   int64_t pool_bytes() const { return pool_bytes_; }
+  // Tests: teacher forcing / recording (steps with a hook run eagerly).
   void set_decision_hook(const DecisionHook& hook) { hook_ = hook; }
+  const DecodeGraphStats& graph_stats() const { return graphs_.stats(); }
   int64_t weight_bytes() const { return weights_->bytes(); }
+  // The compute stream every launch of a step goes on (NCCL's communicator uses it too).
+  cudaStream_t stream() const { return stream_; }
+  // Tensor parallelism (world_size > 1): this rank's NCCL communicator, created by the caller
+  // on stream(); owned from here. Required before the first step of a world > 1.
+  void set_device_collectives(std::unique_ptr<NcclCollectives> comm) {
+    device_comm_ = std::move(comm);
+  }
   const Model& cpu_model() const { return *cpu_; }
 
   const ModelConfig& config() const override { return cpu_->config(); }
@@ -90,6 +118,9 @@ class CudaModel : public ForwardBackend {
     kPartialLse,  // [num_decode, Hq, splits] fp32
     kSelected,    // [rows, hidden]
     kLogits,      // [rows, vocab_local]
+    kGathered,    // [world, rows, vocab_local] (world > 1)
+    kAlphaX,      // [T, hidden] DMS adapter input
+    kShared,      // [T] fp32 per-layer decisions
     kOps,         // [copies] KvCopyOp
     kForced,      // [L, T, Hkv] uint8, plan order (DecisionHook)
     kOwn,         // [L, T, Hkv] uint8, plan order (DecisionHook)
@@ -101,8 +132,42 @@ class CudaModel : public ForwardBackend {
     size_t bytes = 0;
   };
 
+  // Device inputs and buffers of one step's forward pass (plan order, T tokens incl. padding).
+  struct StepArgs {
+    int num_tokens = 0, num_decode = 0, rows = 0;
+    const int32_t* tokens = nullptr;        // [T]
+    const int32_t* positions = nullptr;     // [T]
+    const int32_t* token_stream = nullptr;  // [L, T]
+    const int32_t* logit_tokens = nullptr;  // [rows]
+    const kernels::PrefillTile* tiles = nullptr;
+    int num_tiles = 0;
+    kernels::DecodeSplitPlan splits;
+    float* partial_out = nullptr;
+    float* partial_lse = nullptr;
+    kernels::KvCacheCudaView view;
+    void *residual = nullptr, *dx = nullptr, *normed = nullptr, *qkv = nullptr, *q = nullptr,
+         *k = nullptr, *v = nullptr, *attn = nullptr, *gate_up = nullptr, *act = nullptr,
+         *selected = nullptr, *logits = nullptr;
+    void* gathered = nullptr;         // world > 1: every rank's logits, [world, rows, vocab_local]
+    uint8_t* alpha_all = nullptr;     // [L, T, Hkv] the step's DMS decisions
+    void* alpha_x = nullptr;          // [T, hidden] the DMS adapter's normed input
+    float* shared = nullptr;          // [T] per-layer decisions over the ranks
+    bool write_decisions = false;     // the policy is dms: KvWrite records the decisions
+    const uint8_t* forced = nullptr;  // DecisionHook, plan order
+    uint8_t* own = nullptr;           // DecisionHook, plan order
+    // Every device pointer above (a captured graph is valid while they stay the same).
+    std::vector<const void*> Pointers() const;
+  };
+
   CudaModel(std::unique_ptr<Model> cpu, const CudaModelOptions& options);
   absl::StatusOr<ForwardResult> Run(absl::Span<const SequenceChunk> chunks, KvCache& cache) const;
+  // Host bookkeeping before a step: table deltas and the host pool's slot copies.
+  absl::Status SyncTablesAndCopies(absl::Span<const SequenceChunk> chunks, KvCache& cache) const;
+  // Launches the forward pass, embedding to the (gathered) logits, on stream_: kernels, GEMMs
+  // and NCCL collectives only, so that a decode step can be captured as a graph.
+  absl::Status Enqueue(const StepArgs& a) const;
+  // Sums a [count] tensor of the compute dtype over the ranks (no-op for a world of one).
+  absl::Status AllReduce(void* data, size_t count) const;
   absl::StatusOr<void*> Grow(Scratch& s, size_t bytes) const;
   absl::Status Gemm(const void* x, const void* w, void* y, int m, int n, int k) const;
 
@@ -125,6 +190,9 @@ class CudaModel : public ForwardBackend {
   mutable std::vector<Scratch> scratch_;
   mutable void* pinned_ = nullptr;  // the step's packed metadata on the host
   mutable size_t pinned_bytes_ = 0;
+  std::unique_ptr<NcclCollectives> device_comm_;  // world > 1
+  mutable DecodeGraphs graphs_;
+  mutable std::unique_ptr<DeviceSampler> sampler_;
   DecisionHook hook_;  // tests only
 };
 

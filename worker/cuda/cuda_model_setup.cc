@@ -17,7 +17,10 @@ CudaModel::CudaModel(std::unique_ptr<Model> cpu, const CudaModelOptions& options
 
 CudaModel::~CudaModel() {
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
-  tables_gpu_.reset();  // frees on stream_
+  graphs_.Clear();
+  sampler_.reset();
+  device_comm_.reset();  // its collectives were enqueued on stream_
+  tables_gpu_.reset();   // frees on stream_
   for (Scratch& s : scratch_) cudaFree(s.ptr);
   cudaFree(inv_freq_);
   cudaFree(k_pool_);
@@ -31,15 +34,17 @@ CudaModel::~CudaModel() {
 absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(std::unique_ptr<Model> cpu,
                                                              const CudaModelOptions& options) {
   const ModelConfig& c = cpu->config();
-  if (options.world_size != 1) {
-    return absl::UnimplementedError(
-        "CUDA backend: tensor parallelism (bf16 NCCL all-reduce/all-gather) is not wired yet");
+  // The vocabulary is split evenly over the ranks (ShardDims::Make): it tells the shard's world.
+  if (const int shard_world = c.vocab_size / cpu->dims().vocab; options.world_size != shard_world) {
+    return absl::InvalidArgumentError(absl::StrCat("CUDA backend: a shard of a world of ",
+                                                   shard_world, " in a world of ",
+                                                   options.world_size));
+  }
+  if (options.max_graph_batch < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUDA backend: max_graph_batch ", options.max_graph_batch, " < 1"));
   }
   if (c.mla.enabled) return absl::UnimplementedError("CUDA backend: DeepSeek (MLA/MoE)");
-  if (c.dms.enabled && (c.dms.separate_alpha || c.dms.alpha_per_layer)) {
-    return absl::UnimplementedError(
-        "CUDA backend: DMS adapter (dms_separate_alpha) and per-layer decisions");
-  }
   if (c.head_dim != 64 && c.head_dim != 128) {
     return absl::UnimplementedError(absl::StrCat("CUDA backend: head_dim ", c.head_dim));
   }
@@ -51,6 +56,7 @@ absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(std::unique_ptr<Mod
   std::unique_ptr<CudaModel> m(new CudaModel(std::move(cpu), options));
   RAMI_CUDA_OK(cudaStreamCreateWithFlags(&m->stream_, cudaStreamNonBlocking));
   RAMI_CUDA_OK(cudaDeviceGetAttribute(&m->num_sms_, cudaDevAttrMultiProcessorCount, 0));
+  m->sampler_ = std::make_unique<DeviceSampler>(m->stream_);
   RAMI_ASSIGN_OR_RETURN(m->weights_, DeviceWeights::Upload(c, m->cpu_->weights(), options.dtype));
   RAMI_ASSIGN_OR_RETURN(m->gemm_, kernels::CublasLtGemm::Create());
   const std::vector<float>& inv_freq = m->cpu_->rope().inv_freq;
@@ -60,6 +66,26 @@ absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(std::unique_ptr<Mod
   RAMI_CUDA_OK(cudaMemcpy(m->inv_freq_, inv_freq.data(), sizeof(float) * inv_freq.size(),
                           cudaMemcpyHostToDevice));
   m->scratch_.resize(kNumScratch);
+  return m;
+}
+
+absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(std::unique_ptr<Model> cpu,
+                                                             std::unique_ptr<DeviceWeights> weights,
+                                                             const CudaModelOptions& options) {
+  if (cpu == nullptr || weights == nullptr) {
+    return absl::InvalidArgumentError("CUDA backend: Create without a model or weights");
+  }
+  if (cpu->has_weights()) {
+    return absl::InvalidArgumentError(
+        "CUDA backend: device weights for a model with host weights: pass a Model::ShapeOnly");
+  }
+  if (weights->dtype() != options.dtype) {
+    return absl::InvalidArgumentError("CUDA backend: device weights of another dtype");
+  }
+  RAMI_RETURN_IF_ERROR(weights->CheckComplete(cpu->config()));
+  // The plain Create's checks and resources; a ShapeOnly model uploads no weights there.
+  RAMI_ASSIGN_OR_RETURN(std::unique_ptr<CudaModel> m, Create(std::move(cpu), options));
+  m->weights_ = std::move(weights);
   return m;
 }
 

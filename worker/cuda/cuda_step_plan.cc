@@ -74,6 +74,31 @@ CudaStepPlan PlanCudaStep(absl::Span<const SequenceChunk> chunks, const KvCache&
   return p;
 }
 
+int DecodeBucket(int num_tokens, int max_batch) {
+  if (num_tokens < 1 || num_tokens > max_batch) return 0;
+  if (num_tokens <= 2) return num_tokens;
+  if (num_tokens <= 4) return 4;
+  return std::min((num_tokens + 7) / 8 * 8, max_batch);
+}
+
+void PadDecodePlan(int bucket, CudaStepPlan* plan) {
+  CudaStepPlan& p = *plan;
+  RAMI_CHECK(p.num_decode == p.num_tokens && bucket >= p.num_tokens,
+             "PadDecodePlan: %d decode tokens of %d into a bucket of %d", p.num_decode,
+             p.num_tokens, bucket);
+  const int real = p.num_tokens;
+  const size_t layers = real > 0 ? p.token_stream.size() / real : 0;
+  std::vector<int32_t> streams(layers * bucket, -1);
+  for (size_t layer = 0; layer < layers; ++layer) {
+    std::copy_n(p.token_stream.begin() + layer * real, real, streams.begin() + layer * bucket);
+  }
+  p.token_stream = std::move(streams);
+  p.tokens.resize(bucket, 0);
+  p.positions.resize(bucket, 0);
+  for (int t = real; t < bucket; ++t) p.logit_tokens.push_back(t);
+  p.num_tokens = p.num_decode = bucket;
+}
+
 CudaStepLayout LayoutOf(const CudaStepPlan& plan) {
   CudaStepLayout l;
   size_t at = 0;

@@ -44,6 +44,17 @@ struct CudaStepPlan {
 CudaStepPlan PlanCudaStep(absl::Span<const SequenceChunk> chunks, const KvCache& cache,
                           const DeviceKvTables& tables);
 
+// CUDA graphs of decode steps (worker/cuda/decode_graphs.h) are captured per batch bucket:
+// 1, 2, 4, then multiples of 8 up to max_batch. DecodeBucket(n, max) is the smallest bucket
+// ≥ n, or 0 when n > max_batch (the step runs eagerly).
+int DecodeBucket(int num_tokens, int max_batch);
+
+// Pads a decode-only plan (num_decode == num_tokens) to `bucket` tokens: padding tokens have id
+// 0, position 0 and stream −1 in every layer (the KV write skips them, decode attention gives
+// them zeros) and one logits row each after the real rows, so the plan's arrays — and the
+// packed layout — depend on the bucket alone. first_row and chunk_first are unchanged.
+void PadDecodePlan(int bucket, CudaStepPlan* plan);
+
 // The plan's device arrays in one buffer, each at a 16-byte aligned offset (bytes).
 struct CudaStepLayout {
   size_t tokens = 0, positions = 0, token_stream = 0, logit_tokens = 0;

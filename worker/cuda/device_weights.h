@@ -3,7 +3,9 @@
 // production (rounded to nearest even on the host, as __float2bfloat16_rn) or fp32 for the
 // exactness mode. Norm weights and biases are in the same dtype (the kernels read them so).
 // Owns every allocation; null pointers mark tensors the model does not have.
-// DeepSeek (MLA, MoE) is not uploaded yet: Upload refuses it.
+// DeepSeek (MLA, MoE) is not uploaded yet: Upload and Random refuse it.
+// Random: the same tensors made on the device from a seed (worker/cuda/random_fill.h), for
+// benchmarks of real shapes without a checkpoint or a host copy of the weights.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -37,9 +39,25 @@ struct DeviceLayerWeights {
 
 class DeviceWeights {
  public:
+  // Uploads what `weights` holds: nothing for the empty weights of a Model::ShapeOnly (see
+  // CheckComplete).
   static absl::StatusOr<std::unique_ptr<DeviceWeights>> Upload(const ModelConfig& config,
                                                                const ModelWeights& weights,
                                                                kernels::DeviceDType dtype);
+  // Every tensor Upload would create for `config` and `dims` (ShardDims::Make; the rank is
+  // vocab_start / vocab, for o_proj's bias), filled on the device: matrices, embedding and
+  // biases uniform in ±0.02, norm weights in 1 ± 0.02. Activations stay finite over any depth:
+  // every block of these pre-norm decoders reads an RMS-normalized input, and a projection of a
+  // unit-RMS input has RMS 0.02·sqrt(k/3) (0.74 for k = 4096), so each block adds an O(1)
+  // delta whatever the layer and the residual stream only grows additively (~sqrt(2L)·O(1)
+  // after L layers, nothing multiplies across layers); the q/k norms keep the attention logits
+  // O(1) and the final norm the logits' RMS at ~0.74. Synchronizes the device before returning.
+  // DMS (borrowed neuron): q's decision channel is O(1) after the q norm, so about half of the
+  // decisions evict (α = q·100 − 5 > 0) — the model's own rate, not a checkpoint's.
+  static absl::StatusOr<std::unique_ptr<DeviceWeights>> Random(const ModelConfig& config,
+                                                               const ShardDims& dims,
+                                                               kernels::DeviceDType dtype,
+                                                               uint64_t seed);
   ~DeviceWeights();
   DeviceWeights(const DeviceWeights&) = delete;
   DeviceWeights& operator=(const DeviceWeights&) = delete;
@@ -51,11 +69,18 @@ class DeviceWeights {
   const DeviceLayerWeights& layer(int i) const { return layers_[i]; }
   int num_layers() const { return static_cast<int>(layers_.size()); }
   int64_t bytes() const { return bytes_; }  // device memory held
+  // OK when every tensor `config` needs is present for its num_layers layers (what a forward
+  // pass reads); FailedPrecondition naming the first missing one otherwise — e.g. the empty
+  // weights Upload makes from a Model::ShapeOnly (it has no host weights: nothing to upload).
+  absl::Status CheckComplete(const ModelConfig& config) const;
 
  private:
   explicit DeviceWeights(kernels::DeviceDType dtype) : dtype_(dtype) {}
   // Copies `host` in the dtype to a new allocation; null for an empty tensor.
   absl::StatusOr<const void*> Put(const std::vector<float>& host);
+  // A new allocation of `count` elements filled as FillUniformCuda(seed, center, half_width).
+  absl::StatusOr<const void*> PutRandom(int64_t count, uint64_t seed, float center,
+                                        float half_width);
 
   kernels::DeviceDType dtype_;
   const void* embed_ = nullptr;

@@ -1,0 +1,95 @@
+// DMS adapter and per-layer decisions on the device; see dms_decisions.h.
+#include <cuda_bf16.h>
+
+#include "worker/cuda/dms_decisions.h"
+
+namespace rami::cuda {
+namespace {
+
+__device__ float Load(const float* p, int64_t i) { return p[i]; }
+__device__ float Load(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
+
+// One warp per (token, head): the dot product over hidden, reduced in the warp.
+template <typename T>
+__global__ void AdapterKernel(DmsAdapterParams p) {
+  const int64_t warp = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (warp >= static_cast<int64_t>(p.num_tokens) * p.num_kv_heads) return;
+  const int64_t t = warp / p.num_kv_heads;
+  const int h = static_cast<int>(warp % p.num_kv_heads);
+  const T* x = static_cast<const T*>(p.x) + t * p.hidden;
+  const T* w = static_cast<const T*>(p.w) + static_cast<int64_t>(h) * p.hidden;
+  float sum = 0.0f;
+  for (int i = lane; i < p.hidden; i += 32) sum += Load(x, i) * Load(w, i);
+  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_down_sync(0xffffffffu, sum, offset);
+  if (lane == 0) {
+    const float logit = p.bias != nullptr ? sum + Load(static_cast<const T*>(p.bias), h) : sum;
+    // Explicit roundings, as DmsLogitDecisionCuda: multiply, then subtract.
+    p.alpha[warp] = __fsub_rn(__fmul_rn(logit, p.alpha_scale), p.alpha_offset) > 0.0f ? 1 : 0;
+  }
+}
+
+__global__ void HeadZeroToFloatKernel(HeadZeroParams p) {
+  for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < p.num_tokens;
+       t += gridDim.x * blockDim.x) {
+    p.shared[t] =
+        p.contribute ? static_cast<float>(p.alpha[static_cast<int64_t>(t) * p.num_kv_heads]) : 0.0f;
+  }
+}
+
+__global__ void SpreadHeadZeroKernel(HeadZeroParams p) {
+  const int64_t total = static_cast<int64_t>(p.num_tokens) * p.num_kv_heads;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    p.alpha[i] = p.shared[i / p.num_kv_heads] > 0.5f ? 1 : 0;
+  }
+}
+
+unsigned Blocks(int64_t threads, int per_block) {
+  const int64_t blocks = (threads + per_block - 1) / per_block;
+  return static_cast<unsigned>(blocks < 4096 ? blocks : 4096);
+}
+
+}  // namespace
+
+cudaError_t DmsAdapterDecisionCuda(const DmsAdapterParams& p, cudaStream_t stream) {
+  if (p.num_tokens <= 0 || p.num_kv_heads <= 0) return cudaSuccess;
+  if (p.x == nullptr || p.w == nullptr || p.alpha == nullptr || p.hidden <= 0) {
+    return cudaErrorInvalidValue;
+  }
+  constexpr int kThreads = 256;  // 8 warps
+  const int64_t warps = static_cast<int64_t>(p.num_tokens) * p.num_kv_heads;
+  const unsigned blocks = static_cast<unsigned>((warps * 32 + kThreads - 1) / kThreads);
+  switch (p.dtype) {
+    case kernels::DeviceDType::kF32:
+      AdapterKernel<float><<<blocks, kThreads, 0, stream>>>(p);
+      break;
+    case kernels::DeviceDType::kBF16:
+      AdapterKernel<__nv_bfloat16><<<blocks, kThreads, 0, stream>>>(p);
+      break;
+    default:
+      return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t HeadZeroToFloatCuda(const HeadZeroParams& p, cudaStream_t stream) {
+  if (p.num_tokens <= 0) return cudaSuccess;
+  if (p.alpha == nullptr || p.shared == nullptr || p.num_kv_heads <= 0) {
+    return cudaErrorInvalidValue;
+  }
+  HeadZeroToFloatKernel<<<Blocks(p.num_tokens, 256), 256, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t SpreadHeadZeroCuda(const HeadZeroParams& p, cudaStream_t stream) {
+  if (p.num_tokens <= 0) return cudaSuccess;
+  if (p.alpha == nullptr || p.shared == nullptr || p.num_kv_heads <= 0) {
+    return cudaErrorInvalidValue;
+  }
+  SpreadHeadZeroKernel<<<Blocks(static_cast<int64_t>(p.num_tokens) * p.num_kv_heads, 256), 256, 0,
+                         stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace rami::cuda
