@@ -7,10 +7,10 @@
 # pid files go to --logs. docs/deploy.md has the details.
 #
 #   deploy/launch-node.sh --model DIR [--gpus K | --cpu-workers K] [--tp T] [--port 50051]
-#       [--host 127.0.0.1] [--worker-port-base 0] [--memory-fraction F] [--policy P]
-#       [--kv-bytes N] [--page-size N] [--logs DIR|-] [--build DIR] [--role all|workers]
-#       [--coordinator-args "..."] [--worker-args "..."] [--drain-timeout S] [--dry-run]
-#       [-- command ...]                                    (--flag=value works too)
+#       [--host 127.0.0.1] [--worker-port-base 0] [--memory-fraction F] [--dtype bf16|fp32]
+#       [--policy P] [--kv-bytes N] [--page-size N] [--logs DIR|-] [--build DIR]
+#       [--role all|workers] [--coordinator-args "..."] [--worker-args "..."] [--drain-timeout S]
+#       [--dry-run] [-- command ...]                        (--flag=value works too)
 #
 # --role all (default): workers + coordinator. --role workers: only the K workers, on
 # --host (default 0.0.0.0) ports base..base+K-1 (a Kubernetes worker pod); no --model needed.
@@ -24,7 +24,7 @@ set -euo pipefail
 
 die() { echo "launch-node: $*" >&2; exit 2; }
 
-MODEL="" GPUS="" CPU_WORKERS="" TP="" PORT=50051 HOST="" WORKER_PORT_BASE=0 MEM_FRACTION=""
+MODEL="" GPUS="" CPU_WORKERS="" TP="" PORT=50051 HOST="" WORKER_PORT_BASE=0 MEM_FRACTION="" DTYPE=""
 POLICY="" KV_BYTES=$((64 << 20)) PAGE=16 LOGS="" BUILD="${RAMI_BUILD_DIR:-build}" ROLE=all
 COORD_ARGS="" WORKER_ARGS="" DRAIN_TIMEOUT=30 START_TIMEOUT=300 DRY_RUN=0
 while (($#)); do
@@ -45,6 +45,7 @@ while (($#)); do
     --host) HOST="$2" ;;
     --worker-port-base) WORKER_PORT_BASE="$2" ;;
     --memory-fraction) MEM_FRACTION="$2" ;;
+    --dtype) DTYPE="$2" ;;
     --policy) POLICY="$2" ;;
     --kv-bytes) KV_BYTES="$2" ;;
     --page-size) PAGE="$2" ;;
@@ -62,6 +63,7 @@ done
 
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
 case "$ROLE" in all | workers) ;; *) die "--role: all or workers, not '$ROLE'" ;; esac
+case "$DTYPE" in "" | bf16 | fp32) ;; *) die "--dtype: bf16 or fp32, not '$DTYPE'" ;; esac
 [ -z "$GPUS" ] || [ -z "$CPU_WORKERS" ] || die "--gpus and --cpu-workers exclude each other"
 for flag_var in port:PORT worker-port-base:WORKER_PORT_BASE kv-bytes:KV_BYTES page-size:PAGE \
   drain-timeout:DRAIN_TIMEOUT start-timeout:START_TIMEOUT; do
@@ -81,6 +83,7 @@ else
   DEVICE=cpu K="${TP:-2}"
 fi
 TP="${TP:-$K}"
+[ "$DTYPE" != bf16 ] || [ "$DEVICE" = gpu ] || die "--dtype bf16 needs GPU workers (CPU: fp32)"
 if ! is_uint "$K" || ((K == 0)); then die "worker count must be a positive number, not '$K'"; fi
 if ! is_uint "$TP" || ((TP == 0)); then die "--tp must be a positive number, not '$TP'"; fi
 ((K % TP == 0)) || die "$K workers do not split into groups of --tp $TP ($K % $TP != 0)"
@@ -100,7 +103,7 @@ if ((DRY_RUN)); then  # the plan, checked, without starting anything
   echo "launch-node (dry run): $K $DEVICE worker(s) on $WORKER_HOST, ports" \
     "$( ((WORKER_PORT_BASE)) && echo "$WORKER_PORT_BASE..$((WORKER_PORT_BASE + K - 1))" || echo any)"
   [ "$ROLE" = workers ] || echo "launch-node (dry run): $GROUPS_N group(s) of T=$TP;" \
-    "coordinator on $HOST:$PORT, model $MODEL"
+    "coordinator on $HOST:$PORT, model $MODEL${DTYPE:+, dtype $DTYPE}"
   exit 0
 fi
 
@@ -242,6 +245,7 @@ done
 EXTRA=()
 [ -z "$MEM_FRACTION" ] || EXTRA+=(--gpu_memory_fraction="$MEM_FRACTION")
 [ "$DEVICE" = cpu ] || EXTRA+=(--device=cuda)  # cuda:0 of each worker's CUDA_VISIBLE_DEVICES
+[ -z "$DTYPE" ] || EXTRA+=(--dtype="$DTYPE")    # default: fp32 on CPU, bf16 on GPU
 rm -f "$LOGS/coordinator.port"
 # shellcheck disable=SC2086  # --coordinator-args is a list of flags
 start coordinator "$COORD" --listen="$HOST:$PORT" --port_file="$LOGS/coordinator.port" \

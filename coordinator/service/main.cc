@@ -52,6 +52,12 @@ ABSL_FLAG(int64_t, kv_cache_bytes, 256 << 20, "KV cache budget of each CPU rank,
 ABSL_FLAG(std::string, device, "cpu",
           "the workers' device: cpu, or cuda (cuda:0 in each worker: launch-node.sh pins one GPU "
           "per worker with CUDA_VISIBLE_DEVICES), or cuda:N");
+ABSL_FLAG(std::string, dtype, "",
+          "the workers' weights and compute: empty (the device's default: fp32 on cpu, bf16 on "
+          "cuda), bf16 (cuda only) or fp32 (on cuda: the exactness mode)");
+ABSL_FLAG(bool, enforce_eager, false,
+          "cuda: launch every step's kernels eagerly instead of replaying decode steps as CUDA "
+          "graphs (debugging, profiling)");
 ABSL_FLAG(double, gpu_memory_fraction, 0.9, "share of free GPU memory for the KV page pool");
 ABSL_FLAG(int, page_size, 16, "KV page size in tokens");
 ABSL_FLAG(double, collective_timeout, 30, "collective timeout of the workers, seconds");
@@ -113,6 +119,13 @@ int main(int argc, char** argv) {
   if (device != "cpu" && !absl::StartsWith(device, "cuda:")) {
     return Fail(absl::StrCat("--device: expected cpu, cuda or cuda:N, found \"", device, "\""));
   }
+  const std::string dtype = absl::GetFlag(FLAGS_dtype);
+  if (!dtype.empty() && dtype != "fp32" && dtype != "bf16") {
+    return Fail(absl::StrCat("--dtype: expected fp32 or bf16 (or empty), found \"", dtype, "\""));
+  }
+  if (dtype == "bf16" && device == "cpu") {
+    return Fail("--dtype=bf16 needs --device=cuda or cuda:N (the CPU backend computes in fp32)");
+  }
   const double fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
   if (!(fraction > 0 && fraction <= 1)) {
     return Fail(absl::StrCat("--gpu_memory_fraction: expected (0, 1], found ", fraction));
@@ -140,6 +153,8 @@ int main(int argc, char** argv) {
   config.load.collective_timeout_seconds = absl::GetFlag(FLAGS_collective_timeout);
   config.load.gpu_memory_fraction = fraction;
   config.load.device = device;
+  config.load.dtype = dtype;
+  config.load.enforce_eager = absl::GetFlag(FLAGS_enforce_eager);
   config.load.lease_seconds = lease_seconds;
   config.coordinator_id = absl::GetFlag(FLAGS_coordinator_id);
   if (config.coordinator_id.empty()) config.coordinator_id = HostName();

@@ -62,6 +62,8 @@ absl::StatusOr<v1::LoadShardResponse> WorkerGroupClient::Load(const GroupLoadOpt
       request.set_collective_timeout_seconds(o.collective_timeout_seconds);
       request.set_gpu_memory_fraction(o.gpu_memory_fraction);
       request.set_device(o.device);
+      request.set_dtype(o.dtype);
+      request.set_enforce_eager(o.enforce_eager);
       if (!o.lease_holder.empty()) {
         request.mutable_lease()->set_holder(o.lease_holder);
         request.mutable_lease()->set_epoch(o.lease_epoch);

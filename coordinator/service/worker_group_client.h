@@ -27,6 +27,10 @@ struct GroupLoadOptions {
   double lease_seconds = 15;
   double gpu_memory_fraction = 0;  // 0: the worker's default
   std::string device = "cpu";      // every rank's LoadShard device: "cpu" or "cuda:<n>"
+  // Every rank's LoadShard dtype: "" = the device's default (cpu: fp32, cuda: bf16); "bf16" or
+  // "fp32" on CUDA (fp32: the exactness mode); the CPU takes "fp32" only.
+  std::string dtype;
+  bool enforce_eager = false;  // CUDA: no graphs (LoadShardRequest.enforce_eager)
   absl::Duration load_timeout = absl::Seconds(120);
 };
 

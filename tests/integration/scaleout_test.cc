@@ -147,7 +147,9 @@ TEST(ScaleOut, AGroupAddedWhileJobsRunReceivesBranches) {
   std::thread running([&] {
     const JobOutput out = RunJob(*c.stub, LongJob());
     EXPECT_TRUE(out.result.has_value()) << (out.error ? out.error->message() : "");
-    if (out.result) EXPECT_EQ(out.result->usage().worker_groups(), 1);
+    if (out.result) {
+      EXPECT_EQ(out.result->usage().worker_groups(), 1);
+    }
   });
   WriteFile(c.file, c.GroupLines(2));
   const bool joined = WaitForGroups(*c.stub, 2);

@@ -1,7 +1,8 @@
 // The worker process over real gRPC on loopback: rami-worker processes driven as
 // tensor-parallel groups (CPU, Gloo). TP=2 equals TP=1 equals the golden greedy tokens;
 // malformed plans fail their step and the worker keeps serving; a dead peer fails the other
-// rank's step within the collective timeout; Shutdown exits 0.
+// rank's step within the collective timeout; LoadShard's dtype is checked per device;
+// Shutdown exits 0.
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -322,6 +323,79 @@ TEST(WorkerLeases, OneHolderAtATimeAndStaleEpochsAreRefused) {
   ASSERT_TRUE(stream->Write(plan) && stream->Read(&result));
   EXPECT_EQ(result.error_code(), 0) << result.error_message();
   stream->WritesDone();
+}
+
+// dtype: "" is the device's default, the CPU backend takes "fp32" only, and a CUDA device
+// "bf16" or "fp32" (checked before the device is: a worker without CUDA still names dtype).
+TEST(WorkerLoad, DtypeIsValidatedPerDevice) {
+  WorkerProcess worker;
+  ASSERT_TRUE(worker.ok());
+  auto load = [&](const std::string& device, const std::string& dtype,
+                  v1::LoadShardResponse* response) {
+    v1::LoadShardRequest request;
+    request.set_model_dir(ModelDir("qwen3"));
+    request.set_world_size(1);
+    request.set_kv_cache_bytes(kKvBytes);
+    request.set_device(device);
+    request.set_dtype(dtype);
+    grpc::ClientContext ctx;
+    return worker.stub().LoadShard(&ctx, request, response);
+  };
+  const struct {
+    std::string device, dtype, accepted;
+  } refused[] = {{"cpu", "fp16", "\"fp32\""},
+                 {"cpu", "bf16", "\"fp32\""},
+                 {"", "bf16", "\"fp32\""},
+                 {"cpu", "FP32", "\"fp32\""},
+                 {"cuda:0", "fp16", "\"bf16\" or \"fp32\""}};
+  for (const auto& c : refused) {
+    SCOPED_TRACE(c.device + " " + c.dtype);
+    v1::LoadShardResponse response;
+    const grpc::Status s = load(c.device, c.dtype, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+    EXPECT_NE(s.error_message().find("LoadShard: dtype: "), std::string::npos) << s.error_message();
+    EXPECT_NE(s.error_message().find(c.accepted), std::string::npos) << s.error_message();
+  }
+  for (const std::string dtype : {"", "fp32"}) {
+    for (const std::string device : {"", "cpu"}) {
+      SCOPED_TRACE(device + " " + dtype);
+      v1::LoadShardResponse response;
+      const grpc::Status s = load(device, dtype, &response);
+      ASSERT_TRUE(s.ok()) << s.error_message();
+      EXPECT_EQ(response.dtype(), "fp32");
+    }
+  }
+}
+
+// device: cuda:0 either loads the CUDA backend (a GPU: bf16 by default, a pool reported) or
+// fails the request naming the device (no GPU here: cudaSetDevice fails; UNIMPLEMENTED in a
+// worker built without CUDA) — and the worker keeps serving: a CPU load succeeds afterwards.
+TEST(WorkerLoad, CudaDeviceLoadsOrFailsCleanly) {
+  WorkerProcess worker;
+  ASSERT_TRUE(worker.ok());
+  v1::LoadShardRequest request;
+  request.set_model_dir(ModelDir("qwen3_dms_hd64"));
+  request.set_world_size(1);
+  request.set_device("cuda:0");
+  request.set_gpu_memory_fraction(0.05);
+  v1::LoadShardResponse response;
+  grpc::ClientContext ctx;
+  const grpc::Status s = worker.stub().LoadShard(&ctx, request, &response);
+  if (s.ok()) {
+    EXPECT_EQ(response.dtype(), "bf16");
+    EXPECT_GT(response.num_pages(), 0);
+    EXPECT_GT(response.kv_cache_bytes(), 0);
+  } else {
+    EXPECT_TRUE(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+                s.error_code() == grpc::StatusCode::UNIMPLEMENTED)
+        << s.error_code() << " " << s.error_message();
+    EXPECT_NE(s.error_message().find("device"), std::string::npos) << s.error_message();
+  }
+  request.set_device("cpu");
+  request.set_kv_cache_bytes(kKvBytes);
+  grpc::ClientContext again;
+  const grpc::Status cpu = worker.stub().LoadShard(&again, request, &response);
+  EXPECT_TRUE(cpu.ok()) << cpu.error_message();
 }
 
 TEST(WorkerLifecycle, ShutdownExitsZero) {

@@ -16,6 +16,7 @@
 #include <cuda_runtime_api.h>
 
 #include "worker/cuda/cuda_model.h"
+#include "worker/nccl_collectives.h"
 #endif
 
 namespace rami {
@@ -27,13 +28,16 @@ absl::Status Invalid(const std::string& field, const std::string& message) {
   return absl::InvalidArgumentError(absl::StrCat("LoadShard: ", field, ": ", message));
 }
 
-}  // namespace
+// LoadShard's scalar fields, validated, with their defaults applied.
+struct ShardOptions {
+  int cuda_device = -1;  // -1: the CPU backend
+  std::string dtype;     // "fp32" or "bf16" (CUDA only)
+  int page_size = 16;
+  absl::Duration collective_timeout;
+};
 
-WorkerService::WorkerService(std::function<void()> request_shutdown)
-    : request_shutdown_(std::move(request_shutdown)) {}
-
-absl::StatusOr<std::unique_ptr<Engine>> WorkerService::Load(const v1::LoadShardRequest& r,
-                                                            v1::LoadShardResponse* response) {
+absl::StatusOr<ShardOptions> ValidateRequest(const v1::LoadShardRequest& r) {
+  ShardOptions o;
   if (r.model_dir().empty()) return Invalid("model_dir", "required");
   if (r.world_size() < 1 || r.world_size() > 64) {
     return Invalid("world_size", absl::StrCat("expected 1…64, found ", r.world_size()));
@@ -42,26 +46,38 @@ absl::StatusOr<std::unique_ptr<Engine>> WorkerService::Load(const v1::LoadShardR
     return Invalid("rank", absl::StrCat("expected 0…", r.world_size() - 1, ", found ", r.rank()));
   }
   // device: "cpu" (or empty), or "cuda:<n>" — the CUDA backend when this worker has it.
-  int cuda_device = -1;
   if (!r.device().empty() && r.device() != "cpu") {
     if (!absl::StartsWith(r.device(), "cuda:") ||
-        !absl::SimpleAtoi(r.device().substr(5), &cuda_device) || cuda_device < 0) {
+        !absl::SimpleAtoi(r.device().substr(5), &o.cuda_device) || o.cuda_device < 0) {
       return Invalid("device",
                      absl::StrCat("expected \"cpu\" or \"cuda:<n>\", found \"", r.device(), "\""));
     }
+  }
+  // dtype: "" = the backend's default; CUDA computes in bf16 or fp32, the CPU in fp32 only.
+  const bool cuda = o.cuda_device >= 0;
+  o.dtype = !r.dtype().empty() ? r.dtype() : cuda ? "bf16" : "fp32";
+  if (cuda && o.dtype != "bf16" && o.dtype != "fp32") {
+    return Invalid("dtype", absl::StrCat("expected \"\", \"bf16\" or \"fp32\" on device \"",
+                                         r.device(), "\", found \"", r.dtype(), "\""));
+  }
+  if (!cuda && o.dtype != "fp32") {
+    return Invalid("dtype", absl::StrCat("expected \"\" or \"fp32\" on the CPU device, found \"",
+                                         r.dtype(), "\""));
+  }
 #ifndef RAMI_WITH_CUDA_BACKEND
+  if (cuda) {
     return absl::UnimplementedError(
         absl::StrCat("LoadShard: device: \"", r.device(),
                      "\": this worker was built without CUDA (device: cpu)"));
-#endif
   }
+#endif
   if (!(r.gpu_memory_fraction() >= 0 && r.gpu_memory_fraction() <= 1)) {
     return Invalid("gpu_memory_fraction",
                    absl::StrCat("expected [0, 1] (0: 0.9), found ", r.gpu_memory_fraction()));
   }
-  const int page_size = r.page_size() == 0 ? 16 : r.page_size();
-  if (page_size < 1 || page_size > 4096) {
-    return Invalid("page_size", absl::StrCat("expected 1…4096, found ", page_size));
+  o.page_size = r.page_size() == 0 ? 16 : r.page_size();
+  if (o.page_size < 1 || o.page_size > 4096) {
+    return Invalid("page_size", absl::StrCat("expected 1…4096, found ", o.page_size));
   }
   const double timeout_s =
       r.collective_timeout_seconds() == 0 ? 30.0 : r.collective_timeout_seconds();
@@ -69,6 +85,94 @@ absl::StatusOr<std::unique_ptr<Engine>> WorkerService::Load(const v1::LoadShardR
     return Invalid("collective_timeout_seconds",
                    absl::StrCat("expected (0, 3600], found ", timeout_s));
   }
+  o.collective_timeout = absl::Seconds(timeout_s);
+  return o;
+}
+
+// The group's host collectives, through which every backend's Engine agrees on each step (and
+// the CPU backend moves its tensors): nothing to join for one rank; else a Gloo mesh found
+// through the rendezvous store that rank 0's worker serves, bounded by the collective timeout.
+absl::StatusOr<std::unique_ptr<Collectives>> JoinHostCollectives(const v1::LoadShardRequest& r,
+                                                                 absl::Duration timeout) {
+  if (r.world_size() == 1) return std::make_unique<SingleRankCollectives>();
+  const v1::Rendezvous& rv = r.rendezvous();
+  if (rv.store_address().empty()) return Invalid("rendezvous.store_address", "required");
+  if (rv.group_id().empty()) return Invalid("rendezvous.group_id", "required");
+  GrpcRendezvousStore store(rv.store_address());
+  RAMI_ASSIGN_OR_RETURN(
+      std::unique_ptr<GlooCollectives> gloo,
+      GlooCollectives::Create(r.rank(), r.world_size(), &store, rv.group_id(),
+                              rv.bind_host().empty() ? "127.0.0.1" : rv.bind_host(), timeout));
+  return gloo;
+}
+
+// The response's fields that describe the model and the policy (pages are the backend's).
+void DescribeShard(const Model& model, const CachePolicy& policy, const ShardOptions& o,
+                   v1::LoadShardResponse* response) {
+  response->set_page_size(o.page_size);
+  response->set_dtype(o.dtype);
+  response->set_vocab_size(model.config().vocab_size);
+  response->set_num_layers(model.config().num_layers);
+  response->set_num_kv_heads(model.dims().kv_heads);
+  response->set_cache_policy(policy.ToString());
+  response->set_dms_window(policy.evicts() ? policy.window : 0);
+  for (int id : model.config().eos_token_ids) response->add_eos_token_ids(id);
+}
+
+#ifdef RAMI_WITH_CUDA_BACKEND
+// The CUDA backend: weights on the device in the request's dtype; under tensor parallelism the
+// host collectives (the Engine's agreement) plus an NCCL communicator on the model's stream for
+// its device tensors; then the KV pool from the free memory left.
+absl::StatusOr<std::unique_ptr<Engine>> LoadCuda(const v1::LoadShardRequest& r,
+                                                 const ShardOptions& o,
+                                                 std::unique_ptr<Model> model,
+                                                 const CachePolicy& policy,
+                                                 v1::LoadShardResponse* response) {
+  if (const cudaError_t e = cudaSetDevice(o.cuda_device); e != cudaSuccess) {
+    return Invalid("device", absl::StrCat(r.device(), ": ", cudaGetErrorString(e)));
+  }
+  const kernels::DeviceDType dtype =
+      o.dtype == "fp32" ? kernels::DeviceDType::kF32 : kernels::DeviceDType::kBF16;
+  RAMI_ASSIGN_OR_RETURN(
+      std::unique_ptr<cuda::CudaModel> backend,
+      cuda::CudaModel::Create(
+          std::move(model),
+          {.dtype = dtype, .world_size = r.world_size(), .cuda_graphs = !r.enforce_eager()}));
+  RAMI_ASSIGN_OR_RETURN(std::unique_ptr<Collectives> comm,
+                        JoinHostCollectives(r, o.collective_timeout));
+  if (r.world_size() > 1) {
+    // Joined before the pool is sized, so NCCL's own buffers come out of the memory first.
+    // Its unique id goes through the same store as Gloo's addresses, under its own prefix.
+    GrpcRendezvousStore store(r.rendezvous().store_address());
+    RAMI_ASSIGN_OR_RETURN(
+        std::unique_ptr<NcclCollectives> nccl,
+        NcclCollectives::Create({.rank = r.rank(),
+                                 .world_size = r.world_size(),
+                                 .device = o.cuda_device,
+                                 .group_id = absl::StrCat(r.rendezvous().group_id(), "/device"),
+                                 .stream = backend->stream(),
+                                 .timeout = o.collective_timeout},
+                                &store));
+    backend->set_device_collectives(std::move(nccl));
+  }
+  const double fraction = r.gpu_memory_fraction() == 0 ? 0.9 : r.gpu_memory_fraction();
+  RAMI_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
+                        backend->MakeCache(o.page_size, policy, fraction));
+  response->set_num_pages(cache->pool().num_pages());
+  response->set_kv_cache_bytes(backend->pool_bytes());
+  DescribeShard(backend->cpu_model(), policy, o, response);
+  return std::make_unique<Engine>(std::move(backend), std::move(cache), std::move(comm));
+}
+#endif
+
+}  // namespace
+
+WorkerService::WorkerService(std::function<void()> request_shutdown)
+    : request_shutdown_(std::move(request_shutdown)) {}
+
+absl::StatusOr<std::unique_ptr<Engine>> WorkerService::Load(const v1::LoadShardRequest& r,
+                                                            v1::LoadShardResponse* response) {
+  RAMI_ASSIGN_OR_RETURN(const ShardOptions o, ValidateRequest(r));
   RAMI_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                         Model::Load(r.model_dir(), {r.rank(), r.world_size()}));
   CachePolicy policy = model->DefaultCachePolicy();
@@ -77,34 +181,10 @@ absl::StatusOr<std::unique_ptr<Engine>> WorkerService::Load(const v1::LoadShardR
                           CachePolicy::Parse(r.cache_policy(), model->config().dms.window_size));
   }
 #ifdef RAMI_WITH_CUDA_BACKEND
-  if (cuda_device >= 0) {
-    // The CUDA backend: bf16 weights on the device, the KV pool from the free memory left.
-    if (const cudaError_t e = cudaSetDevice(cuda_device); e != cudaSuccess) {
-      return Invalid("device", absl::StrCat(r.device(), ": ", cudaGetErrorString(e)));
-    }
-    RAMI_ASSIGN_OR_RETURN(
-        std::unique_ptr<cuda::CudaModel> backend,
-        cuda::CudaModel::Create(std::move(model), {.dtype = kernels::DeviceDType::kBF16,
-                                                   .world_size = r.world_size()}));
-    const double fraction = r.gpu_memory_fraction() == 0 ? 0.9 : r.gpu_memory_fraction();
-    RAMI_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
-                          backend->MakeCache(page_size, policy, fraction));
-    const Model& cpu = backend->cpu_model();
-    response->set_num_pages(cache->pool().num_pages());
-    response->set_page_size(page_size);
-    response->set_kv_cache_bytes(backend->pool_bytes());
-    response->set_vocab_size(cpu.config().vocab_size);
-    response->set_num_layers(cpu.config().num_layers);
-    response->set_num_kv_heads(cpu.dims().kv_heads);
-    response->set_cache_policy(policy.ToString());
-    response->set_dms_window(policy.evicts() ? policy.window : 0);
-    for (int id : cpu.config().eos_token_ids) response->add_eos_token_ids(id);
-    return std::make_unique<Engine>(std::move(backend), std::move(cache),
-                                    std::make_unique<SingleRankCollectives>());
-  }
+  if (o.cuda_device >= 0) return LoadCuda(r, o, std::move(model), policy, response);
 #endif
   // The CPU backend's page: fp32 K and V rows (a K-only latent row for MLA).
-  const int64_t page_bytes = model->KvPageBytes(page_size);
+  const int64_t page_bytes = model->KvPageBytes(o.page_size);
   const int64_t num_pages = r.kv_cache_bytes() / page_bytes;
   if (num_pages < 1 || num_pages > INT32_MAX) {
     return Invalid("kv_cache_bytes", absl::StrCat("must hold 1…2^31 pages of ", page_bytes,
@@ -112,29 +192,13 @@ absl::StatusOr<std::unique_ptr<Engine>> WorkerService::Load(const v1::LoadShardR
   }
   RAMI_ASSIGN_OR_RETURN(
       std::unique_ptr<KvCache> cache,
-      model->MakeCache({.page_size = page_size, .num_pages = static_cast<int>(num_pages)}, policy));
-  std::unique_ptr<Collectives> comm;
-  if (r.world_size() == 1) {
-    comm = std::make_unique<SingleRankCollectives>();
-  } else {
-    const v1::Rendezvous& rv = r.rendezvous();
-    if (rv.store_address().empty()) return Invalid("rendezvous.store_address", "required");
-    if (rv.group_id().empty()) return Invalid("rendezvous.group_id", "required");
-    GrpcRendezvousStore store(rv.store_address());
-    RAMI_ASSIGN_OR_RETURN(
-        comm, GlooCollectives::Create(r.rank(), r.world_size(), &store, rv.group_id(),
-                                      rv.bind_host().empty() ? "127.0.0.1" : rv.bind_host(),
-                                      absl::Seconds(timeout_s)));
-  }
+      model->MakeCache({.page_size = o.page_size, .num_pages = static_cast<int>(num_pages)},
+                       policy));
+  RAMI_ASSIGN_OR_RETURN(std::unique_ptr<Collectives> comm,
+                        JoinHostCollectives(r, o.collective_timeout));
   response->set_num_pages(num_pages);
-  response->set_page_size(page_size);
   response->set_kv_cache_bytes(num_pages * page_bytes);
-  response->set_vocab_size(model->config().vocab_size);
-  response->set_num_layers(model->config().num_layers);
-  response->set_num_kv_heads(model->dims().kv_heads);
-  response->set_cache_policy(policy.ToString());
-  response->set_dms_window(policy.evicts() ? policy.window : 0);
-  for (int id : model->config().eos_token_ids) response->add_eos_token_ids(id);
+  DescribeShard(*model, policy, o, response);
   return std::make_unique<Engine>(std::move(model), std::move(cache), std::move(comm));
 }
 
