@@ -1,7 +1,8 @@
 // `rami-bench decode`: the HBM roofline of one GPU (a device-to-device copy), the GEMMs of a
 // decode step of a Qwen3-8B-shaped model through CublasLtGemm (eager and as one CUDA graph),
 // one layer's decode attention over dense and DMS caches, the step they add up to, and the
-// equal-KV-memory comparison of dense and DMS at the longest context.
+// equal-KV-memory comparison of dense and DMS at the longest context; then whole decode steps
+// through the engine (tools/bench_engine.h).
 #include "tools/bench_decode.h"
 
 #include <cuda_runtime_api.h>
@@ -18,8 +19,9 @@
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/gemm.h"
 #include "tools/bench_attention.h"
-#include "tools/bench_fill.h"
+#include "tools/bench_engine.h"
 #include "tools/bench_timing.h"
+#include "worker/cuda/random_fill.h"
 
 namespace rami::bench {
 namespace {
@@ -109,8 +111,8 @@ class GemmStep {
       return 1;
     }
     RAMI_BENCH_CUDA(cudaMalloc(&weights_.ptr, weight_bytes()));
-    RAMI_BENCH_CUDA(
-        FillRandomBf16(static_cast<uint16_t*>(weights_.ptr), weight_elems_, 1, 0.02f, stream));
+    RAMI_BENCH_CUDA(cuda::FillUniformCuda(weights_.ptr, kernels::DeviceDType::kBF16, weight_elems_,
+                                          1, 0.0f, 0.02f, stream));
     size_t offset = 0;
     for (Projection& p : step_) {
       p.w = static_cast<const uint16_t*>(weights_.ptr) + offset;
@@ -141,8 +143,8 @@ class GemmStep {
       y_.Reset();
       RAMI_BENCH_CUDA(cudaMalloc(&x_.ptr, size_t(batch) * max_k_ * 2));
       RAMI_BENCH_CUDA(cudaMalloc(&y_.ptr, size_t(batch) * max_n_ * 2));
-      RAMI_BENCH_CUDA(
-          FillRandomBf16(static_cast<uint16_t*>(x_.ptr), size_t(batch) * max_k_, 2, 1.0f, stream_));
+      RAMI_BENCH_CUDA(cuda::FillUniformCuda(x_.ptr, kernels::DeviceDType::kBF16,
+                                            size_t(batch) * max_k_, 2, 0.0f, 1.0f, stream_));
       capacity_ = batch;
     }
     absl::Status status;
@@ -213,19 +215,8 @@ double SequenceKvBytes(const DecodeBenchOptions& o, const AttentionCase& c) {
   return double(o.num_layers) * o.num_kv_heads * VisibleKeys(c) * o.head_dim * 2 * 2;
 }
 
-}  // namespace
-
-int RunDecodeBench(const DecodeBenchOptions& o) {
-  if (cuda::DeviceCount() == 0) {
-    std::printf("rami-bench decode: no CUDA device (or no driver): nothing to measure\n");
-    return 0;
-  }
-  RAMI_BENCH_CUDA(cudaSetDevice(0));
-  if (PrintMachine(0) != 0) return 1;
-  cudaStream_t stream;
-  RAMI_BENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  double copy_gbs = 0;
-  if (CopyBandwidth(stream, o.iters, &copy_gbs) != 0) return 1;
+// The GEMM, attention and equal-budget estimate rows; their device memory is freed on return.
+int RunKernelRows(const DecodeBenchOptions& o, cudaStream_t stream, double copy_gbs) {
   const double copy_bps = copy_gbs * 1e9;
 
   // 1. The step's GEMMs.
@@ -332,8 +323,27 @@ int RunDecodeBench(const DecodeBenchOptions& o) {
       "-> %.0f tokens/s, dms/dense %.2fx\n",
       o.kv_budget_gib, context, batch_of[0], tokens_per_s[0], batch_of[1], tokens_per_s[1],
       tokens_per_s[0] > 0 ? tokens_per_s[1] / tokens_per_s[0] : 0.0);
-  cudaStreamDestroy(stream);
   return 0;
+}
+
+}  // namespace
+
+int RunDecodeBench(const DecodeBenchOptions& o) {
+  if (cuda::DeviceCount() == 0) {
+    std::printf("rami-bench decode: no CUDA device (or no driver): nothing to measure\n");
+    return 0;
+  }
+  RAMI_BENCH_CUDA(cudaSetDevice(0));
+  if (PrintMachine(0) != 0) return 1;
+  cudaStream_t stream;
+  RAMI_BENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  double copy_gbs = 0;
+  int failed = CopyBandwidth(stream, o.iters, &copy_gbs);
+  if (failed == 0) failed = RunKernelRows(o, stream, copy_gbs);
+  cudaStreamDestroy(stream);
+  if (failed != 0) return 1;
+  // 4. Whole decode steps through the engine, once the rows above have freed their memory.
+  return o.engine ? RunEngineBench(o, copy_gbs) : 0;
 }
 
 }  // namespace rami::bench

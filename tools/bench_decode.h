@@ -24,6 +24,11 @@ struct DecodeBenchOptions {
   int page_size = 16;                         // KV page size in tokens
   double kv_budget_gib = 119.0;  // the equal-memory comparison's KV budget (all layers)
   int iters = 20;                // timed repetitions per measurement, after warm-up
+  // Whole decode steps through cuda::CudaModel (tools/bench_engine.h).
+  bool engine = true;
+  int engine_steps = 20;               // timed steps per row, after a few warm-up steps
+  double engine_pool_fraction = 0.85;  // the KV pool: this fraction of the free memory
+  double engine_budget_s = 100;        // the engine rows stop (saying so) after this long
   // tools/bench_peer.py's figures. The peer's one-layer attention, (context, batch) → ms
   // (PyTorch SDPA over a dense cache); dense rows print peer ms / rami ms when present.
   std::map<std::pair<int, int>, double> peer_attention_ms;
@@ -36,8 +41,9 @@ struct DecodeBenchOptions {
 // projections of every layer + the LM head) through CublasLtGemm; per context, policy (dense,
 // dms) and batch one layer's decode attention and the step estimate (GEMMs + layers x
 // attention); and dense vs dms at equal KV memory. Each row: time, bytes, GB/s and the fraction
-// of the copy bandwidth. Without a CUDA device it says so and returns 0; returns 1 when a CUDA
-// or cuBLASLt call fails.
+// of the copy bandwidth. Then, with `engine`, whole decode steps through the CUDA backend
+// (tools/bench_engine.h). Without a CUDA device it says so and returns 0; returns 1 when a CUDA,
+// cuBLASLt or engine call fails.
 int RunDecodeBench(const DecodeBenchOptions& options);
 
 }  // namespace rami::bench

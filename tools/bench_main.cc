@@ -1,7 +1,8 @@
 // rami-bench: benchmarks that print figures and the machine they ran on.
 //   rami-bench kv-capacity [--seq_len=32768] [--budget_gib=119] [--json] ...
 //   rami-bench decode [--batches=1,16,24,32,128,256] [--contexts=4096,32768] [--iters=20]
-//                     [--eviction_rate=0.875] [--dms_window=512] [--budget_gib=119]  (CUDA)
+//                     [--eviction_rate=0.875] [--dms_window=512] [--budget_gib=119]
+//                     [--engine=on|off] [--engine_steps=20] [--engine_budget_s=100]  (CUDA)
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -40,6 +41,11 @@ ABSL_FLAG(std::string, batches, "1,16,24,32,128,256", "decode: batch sizes, comm
 ABSL_FLAG(std::string, contexts, "4096,32768", "decode: attention contexts, comma-separated");
 ABSL_FLAG(int, iters, 20, "decode: timed repetitions per measurement");
 ABSL_FLAG(std::string, peer, "", "decode: JSON of tools/bench_peer.py, for rami/peer ratios");
+ABSL_FLAG(std::string, engine, "on",
+          "decode: on|off: whole decode steps through the CUDA backend (CudaModel)");
+ABSL_FLAG(int, engine_steps, 20, "decode: engine: timed decode steps per row, after warm-up");
+ABSL_FLAG(double, engine_budget_s, 100,
+          "decode: engine: seconds its rows may take; later rows are skipped (saying so)");
 
 namespace {
 
@@ -151,6 +157,14 @@ int Decode() {
   o.dms_rate = absl::GetFlag(FLAGS_eviction_rate);
   o.dms_window = absl::GetFlag(FLAGS_dms_window);
   o.kv_budget_gib = absl::GetFlag(FLAGS_budget_gib);
+  o.engine_steps = absl::GetFlag(FLAGS_engine_steps);
+  o.engine_budget_s = absl::GetFlag(FLAGS_engine_budget_s);
+  if (const std::string engine = absl::GetFlag(FLAGS_engine); engine == "on" || engine == "off") {
+    o.engine = engine == "on";
+  } else {
+    std::fprintf(stderr, "rami-bench: --engine: expected on or off, got %s\n", engine.c_str());
+    return 2;
+  }
   // "1,16,32" → {1, 16, 32}; false on anything but positive integers.
   auto parse_list = [](const std::string& text, std::vector<int>& list) {
     list.clear();
@@ -168,10 +182,10 @@ int Decode() {
     return 2;
   }
   if (o.iters < 1 || o.num_layers < 1 || o.dms_window < 1 || !(o.dms_rate >= 0) ||
-      o.dms_rate >= 1 || !(o.kv_budget_gib > 0)) {
+      o.dms_rate >= 1 || !(o.kv_budget_gib > 0) || o.engine_steps < 1 || !(o.engine_budget_s > 0)) {
     std::fprintf(stderr,
-                 "rami-bench: --iters, --num_layers, --dms_window, --budget_gib must be "
-                 "positive and --eviction_rate in [0, 1)\n");
+                 "rami-bench: --iters, --num_layers, --dms_window, --budget_gib, --engine_steps, "
+                 "--engine_budget_s must be positive and --eviction_rate in [0, 1)\n");
     return 2;
   }
   if (const std::string peer = absl::GetFlag(FLAGS_peer); !peer.empty()) {
@@ -189,7 +203,8 @@ int Decode() {
   }
   return rami::bench::RunDecodeBench(o);
 #else
-  std::printf("rami-bench decode: built without CUDA or cuBLASLt (not found at configure time)\n");
+  std::printf(
+      "rami-bench decode: built without CUDA, cuBLASLt or NCCL (not found at configure time)\n");
   return 0;
 #endif
 }
@@ -203,6 +218,7 @@ int main(int argc, char** argv) {
   if (args.size() == 2 && std::string(args[1]) == "decode") return Decode();
   std::fprintf(stderr,
                "usage: rami-bench kv-capacity [--seq_len=N] [--json] ...\n"
-               "       rami-bench decode [--batches=1,16,24,32,128,256] [--iters=20]\n");
+               "       rami-bench decode [--batches=1,16,24,32,128,256] [--iters=20] "
+               "[--engine=on|off]\n");
   return 2;
 }
