@@ -25,15 +25,21 @@ struct EmbeddingCudaParams {
 
 // if residual: residual += x (stored in dtype, as transformers keeps the residual stream);
 // out = weight · y / sqrt(mean(y²) + eps) with y the (updated) residual, else y = x.
+// Row strides let a norm cover the first `cols` columns of wider rows in place (MLA's latent:
+// rows of lora + rope, the first lora normed, x = out, x_stride = out_stride = lora + rope).
+// Strides are only for the residual-free form: with a residual, any stride other than 0 or
+// cols is cudaErrorInvalidValue (the residual stream stays dense).
 struct RmsNormCudaParams {
-  const void* x = nullptr;       // [rows, cols] dtype
+  const void* x = nullptr;       // [rows, x_stride] dtype, the first cols of each row read
   void* residual = nullptr;      // [rows, cols] dtype or null; updated in place
   const void* weight = nullptr;  // [cols] dtype
-  void* out = nullptr;           // [rows, cols] dtype; may alias x
+  void* out = nullptr;           // [rows, out_stride] dtype; may alias x (same stride then)
   int rows = 0;
   int cols = 0;
   float eps = 1e-6f;
   DeviceDType dtype = DeviceDType::kBF16;
+  int x_stride = 0;    // elements between rows of x (0: cols)
+  int out_stride = 0;  // elements between rows of out (0: cols)
 };
 
 struct SwigluCudaParams {

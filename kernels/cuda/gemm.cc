@@ -1,12 +1,13 @@
-// CublasLtGemm: row-major y = x · Wᵀ mapped onto cuBLASLt's column-major GEMM, with the
-// heuristic's choice cached per shape and one workspace reused by every call.
+// CublasLtGemm: row-major y = x · Wᵀ (strided, batched) mapped onto cuBLASLt's column-major
+// GEMM, with the heuristic's choice cached per shape and one workspace reused by every call.
 #include "kernels/cuda/gemm.h"
 
 #include <cublasLt.h>
 
+#include <compare>
 #include <cstdint>
 #include <map>
-#include <tuple>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -35,11 +36,24 @@ cudaDataType_t CudaType(GemmDtype dtype) {
   return CUDA_R_32F;
 }
 
-// The largest power of two (≤ 16, cuBLASLt's widest vector access) dividing the address.
-uint32_t Alignment(const void* p) {
-  const auto address = reinterpret_cast<uintptr_t>(p);
+int ElementBytes(GemmDtype dtype) {
+  switch (dtype) {
+    case GemmDtype::kBf16:
+      return 2;
+    case GemmDtype::kF32:
+      return 4;
+  }
+  return 4;
+}
+
+// The largest power of two (≤ 16, cuBLASLt's widest vector access) dividing the address of
+// every batch's operand: the base address and, when batched, the batch stride in bytes (the
+// preference is about each batch's pointer, which cuBLASLt forms as base + b·stride).
+uint32_t Alignment(const void* p, int batch, int64_t stride_bytes) {
+  uint64_t bits = reinterpret_cast<uintptr_t>(p);
+  if (batch > 1) bits |= static_cast<uint64_t>(stride_bytes);
   uint32_t alignment = 16;
-  while (alignment > 1 && address % alignment != 0) alignment /= 2;
+  while (alignment > 1 && bits % alignment != 0) alignment /= 2;
   return alignment;
 }
 
@@ -56,17 +70,53 @@ absl::Status LtError(const char* call, cublasStatus_t status) {
     }                                               \
   } while (0)
 
-}  // namespace
+// What the descriptors and the heuristic depend on, normalized (ld 0 → dense, strides 0 when
+// batch == 1) so equivalent calls share a plan.
+struct PlanKey {
+  GemmDtype dtype;
+  int m, n, k;
+  int ldx, ldy;  // leading dimensions (≥ k, ≥ n)
+  int batch;
+  int64_t stride_x, stride_w, stride_y;  // elements; 0 when batch == 1
+  uint32_t align_w, align_x, align_y;    // bytes, per batch (see Alignment)
+  auto operator<=>(const PlanKey&) const = default;
+};
 
-// (dtype, m, n, k, alignment of w, x, y): what the descriptors and the heuristic depend on.
-using PlanKey = std::tuple<int, int, int, int, uint32_t, uint32_t, uint32_t>;
+// Human-readable shape for error messages.
+std::string Describe(const PlanKey& key) {
+  std::string shape = absl::StrCat(DtypeName(key.dtype), " m=", key.m, " n=", key.n, " k=", key.k);
+  if (key.ldx != key.k || key.ldy != key.n) {
+    absl::StrAppend(&shape, " ldx=", key.ldx, " ldy=", key.ldy);
+  }
+  if (key.batch > 1) {
+    absl::StrAppend(&shape, " batch=", key.batch, " strides x/w/y ", key.stride_x, "/",
+                    key.stride_w, "/", key.stride_y);
+  }
+  absl::StrAppend(&shape, " (alignment w/x/y ", key.align_w, "/", key.align_x, "/", key.align_y,
+                  " bytes)");
+  return shape;
+}
+
+// Sets a layout's strided-batch attributes (left at cuBLASLt's defaults for one batch, so
+// unbatched plans stay exactly what they were).
+cublasStatus_t SetBatch(cublasLtMatrixLayout_t layout, int batch, int64_t stride) {
+  if (batch == 1) return CUBLAS_STATUS_SUCCESS;
+  const int32_t count = batch;
+  cublasStatus_t status = cublasLtMatrixLayoutSetAttribute(
+      layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count));
+  if (status != CUBLAS_STATUS_SUCCESS) return status;
+  return cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                          &stride, sizeof(stride));
+}
+
+}  // namespace
 
 // The descriptors of one shape and the algorithm the heuristic picked for it.
 struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t w_layout = nullptr;  // A: W as column-major [k, n], ld k, transposed
-  cublasLtMatrixLayout_t x_layout = nullptr;  // B: x as column-major [k, m], ld k
-  cublasLtMatrixLayout_t y_layout = nullptr;  // C = D: y as column-major [n, m], ld n
+  cublasLtMatrixLayout_t x_layout = nullptr;  // B: x as column-major [k, m], ld ldx
+  cublasLtMatrixLayout_t y_layout = nullptr;  // C = D: y as column-major [n, m], ld ldy
   cublasLtMatmulAlgo_t algo = {};
   ~Plan() {
     if (y_layout != nullptr) cublasLtMatrixLayoutDestroy(y_layout);
@@ -90,10 +140,10 @@ struct CublasLtGemm::State {
 
   // Builds the plan of `key`: row-major y[m,n] = x[m,k] · W[n,k]ᵀ is, read column-major,
   // yᵀ[n,m] = W[k,n]ᵀ · xᵀ[k,m] — cuBLASLt's "TN" GEMM with M = n, N = m, K = k, which every
-  // bf16 tensor-core kernel supports.
+  // bf16 tensor-core kernel supports. Row strides are the column-major leading dimensions;
+  // batches are cuBLASLt's strided batches, one stride per operand.
   absl::Status MakePlan(const PlanKey& key, Plan& plan) {
-    const auto [dtype_int, m, n, k, align_w, align_x, align_y] = key;
-    const cudaDataType_t type = CudaType(static_cast<GemmDtype>(dtype_int));
+    const cudaDataType_t type = CudaType(key.dtype);
     // fp32 accumulation for both modes; CUBLAS_COMPUTE_32F is true fp32 (no TF32 rounding).
     RAMI_LT_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     const cublasOperation_t transpose = CUBLAS_OP_T, none = CUBLAS_OP_N;
@@ -101,9 +151,14 @@ struct CublasLtGemm::State {
                                                            &transpose, sizeof(transpose)));
     RAMI_LT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB,
                                                            &none, sizeof(none)));
-    RAMI_LT_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan.w_layout, type, k, n, k));
-    RAMI_LT_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan.x_layout, type, k, m, k));
-    RAMI_LT_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan.y_layout, type, n, m, n));
+    RAMI_LT_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan.w_layout, type, key.k, key.n, key.k));
+    RAMI_LT_RETURN_IF_ERROR(
+        cublasLtMatrixLayoutCreate(&plan.x_layout, type, key.k, key.m, key.ldx));
+    RAMI_LT_RETURN_IF_ERROR(
+        cublasLtMatrixLayoutCreate(&plan.y_layout, type, key.n, key.m, key.ldy));
+    RAMI_LT_RETURN_IF_ERROR(SetBatch(plan.w_layout, key.batch, key.stride_w));
+    RAMI_LT_RETURN_IF_ERROR(SetBatch(plan.x_layout, key.batch, key.stride_x));
+    RAMI_LT_RETURN_IF_ERROR(SetBatch(plan.y_layout, key.batch, key.stride_y));
 
     cublasLtMatmulPreference_t preference = nullptr;
     RAMI_LT_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&preference));
@@ -113,10 +168,10 @@ struct CublasLtGemm::State {
                                              &max_workspace, sizeof(max_workspace));
     // The pointers' real alignments, so the algorithm never assumes more than we give it.
     const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> alignments[] = {
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_w},
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_x},
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_y},
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_y}};
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.align_w},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_x},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_y},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_y}};
     for (const auto& [attribute, bytes] : alignments) {
       if (status == CUBLAS_STATUS_SUCCESS) {
         status = cublasLtMatmulPreferenceSetAttribute(preference, attribute, &bytes, sizeof(bytes));
@@ -130,9 +185,7 @@ struct CublasLtGemm::State {
                                               &found);
     }
     cublasLtMatmulPreferenceDestroy(preference);
-    const std::string shape =
-        absl::StrCat(DtypeName(static_cast<GemmDtype>(dtype_int)), " m=", m, " n=", n, " k=", k,
-                     " (alignment w/x/y ", align_w, "/", align_x, "/", align_y, " bytes)");
+    const std::string shape = Describe(key);
     if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0)) {
       return absl::UnimplementedError(absl::StrCat("cuBLASLt has no algorithm for ", shape));
     }
@@ -171,12 +224,41 @@ absl::Status CublasLtGemm::Run(const GemmParams& p, cudaStream_t stream) {
     return absl::InvalidArgumentError(
         absl::StrCat("CublasLtGemm: bad shape m=", p.m, " n=", p.n, " k=", p.k));
   }
+  const int ldx = p.ldx == 0 ? p.k : p.ldx;
+  const int ldy = p.ldy == 0 ? p.n : p.ldy;
+  if (ldx < p.k || ldy < p.n) {
+    return absl::InvalidArgumentError(absl::StrCat("CublasLtGemm: row strides ldx=", p.ldx,
+                                                   " ldy=", p.ldy, " below k=", p.k, " / n=", p.n));
+  }
+  if (p.batch < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("CublasLtGemm: batch=", p.batch));
+  }
+  // x and w may be shared by every batch (stride 0); y's batches must not overlap, which
+  // needs at least a row's width between them.
+  if (p.batch > 1 && (p.stride_x < 0 || p.stride_w < 0 || p.stride_y < p.n)) {
+    return absl::InvalidArgumentError(absl::StrCat("CublasLtGemm: batch strides x/w/y ", p.stride_x,
+                                                   "/", p.stride_w, "/", p.stride_y,
+                                                   " (need ≥ 0, ≥ 0, ≥ n=", p.n, ")"));
+  }
   if (p.m == 0) return absl::OkStatus();
   if (p.x == nullptr || p.w == nullptr || p.y == nullptr) {
     return absl::InvalidArgumentError("CublasLtGemm: null x, w or y");
   }
-  const PlanKey key{
-      static_cast<int>(p.dtype), p.m, p.n, p.k, Alignment(p.w), Alignment(p.x), Alignment(p.y)};
+  const bool batched = p.batch > 1;
+  const int64_t bytes = ElementBytes(p.dtype);
+  const PlanKey key{.dtype = p.dtype,
+                    .m = p.m,
+                    .n = p.n,
+                    .k = p.k,
+                    .ldx = ldx,
+                    .ldy = ldy,
+                    .batch = p.batch,
+                    .stride_x = batched ? p.stride_x : 0,
+                    .stride_w = batched ? p.stride_w : 0,
+                    .stride_y = batched ? p.stride_y : 0,
+                    .align_w = Alignment(p.w, p.batch, p.stride_w * bytes),
+                    .align_x = Alignment(p.x, p.batch, p.stride_x * bytes),
+                    .align_y = Alignment(p.y, p.batch, p.stride_y * bytes)};
   auto it = state_->plans.find(key);
   if (it == state_->plans.end()) {
     auto plan = std::make_unique<Plan>();
@@ -190,8 +272,7 @@ absl::Status CublasLtGemm::Run(const GemmParams& p, cudaStream_t stream) {
                      &beta, p.y, plan.y_layout, p.y, plan.y_layout, &plan.algo, state_->workspace,
                      state_->workspace_bytes, stream);
   if (status == CUBLAS_STATUS_NOT_SUPPORTED) {
-    return absl::UnimplementedError(absl::StrCat("cuBLASLt cannot run ", DtypeName(p.dtype),
-                                                 " m=", p.m, " n=", p.n, " k=", p.k));
+    return absl::UnimplementedError(absl::StrCat("cuBLASLt cannot run ", Describe(key)));
   }
   if (status != CUBLAS_STATUS_SUCCESS) return LtError("cublasLtMatmul", status);
   return absl::OkStatus();

@@ -1,5 +1,7 @@
 // RMSNorm (+ residual add) on the GPU: one block per row, a block-wide sum of squares in fp32.
 // The fp32 entry (RmsNormCuda, kernels/rmsnorm.h params) and the typed one share the kernel.
+// Rows of x and out may be wider than `cols` (row strides): the norm then covers a row's first
+// cols elements in place, e.g. MLA's compressed latent ahead of its rope part.
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/cuda_kernels.h"
@@ -14,13 +16,14 @@ using cuda_detail::ToFloat;
 
 constexpr int kThreads = 256;
 
+// `x_stride` and `out_stride` are the resolved row strides (never 0).
 template <typename T>
-__global__ void RmsNormKernel(RmsNormCudaParams p) {
-  const int64_t base = static_cast<int64_t>(blockIdx.x) * p.cols;
-  const T* x = static_cast<const T*>(p.x) + base;
-  T* res = p.residual != nullptr ? static_cast<T*>(p.residual) + base : nullptr;
+__global__ void RmsNormKernel(RmsNormCudaParams p, int x_stride, int out_stride) {
+  const int64_t row = blockIdx.x;
+  const T* x = static_cast<const T*>(p.x) + row * x_stride;
+  T* res = p.residual != nullptr ? static_cast<T*>(p.residual) + row * p.cols : nullptr;
   const T* weight = static_cast<const T*>(p.weight);
-  T* out = static_cast<T*>(p.out) + base;
+  T* out = static_cast<T*>(p.out) + row * out_stride;
   float sum_sq = 0.0f;
   for (int c = threadIdx.x; c < p.cols; c += blockDim.x) {
     float y = ToFloat(x[c]);
@@ -43,8 +46,15 @@ __global__ void RmsNormKernel(RmsNormCudaParams p) {
 
 cudaError_t RmsNormTypedCuda(const RmsNormCudaParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
+  const int x_stride = p.x_stride == 0 ? p.cols : p.x_stride;
+  const int out_stride = p.out_stride == 0 ? p.cols : p.out_stride;
+  if (x_stride < p.cols || out_stride < p.cols) return cudaErrorInvalidValue;
+  // The residual stream is dense: strided rows only for the plain norm.
+  if (p.residual != nullptr && (x_stride != p.cols || out_stride != p.cols)) {
+    return cudaErrorInvalidValue;
+  }
   return RAMI_DISPATCH_DTYPE(p.dtype, T, [&] {
-    RmsNormKernel<T><<<p.rows, kThreads, 0, stream>>>(p);
+    RmsNormKernel<T><<<p.rows, kThreads, 0, stream>>>(p, x_stride, out_stride);
     return cudaGetLastError();
   });
 }

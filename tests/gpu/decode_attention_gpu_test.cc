@@ -24,18 +24,6 @@ using gpu_test::DecodeSeqs;
 using gpu_test::DeviceArray;
 using kernels::DeviceDType;
 
-// Output and workspace buffers start as garbage (a large finite value in every element, as a
-// replayed graph's buffers hold the last step's values), so every element the test reads —
-// padding rows, empty splits' lse — must have been written by the kernel.
-template <typename T>
-std::vector<T> Garbage(size_t count) {
-  if constexpr (sizeof(T) == 1) {
-    return std::vector<T>(count, 0x7f);  // bf16 0x7f7f, fp32 0x7f7f7f7f: ~3.4e38
-  } else {
-    return std::vector<T>(count, static_cast<T>(3.0e30));
-  }
-}
-
 struct Case {
   int batch, head_dim, kv_heads, group, page_size;
   bool dense;
@@ -88,116 +76,57 @@ TEST(DecodeSplitKeys, BalancedAndExplicitSplitsTileTheKeys) {
   }
 }
 
-// The step's tokens with padding tokens (stream −1) mixed in, as a decode graph captured for a
-// larger batch bucket runs them: one first, one after every third real token, two last.
-// real_row[i]: the padded row of real token i. A padding token's position is 4098, a real
-// position of sequence 0, whose streams are 0 … Hkv − 1: a kernel that added the KV head
-// before checking the stream would find keys there.
-struct PaddedTokens {
-  std::vector<int32_t> token_stream, positions, real_row;
-};
-PaddedTokens Pad(const gpu_test::QueryTokens& tokens) {
-  PaddedTokens p;
-  auto pad = [&] {
-    p.token_stream.push_back(-1);
-    p.positions.push_back(4098);
-  };
-  pad();
-  for (size_t i = 0; i < tokens.positions.size(); ++i) {
-    p.real_row.push_back(static_cast<int32_t>(p.positions.size()));
-    p.token_stream.push_back(tokens.token_stream[i]);
-    p.positions.push_back(tokens.positions[i]);
-    if (i % 3 == 2) pad();
+// One case's decode step (gpu_test::DecodeStep): KV heads of head_dim values, G query heads
+// per KV head; PagedAttentionCpu's output, and DecodeAttentionCuda under test.
+struct Step : gpu_test::DecodeStep {
+  Step(const Case& spec, DeviceDType dtype, std::mt19937& rng,
+       std::normal_distribution<float>& normal)
+      : DecodeStep(spec, dtype,
+                   {.head_dim = spec.head_dim,
+                    .num_kv_heads = spec.kv_heads,
+                    .num_heads = spec.kv_heads * spec.group,
+                    .q_dim = spec.head_dim,
+                    .out_dim = spec.head_dim},
+                   " D " + std::to_string(spec.head_dim) + " Hkv " + std::to_string(spec.kv_heads) +
+                       " G " + std::to_string(spec.group),
+                   rng, normal),
+        c(spec),
+        scale(1.0f / std::sqrt(static_cast<float>(c.head_dim))) {
+    kernels::PagedAttentionCpu({.cache = cache.CpuView(),
+                                .q = q.data(),
+                                .out = expected.data(),
+                                .token_stream = tokens.token_stream.data(),
+                                .positions = tokens.positions.data(),
+                                .num_tokens = num_tokens,
+                                .num_q_heads = heads.num_heads,
+                                .num_kv_heads = c.kv_heads,
+                                .scale = scale});
   }
-  pad();
-  pad();
-  return p;
-}
+
+  cudaError_t Launch(const Buffers& b) override {
+    auto p = SharedParams<kernels::DecodeAttentionParams>(b);
+    p.num_q_heads = heads.num_heads;
+    p.num_kv_heads = c.kv_heads;
+    p.scale = scale;
+    return kernels::DecodeAttentionCuda(p, nullptr);
+  }
+
+  const Case c;
+  const float scale;
+};
 
 TEST(DecodeAttentionGpu, MatchesCpuTwin) {
   if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
   int num_sms = 0;
   ASSERT_EQ(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, 0), cudaSuccess);
-  std::mt19937 rng(31);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
   const Case cases[] = {{1, 128, 8, 4, 16, false, 512}, {3, 64, 2, 8, 3, false, 7},
                         {17, 128, 4, 1, 64, true, 0},   {17, 64, 1, 4, 16, false, 16},
                         {3, 128, 2, 8, 64, false, 512}, {1, 64, 1, 1, 3, true, 0}};
-  for (DeviceDType dtype : {DeviceDType::kF32, DeviceDType::kBF16}) {
-    for (const Case& c : cases) {
-      const std::vector<gpu_test::SeqSpec> seqs = DecodeSeqs(c.batch);
-      gpu_test::SyntheticCache cache({.page_size = c.page_size,
-                                      .head_dim = c.head_dim,
-                                      .num_kv_heads = c.kv_heads,
-                                      .dense = c.dense,
-                                      .window = c.window,
-                                      .dtype = dtype},
-                                     seqs, rng);
-      const gpu_test::QueryTokens tokens = gpu_test::MakeQueryTokens(seqs, c.kv_heads);
-      const int num_tokens = static_cast<int>(tokens.positions.size());
-      const int q_heads = c.kv_heads * c.group;
-      std::vector<float> q(static_cast<size_t>(num_tokens) * q_heads * c.head_dim);
-      for (float& x : q) x = 2.0f * normal(rng);  // peakier softmax than unit scores
-      q = gpu_test::Quantize(q, dtype);
-      const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-      std::vector<float> expected(q.size());
-      kernels::PagedAttentionCpu({.cache = cache.CpuView(),
-                                  .q = q.data(),
-                                  .out = expected.data(),
-                                  .token_stream = tokens.token_stream.data(),
-                                  .positions = tokens.positions.data(),
-                                  .num_tokens = num_tokens,
-                                  .num_q_heads = q_heads,
-                                  .num_kv_heads = c.kv_heads,
-                                  .scale = scale});
-
-      DeviceArray<uint8_t> dq(gpu_test::Encode(q, dtype));
-      DeviceArray<int32_t> dstream(tokens.token_stream), dpos(tokens.positions);
-      const kernels::DecodeSplitPlan planned =
-          kernels::PlanDecodeSplits(cache.MaxVisibleKeys(seqs), num_tokens, c.kv_heads, num_sms);
-      // One pass, planned, forced uneven, and balanced (keys_per_split 0: each query cuts its
-      // own keys; 64 splits is more than the short sequences' keys, so most are empty).
-      const kernels::DecodeSplitPlan plans[] = {{},
-                                                planned,
-                                                {.num_splits = 5, .keys_per_split = 128},
-                                                {.num_splits = 1, .keys_per_split = 0},
-                                                {.num_splits = 2, .keys_per_split = 0},
-                                                {.num_splits = 7, .keys_per_split = 0},
-                                                {.num_splits = 64, .keys_per_split = 0}};
-      for (const kernels::DecodeSplitPlan& plan : plans) {
-        DeviceArray<uint8_t> dout(Garbage<uint8_t>(q.size() * DeviceDTypeSize(dtype)));
-        DeviceArray<float> partial_out(Garbage<float>(static_cast<size_t>(num_tokens) * q_heads *
-                                                      plan.num_splits * c.head_dim));
-        DeviceArray<float> partial_lse(
-            Garbage<float>(static_cast<size_t>(num_tokens) * q_heads * plan.num_splits));
-        ASSERT_EQ(kernels::DecodeAttentionCuda({.cache = cache.CudaView(),
-                                                .q = dq.get(),
-                                                .out = dout.get(),
-                                                .token_stream = dstream.get(),
-                                                .positions = dpos.get(),
-                                                .num_tokens = num_tokens,
-                                                .num_q_heads = q_heads,
-                                                .num_kv_heads = c.kv_heads,
-                                                .scale = scale,
-                                                .num_splits = plan.num_splits,
-                                                .keys_per_split = plan.keys_per_split,
-                                                .partial_out = partial_out.get(),
-                                                .partial_lse = partial_lse.get()},
-                                               nullptr),
-                  cudaSuccess);
-        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-        const std::string what =
-            std::string(gpu_test::Name(dtype)) + " batch " + std::to_string(c.batch) + " D " +
-            std::to_string(c.head_dim) + " Hkv " + std::to_string(c.kv_heads) + " G " +
-            std::to_string(c.group) + " page " + std::to_string(c.page_size) +
-            (c.dense ? " dense" : " W " + std::to_string(c.window)) + " splits " +
-            std::to_string(plan.num_splits) + " per " + std::to_string(plan.keys_per_split);
-        const std::vector<float> got = gpu_test::Decode(dout.ToHost(), dtype);
-        EXPECT_TRUE(testing::AllClose(got, expected, gpu_test::ToleranceFor(dtype), what));
-        EXPECT_LT(gpu_test::CosineDistance(got, expected), 1e-5) << what;
-      }
-    }
-  }
+  gpu_test::ForEachStep<Step>(31, cases, [&](Step& step) {
+    const kernels::DecodeSplitPlan planned = kernels::PlanDecodeSplits(
+        step.cache.MaxVisibleKeys(step.seqs), step.num_tokens, step.c.kv_heads, num_sms);
+    gpu_test::ExpectEverySplitMatches(step, planned, 128);
+  });
 }
 
 // Padding tokens see no key: their output rows are exactly 0 (their q rows are NaN, which
@@ -205,91 +134,10 @@ TEST(DecodeAttentionGpu, MatchesCpuTwin) {
 // the real tokens' rows still match PagedAttentionCpu over the real tokens alone.
 TEST(DecodeAttentionGpu, PaddingTokensGiveZeroRows) {
   if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
-  std::mt19937 rng(37);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
   const Case cases[] = {
       {3, 64, 2, 8, 3, false, 7}, {17, 128, 4, 2, 16, false, 16}, {1, 128, 8, 4, 64, true, 0}};
-  for (DeviceDType dtype : {DeviceDType::kF32, DeviceDType::kBF16}) {
-    for (const Case& c : cases) {
-      const std::vector<gpu_test::SeqSpec> seqs = DecodeSeqs(c.batch);
-      gpu_test::SyntheticCache cache({.page_size = c.page_size,
-                                      .head_dim = c.head_dim,
-                                      .num_kv_heads = c.kv_heads,
-                                      .dense = c.dense,
-                                      .window = c.window,
-                                      .dtype = dtype},
-                                     seqs, rng);
-      const gpu_test::QueryTokens tokens = gpu_test::MakeQueryTokens(seqs, c.kv_heads);
-      const int num_real = static_cast<int>(tokens.positions.size());
-      const int q_heads = c.kv_heads * c.group;
-      const size_t row = static_cast<size_t>(q_heads) * c.head_dim;
-      std::vector<float> q(num_real * row);
-      for (float& x : q) x = 2.0f * normal(rng);
-      q = gpu_test::Quantize(q, dtype);
-      const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-      std::vector<float> expected_real(q.size());
-      kernels::PagedAttentionCpu({.cache = cache.CpuView(),
-                                  .q = q.data(),
-                                  .out = expected_real.data(),
-                                  .token_stream = tokens.token_stream.data(),
-                                  .positions = tokens.positions.data(),
-                                  .num_tokens = num_real,
-                                  .num_q_heads = q_heads,
-                                  .num_kv_heads = c.kv_heads,
-                                  .scale = scale});
-
-      const PaddedTokens padded = Pad(tokens);
-      const int num_tokens = static_cast<int>(padded.positions.size());
-      std::vector<float> q_padded(num_tokens * row, std::nanf(""));
-      std::vector<float> expected(num_tokens * row, 0.0f);
-      std::vector<bool> is_padding(num_tokens, true);
-      for (int i = 0; i < num_real; ++i) {
-        const size_t to = padded.real_row[i] * row;
-        std::copy_n(q.begin() + i * row, row, q_padded.begin() + to);
-        std::copy_n(expected_real.begin() + i * row, row, expected.begin() + to);
-        is_padding[padded.real_row[i]] = false;
-      }
-      DeviceArray<uint8_t> dq(gpu_test::Encode(q_padded, dtype));
-      DeviceArray<int32_t> dstream(padded.token_stream), dpos(padded.positions);
-      const kernels::DecodeSplitPlan plans[] = {
-          {}, {.num_splits = 3, .keys_per_split = 128}, {.num_splits = 7, .keys_per_split = 0}};
-      for (const kernels::DecodeSplitPlan& plan : plans) {
-        DeviceArray<uint8_t> dout(Garbage<uint8_t>(q_padded.size() * DeviceDTypeSize(dtype)));
-        DeviceArray<float> partial_out(Garbage<float>(q_padded.size() * plan.num_splits));
-        DeviceArray<float> partial_lse(
-            Garbage<float>(static_cast<size_t>(num_tokens) * q_heads * plan.num_splits));
-        ASSERT_EQ(kernels::DecodeAttentionCuda({.cache = cache.CudaView(),
-                                                .q = dq.get(),
-                                                .out = dout.get(),
-                                                .token_stream = dstream.get(),
-                                                .positions = dpos.get(),
-                                                .num_tokens = num_tokens,
-                                                .num_q_heads = q_heads,
-                                                .num_kv_heads = c.kv_heads,
-                                                .scale = scale,
-                                                .num_splits = plan.num_splits,
-                                                .keys_per_split = plan.keys_per_split,
-                                                .partial_out = partial_out.get(),
-                                                .partial_lse = partial_lse.get()},
-                                               nullptr),
-                  cudaSuccess);
-        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-        const std::string what =
-            std::string(gpu_test::Name(dtype)) + " batch " + std::to_string(c.batch) + " D " +
-            std::to_string(c.head_dim) + " Hkv " + std::to_string(c.kv_heads) + " splits " +
-            std::to_string(plan.num_splits) + " per " + std::to_string(plan.keys_per_split);
-        const std::vector<float> got = gpu_test::Decode(dout.ToHost(), dtype);
-        for (int t = 0; t < num_tokens; ++t) {
-          if (!is_padding[t]) continue;
-          for (size_t i = 0; i < row; ++i) {
-            ASSERT_EQ(got[t * row + i], 0.0f) << what << " padding token " << t << " value " << i;
-          }
-        }
-        EXPECT_TRUE(testing::AllClose(got, expected, gpu_test::ToleranceFor(dtype), what));
-        EXPECT_LT(gpu_test::CosineDistance(got, expected), 1e-5) << what;
-      }
-    }
-  }
+  gpu_test::ForEachStep<Step>(37, cases,
+                              [](Step& step) { gpu_test::ExpectPaddingRowsZero(step, 128); });
 }
 
 // A batch gives each sequence bitwise the result it gets alone (blocks never share work

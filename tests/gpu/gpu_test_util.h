@@ -1,6 +1,7 @@
-// Helpers of the GPU tests: device buffers, bf16 rounding on the host (round to nearest even,
-// the rounding of __float2bfloat16_rn), the bf16 tolerance of the CUDA backend, and cosine
-// distance for long reductions.
+// Helpers of the GPU tests: device buffers, garbage first contents for the buffers a kernel
+// must fill, bf16 rounding on the host (round to nearest even, the rounding of
+// __float2bfloat16_rn), the bf16 tolerance of the CUDA backend, cosine distance for long
+// reductions, and the check of a result against its CPU twin with both.
 #pragma once
 
 #include <algorithm>
@@ -48,6 +49,18 @@ class DeviceArray {
   void* ptr_ = nullptr;
   size_t count_;
 };
+
+// First contents of output and workspace buffers: garbage (a large finite value in every
+// element, as a replayed graph's buffers hold the last step's values), so every element a test
+// reads — padding rows, empty splits' lse — must have been written by the kernel.
+template <typename T>
+std::vector<T> Garbage(size_t count) {
+  if constexpr (sizeof(T) == 1) {
+    return std::vector<T>(count, 0x7f);  // bf16 0x7f7f, fp32 0x7f7f7f7f: ~3.4e38
+  } else {
+    return std::vector<T>(count, static_cast<T>(3.0e30));
+  }
+}
 
 inline uint16_t ToBf16Bits(float x) {
   uint32_t bits;
@@ -118,6 +131,14 @@ inline double CosineDistance(const std::vector<float>& a, const std::vector<floa
   }
   if (na == 0 || nb == 0) return na == nb ? 0.0 : 1.0;
   return 1.0 - dot / std::sqrt(na * nb);
+}
+
+// `got` against its CPU twin's `expected`: every element within ToleranceFor(dtype) and the
+// cosine distance < 1e-5. `what` names the case in the failure messages.
+inline void ExpectClose(const std::vector<float>& got, const std::vector<float>& expected,
+                        kernels::DeviceDType dtype, const std::string& what) {
+  EXPECT_TRUE(testing::AllClose(got, expected, ToleranceFor(dtype), what));
+  EXPECT_LT(CosineDistance(got, expected), 1e-5) << what;
 }
 
 }  // namespace rami::gpu_test

@@ -6,6 +6,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -21,6 +22,149 @@ namespace {
 using gpu_test::DeviceArray;
 using kernels::DeviceDType;
 
+// The KV write tests' cache: window-only streams (no kept pages) of kHeads KV heads per
+// sequence, each stream a window of kWindowPages pages, W = kWindow.
+constexpr int kHeads = 4, kWindowPages = 40, kWindow = 4;
+
+// One step's K/V write into a window-only cache: stream s's window starts at window_base[s]
+// on pages s·kWindowPages … (s + 1)·kWindowPages − 1 of a shuffled page table, with every flag
+// 0; the pools, k and v are N(0, 1) values as the device holds them and α random, 1 for the
+// padding tokens (stream −1). WriteCpu runs the CPU twin into host copies (k_cpu, v_cpu,
+// flags_cpu), WriteCuda the kernel into device copies, read back into gpu_k_pool, gpu_v_pool
+// (bytes of `dtype`) and gpu_flags.
+struct KvWriteStep {
+  KvWriteStep(DeviceDType type, int page_size, int head_dim, std::vector<int32_t> base,
+              std::vector<int32_t> streams, std::vector<int32_t> pos, std::mt19937& rng,
+              std::normal_distribution<float>& normal)
+      : dtype(type),
+        page_size(page_size),
+        head_dim(head_dim),
+        num_streams(static_cast<int>(base.size())),
+        num_tokens(static_cast<int>(pos.size())),
+        window_base(std::move(base)),
+        token_stream(std::move(streams)),
+        positions(std::move(pos)) {
+    const int slots = kWindowPages * page_size;
+    page_table.resize(static_cast<size_t>(num_streams) * kWindowPages);
+    std::iota(page_table.begin(), page_table.end(), 0);
+    std::shuffle(page_table.begin(), page_table.end(), rng);
+    window_page_start.resize(num_streams);
+    flag_start.resize(num_streams);
+    zeros.assign(num_streams, 0);
+    for (int s = 0; s < num_streams; ++s) {
+      window_page_start[s] = s * kWindowPages;
+      flag_start[s] = s * slots;
+    }
+    const size_t pool_elems = page_table.size() * page_size * head_dim;
+    k_pool.resize(pool_elems);
+    v_pool.resize(pool_elems);
+    k.resize(static_cast<size_t>(num_tokens) * kHeads * head_dim);
+    v.resize(k.size());
+    for (auto* vec : {&k_pool, &v_pool, &k, &v}) {
+      for (float& x : *vec) x = normal(rng);
+      *vec = gpu_test::Quantize(*vec, dtype);
+    }
+    alpha.resize(static_cast<size_t>(num_tokens) * kHeads);
+    for (int t = 0; t < num_tokens; ++t) {
+      for (int h = 0; h < kHeads; ++h) {
+        alpha[t * kHeads + h] = token_stream[t] < 0 ? 1 : rng() % 2;
+      }
+    }
+    flags.assign(static_cast<size_t>(num_streams) * slots, 0);
+    k_cpu = k_pool;
+    v_cpu = v_pool;
+    flags_cpu = flags;
+  }
+
+  // KvWriteCpu over the real tokens alone (their k/v/α rows compacted; all of them when there
+  // is no padding) into k_cpu, v_cpu and flags_cpu.
+  void WriteCpu() {
+    std::vector<int32_t> real_stream, real_pos;
+    std::vector<float> real_k, real_v;
+    std::vector<uint8_t> real_alpha;
+    const size_t row = static_cast<size_t>(kHeads) * head_dim;
+    for (int t = 0; t < num_tokens; ++t) {
+      if (token_stream[t] < 0) continue;
+      real_stream.push_back(token_stream[t]);
+      real_pos.push_back(positions[t]);
+      real_k.insert(real_k.end(), k.begin() + t * row, k.begin() + (t + 1) * row);
+      real_v.insert(real_v.end(), v.begin() + t * row, v.begin() + (t + 1) * row);
+      real_alpha.insert(real_alpha.end(), alpha.begin() + t * kHeads,
+                        alpha.begin() + (t + 1) * kHeads);
+    }
+    std::vector<uint8_t*> flag_ptrs(num_streams);
+    for (int s = 0; s < num_streams; ++s) flag_ptrs[s] = flags_cpu.data() + flag_start[s];
+    kernels::KvWriteCpu({.cache = {.k_pool = k_cpu.data(),
+                                   .v_pool = v_cpu.data(),
+                                   .page_table = page_table.data(),
+                                   .kept_page_start = zeros.data(),
+                                   .kept_count = zeros.data(),
+                                   .window_page_start = window_page_start.data(),
+                                   .window_base = window_base.data(),
+                                   .window_start = window_base.data(),
+                                   .window_flags = flag_ptrs.data(),
+                                   .page_size = page_size,
+                                   .head_dim = head_dim,
+                                   .window = kWindow},
+                         .k = real_k.data(),
+                         .v = real_v.data(),
+                         .alpha = real_alpha.data(),
+                         .token_stream = real_stream.data(),
+                         .positions = real_pos.data(),
+                         .num_tokens = static_cast<int>(real_pos.size()),
+                         .num_kv_heads = kHeads});
+  }
+
+  // KvWriteCuda over every token (padding included) into device copies of the initial pools
+  // and flags, synchronized, then read back. Wrap the call in ASSERT_NO_FATAL_FAILURE.
+  void WriteCuda() {
+    DeviceArray<uint8_t> dk_pool(gpu_test::Encode(k_pool, dtype));
+    DeviceArray<uint8_t> dv_pool(gpu_test::Encode(v_pool, dtype));
+    DeviceArray<uint8_t> dk(gpu_test::Encode(k, dtype)), dv(gpu_test::Encode(v, dtype));
+    DeviceArray<int32_t> dtable(page_table), dwps(window_page_start), dbase(window_base);
+    DeviceArray<int32_t> dzeros(zeros), dflag_start(flag_start), dstream(token_stream);
+    DeviceArray<int32_t> dpos(positions);
+    DeviceArray<uint8_t> dflags(flags), dalpha(alpha);
+    ASSERT_EQ(kernels::KvWriteCuda({.cache = {.k_pool = dk_pool.get(),
+                                              .v_pool = dv_pool.get(),
+                                              .page_table = dtable.get(),
+                                              .kept_page_start = dzeros.get(),
+                                              .kept_count = dzeros.get(),
+                                              .window_page_start = dwps.get(),
+                                              .window_base = dbase.get(),
+                                              .window_start = dbase.get(),
+                                              .flags = dflags.get(),
+                                              .flag_start = dflag_start.get(),
+                                              .page_size = page_size,
+                                              .head_dim = head_dim,
+                                              .window = kWindow,
+                                              .dtype = dtype},
+                                    .k = dk.get(),
+                                    .v = dv.get(),
+                                    .alpha = dalpha.get(),
+                                    .token_stream = dstream.get(),
+                                    .positions = dpos.get(),
+                                    .num_tokens = num_tokens,
+                                    .num_kv_heads = kHeads},
+                                   nullptr),
+              cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    gpu_k_pool = dk_pool.ToHost();
+    gpu_v_pool = dv_pool.ToHost();
+    gpu_flags = dflags.ToHost();
+  }
+
+  const DeviceDType dtype;
+  const int page_size, head_dim, num_streams, num_tokens;
+  const std::vector<int32_t> window_base, token_stream, positions;
+  std::vector<int32_t> page_table, window_page_start, flag_start, zeros;
+  std::vector<float> k_pool, v_pool, k, v;  // initial pools; the step's rows
+  std::vector<uint8_t> alpha, flags;        // flags: initial
+  std::vector<float> k_cpu, v_cpu;          // after WriteCpu
+  std::vector<uint8_t> flags_cpu;
+  std::vector<uint8_t> gpu_k_pool, gpu_v_pool, gpu_flags;  // after WriteCuda
+};
+
 TEST(KvWriteGpu, MatchesCpuTwin) {
   if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
   std::mt19937 rng(23);
@@ -29,21 +173,11 @@ TEST(KvWriteGpu, MatchesCpuTwin) {
     for (int page_size : {1, 16, 64}) {
       for (int head_dim : {64, 128}) {
         // Three sequences (streams s·H + h), each appending a chunk at its own position.
-        constexpr int kHeads = 4, kWindowPages = 40;
         const std::vector<int32_t> start = {0, 37, 600}, count = {17, 1, 7};
-        const int num_streams = 3 * kHeads;
-        const int num_pages = num_streams * kWindowPages;
-        std::vector<int32_t> page_table(num_pages);
-        std::iota(page_table.begin(), page_table.end(), 0);
-        std::shuffle(page_table.begin(), page_table.end(), rng);
-        std::vector<int32_t> window_page_start(num_streams), window_base(num_streams);
-        std::vector<int32_t> flag_start(num_streams), zeros(num_streams, 0);
-        const int slots = kWindowPages * page_size;
-        for (int s = 0; s < num_streams; ++s) {
-          window_page_start[s] = s * kWindowPages;
+        std::vector<int32_t> window_base(3 * kHeads);
+        for (size_t s = 0; s < window_base.size(); ++s) {
           // Slot 0 one page (or more) before the first new position, as after releases.
           window_base[s] = std::max(0, (start[s / kHeads] - 1) / page_size * page_size);
-          flag_start[s] = s * slots;
         }
         std::vector<int32_t> token_stream, positions;
         for (int seq = 0; seq < 3; ++seq) {
@@ -52,80 +186,17 @@ TEST(KvWriteGpu, MatchesCpuTwin) {
             positions.push_back(start[seq] + i);
           }
         }
-        const int num_tokens = static_cast<int>(positions.size());
-        const size_t pool_elems = static_cast<size_t>(num_pages) * page_size * head_dim;
-        std::vector<float> k_pool(pool_elems), v_pool(pool_elems);
-        std::vector<float> k(static_cast<size_t>(num_tokens) * kHeads * head_dim), v(k.size());
-        for (auto* vec : {&k_pool, &v_pool, &k, &v}) {
-          for (float& x : *vec) x = normal(rng);
-          *vec = gpu_test::Quantize(*vec, dtype);
-        }
-        std::vector<uint8_t> alpha(static_cast<size_t>(num_tokens) * kHeads);
-        for (uint8_t& a : alpha) a = rng() % 2;
-        std::vector<uint8_t> flags(static_cast<size_t>(num_streams) * slots, 0);
-        std::vector<uint8_t*> flag_ptrs(num_streams);
-        std::vector<uint8_t> flags_cpu = flags;
-        for (int s = 0; s < num_streams; ++s) flag_ptrs[s] = flags_cpu.data() + flag_start[s];
-
-        std::vector<float> k_cpu = k_pool, v_cpu = v_pool;
-        kernels::KvWriteCpu({.cache = {.k_pool = k_cpu.data(),
-                                       .v_pool = v_cpu.data(),
-                                       .page_table = page_table.data(),
-                                       .kept_page_start = zeros.data(),
-                                       .kept_count = zeros.data(),
-                                       .window_page_start = window_page_start.data(),
-                                       .window_base = window_base.data(),
-                                       .window_start = window_base.data(),
-                                       .window_flags = flag_ptrs.data(),
-                                       .page_size = page_size,
-                                       .head_dim = head_dim,
-                                       .window = 4},
-                             .k = k.data(),
-                             .v = v.data(),
-                             .alpha = alpha.data(),
-                             .token_stream = token_stream.data(),
-                             .positions = positions.data(),
-                             .num_tokens = num_tokens,
-                             .num_kv_heads = kHeads});
-
-        DeviceArray<uint8_t> dk_pool(gpu_test::Encode(k_pool, dtype));
-        DeviceArray<uint8_t> dv_pool(gpu_test::Encode(v_pool, dtype));
-        DeviceArray<uint8_t> dk(gpu_test::Encode(k, dtype)), dv(gpu_test::Encode(v, dtype));
-        DeviceArray<int32_t> dtable(page_table), dwps(window_page_start), dbase(window_base);
-        DeviceArray<int32_t> dzeros(zeros), dflag_start(flag_start), dstream(token_stream);
-        DeviceArray<int32_t> dpos(positions);
-        DeviceArray<uint8_t> dflags(flags), dalpha(alpha);
-        ASSERT_EQ(kernels::KvWriteCuda({.cache = {.k_pool = dk_pool.get(),
-                                                  .v_pool = dv_pool.get(),
-                                                  .page_table = dtable.get(),
-                                                  .kept_page_start = dzeros.get(),
-                                                  .kept_count = dzeros.get(),
-                                                  .window_page_start = dwps.get(),
-                                                  .window_base = dbase.get(),
-                                                  .window_start = dbase.get(),
-                                                  .flags = dflags.get(),
-                                                  .flag_start = dflag_start.get(),
-                                                  .page_size = page_size,
-                                                  .head_dim = head_dim,
-                                                  .window = 4,
-                                                  .dtype = dtype},
-                                        .k = dk.get(),
-                                        .v = dv.get(),
-                                        .alpha = dalpha.get(),
-                                        .token_stream = dstream.get(),
-                                        .positions = dpos.get(),
-                                        .num_tokens = num_tokens,
-                                        .num_kv_heads = kHeads},
-                                       nullptr),
-                  cudaSuccess);
-        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        KvWriteStep step(dtype, page_size, head_dim, window_base, token_stream, positions, rng,
+                         normal);
+        step.WriteCpu();
         const std::string what = std::string(gpu_test::Name(dtype)) + " page " +
                                  std::to_string(page_size) + " D " + std::to_string(head_dim);
-        EXPECT_TRUE(testing::AllClose(gpu_test::Decode(dk_pool.ToHost(), dtype), k_cpu,
+        ASSERT_NO_FATAL_FAILURE(step.WriteCuda()) << what;
+        EXPECT_TRUE(testing::AllClose(gpu_test::Decode(step.gpu_k_pool, dtype), step.k_cpu,
                                       {.bitwise = true}, what + " k"));
-        EXPECT_TRUE(testing::AllClose(gpu_test::Decode(dv_pool.ToHost(), dtype), v_cpu,
+        EXPECT_TRUE(testing::AllClose(gpu_test::Decode(step.gpu_v_pool, dtype), step.v_cpu,
                                       {.bitwise = true}, what + " v"));
-        EXPECT_EQ(dflags.ToHost(), flags_cpu) << what;
+        EXPECT_EQ(step.gpu_flags, step.flags_cpu) << what;
       }
     }
   }
@@ -143,18 +214,7 @@ TEST(KvWriteGpu, PaddingTokensWriteNothing) {
   for (DeviceDType dtype : {DeviceDType::kF32, DeviceDType::kBF16}) {
     for (int page_size : {1, 16}) {
       for (bool only_padding : {false, true}) {
-        constexpr int kHeads = 4, kWindowPages = 40, kHeadDim = 64;
-        constexpr int kSeqs = 2, kStreams = kSeqs * kHeads;
-        const int slots = kWindowPages * page_size;
-        std::vector<int32_t> page_table(kStreams * kWindowPages);
-        std::iota(page_table.begin(), page_table.end(), 0);
-        std::shuffle(page_table.begin(), page_table.end(), rng);
-        std::vector<int32_t> window_page_start(kStreams), window_base(kStreams, 0);
-        std::vector<int32_t> flag_start(kStreams), zeros(kStreams, 0);
-        for (int s = 0; s < kStreams; ++s) {
-          window_page_start[s] = s * kWindowPages;
-          flag_start[s] = s * slots;
-        }
+        constexpr int kHeadDim = 64, kSeqs = 2;
         // Real tokens: sequence 0 at positions 5…9, sequence 1 at 3; padding (−1) before,
         // between and after them, at positions 20…23 (free slots of every stream).
         std::vector<int32_t> token_stream, positions;
@@ -171,99 +231,18 @@ TEST(KvWriteGpu, PaddingTokensWriteNothing) {
         if (!only_padding) add(kHeads, 3);
         pad();
         pad();
-        const int num_tokens = static_cast<int>(positions.size());
-        const size_t pool_elems = static_cast<size_t>(kStreams) * slots * kHeadDim;
-        std::vector<float> k_pool(pool_elems), v_pool(pool_elems);
-        std::vector<float> k(static_cast<size_t>(num_tokens) * kHeads * kHeadDim), v(k.size());
-        for (auto* vec : {&k_pool, &v_pool, &k, &v}) {
-          for (float& x : *vec) x = normal(rng);
-          *vec = gpu_test::Quantize(*vec, dtype);
-        }
-        std::vector<uint8_t> alpha(static_cast<size_t>(num_tokens) * kHeads);
-        for (int t = 0; t < num_tokens; ++t) {
-          for (int h = 0; h < kHeads; ++h) {
-            alpha[t * kHeads + h] = token_stream[t] < 0 ? 1 : rng() % 2;
-          }
-        }
-        const std::vector<uint8_t> flags(static_cast<size_t>(kStreams) * slots, 0);
-
-        // The CPU twin over the real tokens only (their k/v/α rows compacted).
-        std::vector<int32_t> real_stream, real_pos;
-        std::vector<float> real_k, real_v;
-        std::vector<uint8_t> real_alpha;
-        const size_t row = static_cast<size_t>(kHeads) * kHeadDim;
-        for (int t = 0; t < num_tokens; ++t) {
-          if (token_stream[t] < 0) continue;
-          real_stream.push_back(token_stream[t]);
-          real_pos.push_back(positions[t]);
-          real_k.insert(real_k.end(), k.begin() + t * row, k.begin() + (t + 1) * row);
-          real_v.insert(real_v.end(), v.begin() + t * row, v.begin() + (t + 1) * row);
-          real_alpha.insert(real_alpha.end(), alpha.begin() + t * kHeads,
-                            alpha.begin() + (t + 1) * kHeads);
-        }
-        std::vector<float> k_cpu = k_pool, v_cpu = v_pool;
-        std::vector<uint8_t> flags_cpu = flags;
-        std::vector<uint8_t*> flag_ptrs(kStreams);
-        for (int s = 0; s < kStreams; ++s) flag_ptrs[s] = flags_cpu.data() + flag_start[s];
-        kernels::KvWriteCpu({.cache = {.k_pool = k_cpu.data(),
-                                       .v_pool = v_cpu.data(),
-                                       .page_table = page_table.data(),
-                                       .kept_page_start = zeros.data(),
-                                       .kept_count = zeros.data(),
-                                       .window_page_start = window_page_start.data(),
-                                       .window_base = window_base.data(),
-                                       .window_start = window_base.data(),
-                                       .window_flags = flag_ptrs.data(),
-                                       .page_size = page_size,
-                                       .head_dim = kHeadDim,
-                                       .window = 4},
-                             .k = real_k.data(),
-                             .v = real_v.data(),
-                             .alpha = real_alpha.data(),
-                             .token_stream = real_stream.data(),
-                             .positions = real_pos.data(),
-                             .num_tokens = static_cast<int>(real_pos.size()),
-                             .num_kv_heads = kHeads});
-
-        DeviceArray<uint8_t> dk_pool(gpu_test::Encode(k_pool, dtype));
-        DeviceArray<uint8_t> dv_pool(gpu_test::Encode(v_pool, dtype));
-        DeviceArray<uint8_t> dk(gpu_test::Encode(k, dtype)), dv(gpu_test::Encode(v, dtype));
-        DeviceArray<int32_t> dtable(page_table), dwps(window_page_start), dbase(window_base);
-        DeviceArray<int32_t> dzeros(zeros), dflag_start(flag_start), dstream(token_stream);
-        DeviceArray<int32_t> dpos(positions);
-        DeviceArray<uint8_t> dflags(flags), dalpha(alpha);
-        ASSERT_EQ(kernels::KvWriteCuda({.cache = {.k_pool = dk_pool.get(),
-                                                  .v_pool = dv_pool.get(),
-                                                  .page_table = dtable.get(),
-                                                  .kept_page_start = dzeros.get(),
-                                                  .kept_count = dzeros.get(),
-                                                  .window_page_start = dwps.get(),
-                                                  .window_base = dbase.get(),
-                                                  .window_start = dbase.get(),
-                                                  .flags = dflags.get(),
-                                                  .flag_start = dflag_start.get(),
-                                                  .page_size = page_size,
-                                                  .head_dim = kHeadDim,
-                                                  .window = 4,
-                                                  .dtype = dtype},
-                                        .k = dk.get(),
-                                        .v = dv.get(),
-                                        .alpha = dalpha.get(),
-                                        .token_stream = dstream.get(),
-                                        .positions = dpos.get(),
-                                        .num_tokens = num_tokens,
-                                        .num_kv_heads = kHeads},
-                                       nullptr),
-                  cudaSuccess);
-        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        KvWriteStep step(dtype, page_size, kHeadDim, std::vector<int32_t>(kSeqs * kHeads, 0),
+                         token_stream, positions, rng, normal);
+        step.WriteCpu();
         const std::string what = std::string(gpu_test::Name(dtype)) + " page " +
                                  std::to_string(page_size) +
                                  (only_padding ? " padding only" : " mixed");
+        ASSERT_NO_FATAL_FAILURE(step.WriteCuda()) << what;
         // Bitwise over the whole pools: the real tokens' slots hold their K/V, every other
         // byte (the padding's would-be slots included) is untouched.
-        EXPECT_TRUE(dk_pool.ToHost() == gpu_test::Encode(k_cpu, dtype)) << what << " k";
-        EXPECT_TRUE(dv_pool.ToHost() == gpu_test::Encode(v_cpu, dtype)) << what << " v";
-        EXPECT_EQ(dflags.ToHost(), flags_cpu) << what;
+        EXPECT_TRUE(step.gpu_k_pool == gpu_test::Encode(step.k_cpu, dtype)) << what << " k";
+        EXPECT_TRUE(step.gpu_v_pool == gpu_test::Encode(step.v_cpu, dtype)) << what << " v";
+        EXPECT_EQ(step.gpu_flags, step.flags_cpu) << what;
       }
     }
   }

@@ -4,7 +4,6 @@
 // 512 + 64 (DeepSeek-V3) and 32 + 8 (the goldens), lengths 1/7/513/4099, page sizes 3/16/64,
 // dms and dense. Every element within tolerance and the cosine distance < 1e-5. Padding tokens
 // (stream −1) give rows of exact zeros. Skips without a GPU.
-#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -24,56 +23,51 @@ using gpu_test::DecodeSeqs;
 using gpu_test::DeviceArray;
 using kernels::DeviceDType;
 
-// Output and workspace buffers start as garbage (a large finite value in every element, as a
-// replayed graph's buffers hold the last step's values), so every element the test reads —
-// padding rows, empty splits' lse — must have been written by the kernel.
-template <typename T>
-std::vector<T> Garbage(size_t count) {
-  if constexpr (sizeof(T) == 1) {
-    return std::vector<T>(count, 0x7f);  // bf16 0x7f7f, fp32 0x7f7f7f7f: ~3.4e38
-  } else {
-    return std::vector<T>(count, static_cast<T>(3.0e30));
-  }
-}
-
 struct Case {
   int batch, heads, latent, rope, page_size;
   bool dense;
   int32_t window;
 };
 
-std::string Describe(DeviceDType dtype, const Case& c, const kernels::DecodeSplitPlan& plan) {
-  return std::string(gpu_test::Name(dtype)) + " batch " + std::to_string(c.batch) + " heads " +
-         std::to_string(c.heads) + " row " + std::to_string(c.latent) + "+" +
-         std::to_string(c.rope) + " page " + std::to_string(c.page_size) +
-         (c.dense ? " dense" : " W " + std::to_string(c.window)) + " splits " +
-         std::to_string(plan.num_splits) + " per " + std::to_string(plan.keys_per_split);
-}
-
-// The step's tokens with padding tokens (stream −1) mixed in, as a decode graph captured for a
-// larger batch bucket runs them: one first, one after every third real token, two last.
-// real_row[i]: the padded row of real token i. A padding token's position is 4098, a real
-// position of sequence 0 (stream 0).
-struct PaddedTokens {
-  std::vector<int32_t> token_stream, positions, real_row;
-};
-PaddedTokens Pad(const gpu_test::QueryTokens& tokens) {
-  PaddedTokens p;
-  auto pad = [&] {
-    p.token_stream.push_back(-1);
-    p.positions.push_back(4098);
-  };
-  pad();
-  for (size_t i = 0; i < tokens.positions.size(); ++i) {
-    p.real_row.push_back(static_cast<int32_t>(p.positions.size()));
-    p.token_stream.push_back(tokens.token_stream[i]);
-    p.positions.push_back(tokens.positions[i]);
-    if (i % 3 == 2) pad();
+// One case's decode step (gpu_test::DecodeStep): one KV head of latent + rope values, `heads`
+// query heads; MlaAttentionCpu's output, and MlaDecodeAttentionCuda under test. 1/sqrt(row)
+// keeps the scores' spread (~2) as peaky as the GQA test's.
+struct Step : gpu_test::DecodeStep {
+  Step(const Case& spec, DeviceDType dtype, std::mt19937& rng,
+       std::normal_distribution<float>& normal)
+      : DecodeStep(spec, dtype,
+                   {.head_dim = spec.latent + spec.rope,
+                    .num_kv_heads = 1,
+                    .num_heads = spec.heads,
+                    .q_dim = spec.latent + spec.rope,
+                    .out_dim = spec.latent},
+                   " heads " + std::to_string(spec.heads) + " row " + std::to_string(spec.latent) +
+                       "+" + std::to_string(spec.rope),
+                   rng, normal),
+        c(spec),
+        scale(1.0f / std::sqrt(static_cast<float>(c.latent + c.rope))) {
+    kernels::MlaAttentionCpu({.cache = cache.CpuView(),
+                              .q = q.data(),
+                              .out = expected.data(),
+                              .token_stream = tokens.token_stream.data(),
+                              .positions = tokens.positions.data(),
+                              .num_tokens = num_tokens,
+                              .num_heads = c.heads,
+                              .latent_dim = c.latent,
+                              .scale = scale});
   }
-  pad();
-  pad();
-  return p;
-}
+
+  cudaError_t Launch(const Buffers& b) override {
+    auto p = SharedParams<kernels::MlaDecodeAttentionParams>(b);
+    p.num_heads = c.heads;
+    p.latent_dim = c.latent;
+    p.scale = scale;
+    return kernels::MlaDecodeAttentionCuda(p, nullptr);
+  }
+
+  const Case c;
+  const float scale;
+};
 
 // Host planning (runs without a device): head blocks cover every head, and MLA splits cover
 // every visible key as the GQA plan's do, counting head blocks as the batch's blocks.
@@ -99,84 +93,17 @@ TEST(MlaDecodeAttentionGpu, MatchesCpuTwin) {
   if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
   int num_sms = 0;
   ASSERT_EQ(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, 0), cudaSuccess);
-  std::mt19937 rng(47);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
   const Case cases[] = {
       {1, 16, 512, 64, 16, false, 512}, {3, 128, 512, 64, 64, false, 64},
       {17, 16, 512, 64, 3, true, 0},    {1, 128, 512, 64, 64, true, 0},
       {17, 1, 32, 8, 16, false, 16},    {3, 3, 32, 8, 3, true, 0},
       {17, 20, 32, 8, 64, false, 7},
   };
-  for (DeviceDType dtype : {DeviceDType::kF32, DeviceDType::kBF16}) {
-    for (const Case& c : cases) {
-      const int row = c.latent + c.rope;
-      const std::vector<gpu_test::SeqSpec> seqs = DecodeSeqs(c.batch);
-      gpu_test::SyntheticCache cache({.page_size = c.page_size,
-                                      .head_dim = row,
-                                      .num_kv_heads = 1,
-                                      .dense = c.dense,
-                                      .window = c.window,
-                                      .dtype = dtype},
-                                     seqs, rng);
-      const gpu_test::QueryTokens tokens = gpu_test::MakeQueryTokens(seqs, 1);
-      const int num_tokens = static_cast<int>(tokens.positions.size());
-      std::vector<float> q(static_cast<size_t>(num_tokens) * c.heads * row);
-      for (float& x : q) x = 2.0f * normal(rng);
-      q = gpu_test::Quantize(q, dtype);
-      // 1/sqrt(row) keeps the scores' spread (~2) as peaky as the GQA test's.
-      const float scale = 1.0f / std::sqrt(static_cast<float>(row));
-      std::vector<float> expected(static_cast<size_t>(num_tokens) * c.heads * c.latent);
-      kernels::MlaAttentionCpu({.cache = cache.CpuView(),
-                                .q = q.data(),
-                                .out = expected.data(),
-                                .token_stream = tokens.token_stream.data(),
-                                .positions = tokens.positions.data(),
-                                .num_tokens = num_tokens,
-                                .num_heads = c.heads,
-                                .latent_dim = c.latent,
-                                .scale = scale});
-
-      DeviceArray<uint8_t> dq(gpu_test::Encode(q, dtype));
-      DeviceArray<int32_t> dstream(tokens.token_stream), dpos(tokens.positions);
-      const kernels::DecodeSplitPlan planned =
-          kernels::PlanMlaDecodeSplits(cache.MaxVisibleKeys(seqs), num_tokens, c.heads, num_sms);
-      // One pass, planned, forced uneven, and balanced (keys_per_split 0: each query cuts its
-      // own keys; 64 splits is more than the short sequences' keys, so most are empty).
-      const kernels::DecodeSplitPlan plans[] = {{},
-                                                planned,
-                                                {.num_splits = 5, .keys_per_split = 96},
-                                                {.num_splits = 1, .keys_per_split = 0},
-                                                {.num_splits = 2, .keys_per_split = 0},
-                                                {.num_splits = 7, .keys_per_split = 0},
-                                                {.num_splits = 64, .keys_per_split = 0}};
-      for (const kernels::DecodeSplitPlan& plan : plans) {
-        DeviceArray<uint8_t> dout(Garbage<uint8_t>(expected.size() * DeviceDTypeSize(dtype)));
-        DeviceArray<float> partial_out(Garbage<float>(expected.size() * plan.num_splits));
-        DeviceArray<float> partial_lse(
-            Garbage<float>(static_cast<size_t>(num_tokens) * c.heads * plan.num_splits));
-        ASSERT_EQ(kernels::MlaDecodeAttentionCuda({.cache = cache.CudaView(),
-                                                   .q = dq.get(),
-                                                   .out = dout.get(),
-                                                   .token_stream = dstream.get(),
-                                                   .positions = dpos.get(),
-                                                   .num_tokens = num_tokens,
-                                                   .num_heads = c.heads,
-                                                   .latent_dim = c.latent,
-                                                   .scale = scale,
-                                                   .num_splits = plan.num_splits,
-                                                   .keys_per_split = plan.keys_per_split,
-                                                   .partial_out = partial_out.get(),
-                                                   .partial_lse = partial_lse.get()},
-                                                  nullptr),
-                  cudaSuccess);
-        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-        const std::string what = Describe(dtype, c, plan);
-        const std::vector<float> got = gpu_test::Decode(dout.ToHost(), dtype);
-        EXPECT_TRUE(testing::AllClose(got, expected, gpu_test::ToleranceFor(dtype), what));
-        EXPECT_LT(gpu_test::CosineDistance(got, expected), 1e-5) << what;
-      }
-    }
-  }
+  gpu_test::ForEachStep<Step>(47, cases, [&](Step& step) {
+    const kernels::DecodeSplitPlan planned = kernels::PlanMlaDecodeSplits(
+        step.cache.MaxVisibleKeys(step.seqs), step.num_tokens, step.c.heads, num_sms);
+    gpu_test::ExpectEverySplitMatches(step, planned, 96);
+  });
 }
 
 // Padding tokens see no key: their output rows are exactly 0 (their q rows are NaN, which
@@ -184,90 +111,10 @@ TEST(MlaDecodeAttentionGpu, MatchesCpuTwin) {
 // the real tokens' rows still match MlaAttentionCpu over the real tokens alone.
 TEST(MlaDecodeAttentionGpu, PaddingTokensGiveZeroRows) {
   if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
-  std::mt19937 rng(43);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
   const Case cases[] = {
       {3, 16, 512, 64, 16, false, 512}, {17, 20, 32, 8, 64, false, 7}, {1, 3, 32, 8, 3, true, 0}};
-  for (DeviceDType dtype : {DeviceDType::kF32, DeviceDType::kBF16}) {
-    for (const Case& c : cases) {
-      const int row = c.latent + c.rope;
-      const std::vector<gpu_test::SeqSpec> seqs = DecodeSeqs(c.batch);
-      gpu_test::SyntheticCache cache({.page_size = c.page_size,
-                                      .head_dim = row,
-                                      .num_kv_heads = 1,
-                                      .dense = c.dense,
-                                      .window = c.window,
-                                      .dtype = dtype},
-                                     seqs, rng);
-      const gpu_test::QueryTokens tokens = gpu_test::MakeQueryTokens(seqs, 1);
-      const int num_real = static_cast<int>(tokens.positions.size());
-      const size_t q_row = static_cast<size_t>(c.heads) * row;
-      const size_t out_row = static_cast<size_t>(c.heads) * c.latent;
-      std::vector<float> q(num_real * q_row);
-      for (float& x : q) x = 2.0f * normal(rng);
-      q = gpu_test::Quantize(q, dtype);
-      const float scale = 1.0f / std::sqrt(static_cast<float>(row));
-      std::vector<float> expected_real(num_real * out_row);
-      kernels::MlaAttentionCpu({.cache = cache.CpuView(),
-                                .q = q.data(),
-                                .out = expected_real.data(),
-                                .token_stream = tokens.token_stream.data(),
-                                .positions = tokens.positions.data(),
-                                .num_tokens = num_real,
-                                .num_heads = c.heads,
-                                .latent_dim = c.latent,
-                                .scale = scale});
-
-      const PaddedTokens padded = Pad(tokens);
-      const int num_tokens = static_cast<int>(padded.positions.size());
-      std::vector<float> q_padded(num_tokens * q_row, std::nanf(""));
-      std::vector<float> expected(num_tokens * out_row, 0.0f);
-      std::vector<bool> is_padding(num_tokens, true);
-      for (int i = 0; i < num_real; ++i) {
-        const size_t t = padded.real_row[i];
-        std::copy_n(q.begin() + i * q_row, q_row, q_padded.begin() + t * q_row);
-        std::copy_n(expected_real.begin() + i * out_row, out_row, expected.begin() + t * out_row);
-        is_padding[t] = false;
-      }
-      DeviceArray<uint8_t> dq(gpu_test::Encode(q_padded, dtype));
-      DeviceArray<int32_t> dstream(padded.token_stream), dpos(padded.positions);
-      const kernels::DecodeSplitPlan plans[] = {
-          {}, {.num_splits = 3, .keys_per_split = 96}, {.num_splits = 7, .keys_per_split = 0}};
-      for (const kernels::DecodeSplitPlan& plan : plans) {
-        DeviceArray<uint8_t> dout(Garbage<uint8_t>(expected.size() * DeviceDTypeSize(dtype)));
-        DeviceArray<float> partial_out(Garbage<float>(expected.size() * plan.num_splits));
-        DeviceArray<float> partial_lse(
-            Garbage<float>(static_cast<size_t>(num_tokens) * c.heads * plan.num_splits));
-        ASSERT_EQ(kernels::MlaDecodeAttentionCuda({.cache = cache.CudaView(),
-                                                   .q = dq.get(),
-                                                   .out = dout.get(),
-                                                   .token_stream = dstream.get(),
-                                                   .positions = dpos.get(),
-                                                   .num_tokens = num_tokens,
-                                                   .num_heads = c.heads,
-                                                   .latent_dim = c.latent,
-                                                   .scale = scale,
-                                                   .num_splits = plan.num_splits,
-                                                   .keys_per_split = plan.keys_per_split,
-                                                   .partial_out = partial_out.get(),
-                                                   .partial_lse = partial_lse.get()},
-                                                  nullptr),
-                  cudaSuccess);
-        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-        const std::string what = Describe(dtype, c, plan) + " padded";
-        const std::vector<float> got = gpu_test::Decode(dout.ToHost(), dtype);
-        for (int t = 0; t < num_tokens; ++t) {
-          if (!is_padding[t]) continue;
-          for (size_t i = 0; i < out_row; ++i) {
-            ASSERT_EQ(got[t * out_row + i], 0.0f)
-                << what << " padding token " << t << " value " << i;
-          }
-        }
-        EXPECT_TRUE(testing::AllClose(got, expected, gpu_test::ToleranceFor(dtype), what));
-        EXPECT_LT(gpu_test::CosineDistance(got, expected), 1e-5) << what;
-      }
-    }
-  }
+  gpu_test::ForEachStep<Step>(43, cases,
+                              [](Step& step) { gpu_test::ExpectPaddingRowsZero(step, 96); });
 }
 
 // A batch gives each token bitwise the result it gets alone, and bad shapes are refused
