@@ -15,37 +15,22 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cuda/device.h"
+#include "tests/gpu/cuda_model_testing.h"
 #include "worker/cuda/cuda_model.h"
 
 namespace rami {
 namespace {
 
-struct Side {
-  std::unique_ptr<cuda::CudaModel> model;
-  std::unique_ptr<KvCache> cache;
-};
-
-Side Make(const std::string& dir, bool graphs) {
-  absl::StatusOr<std::unique_ptr<Model>> cpu = Model::Load(dir, {});
-  EXPECT_TRUE(cpu.ok()) << cpu.status();
-  if (!cpu.ok()) return {};
-  const CachePolicy policy = (*cpu)->DefaultCachePolicy();
-  absl::StatusOr<std::unique_ptr<cuda::CudaModel>> model = cuda::CudaModel::Create(
-      std::move(*cpu), {.dtype = kernels::DeviceDType::kF32, .cuda_graphs = graphs});
-  EXPECT_TRUE(model.ok()) << model.status();
-  if (!model.ok()) return {};
-  absl::StatusOr<std::unique_ptr<KvCache>> cache = (*model)->MakeCache(16, policy, 0.02);
-  EXPECT_TRUE(cache.ok()) << cache.status();
-  if (!cache.ok()) return {};
-  return {std::move(*model), std::move(*cache)};
-}
+using gpu_test::CudaModelAndCache;
+using gpu_test::MakeCudaModel;
 
 class CudaGraphsGpuTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaGraphsGpuTest, SameResultsAsEagerLaunches) {
   if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
-  const std::string dir = std::string(RAMI_SOURCE_DIR) + "/tests/golden/models/" + GetParam();
-  Side graphed = Make(dir, true), eager = Make(dir, false);
+  const kernels::DeviceDType f32 = kernels::DeviceDType::kF32;
+  CudaModelAndCache graphed = MakeCudaModel(GetParam(), {.dtype = f32, .cuda_graphs = true});
+  CudaModelAndCache eager = MakeCudaModel(GetParam(), {.dtype = f32, .cuda_graphs = false});
   ASSERT_TRUE(graphed.model != nullptr && eager.model != nullptr);
   SingleRankCollectives comm;
   const ModelConfig& config = eager.model->config();
@@ -59,7 +44,7 @@ TEST_P(CudaGraphsGpuTest, SameResultsAsEagerLaunches) {
   constexpr int kSeqs = 11;
   std::vector<int32_t> next(kSeqs + 1, 0);
   auto step = [&](const std::vector<SequenceChunk>& chunks, const std::string& where) {
-    for (Side* s : {&graphed, &eager}) {
+    for (CudaModelAndCache* s : {&graphed, &eager}) {
       ASSERT_TRUE(s->model->Reserve(chunks, *s->cache).ok()) << where;
     }
     absl::StatusOr<ForwardResult> got = graphed.model->RunReserved(chunks, *graphed.cache, comm);

@@ -13,38 +13,24 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cuda/device.h"
+#include "tests/gpu/cuda_model_testing.h"
 #include "worker/cuda/cuda_model.h"
 #include "worker/sampler.h"
 
 namespace rami {
 namespace {
 
-struct Side {
-  std::unique_ptr<cuda::CudaModel> model;
-  std::unique_ptr<KvCache> cache;
-};
-
-Side Make(const std::string& dir, kernels::DeviceDType dtype, bool device_sampling) {
-  absl::StatusOr<std::unique_ptr<Model>> cpu = Model::Load(dir, {});
-  EXPECT_TRUE(cpu.ok()) << cpu.status();
-  if (!cpu.ok()) return {};
-  const CachePolicy policy = (*cpu)->DefaultCachePolicy();
-  absl::StatusOr<std::unique_ptr<cuda::CudaModel>> model = cuda::CudaModel::Create(
-      std::move(*cpu), {.dtype = dtype, .device_sampling = device_sampling});
-  EXPECT_TRUE(model.ok()) << model.status();
-  if (!model.ok()) return {};
-  absl::StatusOr<std::unique_ptr<KvCache>> cache = (*model)->MakeCache(16, policy, 0.02);
-  EXPECT_TRUE(cache.ok()) << cache.status();
-  if (!cache.ok()) return {};
-  return {std::move(*model), std::move(*cache)};
-}
+using gpu_test::CudaModelAndCache;
+using gpu_test::MakeCudaModel;
 
 class DeviceSamplingGpuTest : public ::testing::TestWithParam<kernels::DeviceDType> {};
 
 TEST_P(DeviceSamplingGpuTest, SameTokensAsTheHostSampler) {
   if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
-  const std::string dir = std::string(RAMI_SOURCE_DIR) + "/tests/golden/models/qwen3_dms_hd64";
-  Side device = Make(dir, GetParam(), true), host = Make(dir, GetParam(), false);
+  CudaModelAndCache device =
+      MakeCudaModel("qwen3_dms_hd64", {.dtype = GetParam(), .device_sampling = true});
+  CudaModelAndCache host =
+      MakeCudaModel("qwen3_dms_hd64", {.dtype = GetParam(), .device_sampling = false});
   ASSERT_TRUE(device.model != nullptr && host.model != nullptr);
   SingleRankCollectives comm;
   const int vocab = host.model->config().vocab_size;
@@ -73,7 +59,8 @@ TEST_P(DeviceSamplingGpuTest, SameTokensAsTheHostSampler) {
     // A prefill chunk of another sequence in the same step keeps its logits row.
     const SeqId other = static_cast<SeqId>(kinds.size());
     if (step < 4) chunks.push_back({.seq_id = other, .tokens = {5, 6, 7}});
-    for (Side* s : {&device, &host}) ASSERT_TRUE(s->model->Reserve(chunks, *s->cache).ok());
+    for (CudaModelAndCache* s : {&device, &host})
+      ASSERT_TRUE(s->model->Reserve(chunks, *s->cache).ok());
     absl::StatusOr<ForwardResult> got = device.model->RunReserved(chunks, *device.cache, comm);
     absl::StatusOr<ForwardResult> want = host.model->RunReserved(chunks, *host.cache, comm);
     ASSERT_TRUE(got.ok()) << got.status();
