@@ -22,7 +22,7 @@ struct KvCopyOp {
 
 struct KvCopyParams {
   void* k_pool = nullptr;         // [num_pages, page_size, head_dim] dtype
-  void* v_pool = nullptr;         // [num_pages, page_size, head_dim] dtype
+  void* v_pool = nullptr;         // same, or null: a K-only pool (MLA)
   const KvCopyOp* ops = nullptr;  // [num_ops]; no op reads a slot another op writes
   int num_ops = 0;
   int page_size = 0;

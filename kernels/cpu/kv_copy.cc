@@ -15,6 +15,7 @@ void KvCopyCpu(const KvCopyParams& p) {
     const int64_t dst =
         (static_cast<int64_t>(op.dst_page) * p.page_size + op.dst_slot) * slot_bytes;
     for (void* pool : {p.k_pool, p.v_pool}) {
+      if (pool == nullptr) continue;  // a K-only pool
       auto* bytes = static_cast<uint8_t*>(pool);
       std::memmove(bytes + dst, bytes + src, op.num_slots * slot_bytes);
     }

@@ -34,12 +34,12 @@ __global__ void KvWriteKernel(KvWriteCudaParams p, int slot_words) {
   const int32_t pos = p.positions[t];
   const int32_t slot = pos - c.window_base[s];
   uint4* k_dst = SlotWords(c, c.k_pool, c.window_page_start[s], slot, slot_words);
-  uint4* v_dst = SlotWords(c, c.v_pool, c.window_page_start[s], slot, slot_words);
   const uint4* k_src = static_cast<const uint4*>(p.k) + item * slot_words;
-  const uint4* v_src = static_cast<const uint4*>(p.v) + item * slot_words;
-  for (int i = lane; i < slot_words; i += 32) {
-    k_dst[i] = k_src[i];
-    v_dst[i] = v_src[i];
+  for (int i = lane; i < slot_words; i += 32) k_dst[i] = k_src[i];
+  if (p.v != nullptr) {  // K-only caches (MLA's latent rows) have no V
+    uint4* v_dst = SlotWords(c, c.v_pool, c.window_page_start[s], slot, slot_words);
+    const uint4* v_src = static_cast<const uint4*>(p.v) + item * slot_words;
+    for (int i = lane; i < slot_words; i += 32) v_dst[i] = v_src[i];
   }
   // α of token t decides the fate of token t − 1 (the α of token 0 is discarded). slot ≥ 1
   // whenever pos > 0: the window keeps W + 1 ≥ 1 tokens before the newest.
@@ -57,7 +57,7 @@ __global__ void KvCopyKernel(KvCopyParams p, int slot_words) {
   uint4* v = static_cast<uint4*>(p.v_pool);
   for (int i = threadIdx.x; i < words; i += blockDim.x) {
     k[dst + i] = k[src + i];
-    v[dst + i] = v[src + i];
+    if (v != nullptr) v[dst + i] = v[src + i];
   }
 }
 
@@ -67,7 +67,9 @@ cudaError_t KvWriteCuda(const KvWriteCudaParams& p, cudaStream_t stream) {
   const int64_t items = static_cast<int64_t>(p.num_tokens) * p.num_kv_heads;
   if (items == 0) return cudaSuccess;
   const int slot_bytes = p.cache.head_dim * DeviceDTypeSize(p.cache.dtype);
-  if (slot_bytes % 16 != 0) return cudaErrorInvalidValue;
+  if (slot_bytes % 16 != 0 || p.k == nullptr || (p.v != nullptr && p.cache.v_pool == nullptr)) {
+    return cudaErrorInvalidValue;
+  }
   KvWriteKernel<<<static_cast<int>((items + kWarps - 1) / kWarps), kWarps * 32, 0, stream>>>(
       p, slot_bytes / 16);
   return cudaGetLastError();

@@ -24,7 +24,7 @@ namespace rami::kernels {
 struct KvWriteCudaParams {
   KvCacheCudaView cache;
   const void* k = nullptr;         // [num_tokens, num_kv_heads, head_dim] cache dtype
-  const void* v = nullptr;         // [num_tokens, num_kv_heads, head_dim] cache dtype
+  const void* v = nullptr;         // same, or null: a K-only cache (MLA), V not written
   const uint8_t* alpha = nullptr;  // [num_tokens, num_kv_heads] 1 = evict, or null
   // [num_tokens] stream of KV head 0; < 0: a padding token (skipped)
   const int32_t* token_stream = nullptr;

@@ -116,8 +116,9 @@ struct KvWriteStep {
   }
 
   // KvWriteCuda over every token (padding included) into device copies of the initial pools
-  // and flags, synchronized, then read back. Wrap the call in ASSERT_NO_FATAL_FAILURE.
-  void WriteCuda() {
+  // and flags, synchronized, then read back; k_only: no V rows and no V pool (MLA's cache),
+  // gpu_v_pool left empty. Wrap the call in ASSERT_NO_FATAL_FAILURE.
+  void WriteCuda(bool k_only = false) {
     DeviceArray<uint8_t> dk_pool(gpu_test::Encode(k_pool, dtype));
     DeviceArray<uint8_t> dv_pool(gpu_test::Encode(v_pool, dtype));
     DeviceArray<uint8_t> dk(gpu_test::Encode(k, dtype)), dv(gpu_test::Encode(v, dtype));
@@ -126,7 +127,7 @@ struct KvWriteStep {
     DeviceArray<int32_t> dpos(positions);
     DeviceArray<uint8_t> dflags(flags), dalpha(alpha);
     ASSERT_EQ(kernels::KvWriteCuda({.cache = {.k_pool = dk_pool.get(),
-                                              .v_pool = dv_pool.get(),
+                                              .v_pool = k_only ? nullptr : dv_pool.get(),
                                               .page_table = dtable.get(),
                                               .kept_page_start = dzeros.get(),
                                               .kept_count = dzeros.get(),
@@ -140,7 +141,7 @@ struct KvWriteStep {
                                               .window = kWindow,
                                               .dtype = dtype},
                                     .k = dk.get(),
-                                    .v = dv.get(),
+                                    .v = k_only ? nullptr : dv.get(),
                                     .alpha = dalpha.get(),
                                     .token_stream = dstream.get(),
                                     .positions = dpos.get(),
@@ -150,7 +151,7 @@ struct KvWriteStep {
               cudaSuccess);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     gpu_k_pool = dk_pool.ToHost();
-    gpu_v_pool = dv_pool.ToHost();
+    if (!k_only) gpu_v_pool = dv_pool.ToHost();
     gpu_flags = dflags.ToHost();
   }
 
@@ -197,6 +198,11 @@ TEST(KvWriteGpu, MatchesCpuTwin) {
         EXPECT_TRUE(testing::AllClose(gpu_test::Decode(step.gpu_v_pool, dtype), step.v_cpu,
                                       {.bitwise = true}, what + " v"));
         EXPECT_EQ(step.gpu_flags, step.flags_cpu) << what;
+        // K-only (MLA's latent rows): the same K and flags, no V read or written.
+        ASSERT_NO_FATAL_FAILURE(step.WriteCuda(/*k_only=*/true)) << what;
+        EXPECT_TRUE(testing::AllClose(gpu_test::Decode(step.gpu_k_pool, dtype), step.k_cpu,
+                                      {.bitwise = true}, what + " k-only k"));
+        EXPECT_EQ(step.gpu_flags, step.flags_cpu) << what << " k-only";
       }
     }
   }
@@ -295,6 +301,19 @@ TEST(KvCopyGpu, MatchesCpuTwin) {
                                  std::to_string(page_size) + " D " + std::to_string(head_dim);
         EXPECT_TRUE(dk.ToHost() == k_cpu) << what;
         EXPECT_TRUE(dv.ToHost() == v_cpu) << what;
+        // K-only (MLA): a null V pool is skipped, K copied the same.
+        DeviceArray<uint8_t> dk_only(k_pool);
+        ASSERT_EQ(kernels::KvCopyCuda({.k_pool = dk_only.get(),
+                                       .v_pool = nullptr,
+                                       .ops = dops.get(),
+                                       .num_ops = static_cast<int>(ops.size()),
+                                       .page_size = page_size,
+                                       .head_dim = head_dim,
+                                       .dtype = dtype},
+                                      nullptr),
+                  cudaSuccess);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        EXPECT_TRUE(dk_only.ToHost() == k_cpu) << what << " k-only";
       }
     }
   }
