@@ -13,6 +13,11 @@
 //  * bf16, teacher-forced: the golden's tokens and (DMS) decisions are fed in (DecisionHook);
 //    cosine ≥ 0.999 of every logits row with the golden's, live counts equal to the golden's,
 //    and the device's own decisions agree with the golden's on ≥ 99 % of (token, layer, head).
+// The DeepSeek goldens (deepseek_v2, _v2_greedy, _v3, _v3_fp8, _v3_dms: MLA with latent rows of
+// 32 + 8 values and 4 heads, MoE with 8 experts, dense first layers, YaRN, a DMS-MLA adapter
+// with W = 8 and one decision per (token, layer)) run through the same driver and checks; on
+// the device they take cuda_model_mla.cc's path (eager steps, every token through the MLA
+// decode kernel, MoE routing on the host).
 // Plus a random-weight Qwen3 widened to hidden 256 and head_dim 64 against the CPU backend:
 // plain q/k norms (no golden has them at head_dim 64), a wider hidden, longer prompts.
 #include "worker/cuda/cuda_model.h"
@@ -44,6 +49,12 @@ using testing::GoldenCase;
 // observes ≤ 1e-5) plus 1e-4 for the device's own summation orders (true-fp32 cuBLASLt, no
 // TF32; split-K decode attention; block reductions; precise expf/sincosf), five times the 2e-5
 // the CPU golden test allows between its own orders (batching, chunking, TP).
+// The DeepSeek goldens take the same bound: their CPU golden test holds them at 1e-4 too, and
+// the device's extra orders are the same kinds — true-fp32 (strided batched) GEMMs, the MLA
+// kernel's fp32 online softmax and split merge, the MoE combine summing a token's experts in
+// fp32 in the CPU's ascending order, the fp32 router and routing (the same expert ids, weights
+// up to expf's last bits). The goldens' smallest top-2 logit gap (3.5e-3) is 17× the bound, so
+// the greedy tokens must match too.
 constexpr testing::Tolerance kGpuGoldenTol{.atol = 2e-4};
 constexpr double kBf16MinCosine = 0.999;
 constexpr double kBf16MinDecisionAgreement = 0.99;
@@ -314,7 +325,9 @@ TEST_P(CudaModelGoldenGpuTest, MatchesTransformers) {
   absl::StatusOr<std::unique_ptr<Model>> cpu = Model::Load(testing::GoldenModelDir(name), {});
   ASSERT_TRUE(cpu.ok()) << cpu.status();
   const ModelConfig& config = (*cpu)->config();
-  ASSERT_TRUE(config.head_dim == 64 || config.head_dim == 128) << config.head_dim;
+  // The Llama-family kernels' head sizes (MLA's config head_dim is the rope width: any).
+  ASSERT_TRUE(config.mla.enabled || config.head_dim == 64 || config.head_dim == 128)
+      << config.head_dim;
   const CachePolicy policy = (*cpu)->DefaultCachePolicy();
   const bool dms = policy.kind == CachePolicyKind::kDms;
   for (const GoldenCase& c : *cases) ASSERT_EQ(c.dms.has_value(), dms);
@@ -391,15 +404,26 @@ TEST_P(CudaModelGoldenGpuTest, MatchesTransformers) {
   }
 }
 
+std::string GoldenParamName(
+    const ::testing::TestParamInfo<std::tuple<std::string, DeviceDType>>& info) {
+  return std::get<0>(info.param) +
+         (std::get<1>(info.param) == DeviceDType::kF32 ? "_fp32" : "_bf16");
+}
+
 INSTANTIATE_TEST_SUITE_P(
     HeadDim64And128, CudaModelGoldenGpuTest,
     ::testing::Combine(::testing::Values("llama3_hd128", "qwen2_hd64", "qwen3_dms_hd64",
                                          "qwen3_dms_adapter_hd64"),
                        ::testing::Values(DeviceDType::kF32, DeviceDType::kBF16)),
-    [](const ::testing::TestParamInfo<std::tuple<std::string, DeviceDType>>& info) {
-      return std::get<0>(info.param) +
-             (std::get<1>(info.param) == DeviceDType::kF32 ? "_fp32" : "_bf16");
-    });
+    GoldenParamName);
+
+// DeepSeek-V2/V3: MLA + MoE (+ DMS-MLA), fp8 weights dequantized at load.
+INSTANTIATE_TEST_SUITE_P(
+    DeepSeek, CudaModelGoldenGpuTest,
+    ::testing::Combine(::testing::Values("deepseek_v2", "deepseek_v2_greedy", "deepseek_v3",
+                                         "deepseek_v3_fp8", "deepseek_v3_dms"),
+                       ::testing::Values(DeviceDType::kF32, DeviceDType::kBF16)),
+    GoldenParamName);
 
 constexpr int kHidden = 256, kHeadDim = 64;
 
@@ -458,18 +482,33 @@ absl::Status WriteWideQwen3(const std::string& dir, uint32_t seed) {
                                 {{"model.safetensors", testing::BuildSafetensors(tensors)}});
 }
 
+// Writes a random checkpoint into `dir` (WriteWideQwen3, WriteWideDeepseek).
+using ModelWriter = absl::Status (*)(const std::string& dir, uint32_t seed);
+
+// A two-sequence schedule: seq 1 prefills `prompt_chunks` (one chunk per step), then decodes;
+// seq 2 joins at step `join_step` with a `join_prompt`-token prefill (every row's logits) next
+// to seq 1's decode token, then decodes too; `steps` steps in all.
+struct WideSchedule {
+  std::vector<int> prompt_chunks;
+  int join_step = 0;
+  int join_prompt = 0;
+  int steps = 0;
+};
+
 // Two sequences, chunked prefill, prefill next to decode, greedy decode teacher-forced by the
 // CPU's tokens. fp32: every logits row within 2e-3 + 2e-3·|cpu| of the CPU's (random weights,
 // hidden 256: larger sums than the goldens'), the same greedy token wherever the CPU's top two
 // differ by more than 1e-3; bf16: cosine ≥ 0.999 with the CPU's.
-TEST(CudaModelWideQwen3GpuTest, MatchesTheCpuBackend) {
+void ExpectWideModelMatchesCpu(const std::string& name, ModelWriter write,
+                               const WideSchedule& schedule) {
   absl::StatusOr<testing::ScopedTempDir> dir =
       testing::ScopedTempDir::Create(::testing::TempDir(), "rami_cuda_model");
   ASSERT_TRUE(dir.ok()) << dir.status();
-  ASSERT_TRUE(WriteWideQwen3(dir->path(), 7).ok());
+  const absl::Status written = write(dir->path(), 7);
+  ASSERT_TRUE(written.ok()) << written;
   for (DeviceDType dtype : {DeviceDType::kF32, DeviceDType::kBF16}) {
     const bool exact = dtype == DeviceDType::kF32;
-    const std::string mode = exact ? "fp32" : "bf16";
+    const std::string mode = name + (exact ? " fp32" : " bf16");
     absl::StatusOr<std::unique_ptr<Model>> cpu = Model::Load(dir->path(), {});
     absl::StatusOr<std::unique_ptr<Model>> for_gpu = Model::Load(dir->path(), {});
     ASSERT_TRUE(cpu.ok() && for_gpu.ok()) << cpu.status();
@@ -490,7 +529,7 @@ TEST(CudaModelWideQwen3GpuTest, MatchesTheCpuBackend) {
     absl::StatusOr<std::unique_ptr<KvCache>> gpu_cache =
         (*gpu)->MakeCache(kPageSize, policy, kPoolFraction);
     ASSERT_TRUE(gpu_cache.ok()) << gpu_cache.status();
-    std::printf("[wide qwen3 %s] weights %lld bytes, KV pool %lld bytes (%d pages)\n", mode.c_str(),
+    std::printf("[%s] weights %lld bytes, KV pool %lld bytes (%d pages)\n", mode.c_str(),
                 static_cast<long long>((*gpu)->weight_bytes()),
                 static_cast<long long>((*gpu)->pool_bytes()), (*gpu_cache)->pool().num_pages());
     SingleRankCollectives comm;
@@ -505,21 +544,20 @@ TEST(CudaModelWideQwen3GpuTest, MatchesTheCpuBackend) {
       ASSERT_TRUE((*cpu_cache)->AddSequence(id).ok());
       ASSERT_TRUE((*gpu_cache)->AddSequence(id).ok());
     }
-    // Steps: seq 1 prefills 12 + 9 tokens (chunked), then decodes; seq 2 joins with a 17-token
-    // prefill next to seq 1's decode at step 4, then both decode.
-    std::vector<std::vector<SequenceChunk>> steps = {{{.seq_id = 1, .tokens = prompt(12)}},
-                                                     {{.seq_id = 1, .tokens = prompt(9)}}};
+    const int prefill_steps = static_cast<int>(schedule.prompt_chunks.size());
     int32_t next1 = -1, next2 = -1;
     double worst_cos = 1.0;
-    for (int step = 0; step < 30; ++step) {
+    for (int step = 0; step < schedule.steps; ++step) {
       std::vector<SequenceChunk> chunks;
-      if (step < 2) {
-        chunks = steps[step];
+      if (step < prefill_steps) {
+        chunks.push_back({.seq_id = 1, .tokens = prompt(schedule.prompt_chunks[step])});
       } else {
         chunks.push_back({.seq_id = 1, .tokens = {next1}});
-        if (step == 4) chunks.push_back({.seq_id = 2, .tokens = prompt(17), .all_logits = true});
-        if (step > 4) chunks.push_back({.seq_id = 2, .tokens = {next2}});
       }
+      if (step == schedule.join_step) {
+        chunks.push_back({.seq_id = 2, .tokens = prompt(schedule.join_prompt), .all_logits = true});
+      }
+      if (step > schedule.join_step) chunks.push_back({.seq_id = 2, .tokens = {next2}});
       absl::StatusOr<ForwardResult> want = (*cpu)->Forward(chunks, **cpu_cache, comm);
       ASSERT_TRUE(want.ok()) << want.status();
       ASSERT_TRUE((*gpu)->Reserve(chunks, **gpu_cache).ok());
@@ -557,8 +595,117 @@ TEST(CudaModelWideQwen3GpuTest, MatchesTheCpuBackend) {
         next2 = Argmax(want->logits.data() + static_cast<size_t>(last2) * vocab, vocab, &gap);
       }
     }
-    std::printf("[wide qwen3 %s] worst logits cosine %.6f\n", mode.c_str(), worst_cos);
+    std::printf("[%s] worst logits cosine %.6f\n", mode.c_str(), worst_cos);
   }
+}
+
+// Seq 1 prefills 12 + 9 tokens (chunked), then decodes; seq 2 joins with a 17-token prefill
+// next to seq 1's decode at step 4, then both decode.
+TEST(CudaModelWideQwen3GpuTest, MatchesTheCpuBackend) {
+  ExpectWideModelMatchesCpu(
+      "wide qwen3", &WriteWideQwen3,
+      {.prompt_chunks = {12, 9}, .join_step = 4, .join_prompt = 17, .steps = 30});
+}
+
+// The deepseek_v3 golden's config (q_lora, YaRN, noaux_tc routing with a correction bias, one
+// dense layer then MoE, shared expert) at sizes the goldens do not reach: hidden 256, 20 heads
+// (two head blocks of the MLA kernel, the second partial), latent rows of 128 + 32 values,
+// q_lora 64, 4 experts of 64. Every token takes all 4 experts (num_experts_per_tok 4): random
+// router logits have no margin, and an expert choice flipped by a last-bit difference between
+// two correct backends would fail an exact comparison; the routing kernel, the permutation,
+// the per-expert GEMMs and the combine still run, and the goldens test the choice itself.
+absl::Status WriteWideDeepseek(const std::string& dir, uint32_t seed) {
+  constexpr int64_t kHeads = 20, kQLora = 64, kLora = 128, kRope = 32, kNope = 32, kV = 32;
+  constexpr int64_t kInter = 256, kMoeInter = 64, kExperts = 4;
+  absl::StatusOr<std::unique_ptr<Checkpoint>> ck =
+      Checkpoint::Open(testing::GoldenModelDir("deepseek_v3"));
+  if (!ck.ok()) return ck.status();
+  nlohmann::json config = (*ck)->config();
+  config["hidden_size"] = kHidden;
+  config["num_attention_heads"] = kHeads;
+  config["num_key_value_heads"] = kHeads;
+  config["q_lora_rank"] = kQLora;
+  config["kv_lora_rank"] = kLora;
+  config["qk_rope_head_dim"] = kRope;
+  config["qk_nope_head_dim"] = kNope;
+  config["qk_head_dim"] = kRope + kNope;
+  config["head_dim"] = kRope;
+  config["v_head_dim"] = kV;
+  config["intermediate_size"] = kInter;
+  config["moe_intermediate_size"] = kMoeInter;
+  config["n_routed_experts"] = kExperts;
+  config["num_experts_per_tok"] = kExperts;
+  config["n_group"] = 2;
+  config["topk_group"] = 2;
+  config["max_position_embeddings"] = 4096;
+  const int64_t vocab = config["vocab_size"].get<int64_t>();
+  const int64_t shared = kMoeInter * config["n_shared_experts"].get<int64_t>();
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  std::vector<testing::TensorSpec> tensors;
+  for (const std::string& name : (*ck)->TensorNames()) {
+    auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
+    auto ends = [&](const char* s) {
+      const std::string suffix(s);
+      return name.size() >= suffix.size() &&
+             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (const size_t at = name.find(".experts.");
+        at != std::string::npos && std::stoll(name.substr(at + 9)) >= kExperts) {
+      continue;  // the golden's experts 4 … 7
+    }
+    const int64_t inter = has(".shared_experts.") ? shared : has(".experts.") ? kMoeInter : kInter;
+    std::vector<int64_t> shape;
+    bool norm = false;
+    if (ends("embed_tokens.weight") || ends("lm_head.weight")) {
+      shape = {vocab, kHidden};
+    } else if (ends("q_a_proj.weight")) {
+      shape = {kQLora, kHidden};
+    } else if (ends("q_a_layernorm.weight")) {
+      shape = {kQLora};
+      norm = true;
+    } else if (ends("q_b_proj.weight")) {
+      shape = {kHeads * (kNope + kRope), kQLora};
+    } else if (ends("kv_a_proj_with_mqa.weight")) {
+      shape = {kLora + kRope, kHidden};
+    } else if (ends("kv_a_layernorm.weight")) {
+      shape = {kLora};
+      norm = true;
+    } else if (ends("kv_b_proj.weight")) {
+      shape = {kHeads * (kNope + kV), kLora};
+    } else if (ends("o_proj.weight")) {
+      shape = {kHidden, kHeads * kV};
+    } else if (ends("mlp.gate.weight")) {
+      shape = {kExperts, kHidden};
+    } else if (ends("e_score_correction_bias")) {
+      shape = {kExperts};
+    } else if (ends("gate_proj.weight") || ends("up_proj.weight")) {
+      shape = {inter, kHidden};
+    } else if (ends("down_proj.weight")) {
+      shape = {kHidden, inter};
+    } else if (ends("layernorm.weight") || ends("norm.weight")) {
+      shape = {kHidden};
+      norm = true;
+    } else {
+      return absl::InternalError("wide deepseek: unexpected tensor " + name);
+    }
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    std::vector<float> values(n);
+    for (float& x : values) x = (norm ? 1.0f : 0.0f) + normal(rng);
+    tensors.push_back(testing::MakeTensor(name, DType::kF32, shape, values));
+  }
+  return testing::WriteModelDir(dir, config,
+                                {{"model.safetensors", testing::BuildSafetensors(tensors)}});
+}
+
+// Seq 1 prefills 600 tokens in chunks of 256, 256 and 88; seq 2 joins with 40 tokens at step 4.
+// The decode steps then see ~600 keys with 2 tokens × 2 head blocks: the MLA kernel splits the
+// keys (seq 2's short context leaving a split empty) — the goldens' contexts never do.
+TEST(CudaModelWideDeepseekGpuTest, MatchesTheCpuBackend) {
+  ExpectWideModelMatchesCpu(
+      "wide deepseek", &WriteWideDeepseek,
+      {.prompt_chunks = {256, 256, 88}, .join_step = 4, .join_prompt = 40, .steps = 16});
 }
 
 }  // namespace

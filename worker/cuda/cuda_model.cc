@@ -151,7 +151,7 @@ absl::Status CudaModel::SyncTablesAndCopies(absl::Span<const SequenceChunk> chun
                                .ops = static_cast<const kernels::KvCopyOp*>(ops) + bounds[b],
                                .num_ops = bounds[b + 1] - bounds[b],
                                .page_size = page_size_,
-                               .head_dim = config().head_dim,
+                               .head_dim = cache_row_,
                                .dtype = options_.dtype},
                               stream_));
     }
@@ -179,7 +179,10 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
   // The step's metadata: planned once (a decode step padded to its graph bucket), packed, one
   // copy.
   CudaStepPlan plan = PlanCudaStep(chunks, cache, *tables_);
-  const int bucket = options_.cuda_graphs && !hooked && plan.num_decode == plan.num_tokens
+  // DeepSeek steps run eagerly: each MoE layer brings its routing to the host (the experts'
+  // GEMM sizes are launch parameters), which a CUDA graph cannot contain.
+  const bool graphs = options_.cuda_graphs && !c.mla.enabled;
+  const int bucket = graphs && !hooked && plan.num_decode == plan.num_tokens
                          ? DecodeBucket(plan.num_tokens, options_.max_graph_batch)
                          : 0;
   if (bucket > 0) PadDecodePlan(bucket, &plan);
@@ -205,8 +208,11 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
   a.positions = reinterpret_cast<const int32_t*>(sd + layout.positions);
   a.token_stream = reinterpret_cast<const int32_t*>(sd + layout.token_stream);
   a.logit_tokens = reinterpret_cast<const int32_t*>(sd + layout.logit_tokens);
+  // MLA attends every token through its decode kernel: no prefill tiles (whose group, H / 1,
+  // can exceed a tile's rows).
   const std::vector<kernels::PrefillTile> tiles =
-      kernels::PlanPrefillTiles(plan.prefill_first, plan.prefill_length, Hq / Hkv);
+      c.mla.enabled ? std::vector<kernels::PrefillTile>{}
+                    : kernels::PlanPrefillTiles(plan.prefill_first, plan.prefill_length, Hq / Hkv);
   RAMI_ASSIGN_OR_RETURN(void* tiles_dev,
                         Grow(scratch_[kTiles], tiles.size() * sizeof(kernels::PrefillTile)));
   if (!tiles.empty()) {
@@ -233,11 +239,13 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
   RAMI_ASSIGN_OR_RETURN(a.residual, Grow(scratch_[kResidual], t * hidden * es));
   RAMI_ASSIGN_OR_RETURN(a.dx, Grow(scratch_[kDelta], t * hidden * es));
   RAMI_ASSIGN_OR_RETURN(a.normed, Grow(scratch_[kNormed], t * hidden * es));
-  RAMI_ASSIGN_OR_RETURN(a.qkv, Grow(scratch_[kQkv], t * (Hq + 2 * Hkv) * D * es));
-  RAMI_ASSIGN_OR_RETURN(a.q, Grow(scratch_[kQ], t * Hq * D * es));
-  RAMI_ASSIGN_OR_RETURN(a.k, Grow(scratch_[kK], t * Hkv * D * es));
-  RAMI_ASSIGN_OR_RETURN(a.v, Grow(scratch_[kV], t * Hkv * D * es));
-  RAMI_ASSIGN_OR_RETURN(a.attn, Grow(scratch_[kAttn], t * Hq * D * es));
+  if (!c.mla.enabled) {  // MLA's attention buffers: PrepareMlaStep
+    RAMI_ASSIGN_OR_RETURN(a.qkv, Grow(scratch_[kQkv], t * (Hq + 2 * Hkv) * D * es));
+    RAMI_ASSIGN_OR_RETURN(a.q, Grow(scratch_[kQ], t * Hq * D * es));
+    RAMI_ASSIGN_OR_RETURN(a.k, Grow(scratch_[kK], t * Hkv * D * es));
+    RAMI_ASSIGN_OR_RETURN(a.v, Grow(scratch_[kV], t * Hkv * D * es));
+    RAMI_ASSIGN_OR_RETURN(a.attn, Grow(scratch_[kAttn], t * Hq * D * es));
+  }
   RAMI_ASSIGN_OR_RETURN(a.gate_up, Grow(scratch_[kGateUp], t * 2 * I * es));
   RAMI_ASSIGN_OR_RETURN(a.act, Grow(scratch_[kAct], t * I * es));
   RAMI_ASSIGN_OR_RETURN(void* alpha_all, Grow(scratch_[kAlpha], static_cast<size_t>(L) * t * Hkv));
@@ -276,10 +284,12 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
     a.own = static_cast<uint8_t*>(own);
   }
 
+  if (c.mla.enabled) RAMI_RETURN_IF_ERROR(PrepareMlaStep(plan, &a));
+
   a.view = {.k_pool = k_pool_,
             .v_pool = v_pool_,
             .page_size = page_size_,
-            .head_dim = D,
+            .head_dim = cache_row_,
             .window = cache.policy().window,
             .dtype = dtype};
   tables_gpu_->FillView(&a.view);

@@ -6,12 +6,14 @@
 // fp32 logits of the requested rows on the host; the step is committed or its reservation
 // returned.
 //
-// Scope today: Llama, Qwen2, Qwen3 (incl. their DMS retrofits), any tensor-
+// Scope today: Llama, Qwen2, Qwen3 (incl. their DMS retrofits) and DeepSeek-V2/V3 (MLA with
+// the K-only latent cache, dense first layers and MoE; DMS-MLA adapter decisions), any tensor-
 // parallel world (NCCL on the compute stream: all-reduce of the embedding, after the O and
-// down projections; all-gather of the vocab-parallel logits). Decode steps run as CUDA graphs
-// per batch bucket. DMS decisions: borrowed neuron or adapter (dms_separate_alpha), per head or
-// per layer. Refused at Create: DeepSeek (MLA/MoE). Not yet run on a GPU: see docs/gpu.md
-// "GPU engine".
+// down projections (MoE: after the experts); all-gather of the vocab-parallel logits). Decode
+// steps of Llama-family models run as CUDA graphs per batch bucket; DeepSeek steps run eagerly
+// (the MoE routing goes to the host every MoE layer: cuda_model_mla.cc). DMS decisions: borrowed
+// neuron or adapter (dms_separate_alpha), per head or per layer. Not yet run on a GPU: see
+// docs/gpu.md "GPU engine".
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -25,6 +27,7 @@
 #include "kernels/cuda/device_dtype.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/kv_copy.h"
+#include "worker/cuda/cuda_step_plan.h"
 #include "worker/cuda/decode_graphs.h"
 #include "worker/cuda/device_kv_tables.h"
 #include "worker/cuda/device_kv_tables_gpu.h"
@@ -124,6 +127,20 @@ class CudaModel : public ForwardBackend {
     kOps,         // [copies] KvCopyOp
     kForced,      // [L, T, Hkv] uint8, plan order (DecisionHook)
     kOwn,         // [L, T, Hkv] uint8, plan order (DecisionHook)
+    // DeepSeek (cuda_model_mla.cc), H = local query heads:
+    kMlaQa,         // [T, q_lora]
+    kMlaQ,          // [T, H · qk_head_dim]: [q_nope | rotated q_rope] per head
+    kMlaRows,       // [T, kv_lora + rope]: the cache rows [normed latent | rotated rope key]
+    kMlaQLatent,    // [T, H, kv_lora + rope]: absorbed queries
+    kMlaLatent,     // [T, H, kv_lora]: attention output in the latent space
+    kMlaAttn,       // [T, H · v_head_dim]: up-projected values
+    kMoeX,          // [T, hidden] fp32 router input (bf16 only)
+    kMoeRows,       // [T] int32 0 … T − 1 (LogitsToF32Cuda's row list; bf16 only)
+    kMoeLogits,     // [T, num_experts] fp32
+    kMoeIds,        // [T, top_k] int32
+    kMoeWeights,    // [T, top_k] fp32
+    kMoeShared,     // [T, hidden] the shared experts' output
+    kMoeWorkspace,  // RunMoeExpertsCuda's workspace
     kNumScratch,
   };
   // Device memory that grows to the largest step seen (freed after the stream drains).
@@ -155,6 +172,19 @@ class CudaModel : public ForwardBackend {
     bool write_decisions = false;     // the policy is dms: KvWrite records the decisions
     const uint8_t* forced = nullptr;  // DecisionHook, plan order
     uint8_t* own = nullptr;           // DecisionHook, plan order
+    // DeepSeek's buffers (ScratchId kMla*/kMoe*); not in Pointers(): MLA steps are never
+    // captured.
+    struct Mla {
+      void *q_a = nullptr, *q = nullptr, *rows = nullptr, *q_latent = nullptr, *latent = nullptr,
+           *attn = nullptr, *shared_out = nullptr;
+      float* router_x = nullptr;         // null in fp32 (normed is the router input)
+      const int32_t* row_ids = nullptr;  // null in fp32
+      float* router_logits = nullptr;
+      int32_t* expert_ids = nullptr;    // device
+      float* expert_weights = nullptr;  // device
+      void* moe_workspace = nullptr;
+      size_t moe_workspace_bytes = 0;
+    } mla;
     // Every device pointer above (a captured graph is valid while they stay the same).
     std::vector<const void*> Pointers() const;
   };
@@ -170,6 +200,20 @@ class CudaModel : public ForwardBackend {
   absl::Status AllReduce(void* data, size_t count) const;
   absl::StatusOr<void*> Grow(Scratch& s, size_t bytes) const;
   absl::Status Gemm(const void* x, const void* w, void* y, int m, int n, int k) const;
+  // Any GemmParams (strides, batches) in the compute dtype.
+  absl::Status GemmStrided(kernels::GemmParams p) const;
+
+  // DeepSeek (cuda_model_mla.cc). The step's MLA/MoE buffers and its MLA split plan (every
+  // token goes through MlaDecodeAttentionCuda, prefill included), before Enqueue.
+  absl::Status PrepareMlaStep(const CudaStepPlan& plan, StepArgs* a) const;
+  // One DeepSeek layer: MLA attention block, then the dense MLP or the MoE (worker/mla_layer.cc).
+  absl::Status EnqueueMlaLayer(const StepArgs& a, int layer) const;
+  // delta (a.dx) = routed experts + shared experts of `normed`, all-reduced (worker/moe.cc).
+  // Synchronizes the host with the stream once (the routing's expert ids and weights).
+  absl::Status EnqueueMoe(const StepArgs& a, const DeviceMoeWeights& w) const;
+  // out = SwiGLU(normed · gate_upᵀ) · downᵀ over `inter` local columns (no all-reduce).
+  absl::Status EnqueueSwigluMlp(const StepArgs& a, const void* gate_up, const void* down, int inter,
+                                void* out) const;
 
   std::unique_ptr<Model> cpu_;
   CudaModelOptions options_;
@@ -178,8 +222,9 @@ class CudaModel : public ForwardBackend {
   std::unique_ptr<DeviceWeights> weights_;
   std::unique_ptr<kernels::CublasLtGemm> gemm_;
   float* inv_freq_ = nullptr;  // [head_dim / 2] fp32
-  void* k_pool_ = nullptr;     // [num_pages, page_size, head_dim] dtype
-  void* v_pool_ = nullptr;
+  void* k_pool_ = nullptr;     // [num_pages, page_size, cache_row_] dtype
+  void* v_pool_ = nullptr;     // the same, or null: MLA's cache is K-only
+  int cache_row_ = 0;          // values per cached row: head_dim, or MLA's kv_lora_rank + rope
   int64_t pool_bytes_ = 0;
   int page_size_ = 0;
   // A step mutates device state and these mirrors; the Engine runs one step at a time.
@@ -193,6 +238,10 @@ class CudaModel : public ForwardBackend {
   std::unique_ptr<NcclCollectives> device_comm_;  // world > 1
   mutable DecodeGraphs graphs_;
   mutable std::unique_ptr<DeviceSampler> sampler_;
+  // MoE: pinned host copies of a layer's expert ids and weights, and the event after their copy.
+  mutable void* moe_pinned_ = nullptr;
+  mutable size_t moe_pinned_bytes_ = 0;
+  cudaEvent_t moe_event_ = nullptr;
   DecisionHook hook_;  // tests only
 };
 

@@ -45,6 +45,10 @@ absl::Status CudaModel::Enqueue(const StepArgs& a) const {
                                       stream_));
   RAMI_RETURN_IF_ERROR(AllReduce(a.residual, static_cast<size_t>(T) * hidden));
   for (int layer = 0; layer < L; ++layer) {
+    if (c.mla.enabled) {  // DeepSeek: MLA, then the dense MLP or the MoE (cuda_model_mla.cc)
+      RAMI_RETURN_IF_ERROR(EnqueueMlaLayer(a, layer));
+      continue;
+    }
     const DeviceLayerWeights& w = weights_->layer(layer);
     const bool first = layer == 0;
     uint8_t* alpha = a.alpha_all + layer * per_layer;

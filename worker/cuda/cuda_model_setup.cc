@@ -1,16 +1,54 @@
 // CudaModel's creation and device resources: checks of what the backend supports, the stream,
-// the weights' upload, the rope table, the KV page pool sized from free memory, the scratch
-// buffers and the GEMM entry point; see cuda_model.h.
+// the weights' upload, the rope table, the KV page pool sized from free memory (K and V, or
+// MLA's K-only latent rows), the scratch buffers and the GEMM entry points; see cuda_model.h.
 #include <algorithm>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/moe.h"
 #include "worker/cuda/cuda_model.h"
 #include "worker/cuda/cuda_status.h"
 
 namespace rami::cuda {
+namespace {
+
+// What the DeepSeek path's kernels accept (kernels/cuda/kv_update.h, moe.h), checked once here
+// so that an unsupported checkpoint fails at load with a message naming the value.
+absl::Status CheckDeepseekSupported(const ModelConfig& c, const RopeTable& rope,
+                                    kernels::DeviceDType dtype) {
+  const MlaConfig& m = c.mla;
+  const int64_t row_bytes = int64_t{m.latent_row()} * kernels::DeviceDTypeSize(dtype);
+  if (row_bytes % 16 != 0) {  // KvWriteCuda/KvCopyCuda move rows as 16-byte words
+    return absl::UnimplementedError(absl::StrCat(
+        "CUDA backend: MLA cache rows of ", row_bytes, " bytes (kv_lora_rank ", m.kv_lora_rank,
+        " + qk_rope_head_dim ", m.qk_rope_head_dim, "), not a multiple of 16"));
+  }
+  if (2 * static_cast<int64_t>(rope.inv_freq.size()) != m.qk_rope_head_dim) {
+    return absl::InternalError(absl::StrCat("CUDA backend: a RoPE table of ", rope.inv_freq.size(),
+                                            " frequencies for ", m.qk_rope_head_dim, " rope dims"));
+  }
+  if (!c.moe.enabled) return absl::OkStatus();
+  const MoeConfig& e = c.moe;
+  if (e.num_experts > kernels::kMoeMaxExperts) {
+    return absl::UnimplementedError(absl::StrCat("CUDA backend: n_routed_experts ", e.num_experts,
+                                                 " > ", kernels::kMoeMaxExperts));
+  }
+  if (e.num_groups < 1 || e.num_groups > 32 || e.num_experts % e.num_groups != 0 ||
+      e.topk_groups < 1 || e.topk_groups > e.num_groups || e.experts_per_token < 1 ||
+      e.experts_per_token > e.num_experts ||
+      (e.topk == MoeTopk::kNoauxTc && e.num_experts / e.num_groups < 2)) {
+    return absl::UnimplementedError(absl::StrCat(
+        "CUDA backend: MoE routing with n_routed_experts ", e.num_experts, ", n_group ",
+        e.num_groups, ", topk_group ", e.topk_groups, ", num_experts_per_tok ", e.experts_per_token,
+        " (MoeRoutingCuda: n_group <= 32 dividing the experts, groups of >= 2 "
+        "experts for noaux_tc)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 CudaModel::CudaModel(std::unique_ptr<Model> cpu, const CudaModelOptions& options)
     : cpu_(std::move(cpu)), options_(options) {}
@@ -23,9 +61,11 @@ CudaModel::~CudaModel() {
   tables_gpu_.reset();   // frees on stream_
   for (Scratch& s : scratch_) cudaFree(s.ptr);
   cudaFree(inv_freq_);
+  cudaFree(v_pool_);  // null for MLA
   cudaFree(k_pool_);
-  cudaFree(v_pool_);
   if (pinned_ != nullptr) cudaFreeHost(pinned_);
+  if (moe_pinned_ != nullptr) cudaFreeHost(moe_pinned_);
+  if (moe_event_ != nullptr) cudaEventDestroy(moe_event_);
   gemm_.reset();
   weights_.reset();
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -44,18 +84,25 @@ absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(std::unique_ptr<Mod
     return absl::InvalidArgumentError(
         absl::StrCat("CUDA backend: max_graph_batch ", options.max_graph_batch, " < 1"));
   }
-  if (c.mla.enabled) return absl::UnimplementedError("CUDA backend: DeepSeek (MLA/MoE)");
-  if (c.head_dim != 64 && c.head_dim != 128) {
-    return absl::UnimplementedError(absl::StrCat("CUDA backend: head_dim ", c.head_dim));
-  }
-  const ShardDims& d = cpu->dims();
-  if (d.q_heads % d.kv_heads != 0 || d.q_heads / d.kv_heads > kernels::kAttentionMaxGroup) {
-    return absl::UnimplementedError(
-        absl::StrCat("CUDA backend: GQA group ", d.q_heads, "/", d.kv_heads));
+  if (c.mla.enabled) {
+    // DeepSeek: MlaDecodeAttentionCuda takes any row width and head count; no GQA limits.
+    RAMI_RETURN_IF_ERROR(CheckDeepseekSupported(c, cpu->rope(), options.dtype));
+  } else {
+    if (c.head_dim != 64 && c.head_dim != 128) {
+      return absl::UnimplementedError(absl::StrCat("CUDA backend: head_dim ", c.head_dim));
+    }
+    const ShardDims& d = cpu->dims();
+    if (d.q_heads % d.kv_heads != 0 || d.q_heads / d.kv_heads > kernels::kAttentionMaxGroup) {
+      return absl::UnimplementedError(
+          absl::StrCat("CUDA backend: GQA group ", d.q_heads, "/", d.kv_heads));
+    }
   }
   std::unique_ptr<CudaModel> m(new CudaModel(std::move(cpu), options));
   RAMI_CUDA_OK(cudaStreamCreateWithFlags(&m->stream_, cudaStreamNonBlocking));
   RAMI_CUDA_OK(cudaDeviceGetAttribute(&m->num_sms_, cudaDevAttrMultiProcessorCount, 0));
+  if (c.moe.enabled) {
+    RAMI_CUDA_OK(cudaEventCreateWithFlags(&m->moe_event_, cudaEventDisableTiming));
+  }
   m->sampler_ = std::make_unique<DeviceSampler>(m->stream_);
   RAMI_ASSIGN_OR_RETURN(m->weights_, DeviceWeights::Upload(c, m->cpu_->weights(), options.dtype));
   RAMI_ASSIGN_OR_RETURN(m->gemm_, kernels::CublasLtGemm::Create());
@@ -94,8 +141,12 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaModel::MakeCache(int page_size,
                                                               double memory_fraction) {
   if (tables_ != nullptr) return absl::FailedPreconditionError("CUDA backend: one cache only");
   const ModelConfig& c = config();
-  const int64_t row = int64_t{c.head_dim} * kernels::DeviceDTypeSize(options_.dtype);
-  const int64_t page_bytes = 2 * row * page_size;  // K and V
+  // MLA: one K-only latent row per (sequence, layer) token — [normed latent | rope key], one
+  // stream per (sequence, layer) (1 KV head), replicated on every rank; no V pool.
+  const bool k_only = c.mla.enabled;
+  const int row_values = k_only ? c.mla.latent_row() : c.head_dim;
+  const int64_t row = int64_t{row_values} * kernels::DeviceDTypeSize(options_.dtype);
+  const int64_t page_bytes = (k_only ? 1 : 2) * row * page_size;
   RAMI_ASSIGN_OR_RETURN(int64_t pages, DevicePoolPages(memory_fraction, page_bytes));
   pages = std::min<int64_t>(pages, INT32_MAX / std::max(page_size, 1));
   RAMI_ASSIGN_OR_RETURN(
@@ -103,12 +154,20 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaModel::MakeCache(int page_size,
       cpu_->MakeCache(
           {.page_size = page_size, .num_pages = static_cast<int>(pages), .allocate_storage = false},
           policy));
+  if (cache->num_kv_heads() != cpu_->dims().kv_heads) {  // the device tables' streams
+    return absl::InternalError(absl::StrCat("CUDA backend: a host cache of ", cache->num_kv_heads(),
+                                            " KV heads for ", cpu_->dims().kv_heads,
+                                            " device KV heads"));
+  }
   const size_t half = static_cast<size_t>(pages) * page_size * row;
   RAMI_CUDA_OK(cudaMalloc(&k_pool_, half));
-  RAMI_CUDA_OK(cudaMalloc(&v_pool_, half));
   RAMI_CUDA_OK(cudaMemset(k_pool_, 0, half));
-  RAMI_CUDA_OK(cudaMemset(v_pool_, 0, half));
-  pool_bytes_ = static_cast<int64_t>(2 * half);
+  if (!k_only) {  // MLA: no V pool (the kernels then write and copy K only)
+    RAMI_CUDA_OK(cudaMalloc(&v_pool_, half));
+    RAMI_CUDA_OK(cudaMemset(v_pool_, 0, half));
+  }
+  pool_bytes_ = static_cast<int64_t>((k_only ? 1 : 2) * half);
+  cache_row_ = row_values;
   page_size_ = page_size;
   cache->pool().set_copy_log(&copy_log_);
   tables_ =
@@ -129,16 +188,13 @@ absl::StatusOr<void*> CudaModel::Grow(Scratch& s, size_t bytes) const {
 }
 
 absl::Status CudaModel::Gemm(const void* x, const void* w, void* y, int m, int n, int k) const {
-  return gemm_->Run(
-      {.x = x,
-       .w = w,
-       .y = y,
-       .m = m,
-       .n = n,
-       .k = k,
-       .dtype = options_.dtype == kernels::DeviceDType::kF32 ? kernels::GemmDtype::kF32
-                                                             : kernels::GemmDtype::kBf16},
-      stream_);
+  return GemmStrided({.x = x, .w = w, .y = y, .m = m, .n = n, .k = k});
+}
+
+absl::Status CudaModel::GemmStrided(kernels::GemmParams p) const {
+  p.dtype = options_.dtype == kernels::DeviceDType::kF32 ? kernels::GemmDtype::kF32
+                                                         : kernels::GemmDtype::kBf16;
+  return gemm_->Run(p, stream_);
 }
 
 }  // namespace rami::cuda

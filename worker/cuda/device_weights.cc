@@ -2,6 +2,7 @@
 // see device_weights.h.
 #include "worker/cuda/device_weights.h"
 
+#include <cstring>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -16,36 +17,126 @@ DeviceWeights::~DeviceWeights() {
   for (void* p : allocations_) cudaFree(p);
 }
 
+namespace {
+
+constexpr size_t kPackAlign = 256;  // bytes: every packed part starts cuBLASLt-aligned
+
+// `host` as the device stores it in `dtype` (bf16: rounded to nearest even).
+void Convert(const std::vector<float>& host, kernels::DeviceDType dtype, uint8_t* out) {
+  switch (dtype) {
+    case kernels::DeviceDType::kF32:
+      std::memcpy(out, host.data(), host.size() * sizeof(float));
+      break;
+    case kernels::DeviceDType::kBF16:
+      for (size_t i = 0; i < host.size(); ++i) {
+        const uint16_t b = F32ToBF16(host[i]);
+        std::memcpy(out + 2 * i, &b, 2);
+      }
+      break;
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<const void*> DeviceWeights::Put(const std::vector<float>& host) {
+  return Put(host, dtype_);
+}
+
+absl::StatusOr<const void*> DeviceWeights::Put(const std::vector<float>& host,
+                                               kernels::DeviceDType dtype) {
   if (host.empty()) return nullptr;
-  const size_t n = host.size();
-  const size_t bytes = n * kernels::DeviceDTypeSize(dtype_);
+  const size_t bytes = host.size() * kernels::DeviceDTypeSize(dtype);
   void* dev = nullptr;
   RAMI_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&dev, bytes), "cudaMalloc"));
   allocations_.push_back(dev);
   bytes_ += static_cast<int64_t>(bytes);
-  switch (dtype_) {
-    case kernels::DeviceDType::kF32:
-      RAMI_RETURN_IF_ERROR(
-          CudaStatus(cudaMemcpy(dev, host.data(), bytes, cudaMemcpyHostToDevice), "cudaMemcpy"));
-      break;
-    case kernels::DeviceDType::kBF16: {
-      std::vector<uint16_t> converted(n);
-      for (size_t i = 0; i < n; ++i) converted[i] = F32ToBF16(host[i]);
-      RAMI_RETURN_IF_ERROR(CudaStatus(
-          cudaMemcpy(dev, converted.data(), bytes, cudaMemcpyHostToDevice), "cudaMemcpy"));
-      break;
-    }
+  if (dtype == kernels::DeviceDType::kF32) {
+    RAMI_RETURN_IF_ERROR(
+        CudaStatus(cudaMemcpy(dev, host.data(), bytes, cudaMemcpyHostToDevice), "cudaMemcpy"));
+    return dev;
   }
+  std::vector<uint8_t> converted(bytes);
+  Convert(host, dtype, converted.data());
+  RAMI_RETURN_IF_ERROR(
+      CudaStatus(cudaMemcpy(dev, converted.data(), bytes, cudaMemcpyHostToDevice), "cudaMemcpy"));
   return dev;
+}
+
+absl::Status DeviceWeights::PutPacked(const std::vector<const std::vector<float>*>& parts,
+                                      std::vector<const void*>* ptrs) {
+  const size_t es = kernels::DeviceDTypeSize(dtype_);
+  std::vector<size_t> offset(parts.size());
+  size_t total = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    offset[i] = total;
+    total += (parts[i]->size() * es + kPackAlign - 1) / kPackAlign * kPackAlign;
+  }
+  ptrs->assign(parts.size(), nullptr);
+  if (total == 0) return absl::OkStatus();
+  void* dev = nullptr;
+  RAMI_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&dev, total), "cudaMalloc"));
+  allocations_.push_back(dev);
+  bytes_ += static_cast<int64_t>(total);
+  // One part at a time through a host staging buffer (an expert of V3 is ~88 MB in fp32: no
+  // copy of a whole layer on the host).
+  std::vector<uint8_t> staged;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i]->empty()) continue;
+    staged.resize(parts[i]->size() * es);
+    Convert(*parts[i], dtype_, staged.data());
+    char* at = static_cast<char*>(dev) + offset[i];
+    RAMI_RETURN_IF_ERROR(CudaStatus(
+        cudaMemcpy(at, staged.data(), staged.size(), cudaMemcpyHostToDevice), "cudaMemcpy"));
+    (*ptrs)[i] = at;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DeviceWeights::PutDeepseek(const ModelConfig& c, int layer, const LayerWeights& l,
+                                        DeviceLayerWeights* x) {
+  const MlaWeights& m = l.mla;
+  // Host weights of another architecture under a DeepSeek config: nothing to run.
+  if (m.q_b.empty() || m.kv_a.empty() || m.w_uk_t.empty() || m.w_uv.empty() ||
+      c.moe.IsMoeLayer(layer) != !l.moe.router.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("CUDA backend: layer ", layer, " lacks the MLA",
+                                                   c.moe.IsMoeLayer(layer) ? "/MoE" : "",
+                                                   " weights of its DeepSeek config"));
+  }
+  RAMI_ASSIGN_OR_RETURN(x->mla.q_a, Put(m.q_a));
+  RAMI_ASSIGN_OR_RETURN(x->mla.q_a_bias, Put(m.q_a_bias));
+  RAMI_ASSIGN_OR_RETURN(x->mla.q_a_norm, Put(m.q_a_norm));
+  RAMI_ASSIGN_OR_RETURN(x->mla.q_b, Put(m.q_b));
+  RAMI_ASSIGN_OR_RETURN(x->mla.kv_a, Put(m.kv_a));
+  RAMI_ASSIGN_OR_RETURN(x->mla.kv_a_bias, Put(m.kv_a_bias));
+  RAMI_ASSIGN_OR_RETURN(x->mla.kv_a_norm, Put(m.kv_a_norm));
+  RAMI_ASSIGN_OR_RETURN(x->mla.w_uk_t, Put(m.w_uk_t));
+  RAMI_ASSIGN_OR_RETURN(x->mla.w_uv, Put(m.w_uv));
+  const MoeWeights& moe = l.moe;
+  if (!c.moe.IsMoeLayer(layer)) return absl::OkStatus();  // a dense layer: gate_up/down
+  if (static_cast<int>(moe.experts.size()) != c.moe.num_experts) {
+    return absl::InvalidArgumentError(absl::StrCat("CUDA backend: an MoE layer of ",
+                                                   moe.experts.size(), " experts, config has ",
+                                                   c.moe.num_experts));
+  }
+  RAMI_ASSIGN_OR_RETURN(const void* router, Put(moe.router, kernels::DeviceDType::kF32));
+  x->moe.router = static_cast<const float*>(router);
+  RAMI_ASSIGN_OR_RETURN(const void* bias, Put(moe.correction_bias, kernels::DeviceDType::kF32));
+  x->moe.correction_bias = static_cast<const float*>(bias);
+  std::vector<const std::vector<float>*> gate_up, down;
+  for (const ExpertWeights& e : moe.experts) {
+    gate_up.push_back(&e.gate_up);
+    down.push_back(&e.down);
+  }
+  RAMI_RETURN_IF_ERROR(PutPacked(gate_up, &x->moe.gate_up));
+  RAMI_RETURN_IF_ERROR(PutPacked(down, &x->moe.down));
+  RAMI_ASSIGN_OR_RETURN(x->moe.shared_gate_up, Put(moe.shared.gate_up));
+  RAMI_ASSIGN_OR_RETURN(x->moe.shared_down, Put(moe.shared.down));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const ModelConfig& config,
                                                                      const ModelWeights& w,
                                                                      kernels::DeviceDType dtype) {
-  if (config.mla.enabled) {
-    return absl::UnimplementedError("CUDA backend: DeepSeek (MLA/MoE) weights are not uploaded");
-  }
   std::unique_ptr<DeviceWeights> d(new DeviceWeights(dtype));
   RAMI_ASSIGN_OR_RETURN(d->embed_, d->Put(w.embed));
   d->lm_head_ = d->embed_;
@@ -53,7 +144,8 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const Model
     RAMI_ASSIGN_OR_RETURN(d->lm_head_, d->Put(w.lm_head));
   }
   RAMI_ASSIGN_OR_RETURN(d->final_norm_, d->Put(w.final_norm));
-  for (const LayerWeights& l : w.layers) {
+  for (int layer = 0; layer < static_cast<int>(w.layers.size()); ++layer) {
+    const LayerWeights& l = w.layers[layer];
     DeviceLayerWeights x;
     RAMI_ASSIGN_OR_RETURN(x.input_norm, d->Put(l.input_norm));
     RAMI_ASSIGN_OR_RETURN(x.qkv, d->Put(l.qkv));
@@ -68,7 +160,8 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const Model
     RAMI_ASSIGN_OR_RETURN(x.dms_alpha, d->Put(l.dms_alpha));
     RAMI_ASSIGN_OR_RETURN(x.dms_alpha_bias, d->Put(l.dms_alpha_bias));
     RAMI_ASSIGN_OR_RETURN(x.dms_alpha_norm, d->Put(l.dms_alpha_norm));
-    d->layers_.push_back(x);
+    if (config.mla.enabled) RAMI_RETURN_IF_ERROR(d->PutDeepseek(config, layer, l, &x));
+    d->layers_.push_back(std::move(x));
   }
   return d;
 }
@@ -93,7 +186,9 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Random(const Model
                                                                      kernels::DeviceDType dtype,
                                                                      uint64_t seed) {
   if (c.mla.enabled) {
-    return absl::UnimplementedError("CUDA backend: DeepSeek (MLA/MoE) weights are not made");
+    return absl::UnimplementedError(
+        "DeviceWeights::Random: DeepSeek (MLA/MoE) is not supported (random device weights serve "
+        "the Llama-family decode benchmark); load the checkpoint and Upload its weights");
   }
   if (dims.q_heads < 1 || dims.kv_heads < 1 || dims.intermediate < 1 || dims.vocab < 1) {
     return absl::InvalidArgumentError("random weights: empty shard dims (use ShardDims::Make)");
@@ -145,7 +240,6 @@ absl::Status DeviceWeights::CheckComplete(const ModelConfig& c) const {
         "CUDA backend: device weights lack ", what,
         " (a Model::ShapeOnly has no host weights: bring DeviceWeights, e.g. Random)"));
   };
-  if (c.mla.enabled) return absl::UnimplementedError("CUDA backend: DeepSeek (MLA/MoE) weights");
   if (num_layers() != c.num_layers) {
     return missing(absl::StrCat("layers (", num_layers(), " of ", c.num_layers, ")"));
   }
@@ -153,26 +247,53 @@ absl::Status DeviceWeights::CheckComplete(const ModelConfig& c) const {
   if (lm_head_ == nullptr) return missing("the LM head");
   if (final_norm_ == nullptr) return missing("the final norm");
   const bool adapter = c.dms.enabled && c.dms.separate_alpha;
+  const bool mla = c.mla.enabled, q_lora = c.mla.q_lora_rank > 0, bias = c.mla.attention_bias;
   for (int i = 0; i < num_layers(); ++i) {
     const DeviceLayerWeights& w = layers_[i];
+    const bool moe = c.moe.IsMoeLayer(i);
+    const bool shared = moe && c.moe.num_shared_experts > 0;
     const struct {
       const char* name;
       const void* ptr;
       bool needed;
     } tensors[] = {{"input_norm", w.input_norm, true},
-                   {"qkv", w.qkv, true},
-                   {"qkv_bias", w.qkv_bias, c.qkv_bias},
-                   {"q_norm", w.q_norm, c.qk_norm},
-                   {"k_norm", w.k_norm, c.qk_norm},
+                   {"qkv", w.qkv, !mla},
+                   {"qkv_bias", w.qkv_bias, !mla && c.qkv_bias},
+                   {"q_norm", w.q_norm, !mla && c.qk_norm},
+                   {"k_norm", w.k_norm, !mla && c.qk_norm},
                    {"o_proj", w.o_proj, true},
                    {"post_norm", w.post_norm, true},
-                   {"gate_up", w.gate_up, true},
-                   {"down", w.down, true},
+                   {"gate_up", w.gate_up, !moe},
+                   {"down", w.down, !moe},
                    {"dms_alpha", w.dms_alpha, adapter},
                    {"dms_alpha_bias", w.dms_alpha_bias, adapter && c.dms.adapter_bias},
-                   {"dms_alpha_norm", w.dms_alpha_norm, adapter}};
+                   {"dms_alpha_norm", w.dms_alpha_norm, adapter},
+                   {"q_a_proj", w.mla.q_a, mla && q_lora},
+                   {"q_a_proj bias", w.mla.q_a_bias, mla && q_lora && bias},
+                   {"q_a_layernorm", w.mla.q_a_norm, mla && q_lora},
+                   {"q_b_proj (q_proj)", w.mla.q_b, mla},
+                   {"kv_a_proj_with_mqa", w.mla.kv_a, mla},
+                   {"kv_a_proj_with_mqa bias", w.mla.kv_a_bias, mla && bias},
+                   {"kv_a_layernorm", w.mla.kv_a_norm, mla},
+                   {"kv_b_proj's W_uk", w.mla.w_uk_t, mla},
+                   {"kv_b_proj's W_uv", w.mla.w_uv, mla},
+                   {"the MoE router", w.moe.router, moe},
+                   {"e_score_correction_bias", w.moe.correction_bias, moe && c.moe.correction_bias},
+                   {"the shared experts' gate_up", w.moe.shared_gate_up, shared},
+                   {"the shared experts' down", w.moe.shared_down, shared}};
     for (const auto& t : tensors) {
       if (t.needed && t.ptr == nullptr) return missing(absl::StrCat("layer ", i, "'s ", t.name));
+    }
+    if (!moe) continue;
+    if (static_cast<int>(w.moe.gate_up.size()) != c.moe.num_experts ||
+        static_cast<int>(w.moe.down.size()) != c.moe.num_experts) {
+      return missing(absl::StrCat("layer ", i, "'s experts (", w.moe.gate_up.size(), " of ",
+                                  c.moe.num_experts, ")"));
+    }
+    for (int e = 0; e < c.moe.num_experts; ++e) {
+      if (w.moe.gate_up[e] == nullptr || w.moe.down[e] == nullptr) {
+        return missing(absl::StrCat("layer ", i, "'s expert ", e));
+      }
     }
   }
   return absl::OkStatus();

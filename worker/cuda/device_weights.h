@@ -3,9 +3,12 @@
 // production (rounded to nearest even on the host, as __float2bfloat16_rn) or fp32 for the
 // exactness mode. Norm weights and biases are in the same dtype (the kernels read them so).
 // Owns every allocation; null pointers mark tensors the model does not have.
-// DeepSeek (MLA, MoE) is not uploaded yet: Upload and Random refuse it.
+// DeepSeek-V2/V3 (config.mla.enabled): the MLA projections (DeviceMlaWeights), and per MoE layer
+// the router (fp32 whatever the dtype), each expert's slice and the shared experts
+// (DeviceMoeWeights); the dense first layers use gate_up/down as a Llama layer does.
 // Random: the same tensors made on the device from a seed (worker/cuda/random_fill.h), for
-// benchmarks of real shapes without a checkpoint or a host copy of the weights.
+// benchmarks of real shapes without a checkpoint or a host copy of the weights (Llama family
+// only: it refuses DeepSeek).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -21,6 +24,36 @@
 
 namespace rami::cuda {
 
+// DeepSeek multi-head latent attention (worker/deepseek_weights.h MlaWeights): this rank's query
+// heads; the latent path (q_a, kv_a, their norms) replicated.
+struct DeviceMlaWeights {
+  const void* q_a = nullptr;        // [q_lora, hidden], or null without q_lora_rank
+  const void* q_a_bias = nullptr;   // [q_lora] or null (attention_bias)
+  const void* q_a_norm = nullptr;   // [q_lora] or null
+  const void* q_b = nullptr;        // [local_heads · qk_head_dim, q_lora or hidden] (q_proj)
+  const void* kv_a = nullptr;       // [kv_lora + rope, hidden]
+  const void* kv_a_bias = nullptr;  // [kv_lora + rope] or null
+  const void* kv_a_norm = nullptr;  // [kv_lora]
+  const void* w_uk_t = nullptr;     // [local_heads, kv_lora, qk_nope] (W_uk_h transposed)
+  const void* w_uv = nullptr;       // [local_heads, v_head_dim, kv_lora]
+};
+
+// One DeepSeek MoE layer (MoeWeights): the router in fp32 whatever the compute dtype — DeepSeek
+// and transformers compute the router logits in fp32, and a top-k choice is discontinuous, so a
+// bf16 router would flip experts — and this rank's slice of every expert, as the host pointer
+// arrays RunMoeExpertsCuda takes (all experts of a layer in one allocation each for gate_up
+// and down).
+struct DeviceMoeWeights {
+  const float* router = nullptr;           // [num_experts, hidden] fp32
+  const float* correction_bias = nullptr;  // [num_experts] fp32 (V3) or null
+  std::vector<const void*> gate_up;        // [num_experts] device [2 · moe_inter_local, hidden]
+  std::vector<const void*> down;           // [num_experts] device [hidden, moe_inter_local]
+  const void* shared_gate_up = nullptr;    // [2 · shared_inter_local, hidden] or null
+  const void* shared_down = nullptr;       // [hidden, shared_inter_local] or null
+
+  bool empty() const { return router == nullptr; }  // a dense layer
+};
+
 struct DeviceLayerWeights {
   const void* input_norm = nullptr;      // [hidden]
   const void* qkv = nullptr;             // [(q_heads + 2 kv_heads) · head_dim, hidden]
@@ -35,12 +68,17 @@ struct DeviceLayerWeights {
   const void* dms_alpha = nullptr;       // [kv_heads, hidden] or null
   const void* dms_alpha_bias = nullptr;  // [kv_heads] or null
   const void* dms_alpha_norm = nullptr;  // [hidden] or null
+  // DeepSeek only (qkv and the q/k norms null): the attention, and the MoE of layers ≥
+  // first_k_dense_replace (gate_up/down null there).
+  DeviceMlaWeights mla;
+  DeviceMoeWeights moe;
 };
 
 class DeviceWeights {
  public:
   // Uploads what `weights` holds: nothing for the empty weights of a Model::ShapeOnly (see
-  // CheckComplete).
+  // CheckComplete). DeepSeek configs: InvalidArgument when a layer lacks its MLA (or, at and
+  // past first_k_dense_replace, MoE) weights.
   static absl::StatusOr<std::unique_ptr<DeviceWeights>> Upload(const ModelConfig& config,
                                                                const ModelWeights& weights,
                                                                kernels::DeviceDType dtype);
@@ -76,8 +114,16 @@ class DeviceWeights {
 
  private:
   explicit DeviceWeights(kernels::DeviceDType dtype) : dtype_(dtype) {}
-  // Copies `host` in the dtype to a new allocation; null for an empty tensor.
+  // Copies `host` in the dtype (or `dtype`) to a new allocation; null for an empty tensor.
   absl::StatusOr<const void*> Put(const std::vector<float>& host);
+  absl::StatusOr<const void*> Put(const std::vector<float>& host, kernels::DeviceDType dtype);
+  // Copies `parts` in the dtype into one allocation (each part 256-byte aligned); (*ptrs)[i]
+  // points at part i, null for an empty part.
+  absl::Status PutPacked(const std::vector<const std::vector<float>*>& parts,
+                         std::vector<const void*>* ptrs);
+  // DeepSeek layer `layer`'s MLA and MoE tensors into `x`; InvalidArgument when `l` lacks them.
+  absl::Status PutDeepseek(const ModelConfig& config, int layer, const LayerWeights& l,
+                           DeviceLayerWeights* x);
   // A new allocation of `count` elements filled as FillUniformCuda(seed, center, half_width).
   absl::StatusOr<const void*> PutRandom(int64_t count, uint64_t seed, float center,
                                         float half_width);
