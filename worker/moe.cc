@@ -11,18 +11,6 @@
 namespace rami {
 namespace {
 
-kernels::MoeRouting Routing(const MoeConfig& m) {
-  switch (m.topk) {
-    case MoeTopk::kGreedy:
-      return kernels::MoeRouting::kSoftmaxGreedy;
-    case MoeTopk::kGroupLimitedGreedy:
-      return kernels::MoeRouting::kSoftmaxGroupLimited;
-    case MoeTopk::kNoauxTc:
-      return kernels::MoeRouting::kSigmoidNoauxTc;
-  }
-  return kernels::MoeRouting::kSoftmaxGreedy;
-}
-
 // out[n, hidden] = SwiGLU(x · gate_upᵀ) · downᵀ for one expert's slice.
 void RunExpert(const ExpertWeights& e, const float* x, int n, int hidden, int inter, float* out) {
   std::vector<float> gate_up(static_cast<size_t>(n) * 2 * inter),
@@ -35,6 +23,29 @@ void RunExpert(const ExpertWeights& e, const float* x, int n, int hidden, int in
 }
 
 }  // namespace
+
+kernels::MoeRoutingParams MoeRoutingParamsFor(const MoeConfig& m, int num_tokens) {
+  kernels::MoeRouting routing = kernels::MoeRouting::kSoftmaxGreedy;
+  switch (m.topk) {
+    case MoeTopk::kGreedy:
+      routing = kernels::MoeRouting::kSoftmaxGreedy;
+      break;
+    case MoeTopk::kGroupLimitedGreedy:
+      routing = kernels::MoeRouting::kSoftmaxGroupLimited;
+      break;
+    case MoeTopk::kNoauxTc:
+      routing = kernels::MoeRouting::kSigmoidNoauxTc;
+      break;
+  }
+  return {.num_tokens = num_tokens,
+          .num_experts = m.num_experts,
+          .top_k = m.experts_per_token,
+          .num_groups = m.num_groups,
+          .topk_groups = m.topk_groups,
+          .routing = routing,
+          .norm_topk_prob = m.norm_topk_prob,
+          .routed_scaling_factor = static_cast<float>(m.routed_scaling_factor)};
+}
 
 absl::Status RunMoe(const MoeWeights& w, const LayerContext& ctx, LayerWorkspace& ws,
                     Collectives& comm) {
@@ -51,19 +62,12 @@ absl::Status RunMoe(const MoeWeights& w, const LayerContext& ctx, LayerWorkspace
                       .k = hidden});
   std::vector<int32_t> ids(static_cast<size_t>(t) * k);
   std::vector<float> weights(ids.size());
-  kernels::MoeRoutingCpu(
-      {.logits = logits.data(),
-       .correction_bias = w.correction_bias.empty() ? nullptr : w.correction_bias.data(),
-       .expert_ids = ids.data(),
-       .weights = weights.data(),
-       .num_tokens = t,
-       .num_experts = m.num_experts,
-       .top_k = k,
-       .num_groups = m.num_groups,
-       .topk_groups = m.topk_groups,
-       .routing = Routing(m),
-       .norm_topk_prob = m.norm_topk_prob,
-       .routed_scaling_factor = static_cast<float>(m.routed_scaling_factor)});
+  kernels::MoeRoutingParams routing = MoeRoutingParamsFor(m, t);
+  routing.logits = logits.data();
+  routing.correction_bias = w.correction_bias.empty() ? nullptr : w.correction_bias.data();
+  routing.expert_ids = ids.data();
+  routing.weights = weights.data();
+  kernels::MoeRoutingCpu(routing);
 
   // Tokens of each expert, in token order.
   std::vector<std::vector<std::pair<int, float>>> routed(m.num_experts);

@@ -10,10 +10,15 @@
 #pragma once
 
 #include "absl/status/status.h"
+#include "kernels/moe_routing.h"
 #include "worker/collectives.h"
 #include "worker/decoder_layer.h"
 
 namespace rami {
+
+// The routing kernels' params for `num_tokens` tokens of a model's MoE config (CPU and CUDA
+// backends); the caller sets the logits, correction bias and output pointers.
+kernels::MoeRoutingParams MoeRoutingParamsFor(const MoeConfig& m, int num_tokens);
 
 // delta = Σ_k weight_k · Expert_k(normed) + SharedExperts(normed), all-reduced.
 absl::Status RunMoe(const MoeWeights& w, const LayerContext& ctx, LayerWorkspace& ws,

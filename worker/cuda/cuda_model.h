@@ -197,6 +197,16 @@ class CudaModel : public ForwardBackend {
   // and NCCL collectives only, so that a decode step can be captured as a graph.
   absl::Status Enqueue(const StepArgs& a) const;
   // Sums a [count] tensor of the compute dtype over the ranks (no-op for a world of one).
+  // out = RMSNorm(x [+ residual, then residual = that sum]) · weight over [T, cols] rows.
+  absl::Status Norm(const void* x, void* residual, const void* weight, void* out, int rows,
+                    int cols, float eps) const;
+  // The layer's DMS decisions besides the borrowed neuron's (QkvPrepCuda): the adapter's, the
+  // per-layer share, then the test hook's record / replacement; `heads` decisions per token.
+  absl::Status EnqueueDecisions(const StepArgs& a, const DeviceLayerWeights& w, int layer,
+                                int heads) const;
+  // dx = attn · o_projᵀ (+ bias on rank 0), summed over the ranks.
+  absl::Status EnqueueOutputProjection(const StepArgs& a, const void* attn,
+                                       const DeviceLayerWeights& w, int width) const;
   absl::Status AllReduce(void* data, size_t count) const;
   absl::StatusOr<void*> Grow(Scratch& s, size_t bytes) const;
   absl::Status Gemm(const void* x, const void* w, void* y, int m, int n, int k) const;

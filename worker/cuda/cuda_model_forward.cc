@@ -20,14 +20,89 @@ absl::Status CudaModel::AllReduce(void* data, size_t count) const {
   return device_comm_->AllReduceSumDevice(data, count, options_.dtype);
 }
 
+absl::Status CudaModel::Norm(const void* x, void* residual, const void* weight, void* out, int rows,
+                             int cols, float eps) const {
+  RAMI_CUDA_OK(kernels::RmsNormTypedCuda({.x = x,
+                                          .residual = residual,
+                                          .weight = weight,
+                                          .out = out,
+                                          .rows = rows,
+                                          .cols = cols,
+                                          .eps = eps,
+                                          .dtype = options_.dtype},
+                                         stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModel::EnqueueDecisions(const StepArgs& a, const DeviceLayerWeights& w, int layer,
+                                         int heads) const {
+  const ModelConfig& c = config();
+  const int T = a.num_tokens, hidden = c.hidden_size;
+  const size_t per_layer = static_cast<size_t>(T) * heads;
+  uint8_t* alpha = a.alpha_all + layer * per_layer;
+  if (c.dms.enabled && c.dms.separate_alpha) {
+    // The adapter reads the layer input, which the input norm left in `residual`.
+    if (a.alpha_x == nullptr || w.dms_alpha == nullptr) {
+      return absl::InternalError("CUDA backend: DMS adapter without its weights or buffer");
+    }
+    RAMI_RETURN_IF_ERROR(Norm(a.residual, nullptr, w.dms_alpha_norm, a.alpha_x, T, hidden,
+                              static_cast<float>(c.rms_norm_eps)));
+    RAMI_CUDA_OK(
+        DmsAdapterDecisionCuda({.x = a.alpha_x,
+                                .w = w.dms_alpha,
+                                .bias = w.dms_alpha_bias,
+                                .alpha = alpha,
+                                .num_tokens = T,
+                                .num_kv_heads = heads,
+                                .hidden = hidden,
+                                .alpha_scale = static_cast<float>(c.dms.alpha_scale),
+                                .alpha_offset = static_cast<float>(c.dms.initial_alpha_offset),
+                                .dtype = options_.dtype},
+                               stream_));
+  }
+  if (a.shared != nullptr) {  // per layer: KV head 0 of rank 0 decides for all
+    const HeadZeroParams share{.alpha = alpha,
+                               .shared = a.shared,
+                               .num_tokens = T,
+                               .num_kv_heads = heads,
+                               .contribute = device_comm_ == nullptr || device_comm_->rank() == 0};
+    RAMI_CUDA_OK(HeadZeroToFloatCuda(share, stream_));
+    if (options_.world_size > 1) {
+      RAMI_RETURN_IF_ERROR(
+          device_comm_->AllReduceSumDevice(a.shared, T, kernels::DeviceDType::kF32));
+    }
+    RAMI_CUDA_OK(SpreadHeadZeroCuda(share, stream_));
+  }
+  if (a.own != nullptr) {
+    RAMI_CUDA_OK(cudaMemcpyAsync(a.own + layer * per_layer, alpha, per_layer,
+                                 cudaMemcpyDeviceToDevice, stream_));
+  }
+  if (a.forced != nullptr) {
+    RAMI_CUDA_OK(cudaMemcpyAsync(alpha, a.forced + layer * per_layer, per_layer,
+                                 cudaMemcpyDeviceToDevice, stream_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaModel::EnqueueOutputProjection(const StepArgs& a, const void* attn,
+                                                const DeviceLayerWeights& w, int width) const {
+  const int T = a.num_tokens, hidden = config().hidden_size;
+  // Each rank's heads' share, summed over the ranks (the bias lives on rank 0 only, so the sum
+  // adds it once).
+  RAMI_RETURN_IF_ERROR(Gemm(attn, w.o_proj, a.dx, T, hidden, width));
+  if (w.o_bias != nullptr) {
+    RAMI_CUDA_OK(BiasAddCuda({a.dx, w.o_bias, T, hidden, options_.dtype}, stream_));
+  }
+  return AllReduce(a.dx, static_cast<size_t>(T) * hidden);
+}
+
 absl::Status CudaModel::Enqueue(const StepArgs& a) const {
   const ModelConfig& c = config();
   const ShardDims& d = cpu_->dims();
   const kernels::DeviceDType dtype = options_.dtype;
   const int L = c.num_layers, D = c.head_dim, hidden = c.hidden_size;
-  const int Hq = d.q_heads, Hkv = d.kv_heads, I = d.intermediate;
+  const int Hq = d.q_heads, Hkv = d.kv_heads;
   const int T = a.num_tokens;
-  const bool adapter = c.dms.enabled && c.dms.separate_alpha;
   const bool borrowed = c.dms.enabled && !c.dms.separate_alpha;
   const size_t per_layer = static_cast<size_t>(T) * Hkv;
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -54,15 +129,8 @@ absl::Status CudaModel::Enqueue(const StepArgs& a) const {
     uint8_t* alpha = a.alpha_all + layer * per_layer;
     const int32_t* ts = a.token_stream + static_cast<size_t>(layer) * T;
     // Attention block: residual (+= previous delta), norm, QKV, q/k norm + decision + RoPE.
-    RAMI_CUDA_OK(kernels::RmsNormTypedCuda({.x = first ? a.residual : a.dx,
-                                            .residual = first ? nullptr : a.residual,
-                                            .weight = w.input_norm,
-                                            .out = a.normed,
-                                            .rows = T,
-                                            .cols = hidden,
-                                            .eps = eps,
-                                            .dtype = dtype},
-                                           stream_));
+    RAMI_RETURN_IF_ERROR(Norm(first ? a.residual : a.dx, first ? nullptr : a.residual, w.input_norm,
+                              a.normed, T, hidden, eps));
     const int qkv_width = (Hq + 2 * Hkv) * D;
     RAMI_RETURN_IF_ERROR(Gemm(a.normed, w.qkv, a.qkv, T, qkv_width, hidden));
     if (w.qkv_bias != nullptr) {
@@ -88,50 +156,7 @@ absl::Status CudaModel::Enqueue(const StepArgs& a) const {
                               .alpha_offset = static_cast<float>(c.dms.initial_alpha_offset),
                               .dtype = dtype},
                              stream_));
-    if (adapter) {  // from the layer input, which the norm above left in `residual`
-      RAMI_CUDA_OK(kernels::RmsNormTypedCuda({.x = a.residual,
-                                              .weight = w.dms_alpha_norm,
-                                              .out = a.alpha_x,
-                                              .rows = T,
-                                              .cols = hidden,
-                                              .eps = eps,
-                                              .dtype = dtype},
-                                             stream_));
-      RAMI_CUDA_OK(
-          DmsAdapterDecisionCuda({.x = a.alpha_x,
-                                  .w = w.dms_alpha,
-                                  .bias = w.dms_alpha_bias,
-                                  .alpha = alpha,
-                                  .num_tokens = T,
-                                  .num_kv_heads = Hkv,
-                                  .hidden = hidden,
-                                  .alpha_scale = static_cast<float>(c.dms.alpha_scale),
-                                  .alpha_offset = static_cast<float>(c.dms.initial_alpha_offset),
-                                  .dtype = dtype},
-                                 stream_));
-    }
-    if (a.shared != nullptr) {  // per layer: KV head 0 of rank 0 decides for all
-      const HeadZeroParams share{
-          .alpha = alpha,
-          .shared = a.shared,
-          .num_tokens = T,
-          .num_kv_heads = Hkv,
-          .contribute = device_comm_ == nullptr || device_comm_->rank() == 0};
-      RAMI_CUDA_OK(HeadZeroToFloatCuda(share, stream_));
-      if (options_.world_size > 1) {
-        RAMI_RETURN_IF_ERROR(
-            device_comm_->AllReduceSumDevice(a.shared, T, kernels::DeviceDType::kF32));
-      }
-      RAMI_CUDA_OK(SpreadHeadZeroCuda(share, stream_));
-    }
-    if (a.own != nullptr) {
-      RAMI_CUDA_OK(cudaMemcpyAsync(a.own + layer * per_layer, alpha, per_layer,
-                                   cudaMemcpyDeviceToDevice, stream_));
-    }
-    if (a.forced != nullptr) {
-      RAMI_CUDA_OK(cudaMemcpyAsync(alpha, a.forced + layer * per_layer, per_layer,
-                                   cudaMemcpyDeviceToDevice, stream_));
-    }
+    if (c.dms.enabled) RAMI_RETURN_IF_ERROR(EnqueueDecisions(a, w, layer, Hkv));
     RAMI_CUDA_OK(
         kernels::KvWriteCuda({.cache = a.view,
                               .k = a.k,
@@ -169,40 +194,15 @@ absl::Status CudaModel::Enqueue(const StepArgs& a) const {
                                                 .num_kv_heads = Hkv,
                                                 .scale = scale},
                                                stream_));
-    // O projection: each rank's heads' share, summed over the ranks (the bias lives on rank 0
-    // only, so the sum adds it once).
-    RAMI_RETURN_IF_ERROR(Gemm(a.attn, w.o_proj, a.dx, T, hidden, Hq * D));
-    if (w.o_bias != nullptr) {
-      RAMI_CUDA_OK(BiasAddCuda({a.dx, w.o_bias, T, hidden, dtype}, stream_));
-    }
-    RAMI_RETURN_IF_ERROR(AllReduce(a.dx, static_cast<size_t>(T) * hidden));
+    RAMI_RETURN_IF_ERROR(EnqueueOutputProjection(a, a.attn, w, Hq * D));
     // MLP block (intermediate split over the ranks; the down projection summed).
-    RAMI_CUDA_OK(kernels::RmsNormTypedCuda({.x = a.dx,
-                                            .residual = a.residual,
-                                            .weight = w.post_norm,
-                                            .out = a.normed,
-                                            .rows = T,
-                                            .cols = hidden,
-                                            .eps = eps,
-                                            .dtype = dtype},
-                                           stream_));
-    RAMI_RETURN_IF_ERROR(Gemm(a.normed, w.gate_up, a.gate_up, T, 2 * I, hidden));
-    RAMI_CUDA_OK(kernels::SwigluCuda(
-        {.gate_up = a.gate_up, .out = a.act, .rows = T, .cols = I, .dtype = dtype}, stream_));
-    RAMI_RETURN_IF_ERROR(Gemm(a.act, w.down, a.dx, T, hidden, I));
+    RAMI_RETURN_IF_ERROR(Norm(a.dx, a.residual, w.post_norm, a.normed, T, hidden, eps));
+    RAMI_RETURN_IF_ERROR(EnqueueSwigluMlp(a, w.gate_up, w.down, d.intermediate, a.dx));
     RAMI_RETURN_IF_ERROR(AllReduce(a.dx, static_cast<size_t>(T) * hidden));
   }
   // Final norm; the logits rows gathered (an embedding lookup over the step's rows); LM head
   // over this rank's vocabulary slice; every rank's slice gathered.
-  RAMI_CUDA_OK(kernels::RmsNormTypedCuda({.x = a.dx,
-                                          .residual = a.residual,
-                                          .weight = weights_->final_norm(),
-                                          .out = a.normed,
-                                          .rows = T,
-                                          .cols = hidden,
-                                          .eps = eps,
-                                          .dtype = dtype},
-                                         stream_));
+  RAMI_RETURN_IF_ERROR(Norm(a.dx, a.residual, weights_->final_norm(), a.normed, T, hidden, eps));
   RAMI_CUDA_OK(kernels::EmbeddingCuda({.tokens = a.logit_tokens,
                                        .table = a.normed,
                                        .out = a.selected,

@@ -36,6 +36,7 @@
 #include "worker/cuda/cuda_status.h"
 #include "worker/cuda/dms_decisions.h"
 #include "worker/cuda/logits_f32.h"
+#include "worker/moe.h"
 
 namespace rami::cuda {
 namespace {
@@ -45,18 +46,6 @@ namespace {
 constexpr float kLoraNormEps = 1e-6f;
 // MlaDecodeAttentionCuda takes at most 65535 query tokens per launch (its grid).
 constexpr int kMaxAttentionTokens = 65535;
-
-kernels::MoeRouting Routing(MoeTopk topk) {
-  switch (topk) {
-    case MoeTopk::kGreedy:
-      return kernels::MoeRouting::kSoftmaxGreedy;
-    case MoeTopk::kGroupLimitedGreedy:
-      return kernels::MoeRouting::kSoftmaxGroupLimited;
-    case MoeTopk::kNoauxTc:
-      return kernels::MoeRouting::kSigmoidNoauxTc;
-  }
-  return kernels::MoeRouting::kSoftmaxGreedy;
-}
 
 kernels::GemmDtype GemmDtypeOf(kernels::DeviceDType dtype) {
   return dtype == kernels::DeviceDType::kF32 ? kernels::GemmDtype::kF32 : kernels::GemmDtype::kBf16;
@@ -169,51 +158,12 @@ absl::Status CudaModel::EnqueueMlaLayer(const StepArgs& a, int layer) const {
   const int32_t* ts = a.token_stream + static_cast<size_t>(layer) * T;
   const StepArgs::Mla& x = a.mla;
 
-  // Attention block: residual (+= previous delta), norm.
-  RAMI_CUDA_OK(kernels::RmsNormTypedCuda({.x = first ? a.residual : a.dx,
-                                          .residual = first ? nullptr : a.residual,
-                                          .weight = w.input_norm,
-                                          .out = a.normed,
-                                          .rows = T,
-                                          .cols = hidden,
-                                          .eps = eps,
-                                          .dtype = dtype},
-                                         stream_));
-  // DMS-MLA (dms.md §6): the adapter on the layer input (left in `residual` by the norm),
-  // replicated on every rank like the latent it decides for.
-  if (c.dms.enabled) {
-    if (a.alpha_x == nullptr || w.dms_alpha == nullptr) {  // DeepSeek DMS is adapter-only
-      return absl::InternalError("CUDA backend: DMS-MLA without the adapter's weights or buffer");
-    }
-    RAMI_CUDA_OK(kernels::RmsNormTypedCuda({.x = a.residual,
-                                            .weight = w.dms_alpha_norm,
-                                            .out = a.alpha_x,
-                                            .rows = T,
-                                            .cols = hidden,
-                                            .eps = eps,
-                                            .dtype = dtype},
-                                           stream_));
-    RAMI_CUDA_OK(
-        DmsAdapterDecisionCuda({.x = a.alpha_x,
-                                .w = w.dms_alpha,
-                                .bias = w.dms_alpha_bias,
-                                .alpha = alpha,
-                                .num_tokens = T,
-                                .num_kv_heads = 1,
-                                .hidden = hidden,
-                                .alpha_scale = static_cast<float>(c.dms.alpha_scale),
-                                .alpha_offset = static_cast<float>(c.dms.initial_alpha_offset),
-                                .dtype = dtype},
-                               stream_));
-    if (a.own != nullptr) {
-      RAMI_CUDA_OK(cudaMemcpyAsync(a.own + layer * per_layer, alpha, per_layer,
-                                   cudaMemcpyDeviceToDevice, stream_));
-    }
-    if (a.forced != nullptr) {
-      RAMI_CUDA_OK(cudaMemcpyAsync(alpha, a.forced + layer * per_layer, per_layer,
-                                   cudaMemcpyDeviceToDevice, stream_));
-    }
-  }
+  // Attention block: residual (+= previous delta), norm; DMS-MLA (dms.md §6): the adapter on
+  // the layer input, replicated on every rank like the latent it decides for, one decision per
+  // (token, layer) — the latent stream is the layer's only "KV head".
+  RAMI_RETURN_IF_ERROR(Norm(first ? a.residual : a.dx, first ? nullptr : a.residual, w.input_norm,
+                            a.normed, T, hidden, eps));
+  if (c.dms.enabled) RAMI_RETURN_IF_ERROR(EnqueueDecisions(a, w, layer, /*heads=*/1));
 
   // Queries [T, H, nope | rope], the rope parts rotated in place.
   const void* q_in = a.normed;
@@ -223,14 +173,7 @@ absl::Status CudaModel::EnqueueMlaLayer(const StepArgs& a, int layer) const {
     if (mw.q_a_bias != nullptr) {
       RAMI_CUDA_OK(BiasAddCuda({x.q_a, mw.q_a_bias, T, m.q_lora_rank, dtype}, stream_));
     }
-    RAMI_CUDA_OK(kernels::RmsNormTypedCuda({.x = x.q_a,
-                                            .weight = mw.q_a_norm,
-                                            .out = x.q_a,
-                                            .rows = T,
-                                            .cols = m.q_lora_rank,
-                                            .eps = kLoraNormEps,
-                                            .dtype = dtype},
-                                           stream_));
+    RAMI_RETURN_IF_ERROR(Norm(x.q_a, nullptr, mw.q_a_norm, x.q_a, T, m.q_lora_rank, kLoraNormEps));
     q_in = x.q_a;
     q_in_dim = m.q_lora_rank;
   }
@@ -342,22 +285,10 @@ absl::Status CudaModel::EnqueueMlaLayer(const StepArgs& a, int layer) const {
                                     .stride_x = lora,
                                     .stride_w = int64_t{v_dim} * lora,
                                     .stride_y = v_dim}));
-  RAMI_RETURN_IF_ERROR(Gemm(x.attn, w.o_proj, a.dx, T, hidden, H * v_dim));
-  if (w.o_bias != nullptr) {
-    RAMI_CUDA_OK(BiasAddCuda({a.dx, w.o_bias, T, hidden, dtype}, stream_));
-  }
-  RAMI_RETURN_IF_ERROR(AllReduce(a.dx, static_cast<size_t>(T) * hidden));
+  RAMI_RETURN_IF_ERROR(EnqueueOutputProjection(a, x.attn, w, H * v_dim));
 
   // Dense MLP (layers < first_k_dense_replace) or the mixture of experts.
-  RAMI_CUDA_OK(kernels::RmsNormTypedCuda({.x = a.dx,
-                                          .residual = a.residual,
-                                          .weight = w.post_norm,
-                                          .out = a.normed,
-                                          .rows = T,
-                                          .cols = hidden,
-                                          .eps = eps,
-                                          .dtype = dtype},
-                                         stream_));
+  RAMI_RETURN_IF_ERROR(Norm(a.dx, a.residual, w.post_norm, a.normed, T, hidden, eps));
   if (c.moe.IsMoeLayer(layer)) return EnqueueMoe(a, w.moe);
   RAMI_RETURN_IF_ERROR(EnqueueSwigluMlp(a, w.gate_up, w.down, d.intermediate, a.dx));
   return AllReduce(a.dx, static_cast<size_t>(T) * hidden);
@@ -405,20 +336,12 @@ absl::Status CudaModel::EnqueueMoe(const StepArgs& a, const DeviceMoeWeights& w)
                                    .k = hidden,
                                    .dtype = kernels::GemmDtype::kF32},
                                   stream_));
-  RAMI_CUDA_OK(kernels::MoeRoutingCuda(
-      {.logits = x.router_logits,
-       .correction_bias = w.correction_bias,
-       .expert_ids = x.expert_ids,
-       .weights = x.expert_weights,
-       .num_tokens = T,
-       .num_experts = moe.num_experts,
-       .top_k = k,
-       .num_groups = moe.num_groups,
-       .topk_groups = moe.topk_groups,
-       .routing = Routing(moe.topk),
-       .norm_topk_prob = moe.norm_topk_prob,
-       .routed_scaling_factor = static_cast<float>(moe.routed_scaling_factor)},
-      stream_));
+  kernels::MoeRoutingParams routing = MoeRoutingParamsFor(moe, T);
+  routing.logits = x.router_logits;
+  routing.correction_bias = w.correction_bias;
+  routing.expert_ids = x.expert_ids;
+  routing.weights = x.expert_weights;
+  RAMI_CUDA_OK(kernels::MoeRoutingCuda(routing, stream_));
   const size_t slots = static_cast<size_t>(T) * k;
   auto* ids_host = static_cast<int32_t*>(moe_pinned_);
   auto* weights_host = reinterpret_cast<float*>(ids_host + slots);
