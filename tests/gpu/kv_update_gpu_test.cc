@@ -285,35 +285,26 @@ TEST(KvCopyGpu, MatchesCpuTwin) {
                             .page_size = page_size,
                             .head_dim = head_dim,
                             .dtype = dtype});
-        DeviceArray<uint8_t> dk(k_pool), dv(v_pool);
-        DeviceArray<kernels::KvCopyOp> dops(ops);
-        ASSERT_EQ(kernels::KvCopyCuda({.k_pool = dk.get(),
-                                       .v_pool = dv.get(),
-                                       .ops = dops.get(),
-                                       .num_ops = static_cast<int>(ops.size()),
-                                       .page_size = page_size,
-                                       .head_dim = head_dim,
-                                       .dtype = dtype},
-                                      nullptr),
-                  cudaSuccess);
-        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
         const std::string what = std::string(gpu_test::Name(dtype)) + " page " +
                                  std::to_string(page_size) + " D " + std::to_string(head_dim);
-        EXPECT_TRUE(dk.ToHost() == k_cpu) << what;
-        EXPECT_TRUE(dv.ToHost() == v_cpu) << what;
-        // K-only (MLA): a null V pool is skipped, K copied the same.
-        DeviceArray<uint8_t> dk_only(k_pool);
-        ASSERT_EQ(kernels::KvCopyCuda({.k_pool = dk_only.get(),
-                                       .v_pool = nullptr,
-                                       .ops = dops.get(),
-                                       .num_ops = static_cast<int>(ops.size()),
-                                       .page_size = page_size,
-                                       .head_dim = head_dim,
-                                       .dtype = dtype},
-                                      nullptr),
-                  cudaSuccess);
-        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-        EXPECT_TRUE(dk_only.ToHost() == k_cpu) << what << " k-only";
+        DeviceArray<kernels::KvCopyOp> dops(ops);
+        // Both pools, then K only (MLA: a null V pool is skipped, K copied the same).
+        for (bool k_only : {false, true}) {
+          DeviceArray<uint8_t> dk(k_pool), dv(v_pool);
+          ASSERT_EQ(kernels::KvCopyCuda({.k_pool = dk.get(),
+                                         .v_pool = k_only ? nullptr : dv.get(),
+                                         .ops = dops.get(),
+                                         .num_ops = static_cast<int>(ops.size()),
+                                         .page_size = page_size,
+                                         .head_dim = head_dim,
+                                         .dtype = dtype},
+                                        nullptr),
+                    cudaSuccess);
+          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+          EXPECT_TRUE(dk.ToHost() == k_cpu) << what << (k_only ? " k-only" : "");
+          EXPECT_TRUE(dv.ToHost() == (k_only ? v_pool : v_cpu))
+              << what << (k_only ? " k-only" : "");
+        }
       }
     }
   }
