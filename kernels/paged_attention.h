@@ -13,6 +13,8 @@
 // Dense is the same layout with an infinite window and no flags.
 // The streams of one (sequence, layer) are consecutive: KV head h of a token uses stream
 // token_stream[t] + h. Query head q reads KV head q / (num_q_heads / num_kv_heads) (GQA).
+// A negative token_stream[t] is a padding token (a CUDA graph's batch bucket, as the CUDA
+// kernels take it): KvWriteCpu writes nothing for it, PagedAttentionCpu gives it zero rows.
 #pragma once
 
 #include <cstdint>

@@ -23,6 +23,7 @@ inline T* SlotPtr(const KvStreamsView& c, T* pool, int32_t list_start, int32_t s
 void KvWriteCpu(const KvWriteParams& p) {
   const KvStreamsView& c = p.cache;
   for (int t = 0; t < p.num_tokens; ++t) {
+    if (p.token_stream[t] < 0) continue;  // a padding token writes nothing
     const int32_t pos = p.positions[t];
     for (int h = 0; h < p.num_kv_heads; ++h) {
       const int32_t s = p.token_stream[t] + h;
@@ -50,6 +51,11 @@ void PagedAttentionCpu(const PagedAttentionParams& p) {
   std::vector<float> scores;
   std::vector<double> acc(d);
   for (int t = 0; t < p.num_tokens; ++t) {
+    if (p.token_stream[t] < 0) {  // a padding token sees no key: zero rows
+      std::fill_n(p.out + static_cast<int64_t>(t) * p.num_q_heads * d,
+                  static_cast<int64_t>(p.num_q_heads) * d, 0.0f);
+      continue;
+    }
     const int32_t pos = p.positions[t];
     for (int kh = 0; kh < p.num_kv_heads; ++kh) {
       const int32_t s = p.token_stream[t] + kh;

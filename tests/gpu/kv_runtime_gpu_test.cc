@@ -8,7 +8,9 @@
 // (CudaStepPlan: decode tokens first, persistent streams), then per layer KvWriteCuda with the
 // DMS decisions, DecodeAttentionCuda on the decode tokens and PrefillAttentionCuda on the
 // prefill tiles — and the attention outputs equal PagedAttentionCpu's over the CPU metadata
-// (PlanStep, BuildStepStreams) within 1e-4.
+// (PlanStep, BuildStepStreams) within 1e-4. Decode-only steps run padded to their CUDA graph
+// bucket (PadDecodePlan) with balanced splits: the padding tokens (NaN inputs, stream −1)
+// change nothing and get zero rows.
 #include <cmath>
 #include <random>
 #include <string>
@@ -89,7 +91,14 @@ TEST(KvRuntimeGpuTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
 
         const StepMetadata cpu = PlanStep(chunks, cache);
         const kernels::KvStreamsView cpu_view = cache.View(cpu.streams);
-        const CudaStepPlan plan = PlanCudaStep(chunks, cache, tables);
+        CudaStepPlan plan = PlanCudaStep(chunks, cache, tables);
+        // A decode-only step runs padded to its CUDA graph bucket (max 16 here), with balanced
+        // splits, as the CUDA backend runs it.
+        const int real_tokens = plan.num_tokens;
+        const bool padded =
+            plan.num_decode == plan.num_tokens && DecodeBucket(real_tokens, 16) > real_tokens;
+        if (padded) PadDecodePlan(DecodeBucket(real_tokens, 16), &plan);
+        const int P = plan.num_tokens;  // plan tokens, padding included
         kernels::KvCacheCudaView view{.k_pool = dk.get(),
                                       .v_pool = dv.get(),
                                       .page_size = kPage,
@@ -108,8 +117,9 @@ TEST(KvRuntimeGpuTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
             kernels::PlanPrefillTiles(plan.prefill_first, plan.prefill_length, kGroup);
         DeviceArray<kernels::PrefillTile> dtiles(tiles);
         DeviceArray<int32_t> dpos(plan.positions);
-        const kernels::DecodeSplitPlan splits = kernels::PlanDecodeSplits(
+        kernels::DecodeSplitPlan splits = kernels::PlanDecodeSplits(
             plan.max_decode_keys, std::max(plan.num_decode, 1), kHeads, num_sms);
+        if (padded) splits.keys_per_split = 0;
         DeviceArray<float> partial_out(static_cast<size_t>(std::max(plan.num_decode, 1)) * kQHeads *
                                        splits.num_splits * kDim);
         DeviceArray<float> partial_lse(static_cast<size_t>(std::max(plan.num_decode, 1)) * kQHeads *
@@ -125,8 +135,11 @@ TEST(KvRuntimeGpuTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
           for (float& x : q) x = normal(traffic.rng());
           for (uint8_t& a : alpha) a = traffic.Percent() < 70 ? 1 : 0;
           // The same data in plan order.
-          std::vector<float> kg(k.size()), vg(v.size()), qg(q.size());
-          std::vector<uint8_t> ag(alpha.size());
+          // Padding rows hold garbage (NaN queries, α = 1): they must not matter.
+          std::vector<float> kg(static_cast<size_t>(P) * kHeads * kDim, std::nanf(""));
+          std::vector<float> vg(kg.size(), std::nanf(""));
+          std::vector<float> qg(static_cast<size_t>(P) * kQHeads * kDim, std::nanf(""));
+          std::vector<uint8_t> ag(static_cast<size_t>(P) * kHeads, 1);
           for (int t = 0; t < T; ++t) {
             const size_t g = to_plan[t];
             std::copy_n(&k[t * kHeads * kDim], kHeads * kDim, &kg[g * kHeads * kDim]);
@@ -154,18 +167,19 @@ TEST(KvRuntimeGpuTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
                                       .num_kv_heads = kHeads,
                                       .scale = scale});
 
-          DeviceArray<float> dkg(kg), dvg(vg), dqg(qg), dout(qg.size());
+          // The output starts as garbage: padding rows must be written (zeros).
+          DeviceArray<float> dkg(kg), dvg(vg), dqg(qg), dout(std::vector<float>(qg.size(), 7.0f));
           DeviceArray<uint8_t> dag(ag);
           DeviceArray<int32_t> dts(std::vector<int32_t>(
-              plan.token_stream.begin() + static_cast<int64_t>(layer) * T,
-              plan.token_stream.begin() + static_cast<int64_t>(layer + 1) * T));
+              plan.token_stream.begin() + static_cast<int64_t>(layer) * P,
+              plan.token_stream.begin() + static_cast<int64_t>(layer + 1) * P));
           ASSERT_EQ(kernels::KvWriteCuda({.cache = view,
                                           .k = dkg.get(),
                                           .v = dvg.get(),
                                           .alpha = dms ? dag.get() : nullptr,
                                           .token_stream = dts.get(),
                                           .positions = dpos.get(),
-                                          .num_tokens = T,
+                                          .num_tokens = P,
                                           .num_kv_heads = kHeads},
                                          stream),
                     cudaSuccess);
@@ -200,7 +214,10 @@ TEST(KvRuntimeGpuTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
                     cudaSuccess);
           ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
           const std::vector<float> out = dout.ToHost();
-          std::vector<float> got(out.size());
+          for (size_t i = static_cast<size_t>(real_tokens) * kQHeads * kDim; i < out.size(); ++i) {
+            ASSERT_EQ(out[i], 0.0f) << where << " padding row value " << i;
+          }
+          std::vector<float> got(q.size());
           for (int t = 0; t < T; ++t) {
             std::copy_n(&out[static_cast<size_t>(to_plan[t]) * kQHeads * kDim], kQHeads * kDim,
                         &got[static_cast<size_t>(t) * kQHeads * kDim]);

@@ -14,7 +14,9 @@
 // (CudaStepPlan: decode tokens first, persistent streams), then per layer KvWriteCuda with the
 // DMS decisions, DecodeAttentionCuda on the decode tokens and PrefillAttentionCuda on the
 // prefill tiles — and the attention outputs equal PagedAttentionCpu's over the CPU metadata
-// (PlanStep, BuildStepStreams) within 1e-4.
+// (PlanStep, BuildStepStreams) within 1e-4. Decode-only steps run padded to their CUDA graph
+// bucket (PadDecodePlan): the padding tokens (NaN inputs, stream −1) change nothing and get
+// zero rows.
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -49,7 +51,7 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
     {
       const size_t pool_elems = static_cast<size_t>(kPages) * kPage * kDim;
       std::vector<float> dk(pool_elems), dv(pool_elems);
-      int64_t copies = 0, launches = 0;
+      int64_t copies = 0, launches = 0, padded_steps = 0;
       testing::KvTraffic traffic(3);
       std::normal_distribution<float> normal;
       for (int step = 0; step < 40; ++step) {
@@ -89,7 +91,14 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
 
         const StepMetadata cpu = PlanStep(chunks, cache);
         const kernels::KvStreamsView cpu_view = cache.View(cpu.streams);
-        const CudaStepPlan plan = PlanCudaStep(chunks, cache, tables);
+        CudaStepPlan plan = PlanCudaStep(chunks, cache, tables);
+        // A decode-only step runs padded to its CUDA graph bucket (max 16 here).
+        const int real_tokens = plan.num_tokens;
+        if (plan.num_decode == plan.num_tokens && DecodeBucket(real_tokens, 16) > real_tokens) {
+          PadDecodePlan(DecodeBucket(real_tokens, 16), &plan);
+          ++padded_steps;
+        }
+        const int P = plan.num_tokens;  // plan tokens, padding included
         // The device view read the CPU way: per-stream flag pointers from flag_start.
         std::vector<uint8_t*> flags;
         if (policy.evicts()) {
@@ -122,8 +131,11 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
           for (float& x : v) x = normal(traffic.rng());
           for (float& x : q) x = normal(traffic.rng());
           for (uint8_t& a : alpha) a = traffic.Percent() < 70 ? 1 : 0;
-          std::vector<float> kg(k.size()), vg(v.size()), qg(q.size());
-          std::vector<uint8_t> ag(alpha.size());
+          // Plan order; padding rows hold garbage (NaN queries): they must not matter.
+          std::vector<float> kg(static_cast<size_t>(P) * kHeads * kDim, std::nanf(""));
+          std::vector<float> vg(kg.size(), std::nanf(""));
+          std::vector<float> qg(static_cast<size_t>(P) * kQHeads * kDim, std::nanf(""));
+          std::vector<uint8_t> ag(static_cast<size_t>(P) * kHeads, 1);
           for (int t = 0; t < T; ++t) {
             const size_t g = to_plan[t];
             std::copy_n(&k[t * kHeads * kDim], kHeads * kDim, &kg[g * kHeads * kDim]);
@@ -131,7 +143,7 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
             std::copy_n(&q[t * kQHeads * kDim], kQHeads * kDim, &qg[g * kQHeads * kDim]);
             std::copy_n(&alpha[t * kHeads], kHeads, &ag[g * kHeads]);
           }
-          std::vector<float> expected(q.size()), out(q.size());
+          std::vector<float> expected(q.size()), out(qg.size());
           kernels::KvWriteCpu({.cache = cpu_view,
                                .k = k.data(),
                                .v = v.data(),
@@ -149,25 +161,28 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
                                       .num_q_heads = kQHeads,
                                       .num_kv_heads = kHeads,
                                       .scale = scale});
-          const int32_t* ts = plan.token_stream.data() + static_cast<size_t>(layer) * T;
+          const int32_t* ts = plan.token_stream.data() + static_cast<size_t>(layer) * P;
           kernels::KvWriteCpu({.cache = view,
                                .k = kg.data(),
                                .v = vg.data(),
                                .alpha = dms ? ag.data() : nullptr,
                                .token_stream = ts,
                                .positions = plan.positions.data(),
-                               .num_tokens = T,
+                               .num_tokens = P,
                                .num_kv_heads = kHeads});
           kernels::PagedAttentionCpu({.cache = view,
                                       .q = qg.data(),
                                       .out = out.data(),
                                       .token_stream = ts,
                                       .positions = plan.positions.data(),
-                                      .num_tokens = T,
+                                      .num_tokens = P,
                                       .num_q_heads = kQHeads,
                                       .num_kv_heads = kHeads,
                                       .scale = scale});
-          std::vector<float> got(out.size());
+          for (size_t i = static_cast<size_t>(real_tokens) * kQHeads * kDim; i < out.size(); ++i) {
+            ASSERT_EQ(out[i], 0.0f) << where << " padding row value " << i;
+          }
+          std::vector<float> got(q.size());
           for (int t = 0; t < T; ++t) {
             std::copy_n(&out[static_cast<size_t>(to_plan[t]) * kQHeads * kDim], kQHeads * kDim,
                         &got[static_cast<size_t>(t) * kQHeads * kDim]);
@@ -177,8 +192,10 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
         }
         traffic.Commit(cache, chunks);
       }
-      std::printf("[%s] %lld slot copies replayed in %lld launches\n", policy.ToString().c_str(),
-                  static_cast<long long>(copies), static_cast<long long>(launches));
+      std::printf("[%s] %lld slot copies replayed in %lld launches; %lld steps padded\n",
+                  policy.ToString().c_str(), static_cast<long long>(copies),
+                  static_cast<long long>(launches), static_cast<long long>(padded_steps));
+      EXPECT_GT(padded_steps, 0) << policy.ToString();
     }
   }
 }
