@@ -22,7 +22,7 @@ struct MlaAttentionParams {
   KvStreamsView cache;                    // K-only, head_dim = latent_dim + rope_dim
   const float* q = nullptr;               // [num_tokens, num_heads, latent_dim + rope_dim]
   float* out = nullptr;                   // [num_tokens, num_heads, latent_dim]
-  const int32_t* token_stream = nullptr;  // [num_tokens] the (sequence, layer) stream
+  const int32_t* token_stream = nullptr;  // [num_tokens] the (sequence, layer) stream; < 0: padding
   const int32_t* positions = nullptr;     // [num_tokens]
   int num_tokens = 0;
   int num_heads = 0;

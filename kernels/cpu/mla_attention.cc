@@ -19,8 +19,13 @@ void MlaAttentionCpu(const MlaAttentionParams& p) {
     return c.k_pool + (static_cast<int64_t>(page) * c.page_size + i % c.page_size) * row_dim;
   };
   for (int t = 0; t < p.num_tokens; ++t) {
-    const int32_t pos = p.positions[t];
     const int32_t s = p.token_stream[t];
+    if (s < 0) {  // a padding token (paged_attention.h) sees no row: zero outputs
+      std::fill_n(p.out + static_cast<int64_t>(t) * p.num_heads * p.latent_dim,
+                  static_cast<int64_t>(p.num_heads) * p.latent_dim, 0.0f);
+      continue;
+    }
+    const int32_t pos = p.positions[t];
     rows.clear();
     for (int32_t j = 0; j < c.kept_count[s]; ++j) rows.push_back(slot(c.kept_page_start[s], j));
     const uint8_t* flags = c.window_flags != nullptr ? c.window_flags[s] : nullptr;
