@@ -107,7 +107,10 @@ std::vector<const void*> CudaModel::StepArgs::Pointers() const {
 absl::StatusOr<ForwardResult> CudaModel::RunReserved(absl::Span<const SequenceChunk> chunks,
                                                      KvCache& cache, Collectives& comm) const {
   absl::StatusOr<ForwardResult> result;
-  if (comm.world_size() != options_.world_size) {
+  // The Engine steps on its caller's thread, which need not be the one that loaded the model.
+  if (const cudaError_t e = cudaSetDevice(device_); e != cudaSuccess) {
+    result = CudaStatus(e, "cudaSetDevice");
+  } else if (comm.world_size() != options_.world_size) {
     result = absl::FailedPreconditionError(
         absl::StrCat("CUDA backend: built for a world of ", options_.world_size,
                      ", stepped in a world of ", comm.world_size()));
@@ -193,8 +196,10 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
   if (layout.bytes > pinned_bytes_) {
     if (pinned_ != nullptr) RAMI_CUDA_OK(cudaFreeHost(pinned_));
     pinned_ = nullptr;
-    pinned_bytes_ = std::max(layout.bytes, 2 * pinned_bytes_);
-    RAMI_CUDA_OK(cudaMallocHost(&pinned_, pinned_bytes_));
+    const size_t capacity = std::max(layout.bytes, 2 * pinned_bytes_);
+    pinned_bytes_ = 0;  // until the allocation succeeds (a failed one leaves no buffer)
+    RAMI_CUDA_OK(cudaMallocHost(&pinned_, capacity));
+    pinned_bytes_ = capacity;
   }
   PackCudaStep(plan, layout, pinned_);
   RAMI_ASSIGN_OR_RETURN(void* step_dev, Grow(scratch_[kStep], layout.bytes));
@@ -250,7 +255,8 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
   RAMI_ASSIGN_OR_RETURN(a.act, Grow(scratch_[kAct], t * I * es));
   RAMI_ASSIGN_OR_RETURN(void* alpha_all, Grow(scratch_[kAlpha], static_cast<size_t>(L) * t * Hkv));
   a.alpha_all = static_cast<uint8_t*>(alpha_all);
-  RAMI_ASSIGN_OR_RETURN(a.selected, Grow(scratch_[kSelected], rows * hidden * es));
+  RAMI_ASSIGN_OR_RETURN(a.selected,
+                        Grow(scratch_[kSelected], static_cast<size_t>(rows) * hidden * es));
   const size_t logits_bytes = static_cast<size_t>(rows) * d.vocab * es;
   RAMI_ASSIGN_OR_RETURN(a.logits, Grow(scratch_[kLogits], logits_bytes));
   if (world > 1) {

@@ -227,6 +227,9 @@ class CudaModel : public ForwardBackend {
 
   std::unique_ptr<Model> cpu_;
   CudaModelOptions options_;
+  // The CUDA ordinal current at Create: RunReserved and the destructor make it current again,
+  // since the worker may step (and unload) on other threads than the one that loaded.
+  int device_ = 0;
   cudaStream_t stream_ = nullptr;
   int num_sms_ = 0;
   std::unique_ptr<DeviceWeights> weights_;

@@ -54,6 +54,7 @@ CudaModel::CudaModel(std::unique_ptr<Model> cpu, const CudaModelOptions& options
     : cpu_(std::move(cpu)), options_(options) {}
 
 CudaModel::~CudaModel() {
+  cudaSetDevice(device_);  // the destroying thread may not have it current
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
   graphs_.Clear();
   sampler_.reset();
@@ -98,8 +99,9 @@ absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(std::unique_ptr<Mod
     }
   }
   std::unique_ptr<CudaModel> m(new CudaModel(std::move(cpu), options));
+  RAMI_CUDA_OK(cudaGetDevice(&m->device_));
   RAMI_CUDA_OK(cudaStreamCreateWithFlags(&m->stream_, cudaStreamNonBlocking));
-  RAMI_CUDA_OK(cudaDeviceGetAttribute(&m->num_sms_, cudaDevAttrMultiProcessorCount, 0));
+  RAMI_CUDA_OK(cudaDeviceGetAttribute(&m->num_sms_, cudaDevAttrMultiProcessorCount, m->device_));
   if (c.moe.enabled) {
     RAMI_CUDA_OK(cudaEventCreateWithFlags(&m->moe_event_, cudaEventDisableTiming));
   }
@@ -112,6 +114,9 @@ absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(std::unique_ptr<Mod
   m->inv_freq_ = static_cast<float*>(inv_freq_dev);
   RAMI_CUDA_OK(cudaMemcpy(m->inv_freq_, inv_freq.data(), sizeof(float) * inv_freq.size(),
                           cudaMemcpyHostToDevice));
+  // A pageable cudaMemcpy may return before its DMA lands, on the legacy stream, which the
+  // non-blocking stream_ does not wait for: the weights and the RoPE table must be in place.
+  RAMI_CUDA_OK(cudaDeviceSynchronize());
   m->scratch_.resize(kNumScratch);
   return m;
 }
@@ -160,11 +165,14 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaModel::MakeCache(int page_size,
                                             " device KV heads"));
   }
   const size_t half = static_cast<size_t>(pages) * page_size * row;
+  // Zeroed on stream_: a cudaMemset runs on the legacy stream, asynchronously to the host and
+  // unordered with the non-blocking stream_, so it could still be running over the first step's
+  // K/V writes.
   RAMI_CUDA_OK(cudaMalloc(&k_pool_, half));
-  RAMI_CUDA_OK(cudaMemset(k_pool_, 0, half));
+  RAMI_CUDA_OK(cudaMemsetAsync(k_pool_, 0, half, stream_));
   if (!k_only) {  // MLA: no V pool (the kernels then write and copy K only)
     RAMI_CUDA_OK(cudaMalloc(&v_pool_, half));
-    RAMI_CUDA_OK(cudaMemset(v_pool_, 0, half));
+    RAMI_CUDA_OK(cudaMemsetAsync(v_pool_, 0, half, stream_));
   }
   pool_bytes_ = static_cast<int64_t>((k_only ? 1 : 2) * half);
   cache_row_ = row_values;

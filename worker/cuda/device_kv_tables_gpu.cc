@@ -70,9 +70,11 @@ absl::Status DeviceKvTablesGpu::Apply(const KvTablesDelta& d) {
   RAMI_CUDA_OK(cudaEventSynchronize(copied_));
   if (bytes > pinned_bytes_) {
     if (pinned_ != nullptr) RAMI_CUDA_OK(cudaFreeHost(pinned_));
+    const int64_t capacity = std::max<int64_t>(bytes, 2 * pinned_bytes_);
     pinned_ = nullptr;
-    pinned_bytes_ = std::max<int64_t>(bytes, 2 * pinned_bytes_);
-    RAMI_CUDA_OK(cudaMallocHost(&pinned_, pinned_bytes_));
+    pinned_bytes_ = 0;  // stays 0 if the allocation fails: the next Apply allocates again
+    RAMI_CUDA_OK(cudaMallocHost(&pinned_, capacity));
+    pinned_bytes_ = capacity;
   }
   if (absl::Status s = Grow(staging_, bytes, false); !s.ok()) return s;
 

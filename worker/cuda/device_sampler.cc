@@ -80,8 +80,10 @@ absl::StatusOr<std::vector<SampledToken>> DeviceSampler::Sample(
     RAMI_CUDA_OK(cudaStreamSynchronize(stream_));
     if (pinned_ != nullptr) RAMI_CUDA_OK(cudaFreeHost(pinned_));
     pinned_ = nullptr;
-    pinned_bytes_ = std::max(l.bytes, 2 * pinned_bytes_);
-    RAMI_CUDA_OK(cudaMallocHost(&pinned_, pinned_bytes_));
+    const size_t capacity = std::max(l.bytes, 2 * pinned_bytes_);
+    pinned_bytes_ = 0;  // until the allocation succeeds (a failed one leaves no buffer)
+    RAMI_CUDA_OK(cudaMallocHost(&pinned_, capacity));
+    pinned_bytes_ = capacity;
   }
   char* host = static_cast<char*>(pinned_);
   for (size_t i = 0; i < n; ++i) {
