@@ -25,6 +25,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <functional>
+#include <optional>
 #include <random>
 #include <string>
 #include <tuple>
@@ -429,6 +432,40 @@ constexpr int kHidden = 256, kHeadDim = 64;
 
 // The qwen3 golden's config with hidden 256 and head_dim 64, and its tensor names with shapes
 // for those sizes, filled with random values (norm weights near 1).
+// A tensor of a random checkpoint: its shape, and whether it is a norm weight (values near 1).
+struct RandomTensor {
+  std::vector<int64_t> shape;
+  bool norm = false;
+};
+bool EndsWith(const std::string& name, const char* suffix) {
+  const size_t n = std::strlen(suffix);
+  return name.size() >= n && name.compare(name.size() - n, n, suffix) == 0;
+}
+
+// `config` and, for every tensor of `golden` that shape_of maps (nullopt: left out), random
+// values N(0, 0.05) (norm weights: 1 + that), drawn in the golden's tensor order from `seed`.
+absl::Status WriteRandomCheckpoint(
+    const std::string& dir, const Checkpoint& golden, const nlohmann::json& config, uint32_t seed,
+    const std::function<absl::StatusOr<std::optional<RandomTensor>>(const std::string&)>&
+        shape_of) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  std::vector<testing::TensorSpec> tensors;
+  for (const std::string& name : golden.TensorNames()) {
+    RAMI_ASSIGN_OR_RETURN(std::optional<RandomTensor> t, shape_of(name));
+    if (!t.has_value()) continue;
+    int64_t n = 1;
+    for (int64_t d : t->shape) n *= d;
+    std::vector<float> values(n);
+    for (float& x : values) x = (t->norm ? 1.0f : 0.0f) + normal(rng);
+    tensors.push_back(testing::MakeTensor(name, DType::kF32, t->shape, values));
+  }
+  return testing::WriteModelDir(dir, config,
+                                {{"model.safetensors", testing::BuildSafetensors(tensors)}});
+}
+
+// The qwen3 golden's config with hidden 256 and head_dim 64, and its tensor names with shapes
+// for those sizes, filled with random values (norm weights near 1).
 absl::Status WriteWideQwen3(const std::string& dir, uint32_t seed) {
   absl::StatusOr<std::unique_ptr<Checkpoint>> ck =
       Checkpoint::Open(testing::GoldenModelDir("qwen3"));
@@ -440,46 +477,24 @@ absl::Status WriteWideQwen3(const std::string& dir, uint32_t seed) {
   const int64_t hkv = config["num_key_value_heads"].get<int64_t>() * kHeadDim;
   const int64_t inter = config["intermediate_size"].get<int64_t>();
   const int64_t vocab = config["vocab_size"].get<int64_t>();
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 0.05f);
-  std::vector<testing::TensorSpec> tensors;
-  for (const std::string& name : (*ck)->TensorNames()) {
-    auto ends = [&](const char* s) {
-      const std::string suffix(s);
-      return name.size() >= suffix.size() &&
-             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-    };
-    std::vector<int64_t> shape;
-    bool norm = false;
-    if (ends("embed_tokens.weight") || ends("lm_head.weight")) {
-      shape = {vocab, kHidden};
-    } else if (ends("q_proj.weight")) {
-      shape = {hq, kHidden};
-    } else if (ends("k_proj.weight") || ends("v_proj.weight")) {
-      shape = {hkv, kHidden};
-    } else if (ends("o_proj.weight")) {
-      shape = {kHidden, hq};
-    } else if (ends("q_norm.weight") || ends("k_norm.weight")) {
-      shape = {kHeadDim};
-      norm = true;
-    } else if (ends("gate_proj.weight") || ends("up_proj.weight")) {
-      shape = {inter, kHidden};
-    } else if (ends("down_proj.weight")) {
-      shape = {kHidden, inter};
-    } else if (ends("layernorm.weight") || ends("norm.weight")) {
-      shape = {kHidden};
-      norm = true;
-    } else {
-      return absl::InternalError("wide qwen3: unexpected tensor " + name);
-    }
-    int64_t n = 1;
-    for (int64_t s : shape) n *= s;
-    std::vector<float> values(n);
-    for (float& x : values) x = (norm ? 1.0f : 0.0f) + normal(rng);
-    tensors.push_back(testing::MakeTensor(name, DType::kF32, shape, values));
-  }
-  return testing::WriteModelDir(dir, config,
-                                {{"model.safetensors", testing::BuildSafetensors(tensors)}});
+  return WriteRandomCheckpoint(
+      dir, **ck, config, seed,
+      [&](const std::string& name) -> absl::StatusOr<std::optional<RandomTensor>> {
+        auto ends = [&](const char* suffix) { return EndsWith(name, suffix); };
+        if (ends("embed_tokens.weight") || ends("lm_head.weight")) {
+          return RandomTensor{{vocab, kHidden}};
+        }
+        if (ends("q_proj.weight")) return RandomTensor{{hq, kHidden}};
+        if (ends("k_proj.weight") || ends("v_proj.weight")) return RandomTensor{{hkv, kHidden}};
+        if (ends("o_proj.weight")) return RandomTensor{{kHidden, hq}};
+        if (ends("q_norm.weight") || ends("k_norm.weight")) return RandomTensor{{kHeadDim}, true};
+        if (ends("gate_proj.weight") || ends("up_proj.weight")) {
+          return RandomTensor{{inter, kHidden}};
+        }
+        if (ends("down_proj.weight")) return RandomTensor{{kHidden, inter}};
+        if (ends("layernorm.weight") || ends("norm.weight")) return RandomTensor{{kHidden}, true};
+        return absl::InternalError("wide qwen3: unexpected tensor " + name);
+      });
 }
 
 // Writes a random checkpoint into `dir` (WriteWideQwen3, WriteWideDeepseek).
@@ -640,63 +655,37 @@ absl::Status WriteWideDeepseek(const std::string& dir, uint32_t seed) {
   config["max_position_embeddings"] = 4096;
   const int64_t vocab = config["vocab_size"].get<int64_t>();
   const int64_t shared = kMoeInter * config["n_shared_experts"].get<int64_t>();
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 0.05f);
-  std::vector<testing::TensorSpec> tensors;
-  for (const std::string& name : (*ck)->TensorNames()) {
-    auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
-    auto ends = [&](const char* s) {
-      const std::string suffix(s);
-      return name.size() >= suffix.size() &&
-             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-    };
-    if (const size_t at = name.find(".experts.");
-        at != std::string::npos && std::stoll(name.substr(at + 9)) >= kExperts) {
-      continue;  // the golden's experts 4 … 7
-    }
-    const int64_t inter = has(".shared_experts.") ? shared : has(".experts.") ? kMoeInter : kInter;
-    std::vector<int64_t> shape;
-    bool norm = false;
-    if (ends("embed_tokens.weight") || ends("lm_head.weight")) {
-      shape = {vocab, kHidden};
-    } else if (ends("q_a_proj.weight")) {
-      shape = {kQLora, kHidden};
-    } else if (ends("q_a_layernorm.weight")) {
-      shape = {kQLora};
-      norm = true;
-    } else if (ends("q_b_proj.weight")) {
-      shape = {kHeads * (kNope + kRope), kQLora};
-    } else if (ends("kv_a_proj_with_mqa.weight")) {
-      shape = {kLora + kRope, kHidden};
-    } else if (ends("kv_a_layernorm.weight")) {
-      shape = {kLora};
-      norm = true;
-    } else if (ends("kv_b_proj.weight")) {
-      shape = {kHeads * (kNope + kV), kLora};
-    } else if (ends("o_proj.weight")) {
-      shape = {kHidden, kHeads * kV};
-    } else if (ends("mlp.gate.weight")) {
-      shape = {kExperts, kHidden};
-    } else if (ends("e_score_correction_bias")) {
-      shape = {kExperts};
-    } else if (ends("gate_proj.weight") || ends("up_proj.weight")) {
-      shape = {inter, kHidden};
-    } else if (ends("down_proj.weight")) {
-      shape = {kHidden, inter};
-    } else if (ends("layernorm.weight") || ends("norm.weight")) {
-      shape = {kHidden};
-      norm = true;
-    } else {
-      return absl::InternalError("wide deepseek: unexpected tensor " + name);
-    }
-    int64_t n = 1;
-    for (int64_t s : shape) n *= s;
-    std::vector<float> values(n);
-    for (float& x : values) x = (norm ? 1.0f : 0.0f) + normal(rng);
-    tensors.push_back(testing::MakeTensor(name, DType::kF32, shape, values));
-  }
-  return testing::WriteModelDir(dir, config,
-                                {{"model.safetensors", testing::BuildSafetensors(tensors)}});
+  return WriteRandomCheckpoint(
+      dir, **ck, config, seed,
+      [&](const std::string& name) -> absl::StatusOr<std::optional<RandomTensor>> {
+        auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
+        auto ends = [&](const char* suffix) { return EndsWith(name, suffix); };
+        if (const size_t at = name.find(".experts.");
+            at != std::string::npos && std::stoll(name.substr(at + 9)) >= kExperts) {
+          return std::nullopt;  // the golden's experts 4 … 7
+        }
+        const int64_t inter = has(".shared_experts.") ? shared
+                              : has(".experts.")      ? kMoeInter
+                                                      : kInter;
+        if (ends("embed_tokens.weight") || ends("lm_head.weight")) {
+          return RandomTensor{{vocab, kHidden}};
+        }
+        if (ends("q_a_proj.weight")) return RandomTensor{{kQLora, kHidden}};
+        if (ends("q_a_layernorm.weight")) return RandomTensor{{kQLora}, true};
+        if (ends("q_b_proj.weight")) return RandomTensor{{kHeads * (kNope + kRope), kQLora}};
+        if (ends("kv_a_proj_with_mqa.weight")) return RandomTensor{{kLora + kRope, kHidden}};
+        if (ends("kv_a_layernorm.weight")) return RandomTensor{{kLora}, true};
+        if (ends("kv_b_proj.weight")) return RandomTensor{{kHeads * (kNope + kV), kLora}};
+        if (ends("o_proj.weight")) return RandomTensor{{kHidden, kHeads * kV}};
+        if (ends("mlp.gate.weight")) return RandomTensor{{kExperts, kHidden}};
+        if (ends("e_score_correction_bias")) return RandomTensor{{kExperts}};
+        if (ends("gate_proj.weight") || ends("up_proj.weight")) {
+          return RandomTensor{{inter, kHidden}};
+        }
+        if (ends("down_proj.weight")) return RandomTensor{{kHidden, inter}};
+        if (ends("layernorm.weight") || ends("norm.weight")) return RandomTensor{{kHidden}, true};
+        return absl::InternalError("wide deepseek: unexpected tensor " + name);
+      });
 }
 
 // Seq 1 prefills 600 tokens in chunks of 256, 256 and 88; seq 2 joins with 40 tokens at step 4.
