@@ -1,6 +1,9 @@
 // Random KV-cache traffic.
 #include "tests/testing/kv_traffic.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "base/status_macros.h"
 
 namespace rami::testing {
@@ -40,6 +43,44 @@ absl::StatusOr<std::vector<SequenceChunk>> KvTraffic::Next(KvCache& cache) {
   }
   RAMI_RETURN_IF_ERROR(cache.ReserveAppend(appends));
   return chunks;
+}
+
+std::vector<int32_t> PlanRows(const std::vector<SequenceChunk>& chunks,
+                              const std::vector<int32_t>& chunk_first) {
+  std::vector<int32_t> rows;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    for (size_t i = 0; i < chunks[c].tokens.size(); ++i) {
+      rows.push_back(chunk_first[c] + static_cast<int32_t>(i));
+    }
+  }
+  return rows;
+}
+
+LayerInputs KvTraffic::RandomLayerInputs(const std::vector<int32_t>& to_plan, int plan_rows,
+                                         int kv_heads, int q_heads, int head_dim) {
+  const size_t t = to_plan.size(), kv = static_cast<size_t>(kv_heads) * head_dim,
+               qw = static_cast<size_t>(q_heads) * head_dim, p = static_cast<size_t>(plan_rows);
+  LayerInputs in;
+  in.k.resize(t * kv);
+  in.v.resize(t * kv);
+  in.q.resize(t * qw);
+  in.alpha.resize(t * kv_heads);
+  for (float& x : in.k) x = normal_(rng_);
+  for (float& x : in.v) x = normal_(rng_);
+  for (float& x : in.q) x = normal_(rng_);
+  for (uint8_t& a : in.alpha) a = Percent() < 70 ? 1 : 0;
+  in.kp.assign(p * kv, std::nanf(""));
+  in.vp.assign(p * kv, std::nanf(""));
+  in.qp.assign(p * qw, std::nanf(""));
+  in.alpha_plan.assign(p * kv_heads, 1);
+  for (size_t i = 0; i < t; ++i) {
+    const size_t g = static_cast<size_t>(to_plan[i]);
+    std::copy_n(&in.k[i * kv], kv, &in.kp[g * kv]);
+    std::copy_n(&in.v[i * kv], kv, &in.vp[g * kv]);
+    std::copy_n(&in.q[i * qw], qw, &in.qp[g * qw]);
+    std::copy_n(&in.alpha[i * kv_heads], kv_heads, &in.alpha_plan[g * kv_heads]);
+  }
+  return in;
 }
 
 void KvTraffic::Commit(KvCache& cache, const std::vector<SequenceChunk>& chunks) {

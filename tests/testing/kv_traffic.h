@@ -15,6 +15,20 @@
 
 namespace rami::testing {
 
+// One layer's inputs of a step, in the caller's token order (T rows) and in a CUDA plan's order
+// (the plan's rows: caller token t at row to_plan[t]; the other rows are padding, NaN with
+// α = 1, which must not matter).
+struct LayerInputs {
+  std::vector<float> k, v, q;       // [T, kv_heads | kv_heads | q_heads, head_dim]
+  std::vector<uint8_t> alpha;       // [T, kv_heads]
+  std::vector<float> kp, vp, qp;    // the same in plan order, [plan_rows, …]
+  std::vector<uint8_t> alpha_plan;  // [plan_rows, kv_heads]
+};
+
+// The plan row of each caller-order token of `chunks` (CudaStepPlan::chunk_first).
+std::vector<int32_t> PlanRows(const std::vector<SequenceChunk>& chunks,
+                              const std::vector<int32_t>& chunk_first);
+
 class KvTraffic {
  public:
   explicit KvTraffic(uint32_t seed) : rng_(seed) {}
@@ -29,11 +43,15 @@ class KvTraffic {
   // The generator, for the caller's own draws (activations, decisions).
   std::mt19937& rng() { return rng_; }
   int Percent() { return percent_(rng_); }
+  // N(0, 1) K, V and queries, α = 1 with probability 0.7, for the tokens of `to_plan`.
+  LayerInputs RandomLayerInputs(const std::vector<int32_t>& to_plan, int plan_rows, int kv_heads,
+                                int q_heads, int head_dim);
 
  private:
   std::mt19937 rng_;
   std::uniform_int_distribution<int> percent_{0, 99};
   std::uniform_int_distribution<int> chunk_{2, 12};
+  std::normal_distribution<float> normal_;
   std::vector<SeqId> live_, touched_;
   SeqId next_ = 1;
 };

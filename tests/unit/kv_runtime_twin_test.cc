@@ -53,7 +53,6 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
       std::vector<float> dk(pool_elems), dv(pool_elems);
       int64_t copies = 0, launches = 0, padded_steps = 0;
       testing::KvTraffic traffic(3);
-      std::normal_distribution<float> normal;
       for (int step = 0; step < 40; ++step) {
         const std::string where = policy.ToString() + " step " + std::to_string(step);
         absl::StatusOr<std::vector<SequenceChunk>> next = traffic.Next(cache);
@@ -117,43 +116,23 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
                                           .head_dim = kDim,
                                           .window = policy.window};
         const int T = cpu.num_tokens;
-        std::vector<int32_t> to_plan(T);
-        for (size_t c = 0, t = 0; c < chunks.size(); ++c) {
-          for (size_t i = 0; i < chunks[c].tokens.size(); ++i)
-            to_plan[t++] = plan.chunk_first[c] + i;
-        }
+        const std::vector<int32_t> to_plan = testing::PlanRows(chunks, plan.chunk_first);
         const float scale = 1.0f / std::sqrt(static_cast<float>(kDim));
         for (int layer = 0; layer < kLayers; ++layer) {
-          std::vector<float> k(static_cast<size_t>(T) * kHeads * kDim), v(k.size());
-          std::vector<float> q(static_cast<size_t>(T) * kQHeads * kDim);
-          std::vector<uint8_t> alpha(static_cast<size_t>(T) * kHeads);
-          for (float& x : k) x = normal(traffic.rng());
-          for (float& x : v) x = normal(traffic.rng());
-          for (float& x : q) x = normal(traffic.rng());
-          for (uint8_t& a : alpha) a = traffic.Percent() < 70 ? 1 : 0;
-          // Plan order; padding rows hold garbage (NaN queries): they must not matter.
-          std::vector<float> kg(static_cast<size_t>(P) * kHeads * kDim, std::nanf(""));
-          std::vector<float> vg(kg.size(), std::nanf(""));
-          std::vector<float> qg(static_cast<size_t>(P) * kQHeads * kDim, std::nanf(""));
-          std::vector<uint8_t> ag(static_cast<size_t>(P) * kHeads, 1);
-          for (int t = 0; t < T; ++t) {
-            const size_t g = to_plan[t];
-            std::copy_n(&k[t * kHeads * kDim], kHeads * kDim, &kg[g * kHeads * kDim]);
-            std::copy_n(&v[t * kHeads * kDim], kHeads * kDim, &vg[g * kHeads * kDim]);
-            std::copy_n(&q[t * kQHeads * kDim], kQHeads * kDim, &qg[g * kQHeads * kDim]);
-            std::copy_n(&alpha[t * kHeads], kHeads, &ag[g * kHeads]);
-          }
-          std::vector<float> expected(q.size()), out(qg.size());
+          // Plan order: padding rows hold garbage (NaN, α 1): they must not matter.
+          const testing::LayerInputs in =
+              traffic.RandomLayerInputs(to_plan, P, kHeads, kQHeads, kDim);
+          std::vector<float> expected(in.q.size()), out(in.qp.size());
           kernels::KvWriteCpu({.cache = cpu_view,
-                               .k = k.data(),
-                               .v = v.data(),
-                               .alpha = dms ? alpha.data() : nullptr,
+                               .k = in.k.data(),
+                               .v = in.v.data(),
+                               .alpha = dms ? in.alpha.data() : nullptr,
                                .token_stream = cpu.token_stream[layer].data(),
                                .positions = cpu.positions.data(),
                                .num_tokens = T,
                                .num_kv_heads = kHeads});
           kernels::PagedAttentionCpu({.cache = cpu_view,
-                                      .q = q.data(),
+                                      .q = in.q.data(),
                                       .out = expected.data(),
                                       .token_stream = cpu.token_stream[layer].data(),
                                       .positions = cpu.positions.data(),
@@ -163,15 +142,15 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
                                       .scale = scale});
           const int32_t* ts = plan.token_stream.data() + static_cast<size_t>(layer) * P;
           kernels::KvWriteCpu({.cache = view,
-                               .k = kg.data(),
-                               .v = vg.data(),
-                               .alpha = dms ? ag.data() : nullptr,
+                               .k = in.kp.data(),
+                               .v = in.vp.data(),
+                               .alpha = dms ? in.alpha_plan.data() : nullptr,
                                .token_stream = ts,
                                .positions = plan.positions.data(),
                                .num_tokens = P,
                                .num_kv_heads = kHeads});
           kernels::PagedAttentionCpu({.cache = view,
-                                      .q = qg.data(),
+                                      .q = in.qp.data(),
                                       .out = out.data(),
                                       .token_stream = ts,
                                       .positions = plan.positions.data(),
@@ -182,7 +161,7 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
           for (size_t i = static_cast<size_t>(real_tokens) * kQHeads * kDim; i < out.size(); ++i) {
             ASSERT_EQ(out[i], 0.0f) << where << " padding row value " << i;
           }
-          std::vector<float> got(q.size());
+          std::vector<float> got(in.q.size());
           for (int t = 0; t < T; ++t) {
             std::copy_n(&out[static_cast<size_t>(to_plan[t]) * kQHeads * kDim], kQHeads * kDim,
                         &got[static_cast<size_t>(t) * kQHeads * kDim]);
