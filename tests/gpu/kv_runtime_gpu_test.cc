@@ -126,24 +126,8 @@ TEST(KvRuntimeGpuTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
           const testing::LayerInputs in =
               traffic.RandomLayerInputs(to_plan, P, kHeads, kQHeads, kDim);
 
-          std::vector<float> expected(in.q.size());
-          kernels::KvWriteCpu({.cache = cpu_view,
-                               .k = in.k.data(),
-                               .v = in.v.data(),
-                               .alpha = dms ? in.alpha.data() : nullptr,
-                               .token_stream = cpu.token_stream[layer].data(),
-                               .positions = cpu.positions.data(),
-                               .num_tokens = T,
-                               .num_kv_heads = kHeads});
-          kernels::PagedAttentionCpu({.cache = cpu_view,
-                                      .q = in.q.data(),
-                                      .out = expected.data(),
-                                      .token_stream = cpu.token_stream[layer].data(),
-                                      .positions = cpu.positions.data(),
-                                      .num_tokens = T,
-                                      .num_q_heads = kQHeads,
-                                      .num_kv_heads = kHeads,
-                                      .scale = scale});
+          const std::vector<float> expected =
+              testing::ReferenceLayer(cpu_view, cpu, layer, in, dms, kHeads, kQHeads, scale);
 
           // The output starts as garbage: padding rows must be written (zeros).
           DeviceArray<float> dkg(in.kp), dvg(in.vp), dqg(in.qp),

@@ -45,6 +45,30 @@ absl::StatusOr<std::vector<SequenceChunk>> KvTraffic::Next(KvCache& cache) {
   return chunks;
 }
 
+std::vector<float> ReferenceLayer(const kernels::KvStreamsView& view, const StepMetadata& step,
+                                  int layer, const LayerInputs& in, bool dms, int kv_heads,
+                                  int q_heads, float scale) {
+  std::vector<float> out(in.q.size());
+  kernels::KvWriteCpu({.cache = view,
+                       .k = in.k.data(),
+                       .v = in.v.data(),
+                       .alpha = dms ? in.alpha.data() : nullptr,
+                       .token_stream = step.token_stream[layer].data(),
+                       .positions = step.positions.data(),
+                       .num_tokens = step.num_tokens,
+                       .num_kv_heads = kv_heads});
+  kernels::PagedAttentionCpu({.cache = view,
+                              .q = in.q.data(),
+                              .out = out.data(),
+                              .token_stream = step.token_stream[layer].data(),
+                              .positions = step.positions.data(),
+                              .num_tokens = step.num_tokens,
+                              .num_q_heads = q_heads,
+                              .num_kv_heads = kv_heads,
+                              .scale = scale});
+  return out;
+}
+
 std::vector<int32_t> PlanRows(const std::vector<SequenceChunk>& chunks,
                               const std::vector<int32_t>& chunk_first) {
   std::vector<int32_t> rows;

@@ -10,8 +10,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/paged_attention.h"
 #include "worker/forward_backend.h"
 #include "worker/kv_cache.h"
+#include "worker/step_metadata.h"
 
 namespace rami::testing {
 
@@ -24,6 +26,13 @@ struct LayerInputs {
   std::vector<float> kp, vp, qp;    // the same in plan order, [plan_rows, …]
   std::vector<uint8_t> alpha_plan;  // [plan_rows, kv_heads]
 };
+
+// The CPU backend's answer for one layer of a step: KvWriteCpu of `in`'s caller-order K/V (and
+// α when `dms`) into `view` over the step's CPU metadata, then PagedAttentionCpu of its queries:
+// [T, q_heads, head_dim]. The reference of the KV runtime tests (CPU twin and GPU).
+std::vector<float> ReferenceLayer(const kernels::KvStreamsView& view, const StepMetadata& step,
+                                  int layer, const LayerInputs& in, bool dms, int kv_heads,
+                                  int q_heads, float scale);
 
 // The plan row of each caller-order token of `chunks` (CudaStepPlan::chunk_first).
 std::vector<int32_t> PlanRows(const std::vector<SequenceChunk>& chunks,

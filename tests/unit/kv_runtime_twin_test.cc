@@ -122,24 +122,9 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
           // Plan order: padding rows hold garbage (NaN, α 1): they must not matter.
           const testing::LayerInputs in =
               traffic.RandomLayerInputs(to_plan, P, kHeads, kQHeads, kDim);
-          std::vector<float> expected(in.q.size()), out(in.qp.size());
-          kernels::KvWriteCpu({.cache = cpu_view,
-                               .k = in.k.data(),
-                               .v = in.v.data(),
-                               .alpha = dms ? in.alpha.data() : nullptr,
-                               .token_stream = cpu.token_stream[layer].data(),
-                               .positions = cpu.positions.data(),
-                               .num_tokens = T,
-                               .num_kv_heads = kHeads});
-          kernels::PagedAttentionCpu({.cache = cpu_view,
-                                      .q = in.q.data(),
-                                      .out = expected.data(),
-                                      .token_stream = cpu.token_stream[layer].data(),
-                                      .positions = cpu.positions.data(),
-                                      .num_tokens = T,
-                                      .num_q_heads = kQHeads,
-                                      .num_kv_heads = kHeads,
-                                      .scale = scale});
+          const std::vector<float> expected =
+              testing::ReferenceLayer(cpu_view, cpu, layer, in, dms, kHeads, kQHeads, scale);
+          std::vector<float> out(in.qp.size());
           const int32_t* ts = plan.token_stream.data() + static_cast<size_t>(layer) * P;
           kernels::KvWriteCpu({.cache = view,
                                .k = in.kp.data(),
