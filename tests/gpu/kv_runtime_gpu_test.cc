@@ -106,7 +106,6 @@ TEST(KvRuntimeGpuTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
                                       .dtype = kernels::DeviceDType::kF32};
         gpu.FillView(&view);
         if (!policy.evicts()) view.flags = nullptr;
-        const int T = cpu.num_tokens;
         const std::vector<int32_t> to_plan = testing::PlanRows(chunks, plan.chunk_first);
         const std::vector<kernels::PrefillTile> tiles =
             kernels::PlanPrefillTiles(plan.prefill_first, plan.prefill_length, kGroup);
@@ -177,15 +176,11 @@ TEST(KvRuntimeGpuTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
                     cudaSuccess);
           ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
           const std::vector<float> out = dout.ToHost();
-          for (size_t i = static_cast<size_t>(real_tokens) * kQHeads * kDim; i < out.size(); ++i) {
-            ASSERT_EQ(out[i], 0.0f) << where << " padding row value " << i;
-          }
-          std::vector<float> got(in.q.size());
-          for (int t = 0; t < T; ++t) {
-            std::copy_n(&out[static_cast<size_t>(to_plan[t]) * kQHeads * kDim], kQHeads * kDim,
-                        &got[static_cast<size_t>(t) * kQHeads * kDim]);
-          }
-          ASSERT_TRUE(testing::AllClose(got, expected, {.atol = 1e-4, .rtol = 1e-4},
+          // Padding rows come last in a padded plan (PadDecodePlan).
+          const testing::CallerOrder got =
+              testing::ToCallerOrder(out, to_plan, static_cast<size_t>(kQHeads) * kDim);
+          ASSERT_EQ(got.padding_nonzero, 0) << where << " layer " << layer;
+          ASSERT_TRUE(testing::AllClose(got.rows, expected, {.atol = 1e-4, .rtol = 1e-4},
                                         where + " layer " + std::to_string(layer)));
         }
         // The host flags got the decisions through KvWriteCpu (the CUDA backend copies the

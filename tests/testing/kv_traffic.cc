@@ -69,6 +69,19 @@ std::vector<float> ReferenceLayer(const kernels::KvStreamsView& view, const Step
   return out;
 }
 
+CallerOrder ToCallerOrder(const std::vector<float>& plan_out, const std::vector<int32_t>& to_plan,
+                          size_t row) {
+  CallerOrder r;
+  r.rows.resize(to_plan.size() * row);
+  for (size_t t = 0; t < to_plan.size(); ++t) {
+    std::copy_n(&plan_out[static_cast<size_t>(to_plan[t]) * row], row, &r.rows[t * row]);
+  }
+  for (size_t i = to_plan.size() * row; i < plan_out.size(); ++i) {
+    r.padding_nonzero += plan_out[i] != 0.0f;
+  }
+  return r;
+}
+
 std::vector<int32_t> PlanRows(const std::vector<SequenceChunk>& chunks,
                               const std::vector<int32_t>& chunk_first) {
   std::vector<int32_t> rows;

@@ -34,6 +34,16 @@ std::vector<float> ReferenceLayer(const kernels::KvStreamsView& view, const Step
                                   int layer, const LayerInputs& in, bool dms, int kv_heads,
                                   int q_heads, float scale);
 
+// Plan-order attention output [plan rows, row] back in caller order (caller token t at plan row
+// to_plan[t]); padding_nonzero counts the values of the plan rows past the real ones that are
+// not exactly zero (a padding token must get zero rows).
+struct CallerOrder {
+  std::vector<float> rows;
+  int64_t padding_nonzero = 0;
+};
+CallerOrder ToCallerOrder(const std::vector<float>& plan_out, const std::vector<int32_t>& to_plan,
+                          size_t row);
+
 // The plan row of each caller-order token of `chunks` (CudaStepPlan::chunk_first).
 std::vector<int32_t> PlanRows(const std::vector<SequenceChunk>& chunks,
                               const std::vector<int32_t>& chunk_first);
