@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_format.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/gemm.h"
 #include "tools/bench_attention.h"
@@ -37,7 +38,7 @@ struct Projection {
   const void* w = nullptr;
 };
 
-int PrintMachine(int device) {
+int PrintMachine(int device, BenchReport& report) {
   cudaDeviceProp prop;
   RAMI_BENCH_CUDA(cudaGetDeviceProperties(&prop, device));
   // CUDA 13 dropped the clock fields from cudaDeviceProp: ask for the attributes.
@@ -54,11 +55,19 @@ int PrintMachine(int device) {
       prop.name, prop.major, prop.minor, prop.multiProcessorCount,
       prop.totalGlobalMem / double(1 << 30), prop.l2CacheSize / double(1 << 20), sm_khz / 1e3,
       mem_khz / 1e3, bus_bits, peak_gbs, driver, runtime);
+  report.Set("machine", {{"gpu", prop.name},
+                         {"sms", prop.multiProcessorCount},
+                         {"memory_gib", prop.totalGlobalMem / double(1 << 30)},
+                         {"driver", driver},
+                         {"runtime", runtime}});
+  report.Summary(std::string("machine: ") + prop.name + ", " +
+                 std::to_string(prop.multiProcessorCount) + " SMs, driver " +
+                 std::to_string(driver) + ", runtime " + std::to_string(runtime));
   return 0;
 }
 
 // HBM bandwidth of a device-to-device copy (bytes read + bytes written), in GB/s.
-int CopyBandwidth(cudaStream_t stream, int iters, double* gbs) {
+int CopyBandwidth(cudaStream_t stream, int iters, double* gbs, BenchReport& report) {
   const size_t bytes = size_t{2} << 30;
   DeviceBuffer src, dst;
   RAMI_BENCH_CUDA(cudaMalloc(&src.ptr, bytes));
@@ -79,6 +88,10 @@ int CopyBandwidth(cudaStream_t stream, int iters, double* gbs) {
   *gbs = 2.0 * bytes / (ms * 1e-3) / 1e9;
   std::printf("hbm copy: %.2f GiB device-to-device in %.3f ms: %.0f GB/s (read + write)\n",
               bytes / double(1 << 30), ms, *gbs);
+  report.Set("copy_gbs", *gbs);
+  char line[96];
+  std::snprintf(line, sizeof(line), "hbm copy: %.0f GB/s (read + write)", *gbs);
+  report.Summary(line);
   return 0;
 }
 
@@ -230,12 +243,15 @@ int RunKernelRows(const DecodeBenchOptions& o, cudaStream_t stream, double copy_
   std::printf("%6s %10s %10s %10s %9s %9s %8s %9s %10s\n", "batch", "eager ms", "graph ms",
               "roof ms", "bytes GB", "GB/s", "of copy", "TFLOP/s", "tokens/s");
   std::map<int, double> gemm_ms;  // batch → the faster of eager and graph
+  std::string gemm_summary = "gemms ms (best of eager/graph) by batch:";
   auto time_gemms = [&](int batch, bool print) -> int {
     double eager = 0, graph = -1;
     if (gemms.Time(batch, o.iters, &eager, &graph) != 0) return 1;
     const double best = graph > 0 ? std::min(graph, eager) : eager;
     gemm_ms[batch] = best;
     if (!print) return 0;
+    o.report->Add("gemm", {{"batch", batch}, {"eager_ms", eager}, {"graph_ms", graph}});
+    gemm_summary += " " + std::to_string(batch) + ": " + absl::StrFormat("%.3f", best);
     const double bytes = double(gemms.weight_bytes()) + gemms.activation_bytes(batch);
     char graph_text[32] = "n/a";
     if (graph > 0) std::snprintf(graph_text, sizeof(graph_text), "%.3f", graph);
@@ -248,6 +264,7 @@ int RunKernelRows(const DecodeBenchOptions& o, cudaStream_t stream, double copy_
   for (int batch : o.batches) {
     if (time_gemms(batch, true) != 0) return 1;
   }
+  o.report->Summary(gemm_summary);
   std::printf(
       "(GB/s, of copy, TFLOP/s, tokens/s: the faster of eager and graph; roof ms = bytes / copy "
       "bandwidth; of copy = roof ms / measured ms)\n");
@@ -262,6 +279,8 @@ int RunKernelRows(const DecodeBenchOptions& o, cudaStream_t stream, double copy_
               "tokens/s", "x sdpa", "x hf");
   for (int context : o.contexts) {
     for (bool dms : {false, true}) {
+      std::string line = absl::StrFormat(
+          "attention %s ctx %d, step ms (of roof) by batch:", dms ? "dms" : "dense", context);
       for (int batch : o.batches) {
         const AttentionCase c = MakeCase(o, context, dms, batch);
         AttentionResult r;
@@ -290,7 +309,17 @@ int RunKernelRows(const DecodeBenchOptions& o, cudaStream_t stream, double copy_
                     100.0 * r.bytes / (r.ms * 1e-3) / copy_bps, step_ms,
                     100.0 * step_bytes / copy_bps * 1e3 / step_ms, batch / (step_ms * 1e-3),
                     sdpa_text, hf_text);
+        o.report->Add("attention", {{"context", context},
+                                    {"policy", dms ? "dms" : "dense"},
+                                    {"batch", batch},
+                                    {"attention_ms", r.ms},
+                                    {"attention_gbs", r.bytes / (r.ms * 1e-3) / 1e9},
+                                    {"step_ms", step_ms},
+                                    {"tokens_per_s", batch / (step_ms * 1e-3)}});
+        line += absl::StrFormat(" %d: %.2f (%.0f%%)", batch, step_ms,
+                                100.0 * step_bytes / copy_bps * 1e3 / step_ms);
       }
+      o.report->Summary(line);
     }
   }
   std::printf(
@@ -323,22 +352,33 @@ int RunKernelRows(const DecodeBenchOptions& o, cudaStream_t stream, double copy_
       "-> %.0f tokens/s, dms/dense %.2fx\n",
       o.kv_budget_gib, context, batch_of[0], tokens_per_s[0], batch_of[1], tokens_per_s[1],
       tokens_per_s[0] > 0 ? tokens_per_s[1] / tokens_per_s[0] : 0.0);
+  o.report->Add("equal_budget", {{"context", context},
+                                 {"dense_batch", batch_of[0]},
+                                 {"dense_tokens_per_s", tokens_per_s[0]},
+                                 {"dms_batch", batch_of[1]},
+                                 {"dms_tokens_per_s", tokens_per_s[1]}});
+  o.report->Summary(absl::StrFormat(
+      "kernels, equal %.0f GiB at ctx %d: dense b%d %.0f tok/s, dms b%d %.0f tok/s (%.2fx)",
+      o.kv_budget_gib, context, batch_of[0], tokens_per_s[0], batch_of[1], tokens_per_s[1],
+      tokens_per_s[0] > 0 ? tokens_per_s[1] / tokens_per_s[0] : 0.0));
   return 0;
 }
 
 }  // namespace
 
-int RunDecodeBench(const DecodeBenchOptions& o) {
-  if (cuda::DeviceCount() == 0) {
-    std::printf("rami-bench decode: no CUDA device (or no driver): nothing to measure\n");
-    return 0;
+int RunDecodeBench(const DecodeBenchOptions& o, bool require_gpu) {
+  if (const cuda::DeviceProbe probe = cuda::ProbeDevices(); probe.count == 0) {
+    std::printf("rami-bench decode: %s: nothing to measure%s\n",
+                cuda::DescribeDevices(probe).c_str(),
+                require_gpu ? " (--require_gpu: failing)" : "");
+    return require_gpu ? 1 : 0;
   }
   RAMI_BENCH_CUDA(cudaSetDevice(0));
-  if (PrintMachine(0) != 0) return 1;
+  if (PrintMachine(0, *o.report) != 0) return 1;
   cudaStream_t stream;
   RAMI_BENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   double copy_gbs = 0;
-  int failed = CopyBandwidth(stream, o.iters, &copy_gbs);
+  int failed = CopyBandwidth(stream, o.iters, &copy_gbs, *o.report);
   if (failed == 0) failed = RunKernelRows(o, stream, copy_gbs);
   cudaStreamDestroy(stream);
   if (failed != 0) return 1;

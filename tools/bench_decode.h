@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "tools/bench_report.h"
+
 namespace rami::bench {
 
 // Model shape (defaults: Qwen3-8B) and what to measure. Filled from flags in bench_main.cc.
@@ -35,6 +37,9 @@ struct DecodeBenchOptions {
   // The peer's whole decode step, (context, batch) → ms (transformers' Qwen3 decode loop);
   // dense rows print peer step ms / rami step ms when present.
   std::map<std::pair<int, int>, double> peer_step_ms;
+  // Rows and summary lines for --json_out and the closing summary (not owned; never null
+  // inside RunDecodeBench).
+  BenchReport* report = nullptr;
 };
 
 // Prints the machine and the HBM copy bandwidth; per batch size the step's GEMMs (the 7
@@ -42,8 +47,8 @@ struct DecodeBenchOptions {
 // dms) and batch one layer's decode attention and the step estimate (GEMMs + layers x
 // attention); and dense vs dms at equal KV memory. Each row: time, bytes, GB/s and the fraction
 // of the copy bandwidth. Then, with `engine`, whole decode steps through the CUDA backend
-// (tools/bench_engine.h). Without a CUDA device it says so and returns 0; returns 1 when a CUDA,
-// cuBLASLt or engine call fails.
-int RunDecodeBench(const DecodeBenchOptions& options);
+// (tools/bench_engine.h). Without a CUDA device it says so and returns 0 (or 1 when
+// `require_gpu`); returns 1 when a CUDA, cuBLASLt or engine call fails.
+int RunDecodeBench(const DecodeBenchOptions& options, bool require_gpu);
 
 }  // namespace rami::bench

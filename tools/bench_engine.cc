@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "tools/bench_cache_state.h"
@@ -289,6 +290,10 @@ int RunPolicy(const DecodeBenchOptions& o, bool dms, double copy_gbs, Clock::tim
       batches.push_back(fits);  // the largest batch that fits: the equal-budget comparison
       std::sort(batches.begin(), batches.end());
     }
+    // One summary line per context: step ms (fraction of copy bandwidth) by batch; "!" marks a
+    // row with failed graph captures or non-finite logits.
+    std::string summary =
+        absl::StrFormat("engine %s ctx %d, step ms (of copy) by batch:", name, context);
     for (int batch : batches) {
       if (batch > fits) {
         if (built->pool_full) {
@@ -334,11 +339,29 @@ int RunPolicy(const DecodeBenchOptions& o, bool dms, double copy_gbs, Clock::tim
       if (largest_fits && batch == fits) {
         *largest = {.batch = batch, .tokens_per_s = batch / (r->ms * 1e-3), .pool_gib = pool_gib};
       }
+      o.report->Add("engine", {{"policy", name},
+                               {"context", context},
+                               {"batch", batch},
+                               {"step_ms", r->ms},
+                               {"min_ms", r->min_ms},
+                               {"tokens_per_s", batch / (r->ms * 1e-3)},
+                               {"kv_gb", r->kv_bytes / 1e9},
+                               {"of_copy", gbs / copy_gbs},
+                               {"alpha", r->alpha},
+                               {"sample", sample},
+                               {"graphs", graphs},
+                               {"nonfinite_logits", r->nonfinite}});
+      summary += absl::StrFormat(" %d: %.2f (%.0f%%)%s", batch, r->ms, 100.0 * gbs / copy_gbs,
+                                 r->graphs.failed > 0 || r->nonfinite > 0 ? "!" : "");
     }
+    o.report->Summary(summary);
     RAMI_ENGINE_OK(FreeSequences(*model, cache, ids));
     if (out_of_time) break;
   }
-  if (out_of_time) std::printf("  (%s: time budget spent: later rows skipped)\n", name);
+  if (out_of_time) {
+    std::printf("  (%s: time budget spent: later rows skipped)\n", name);
+    o.report->Summary(absl::StrFormat("engine %s: time budget spent, later rows skipped", name));
+  }
   return 0;
 }
 
@@ -395,6 +418,10 @@ int RunEngineBench(const DecodeBenchOptions& o, double copy_gbs) {
         largest[0].pool_gib, largest[1].pool_gib, longest, largest[0].batch,
         largest[0].tokens_per_s, largest[1].batch, largest[1].tokens_per_s,
         largest[1].tokens_per_s / largest[0].tokens_per_s);
+    o.report->Summary(absl::StrFormat(
+        "engine, equal pool at ctx %d: dense b%d %.0f tok/s, dms b%d %.0f tok/s (%.2fx)", longest,
+        largest[0].batch, largest[0].tokens_per_s, largest[1].batch, largest[1].tokens_per_s,
+        largest[1].tokens_per_s / largest[0].tokens_per_s));
   } else {
     std::printf(
         "\nengine, equal KV budget at context %d: not measured (a policy fit no batch "

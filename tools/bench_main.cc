@@ -3,6 +3,8 @@
 //   rami-bench decode [--batches=1,16,24,32,128,256] [--contexts=4096,32768] [--iters=20]
 //                     [--eviction_rate=0.875] [--dms_window=512] [--budget_gib=119]
 //                     [--engine=on|off] [--engine_steps=20] [--engine_budget_s=100]  (CUDA)
+//                     [--json_out=FILE] [--require_gpu]
+//   rami-bench devices   the CUDA devices as rami sees them; exit 1 without a usable one
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -18,6 +20,7 @@
 #include "nlohmann/json.hpp"
 #include "tools/kv_capacity.h"
 #if defined(RAMI_HAVE_BENCH_DECODE)
+#include "kernels/cuda/device.h"
 #include "tools/bench_decode.h"
 #endif
 
@@ -46,6 +49,9 @@ ABSL_FLAG(std::string, engine, "on",
 ABSL_FLAG(int, engine_steps, 20, "decode: engine: timed decode steps per row, after warm-up");
 ABSL_FLAG(double, engine_budget_s, 100,
           "decode: engine: seconds its rows may take; later rows are skipped (saying so)");
+ABSL_FLAG(std::string, json_out, "", "decode: also write every row as JSON to this file");
+ABSL_FLAG(bool, require_gpu, false,
+          "decode: exit 1 (not 0) when built without CUDA or run without a usable device");
 
 namespace {
 
@@ -145,11 +151,29 @@ int KvCapacity() {
   return 0;
 }
 
-// `decode`: the Qwen3-8B-shaped GPU benchmark (tools/bench_decode.h). Exit 0 with a message on
-// builds or machines without CUDA, so tests/gpu/run.sh and CI can call it anywhere.
-int Decode() {
+// `devices`: what the CUDA runtime says (device count, or why none; driver and runtime
+// versions): tests/gpu/run.sh's first look at the GPU through rami's own build. Exit 0 when a
+// device is usable.
+int Devices() {
 #if defined(RAMI_HAVE_BENCH_DECODE)
+  const rami::cuda::DeviceProbe probe = rami::cuda::ProbeDevices();
+  std::printf("rami-bench devices: %s\n", rami::cuda::DescribeDevices(probe).c_str());
+  return probe.count > 0 ? 0 : 1;
+#else
+  std::printf("rami-bench devices: built without CUDA, cuBLASLt or NCCL\n");
+  return 1;
+#endif
+}
+
+// `decode`: the Qwen3-8B-shaped GPU benchmark (tools/bench_decode.h). Without CUDA (build or
+// machine) it says so and exits 0 so CI can call it anywhere — or 1 with --require_gpu, which
+// tests/gpu/run.sh passes so that a GPU run never reports a benchmark that measured nothing.
+int Decode() {
+  const bool require_gpu = absl::GetFlag(FLAGS_require_gpu);
+#if defined(RAMI_HAVE_BENCH_DECODE)
+  rami::bench::BenchReport report;
   rami::bench::DecodeBenchOptions o;
+  o.report = &report;
   o.num_layers = absl::GetFlag(FLAGS_num_layers);
   o.num_kv_heads = absl::GetFlag(FLAGS_num_kv_heads);
   o.head_dim = absl::GetFlag(FLAGS_head_dim);
@@ -201,24 +225,27 @@ int Decode() {
       (kind == "transformers" ? o.peer_step_ms : o.peer_attention_ms)[key] = row.value("ms", 0.0);
     }
   }
-  return rami::bench::RunDecodeBench(o);
+  return report.Finish(absl::GetFlag(FLAGS_json_out), rami::bench::RunDecodeBench(o, require_gpu));
 #else
   std::printf(
-      "rami-bench decode: built without CUDA, cuBLASLt or NCCL (not found at configure time)\n");
-  return 0;
+      "rami-bench decode: built without CUDA, cuBLASLt or NCCL (not found at configure time)%s\n",
+      require_gpu ? " (--require_gpu: failing)" : "");
+  return require_gpu ? 1 : 0;
 #endif
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("rami-bench kv-capacity|decode [flags]");
+  absl::SetProgramUsageMessage("rami-bench kv-capacity|decode|devices [flags]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() == 2 && std::string(args[1]) == "kv-capacity") return KvCapacity();
   if (args.size() == 2 && std::string(args[1]) == "decode") return Decode();
+  if (args.size() == 2 && std::string(args[1]) == "devices") return Devices();
   std::fprintf(stderr,
                "usage: rami-bench kv-capacity [--seq_len=N] [--json] ...\n"
                "       rami-bench decode [--batches=1,16,24,32,128,256] [--iters=20] "
-               "[--engine=on|off]\n");
+               "[--engine=on|off] [--json_out=FILE] [--require_gpu]\n"
+               "       rami-bench devices\n");
   return 2;
 }

@@ -5,14 +5,38 @@
 #include <cuda_runtime_api.h>
 
 namespace rami::cuda {
+namespace {
 
-int DeviceCount() {
+// "13.0" from 13000.
+std::string VersionText(int version) {
+  if (version <= 0) return "none";
+  return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
+}
+
+}  // namespace
+
+DeviceProbe ProbeDevices() {
+  DeviceProbe probe;
+  cudaDriverGetVersion(&probe.driver_version);
+  cudaRuntimeGetVersion(&probe.runtime_version);
   int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+  if (const cudaError_t error = cudaGetDeviceCount(&count); error != cudaSuccess) {
+    probe.error = std::string(cudaGetErrorName(error)) + ": " + cudaGetErrorString(error);
     cudaGetLastError();  // clear the sticky error so later calls start clean
-    return 0;
+    return probe;
   }
-  return count;
+  probe.count = count;
+  if (count == 0) probe.error = "the runtime reports no device";
+  return probe;
+}
+
+int DeviceCount() { return ProbeDevices().count; }
+
+std::string DescribeDevices(const DeviceProbe& probe) {
+  const std::string versions = "driver " + VersionText(probe.driver_version) + ", runtime " +
+                               VersionText(probe.runtime_version);
+  if (probe.count == 0) return "no usable CUDA device: " + probe.error + " (" + versions + ")";
+  return std::to_string(probe.count) + " CUDA device(s); " + versions;
 }
 
 }  // namespace rami::cuda

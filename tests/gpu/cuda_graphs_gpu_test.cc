@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cuda/device.h"
 #include "tests/gpu/cuda_model_testing.h"
+#include "tests/gpu/require_device.h"
 #include "worker/cuda/cuda_model.h"
 
 namespace rami {
@@ -27,7 +28,7 @@ using gpu_test::MakeCudaModel;
 class CudaGraphsGpuTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaGraphsGpuTest, SameResultsAsEagerLaunches) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   const kernels::DeviceDType f32 = kernels::DeviceDType::kF32;
   CudaModelAndCache graphed = MakeCudaModel(GetParam(), {.dtype = f32, .cuda_graphs = true});
   CudaModelAndCache eager = MakeCudaModel(GetParam(), {.dtype = f32, .cuda_graphs = false});

@@ -38,6 +38,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cuda/device.h"
 #include "tests/golden/golden_files.h"
+#include "tests/gpu/require_device.h"
 #include "tests/testing/compare.h"
 #include "tests/testing/safetensors_writer.h"
 #include "worker/checkpoint.h"
@@ -356,7 +357,7 @@ TEST_P(CudaModelGoldenGpuTest, MatchesTransformers) {
       }
       PrintSummary(mode, batch.ExpectMatchesGolden(/*fp32=*/true, mode), 0, 0);
     }
-    GTEST_SKIP() << "no CUDA device";
+    RAMI_REQUIRE_CUDA_DEVICE();
   }
 
   const std::string mode = name + (fp32 ? " fp32" : " bf16, teacher-forced");
@@ -536,7 +537,7 @@ void ExpectWideModelMatchesCpu(const std::string& name, ModelWriter write,
       SingleRankCollectives comm;
       const std::vector<SequenceChunk> one = {{.seq_id = 9, .tokens = {1, 2, 3}}};
       ASSERT_TRUE((*cpu)->Forward(one, **cpu_cache, comm).ok());
-      GTEST_SKIP() << "no CUDA device";
+      RAMI_REQUIRE_CUDA_DEVICE();
     }
     absl::StatusOr<std::unique_ptr<cuda::CudaModel>> gpu =
         cuda::CudaModel::Create(std::move(*for_gpu), {.dtype = dtype});

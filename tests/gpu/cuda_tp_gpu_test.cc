@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cuda/device.h"
 #include "tests/golden/golden_files.h"
+#include "tests/gpu/require_device.h"
 #include "worker/cuda/cuda_model.h"
 #include "worker/nccl_collectives.h"
 #include "worker/rendezvous_store.h"
@@ -133,7 +134,7 @@ void RunRank(const std::string& dir, int rank, int world, RendezvousStore* store
 class CudaTensorParallelGpuTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaTensorParallelGpuTest, TwoRanksMatchOneGpu) {
-  if (cuda::DeviceCount() < kWorld) GTEST_SKIP() << "fewer than " << kWorld << " CUDA devices";
+  RAMI_REQUIRE_CUDA_DEVICES(kWorld);
   const std::string dir = testing::GoldenModelDir(GetParam());
   // The one-GPU reference first (its tokens drive both runs), then the ranks at once.
   std::vector<std::vector<int32_t>> feeds;

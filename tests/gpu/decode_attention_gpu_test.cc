@@ -16,6 +16,7 @@
 #include "kernels/paged_attention.h"
 #include "tests/gpu/dms_cache_builder.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/require_device.h"
 
 namespace rami {
 namespace {
@@ -116,7 +117,7 @@ struct Step : gpu_test::DecodeStep {
 };
 
 TEST(DecodeAttentionGpu, MatchesCpuTwin) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   int num_sms = 0;
   ASSERT_EQ(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, 0), cudaSuccess);
   const Case cases[] = {{1, 128, 8, 4, 16, false, 512}, {3, 64, 2, 8, 3, false, 7},
@@ -133,7 +134,7 @@ TEST(DecodeAttentionGpu, MatchesCpuTwin) {
 // must never be read into a result), in one pass and with explicit and balanced splits, and
 // the real tokens' rows still match PagedAttentionCpu over the real tokens alone.
 TEST(DecodeAttentionGpu, PaddingTokensGiveZeroRows) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   const Case cases[] = {
       {3, 64, 2, 8, 3, false, 7}, {17, 128, 4, 2, 16, false, 16}, {1, 128, 8, 4, 64, true, 0}};
   gpu_test::ForEachStep<Step>(37, cases,
@@ -143,7 +144,7 @@ TEST(DecodeAttentionGpu, PaddingTokensGiveZeroRows) {
 // A batch gives each sequence bitwise the result it gets alone (blocks never share work
 // without splits), in both dtypes.
 TEST(DecodeAttentionGpu, BatchEqualsSingleSequence) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(53);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   constexpr int kHeadDim = 128, kKvHeads = 2, kGroup = 4, kQHeads = kKvHeads * kGroup;

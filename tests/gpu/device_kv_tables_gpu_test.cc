@@ -10,6 +10,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cuda/device.h"
+#include "tests/gpu/require_device.h"
 #include "worker/cuda/device_kv_tables.h"
 #include "worker/kv_cache.h"
 
@@ -42,7 +43,7 @@ void ExpectDeviceEquals(const cuda::DeviceKvTablesGpu& gpu, const KvTablesHost& 
 }
 
 TEST(DeviceKvTablesGpuTest, DeltasOnTheDeviceEqualTheHostTwin) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   for (const CachePolicy& policy :
        {CachePolicy::Dense(), CachePolicy::Window(4, 8), CachePolicy::Dms(16)}) {
     constexpr int kLayers = 3, kHeads = 2, kPage = 4;

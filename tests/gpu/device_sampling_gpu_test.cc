@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cuda/device.h"
 #include "tests/gpu/cuda_model_testing.h"
+#include "tests/gpu/require_device.h"
 #include "worker/cuda/cuda_model.h"
 #include "worker/sampler.h"
 
@@ -26,7 +27,7 @@ using gpu_test::MakeCudaModel;
 class DeviceSamplingGpuTest : public ::testing::TestWithParam<kernels::DeviceDType> {};
 
 TEST_P(DeviceSamplingGpuTest, SameTokensAsTheHostSampler) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   CudaModelAndCache device =
       MakeCudaModel("qwen3_dms_hd64", {.dtype = GetParam(), .device_sampling = true});
   CudaModelAndCache host =

@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cuda/device.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/require_device.h"
 
 namespace rami {
 namespace {
@@ -28,7 +29,7 @@ std::vector<float> Download(const void* ptr, size_t n, kernels::DeviceDType dtyp
 }
 
 TEST(DeviceWeightsGpuTest, UploadsEveryTensorInTheComputeDtype) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(1);
   ModelWeights w;
   w.embed = Random(50 * 16, rng);

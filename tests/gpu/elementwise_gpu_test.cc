@@ -12,6 +12,7 @@
 #include "kernels/rmsnorm.h"
 #include "kernels/swiglu.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/require_device.h"
 
 namespace rami {
 namespace {
@@ -20,7 +21,7 @@ using gpu_test::DeviceArray;
 using kernels::DeviceDType;
 
 TEST(RmsNormTypedGpu, MatchesCpuTwin) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(5);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (DeviceDType dtype : {DeviceDType::kF32, DeviceDType::kBF16}) {
@@ -74,7 +75,7 @@ TEST(RmsNormTypedGpu, MatchesCpuTwin) {
 }
 
 TEST(SwigluGpu, MatchesCpuTwin) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(9);
   std::normal_distribution<float> normal(0.0f, 2.0f);
   for (DeviceDType dtype : {DeviceDType::kF32, DeviceDType::kBF16}) {

@@ -10,6 +10,7 @@
 #include "kernels/cuda/device.h"
 #include "kernels/embedding.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/require_device.h"
 
 namespace rami {
 namespace {
@@ -18,7 +19,7 @@ using gpu_test::DeviceArray;
 using kernels::DeviceDType;
 
 TEST(EmbeddingGpu, MatchesCpuTwin) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(11);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   constexpr int kVocabStart = 100, kVocabLocal = 50;

@@ -21,6 +21,7 @@
 #include "kernels/cuda/device.h"
 #include "kernels/paged_attention.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/require_device.h"
 #include "tests/testing/compare.h"
 #include "tests/testing/kv_traffic.h"
 #include "worker/cuda/cuda_step_plan.h"
@@ -38,7 +39,7 @@ constexpr int kLayers = 2, kHeads = 2, kGroup = 2, kDim = 64, kPage = 4, kPages 
 constexpr int kQHeads = kHeads * kGroup;
 
 TEST(KvRuntimeGpuTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   int num_sms = 0;
   ASSERT_EQ(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, 0), cudaSuccess);
   for (const CachePolicy& policy :

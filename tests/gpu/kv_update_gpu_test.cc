@@ -15,6 +15,7 @@
 #include "kernels/kv_copy.h"
 #include "kernels/paged_attention.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/require_device.h"
 
 namespace rami {
 namespace {
@@ -167,7 +168,7 @@ struct KvWriteStep {
 };
 
 TEST(KvWriteGpu, MatchesCpuTwin) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(23);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (DeviceDType dtype : {DeviceDType::kF32, DeviceDType::kBF16}) {
@@ -214,7 +215,7 @@ TEST(KvWriteGpu, MatchesCpuTwin) {
 // −1 + h would point) and α = 1, so a kernel that added h before the check, or wrote a flag,
 // would change bytes the CPU twin leaves alone. Also a batch of padding only.
 TEST(KvWriteGpu, PaddingTokensWriteNothing) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(41);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (DeviceDType dtype : {DeviceDType::kF32, DeviceDType::kBF16}) {
@@ -255,7 +256,7 @@ TEST(KvWriteGpu, PaddingTokensWriteNothing) {
 }
 
 TEST(KvCopyGpu, MatchesCpuTwin) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(29);
   for (DeviceDType dtype : {DeviceDType::kF32, DeviceDType::kBF16}) {
     for (int page_size : {1, 3, 16, 64}) {

@@ -11,6 +11,7 @@
 #include "kernels/cuda/device.h"
 #include "kernels/log_softmax_topn.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/require_device.h"
 
 namespace rami {
 namespace {
@@ -18,7 +19,7 @@ namespace {
 using gpu_test::DeviceArray;
 
 TEST(LogSoftmaxTopNGpu, MatchesCpuTwin) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(17);
   std::normal_distribution<float> normal(0.0f, 3.0f);
   for (int rows : {1, 3, 17}) {

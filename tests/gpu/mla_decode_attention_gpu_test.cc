@@ -15,6 +15,7 @@
 #include "kernels/mla_attention.h"
 #include "tests/gpu/dms_cache_builder.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/require_device.h"
 
 namespace rami {
 namespace {
@@ -90,7 +91,7 @@ TEST(MlaDecodePlan, HeadBlocksAndSplitsCoverTheWork) {
 }
 
 TEST(MlaDecodeAttentionGpu, MatchesCpuTwin) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   int num_sms = 0;
   ASSERT_EQ(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, 0), cudaSuccess);
   const Case cases[] = {
@@ -110,7 +111,7 @@ TEST(MlaDecodeAttentionGpu, MatchesCpuTwin) {
 // must never be read into a result), in one pass and with explicit and balanced splits, and
 // the real tokens' rows still match MlaAttentionCpu over the real tokens alone.
 TEST(MlaDecodeAttentionGpu, PaddingTokensGiveZeroRows) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   const Case cases[] = {
       {3, 16, 512, 64, 16, false, 512}, {17, 20, 32, 8, 64, false, 7}, {1, 3, 32, 8, 3, true, 0}};
   gpu_test::ForEachStep<Step>(43, cases,
@@ -120,7 +121,7 @@ TEST(MlaDecodeAttentionGpu, PaddingTokensGiveZeroRows) {
 // A batch gives each token bitwise the result it gets alone, and bad shapes are refused
 // before any launch.
 TEST(MlaDecodeAttentionGpu, BatchEqualsSingleTokenAndRejectsBadShapes) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(59);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   constexpr int kLatent = 512, kRow = 576, kHeads = 16;

@@ -20,6 +20,7 @@
 #include "kernels/linear.h"
 #include "kernels/swiglu.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/require_device.h"
 
 namespace rami {
 namespace {
@@ -73,7 +74,7 @@ std::vector<float> Reference(const ExpertsCase& c, int tokens, const std::vector
 }
 
 TEST(MoeExpertsGpu, MatchesCpuMath) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   absl::StatusOr<std::unique_ptr<kernels::CublasLtGemm>> gemm = kernels::CublasLtGemm::Create();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
   std::mt19937 rng(83);
@@ -155,7 +156,7 @@ TEST(MoeExpertsGpu, MatchesCpuMath) {
 }
 
 TEST(MoeExpertsGpu, RefusesBadRouting) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   absl::StatusOr<std::unique_ptr<kernels::CublasLtGemm>> gemm = kernels::CublasLtGemm::Create();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
   const std::vector<int32_t> ids = {0, 5};  // 5 ≥ 4 experts

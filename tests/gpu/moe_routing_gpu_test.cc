@@ -15,6 +15,7 @@
 #include "kernels/cuda/device.h"
 #include "kernels/moe_routing.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/require_device.h"
 
 namespace rami {
 namespace {
@@ -69,7 +70,7 @@ bool HasMargins(const RoutingCase& c, const float* logits, const std::vector<flo
 }
 
 TEST(MoeRoutingGpu, MatchesCpuTwin) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   const RoutingCase cases[] = {
       {"v3", 256, 8, 8, 4, MoeRouting::kSigmoidNoauxTc, true, true, 2.5f},
       {"v2", 160, 6, 8, 3, MoeRouting::kSoftmaxGroupLimited, false, false, 16.0f},
@@ -128,7 +129,7 @@ TEST(MoeRoutingGpu, MatchesCpuTwin) {
 // Exact ties (all logits equal) go to the lower expert index, as on the CPU; bad shapes are
 // refused before a launch.
 TEST(MoeRoutingGpu, TiesGoToLowerIndexAndBadShapesAreRefused) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   constexpr int kExperts = 64, kTopK = 6, kTokens = 3;
   for (MoeRouting routing : {MoeRouting::kSoftmaxGreedy, MoeRouting::kSoftmaxGroupLimited,
                              MoeRouting::kSigmoidNoauxTc}) {

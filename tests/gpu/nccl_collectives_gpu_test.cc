@@ -21,6 +21,7 @@
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/device_dtype.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/require_device.h"
 #include "tests/testing/compare.h"
 #include "worker/rendezvous_store.h"
 
@@ -28,9 +29,6 @@ namespace rami {
 namespace {
 
 using ::testing::HasSubstr;
-
-#define RAMI_SKIP_WITHOUT_GPU() \
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device"
 
 // Self-describing data: the value says which element it is.
 std::vector<float> Iota(size_t count, float base) {
@@ -85,7 +83,7 @@ std::unique_ptr<NcclCollectives> CreateSingleRank(cudaStream_t stream,
 }
 
 TEST(NcclCollectivesGpu, SingleRankCollectivesAreTheIdentity) {
-  RAMI_SKIP_WITHOUT_GPU();
+  RAMI_REQUIRE_CUDA_DEVICE();
   Stream stream;
   std::unique_ptr<NcclCollectives> nccl = CreateSingleRank(stream.s);
   ASSERT_NE(nccl, nullptr);
@@ -141,7 +139,7 @@ std::vector<uint8_t> IotaBytes(size_t count, float base, kernels::DeviceDType dt
 // The typed forms (bf16 and fp32) in a world of one: AllReduceSumDevice is the identity and
 // AllGatherDevice a copy (out of place and in place), bitwise, in stream order.
 TEST(NcclCollectivesGpu, TypedDeviceCollectivesAreTheIdentity) {
-  RAMI_SKIP_WITHOUT_GPU();
+  RAMI_REQUIRE_CUDA_DEVICE();
   Stream stream;
   std::unique_ptr<NcclCollectives> nccl = CreateSingleRank(stream.s);
   ASSERT_NE(nccl, nullptr);
@@ -172,7 +170,7 @@ TEST(NcclCollectivesGpu, TypedDeviceCollectivesAreTheIdentity) {
 }
 
 TEST(NcclCollectivesGpu, TypedDeviceCollectivesRejectNullBuffers) {
-  RAMI_SKIP_WITHOUT_GPU();
+  RAMI_REQUIRE_CUDA_DEVICE();
   Stream stream;
   std::unique_ptr<NcclCollectives> nccl = CreateSingleRank(stream.s);
   ASSERT_NE(nccl, nullptr);
@@ -198,7 +196,7 @@ TEST(NcclCollectivesGpu, TypedDeviceCollectivesRejectNullBuffers) {
 }
 
 TEST(NcclCollectivesGpu, ManyCollectivesInStreamOrder) {
-  RAMI_SKIP_WITHOUT_GPU();
+  RAMI_REQUIRE_CUDA_DEVICE();
   Stream stream;
   std::unique_ptr<NcclCollectives> nccl = CreateSingleRank(stream.s);
   ASSERT_NE(nccl, nullptr);
@@ -226,7 +224,7 @@ TEST(NcclCollectivesGpu, ManyCollectivesInStreamOrder) {
 }
 
 TEST(NcclCollectivesGpu, RejectsBadArguments) {
-  RAMI_SKIP_WITHOUT_GPU();
+  RAMI_REQUIRE_CUDA_DEVICE();
   Stream stream;
   std::unique_ptr<NcclCollectives> nccl = CreateSingleRank(stream.s);
   ASSERT_NE(nccl, nullptr);
@@ -261,7 +259,7 @@ struct StreamBlocker {
 };
 
 TEST(NcclCollectivesGpu, WatchdogAbortsAStuckCollective) {
-  RAMI_SKIP_WITHOUT_GPU();
+  RAMI_REQUIRE_CUDA_DEVICE();
   Stream stream;
   constexpr absl::Duration kTimeout = absl::Milliseconds(300);
   std::unique_ptr<NcclCollectives> nccl = CreateSingleRank(stream.s, kTimeout);
@@ -293,7 +291,7 @@ TEST(NcclCollectivesGpu, WatchdogAbortsAStuckCollective) {
 }
 
 TEST(NcclCollectivesGpu, PeerThatNeverComesTimesOut) {
-  RAMI_SKIP_WITHOUT_GPU();
+  RAMI_REQUIRE_CUDA_DEVICE();
   Stream stream;
   InMemoryRendezvousStore store;
   constexpr absl::Duration kTimeout = absl::Seconds(2);

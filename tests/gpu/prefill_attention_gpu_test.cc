@@ -16,6 +16,7 @@
 #include "kernels/paged_attention.h"
 #include "tests/gpu/dms_cache_builder.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/require_device.h"
 
 namespace rami {
 namespace {
@@ -32,7 +33,7 @@ struct Case {
 };
 
 TEST(PrefillAttentionGpu, MatchesCpuTwin) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(37);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const std::vector<Case> cases = {

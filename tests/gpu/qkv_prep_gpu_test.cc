@@ -14,6 +14,7 @@
 #include "kernels/dms_decision.h"
 #include "kernels/qkv_prep.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/require_device.h"
 
 namespace rami {
 namespace {
@@ -38,7 +39,7 @@ struct Case {
 };
 
 TEST(QkvPrepGpu, MatchesCpuTwin) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(3);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const Case cases[] = {{1, 4, 4, 64, true, true},     {3, 32, 8, 128, true, true},
@@ -129,7 +130,7 @@ TEST(QkvPrepGpu, MatchesCpuTwin) {
 // Adapter decisions (dms_separate_alpha): the threshold of the projection's fp32 logits,
 // bitwise equal to the CPU twin, including logits right at the threshold.
 TEST(DmsLogitDecisionGpu, MatchesCpuTwin) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(47);
   std::normal_distribution<float> normal(0.05f, 0.01f);
   for (int count : {1, 7, 513, 4099 * 8}) {

@@ -13,6 +13,7 @@
 #include "kernels/cuda/device.h"
 #include "kernels/rmsnorm.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/require_device.h"
 #include "tests/testing/compare.h"
 
 namespace rami {
@@ -37,7 +38,7 @@ struct DeviceBuffer {
 };
 
 TEST(RmsNormGpu, MatchesCpuTwin) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (int rows : {1, 3, 17}) {
@@ -79,7 +80,7 @@ TEST(RmsNormGpu, MatchesCpuTwin) {
 // latent) and from the strided rows into a dense out. Elements past `cols` stay bitwise as
 // they were; the normed ones match RmsNormCpu on the gathered rows.
 TEST(RmsNormGpu, StridedRowsMatchCpuTwin) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   using kernels::DeviceDType;
   std::mt19937 rng(8);
   std::normal_distribution<float> normal(0.0f, 1.0f);

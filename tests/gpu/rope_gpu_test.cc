@@ -15,6 +15,7 @@
 #include "kernels/cuda/device.h"
 #include "kernels/rope.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/require_device.h"
 
 namespace rami {
 namespace {
@@ -53,7 +54,7 @@ std::vector<Layout> Layouts(int heads, int dim) {
 }
 
 TEST(RopeGpu, MatchesCpuTwinOnGatheredBlocks) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(5);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::uniform_int_distribution<int32_t> position(0, 40000);

@@ -1,39 +1,141 @@
 #!/usr/bin/env bash
-# Builds rami with CUDA, runs every GPU test (ctest label `gpu`) and `rami-bench decode`, and
-# prints a summary — in one call, in under 5 minutes on a 16-core machine with one H200.
+# The GPU run in one call: builds rami's GPU targets on a bare CUDA machine, runs the GPU tests,
+# compute-sanitizer over the kernel tests and `rami-bench decode`, and prints last a summary of at
+# most ~60 lines. GPU time is rare and short, so the run must give a true and complete answer:
+# no phase can end the script early (no `set -e`, no pipeline whose death kills it), every phase
+# runs under `timeout` with its own budget, the build keeps going past a compile error, and a run
+# that tested nothing (no device, skipped tests, vanished targets) fails loudly.
 #
-#   tests/gpu/run.sh                       # build dir: build-gpu (RAMI_GPU_BUILD_DIR overrides)
-#   RAMI_GPU_TESTS='Rope|KvWrite' RAMI_GPU_BENCH=0 tests/gpu/run.sh
-#                                          # a quick rerun: only the tests matching the ctest -R
-#                                          # regex, no peers and no benchmark
+#   tests/gpu/run.sh [MODE] [--out DIR]
+#     build     configure + build the GPU targets; needs no GPU (deploy/check-gpu-deps.sh)
+#     tests     build + the GPU tests (ctest -L gpu)
+#     bench     build + the PyTorch peer (tools/bench_peer.py) + rami-bench decode
+#     sanitize  build + compute-sanitizer memcheck over the kernel tests
+#     all       build + tests + sanitize + bench (the default)
+#   --out DIR   where the logs, the benchmark JSON and summary.txt go (at most 8 files):
+#               default $RAMI_GPU_OUT, else <build dir>/gpu-run
 #
-# Needs only CUDA (nvcc, cudart, cuBLASLt), CMake ≥ 3.25, ninja or make, and a C++20 compiler.
-# No gRPC (RAMI_WITH_GRPC=OFF); Abseil, GoogleTest and nlohmann_json come from the system when
-# installed, else from the sources shipped in third_party/gpu-deps (cmake/RamiGpuDeps.cmake).
-# NCCL comes from the CUDA tree, else from PyTorch's nvidia-nccl wheel when python3 has one.
-# Only the GPU test targets and rami-bench are built. The benchmark's PyTorch peer
-# (tools/bench_peer.py) runs when python3 has torch and a GPU. Exit status: 0 when every GPU
-# test passed (or skipped without a device) and the benchmark ran; 1 otherwise.
-# deploy/check-gpu-deps.sh runs this script with the system's libraries hidden.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-export PATH="/usr/local/cuda/bin:$PATH"
-export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"  # NCCL explains its own failures in the test logs
+# A run can be split across calls on the same build folder (the build is incremental):
+#   tests/gpu/run.sh tests --out "$OUT"   then   tests/gpu/run.sh bench --out "$OUT"
+#
+# Environment (all optional):
+#   RAMI_GPU_BUILD_DIR   build folder (build-gpu)
+#   RAMI_REQUIRE_GPU     1 (default): no GPU, a GPU test that skips (except one that needs more
+#                        GPUs than the machine has) and a missing CUDA/NCCL/engine target are
+#                        failures. 0: debugging on a machine without them.
+#   RAMI_GPU_TESTS       ctest -R regex: run only the matching GPU tests
+#   RAMI_GPU_JOBS        build and test parallelism (nproc)
+#   Budgets in seconds, each measured from its phase's own start: RAMI_GPU_CONFIGURE_S (90),
+#   RAMI_GPU_BUILD_S (360), RAMI_GPU_TESTS_S (240), RAMI_GPU_TEST_TIMEOUT_S (120, one test),
+#   RAMI_GPU_SANITIZE_S (180), RAMI_GPU_PEER_S (90), RAMI_GPU_BENCH_S (200);
+#   RAMI_GPU_DEADLINE_S (570): the whole run ends by then, phases shortened to fit, so the
+#   summary comes back inside a 600-second remote call; 0 = no deadline.
+#
+# Needs only CUDA (nvcc, cudart, cuBLASLt, NCCL), CMake >= 3.25, ninja or make, a C++20 compiler
+# and this repository: Abseil, GoogleTest and nlohmann_json come from third_party/gpu-deps when
+# the system lacks them; NCCL from the CUDA tree, else from python3's nvidia-nccl wheel.
+# Exit status: 0 when every phase the mode asks for passed; 1 otherwise.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+export PATH="$PATH:/usr/local/cuda/bin"
+export NCCL_DEBUG="${NCCL_DEBUG:-WARN}" # NCCL explains its own failures in the test logs
+
+MODE=all
+OUT_DIR="${RAMI_GPU_OUT:-}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    build | tests | bench | sanitize | all) MODE="$1" ;;
+    --out) OUT_DIR="${2:-}"; shift ;;
+    --out=*) OUT_DIR="${1#--out=}" ;;
+    *) echo "usage: tests/gpu/run.sh [build|tests|bench|sanitize|all] [--out DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
 BUILD_DIR="${RAMI_GPU_BUILD_DIR:-build-gpu}"
-LOG_DIR="$BUILD_DIR/gpu-run"
+OUT_DIR="${OUT_DIR:-$BUILD_DIR/gpu-run}"
+REQUIRE_GPU="${RAMI_REQUIRE_GPU:-1}"
+export RAMI_REQUIRE_GPU="$REQUIRE_GPU" # the GPU tests fail instead of skipping without a device
+JOBS="${RAMI_GPU_JOBS:-$(nproc 2>/dev/null || echo 4)}"
+DEADLINE="${RAMI_GPU_DEADLINE_S:-570}"
+mkdir -p "$OUT_DIR" || exit 1
+OUT_DIR="$(cd "$OUT_DIR" && pwd)"
+SUMMARY_FILE="$OUT_DIR/summary.txt"
+BUILD_LOG="$OUT_DIR/build.log" # configure + build
+TESTS_LOG="$OUT_DIR/tests.log" # ctest's output, then every test's full output
+SANITIZE_LOG="$OUT_DIR/sanitize.log"
+BENCH_LOG="$OUT_DIR/bench.log" # the peer's output, then rami-bench's
+: >"$BUILD_LOG"
 START=$SECONDS
-phase() { printf '== %s (at %ds)\n' "$1" $((SECONDS - START)); }
 
-phase "machine"
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.memory \
-  --format=csv,noheader 2>/dev/null || echo "nvidia-smi: not available (no GPU?)"
+want() { # want PHASE: does MODE ask for it
+  case "$MODE:$1" in
+    *:build | all:* | tests:tests | bench:bench | sanitize:sanitize) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+needs_gpu() { [ "$MODE" != build ] && [ "$REQUIRE_GPU" = 1 ]; }
 
-phase "configure"
+# Summary lines per phase, kept in order; RESULT_* say ok / FAILED / skipped per phase.
+declare -A RESULT=() SECONDS_OF=()
+DETAILS=()
+FAILED_PHASES=()
+note() { DETAILS+=("$1"); }
+fail() { # fail PHASE: the run fails because of this phase
+  RESULT[$1]=FAILED
+  case " ${FAILED_PHASES[*]-} " in *" $1 "*) ;; *) FAILED_PHASES+=("$1") ;; esac
+}
+
+# budget SECONDS: a phase's budget, shortened to what the deadline leaves (20 s are kept for
+# the summary); 0 when nothing is left.
+budget() {
+  local value="$1"
+  if [ "$DEADLINE" -gt 0 ]; then
+    local left=$((DEADLINE - 20 - (SECONDS - START)))
+    [ "$left" -lt "$value" ] && value=$left
+  fi
+  [ "$value" -lt 0 ] && value=0
+  echo "$value"
+}
+
+# run_phase PHASE BUDGET LOG CMD...: runs CMD under `timeout`, its output appended to LOG.
+# Sets PHASE_RC (124 when it ran out of time) and SECONDS_OF[PHASE].
+run_phase() {
+  local phase="$1" limit="$2" log="$3"
+  shift 3
+  local start=$SECONDS
+  printf '== %s (at %ds, budget %ds)\n' "$phase" $((SECONDS - START)) "$limit"
+  if [ "$limit" -le 0 ]; then
+    PHASE_RC=124
+    echo "no time left before the deadline (RAMI_GPU_DEADLINE_S=$DEADLINE)" >>"$log"
+  else
+    timeout --kill-after=10 "$limit" "$@" >>"$log" 2>&1
+    PHASE_RC=$?
+    [ "$PHASE_RC" = 137 ] && PHASE_RC=124
+  fi
+  SECONDS_OF[$phase]=$((${SECONDS_OF[$phase]:-0} + SECONDS - start))
+}
+
+# --- machine -----------------------------------------------------------------------------------
+MACHINE="nvidia-smi: not available"
+if command -v nvidia-smi >/dev/null; then
+  MACHINE="$(timeout 30 nvidia-smi --query-gpu=name,memory.total,driver_version \
+    --format=csv,noheader 2>&1 | head -n 4 | paste -sd ';' -)"
+  [ -n "$MACHINE" ] || MACHINE="nvidia-smi: no output"
+fi
+echo "== machine: $MACHINE; $(nproc 2>/dev/null) cores; mode $MODE; out $OUT_DIR"
+
+# --- configure ---------------------------------------------------------------------------------
 CONFIG_ARGS=(-DCMAKE_BUILD_TYPE=Release -DRAMI_WITH_GRPC=OFF -DCMAKE_CUDA_ARCHITECTURES=90a)
-if command -v ninja >/dev/null; then CONFIG_ARGS+=(-G Ninja); fi
-if [ ! -e /usr/local/cuda/include/nccl.h ] && [ ! -e /usr/include/nccl.h ]; then
+# RAMI_REQUIRE_CUDA: a missing nvcc, cuBLASLt, NCCL or CUDA engine target is a configure error
+# instead of GPU targets that silently vanish.
+[ "$REQUIRE_GPU" = 1 ] && CONFIG_ARGS+=(-DRAMI_REQUIRE_CUDA=ON)
+if [ ! -f "$BUILD_DIR/CMakeCache.txt" ] && command -v ninja >/dev/null; then
+  CONFIG_ARGS+=(-G Ninja)
+fi
+if [ ! -e /usr/local/cuda/include/nccl.h ] && [ ! -e /usr/include/nccl.h ] &&
+  command -v python3 >/dev/null; then
   # The folder holding include/nccl.h and lib/libnccl.so.2 in python3's nvidia-nccl wheel.
-  NCCL_ROOT_DIR="$(python3 - 2>/dev/null <<'PY' || true
+  NCCL_ROOT_DIR="$(timeout 60 python3 - 2>/dev/null <<'PY'
 import glob, os, site
 for root in site.getsitepackages() + [site.getusersitepackages()]:
     for header in glob.glob(os.path.join(root, "nvidia", "**", "nccl.h"), recursive=True):
@@ -41,69 +143,286 @@ for root in site.getsitepackages() + [site.getusersitepackages()]:
         raise SystemExit
 PY
 )"
-  if [ -n "$NCCL_ROOT_DIR" ]; then CONFIG_ARGS+=("-DNCCL_ROOT=$NCCL_ROOT_DIR"); fi
+  [ -n "$NCCL_ROOT_DIR" ] && CONFIG_ARGS+=("-DNCCL_ROOT=$NCCL_ROOT_DIR")
 fi
-mkdir -p "$LOG_DIR"
-if ! cmake -S . -B "$BUILD_DIR" "${CONFIG_ARGS[@]}" >"$LOG_DIR/configure.log" 2>&1; then
-  tail -40 "$LOG_DIR/configure.log"
-  exit 1
-fi
-grep -E "^-- rami:" "$LOG_DIR/configure.log" || true
-
-phase "build (GPU tests + rami-bench)"
-if ! cmake --build "$BUILD_DIR" -j "$(nproc)" --target rami_gpu_tests rami-bench \
-  >"$LOG_DIR/build.log" 2>&1; then
-  grep -E "error|Error" -A3 "$LOG_DIR/build.log" | head -60
-  exit 1
-fi
-
-phase "GPU tests"
-TESTS_OK=1
-# Each gtest case is its own process (gtest_discover_tests); they share the one GPU.
-CTEST_ARGS=(-L gpu)
-if [ -n "${RAMI_GPU_TESTS:-}" ]; then CTEST_ARGS+=(-R "$RAMI_GPU_TESTS"); fi
-ctest --test-dir "$BUILD_DIR" "${CTEST_ARGS[@]}" -j 8 --timeout 120 --output-on-failure \
-  >"$LOG_DIR/ctest.log" 2>&1 || TESTS_OK=0
-grep -E "tests passed|tests failed|\*\*\*Failed|\*\*\*Timeout|Not Run|Skipped" \
-  "$LOG_DIR/ctest.log" | tail -40 || true
-if [ "$TESTS_OK" = 0 ]; then
-  echo "-- failures (full log: $LOG_DIR/ctest.log):"
-  grep -E "Failure|error|FAILED|Expected|Which is|actual|  what" "$LOG_DIR/ctest.log" | head -60
+run_phase configure "$(budget "${RAMI_GPU_CONFIGURE_S:-90}")" "$BUILD_LOG" \
+  cmake -S . -B "$BUILD_DIR" "${CONFIG_ARGS[@]}"
+CONFIGURED=0
+if [ "$PHASE_RC" = 0 ]; then
+  CONFIGURED=1
+  RESULT[configure]=ok
+  grep -E '^-- rami:' "$BUILD_LOG" | head -n 6
+elif [ "$PHASE_RC" = 124 ]; then
+  fail configure
+  note "configure: timed out"
+else
+  fail configure
+  # CMake's error heading and the message under it.
+  while IFS= read -r line; do note "  $line"; done < <(grep -A 3 -E '^CMake Error' "$BUILD_LOG" |
+    grep -vE '^--$|^ *$' | head -n 8)
 fi
 
-BENCH_OK=1
-if [ "${RAMI_GPU_BENCH:-1}" = 0 ]; then
-  phase "summary (RAMI_GPU_BENCH=0: no peers, no benchmark)"
-  grep -E "tests passed|tests failed" "$LOG_DIR/ctest.log" || echo "ctest: no summary line"
-  echo "total: $((SECONDS - START)) s"
-  if [ "$TESTS_OK" = 1 ]; then exit 0; fi
-  exit 1
+# --- build -------------------------------------------------------------------------------------
+# The manifest of what the GPU run needs (written by tests/CMakeLists.txt): `kind name path`
+# lines, kind = kernel (kernel tests: also run under compute-sanitizer), engine (other GPU
+# tests) or bench (rami-bench).
+MANIFEST="$BUILD_DIR/gpu-targets.txt"
+declare -A TARGET_PATH=() TARGET_KIND=()
+TARGET_NAMES=()
+BUILT=0
+if [ "$CONFIGURED" = 1 ]; then
+  KEEP_GOING=(-k)
+  grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null &&
+    KEEP_GOING=(-k 0)
+  run_phase build "$(budget "${RAMI_GPU_BUILD_S:-360}")" "$BUILD_LOG" \
+    cmake --build "$BUILD_DIR" -j "$JOBS" --target rami_gpu_tests rami-bench -- "${KEEP_GOING[@]}"
+  BUILD_RC=$PHASE_RC
+  if [ -f "$MANIFEST" ]; then
+    while read -r kind name path; do
+      [ -n "${name:-}" ] || continue
+      TARGET_NAMES+=("$name")
+      TARGET_KIND[$name]=$kind
+      TARGET_PATH[$name]=$path
+    done <"$MANIFEST"
+  fi
+  MISSING=()
+  for name in "${TARGET_NAMES[@]}"; do
+    [ -x "${TARGET_PATH[$name]}" ] || MISSING+=("$name")
+  done
+  if [ "${#TARGET_NAMES[@]}" = 0 ]; then
+    fail build
+    note "build: no GPU targets defined ($MANIFEST missing or empty): CUDA, NCCL or the engine not found at configure time"
+  elif [ "$BUILD_RC" = 0 ] && [ "${#MISSING[@]}" = 0 ]; then
+    RESULT[build]=ok
+    BUILT=1
+  else
+    fail build
+    [ "$BUILD_RC" = 124 ] && note "build: timed out"
+    [ "${#MISSING[@]}" -gt 0 ] && note "build: not built: ${MISSING[*]}"
+    # Each failed step (ninja: FAILED: <output>; make: *** [<target>] Error) with its first error.
+    # The line after ninja's FAILED: is the command (its -Werror is no error line).
+    while IFS= read -r line; do note "  $line"; done < <(awk '
+      /^FAILED: / { if (step != "" && first == "") print step ": (no error line)";
+                    step = ($2 ~ /^\[code=/) ? $3 : $2; first = ""; command = 1; next }
+      command { command = 0; next }
+      /\*\*\* \[.*\] Error/ && step == "" { print $0; next }
+      step != "" && first == "" && /(error|Error)[: ]|undefined reference/ {
+        first = $0; print step ": " first }
+      END { if (step != "" && first == "") print step ": (no error line)" }' "$BUILD_LOG" |
+      head -n 8)
+    [ "${#MISSING[@]}" -lt "${#TARGET_NAMES[@]}" ] && BUILT=1 # run what did build
+  fi
+fi
+built() { [ -n "${TARGET_PATH[$1]:-}" ] && [ -x "${TARGET_PATH[$1]}" ]; }
+BENCH_BIN=""
+for name in "${TARGET_NAMES[@]}"; do
+  [ "${TARGET_KIND[$name]}" = bench ] && built "$name" && BENCH_BIN="${TARGET_PATH[$name]}"
+done
+
+# --- the device as rami sees it ----------------------------------------------------------------
+DEVICE_OK=0
+if [ "$MODE" != build ]; then
+  if [ -n "$BENCH_BIN" ]; then
+    DEVICE_LINE="$(timeout 60 "$BENCH_BIN" devices 2>&1 | head -n 4 | paste -sd ';' -)"
+    if timeout 60 "$BENCH_BIN" devices >/dev/null 2>&1; then DEVICE_OK=1; fi
+  else
+    DEVICE_LINE="rami-bench not built: the device was not probed"
+  fi
+  note "device: $DEVICE_LINE"
+  if [ "$DEVICE_OK" = 0 ] && needs_gpu; then
+    fail device
+    note "  no usable CUDA device: every GPU phase below fails (RAMI_REQUIRE_GPU=0 to debug)"
+  fi
 fi
 
-phase "peers: PyTorch SDPA, transformers Qwen3 loop (tools/bench_peer.py)"
-PEER_ARGS=()
-rm -f "$LOG_DIR/peer.json"
-# The transformers loop gets what is left of a 3.5-minute mark (the 5-minute budget keeps ~1.5
-# minutes for rami-bench: ~25 s of kernel rows, the rest for its engine rows); 0 skips it.
-HF_BUDGET=$((210 - (SECONDS - START)))
-if [ "$HF_BUDGET" -lt 20 ]; then HF_BUDGET=0; fi
-if command -v python3 >/dev/null &&
-  python3 tools/bench_peer.py --out "$LOG_DIR/peer.json" --hf_budget_s "$HF_BUDGET" 2>&1 |
-  tee "$LOG_DIR/peer.log" &&
-  [ -s "$LOG_DIR/peer.json" ]; then
-  PEER_ARGS=("--peer=$LOG_DIR/peer.json")
+# --- GPU tests ---------------------------------------------------------------------------------
+# parse_tests CTEST_LOG LAST_TEST_LOG: one `status|name|first error line` per test that did not
+# pass, from ctest's status lines and each test's output in LastTest.log.
+parse_tests() {
+  awk -v details="$2" -v root="$PWD/" '
+    BEGIN {
+      # LastTest.log: blocks "k/n Testing: NAME" ... "Output:" "----" <output> "<end of output>".
+      while ((getline line < details) > 0) {
+        # Names are their first word: parameterized gtest names go on with "  # GetParam() = ...".
+        if (line ~ /^[0-9]+\/[0-9]+ Testing: /) { split(line, w, " "); name = w[3]; inout = 0; loc = ""; continue }
+        if (line == "Output:") { inout = 1; getline line < details; continue }
+        if (line == "<end of output>") { inout = 0; continue }
+        if (!inout || name == "") continue
+        if (line ~ /needs [0-9]+ CUDA devices/) needs[name] = line
+        if (loc != "" && line == "Failed") continue  # FAIL() prints "Failed", then its message
+        if (loc != "" && !(name in first)) { first[name] = loc " " line; continue }
+        if (name in first) continue
+        if (line ~ /: Failure$/) { loc = line; sub(/: Failure$/, ":", loc); continue }
+        if (line ~ /: Skipped$/) { loc = "skipped:"; continue }
+        if (line ~ /[Ee]rror|FAILED|Check failed|terminate called|what\(\)|Aborted|[Ss]egmentation/) first[name] = line
+        else if (line !~ /^\[/ && line != "") last[name] = line
+      }
+    }
+    /^ *[0-9]+\/[0-9]+ Test +#[0-9]+: / {
+      line = $0
+      sub(/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: /, "", line)
+      split(line, parts, " ")
+      name = parts[1]
+      if (line ~ /   Passed /) next
+      status = line; sub(/^[^*]*\*\*\*/, "", status); sub(/ +[0-9.]+ sec.*$/, "", status)
+      if (status == "Skipped" && (name in needs)) status = "Skipped (more GPUs)"
+      why = (name in first) ? first[name] : ((name in last) ? last[name] : "(no output)")
+      if (status == "Skipped (more GPUs)") why = needs[name]
+      if (index(why, root) == 1) why = substr(why, length(root) + 1)
+      print status "|" name "|" why
+    }' "$1"
+}
+if want tests; then
+  : >"$TESTS_LOG"
+  if [ "$BUILT" = 1 ]; then
+    CTEST_ARGS=(-L gpu -j "$JOBS" --timeout "${RAMI_GPU_TEST_TIMEOUT_S:-120}" --output-on-failure
+      --no-tests=error)
+    [ -n "${RAMI_GPU_TESTS:-}" ] && CTEST_ARGS+=(-R "$RAMI_GPU_TESTS")
+    rm -f "$BUILD_DIR/Testing/Temporary/LastTest.log"
+    run_phase tests "$(budget "${RAMI_GPU_TESTS_S:-240}")" "$TESTS_LOG" \
+      ctest --test-dir "$BUILD_DIR" "${CTEST_ARGS[@]}"
+    TESTS_RC=$PHASE_RC
+    LAST_TEST_LOG="$BUILD_DIR/Testing/Temporary/LastTest.log"
+    PASSED=$(grep -cE '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .*   Passed ' "$TESTS_LOG")
+    mapfile -t NOT_PASSED < <(parse_tests "$TESTS_LOG" "$LAST_TEST_LOG")
+    FAILED_N=0 SKIPPED_N=0 MORE_GPUS_N=0
+    for row in "${NOT_PASSED[@]}"; do
+      case "$row" in
+        "Skipped (more GPUs)|"*) MORE_GPUS_N=$((MORE_GPUS_N + 1)) ;;
+        "Skipped|"*) SKIPPED_N=$((SKIPPED_N + 1)) ;;
+        *) FAILED_N=$((FAILED_N + 1)) ;;
+      esac
+    done
+    TEST_LINE="$PASSED passed, $FAILED_N failed, $SKIPPED_N skipped"
+    [ "$MORE_GPUS_N" -gt 0 ] && TEST_LINE+=", $MORE_GPUS_N skipped as they need more GPUs"
+    RESULT[tests]=ok
+    if [ "$TESTS_RC" = 124 ]; then
+      fail tests
+      TEST_LINE+="; TIMED OUT: the phase was killed, the tests after these never ran"
+    fi
+    [ "$FAILED_N" -gt 0 ] && fail tests
+    if [ "$SKIPPED_N" -gt 0 ] && [ "$REQUIRE_GPU" = 1 ]; then
+      fail tests
+      TEST_LINE+="; a skipped GPU test fails the run (RAMI_REQUIRE_GPU=1)"
+    fi
+    if [ $((PASSED + FAILED_N + SKIPPED_N + MORE_GPUS_N)) = 0 ] && [ "$TESTS_RC" != 124 ]; then
+      fail tests
+      TEST_LINE+="; no GPU test ran"
+    fi
+    [ "$TESTS_RC" != 0 ] && [ "$TESTS_RC" != 124 ] && [ "$FAILED_N" = 0 ] && {
+      fail tests
+      TEST_LINE+="; ctest exited $TESTS_RC: $(grep -m1 -iE 'error|no tests' "$TESTS_LOG")"
+    }
+    note "tests: $TEST_LINE"
+    shown=0
+    for row in "${NOT_PASSED[@]}"; do
+      [ "$shown" -ge 15 ] && { note "  ... $((${#NOT_PASSED[@]} - shown)) more in tests.log"; break; }
+      IFS='|' read -r status name why <<<"$row"
+      note "  $name [$status] ${why:0:140}"
+      shown=$((shown + 1))
+    done
+    # Every test's full output after ctest's own (LastTest.log stays in the build folder too).
+    [ -f "$LAST_TEST_LOG" ] && { echo; echo "==== LastTest.log"; cat "$LAST_TEST_LOG"; } >>"$TESTS_LOG"
+  else
+    fail tests
+    note "tests: not run (nothing was built)"
+  fi
 fi
 
-phase "rami-bench decode"
-# The engine rows (whole decode steps through CudaModel) get what is left of a 4.5-minute mark
-# after ~25 s of kernel rows, at least 30 s; rows past it are skipped, saying so.
-ENGINE_BUDGET=$((245 - (SECONDS - START)))
-if [ "$ENGINE_BUDGET" -lt 30 ]; then ENGINE_BUDGET=30; fi
-"$BUILD_DIR/tools/rami-bench" decode "${PEER_ARGS[@]}" --engine=on \
-  --engine_budget_s="$ENGINE_BUDGET" 2>&1 | tee "$LOG_DIR/bench.log" || BENCH_OK=0
+# --- compute-sanitizer over the kernel tests ---------------------------------------------------
+if want sanitize; then
+  : >"$SANITIZE_LOG"
+  SANITIZER="$(command -v compute-sanitizer || true)"
+  if [ -z "$SANITIZER" ]; then
+    fail sanitize
+    note "sanitize: compute-sanitizer not found (CUDA toolkit's bin/)"
+  else
+    RESULT[sanitize]=ok
+    SANITIZE_END=$((SECONDS + $(budget "${RAMI_GPU_SANITIZE_S:-180}")))
+    for name in "${TARGET_NAMES[@]}"; do
+      [ "${TARGET_KIND[$name]}" = kernel ] || continue
+      if ! built "$name"; then
+        fail sanitize
+        note "sanitize: $name not built"
+        continue
+      fi
+      echo "==== $name" >>"$SANITIZE_LOG"
+      run_phase sanitize $((SANITIZE_END - SECONDS)) "$SANITIZE_LOG" "$SANITIZER" \
+        --tool memcheck --error-exitcode 99 --print-limit 20 "${TARGET_PATH[$name]}" --gtest_brief=1
+      errors="$(grep -E 'ERROR SUMMARY' "$SANITIZE_LOG" | tail -n 1 | sed 's/^=* *//')"
+      case "$PHASE_RC" in
+        0) note "sanitize: $name: ${errors:-no error summary}" ;;
+        124) fail sanitize; note "sanitize: $name: timed out (RAMI_GPU_SANITIZE_S or the deadline)" ;;
+        99)
+          fail sanitize
+          note "sanitize: $name: ${errors}"
+          note "  $(grep -m1 -E '^========= (Invalid|Program hit|Uninitialized|Race|Leaked)' \
+            "$SANITIZE_LOG")"
+          ;;
+        *) fail sanitize; note "sanitize: $name: exit $PHASE_RC (a test failed under memcheck)" ;;
+      esac
+    done
+  fi
+fi
 
-phase "summary"
-grep -E "tests passed|tests failed" "$LOG_DIR/ctest.log" || echo "ctest: no summary line"
-echo "benchmark: $([ "$BENCH_OK" = 1 ] && echo ran || echo FAILED) (log: $LOG_DIR/bench.log)"
-echo "total: $((SECONDS - START)) s"
-[ "$TESTS_OK" = 1 ] && [ "$BENCH_OK" = 1 ]
+# --- benchmark: the PyTorch peer, then rami-bench decode ---------------------------------------
+if want bench; then
+  : >"$BENCH_LOG"
+  PEER_ARGS=()
+  if command -v python3 >/dev/null; then
+    PEER_BUDGET="$(budget "${RAMI_GPU_PEER_S:-90}")"
+    rm -f "$OUT_DIR/peer.json"
+    # The transformers loop gets the peer's budget less ~30 s for PyTorch's start and SDPA rows.
+    run_phase peer "$PEER_BUDGET" "$BENCH_LOG" python3 tools/bench_peer.py \
+      --out "$OUT_DIR/peer.json" --hf_budget_s $((PEER_BUDGET > 50 ? PEER_BUDGET - 30 : 0))
+    if [ -s "$OUT_DIR/peer.json" ]; then
+      PEER_ARGS=("--peer=$OUT_DIR/peer.json")
+      RESULT[peer]=ok
+    else
+      RESULT[peer]="no figures (exit $PHASE_RC; see bench.log)"
+    fi
+  fi
+  if [ -z "$BENCH_BIN" ]; then
+    fail bench
+    note "bench: rami-bench not built"
+  else
+    BENCH_BUDGET="$(budget "${RAMI_GPU_BENCH_S:-200}")"
+    REQUIRE_FLAG=()
+    [ "$REQUIRE_GPU" = 1 ] && REQUIRE_FLAG=(--require_gpu)
+    rm -f "$OUT_DIR/bench.json"
+    # The engine rows stop (saying so) ~60 s before the phase's end: the kernel rows take ~30 s.
+    run_phase bench "$BENCH_BUDGET" "$BENCH_LOG" "$BENCH_BIN" decode "${REQUIRE_FLAG[@]}" \
+      "${PEER_ARGS[@]}" --engine=on --engine_budget_s=$((BENCH_BUDGET > 90 ? BENCH_BUDGET - 60 : 30)) \
+      --json_out="$OUT_DIR/bench.json"
+    case "$PHASE_RC" in
+      0) RESULT[bench]=ok ;;
+      124) fail bench; note "bench: timed out (RAMI_GPU_BENCH_S or the deadline)" ;;
+      *) fail bench; note "bench: exit $PHASE_RC: $(grep -m1 -E 'rami-bench' "$BENCH_LOG")" ;;
+    esac
+    # rami-bench ends with a short table between these markers; the summary carries it.
+    grep -q '^== rami-bench summary' "$BENCH_LOG" && note "bench summary (full tables: bench.log, bench.json):"
+    while IFS= read -r line; do note "  $line"; done < <(awk '
+      /^== rami-bench summary/ { on = 1; n = 0; next } /^== end of summary/ { on = 0 }
+      on && n < 18 { print; n++ }' "$BENCH_LOG")
+  fi
+fi
+
+# --- summary (last, at most ~60 lines; also in summary.txt) ------------------------------------
+{
+  echo "== summary: tests/gpu/run.sh $MODE, RAMI_REQUIRE_GPU=$REQUIRE_GPU, $((SECONDS - START)) s"
+  echo "machine: $MACHINE"
+  for phase in configure build device tests sanitize peer bench; do
+    [ -n "${RESULT[$phase]:-}" ] || continue
+    [ "$phase" = device ] && continue
+    printf '%-9s %s (%s s)\n' "$phase" "${RESULT[$phase]}" "${SECONDS_OF[$phase]:-0}"
+  done
+  [ "${#DETAILS[@]}" -gt 0 ] && printf '%s\n' "${DETAILS[@]}" | head -n 48
+  echo "logs: $OUT_DIR ($(find "$OUT_DIR" -maxdepth 1 -type f -printf '%f\n' | sort | paste -sd ' ' -))"
+  if [ "${#FAILED_PHASES[@]}" = 0 ]; then
+    echo "result: PASSED"
+  else
+    echo "result: FAILED (${FAILED_PHASES[*]})"
+  fi
+} >"$SUMMARY_FILE"
+cat "$SUMMARY_FILE"
+[ "${#FAILED_PHASES[@]}" = 0 ]

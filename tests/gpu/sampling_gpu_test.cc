@@ -13,6 +13,7 @@
 #include "kernels/cuda/device.h"
 #include "kernels/sampling.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/require_device.h"
 
 namespace rami {
 namespace {
@@ -26,7 +27,7 @@ struct Knobs {
 };
 
 TEST(SamplingGpu, MatchesCpuTwin) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(41);
   std::normal_distribution<float> normal(0.0f, 2.0f);
   const Knobs knobs[] = {
@@ -117,7 +118,7 @@ TEST(SamplingGpu, MatchesCpuTwin) {
 
 // Greedy-only batches skip the sort and need no workspace.
 TEST(SamplingGpu, GreedyWithoutWorkspace) {
-  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(43);
   std::normal_distribution<float> normal(0.0f, 2.0f);
   constexpr int kRows = 17, kVocab = 513;
