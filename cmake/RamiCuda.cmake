@@ -26,7 +26,7 @@ if(RAMI_ENABLE_CUDA)
     find_package(CUDAToolkit REQUIRED)
     set(RAMI_HAVE_CUDA ON)
     message(STATUS "rami: CUDA ${CUDAToolkit_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}")
-    # NCCL (worker/nccl_collectives.cc): optional; set NCCL_ROOT when it is outside the CUDA
+    # NCCL (worker/collectives/nccl_collectives.cc): optional; set NCCL_ROOT when it is outside the CUDA
     # tree (tests/gpu/run.sh points it at PyTorch's nvidia-nccl wheel).
     find_package(NCCL)
     if(NCCL_FOUND)

@@ -1,5 +1,5 @@
 // KV slot copies planned on the host and applied in one launch per step: promotions of tokens
-// that left the window with flag 0 into their kept slot (worker/kv_stream.cc CommitAppend)
+// that left the window with flag 0 into their kept slot (worker/kv/kv_stream.cc CommitAppend)
 // and a fork's private copies of partial tail pages (ForkStream). KvCopyCpu is the twin of
 // KvCopyCuda (kernels/cuda/kv_update.h); both copy raw elements, so they serve any dtype.
 #pragma once

@@ -2,7 +2,7 @@
 // split [T, Hq + 2·Hkv, D] into q, k, v; Qwen3's per-head RMSNorm of q and k; the DMS
 // borrowed-neuron decision read and channel zeroing (dms.md §2); rotate-half RoPE of q and k;
 // the decision channel zeroed again after RoPE. The CPU twin composes the existing CPU kernels
-// in exactly the order worker/decoder_layer.cc calls them; the CUDA kernel
+// in exactly the order worker/cpu/decoder_layer.cc calls them; the CUDA kernel
 // (kernels/cuda/qkv_prep.h) fuses them into one pass per head.
 #pragma once
 
@@ -18,8 +18,8 @@ struct QkvPrepParams {
   const float* q_norm = nullptr;       // [head_dim] or null (no q/k norm: not Qwen3)
   const float* k_norm = nullptr;       // [head_dim] or null
   const int32_t* positions = nullptr;  // [num_tokens]
-  const float* inv_freq = nullptr;     // [head_dim / 2] (worker/rope_table.h: llama3, yarn …)
-  uint8_t* alpha = nullptr;  // [num_tokens, num_kv_heads] borrowed-neuron decisions, or null
+  const float* inv_freq = nullptr;  // [head_dim / 2] (worker/engine/rope_table.h: llama3, yarn …)
+  uint8_t* alpha = nullptr;         // [num_tokens, num_kv_heads] borrowed-neuron decisions, or null
   int num_tokens = 0;
   int num_q_heads = 0;
   int num_kv_heads = 0;

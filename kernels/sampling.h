@@ -42,7 +42,7 @@
 //    torch.Generator; rami uses one uniform per token and the inverse CDF, so a sequence's
 //    stream is keyed by (seed, index) alone, never by engine step or batch position.
 //
-// Preconditions (checked by the host wrapper, worker/sampler.h): vocab ≥ 1; every logits
+// Preconditions (checked by the host wrapper, worker/engine/sampler.h): vocab ≥ 1; every logits
 // row read has no NaN or +Inf and at least one finite logit; logits_row[r] is a row of
 // logits; temperature finite and ≥ 0; top_k ≥ 0; top_p, min_p ∈ [0, 1];
 // 0 ≤ num_logprobs[r] ≤ max_logprobs ≤ kMaxLogprobs. The CPU twin stays free of undefined

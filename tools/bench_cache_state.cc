@@ -7,6 +7,12 @@
 #include "base/status_macros.h"
 
 namespace rami::bench {
+
+using kv::CachePolicyKind;
+using kv::KvCache;
+using kv::SeqId;
+using kv::StepStreams;
+
 namespace {
 
 constexpr uint64_t kDecisionSeed = 7;

@@ -10,9 +10,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "worker/kv_cache.h"
+#include "worker/kv/kv_cache.h"
 
 namespace rami::bench {
+
+using kv::KvCache;
+using kv::SeqId;
 
 // Tokens per synthetic chunk under dms: the window briefly holds W + this many tokens.
 inline constexpr int64_t kSyntheticChunk = 2048;

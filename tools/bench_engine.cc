@@ -22,13 +22,32 @@
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "tools/bench_cache_state.h"
+#include "worker/checkpoint/config_parser.h"
+#include "worker/cpu/model.h"
 #include "worker/cuda/cuda_model.h"
 #include "worker/cuda/device_weights.h"
-#include "worker/kv_cache.h"
-#include "worker/model.h"
-#include "worker/sampler.h"
+#include "worker/engine/sampler.h"
+#include "worker/kv/kv_cache.h"
 
 namespace rami::bench {
+
+using checkpoint::ParseModelConfig;
+
+using checkpoint::ModelConfig;
+using checkpoint::ShardDims;
+using collectives::SingleRankCollectives;
+using cpu::Model;
+using cuda::CudaModel;
+using cuda::DecodeGraphStats;
+using engine::ForwardResult;
+using engine::SampledToken;
+using engine::SampleRequest;
+using engine::SequenceChunk;
+using kv::CachePolicy;
+using kv::KvCache;
+using kv::SeqId;
+using kv::SequenceStats;
+
 namespace {
 
 using cuda::CudaModel;
@@ -76,7 +95,7 @@ absl::StatusOr<ModelConfig> BenchConfig(const DecodeBenchOptions& o, bool dms) {
     j["dms_alpha_scale"] = 100.0;
     j["dms_initial_alpha_offset"] = 5.0;
   }
-  return ModelConfig::FromJson(j, "rami-bench decode engine (Qwen3 shape)");
+  return ParseModelConfig(j, "rami-bench decode engine (Qwen3 shape)");
 }
 
 // The cache's counters of a batch, summed over its sequences.

@@ -12,9 +12,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "worker/collectives.h"
-#include "worker/model.h"
-#include "worker/sampler.h"
+#include "worker/collectives/collectives.h"
+#include "worker/cpu/model.h"
+#include "worker/engine/sampler.h"
 
 ABSL_FLAG(std::string, model, "", "Hugging Face model directory (config.json + *.safetensors)");
 ABSL_FLAG(std::string, prompt_ids, "",
@@ -33,7 +33,7 @@ struct Options {
   std::string model;
   std::vector<std::vector<int32_t>> prompts;
   int max_tokens = 0;
-  rami::KvPoolConfig pool;
+  rami::kv::KvPoolConfig pool;
   std::string cache_policy;
 };
 
@@ -68,38 +68,38 @@ absl::StatusOr<Options> ParseOptions() {
 
 absl::Status Run(const Options& o) {
   const absl::Time load_start = absl::Now();
-  absl::StatusOr<std::unique_ptr<rami::Model>> model = rami::Model::Load(o.model, {});
+  absl::StatusOr<std::unique_ptr<rami::cpu::Model>> model = rami::cpu::Model::Load(o.model, {});
   if (!model.ok()) return model.status();
-  rami::CachePolicy policy = (*model)->DefaultCachePolicy();
+  rami::kv::CachePolicy policy = (*model)->DefaultCachePolicy();
   if (!o.cache_policy.empty()) {
-    absl::StatusOr<rami::CachePolicy> parsed =
-        rami::CachePolicy::Parse(o.cache_policy, (*model)->config().dms.window_size);
+    absl::StatusOr<rami::kv::CachePolicy> parsed =
+        rami::kv::CachePolicy::Parse(o.cache_policy, (*model)->config().dms.window_size);
     if (!parsed.ok()) return parsed.status();
     policy = *parsed;
   }
-  absl::StatusOr<std::unique_ptr<rami::KvCache>> made = (*model)->MakeCache(o.pool, policy);
+  absl::StatusOr<std::unique_ptr<rami::kv::KvCache>> made = (*model)->MakeCache(o.pool, policy);
   if (!made.ok()) return made.status();
-  std::unique_ptr<rami::KvCache> cache = std::move(*made);
-  rami::SingleRankCollectives comm;
+  std::unique_ptr<rami::kv::KvCache> cache = std::move(*made);
+  rami::collectives::SingleRankCollectives comm;
   std::printf("model: %s (%s, %d layers, cache policy %s), loaded in %.1f ms\n", o.model.c_str(),
               (*model)->config().architecture_name.c_str(), (*model)->config().num_layers,
               cache->policy().ToString().c_str(),
               absl::ToDoubleMilliseconds(absl::Now() - load_start));
 
-  std::vector<rami::SequenceChunk> step;
+  std::vector<rami::engine::SequenceChunk> step;
   for (size_t i = 0; i < o.prompts.size(); ++i) {
-    if (absl::Status s = cache->AddSequence(static_cast<rami::SeqId>(i)); !s.ok()) return s;
-    step.push_back({.seq_id = static_cast<rami::SeqId>(i), .tokens = o.prompts[i]});
+    if (absl::Status s = cache->AddSequence(static_cast<rami::kv::SeqId>(i)); !s.ok()) return s;
+    step.push_back({.seq_id = static_cast<rami::kv::SeqId>(i), .tokens = o.prompts[i]});
   }
   std::vector<std::vector<int32_t>> generated(o.prompts.size());
   const absl::Time gen_start = absl::Now();
   for (int n = 0; n < o.max_tokens; ++n) {
-    absl::StatusOr<rami::ForwardResult> out = (*model)->Forward(step, *cache, comm);
+    absl::StatusOr<rami::engine::ForwardResult> out = (*model)->Forward(step, *cache, comm);
     if (!out.ok()) return out.status();
-    std::vector<rami::SampleRequest> greedy(step.size());  // temperature 0
+    std::vector<rami::engine::SampleRequest> greedy(step.size());  // temperature 0
     for (size_t i = 0; i < step.size(); ++i) greedy[i].row = out->first_row[i];
-    absl::StatusOr<std::vector<rami::SampledToken>> sampled =
-        rami::Sample(out->logits, out->vocab_size, greedy);
+    absl::StatusOr<std::vector<rami::engine::SampledToken>> sampled =
+        rami::engine::Sample(out->logits, out->vocab_size, greedy);
     if (!sampled.ok()) return sampled.status();
     for (size_t i = 0; i < step.size(); ++i) {
       const int32_t token = (*sampled)[i].token_id;
@@ -113,7 +113,7 @@ absl::Status Run(const Options& o) {
                 absl::StrJoin(o.prompts[i], ", ").c_str(),
                 absl::StrJoin(generated[i], ", ").c_str());
   }
-  const rami::CacheStats stats = cache->Stats();
+  const rami::kv::CacheStats stats = cache->Stats();
   std::printf("%zu x %d tokens in %.3f s (%.1f tokens/s, CPU backend)\n", o.prompts.size(),
               o.max_tokens, seconds, o.prompts.size() * o.max_tokens / seconds);
   std::printf(

@@ -7,9 +7,18 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
-#include "worker/kv_cache.h"
+#include "worker/kv/kv_cache.h"
 
 namespace rami {
+
+using kv::CachePolicy;
+using kv::CachePolicyKind;
+using kv::CacheStats;
+using kv::KvCache;
+using kv::SeqId;
+using kv::SequenceStats;
+using kv::StepStreams;
+
 namespace {
 
 absl::StatusOr<KvCapacityRow> RunOne(const KvCapacityOptions& o, const CachePolicy& policy,

@@ -3,7 +3,7 @@
 // parameters), permute the tokens' rows into expert order, run every routed expert's
 // gate_up GEMM, SwiGLU and down GEMM through CublasLtGemm, and combine the outputs per token:
 //   out[t] = Σ_j weights[t, j] · down_e · SwiGLU(gate_up_e · x[t]),  e = expert_ids[t, j]
-// the math of worker/moe.cc's routed experts (shared experts are a dense MLP, run by the
+// the math of worker/cpu/moe.cc's routed experts (shared experts are a dense MLP, run by the
 // caller). A token's slots are summed in ascending expert order, as the CPU does.
 #pragma once
 

@@ -2,7 +2,7 @@
 // rendezvous store: results checked element by element against self-describing data (values
 // built from the rank and the index), and failures (a stuck or vanished peer, a rank that never
 // arrives) checked to end within the configured timeout with a clear status.
-#include "worker/gloo_collectives.h"
+#include "worker/collectives/gloo_collectives.h"
 
 #include <algorithm>
 #include <iostream>
@@ -17,9 +17,14 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "worker/rendezvous_store.h"
+#include "worker/collectives/rendezvous_store.h"
 
 namespace rami {
+
+using collectives::GlooCollectives;
+using collectives::InMemoryRendezvousStore;
+using collectives::RendezvousStore;
+
 namespace {
 
 using ::testing::HasSubstr;

@@ -1,7 +1,7 @@
 // The host-only half of the NCCL rendezvous: rank 0 publishes the unique id in the rendezvous
 // store and every other rank reads the same bytes; the key is derived from the group id; a
 // missing or malformed id gives a clear status instead of a communicator built from garbage.
-#include "worker/nccl_unique_id.h"
+#include "worker/collectives/nccl_unique_id.h"
 
 #include <string>
 #include <thread>
@@ -12,9 +12,15 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "worker/rendezvous_store.h"
+#include "worker/collectives/rendezvous_store.h"
 
 namespace rami {
+
+using collectives::ExchangeNcclUniqueId;
+using collectives::InMemoryRendezvousStore;
+using collectives::kNcclUniqueIdBytes;
+using collectives::NcclUniqueIdKey;
+
 namespace {
 
 using ::testing::HasSubstr;

@@ -20,10 +20,24 @@
 #include "tests/golden/golden_files.h"
 #include "tests/testing/compare.h"
 #include "tests/testing/thread_collectives.h"
-#include "worker/model.h"
-#include "worker/sampler.h"
+#include "worker/cpu/model.h"
+#include "worker/engine/sampler.h"
 
 namespace rami {
+
+using collectives::Collectives;
+using collectives::SingleRankCollectives;
+using cpu::Model;
+using engine::ForwardResult;
+using engine::Sample;
+using engine::SampledToken;
+using engine::SampleRequest;
+using engine::SequenceChunk;
+using kv::CachePolicyKind;
+using kv::KvCache;
+using kv::SeqId;
+using kv::SequenceStats;
+
 namespace {
 
 using testing::AllClose;

@@ -20,6 +20,13 @@
 #include "worker/cuda/cuda_model.h"
 
 namespace rami {
+
+using checkpoint::ModelConfig;
+using collectives::SingleRankCollectives;
+using engine::ForwardResult;
+using engine::SequenceChunk;
+using kv::SeqId;
+
 namespace {
 
 using gpu_test::CudaModelAndCache;

@@ -41,9 +41,22 @@
 #include "tests/gpu/require_device.h"
 #include "tests/testing/compare.h"
 #include "tests/testing/safetensors_writer.h"
-#include "worker/checkpoint.h"
+#include "worker/checkpoint/checkpoint.h"
 
 namespace rami {
+
+using checkpoint::Checkpoint;
+using checkpoint::DType;
+using checkpoint::ModelConfig;
+using collectives::SingleRankCollectives;
+using cpu::Model;
+using engine::ForwardResult;
+using engine::SequenceChunk;
+using kv::CachePolicy;
+using kv::CachePolicyKind;
+using kv::KvCache;
+using kv::SeqId;
+
 namespace {
 
 using kernels::DeviceDType;

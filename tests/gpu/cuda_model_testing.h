@@ -10,6 +10,10 @@
 
 namespace rami::gpu_test {
 
+using cpu::Model;
+using kv::CachePolicy;
+using kv::KvCache;
+
 struct CudaModelAndCache {
   std::unique_ptr<cuda::CudaModel> model;  // null when a step of the setup failed
   std::unique_ptr<KvCache> cache;

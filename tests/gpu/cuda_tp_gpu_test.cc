@@ -18,11 +18,24 @@
 #include "kernels/cuda/device.h"
 #include "tests/golden/golden_files.h"
 #include "tests/gpu/require_device.h"
+#include "worker/collectives/nccl_collectives.h"
+#include "worker/collectives/rendezvous_store.h"
 #include "worker/cuda/cuda_model.h"
-#include "worker/nccl_collectives.h"
-#include "worker/rendezvous_store.h"
 
 namespace rami {
+
+using collectives::Collectives;
+using collectives::InMemoryRendezvousStore;
+using collectives::NcclCollectives;
+using collectives::RendezvousStore;
+using cpu::Model;
+using engine::ForwardResult;
+using engine::SampleRequest;
+using engine::SequenceChunk;
+using kv::CachePolicy;
+using kv::KvCache;
+using kv::SeqId;
+
 namespace {
 
 constexpr int kWorld = 2, kSteps = 12;

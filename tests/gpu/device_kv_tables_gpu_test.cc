@@ -11,10 +11,20 @@
 #include "gtest/gtest.h"
 #include "kernels/cuda/device.h"
 #include "tests/gpu/require_device.h"
-#include "worker/cuda/device_kv_tables.h"
-#include "worker/kv_cache.h"
+#include "worker/kv/device_kv_tables.h"
+#include "worker/kv/kv_cache.h"
 
 namespace rami {
+
+using kv::CachePolicy;
+using kv::CachePolicyKind;
+using kv::DeviceKvTables;
+using kv::KvCache;
+using kv::KvTablesDelta;
+using kv::KvTablesHost;
+using kv::SeqId;
+using kv::StepStreams;
+
 namespace {
 
 template <typename T>

@@ -1,6 +1,6 @@
 // Sampling on the device (worker/cuda/device_sampler.h) through the CudaModel against the host
-// sampler (worker/sampler.h) on the logits of the same model with device sampling off, fp32 and
-// bf16, on a transformers golden: four sequences decoding with greedy, temperature + top-k,
+// sampler (worker/engine/sampler.h) on the logits of the same model with device sampling off, fp32
+// and bf16, on a transformers golden: four sequences decoding with greedy, temperature + top-k,
 // top-p + min-p and plain temperature requests (seeds and token indices as the Engine sets them),
 // next to a prefill chunk whose logits still come back. Every token and top-n id equal, log-probs
 // within 1e-5 (the kernel's fp32 log-softmax vs the CPU's, same inputs); sampled chunks have no
@@ -16,9 +16,18 @@
 #include "tests/gpu/cuda_model_testing.h"
 #include "tests/gpu/require_device.h"
 #include "worker/cuda/cuda_model.h"
-#include "worker/sampler.h"
+#include "worker/engine/sampler.h"
 
 namespace rami {
+
+using collectives::SingleRankCollectives;
+using engine::ForwardResult;
+using engine::Sample;
+using engine::SampledToken;
+using engine::SampleRequest;
+using engine::SequenceChunk;
+using kv::SeqId;
+
 namespace {
 
 using gpu_test::CudaModelAndCache;

@@ -13,6 +13,11 @@
 #include "tests/gpu/require_device.h"
 
 namespace rami {
+
+using checkpoint::LayerWeights;
+using checkpoint::ModelConfig;
+using checkpoint::ModelWeights;
+
 namespace {
 
 std::vector<float> Random(size_t n, std::mt19937& rng) {

@@ -1,5 +1,5 @@
 // A synthetic DMS-layout cache for the attention tests, built directly in the state a step
-// leaves it in after its K/V write (dms.md §4, worker/kv_stream.cc geometry): per (sequence,
+// leaves it in after its K/V write (dms.md §4, worker/kv/kv_stream.cc geometry): per (sequence,
 // KV head) stream, a kept list of the tokens that left the window with flag 0 and a window
 // from the page-aligned window_base, with random flags (7 of 8 evicted), the newest token's
 // flag pending (0), stale slots before window_start filled with garbage that must never be

@@ -23,9 +23,13 @@
 #include "kernels/linear.h"
 #include "tests/gpu/require_device.h"
 #include "tests/testing/compare.h"
-#include "worker/dtype.h"
+#include "worker/checkpoint/dtype.h"
 
 namespace rami {
+
+using checkpoint::BF16ToF32;
+using checkpoint::F32ToBF16;
+
 namespace {
 
 using kernels::CublasLtGemm;

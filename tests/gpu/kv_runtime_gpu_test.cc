@@ -24,13 +24,28 @@
 #include "tests/gpu/require_device.h"
 #include "tests/testing/compare.h"
 #include "tests/testing/kv_traffic.h"
-#include "worker/cuda/cuda_step_plan.h"
-#include "worker/cuda/device_kv_tables.h"
+#include "worker/cpu/step_metadata.h"
 #include "worker/cuda/device_kv_tables_gpu.h"
-#include "worker/cuda/kv_copy_batches.h"
-#include "worker/step_metadata.h"
+#include "worker/engine/cuda_step_plan.h"
+#include "worker/kv/device_kv_tables.h"
+#include "worker/kv/kv_copy_batches.h"
 
 namespace rami {
+
+using cpu::PlanStep;
+using cpu::StepMetadata;
+using engine::CudaStepPlan;
+using engine::DecodeBucket;
+using engine::PadDecodePlan;
+using engine::PlanCudaStep;
+using engine::SequenceChunk;
+using kv::CachePolicy;
+using kv::CachePolicyKind;
+using kv::DeviceKvTables;
+using kv::KvCache;
+using kv::KvCopyBatches;
+using kv::KvTablesDelta;
+
 namespace {
 
 using gpu_test::DeviceArray;

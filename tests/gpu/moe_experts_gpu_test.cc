@@ -1,5 +1,5 @@
 // GPU MoE experts (RunMoeExpertsCuda: permutation, per-expert cuBLASLt gate_up/down GEMMs,
-// SwiGLU, weighted combine) against the CPU worker's math (worker/moe.cc: LinearCpu, SwigluCpu,
+// SwiGLU, weighted combine) against the CPU worker's math (worker/cpu/moe.cc: LinearCpu, SwigluCpu,
 // fp32 accumulation over a token's experts in ascending order), on the goldens' shape (8
 // experts, top-2, hidden 64, inter 16) and a wider one (16 experts, top-4, hidden 128, inter
 // 48, some experts unrouted), 1/3/17/129 tokens, fp32 and bf16. In bf16 the reference rounds

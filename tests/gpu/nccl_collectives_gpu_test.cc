@@ -3,7 +3,7 @@
 // device buffers, in stream order with the kernels and copies around them; the watchdog must turn a
 // collective stuck on its stream into DeadlineExceeded and make later calls fail fast; a rank whose
 // peer never comes must time out. Skips without a device.
-#include "worker/nccl_collectives.h"
+#include "worker/collectives/nccl_collectives.h"
 
 #include <cuda_runtime_api.h>
 
@@ -23,9 +23,14 @@
 #include "tests/gpu/gpu_test_util.h"
 #include "tests/gpu/require_device.h"
 #include "tests/testing/compare.h"
-#include "worker/rendezvous_store.h"
+#include "worker/collectives/rendezvous_store.h"
 
 namespace rami {
+
+using collectives::InMemoryRendezvousStore;
+using collectives::NcclCollectives;
+using collectives::NcclCollectivesOptions;
+
 namespace {
 
 using ::testing::HasSubstr;

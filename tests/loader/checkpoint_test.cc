@@ -1,6 +1,6 @@
 // Tests for worker/checkpoint: config.json, single-file and sharded layouts (and every way an
 // index can lie), typed float32 reads with shape checks, and slices along any dimension.
-#include "worker/checkpoint.h"
+#include "worker/checkpoint/checkpoint.h"
 
 #include <string>
 #include <vector>
@@ -10,6 +10,11 @@
 #include "tests/testing/safetensors_writer.h"
 
 namespace rami {
+
+using checkpoint::Checkpoint;
+using checkpoint::DType;
+using checkpoint::TensorSlice;
+
 namespace {
 
 using ::rami::testing::BuildIndexJson;

@@ -11,10 +11,23 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/safetensors_writer.h"
-#include "worker/dtype.h"
-#include "worker/safetensors.h"
+#include "worker/checkpoint/dtype.h"
+#include "worker/checkpoint/safetensors.h"
 
 namespace rami {
+
+using checkpoint::BF16ToF32;
+using checkpoint::ConvertToF32;
+using checkpoint::DType;
+using checkpoint::DTypeName;
+using checkpoint::DTypeSize;
+using checkpoint::F16ToF32;
+using checkpoint::F32ToBF16;
+using checkpoint::F32ToF16;
+using checkpoint::ParseDType;
+using checkpoint::SafetensorsFile;
+using checkpoint::TensorInfo;
+
 namespace {
 
 using ::rami::testing::BuildSafetensors;

@@ -8,6 +8,11 @@
 
 namespace rami::testing {
 
+using cpu::StepMetadata;
+using engine::SequenceChunk;
+using kv::KvCache;
+using kv::SeqId;
+
 absl::StatusOr<std::vector<SequenceChunk>> KvTraffic::Next(KvCache& cache) {
   if (live_.size() < 3 || Percent() < 8) {
     RAMI_RETURN_IF_ERROR(cache.AddSequence(next_));

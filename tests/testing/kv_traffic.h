@@ -11,11 +11,16 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/paged_attention.h"
-#include "worker/forward_backend.h"
-#include "worker/kv_cache.h"
-#include "worker/step_metadata.h"
+#include "worker/cpu/step_metadata.h"
+#include "worker/engine/forward_backend.h"
+#include "worker/kv/kv_cache.h"
 
 namespace rami::testing {
+
+using cpu::StepMetadata;
+using engine::SequenceChunk;
+using kv::KvCache;
+using kv::SeqId;
 
 // One layer's inputs of a step, in the caller's token order (T rows) and in a CUDA plan's order
 // (the plan's rows: caller token t at row to_plan[t]; the other rows are padding, NaN with

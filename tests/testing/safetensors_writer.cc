@@ -14,10 +14,16 @@
 #include "absl/strings/str_cat.h"
 
 namespace rami::testing {
+
+using checkpoint::DType;
+using checkpoint::DTypeName;
+using checkpoint::F32ToBF16;
+using checkpoint::F32ToF16;
+
 namespace {
 
 void AppendLittleEndian(std::string& out, const void* value, size_t size) {
-  // Hosts are little-endian (static_assert in worker/dtype.cc).
+  // Hosts are little-endian (static_assert in worker/checkpoint/dtype.cc).
   out.append(static_cast<const char*>(value), size);
 }
 

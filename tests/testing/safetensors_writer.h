@@ -14,9 +14,11 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "nlohmann/json.hpp"
-#include "worker/dtype.h"
+#include "worker/checkpoint/dtype.h"
 
 namespace rami::testing {
+
+using checkpoint::DType;
 
 // One tensor to write. `bytes` is written as is: it should hold numel * dtype size bytes, but
 // the writer does not check, so a test can also produce an inconsistent file.

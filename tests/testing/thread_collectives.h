@@ -7,9 +7,11 @@
 #include <memory>
 #include <vector>
 
-#include "worker/collectives.h"
+#include "worker/collectives/collectives.h"
 
 namespace rami::testing {
+
+using collectives::Collectives;
 
 class ThreadGroup {
  public:

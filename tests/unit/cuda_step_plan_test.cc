@@ -1,11 +1,11 @@
-// CudaStepPlan (worker/cuda/cuda_step_plan.h) against the CPU backend's StepMetadata
+// CudaStepPlan (worker/engine/cuda_step_plan.h) against the CPU backend's StepMetadata
 // (PlanStep) for random mixes of decode tokens and prefill chunks over dms, window and dense
 // caches: every caller token appears once in plan order with its id and position, single-token
 // chunks come first, logits rows are the CPU's rows in the CPU's order, and for every token,
 // layer and KV head the stream read through the device tables (DeviceKvTables' mirror) holds
 // the same page lists, counts, window base and start as the CPU's stream. The packed buffer
 // holds the arrays at their offsets.
-#include "worker/cuda/cuda_step_plan.h"
+#include "worker/engine/cuda_step_plan.h"
 
 #include <algorithm>
 #include <cstring>
@@ -13,9 +13,28 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "worker/step_metadata.h"
+#include "worker/cpu/step_metadata.h"
 
 namespace rami {
+
+using cpu::PlanStep;
+using cpu::StepMetadata;
+using engine::CudaStepLayout;
+using engine::CudaStepPlan;
+using engine::DecodeBucket;
+using engine::LayoutOf;
+using engine::PackCudaStep;
+using engine::PadDecodePlan;
+using engine::PlanCudaStep;
+using engine::SequenceChunk;
+using kv::CachePolicy;
+using kv::DeviceKvTables;
+using kv::KvCache;
+using kv::KvTablesDelta;
+using kv::KvTablesHost;
+using kv::SeqId;
+using kv::StepStreams;
+
 namespace {
 
 constexpr int kLayers = 2, kHeads = 2;

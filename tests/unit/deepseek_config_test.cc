@@ -10,13 +10,33 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/safetensors_writer.h"
-#include "worker/checkpoint.h"
-#include "worker/dtype.h"
-#include "worker/model.h"
-#include "worker/model_config.h"
-#include "worker/shard_reader.h"
+#include "worker/checkpoint/checkpoint.h"
+#include "worker/checkpoint/config_parser.h"
+#include "worker/checkpoint/dtype.h"
+#include "worker/checkpoint/model_config.h"
+#include "worker/checkpoint/shard_reader.h"
+#include "worker/cpu/model.h"
 
 namespace rami {
+
+using checkpoint::ParseModelConfig;
+
+using checkpoint::Architecture;
+using checkpoint::Checkpoint;
+using checkpoint::ConvertToF32;
+using checkpoint::DType;
+using checkpoint::F16ToF32;
+using checkpoint::F8E4M3ToF32;
+using checkpoint::F8E5M2ToF32;
+using checkpoint::Fp8Config;
+using checkpoint::ModelConfig;
+using checkpoint::MoeScoring;
+using checkpoint::MoeTopk;
+using checkpoint::RopeType;
+using checkpoint::ShardReader;
+using checkpoint::TensorInfo;
+using cpu::Model;
+
 namespace {
 
 std::string GoldenDir(const std::string& name) {
@@ -29,13 +49,13 @@ nlohmann::json GoldenConfig(const std::string& name) {
 }
 
 void ExpectError(const nlohmann::json& j, const std::string& needle) {
-  const absl::Status s = ModelConfig::FromJson(j, "m/config.json").status();
+  const absl::Status s = ParseModelConfig(j, "m/config.json").status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_NE(s.message().find(needle), std::string::npos) << s;
 }
 
 TEST(DeepseekConfig, ParsesV2AndV3) {
-  absl::StatusOr<ModelConfig> v2 = ModelConfig::FromJson(GoldenConfig("deepseek_v2"), "m");
+  absl::StatusOr<ModelConfig> v2 = ParseModelConfig(GoldenConfig("deepseek_v2"), "m");
   ASSERT_TRUE(v2.ok()) << v2.status();
   EXPECT_EQ(v2->architecture, Architecture::kDeepseekV2);
   EXPECT_TRUE(v2->mla.enabled);
@@ -48,7 +68,7 @@ TEST(DeepseekConfig, ParsesV2AndV3) {
   EXPECT_FALSE(v2->moe.correction_bias);
   EXPECT_FLOAT_EQ(v2->mla.softmax_scale, 1.0f / std::sqrt(24.0f));
 
-  absl::StatusOr<ModelConfig> v3 = ModelConfig::FromJson(GoldenConfig("deepseek_v3"), "m");
+  absl::StatusOr<ModelConfig> v3 = ParseModelConfig(GoldenConfig("deepseek_v3"), "m");
   ASSERT_TRUE(v3.ok()) << v3.status();
   EXPECT_EQ(v3->mla.q_lora_rank, 24);
   EXPECT_TRUE(v3->mla.rope_interleave);
@@ -62,7 +82,7 @@ TEST(DeepseekConfig, ParsesV2AndV3) {
   EXPECT_FLOAT_EQ(v3->mla.softmax_scale, static_cast<float>(mscale * mscale / std::sqrt(24.0)));
   EXPECT_FALSE(v3->fp8.enabled);
 
-  absl::StatusOr<ModelConfig> fp8 = ModelConfig::FromJson(GoldenConfig("deepseek_v3_fp8"), "m");
+  absl::StatusOr<ModelConfig> fp8 = ParseModelConfig(GoldenConfig("deepseek_v3_fp8"), "m");
   ASSERT_TRUE(fp8.ok()) << fp8.status();
   EXPECT_TRUE(fp8->fp8.enabled);
   EXPECT_EQ(fp8->fp8.block_rows, 32);
@@ -94,7 +114,7 @@ TEST(DeepseekConfig, ParsesTheReleasedV3Config) {
     "tie_word_embeddings": false, "topk_group": 4, "topk_method": "noaux_tc",
     "torch_dtype": "bfloat16", "transformers_version": "4.46.3", "use_cache": true,
     "v_head_dim": 128, "vocab_size": 129280})");
-  absl::StatusOr<ModelConfig> c = ModelConfig::FromJson(j, "m");
+  absl::StatusOr<ModelConfig> c = ParseModelConfig(j, "m");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_FALSE(c->dms.enabled);
   EXPECT_EQ(c->mla.latent_row(), 576);
@@ -182,7 +202,7 @@ TEST(Fp8, E4m3DecodesEveryCodeExactly) {
 TEST(Fp8, BlockScaledReadsDequantizeTheSlice) {
   absl::StatusOr<std::unique_ptr<Checkpoint>> ckpt = Checkpoint::Open(GoldenDir("deepseek_v3_fp8"));
   ASSERT_TRUE(ckpt.ok()) << ckpt.status();
-  absl::StatusOr<ModelConfig> config = ModelConfig::FromJson((*ckpt)->config(), "m");
+  absl::StatusOr<ModelConfig> config = ParseModelConfig((*ckpt)->config(), "m");
   ASSERT_TRUE(config.ok());
   const std::string name = "model.layers.1.self_attn.kv_a_proj_with_mqa.weight";  // [40, 64]
   ASSERT_EQ((*ckpt)->Info(name)->dtype, DType::kF8E4M3);

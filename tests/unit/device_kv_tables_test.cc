@@ -1,4 +1,4 @@
-// DeviceKvTables (worker/cuda/device_kv_tables.h) under random DMS traffic driven through the
+// DeviceKvTables (worker/kv/device_kv_tables.h) under random DMS traffic driven through the
 // KvCache API: chunked prefill, decode, prefill after decode, forks, frees and failed steps, for
 // dms W ∈ {1, 7, 16}, the window policy and dense, page sizes 1, 3 and 16. A replica of the
 // device tables is built from the deltas alone (KvTablesHost::Apply, the twin of the device
@@ -11,7 +11,7 @@
 //  * the delta is O(tokens changed): writes that did not move a list are bounded per touched
 //    stream by a constant plus the step's tokens and pages, and the writes that moved lists
 //    are amortized — a bounded multiple of the pages the cache handed out.
-#include "worker/cuda/device_kv_tables.h"
+#include "worker/kv/device_kv_tables.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -23,9 +23,21 @@
 
 #include "gtest/gtest.h"
 #include "kernels/kv_copy.h"
-#include "worker/kv_cache.h"
+#include "worker/kv/kv_cache.h"
 
 namespace rami {
+
+using kv::CachePolicy;
+using kv::CachePolicyKind;
+using kv::DeviceKvTables;
+using kv::KvCache;
+using kv::KvStream;
+using kv::KvTablesDelta;
+using kv::KvTablesHost;
+using kv::SeqId;
+using kv::StepStreams;
+using kv::StreamRules;
+
 namespace {
 
 constexpr int kLayers = 2, kKvHeads = 3, kDim = 4;

@@ -15,9 +15,17 @@
 #include "gtest/gtest.h"
 #include "kernels/paged_attention.h"
 #include "tests/testing/compare.h"
-#include "worker/kv_cache.h"
+#include "worker/kv/kv_cache.h"
 
 namespace rami {
+
+using kv::CachePolicy;
+using kv::CachePolicyKind;
+using kv::KvCache;
+using kv::SeqId;
+using kv::StepStreams;
+using kv::StreamRules;
+
 namespace {
 
 constexpr int kLayers = 2, kKvHeads = 2, kDim = 8;

@@ -1,9 +1,9 @@
 // The Engine with a backend that samples where its logits are (the CUDA backend's contract,
-// worker/forward_backend.h): decode chunks carry their sequence's sample request (parameters,
-// seed, token index), the backend answers ForwardResult::sampled and leaves their rows out, and
-// the Engine records those tokens. Against the same plans on the plain CPU Model (the Engine
-// samples on the host): the very same tokens, log-probs and top-n every step — prefill samples,
-// fork children and decodes, greedy and random parameters alike.
+// worker/engine/forward_backend.h): decode chunks carry their sequence's sample request
+// (parameters, seed, token index), the backend answers ForwardResult::sampled and leaves their rows
+// out, and the Engine records those tokens. Against the same plans on the plain CPU Model (the
+// Engine samples on the host): the very same tokens, log-probs and top-n every step — prefill
+// samples, fork children and decodes, greedy and random parameters alike.
 //
 // The sampling backend is a test double: the CPU Model plus the host sampler applied to the
 // requests the Engine put in the chunks, with the rows removed as the CUDA backend removes them.
@@ -12,11 +12,29 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "worker/engine.h"
-#include "worker/model.h"
-#include "worker/sampler.h"
+#include "worker/cpu/model.h"
+#include "worker/engine/engine.h"
+#include "worker/engine/sampler.h"
 
 namespace rami {
+
+using checkpoint::ModelConfig;
+using collectives::Collectives;
+using collectives::SingleRankCollectives;
+using cpu::Model;
+using engine::Engine;
+using engine::ForwardBackend;
+using engine::ForwardResult;
+using engine::Sample;
+using engine::SampledToken;
+using engine::SampleRequest;
+using engine::SamplingConfig;
+using engine::SequenceChunk;
+using engine::StepOutcome;
+using engine::StepPlan;
+using engine::StepToken;
+using kv::KvCache;
+
 namespace {
 
 class SamplingBackend : public ForwardBackend {

@@ -3,9 +3,15 @@
 #include <random>
 
 #include "gtest/gtest.h"
-#include "worker/kv_cache.h"
+#include "worker/kv/kv_cache.h"
 
 namespace rami {
+
+using kv::CachePolicy;
+using kv::KvCache;
+using kv::SeqId;
+using kv::StepStreams;
+
 namespace {
 
 constexpr int kLayers = 2, kHeads = 3, kHeadDim = 4;

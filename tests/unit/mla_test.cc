@@ -11,10 +11,20 @@
 #include "kernels/mla_attention.h"
 #include "kernels/moe_routing.h"
 #include "tests/testing/compare.h"
-#include "worker/kv_cache.h"
-#include "worker/mla_layer.h"
+#include "worker/cpu/mla_layer.h"
+#include "worker/kv/kv_cache.h"
 
 namespace rami {
+
+using checkpoint::MlaConfig;
+using checkpoint::MlaWeights;
+using cpu::AbsorbQuery;
+using cpu::UpProjectValues;
+using kv::CachePolicy;
+using kv::KvCache;
+using kv::SeqId;
+using kv::StepStreams;
+
 namespace {
 
 using testing::AllClose;

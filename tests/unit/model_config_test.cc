@@ -4,11 +4,22 @@
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "worker/model_config.h"
-#include "worker/rope_table.h"
-#include "worker/weights.h"
+#include "worker/checkpoint/config_parser.h"
+#include "worker/checkpoint/model_config.h"
+#include "worker/checkpoint/weights.h"
+#include "worker/engine/rope_table.h"
 
 namespace rami {
+
+using checkpoint::ParseModelConfig;
+
+using checkpoint::Architecture;
+using checkpoint::ModelConfig;
+using checkpoint::RopeType;
+using checkpoint::ShardDims;
+using engine::MakeRopeTable;
+using engine::RopeTable;
+
 namespace {
 
 nlohmann::json BaseConfig() {
@@ -19,7 +30,7 @@ nlohmann::json BaseConfig() {
 }
 
 absl::Status ParseError(const nlohmann::json& j) {
-  return ModelConfig::FromJson(j, "m/config.json").status();
+  return ParseModelConfig(j, "m/config.json").status();
 }
 
 void ExpectError(const nlohmann::json& j, const std::string& needle) {
@@ -30,7 +41,7 @@ void ExpectError(const nlohmann::json& j, const std::string& needle) {
 }
 
 TEST(ModelConfig, ParsesLlamaDefaults) {
-  absl::StatusOr<ModelConfig> c = ModelConfig::FromJson(BaseConfig(), "m/config.json");
+  absl::StatusOr<ModelConfig> c = ParseModelConfig(BaseConfig(), "m/config.json");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->architecture, Architecture::kLlama);
   EXPECT_EQ(c->head_dim, 16);
@@ -44,13 +55,13 @@ TEST(ModelConfig, ParsesLlamaDefaults) {
 TEST(ModelConfig, ArchitectureSpecificFlags) {
   nlohmann::json j = BaseConfig();
   j["architectures"] = {"Qwen2ForCausalLM"};
-  absl::StatusOr<ModelConfig> qwen2 = ModelConfig::FromJson(j, "m");
+  absl::StatusOr<ModelConfig> qwen2 = ParseModelConfig(j, "m");
   ASSERT_TRUE(qwen2.ok());
   EXPECT_TRUE(qwen2->qkv_bias);
   EXPECT_FALSE(qwen2->o_bias);
   j["architectures"] = {"Qwen3ForCausalLM"};
   j["head_dim"] = 32;
-  absl::StatusOr<ModelConfig> qwen3 = ModelConfig::FromJson(j, "m");
+  absl::StatusOr<ModelConfig> qwen3 = ParseModelConfig(j, "m");
   ASSERT_TRUE(qwen3.ok());
   EXPECT_TRUE(qwen3->qk_norm);
   EXPECT_EQ(qwen3->head_dim, 32);
@@ -61,7 +72,7 @@ TEST(ModelConfig, ReadsDmsKeysWithReferenceDefaults) {
   j["architectures"] = {"Qwen3ForCausalLM"};
   j["dms_window_size"] = 16;
   j["dms_alpha_per"] = "layer";
-  absl::StatusOr<ModelConfig> c = ModelConfig::FromJson(j, "m");
+  absl::StatusOr<ModelConfig> c = ParseModelConfig(j, "m");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_TRUE(c->dms.enabled);
   EXPECT_EQ(c->dms.window_size, 16);
@@ -105,7 +116,7 @@ TEST(ModelConfig, RopeParametersOfTransformersFive) {
                           {"rope_theta", 1e6},
                           {"factor", 4.0},
                           {"original_max_position_embeddings", 128}};
-  absl::StatusOr<ModelConfig> c = ModelConfig::FromJson(j, "m");
+  absl::StatusOr<ModelConfig> c = ParseModelConfig(j, "m");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->rope.type, RopeType::kYarn);
   EXPECT_EQ(c->rope.theta, 1e6);
@@ -118,7 +129,7 @@ TEST(ModelConfig, RopeParametersOfTransformersFive) {
 }
 
 TEST(ShardDims, RejectsIndivisibleSizes) {
-  absl::StatusOr<ModelConfig> c = ModelConfig::FromJson(BaseConfig(), "m");
+  absl::StatusOr<ModelConfig> c = ParseModelConfig(BaseConfig(), "m");
   ASSERT_TRUE(c.ok());
   absl::StatusOr<ShardDims> d = ShardDims::Make(*c, {.rank = 0, .world_size = 4});
   ASSERT_FALSE(d.ok());

@@ -4,9 +4,22 @@
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "worker/model.h"
+#include "worker/checkpoint/config_parser.h"
+#include "worker/cpu/model.h"
 
 namespace rami {
+
+using checkpoint::ParseModelConfig;
+
+using checkpoint::ModelConfig;
+using checkpoint::ShardDims;
+using checkpoint::ShardSpec;
+using collectives::SingleRankCollectives;
+using cpu::Model;
+using engine::SequenceChunk;
+using kv::CachePolicy;
+using kv::KvCache;
+
 namespace {
 
 class ModelStepTest : public ::testing::Test {
@@ -71,7 +84,7 @@ ModelConfig Qwen3_8B() {
     "intermediate_size": 12288, "num_hidden_layers": 36, "num_attention_heads": 32,
     "num_key_value_heads": 8, "head_dim": 128, "rms_norm_eps": 1e-6, "rope_theta": 1000000,
     "max_position_embeddings": 40960, "tie_word_embeddings": false, "eos_token_id": 151645})");
-  absl::StatusOr<ModelConfig> c = ModelConfig::FromJson(j, "qwen3-8b/config.json");
+  absl::StatusOr<ModelConfig> c = ParseModelConfig(j, "qwen3-8b/config.json");
   EXPECT_TRUE(c.ok()) << c.status();
   return c.ok() ? *c : ModelConfig{};
 }

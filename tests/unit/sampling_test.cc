@@ -15,9 +15,15 @@
 #include "gtest/gtest.h"
 #include "kernels/philox.h"
 #include "kernels/sampling.h"
-#include "worker/sampler.h"
+#include "worker/engine/sampler.h"
 
 namespace rami {
+
+using engine::Sample;
+using engine::SampledToken;
+using engine::SampleRequest;
+using engine::ValidateSampleRequest;
+
 namespace {
 
 using ::testing::HasSubstr;

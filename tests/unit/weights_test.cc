@@ -7,11 +7,27 @@
 
 #include "gtest/gtest.h"
 #include "tests/testing/safetensors_writer.h"
-#include "worker/checkpoint.h"
-#include "worker/dtype.h"
-#include "worker/model.h"
+#include "worker/checkpoint/checkpoint.h"
+#include "worker/checkpoint/dtype.h"
+#include "worker/cpu/model.h"
 
 namespace rami {
+
+using checkpoint::BF16ToF32;
+using checkpoint::Checkpoint;
+using checkpoint::DType;
+using checkpoint::F16ToF32;
+using checkpoint::F32ToBF16;
+using checkpoint::F32ToF16;
+using checkpoint::ShardSpec;
+using checkpoint::TensorInfo;
+using collectives::SingleRankCollectives;
+using cpu::Model;
+using engine::ForwardResult;
+using engine::SequenceChunk;
+using kv::CachePolicy;
+using kv::KvCache;
+
 namespace {
 
 using testing::TensorSpec;

@@ -13,13 +13,36 @@
 #include "base/status_macros.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/kv_update.h"
+#include "worker/checkpoint/dtype.h"
 #include "worker/cuda/cuda_status.h"
-#include "worker/cuda/cuda_step_plan.h"
 #include "worker/cuda/device_sampler.h"
-#include "worker/cuda/kv_copy_batches.h"
-#include "worker/dtype.h"
+#include "worker/engine/cuda_step_plan.h"
+#include "worker/kv/kv_copy_batches.h"
 
 namespace rami::cuda {
+
+using checkpoint::BF16ToF32;
+using checkpoint::ModelConfig;
+using checkpoint::ShardDims;
+using collectives::Collectives;
+using engine::CudaStepLayout;
+using engine::CudaStepPlan;
+using engine::DecodeBucket;
+using engine::ForwardResult;
+using engine::LayoutOf;
+using engine::PackCudaStep;
+using engine::PadDecodePlan;
+using engine::PlanCudaStep;
+using engine::SampledToken;
+using engine::SampleRequest;
+using engine::SequenceChunk;
+using kv::CachePolicyKind;
+using kv::KvCache;
+using kv::KvCopyBatches;
+using kv::KvTablesDelta;
+using kv::SeqId;
+using kv::StepStreams;
+
 namespace {
 
 // [rows, vocab] fp32 logits on the host from the device's [world][rows][vocab_local] rows of

@@ -27,15 +27,15 @@
 #include "kernels/cuda/device_dtype.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/kv_copy.h"
-#include "worker/cuda/cuda_step_plan.h"
+#include "worker/collectives/nccl_collectives.h"
+#include "worker/cpu/model.h"
 #include "worker/cuda/decode_graphs.h"
-#include "worker/cuda/device_kv_tables.h"
 #include "worker/cuda/device_kv_tables_gpu.h"
 #include "worker/cuda/device_sampler.h"
 #include "worker/cuda/device_weights.h"
-#include "worker/forward_backend.h"
-#include "worker/model.h"
-#include "worker/nccl_collectives.h"
+#include "worker/engine/cuda_step_plan.h"
+#include "worker/engine/forward_backend.h"
+#include "worker/kv/device_kv_tables.h"
 
 namespace rami::cuda {
 
@@ -59,14 +59,14 @@ struct CudaModelOptions {
   bool device_sampling = true;
 };
 
-class CudaModel : public ForwardBackend {
+class CudaModel : public engine::ForwardBackend {
  public:
-  static absl::StatusOr<std::unique_ptr<CudaModel>> Create(std::unique_ptr<Model> cpu,
+  static absl::StatusOr<std::unique_ptr<CudaModel>> Create(std::unique_ptr<cpu::Model> cpu,
                                                            const CudaModelOptions& options);
   // With weights already on the device (e.g. DeviceWeights::Random for benchmarks): `cpu` is a
   // Model::ShapeOnly (config, shard dims, RoPE table; InvalidArgument if it has host weights)
   // and `weights` must be complete for its config, in options.dtype.
-  static absl::StatusOr<std::unique_ptr<CudaModel>> Create(std::unique_ptr<Model> cpu,
+  static absl::StatusOr<std::unique_ptr<CudaModel>> Create(std::unique_ptr<cpu::Model> cpu,
                                                            std::unique_ptr<DeviceWeights> weights,
                                                            const CudaModelOptions& options);
   ~CudaModel() override;
@@ -75,8 +75,9 @@ class CudaModel : public ForwardBackend {
 
   // The host bookkeeping cache (accounting only) over a device pool of `memory_fraction` of
   // the free device memory; call once. pool_bytes() reports its size.
-  absl::StatusOr<std::unique_ptr<KvCache>> MakeCache(int page_size, const CachePolicy& policy,
-                                                     double memory_fraction);
+  absl::StatusOr<std::unique_ptr<kv::KvCache>> MakeCache(int page_size,
+                                                         const kv::CachePolicy& policy,
+                                                         double memory_fraction);
   int64_t pool_bytes() const { return pool_bytes_; }
   // Tests: teacher forcing / recording (steps with a hook run eagerly).
   void set_decision_hook(const DecisionHook& hook) { hook_ = hook; }
@@ -86,18 +87,20 @@ class CudaModel : public ForwardBackend {
   cudaStream_t stream() const { return stream_; }
   // Tensor parallelism (world_size > 1): this rank's NCCL communicator, created by the caller
   // on stream(); owned from here. Required before the first step of a world > 1.
-  void set_device_collectives(std::unique_ptr<NcclCollectives> comm) {
+  void set_device_collectives(std::unique_ptr<collectives::NcclCollectives> comm) {
     device_comm_ = std::move(comm);
   }
-  const Model& cpu_model() const { return *cpu_; }
+  const cpu::Model& cpu_model() const { return *cpu_; }
 
-  const ModelConfig& config() const override { return cpu_->config(); }
-  absl::Status Reserve(absl::Span<const SequenceChunk> chunks, KvCache& cache) const override {
+  const checkpoint::ModelConfig& config() const override { return cpu_->config(); }
+  absl::Status Reserve(absl::Span<const engine::SequenceChunk> chunks,
+                       kv::KvCache& cache) const override {
     return cpu_->Reserve(chunks, cache);
   }
-  absl::StatusOr<ForwardResult> RunReserved(absl::Span<const SequenceChunk> chunks, KvCache& cache,
-                                            Collectives& comm) const override;
-  void CacheChanged(absl::Span<const SeqId> ids) const override {
+  absl::StatusOr<engine::ForwardResult> RunReserved(absl::Span<const engine::SequenceChunk> chunks,
+                                                    kv::KvCache& cache,
+                                                    collectives::Collectives& comm) const override;
+  void CacheChanged(absl::Span<const kv::SeqId> ids) const override {
     touched_.insert(ids.begin(), ids.end());
   }
 
@@ -189,10 +192,12 @@ class CudaModel : public ForwardBackend {
     std::vector<const void*> Pointers() const;
   };
 
-  CudaModel(std::unique_ptr<Model> cpu, const CudaModelOptions& options);
-  absl::StatusOr<ForwardResult> Run(absl::Span<const SequenceChunk> chunks, KvCache& cache) const;
+  CudaModel(std::unique_ptr<cpu::Model> cpu, const CudaModelOptions& options);
+  absl::StatusOr<engine::ForwardResult> Run(absl::Span<const engine::SequenceChunk> chunks,
+                                            kv::KvCache& cache) const;
   // Host bookkeeping before a step: table deltas and the host pool's slot copies.
-  absl::Status SyncTablesAndCopies(absl::Span<const SequenceChunk> chunks, KvCache& cache) const;
+  absl::Status SyncTablesAndCopies(absl::Span<const engine::SequenceChunk> chunks,
+                                   kv::KvCache& cache) const;
   // Launches the forward pass, embedding to the (gathered) logits, on stream_: kernels, GEMMs
   // and NCCL collectives only, so that a decode step can be captured as a graph.
   absl::Status Enqueue(const StepArgs& a) const;
@@ -215,17 +220,18 @@ class CudaModel : public ForwardBackend {
 
   // DeepSeek (cuda_model_mla.cc). The step's MLA/MoE buffers and its MLA split plan (every
   // token goes through MlaDecodeAttentionCuda, prefill included), before Enqueue.
-  absl::Status PrepareMlaStep(const CudaStepPlan& plan, StepArgs* a) const;
-  // One DeepSeek layer: MLA attention block, then the dense MLP or the MoE (worker/mla_layer.cc).
+  absl::Status PrepareMlaStep(const engine::CudaStepPlan& plan, StepArgs* a) const;
+  // One DeepSeek layer: MLA attention block, then the dense MLP or the MoE
+  // (worker/cpu/mla_layer.cc).
   absl::Status EnqueueMlaLayer(const StepArgs& a, int layer) const;
-  // delta (a.dx) = routed experts + shared experts of `normed`, all-reduced (worker/moe.cc).
+  // delta (a.dx) = routed experts + shared experts of `normed`, all-reduced (worker/cpu/moe.cc).
   // Synchronizes the host with the stream once (the routing's expert ids and weights).
   absl::Status EnqueueMoe(const StepArgs& a, const DeviceMoeWeights& w) const;
   // out = SwiGLU(normed · gate_upᵀ) · downᵀ over `inter` local columns (no all-reduce).
   absl::Status EnqueueSwigluMlp(const StepArgs& a, const void* gate_up, const void* down, int inter,
                                 void* out) const;
 
-  std::unique_ptr<Model> cpu_;
+  std::unique_ptr<cpu::Model> cpu_;
   CudaModelOptions options_;
   // The CUDA ordinal current at Create: RunReserved and the destructor make it current again,
   // since the worker may step (and unload) on other threads than the one that loaded.
@@ -241,14 +247,14 @@ class CudaModel : public ForwardBackend {
   int64_t pool_bytes_ = 0;
   int page_size_ = 0;
   // A step mutates device state and these mirrors; the Engine runs one step at a time.
-  mutable std::unique_ptr<DeviceKvTables> tables_;
+  mutable std::unique_ptr<kv::DeviceKvTables> tables_;
   mutable std::unique_ptr<DeviceKvTablesGpu> tables_gpu_;
   mutable std::vector<kernels::KvCopyOp> copy_log_;  // the host pool's copies since the last step
-  mutable std::set<SeqId> touched_;                  // to Sync before the next step
+  mutable std::set<kv::SeqId> touched_;              // to Sync before the next step
   mutable std::vector<Scratch> scratch_;
   mutable void* pinned_ = nullptr;  // the step's packed metadata on the host
   mutable size_t pinned_bytes_ = 0;
-  std::unique_ptr<NcclCollectives> device_comm_;  // world > 1
+  std::unique_ptr<collectives::NcclCollectives> device_comm_;  // world > 1
   mutable DecodeGraphs graphs_;
   mutable std::unique_ptr<DeviceSampler> sampler_;
   // MoE: pinned host copies of a layer's expert ids and weights, and the event after their copy.

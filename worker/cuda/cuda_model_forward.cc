@@ -15,6 +15,9 @@
 
 namespace rami::cuda {
 
+using checkpoint::ModelConfig;
+using checkpoint::ShardDims;
+
 absl::Status CudaModel::AllReduce(void* data, size_t count) const {
   if (options_.world_size == 1) return absl::OkStatus();
   return device_comm_->AllReduceSumDevice(data, count, options_.dtype);

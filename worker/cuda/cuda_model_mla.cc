@@ -1,5 +1,5 @@
 // The DeepSeek-V2/V3 layer on the CUDA engine (CudaModel::EnqueueMlaLayer, EnqueueMoe): the
-// device twin of worker/mla_layer.cc and worker/moe.cc, the same math in the same order:
+// device twin of worker/cpu/mla_layer.cc and worker/cpu/moe.cc, the same math in the same order:
 //   x = RMSNorm(residual += delta);  [DMS-MLA adapter: one decision per (token, layer)]
 //   q = q_b(RMSNorm(q_a(x))) or q_proj(x);  RoPE on each head's rope part
 //   rows = kv_a(x);  RMSNorm on the latent part;  RoPE on the rope key  → cache row, K-only
@@ -31,18 +31,26 @@
 #include "kernels/cuda/moe.h"
 #include "kernels/cuda/moe_experts.h"
 #include "kernels/cuda/rope.h"
+#include "worker/cpu/moe.h"
 #include "worker/cuda/bias_add.h"
 #include "worker/cuda/cuda_model.h"
 #include "worker/cuda/cuda_status.h"
 #include "worker/cuda/dms_decisions.h"
 #include "worker/cuda/logits_f32.h"
-#include "worker/moe.h"
 
 namespace rami::cuda {
+
+using checkpoint::MlaConfig;
+using checkpoint::ModelConfig;
+using checkpoint::MoeConfig;
+using checkpoint::ShardDims;
+using cpu::MoeRoutingParamsFor;
+using engine::CudaStepPlan;
+
 namespace {
 
 // DeepSeek's q_a_layernorm and kv_a_layernorm use the RMSNorm default eps, not rms_norm_eps
-// (as worker/mla_layer.cc).
+// (as worker/cpu/mla_layer.cc).
 constexpr float kLoraNormEps = 1e-6f;
 // MlaDecodeAttentionCuda takes at most 65535 query tokens per launch (its grid).
 constexpr int kMaxAttentionTokens = 65535;
@@ -371,7 +379,7 @@ absl::Status CudaModel::EnqueueMoe(const StepArgs& a, const DeviceMoeWeights& w)
                                                    .workspace = x.moe_workspace,
                                                    .workspace_bytes = x.moe_workspace_bytes},
                                                   *gemm_, stream_));
-  // delta = routed + shared, the CPU's order (worker/moe.cc): an element-wise add as a bias
+  // delta = routed + shared, the CPU's order (worker/cpu/moe.cc): an element-wise add as a bias
   // add over one row, in pieces of ≤ INT_MAX elements.
   if (w.shared_gate_up != nullptr) {
     const int64_t total = int64_t{T} * hidden;

@@ -12,6 +12,18 @@
 #include "worker/cuda/cuda_status.h"
 
 namespace rami::cuda {
+
+using checkpoint::MlaConfig;
+using checkpoint::ModelConfig;
+using checkpoint::MoeConfig;
+using checkpoint::MoeTopk;
+using checkpoint::ShardDims;
+using cpu::Model;
+using engine::RopeTable;
+using kv::CachePolicy;
+using kv::DeviceKvTables;
+using kv::KvCache;
+
 namespace {
 
 // What the DeepSeek path's kernels accept (kernels/cuda/kv_update.h, moe.h), checked once here

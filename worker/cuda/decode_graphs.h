@@ -1,5 +1,5 @@
 // DecodeGraphs: CUDA graphs of the decode steps' forward pass, one per (batch bucket, decode
-// splits) key (buckets: worker/cuda/cuda_step_plan.h DecodeBucket). A decode step launches a few
+// splits) key (buckets: worker/engine/cuda_step_plan.h DecodeBucket). A decode step launches a few
 // hundred small kernels per token of the batch; replaying them as one graph takes the host's
 // launch cost out of the step (vLLM and TensorRT-LLM do the same).
 //

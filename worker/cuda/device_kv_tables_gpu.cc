@@ -9,6 +9,10 @@
 #include "worker/cuda/table_scatter.h"
 
 namespace rami::cuda {
+
+using kv::KvTablesDelta;
+using kv::TableWrites;
+
 DeviceKvTablesGpu::~DeviceKvTablesGpu() {
   // Stream-ordered frees after the last use (the buffers come from cudaMallocAsync), then the
   // host side once the stream is idle.

@@ -15,7 +15,7 @@
 
 #include "absl/status/status.h"
 #include "kernels/cuda/kv_cache_view.h"
-#include "worker/cuda/device_kv_tables.h"
+#include "worker/kv/device_kv_tables.h"
 
 namespace rami::cuda {
 
@@ -29,7 +29,7 @@ class DeviceKvTablesGpu {
 
   // Grows the tables to the delta's sizes and scatters its writes (stream-ordered; returns
   // once the writes are packed into pinned memory and the copy is queued).
-  absl::Status Apply(const KvTablesDelta& delta);
+  absl::Status Apply(const kv::KvTablesDelta& delta);
 
   // Sets the table pointers of `view`; pools, page size, head dim, window and dtype are the
   // caller's. Flags stay null when the policy evicts nothing.

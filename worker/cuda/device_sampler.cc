@@ -12,6 +12,11 @@
 #include "worker/cuda/logits_f32.h"
 
 namespace rami::cuda {
+
+using engine::SampledToken;
+using engine::SampledTokens;
+using engine::SampleRequest;
+
 namespace {
 
 size_t Align16(size_t n) { return (n + 15) / 16 * 16; }

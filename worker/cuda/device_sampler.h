@@ -1,7 +1,7 @@
 // DeviceSampler: samples tokens from a step's logits where they are, on the device, so that a
 // decode step returns one token per sequence instead of its full-vocabulary row (at batch 256
 // and a 152k vocabulary the rows are 155 MB of fp32 per step). Same semantics and tokens as the
-// host sampler (worker/sampler.h over kernels/sampling.h; SampleCuda is the CPU twin's GPU
+// host sampler (worker/engine/sampler.h over kernels/sampling.h; SampleCuda is the CPU twin's GPU
 // version, tested against it), with one difference: the rows are not checked for NaN/+Inf (the
 // host path fails such a step; here the kernel's rule applies: NaN sorts last and weighs
 // nothing). Requests must be valid (ValidateSampleRequest: the Engine checks them when a
@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "kernels/cuda/device_dtype.h"
-#include "worker/sampler.h"
+#include "worker/engine/sampler.h"
 
 namespace rami::cuda {
 
@@ -30,9 +30,9 @@ class DeviceSampler {
   // One token per request; requests[i].row is a step row of `logits`, the LM head's output of
   // `world` ranks, [world][rows_per_rank][vocab_local] in `dtype` (device). Enqueues on the
   // stream after what is already there, then waits for the stream.
-  absl::StatusOr<std::vector<SampledToken>> Sample(const void* logits, kernels::DeviceDType dtype,
-                                                   int world, int rows_per_rank, int vocab_local,
-                                                   absl::Span<const SampleRequest> requests);
+  absl::StatusOr<std::vector<engine::SampledToken>> Sample(
+      const void* logits, kernels::DeviceDType dtype, int world, int rows_per_rank, int vocab_local,
+      absl::Span<const engine::SampleRequest> requests);
 
  private:
   struct Buffer {  // device memory grown to the largest step seen

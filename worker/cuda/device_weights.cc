@@ -7,11 +7,20 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "worker/checkpoint/dtype.h"
 #include "worker/cuda/cuda_status.h"
 #include "worker/cuda/random_fill.h"
-#include "worker/dtype.h"
 
 namespace rami::cuda {
+
+using checkpoint::ExpertWeights;
+using checkpoint::F32ToBF16;
+using checkpoint::LayerWeights;
+using checkpoint::MlaWeights;
+using checkpoint::ModelConfig;
+using checkpoint::ModelWeights;
+using checkpoint::MoeWeights;
+using checkpoint::ShardDims;
 
 DeviceWeights::~DeviceWeights() {
   for (void* p : allocations_) cudaFree(p);

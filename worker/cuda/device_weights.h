@@ -19,13 +19,13 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/cuda/device_dtype.h"
-#include "worker/model_config.h"
-#include "worker/weights.h"
+#include "worker/checkpoint/model_config.h"
+#include "worker/checkpoint/weights.h"
 
 namespace rami::cuda {
 
-// DeepSeek multi-head latent attention (worker/deepseek_weights.h MlaWeights): this rank's query
-// heads; the latent path (q_a, kv_a, their norms) replicated.
+// DeepSeek multi-head latent attention (worker/checkpoint/deepseek_weights.h MlaWeights): this
+// rank's query heads; the latent path (q_a, kv_a, their norms) replicated.
 struct DeviceMlaWeights {
   const void* q_a = nullptr;        // [q_lora, hidden], or null without q_lora_rank
   const void* q_a_bias = nullptr;   // [q_lora] or null (attention_bias)
@@ -79,9 +79,9 @@ class DeviceWeights {
   // Uploads what `weights` holds: nothing for the empty weights of a Model::ShapeOnly (see
   // CheckComplete). DeepSeek configs: InvalidArgument when a layer lacks its MLA (or, at and
   // past first_k_dense_replace, MoE) weights.
-  static absl::StatusOr<std::unique_ptr<DeviceWeights>> Upload(const ModelConfig& config,
-                                                               const ModelWeights& weights,
-                                                               kernels::DeviceDType dtype);
+  static absl::StatusOr<std::unique_ptr<DeviceWeights>> Upload(
+      const checkpoint::ModelConfig& config, const checkpoint::ModelWeights& weights,
+      kernels::DeviceDType dtype);
   // Every tensor Upload would create for `config` and `dims` (ShardDims::Make; the rank is
   // vocab_start / vocab, for o_proj's bias), filled on the device: matrices, embedding and
   // biases uniform in ±0.02, norm weights in 1 ± 0.02. Activations stay finite over any depth:
@@ -92,10 +92,9 @@ class DeviceWeights {
   // O(1) and the final norm the logits' RMS at ~0.74. Synchronizes the device before returning.
   // DMS (borrowed neuron): q's decision channel is O(1) after the q norm, so about half of the
   // decisions evict (α = q·100 − 5 > 0) — the model's own rate, not a checkpoint's.
-  static absl::StatusOr<std::unique_ptr<DeviceWeights>> Random(const ModelConfig& config,
-                                                               const ShardDims& dims,
-                                                               kernels::DeviceDType dtype,
-                                                               uint64_t seed);
+  static absl::StatusOr<std::unique_ptr<DeviceWeights>> Random(
+      const checkpoint::ModelConfig& config, const checkpoint::ShardDims& dims,
+      kernels::DeviceDType dtype, uint64_t seed);
   ~DeviceWeights();
   DeviceWeights(const DeviceWeights&) = delete;
   DeviceWeights& operator=(const DeviceWeights&) = delete;
@@ -110,7 +109,7 @@ class DeviceWeights {
   // OK when every tensor `config` needs is present for its num_layers layers (what a forward
   // pass reads); FailedPrecondition naming the first missing one otherwise — e.g. the empty
   // weights Upload makes from a Model::ShapeOnly (it has no host weights: nothing to upload).
-  absl::Status CheckComplete(const ModelConfig& config) const;
+  absl::Status CheckComplete(const checkpoint::ModelConfig& config) const;
 
  private:
   explicit DeviceWeights(kernels::DeviceDType dtype) : dtype_(dtype) {}
@@ -122,8 +121,8 @@ class DeviceWeights {
   absl::Status PutPacked(const std::vector<const std::vector<float>*>& parts,
                          std::vector<const void*>* ptrs);
   // DeepSeek layer `layer`'s MLA and MoE tensors into `x`; InvalidArgument when `l` lacks them.
-  absl::Status PutDeepseek(const ModelConfig& config, int layer, const LayerWeights& l,
-                           DeviceLayerWeights* x);
+  absl::Status PutDeepseek(const checkpoint::ModelConfig& config, int layer,
+                           const checkpoint::LayerWeights& l, DeviceLayerWeights* x);
   // A new allocation of `count` elements filled as FillUniformCuda(seed, center, half_width).
   absl::StatusOr<const void*> PutRandom(int64_t count, uint64_t seed, float center,
                                         float half_width);

@@ -1,5 +1,5 @@
 // The DMS decisions of the CUDA forward pass besides the borrowed-neuron read (fused into
-// kernels/cuda QkvPrepCuda), as the CPU backend makes them (worker/decoder_layer.cc):
+// kernels/cuda QkvPrepCuda), as the CPU backend makes them (worker/cpu/decoder_layer.cc):
 //  * the adapter (dms_separate_alpha): α[t, h] = (logit·alpha_scale − alpha_offset > 0) with
 //    logit = x[t] · w[h] + bias[h] accumulated in fp32, x = RMSNorm_alpha(layer input) (the CPU's
 //    RmsNorm → Linear → DmsLogitDecisionCpu); one warp per (token, head): the projection has

@@ -6,7 +6,7 @@
 #include "absl/time/clock.h"
 #include "proto/status_conversion.h"
 
-namespace rami {
+namespace rami::service {
 
 GrpcRendezvousStore::GrpcRendezvousStore(const std::string& address)
     : stub_(worker::v1::Worker::NewStub(
@@ -39,4 +39,4 @@ absl::StatusOr<std::vector<std::string>> GrpcRendezvousStore::Get(
   return std::vector<std::string>(response.values().begin(), response.values().end());
 }
 
-}  // namespace rami
+}  // namespace rami::service

@@ -7,11 +7,11 @@
 #include <vector>
 
 #include "rami/worker/v1/worker.grpc.pb.h"
-#include "worker/rendezvous_store.h"
+#include "worker/collectives/rendezvous_store.h"
 
-namespace rami {
+namespace rami::service {
 
-class GrpcRendezvousStore final : public RendezvousStore {
+class GrpcRendezvousStore final : public collectives::RendezvousStore {
  public:
   // `address`: host:port of the group's rank 0.
   explicit GrpcRendezvousStore(const std::string& address);
@@ -23,4 +23,4 @@ class GrpcRendezvousStore final : public RendezvousStore {
   std::unique_ptr<worker::v1::Worker::Stub> stub_;
 };
 
-}  // namespace rami
+}  // namespace rami::service

@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
     if (!stop.HasBeenNotified()) stop.Notify();
   }).detach();
 
-  rami::WorkerService service([&stop] {
+  rami::service::WorkerService service([&stop] {
     if (!stop.HasBeenNotified()) stop.Notify();
   });
   grpc::EnableDefaultHealthCheckService(true);

@@ -1,7 +1,18 @@
 // Field-by-field conversions; the proto's defaults (0) map to "off" in SamplingConfig.
 #include "worker/service/plan_proto.h"
 
-namespace rami {
+namespace rami::service {
+
+using engine::CacheReport;
+using engine::PlanFork;
+using engine::PlanPrefill;
+using engine::SamplingConfig;
+using engine::SequenceReport;
+using engine::StepOutcome;
+using engine::StepPlan;
+using engine::StepToken;
+using engine::TokenLogprob;
+
 namespace {
 
 SamplingConfig SamplingFromProto(const worker::v1::SamplingParams& p) {
@@ -83,4 +94,4 @@ void OutcomeToProto(const StepOutcome& outcome, uint64_t step_id, int rank,
   proto->mutable_timing()->set_total_ms(outcome.total_ms);
 }
 
-}  // namespace rami
+}  // namespace rami::service

@@ -2,14 +2,14 @@
 #pragma once
 
 #include "rami/worker/v1/worker.pb.h"
-#include "worker/engine.h"
-#include "worker/step_plan.h"
+#include "worker/engine/engine.h"
+#include "worker/engine/step_plan.h"
 
-namespace rami {
+namespace rami::service {
 
-StepPlan PlanFromProto(const worker::v1::StepPlan& proto);
-void OutcomeToProto(const StepOutcome& outcome, uint64_t step_id, int rank,
+engine::StepPlan PlanFromProto(const worker::v1::StepPlan& proto);
+void OutcomeToProto(const engine::StepOutcome& outcome, uint64_t step_id, int rank,
                     worker::v1::StepResult* proto);
-void CacheToProto(const CacheReport& report, int rank, worker::v1::RankCache* proto);
+void CacheToProto(const engine::CacheReport& report, int rank, worker::v1::RankCache* proto);
 
-}  // namespace rami
+}  // namespace rami::service

@@ -9,17 +9,29 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "proto/status_conversion.h"
-#include "worker/gloo_collectives.h"
+#include "worker/collectives/gloo_collectives.h"
 #include "worker/service/grpc_rendezvous_store.h"
 #include "worker/service/plan_proto.h"
 #ifdef RAMI_WITH_CUDA_BACKEND
 #include <cuda_runtime_api.h>
 
+#include "worker/collectives/nccl_collectives.h"
 #include "worker/cuda/cuda_model.h"
-#include "worker/nccl_collectives.h"
 #endif
 
-namespace rami {
+namespace rami::service {
+
+using collectives::Collectives;
+using collectives::GlooCollectives;
+using collectives::NcclCollectives;
+using collectives::SingleRankCollectives;
+using cpu::Model;
+using engine::CacheReport;
+using engine::Engine;
+using engine::EngineStats;
+using kv::CachePolicy;
+using kv::KvCache;
+
 namespace {
 
 namespace v1 = worker::v1;
@@ -354,4 +366,4 @@ grpc::Status WorkerService::StoreGet(grpc::ServerContext*, const v1::StoreGetReq
   return grpc::Status::OK;
 }
 
-}  // namespace rami
+}  // namespace rami::service

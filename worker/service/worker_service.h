@@ -8,10 +8,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "rami/worker/v1/worker.grpc.pb.h"
-#include "worker/engine.h"
-#include "worker/rendezvous_store.h"
+#include "worker/collectives/rendezvous_store.h"
+#include "worker/engine/engine.h"
 
-namespace rami {
+namespace rami::service {
 
 class WorkerService final : public worker::v1::Worker::Service {
  public:
@@ -37,8 +37,8 @@ class WorkerService final : public worker::v1::Worker::Service {
                         worker::v1::StoreGetResponse* response) override;
 
  private:
-  absl::StatusOr<std::unique_ptr<Engine>> Load(const worker::v1::LoadShardRequest& request,
-                                               worker::v1::LoadShardResponse* response);
+  absl::StatusOr<std::unique_ptr<engine::Engine>> Load(const worker::v1::LoadShardRequest& request,
+                                                       worker::v1::LoadShardResponse* response);
   // OK when a plan of lease `epoch` may run (0: unchecked); renews the lease.
   absl::Status CheckLease(int64_t epoch);
   // OK when `lease`'s holder may load now: no live lease, or its own.
@@ -53,9 +53,9 @@ class WorkerService final : public worker::v1::Worker::Service {
   };
 
   std::function<void()> request_shutdown_;
-  InMemoryRendezvousStore store_;  // served to the group when this is rank 0
+  collectives::InMemoryRendezvousStore store_;  // served to the group when this is rank 0
   absl::Mutex mu_;
-  std::unique_ptr<Engine> engine_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<engine::Engine> engine_ ABSL_GUARDED_BY(mu_);
   int rank_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   // Its own mutex: renewals must not wait behind a long step.
@@ -63,4 +63,4 @@ class WorkerService final : public worker::v1::Worker::Service {
   LeaseState lease_ ABSL_GUARDED_BY(lease_mu_);
 };
 
-}  // namespace rami
+}  // namespace rami::service

@@ -1,0 +1,28 @@
+// ShardSpec and ShardDims: which tensor-parallel rank a shard is, and the per-rank sizes of a
+// model that follow from its config (heads, MLP widths, vocabulary rows).
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "worker/checkpoint/model_config.h"
+
+namespace rami::checkpoint {
+
+struct ShardSpec {
+  int rank = 0;
+  int world_size = 1;
+};
+
+// Per-rank sizes derived from the config and the shard; Make() checks divisibility.
+// MLA: kv_heads is 1 on every rank (the latent cache is replicated, dms.md §6).
+struct ShardDims {
+  int q_heads = 0;              // local query heads
+  int kv_heads = 0;             // local KV heads
+  int intermediate = 0;         // local MLP width
+  int moe_intermediate = 0;     // local width of each routed expert (MoE)
+  int shared_intermediate = 0;  // local width of the fused shared experts (MoE)
+  int vocab = 0;                // local vocabulary rows
+  int vocab_start = 0;          // first vocabulary row of this rank
+  static absl::StatusOr<ShardDims> Make(const ModelConfig& config, const ShardSpec& shard);
+};
+
+}  // namespace rami::checkpoint

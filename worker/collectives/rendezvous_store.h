@@ -1,0 +1,72 @@
+// RendezvousStore: the key-value store through which the ranks of a collectives group find
+// each other (each rank publishes its transport addresses, then waits for its peers').
+// In production rank 0's worker serves it over gRPC (StoreSet/StoreGet in worker.proto), so
+// ranks need no shared filesystem; InMemoryRendezvousStore serves threads of one process.
+#pragma once
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace rami::collectives {
+
+class RendezvousStore {
+ public:
+  virtual ~RendezvousStore() = default;
+  // Stores `value` (arbitrary bytes) under `key`, replacing any earlier value.
+  virtual absl::Status Set(const std::string& key, const std::string& value) = 0;
+  // Waits until every key exists and returns their values in the order of `keys`;
+  // DeadlineExceeded when some key is still missing after `timeout` (zero: look once).
+  virtual absl::StatusOr<std::vector<std::string>> Get(const std::vector<std::string>& keys,
+                                                       absl::Duration timeout) = 0;
+};
+
+// Thread-safe store in this process's memory (tests; ranks as threads). Never forgets a key:
+// group incarnations sharing one store must use distinct key prefixes.
+class InMemoryRendezvousStore final : public RendezvousStore {
+ public:
+  absl::Status Set(const std::string& key, const std::string& value) override {
+    absl::MutexLock lock(&mu_);
+    values_[key] = value;
+    changed_.SignalAll();
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<std::string>> Get(const std::vector<std::string>& keys,
+                                               absl::Duration timeout) override {
+    const absl::Time deadline = absl::Now() + timeout;
+    absl::MutexLock lock(&mu_);
+    while (true) {
+      std::vector<std::string> missing;
+      for (const std::string& key : keys) {
+        if (!values_.contains(key)) missing.push_back(key);
+      }
+      if (missing.empty()) break;
+      // Checked after the keys, so a Set that lands right at the deadline still counts.
+      if (absl::Now() >= deadline) {
+        return absl::DeadlineExceededError(
+            absl::StrCat("rendezvous store: keys [", absl::StrJoin(missing, ", "),
+                         "] still missing after ", absl::FormatDuration(timeout)));
+      }
+      changed_.WaitWithDeadline(&mu_, deadline);
+    }
+    std::vector<std::string> values;
+    values.reserve(keys.size());
+    for (const std::string& key : keys) values.push_back(values_.at(key));
+    return values;
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::CondVar changed_;  // signalled on every Set
+  std::unordered_map<std::string, std::string> values_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace rami::collectives

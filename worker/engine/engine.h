@@ -1,0 +1,70 @@
+// Engine: one worker rank's executor. It owns the model shard, the KV-cache shard, the
+// collectives and the per-sequence sampling state, and executes StepPlans in lockstep with
+// the other ranks of its group. It never decides anything: every choice is in the plan.
+//
+// A step validates the plan and reserves its pages on every rank before the first
+// collective; one all-reduce of a failure flag then makes all ranks fail the step together
+// if any rank cannot run it. A failed step leaves every sequence as it was (frees of a
+// well-formed plan are applied regardless).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "worker/collectives/collectives.h"
+#include "worker/engine/forward_backend.h"
+#include "worker/engine/step_plan.h"
+#include "worker/kv/kv_cache.h"
+
+namespace rami::engine {
+
+struct EngineStats {
+  kv::CacheStats cache;
+  uint64_t steps = 0;
+  uint64_t failed_steps = 0;
+  bool collectives_broken = false;  // a collective failed: the group must be reloaded
+};
+
+class Engine {
+ public:
+  // `model`: the CPU Model or the CUDA backend of this rank's shard.
+  Engine(std::unique_ptr<ForwardBackend> model, std::unique_ptr<kv::KvCache> cache,
+         std::unique_ptr<collectives::Collectives> comm);
+
+  const ForwardBackend& model() const { return *model_; }
+  const kv::KvCache& cache() const { return *cache_; }
+
+  StepOutcome Execute(const StepPlan& plan);
+  EngineStats Stats() const;
+
+ private:
+  struct Sequence {
+    SamplingConfig sampling;
+    int64_t generated = 0;           // tokens sampled so far (the RNG stream index)
+    int32_t last_token = -1;         // input of its next decode step
+    std::vector<float> last_logits;  // logits of its last prefill chunk (fork source)
+  };
+
+  absl::Status Validate(const StepPlan& plan) const;
+  // Pages the plan may take beyond its forward-pass reservation (forks, worst case).
+  int64_t ForkPageBound(const StepPlan& plan) const;
+  // All ranks learn whether every rank is ready; a rank that is not reports its reason.
+  absl::Status Agree(const absl::Status& local, uint64_t step_id);
+  absl::StatusOr<StepToken> SampleFor(kv::SeqId id, Sequence& seq, const float* logits);
+  // The sequence's next token, sampled here or by the backend.
+  StepToken Record(kv::SeqId id, Sequence& seq, SampledToken sampled);
+  StepOutcome RunStep(const StepPlan& plan, std::vector<SequenceChunk>& chunks);
+  CacheReport Report(const StepPlan& plan) const;
+
+  std::unique_ptr<ForwardBackend> model_;
+  std::unique_ptr<kv::KvCache> cache_;
+  std::unique_ptr<collectives::Collectives> comm_;
+  std::map<kv::SeqId, Sequence> seqs_;
+  uint64_t steps_ = 0;
+  uint64_t failed_steps_ = 0;
+  bool broken_ = false;
+};
+
+}  // namespace rami::engine

@@ -1,0 +1,60 @@
+// ForwardBackend: what the Engine needs from a model shard to run a step — the CPU Model
+// (worker/cpu/model.h) or the CUDA backend (worker/cuda/) — so that one Engine drives either. The
+// KvCache passed in is the source of truth for page bookkeeping on both: the CPU backend keeps
+// K/V in its pool, the CUDA backend in device memory laid out by the same page ids.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "worker/checkpoint/model_config.h"
+#include "worker/collectives/collectives.h"
+#include "worker/engine/sampler.h"
+#include "worker/kv/kv_cache.h"
+
+namespace rami::engine {
+
+// New tokens of one sequence for one step: a prefill chunk or a single decode token. They
+// are appended after the sequence's cached tokens.
+struct SequenceChunk {
+  kv::SeqId seq_id = 0;
+  std::vector<int32_t> tokens;
+  bool all_logits = false;  // logits of every token (else only of the last one)
+  // The next token of the sequence, from the chunk's last row (`row` ignored; not with
+  // all_logits). A backend that samples where its logits are (the CUDA one, on the device)
+  // returns it in ForwardResult::sampled instead of the row; the others return the row and
+  // the caller samples it.
+  std::optional<SampleRequest> sample = std::nullopt;
+};
+
+struct ForwardResult {
+  int vocab_size = 0;
+  std::vector<float> logits;       // [rows, vocab_size], full vocabulary on every rank
+  std::vector<int32_t> first_row;  // [num_chunks] first logits row of each chunk; -1: sampled
+  // [num_chunks] or empty: the chunks whose `sample` the backend took (their rows are not in
+  // `logits`). Every rank returns the same tokens.
+  std::vector<std::optional<SampledToken>> sampled;
+};
+
+class ForwardBackend {
+ public:
+  virtual ~ForwardBackend() = default;
+
+  virtual const checkpoint::ModelConfig& config() const = 0;
+  // Validates the chunks and reserves their pages (no collective); see Model::Reserve.
+  virtual absl::Status Reserve(absl::Span<const SequenceChunk> chunks,
+                               kv::KvCache& cache) const = 0;
+  // Runs the reserved step and commits it, or returns the reservation on error.
+  virtual absl::StatusOr<ForwardResult> RunReserved(absl::Span<const SequenceChunk> chunks,
+                                                    kv::KvCache& cache,
+                                                    collectives::Collectives& comm) const = 0;
+  // The Engine changed these sequences outside a forward pass (freed, forked): a backend with
+  // device-side page tables resyncs them before its next step. The CPU backend reads the cache
+  // directly and ignores it.
+  virtual void CacheChanged(absl::Span<const kv::SeqId> ids) const { (void)ids; }
+};
+
+}  // namespace rami::engine

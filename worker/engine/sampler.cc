@@ -1,0 +1,148 @@
+// Sampler: request validation, logits checks, and the CPU sampling kernel.
+#include "worker/engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/sampling.h"
+
+namespace rami::engine {
+namespace {
+
+// Rejects a logits row the kernel has no defined answer for (kernels/sampling.h
+// preconditions): a NaN or +Inf anywhere, or no finite logit at all. -Inf is a masked token.
+absl::Status CheckLogitsRow(absl::Span<const float> x, int32_t row) {
+  bool any_finite = false;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i]) || (std::isinf(x[i]) && x[i] > 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("logits row ", row, ": token ", i, " has a non-finite logit ", x[i]));
+    }
+    any_finite = any_finite || std::isfinite(x[i]);
+  }
+  if (!any_finite) {
+    return absl::InvalidArgumentError(absl::StrCat("logits row ", row, ": every logit is -inf"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateSampleRequest(const SampleRequest& request) {
+  // Written so that NaN fails every range check.
+  if (!(std::isfinite(request.temperature) && request.temperature >= 0.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("temperature must be finite and >= 0, got ", request.temperature));
+  }
+  if (request.top_k < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0, got ", request.top_k));
+  }
+  if (!(request.top_p >= 0.0f && request.top_p <= 1.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat("top_p must be in [0, 1], got ", request.top_p));
+  }
+  if (!(request.min_p >= 0.0f && request.min_p <= 1.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat("min_p must be in [0, 1], got ", request.min_p));
+  }
+  if (request.logprobs < 0 || request.logprobs > kernels::kMaxLogprobs) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "logprobs must be in [0, ", kernels::kMaxLogprobs, "], got ", request.logprobs));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<SampledToken>> Sample(absl::Span<const float> logits, int vocab_size,
+                                                 absl::Span<const SampleRequest> requests) {
+  if (vocab_size < 1 || logits.size() % static_cast<size_t>(vocab_size) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampling: ", logits.size(), " logits are not whole rows of vocab_size ", vocab_size));
+  }
+  const int64_t logits_rows = static_cast<int64_t>(logits.size() / vocab_size);
+
+  // Validate everything before sampling anything: a step fails whole or not at all.
+  std::vector<char> row_checked(logits_rows, 0);
+  int max_logprobs = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const SampleRequest& request = requests[i];
+    absl::Status status = ValidateSampleRequest(request);
+    if (!status.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sampling request ", i, ": ", status.message()));
+    }
+    if (request.row < 0 || request.row >= logits_rows) {
+      return absl::InvalidArgumentError(absl::StrCat("sampling request ", i, ": row ", request.row,
+                                                     " is outside the ", logits_rows,
+                                                     " logits rows"));
+    }
+    if (!row_checked[request.row]) {
+      status = CheckLogitsRow(
+          logits.subspan(static_cast<size_t>(request.row) * vocab_size, vocab_size), request.row);
+      if (!status.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("sampling request ", i, ": ", status.message()));
+      }
+      row_checked[request.row] = 1;
+    }
+    max_logprobs = std::max(max_logprobs, request.logprobs);
+  }
+
+  // Structure of arrays for the kernel: one entry per request.
+  const size_t n = requests.size();
+  if (n == 0) return std::vector<SampledToken>();
+  std::vector<int32_t> row(n), top_k(n), num_logprobs(n), token(n);
+  std::vector<float> temperature(n), top_p(n), min_p(n), logprob(n);
+  std::vector<uint64_t> seed(n), index(n);
+  for (size_t i = 0; i < n; ++i) {
+    const SampleRequest& request = requests[i];
+    row[i] = request.row;
+    temperature[i] = request.temperature;
+    top_k[i] = request.top_k;
+    top_p[i] = request.top_p;
+    min_p[i] = request.min_p;
+    seed[i] = request.seed;
+    index[i] = request.index;
+    num_logprobs[i] = request.logprobs;
+  }
+  std::vector<int32_t> top_ids(n * max_logprobs);     // [n, max_logprobs]
+  std::vector<float> top_logprobs(n * max_logprobs);  // [n, max_logprobs]
+  kernels::SampleCpu({.logits = logits.data(),
+                      .logits_row = row.data(),
+                      .temperature = temperature.data(),
+                      .top_k = top_k.data(),
+                      .top_p = top_p.data(),
+                      .min_p = min_p.data(),
+                      .seed = seed.data(),
+                      .index = index.data(),
+                      .num_logprobs = num_logprobs.data(),
+                      .token = token.data(),
+                      .logprob = logprob.data(),
+                      .top_ids = top_ids.data(),
+                      .top_logprobs = top_logprobs.data(),
+                      .rows = static_cast<int>(n),
+                      .vocab = vocab_size,
+                      .max_logprobs = max_logprobs});
+
+  return SampledTokens(requests, token.data(), logprob.data(), top_ids.data(), top_logprobs.data(),
+                       max_logprobs);
+}
+
+std::vector<SampledToken> SampledTokens(absl::Span<const SampleRequest> requests,
+                                        const int32_t* token, const float* logprob,
+                                        const int32_t* top_ids, const float* top_logprobs,
+                                        int max_logprobs) {
+  std::vector<SampledToken> out(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    out[i].token_id = token[i];
+    out[i].logprob = logprob[i];
+    // The kernel fills min(logprobs, vocab) entries; the rest are -1.
+    for (int j = 0; j < requests[i].logprobs; ++j) {
+      const size_t at = i * max_logprobs + j;
+      if (top_ids[at] < 0) break;
+      out[i].top.push_back({top_ids[at], top_logprobs[at]});
+    }
+  }
+  return out;
+}
+
+}  // namespace rami::engine

@@ -1,0 +1,80 @@
+// StepPlan / StepOutcome: one step of work for a worker rank, as plain C++ (the worker core
+// does not depend on protobuf; worker/service converts rami.worker.v1 messages to these).
+// Execution order: frees, then prefills and decodes in one forward pass, then forks.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "worker/engine/sampler.h"
+#include "worker/kv/kv_cache.h"
+
+namespace rami::engine {
+
+struct SamplingConfig {
+  float temperature = 0.0f;  // 0 = greedy
+  int32_t top_k = 0;         // 0 = off
+  float top_p = 1.0f;        // 1 = off
+  float min_p = 0.0f;        // 0 = off
+  uint64_t seed = 0;
+  int32_t logprobs = 0;  // top-n alternatives (0…20)
+};
+
+struct PlanPrefill {
+  kv::SeqId seq_id = 0;
+  std::vector<int32_t> tokens;
+  bool create = false;                     // the first chunk of a new sequence
+  bool sample = false;                     // sample a token from the chunk's last logits
+  std::optional<SamplingConfig> sampling;  // required with create
+  int64_t generated_tokens = 0;            // > 0: replayed generated tokens (resume the RNG index)
+};
+
+struct PlanForkChild {
+  kv::SeqId seq_id = 0;
+  SamplingConfig sampling;
+};
+
+struct PlanFork {
+  kv::SeqId parent = 0;
+  std::vector<PlanForkChild> children;
+};
+
+struct StepPlan {
+  uint64_t step_id = 0;
+  std::vector<kv::SeqId> frees;
+  std::vector<PlanPrefill> prefills;
+  std::vector<kv::SeqId> decodes;  // input: the sequence's own last sampled token
+  std::vector<PlanFork> forks;
+};
+
+// A token sampled for a sequence in a step.
+struct StepToken {
+  kv::SeqId seq_id = 0;
+  int64_t index = 0;  // index among the sequence's generated tokens
+  SampledToken sample;
+};
+
+struct SequenceReport {
+  kv::SeqId seq_id = 0;
+  kv::SequenceStats stats;
+  std::vector<int64_t> decode_page_needs;  // its next two decode steps
+};
+
+struct CacheReport {
+  kv::CacheStats stats;
+  std::vector<int64_t> decode_page_needs;  // next two decode steps of this step's sequences
+  std::vector<SequenceReport> sequences;
+};
+
+struct StepOutcome {
+  absl::Status status;
+  std::vector<StepToken> tokens;
+  CacheReport cache;
+  double forward_ms = 0;
+  double total_ms = 0;
+};
+
+}  // namespace rami::engine

@@ -1,0 +1,290 @@
+// The host mirror of the device page tables and its per-step deltas; see device_kv_tables.h.
+#include "worker/kv/device_kv_tables.h"
+
+#include <algorithm>
+
+#include "base/check.h"
+
+namespace rami::kv {
+namespace {
+
+constexpr int64_t kMinRegion = 4;        // page entries
+constexpr int64_t kMinTableSize = 1024;  // page entries of the first page_table allocation
+
+int64_t RoundUpPow2(int64_t n) {
+  int64_t p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+template <typename T>
+void Scatter(const TableWrites<T>& writes, std::vector<T>& table) {
+  for (size_t i = 0; i < writes.size(); ++i) {
+    RAMI_CHECK(writes.index[i] >= 0 && static_cast<size_t>(writes.index[i]) < table.size(),
+               "delta write %d outside a table of %zu", writes.index[i], table.size());
+    table[writes.index[i]] = writes.value[i];
+  }
+}
+
+}  // namespace
+
+int64_t KvTablesDelta::writes() const {
+  return static_cast<int64_t>(page_table.size() + kept_page_start.size() + kept_count.size() +
+                              window_page_start.size() + window_base.size() + window_start.size() +
+                              flag_start.size() + flags.size());
+}
+
+void KvTablesDelta::Clear() {
+  for (auto* w : {&page_table, &kept_page_start, &kept_count, &window_page_start, &window_base,
+                  &window_start, &flag_start}) {
+    w->clear();
+  }
+  flags.clear();
+  moved = 0;
+}
+
+void KvTablesHost::Apply(const KvTablesDelta& d) {
+  RAMI_CHECK(static_cast<size_t>(d.page_table_size) >= page_table.size() &&
+                 static_cast<size_t>(d.num_streams) >= kept_count.size() &&
+                 static_cast<size_t>(d.flags_size) >= flags.size(),
+             "device tables never shrink");
+  page_table.resize(d.page_table_size, 0);
+  for (auto* v : {&kept_page_start, &kept_count, &window_page_start, &window_base, &window_start,
+                  &flag_start}) {
+    v->resize(d.num_streams, 0);
+  }
+  flags.resize(d.flags_size, 0);
+  Scatter(d.page_table, page_table);
+  Scatter(d.kept_page_start, kept_page_start);
+  Scatter(d.kept_count, kept_count);
+  Scatter(d.window_page_start, window_page_start);
+  Scatter(d.window_base, window_base);
+  Scatter(d.window_start, window_start);
+  Scatter(d.flag_start, flag_start);
+  Scatter(d.flags, flags);
+}
+
+DeviceKvTables::DeviceKvTables(int num_layers, int num_kv_heads, int page_size,
+                               const CachePolicy& policy)
+    : num_layers_(num_layers),
+      num_kv_heads_(num_kv_heads),
+      streams_per_seq_(num_layers * num_kv_heads),
+      page_size_(page_size),
+      rules_{policy, page_size},
+      // An evicting window spans ≤ W + 1 positions plus a decode step's token: room for twice
+      // that many pages lets it slide a full region length between moves. Dense windows only
+      // grow: they start small and double.
+      min_window_capacity_(
+          policy.evicts() ? RoundUpPow2(std::max<int64_t>(
+                                kMinRegion, 2 * (rules_.PagesFor(int64_t{policy.window} + 2) + 1)))
+                          : kMinRegion) {}
+
+int32_t DeviceKvTables::StreamBase(SeqId id) const {
+  auto it = slot_of_.find(id);
+  return it == slot_of_.end() ? -1 : it->second * streams_per_seq_;
+}
+
+void DeviceKvTables::Sync(const KvCache& cache, absl::Span<const SeqId> ids, KvTablesDelta* delta) {
+  RAMI_CHECK(cache.num_layers() == num_layers_ && cache.num_kv_heads() == num_kv_heads_ &&
+                 cache.pool().page_size() == page_size_,
+             "device tables built for another cache geometry");
+  delta->Clear();
+  delta->page_table_size = static_cast<int64_t>(mirror_.page_table.size());
+  delta->num_streams = static_cast<int64_t>(mirror_.kept_count.size());
+  delta->flags_size = static_cast<int64_t>(mirror_.flags.size());
+  // Releases first, so that their regions and slots serve this step's new sequences.
+  for (SeqId id : ids) {
+    auto it = slot_of_.find(id);
+    if (it != slot_of_.end() && !cache.Contains(id)) ReleaseSlot(it->second);
+  }
+  for (SeqId id : ids) {
+    const std::vector<KvStream>* streams = cache.StreamsOf(id);
+    if (streams == nullptr) continue;
+    auto it = slot_of_.find(id);
+    const bool fresh = it == slot_of_.end();
+    const int slot = fresh ? AcquireSlot(id, delta) : it->second;
+    const int64_t length = cache.Length(id);
+    const int32_t window_start = rules_.WindowStart(length);
+    for (int i = 0; i < streams_per_seq_; ++i) {
+      SyncStream(slot, i, (*streams)[i], window_start, fresh, delta);
+    }
+    slots_[slot].synced_length = length;
+  }
+}
+
+int DeviceKvTables::AcquireSlot(SeqId id, KvTablesDelta* delta) {
+  int slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    slot = static_cast<int>(slots_.size());
+    slots_.emplace_back();
+    const size_t streams = slots_.size() * streams_per_seq_;
+    for (auto* v : {&mirror_.kept_page_start, &mirror_.kept_count, &mirror_.window_page_start,
+                    &mirror_.window_base, &mirror_.window_start, &mirror_.flag_start}) {
+      v->resize(streams, 0);
+    }
+    delta->num_streams = static_cast<int64_t>(streams);
+  }
+  Slot& s = slots_[slot];
+  s.id = id;
+  s.used = true;
+  s.synced_length = 0;
+  s.streams.assign(streams_per_seq_, StreamState());
+  slot_of_[id] = slot;
+  return slot;
+}
+
+void DeviceKvTables::Release(SeqId id) {
+  auto it = slot_of_.find(id);
+  if (it != slot_of_.end()) ReleaseSlot(it->second);
+}
+
+void DeviceKvTables::ExpectDeviceFlags(SeqId id, int64_t count) {
+  if (rules_.policy.kind != CachePolicyKind::kDms || count <= 0) return;
+  auto it = slot_of_.find(id);
+  RAMI_CHECK(it != slot_of_.end(), "sequence %lld was not synced", static_cast<long long>(id));
+  const Slot& sl = slots_[it->second];
+  const int64_t length = sl.synced_length;
+  for (int i = 0; i < streams_per_seq_; ++i) {
+    const int64_t s = static_cast<int64_t>(it->second) * streams_per_seq_ + i;
+    const int64_t base = mirror_.flag_start[s] - mirror_.window_base[s];  // flag of position 0
+    for (int64_t p = std::max<int64_t>(length - 1, 0); p < length + count - 1; ++p) {
+      RAMI_CHECK(p >= mirror_.window_base[s], "decided position %lld left the window",
+                 static_cast<long long>(p));
+      mirror_.flags[base + p] = kUnknownFlag;
+    }
+  }
+}
+
+void DeviceKvTables::ReleaseSlot(int slot) {
+  Slot& s = slots_[slot];
+  for (StreamState& st : s.streams) {
+    FreeRegion(st.kept);
+    FreeRegion(st.window);
+  }
+  slot_of_.erase(s.id);
+  s = Slot();
+  free_slots_.push_back(slot);
+}
+
+DeviceKvTables::Region DeviceKvTables::AllocateRegion(int64_t entries, KvTablesDelta* delta) {
+  const int64_t capacity = RoundUpPow2(std::max(entries, kMinRegion));
+  auto it = free_regions_.find(capacity);
+  if (it != free_regions_.end() && !it->second.empty()) {
+    const int64_t begin = it->second.back();
+    it->second.pop_back();
+    return {begin, capacity};
+  }
+  const Region region{table_end_, capacity};
+  table_end_ += capacity;
+  if (table_end_ > static_cast<int64_t>(mirror_.page_table.size())) {
+    // Grow geometrically: the device copies its old table once per doubling.
+    const int64_t size =
+        std::max({kMinTableSize, table_end_, 2 * static_cast<int64_t>(mirror_.page_table.size())});
+    RAMI_CHECK(size * page_size_ < (int64_t{1} << 31), "device page table over 2^31 entries");
+    mirror_.page_table.resize(size, 0);
+    if (rules_.policy.evicts()) mirror_.flags.resize(size * page_size_, 0);
+    delta->page_table_size = size;
+    delta->flags_size = static_cast<int64_t>(mirror_.flags.size());
+  }
+  return region;
+}
+
+void DeviceKvTables::FreeRegion(Region& region) {
+  if (region.capacity > 0) free_regions_[region.capacity].push_back(region.begin);
+  region = Region();
+}
+
+void DeviceKvTables::SetStreamField(std::vector<int32_t>& table, TableWrites<int32_t>& writes,
+                                    int64_t stream, int32_t value) {
+  if (table[stream] == value) return;
+  table[stream] = value;
+  writes.Add(stream, value);
+}
+
+void DeviceKvTables::SetPage(int64_t at, int32_t page, KvTablesDelta* delta) {
+  if (mirror_.page_table[at] == page) return;
+  mirror_.page_table[at] = page;
+  delta->page_table.Add(at, page);
+}
+
+void DeviceKvTables::SetFlag(int64_t at, uint8_t flag, KvTablesDelta* delta) {
+  if (mirror_.flags[at] == flag) return;
+  mirror_.flags[at] = flag;
+  delta->flags.Add(at, flag);
+}
+
+// Stable entries (never rewritten): kept pages below ceil(kept_synced / P) — the kept list is
+// append-only and only reserved pages past it are trimmed; window pages of absolute index below
+// ceil(synced_length / P) — the window only drops pages at the front; and flags of positions
+// ≤ synced_length − 2 (fixed before the last Sync). Everything after is compared, so a failed
+// step's trimmed and re-reserved pages are rewritten when they differ.
+void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream, int32_t window_start,
+                                bool fresh, KvTablesDelta* delta) {
+  Slot& sl = slots_[slot];
+  StreamState& st = sl.streams[index];
+  const int64_t s = static_cast<int64_t>(slot) * streams_per_seq_ + index;
+  const int64_t P = page_size_;
+  const int64_t synced = fresh ? 0 : sl.synced_length;
+
+  // Kept list: append-only; a full region moves to one twice as large.
+  const int64_t m = static_cast<int64_t>(stream.kept_pages.size());
+  int64_t kept_from = fresh ? 0 : rules_.PagesFor(st.kept_synced);
+  if (m > st.kept.capacity) {
+    Region old = st.kept;
+    st.kept = AllocateRegion(2 * m, delta);
+    FreeRegion(old);
+    kept_from = 0;
+    delta->moved += m;
+  }
+  for (int64_t j = std::min(kept_from, m); j < m; ++j) {
+    SetPage(st.kept.begin + j, stream.kept_pages[j], delta);
+  }
+  st.kept_synced = stream.kept;
+  SetStreamField(mirror_.kept_page_start, delta->kept_page_start, s,
+                 static_cast<int32_t>(st.kept.begin));
+  SetStreamField(mirror_.kept_count, delta->kept_count, s, stream.kept);
+
+  // Window list: slides forward inside its region; moves when it reaches the region's end.
+  RAMI_CHECK(stream.window_base % P == 0, "window base %d not page aligned", stream.window_base);
+  const int64_t n = static_cast<int64_t>(stream.window_pages.size());
+  const int64_t first_page = stream.window_base / P;
+  int64_t start = fresh ? 0 : mirror_.window_page_start[s] + (first_page - st.window_first_page);
+  bool moved = fresh || st.window.capacity == 0;
+  if (moved || start + n > st.window.begin + st.window.capacity) {
+    moved = true;
+    if (st.window.capacity == 0 || 2 * n > st.window.capacity) {
+      Region old = st.window;
+      st.window = AllocateRegion(std::max(2 * n, min_window_capacity_), delta);
+      FreeRegion(old);
+    }
+    start = st.window.begin;
+  }
+  st.window_first_page = first_page;
+  // Unstable window pages: all after a move, else those from absolute page ceil(synced / P).
+  const int64_t window_from =
+      moved ? 0 : std::clamp<int64_t>(rules_.PagesFor(synced) - first_page, 0, n);
+  if (moved) delta->moved += n;
+  for (int64_t j = window_from; j < n; ++j) SetPage(start + j, stream.window_pages[j], delta);
+  SetStreamField(mirror_.window_page_start, delta->window_page_start, s,
+                 static_cast<int32_t>(start));
+  SetStreamField(mirror_.window_base, delta->window_base, s, stream.window_base);
+  SetStreamField(mirror_.window_start, delta->window_start, s, window_start);
+  SetStreamField(mirror_.flag_start, delta->flag_start, s, static_cast<int32_t>(start * P));
+
+  if (!rules_.policy.evicts()) return;
+  RAMI_CHECK(static_cast<int64_t>(stream.flags.size()) == n * P,
+             "stream has %zu flags for %lld window pages", stream.flags.size(),
+             static_cast<long long>(n));
+  // Unstable flags: all after a move, else from position synced − 1 (the pending one) on.
+  // Flags the device wrote since (ExpectDeviceFlags) read kUnknownFlag here, so they are
+  // rewritten from the host's values whatever the step's outcome.
+  const int64_t flag_from =
+      moved ? 0 : std::clamp<int64_t>(synced - 1 - stream.window_base, 0, n * P);
+  if (moved) delta->moved += n * P;
+  for (int64_t i = flag_from; i < n * P; ++i) SetFlag(start * P + i, stream.flags[i], delta);
+}
+
+}  // namespace rami::kv

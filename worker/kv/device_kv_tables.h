@@ -1,0 +1,152 @@
+// DeviceKvTables: the host side of the device page tables that the CUDA kernels read
+// (kernels/cuda/kv_cache_view.h) — a host mirror of the flat tables, laid out as on the device,
+// and the per-step *delta* that brings the device copy in line with the CPU KvCache.
+//
+// Ownership: the CPU KvCache stays the source of truth for page allocation, eviction and
+// promotion. After a step's reservation (and the previous step's commit, forks and frees),
+// Sync reads the touched sequences' streams and emits only the entries that changed: at batch
+// 256 on Qwen3-8B the tables hold millions of entries, never re-uploaded whole.
+//
+// Layout: every synced sequence owns a *slot*; stream (slot, layer, head) is number
+// (slot · num_layers + layer) · num_kv_heads + head, stable for the sequence's life, so
+// token_stream[t] = StreamBase(seq) + layer · num_kv_heads (the kernels add the head). Each
+// stream owns two regions of the flat page_table: its kept list (append-only; moved to a region
+// twice as large when full) and its window list (pages leave at the front, arrive at the back:
+// window_page_start slides forward inside the region and the list moves back to the region's
+// start, or to a larger region, when it reaches the end). Every move writes the whole list, at
+// most once per list length of appended pages: O(1) writes per page, amortized. Flags run
+// parallel to the page table — window slot i of stream s is flags[window_page_start[s] ·
+// page_size + i] — so sliding the window moves no flag either.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "absl/types/span.h"
+#include "worker/kv/cache_policy.h"
+#include "worker/kv/kv_cache.h"
+
+namespace rami::kv {
+
+// (index, value) writes into one flat table.
+template <typename T>
+struct TableWrites {
+  std::vector<int32_t> index;
+  std::vector<T> value;
+  void Add(int64_t i, T v) {
+    index.push_back(static_cast<int32_t>(i));
+    value.push_back(v);
+  }
+  size_t size() const { return index.size(); }
+  void clear() {
+    index.clear();
+    value.clear();
+  }
+};
+
+// What one Sync changed. The device applies it in this order: grow each buffer to its new size
+// (keeping the old content, zeroing the new entries), then scatter the writes.
+struct KvTablesDelta {
+  int64_t page_table_size = 0;  // int32 entries after the delta
+  int64_t num_streams = 0;      // entries of each per-stream array after the delta
+  int64_t flags_size = 0;       // bytes after the delta (page_table_size · page_size; 0: no flags)
+  TableWrites<int32_t> page_table;
+  TableWrites<int32_t> kept_page_start;    // [num_streams]
+  TableWrites<int32_t> kept_count;         // [num_streams]
+  TableWrites<int32_t> window_page_start;  // [num_streams]
+  TableWrites<int32_t> window_base;        // [num_streams]
+  TableWrites<int32_t> window_start;       // [num_streams]
+  TableWrites<int32_t> flag_start;         // [num_streams]
+  TableWrites<uint8_t> flags;              // [flags_size]
+  int64_t moved = 0;  // writes (page entries + flags) that moved a list to another place
+
+  int64_t writes() const;  // all (index, value) pairs
+  void Clear();            // keeps the sizes
+};
+
+// The flat tables on the host, laid out as on the device (KvCacheCudaView's arrays).
+struct KvTablesHost {
+  std::vector<int32_t> page_table;
+  std::vector<int32_t> kept_page_start, kept_count, window_page_start, window_base, window_start,
+      flag_start;  // [num_streams] each
+  std::vector<uint8_t> flags;
+  // Grows to the delta's sizes (new entries zero) and scatters its writes: the CPU twin of the
+  // device update.
+  void Apply(const KvTablesDelta& delta);
+};
+
+class DeviceKvTables {
+ public:
+  DeviceKvTables(int num_layers, int num_kv_heads, int page_size, const CachePolicy& policy);
+
+  // Brings the mirror in line with `cache` for `ids` — the sequences reserved for this step,
+  // committed by the previous one, forked or freed since the last Sync (an id the cache no
+  // longer holds releases its slot; an untouched sequence's entries stay valid) — and writes
+  // what changed to *delta (cleared first).
+  void Sync(const KvCache& cache, absl::Span<const SeqId> ids, KvTablesDelta* delta);
+
+  // Frees the slot of `id` now (Sync also does it for a touched id the cache no longer holds):
+  // an engine that reuses a SeqId after FreeSequence must call it before the next Sync.
+  void Release(SeqId id);
+
+  // A mirror flag the device may have changed without the host knowing (never 0 or 1).
+  static constexpr uint8_t kUnknownFlag = 0xff;
+
+  // After Sync, for each sequence whose step appends `count` tokens under dms: the step's
+  // KvWrite sets the flags of positions [length − 1, length + count − 1) on the device (the
+  // one-token shift). They read kUnknownFlag in the mirror until a later Sync rewrites them from
+  // the host's values — the decisions copied back after a commit, or the reset pending flag
+  // after a failed step — so mirror and device never disagree silently.
+  void ExpectDeviceFlags(SeqId id, int64_t count);
+
+  // First stream of a synced sequence (its slot · layers · heads), or -1.
+  int32_t StreamBase(SeqId id) const;
+  const KvTablesHost& mirror() const { return mirror_; }
+  int num_slots() const { return static_cast<int>(slots_.size()); }
+  int page_size() const { return page_size_; }
+  int streams_per_sequence() const { return streams_per_seq_; }
+
+ private:
+  struct Region {
+    int64_t begin = 0;
+    int64_t capacity = 0;  // a power of two; 0: none
+  };
+  struct StreamState {
+    Region kept, window;
+    int64_t window_first_page = 0;  // absolute page index (window_base / P) at window_page_start
+    int32_t kept_synced = 0;        // kept tokens at the last Sync
+  };
+  struct Slot {
+    SeqId id = -1;
+    bool used = false;
+    int64_t synced_length = 0;  // tokens committed at the last Sync
+    std::vector<StreamState> streams;
+  };
+
+  int AcquireSlot(SeqId id, KvTablesDelta* delta);
+  void ReleaseSlot(int slot);
+  void SyncStream(int slot, int index, const KvStream& stream, int32_t window_start, bool fresh,
+                  KvTablesDelta* delta);
+  Region AllocateRegion(int64_t entries, KvTablesDelta* delta);
+  void FreeRegion(Region& region);
+  void SetStreamField(std::vector<int32_t>& table, TableWrites<int32_t>& writes, int64_t stream,
+                      int32_t value);
+  void SetPage(int64_t at, int32_t page, KvTablesDelta* delta);
+  void SetFlag(int64_t at, uint8_t flag, KvTablesDelta* delta);
+
+  const int num_layers_;
+  const int num_kv_heads_;
+  const int streams_per_seq_;
+  const int page_size_;
+  const StreamRules rules_;
+  const int64_t min_window_capacity_;
+  std::map<SeqId, int> slot_of_;
+  std::vector<Slot> slots_;
+  std::vector<int> free_slots_;
+  std::map<int64_t, std::vector<int64_t>> free_regions_;  // capacity → region begins
+  int64_t table_end_ = 0;                                 // bump pointer into page_table
+  KvTablesHost mirror_;
+};
+
+}  // namespace rami::kv

@@ -1,0 +1,127 @@
+// KvCache: one rank's KV-cache shard — a page pool and, per sequence, one KvStream per
+// (layer, local KV head) under one CachePolicy (dense, dms or window). It reserves pages
+// before a step (all or nothing), describes the step's streams to the kernels, commits the
+// step (promotions, evictions, releases), forks sequences, and reports the accounting the
+// scheduler plans with (dms.md §4).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "kernels/paged_attention.h"
+#include "worker/kv/cache_policy.h"
+#include "worker/kv/kv_page_pool.h"
+#include "worker/kv/kv_stream.h"
+
+namespace rami::kv {
+
+using SeqId = int64_t;
+
+// The streams of one step's sequences as the kernels read them, built once per step. Stream
+// (b, layer, h) of batch entry b is number (b · num_layers + layer) · num_kv_heads + h.
+struct StepStreams {
+  std::vector<int32_t> page_table;  // every list's page ids, concatenated
+  std::vector<int32_t> kept_page_start;
+  std::vector<int32_t> kept_count;
+  std::vector<int32_t> window_page_start;
+  std::vector<int32_t> window_base;
+  std::vector<int32_t> window_start;
+  std::vector<uint8_t*> window_flags;  // into the cache's streams; empty if nothing is evicted
+};
+
+struct SequenceStats {
+  int64_t logical_tokens = 0;  // tokens processed
+  int64_t live_min = 0;        // live tokens over the (layer, head) streams: min, max, sum
+  int64_t live_max = 0;
+  int64_t live_sum = 0;
+  double live_fraction = 1.0;  // mean over streams of live / logical
+  int64_t decided = 0;         // eviction decisions taken (one per token, layer and head)
+  int64_t evicted = 0;
+  int64_t page_refs = 0;       // pages its streams reference (shared pages counted here too)
+  int64_t unshared_pages = 0;  // pages only it references: what freeing it returns
+};
+
+struct CacheStats {
+  int num_pages = 0;
+  int free_pages = 0;
+  int pages_in_use = 0;  // physical: forked sequences share pages
+  int num_sequences = 0;
+  int64_t logical_tokens = 0;
+  int64_t live_tokens = 0;         // summed over sequences and streams
+  double compression_ratio = 1.0;  // 1 / mean(live / logical) over streams and sequences
+  double eviction_rate = 0.0;      // mean α over all decisions
+};
+
+class KvCache {
+ public:
+  // `store_values` false: a K-only cache (MLA: one latent + rope-key row per token and layer,
+  // num_kv_heads 1, head_dim kv_lora_rank + qk_rope_head_dim).
+  KvCache(const KvPoolConfig& pool_config, int num_layers, int num_kv_heads, int head_dim,
+          const CachePolicy& policy, bool store_values = true);
+
+  const CachePolicy& policy() const { return rules_.policy; }
+  int num_layers() const { return num_layers_; }
+  int num_kv_heads() const { return num_kv_heads_; }
+  KvPagePool& pool() { return pool_; }
+  const KvPagePool& pool() const { return pool_; }
+
+  absl::Status AddSequence(SeqId id);   // AlreadyExists when present
+  absl::Status FreeSequence(SeqId id);  // NotFound when absent; releases its references
+  bool Contains(SeqId id) const { return seqs_.count(id) != 0; }
+  int num_sequences() const { return static_cast<int>(seqs_.size()); }
+  int64_t Length(SeqId id) const;  // tokens processed (0 for an unknown id)
+
+  // Children share the parent's full pages and copy its partial tail pages; each then
+  // evolves on its own (the parent's pending flag stays pending in every child). All or
+  // nothing: NotFound / AlreadyExists / ResourceExhausted leave the cache unchanged.
+  absl::Status Fork(SeqId parent, absl::Span<const SeqId> children);
+  int64_t ForkPageBound(SeqId parent) const;  // pages one child allocates
+
+  // Pages that appending `count` tokens to `id` may allocate (exact for a decode step).
+  int64_t PagesToAppend(SeqId id, int64_t count) const;
+  // Reserves pages for a step, all or nothing (ResourceExhausted, nothing allocated).
+  absl::Status ReserveAppend(absl::Span<const std::pair<SeqId, int64_t>> appends);
+  // After a successful step that appended `count` tokens to `id`.
+  void CommitAppend(SeqId id, int64_t count);
+  // After a failed step: returns the unused reservation; the sequence is as before.
+  void AbortAppend(SeqId id);
+  // Pages each of the next k decode steps of `ids` allocates (one token per sequence per
+  // step): exact for k ≤ W under dms, always for dense and window.
+  std::vector<int64_t> DecodePageNeeds(absl::Span<const SeqId> ids, int k) const;
+
+  StepStreams BuildStepStreams(absl::Span<const SeqId> batch);
+  // The kernels' view of a step's streams (valid while `streams` and the cache live).
+  kernels::KvStreamsView View(const StepStreams& streams);
+
+  // The [num_layers · num_kv_heads] streams of `id` (index layer · H + head), or null when
+  // absent: read by the device page-table mirror (worker/kv/device_kv_tables.h).
+  const std::vector<KvStream>* StreamsOf(SeqId id) const {
+    auto it = seqs_.find(id);
+    return it == seqs_.end() ? nullptr : &it->second.streams;
+  }
+
+  // Live tokens of one (layer, head) stream.
+  int64_t StreamLive(SeqId id, int layer, int head) const;
+  SequenceStats SequenceStatsOf(SeqId id) const;
+  CacheStats Stats() const;
+
+ private:
+  struct Sequence {
+    int64_t length = 0;
+    std::vector<KvStream> streams;  // [num_layers · num_kv_heads], index layer · H + head
+    int64_t decided = 0;
+    int64_t evicted = 0;
+  };
+
+  int num_layers_;
+  int num_kv_heads_;
+  StreamRules rules_;
+  KvPagePool pool_;
+  std::map<SeqId, Sequence> seqs_;
+};
+
+}  // namespace rami::kv
