@@ -1,4 +1,4 @@
-// The engine rows of `rami-bench decode`: a CudaModel per policy (a Model::ShapeOnly of the
+// The engine rows of `rami-bench decode`: a CudaModel per policy (an engine::ModelShape of the
 // bench's Qwen3 shape + DeviceWeights::Random), cache states of `context` tokens per sequence
 // built through the KvCache API (no prefill: the device pool's contents stay zero, only the
 // timing matters), then decode steps through Reserve + RunReserved, timed by wall clock.
@@ -23,9 +23,9 @@
 #include "nlohmann/json.hpp"
 #include "tools/bench_cache_state.h"
 #include "worker/checkpoint/config_parser.h"
-#include "worker/cpu/model.h"
 #include "worker/cuda/cuda_model.h"
 #include "worker/cuda/device_weights.h"
+#include "worker/engine/model_shape.h"
 #include "worker/engine/sampler.h"
 #include "worker/kv/kv_cache.h"
 
@@ -36,7 +36,6 @@ using checkpoint::ParseModelConfig;
 using checkpoint::ModelConfig;
 using checkpoint::ShardDims;
 using collectives::SingleRankCollectives;
-using cpu::Model;
 using cuda::CudaModel;
 using cuda::DecodeGraphStats;
 using engine::ForwardResult;
@@ -229,9 +228,9 @@ int RunPolicy(const DecodeBenchOptions& o, bool dms, double copy_gbs, Clock::tim
   const Clock::time_point made = Clock::now();
   absl::StatusOr<ModelConfig> config = BenchConfig(o, dms);
   RAMI_ENGINE_OK(config.status());
-  absl::StatusOr<std::unique_ptr<Model>> shape = Model::ShapeOnly(*config, {});
+  absl::StatusOr<engine::ModelShape> shape = engine::ModelShape::Make(*config, {});
   RAMI_ENGINE_OK(shape.status());
-  const ShardDims dims = (*shape)->dims();
+  const ShardDims dims = shape->dims();
   absl::StatusOr<std::unique_ptr<cuda::DeviceWeights>> weights =
       cuda::DeviceWeights::Random(*config, dims, kDtype, kWeightSeed);
   RAMI_ENGINE_OK(weights.status());
@@ -248,7 +247,7 @@ int RunPolicy(const DecodeBenchOptions& o, bool dms, double copy_gbs, Clock::tim
       model->MakeCache(o.page_size, policy, o.engine_pool_fraction);
   RAMI_ENGINE_OK(own.status());
   const int num_pages = (*own)->pool().num_pages();
-  absl::StatusOr<std::unique_ptr<KvCache>> twin = model->cpu_model().MakeCache(
+  absl::StatusOr<std::unique_ptr<KvCache>> twin = model->shape().MakeCache(
       {.page_size = o.page_size, .num_pages = num_pages, .allocate_storage = false}, policy);
   RAMI_ENGINE_OK(twin.status());
   KvCache& cache = **twin;

@@ -70,14 +70,15 @@ absl::Status Run(const Options& o) {
   const absl::Time load_start = absl::Now();
   absl::StatusOr<std::unique_ptr<rami::cpu::Model>> model = rami::cpu::Model::Load(o.model, {});
   if (!model.ok()) return model.status();
-  rami::kv::CachePolicy policy = (*model)->DefaultCachePolicy();
+  rami::kv::CachePolicy policy = (*model)->shape().DefaultCachePolicy();
   if (!o.cache_policy.empty()) {
     absl::StatusOr<rami::kv::CachePolicy> parsed =
         rami::kv::CachePolicy::Parse(o.cache_policy, (*model)->config().dms.window_size);
     if (!parsed.ok()) return parsed.status();
     policy = *parsed;
   }
-  absl::StatusOr<std::unique_ptr<rami::kv::KvCache>> made = (*model)->MakeCache(o.pool, policy);
+  absl::StatusOr<std::unique_ptr<rami::kv::KvCache>> made =
+      (*model)->shape().MakeCache(o.pool, policy);
   if (!made.ok()) return made.status();
   std::unique_ptr<rami::kv::KvCache> cache = std::move(*made);
   rami::collectives::SingleRankCollectives comm;

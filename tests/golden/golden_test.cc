@@ -74,8 +74,8 @@ struct Trace {
 
 Trace RunGreedy(const Model& model, Collectives& comm,
                 const std::vector<std::vector<int32_t>>& prompts, int steps, int chunk = 0) {
-  absl::StatusOr<std::unique_ptr<KvCache>> made =
-      model.MakeCache({.page_size = 4, .num_pages = 4096}, model.DefaultCachePolicy());
+  absl::StatusOr<std::unique_ptr<KvCache>> made = model.shape().MakeCache(
+      {.page_size = 4, .num_pages = 4096}, model.shape().DefaultCachePolicy());
   EXPECT_TRUE(made.ok()) << made.status();
   if (!made.ok()) return {};
   std::unique_ptr<KvCache> cache = std::move(*made);
@@ -219,8 +219,8 @@ TEST_P(GoldenTest, BatchEqualsEachPromptAlone) {
 // latent pages for MLA) decodes exactly like the unforked sequence; so does its sibling.
 TEST_P(GoldenTest, ForkedChildrenDecodeLikeTheRoot) {
   const Trace plain = RunGreedy(*model_, single_, {prompts_.back()}, 6);
-  absl::StatusOr<std::unique_ptr<KvCache>> cache =
-      model_->MakeCache({.page_size = 3, .num_pages = 4096}, model_->DefaultCachePolicy());
+  absl::StatusOr<std::unique_ptr<KvCache>> cache = model_->shape().MakeCache(
+      {.page_size = 3, .num_pages = 4096}, model_->shape().DefaultCachePolicy());
   ASSERT_TRUE(cache.ok()) << cache.status();
   ASSERT_TRUE((*cache)->AddSequence(0).ok());
   std::vector<SequenceChunk> step = {{.seq_id = 0, .tokens = prompts_.back()}};
@@ -277,12 +277,12 @@ TEST_P(GoldenTest, TensorParallelTwoEqualsOne) {
 class DmsGoldenTest : public GoldenTest {};
 
 TEST_P(DmsGoldenTest, LiveTokensAndEvictionRateMatchReference) {
-  ASSERT_EQ(model_->DefaultCachePolicy().kind, CachePolicyKind::kDms);
+  ASSERT_EQ(model_->shape().DefaultCachePolicy().kind, CachePolicyKind::kDms);
   for (size_t i = 0; i < cases_.size(); ++i) {
     ASSERT_TRUE(cases_[i].dms.has_value()) << "case " << i;
     const testing::GoldenDms& golden = *cases_[i].dms;
-    absl::StatusOr<std::unique_ptr<KvCache>> cache =
-        model_->MakeCache({.page_size = 3, .num_pages = 4096}, model_->DefaultCachePolicy());
+    absl::StatusOr<std::unique_ptr<KvCache>> cache = model_->shape().MakeCache(
+        {.page_size = 3, .num_pages = 4096}, model_->shape().DefaultCachePolicy());
     ASSERT_TRUE(cache.ok()) << cache.status();
     ASSERT_TRUE((*cache)->AddSequence(0).ok());
     auto check_live = [&](const std::vector<std::vector<int64_t>>& expected,
@@ -328,8 +328,8 @@ TEST(DmsAlphaPerLayer, HeadZeroDecidesForEveryHead) {
   ASSERT_TRUE(model.ok()) << model.status();
   SingleRankCollectives single;
   const Trace tp1 = RunGreedy(**model, single, prompts, 10);
-  absl::StatusOr<std::unique_ptr<KvCache>> cache =
-      (*model)->MakeCache({.page_size = 2, .num_pages = 512}, (*model)->DefaultCachePolicy());
+  absl::StatusOr<std::unique_ptr<KvCache>> cache = (*model)->shape().MakeCache(
+      {.page_size = 2, .num_pages = 512}, (*model)->shape().DefaultCachePolicy());
   ASSERT_TRUE(cache.ok());
   ASSERT_TRUE((*cache)->AddSequence(0).ok());
   const std::vector<SequenceChunk> step = {{.seq_id = 0, .tokens = prompts[0]}};

@@ -20,6 +20,7 @@
 // decode kernel, MoE routing on the host).
 // Plus a random-weight Qwen3 widened to hidden 256 and head_dim 64 against the CPU backend:
 // plain q/k norms (no golden has them at head_dim 64), a wider hidden, longer prompts.
+#include "worker/cpu/model.h"
 #include "worker/cuda/cuda_model.h"
 
 #include <algorithm>
@@ -345,13 +346,13 @@ TEST_P(CudaModelGoldenGpuTest, MatchesTransformers) {
   // The Llama-family kernels' head sizes (MLA's config head_dim is the rope width: any).
   ASSERT_TRUE(config.mla.enabled || config.head_dim == 64 || config.head_dim == 128)
       << config.head_dim;
-  const CachePolicy policy = (*cpu)->DefaultCachePolicy();
+  const CachePolicy policy = (*cpu)->shape().DefaultCachePolicy();
   const bool dms = policy.kind == CachePolicyKind::kDms;
   for (const GoldenCase& c : *cases) ASSERT_EQ(c.dms.has_value(), dms);
   // The CPU backend: on the same steps, the fp32 DMS reference for live counts; without a
   // device, the backend the driver and the fp32 checks run on.
   absl::StatusOr<std::unique_ptr<KvCache>> cpu_cache =
-      (*cpu)->MakeCache({.page_size = kPageSize, .num_pages = 1024}, policy);
+      (*cpu)->shape().MakeCache({.page_size = kPageSize, .num_pages = 1024}, policy);
   ASSERT_TRUE(cpu_cache.ok()) << cpu_cache.status();
   ASSERT_TRUE(AddCaseSequences(**cpu_cache, cases->size()).ok());
   SingleRankCollectives comm;
@@ -376,8 +377,9 @@ TEST_P(CudaModelGoldenGpuTest, MatchesTransformers) {
   const std::string mode = name + (fp32 ? " fp32" : " bf16, teacher-forced");
   absl::StatusOr<std::unique_ptr<Model>> for_gpu = Model::Load(testing::GoldenModelDir(name), {});
   ASSERT_TRUE(for_gpu.ok()) << for_gpu.status();
-  absl::StatusOr<std::unique_ptr<cuda::CudaModel>> gpu = cuda::CudaModel::Create(
-      std::move(*for_gpu), {.dtype = fp32 ? DeviceDType::kF32 : DeviceDType::kBF16});
+  absl::StatusOr<std::unique_ptr<cuda::CudaModel>> gpu =
+      cuda::CudaModel::Create((*for_gpu)->shape(), (*for_gpu)->weights(),
+                              {.dtype = fp32 ? DeviceDType::kF32 : DeviceDType::kBF16});
   ASSERT_TRUE(gpu.ok()) << gpu.status();
   absl::StatusOr<std::unique_ptr<KvCache>> gpu_cache =
       (*gpu)->MakeCache(kPageSize, policy, kPoolFraction);
@@ -541,9 +543,9 @@ void ExpectWideModelMatchesCpu(const std::string& name, ModelWriter write,
     absl::StatusOr<std::unique_ptr<Model>> cpu = Model::Load(dir->path(), {});
     absl::StatusOr<std::unique_ptr<Model>> for_gpu = Model::Load(dir->path(), {});
     ASSERT_TRUE(cpu.ok() && for_gpu.ok()) << cpu.status();
-    const CachePolicy policy = (*cpu)->DefaultCachePolicy();
+    const CachePolicy policy = (*cpu)->shape().DefaultCachePolicy();
     absl::StatusOr<std::unique_ptr<KvCache>> cpu_cache =
-        (*cpu)->MakeCache({.page_size = kPageSize, .num_pages = 1024}, policy);
+        (*cpu)->shape().MakeCache({.page_size = kPageSize, .num_pages = 1024}, policy);
     ASSERT_TRUE(cpu_cache.ok()) << cpu_cache.status();
     if (cuda::DeviceCount() == 0) {  // the variant still loads and runs on the CPU backend
       ASSERT_TRUE((*cpu_cache)->AddSequence(9).ok());
@@ -553,7 +555,7 @@ void ExpectWideModelMatchesCpu(const std::string& name, ModelWriter write,
       RAMI_REQUIRE_CUDA_DEVICE();
     }
     absl::StatusOr<std::unique_ptr<cuda::CudaModel>> gpu =
-        cuda::CudaModel::Create(std::move(*for_gpu), {.dtype = dtype});
+        cuda::CudaModel::Create((*for_gpu)->shape(), (*for_gpu)->weights(), {.dtype = dtype});
     ASSERT_TRUE(gpu.ok()) << gpu.status();
     absl::StatusOr<std::unique_ptr<KvCache>> gpu_cache =
         (*gpu)->MakeCache(kPageSize, policy, kPoolFraction);

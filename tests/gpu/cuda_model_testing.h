@@ -6,6 +6,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "worker/cpu/model.h"
 #include "worker/cuda/cuda_model.h"
 
 namespace rami::gpu_test {
@@ -27,9 +28,9 @@ inline CudaModelAndCache MakeCudaModel(const std::string& name,
   absl::StatusOr<std::unique_ptr<Model>> cpu = Model::Load(dir, {});
   EXPECT_TRUE(cpu.ok()) << cpu.status();
   if (!cpu.ok()) return {};
-  const CachePolicy policy = (*cpu)->DefaultCachePolicy();
+  const CachePolicy policy = (*cpu)->shape().DefaultCachePolicy();
   absl::StatusOr<std::unique_ptr<cuda::CudaModel>> model =
-      cuda::CudaModel::Create(std::move(*cpu), options);
+      cuda::CudaModel::Create((*cpu)->shape(), (*cpu)->weights(), options);
   EXPECT_TRUE(model.ok()) << model.status();
   if (!model.ok()) return {};
   absl::StatusOr<std::unique_ptr<KvCache>> cache = (*model)->MakeCache(16, policy, 0.02);

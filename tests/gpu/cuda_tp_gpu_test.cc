@@ -20,6 +20,7 @@
 #include "tests/gpu/require_device.h"
 #include "worker/collectives/nccl_collectives.h"
 #include "worker/collectives/rendezvous_store.h"
+#include "worker/cpu/model.h"
 #include "worker/cuda/cuda_model.h"
 
 namespace rami {
@@ -91,9 +92,10 @@ void RunRank(const std::string& dir, int rank, int world, RendezvousStore* store
   ASSERT_EQ(cudaSetDevice(rank), cudaSuccess);
   absl::StatusOr<std::unique_ptr<Model>> cpu = Model::Load(dir, {rank, world});
   ASSERT_TRUE(cpu.ok()) << cpu.status();
-  const CachePolicy policy = (*cpu)->DefaultCachePolicy();
-  absl::StatusOr<std::unique_ptr<cuda::CudaModel>> model = cuda::CudaModel::Create(
-      std::move(*cpu), {.dtype = kernels::DeviceDType::kF32, .world_size = world});
+  const CachePolicy policy = (*cpu)->shape().DefaultCachePolicy();
+  absl::StatusOr<std::unique_ptr<cuda::CudaModel>> model =
+      cuda::CudaModel::Create((*cpu)->shape(), (*cpu)->weights(),
+                              {.dtype = kernels::DeviceDType::kF32, .world_size = world});
   ASSERT_TRUE(model.ok()) << model.status();
   if (world > 1) {
     absl::StatusOr<std::unique_ptr<NcclCollectives>> nccl =

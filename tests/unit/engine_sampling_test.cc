@@ -18,6 +18,8 @@
 
 namespace rami {
 
+using engine::ModelShape;
+
 using checkpoint::ModelConfig;
 using collectives::Collectives;
 using collectives::SingleRankCollectives;
@@ -40,10 +42,7 @@ namespace {
 class SamplingBackend : public ForwardBackend {
  public:
   explicit SamplingBackend(std::unique_ptr<Model> model) : model_(std::move(model)) {}
-  const ModelConfig& config() const override { return model_->config(); }
-  absl::Status Reserve(absl::Span<const SequenceChunk> chunks, KvCache& cache) const override {
-    return model_->Reserve(chunks, cache);
-  }
+  const ModelShape& shape() const override { return model_->shape(); }
   absl::StatusOr<ForwardResult> RunReserved(absl::Span<const SequenceChunk> chunks, KvCache& cache,
                                             Collectives& comm) const override {
     absl::StatusOr<ForwardResult> full = model_->RunReserved(chunks, cache, comm);
@@ -78,9 +77,9 @@ class SamplingBackend : public ForwardBackend {
   mutable int samples_ = 0;
 };
 
-std::unique_ptr<Engine> MakeEngine(std::unique_ptr<ForwardBackend> backend, const Model& shape) {
-  absl::StatusOr<std::unique_ptr<KvCache>> cache =
-      shape.MakeCache({.page_size = 4, .num_pages = 512}, shape.DefaultCachePolicy());
+std::unique_ptr<Engine> MakeEngine(std::unique_ptr<ForwardBackend> backend, const Model& model) {
+  absl::StatusOr<std::unique_ptr<KvCache>> cache = model.shape().MakeCache(
+      {.page_size = 4, .num_pages = 512}, model.shape().DefaultCachePolicy());
   EXPECT_TRUE(cache.ok()) << cache.status();
   return std::make_unique<Engine>(std::move(backend), std::move(*cache),
                                   std::make_unique<SingleRankCollectives>());

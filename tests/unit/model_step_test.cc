@@ -1,5 +1,5 @@
 // Model::Forward rejects bad steps with a clear status and leaves the cache as it was; a
-// Model::ShapeOnly has the shapes of a loaded model and refuses to run.
+// ModelShape has the shapes of a loaded model's shard and reserves steps without weights.
 #include <string>
 
 #include "gtest/gtest.h"
@@ -8,6 +8,8 @@
 #include "worker/cpu/model.h"
 
 namespace rami {
+
+using engine::ModelShape;
 
 using checkpoint::ParseModelConfig;
 
@@ -31,7 +33,7 @@ class ModelStepTest : public ::testing::Test {
     model_ = std::move(*model);
     // 2 layers × 2 KV heads = 4 streams: 8 pages of 4 tokens hold 8 tokens per sequence.
     absl::StatusOr<std::unique_ptr<KvCache>> cache =
-        model_->MakeCache({.page_size = 4, .num_pages = 8}, CachePolicy::Dense());
+        model_->shape().MakeCache({.page_size = 4, .num_pages = 8}, CachePolicy::Dense());
     ASSERT_TRUE(cache.ok()) << cache.status();
     cache_ = std::move(*cache);
     ASSERT_TRUE(cache_->AddSequence(1).ok());
@@ -89,55 +91,51 @@ ModelConfig Qwen3_8B() {
   return c.ok() ? *c : ModelConfig{};
 }
 
-TEST(ModelShapeOnlyTest, HasTheShardDimsAndRopeOfTheConfig) {
+TEST(ModelShapeTest, HasTheShardDimsAndRopeOfTheConfig) {
   const ModelConfig config = Qwen3_8B();
   for (const ShardSpec& shard :
        {ShardSpec{.rank = 0, .world_size = 1}, ShardSpec{.rank = 0, .world_size = 2},
         ShardSpec{.rank = 1, .world_size = 2}}) {
     SCOPED_TRACE(testing::Message() << "rank " << shard.rank << " of " << shard.world_size);
-    absl::StatusOr<std::unique_ptr<Model>> model = Model::ShapeOnly(config, shard);
-    ASSERT_TRUE(model.ok()) << model.status();
-    const ShardDims& d = (*model)->dims();
+    absl::StatusOr<ModelShape> shape = ModelShape::Make(config, shard);
+    ASSERT_TRUE(shape.ok()) << shape.status();
+    const ShardDims& d = shape->dims();
     const int t = shard.world_size;
     EXPECT_EQ(d.q_heads, 32 / t);
     EXPECT_EQ(d.kv_heads, 8 / t);
     EXPECT_EQ(d.intermediate, 12288 / t);
     EXPECT_EQ(d.vocab, 151936 / t);
     EXPECT_EQ(d.vocab_start, shard.rank * 151936 / t);
-    EXPECT_EQ((*model)->config().num_layers, 36);
-    EXPECT_EQ((*model)->rope().inv_freq.size(), 64u);  // head_dim / 2
-    EXPECT_FALSE((*model)->has_weights());
-    EXPECT_TRUE((*model)->weights().layers.empty());
-    EXPECT_TRUE((*model)->weights().embed.empty());
-    EXPECT_EQ((*model)->KvPageBytes(16), 16 * 2 * 128 * 4);
+    EXPECT_EQ(shape->config().num_layers, 36);
+    EXPECT_EQ(shape->shard().rank, shard.rank);
+    EXPECT_EQ(shape->rope().inv_freq.size(), 64u);  // head_dim / 2
+    EXPECT_EQ(shape->KvPageBytes(16, sizeof(float)), 16 * 2 * 128 * 4);
   }
   // The shard must divide the model (32 query heads over 3 ranks do not).
-  EXPECT_EQ(Model::ShapeOnly(config, {.rank = 0, .world_size = 3}).status().code(),
+  EXPECT_EQ(ModelShape::Make(config, {.rank = 0, .world_size = 3}).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST(ModelShapeOnlyTest, RefusesToRunAndLeavesTheCacheAsItWas) {
-  absl::StatusOr<std::unique_ptr<Model>> model =
-      Model::ShapeOnly(Qwen3_8B(), {.rank = 0, .world_size = 2});
-  ASSERT_TRUE(model.ok()) << model.status();
-  absl::StatusOr<std::unique_ptr<KvCache>> cache = (*model)->MakeCache(
+TEST(ModelShapeTest, ReservesWithoutWeightsAndLeavesTheCacheAsItWasOnAbort) {
+  absl::StatusOr<ModelShape> shape = ModelShape::Make(Qwen3_8B(), {.rank = 0, .world_size = 2});
+  ASSERT_TRUE(shape.ok()) << shape.status();
+  absl::StatusOr<std::unique_ptr<KvCache>> cache = shape->MakeCache(
       {.page_size = 16, .num_pages = 4096, .allocate_storage = false}, CachePolicy::Dense());
   ASSERT_TRUE(cache.ok()) << cache.status();
   EXPECT_EQ((*cache)->num_kv_heads(), 4);  // the rank's heads
   ASSERT_TRUE((*cache)->AddSequence(1).ok());
-  SingleRankCollectives comm;
   std::vector<SequenceChunk> chunks(1);
   chunks[0].seq_id = 1;
   chunks[0].tokens = {1, 2, 3};
-  ExpectError((*model)->Forward(chunks, **cache, comm).status(),
-              absl::StatusCode::kFailedPrecondition, "ShapeOnly");
-  EXPECT_EQ((*cache)->Length(1), 0);
+  // A bad step reserves nothing.
+  std::vector<SequenceChunk> bad = chunks;
+  bad[0].tokens.push_back(151936);
+  ExpectError(shape->Reserve(bad, **cache), absl::StatusCode::kInvalidArgument, "token id 151936");
   EXPECT_EQ((*cache)->pool().free_pages(), 4096);
-  // Reserve works (the bookkeeping needs no weights); RunReserved returns the reservation.
-  ASSERT_TRUE((*model)->Reserve(chunks, **cache).ok());
+  // Reserve works (the bookkeeping needs no weights); aborting returns the reservation.
+  ASSERT_TRUE(shape->Reserve(chunks, **cache).ok());
   EXPECT_LT((*cache)->pool().free_pages(), 4096);
-  ExpectError((*model)->RunReserved(chunks, **cache, comm).status(),
-              absl::StatusCode::kFailedPrecondition, "no weights");
+  (*cache)->AbortAppend(1);
   EXPECT_EQ((*cache)->Length(1), 0);
   EXPECT_EQ((*cache)->pool().free_pages(), 4096);
 }

@@ -100,7 +100,7 @@ TEST_F(WeightsTest, HalfPrecisionWeightsEqualTheirFloatValues) {
     absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(dir_->path(), {});
     ASSERT_TRUE(model.ok()) << model.status();
     std::unique_ptr<KvCache> cache =
-        *(*model)->MakeCache({.page_size = 4, .num_pages = 64}, CachePolicy::Dense());
+        *(*model)->shape().MakeCache({.page_size = 4, .num_pages = 64}, CachePolicy::Dense());
     ASSERT_TRUE(cache->AddSequence(0).ok());
     SingleRankCollectives comm;
     const std::vector<SequenceChunk> step = {{.seq_id = 0, .tokens = {5, 17, 200, 3}}};

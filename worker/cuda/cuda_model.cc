@@ -193,7 +193,7 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
                                              KvCache& cache) const {
   if (tables_ == nullptr) return absl::FailedPreconditionError("CUDA backend: no cache made");
   const ModelConfig& c = config();
-  const ShardDims& d = cpu_->dims();
+  const ShardDims& d = shape_.dims();
   const kernels::DeviceDType dtype = options_.dtype;
   const size_t es = kernels::DeviceDTypeSize(dtype);
   const int L = c.num_layers, D = c.head_dim, hidden = c.hidden_size;

@@ -1,5 +1,5 @@
-// CudaModel: the CUDA backend of one rank's shard (ForwardBackend): the CPU Model's config,
-// validation and reservation, its fp32 weights uploaded in the compute dtype (DeviceWeights),
+// CudaModel: the CUDA backend of one rank's shard (ForwardBackend): the shard's ModelShape
+// (config, validation and reservation), its weights in the compute dtype (DeviceWeights),
 // K/V in a device pool indexed by the host KvCache's page ids (an accounting-only pool on the
 // host), page tables updated by per-step deltas (DeviceKvTables), and the forward pass as a
 // sequence of kernels/cuda launches on one stream. Same contract as Model::RunReserved: full
@@ -27,8 +27,8 @@
 #include "kernels/cuda/device_dtype.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/kv_copy.h"
+#include "worker/checkpoint/model_weights.h"
 #include "worker/collectives/nccl_collectives.h"
-#include "worker/cpu/model.h"
 #include "worker/cuda/decode_graphs.h"
 #include "worker/cuda/device_kv_tables_gpu.h"
 #include "worker/cuda/device_sampler.h"
@@ -61,12 +61,14 @@ struct CudaModelOptions {
 
 class CudaModel : public engine::ForwardBackend {
  public:
-  static absl::StatusOr<std::unique_ptr<CudaModel>> Create(std::unique_ptr<cpu::Model> cpu,
+  // `host`, this rank's fp32 shard of `shape`'s model, uploaded in options.dtype; the caller
+  // may free it once Create returns (the backend keeps no host copy).
+  static absl::StatusOr<std::unique_ptr<CudaModel>> Create(engine::ModelShape shape,
+                                                           const checkpoint::ModelWeights& host,
                                                            const CudaModelOptions& options);
-  // With weights already on the device (e.g. DeviceWeights::Random for benchmarks): `cpu` is a
-  // Model::ShapeOnly (config, shard dims, RoPE table; InvalidArgument if it has host weights)
-  // and `weights` must be complete for its config, in options.dtype.
-  static absl::StatusOr<std::unique_ptr<CudaModel>> Create(std::unique_ptr<cpu::Model> cpu,
+  // With weights already on the device (e.g. DeviceWeights::Random for benchmarks): `weights`
+  // must be complete for the shape's config, in options.dtype.
+  static absl::StatusOr<std::unique_ptr<CudaModel>> Create(engine::ModelShape shape,
                                                            std::unique_ptr<DeviceWeights> weights,
                                                            const CudaModelOptions& options);
   ~CudaModel() override;
@@ -90,13 +92,8 @@ class CudaModel : public engine::ForwardBackend {
   void set_device_collectives(std::unique_ptr<collectives::NcclCollectives> comm) {
     device_comm_ = std::move(comm);
   }
-  const cpu::Model& cpu_model() const { return *cpu_; }
 
-  const checkpoint::ModelConfig& config() const override { return cpu_->config(); }
-  absl::Status Reserve(absl::Span<const engine::SequenceChunk> chunks,
-                       kv::KvCache& cache) const override {
-    return cpu_->Reserve(chunks, cache);
-  }
+  const engine::ModelShape& shape() const override { return shape_; }
   absl::StatusOr<engine::ForwardResult> RunReserved(absl::Span<const engine::SequenceChunk> chunks,
                                                     kv::KvCache& cache,
                                                     collectives::Collectives& comm) const override;
@@ -192,7 +189,11 @@ class CudaModel : public engine::ForwardBackend {
     std::vector<const void*> Pointers() const;
   };
 
-  CudaModel(std::unique_ptr<cpu::Model> cpu, const CudaModelOptions& options);
+  CudaModel(engine::ModelShape shape, const CudaModelOptions& options);
+  // Checks what the kernels take and creates the stream, the GEMM and the RoPE table; weights_
+  // is set by the caller.
+  static absl::StatusOr<std::unique_ptr<CudaModel>> CreateWithoutWeights(
+      engine::ModelShape shape, const CudaModelOptions& options);
   absl::StatusOr<engine::ForwardResult> Run(absl::Span<const engine::SequenceChunk> chunks,
                                             kv::KvCache& cache) const;
   // Host bookkeeping before a step: table deltas and the host pool's slot copies.
@@ -231,7 +232,7 @@ class CudaModel : public engine::ForwardBackend {
   absl::Status EnqueueSwigluMlp(const StepArgs& a, const void* gate_up, const void* down, int inter,
                                 void* out) const;
 
-  std::unique_ptr<cpu::Model> cpu_;
+  engine::ModelShape shape_;
   CudaModelOptions options_;
   // The CUDA ordinal current at Create: RunReserved and the destructor make it current again,
   // since the worker may step (and unload) on other threads than the one that loaded.

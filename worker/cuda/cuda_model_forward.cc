@@ -101,7 +101,7 @@ absl::Status CudaModel::EnqueueOutputProjection(const StepArgs& a, const void* a
 
 absl::Status CudaModel::Enqueue(const StepArgs& a) const {
   const ModelConfig& c = config();
-  const ShardDims& d = cpu_->dims();
+  const ShardDims& d = shape_.dims();
   const kernels::DeviceDType dtype = options_.dtype;
   const int L = c.num_layers, D = c.head_dim, hidden = c.hidden_size;
   const int Hq = d.q_heads, Hkv = d.kv_heads;
@@ -154,7 +154,7 @@ absl::Status CudaModel::Enqueue(const StepArgs& a) const {
                               .num_kv_heads = Hkv,
                               .head_dim = D,
                               .eps = eps,
-                              .attention_scale = cpu_->rope().attention_scale,
+                              .attention_scale = shape_.rope().attention_scale,
                               .alpha_scale = static_cast<float>(c.dms.alpha_scale),
                               .alpha_offset = static_cast<float>(c.dms.initial_alpha_offset),
                               .dtype = dtype},

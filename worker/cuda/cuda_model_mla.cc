@@ -72,7 +72,7 @@ absl::Status CudaModel::PrepareMlaStep(const CudaStepPlan& plan, StepArgs* a) co
   const ModelConfig& c = config();
   const MlaConfig& m = c.mla;
   const MoeConfig& moe = c.moe;
-  const ShardDims& d = cpu_->dims();
+  const ShardDims& d = shape_.dims();
   const size_t es = kernels::DeviceDTypeSize(options_.dtype);
   const size_t t = static_cast<size_t>(a->num_tokens);
   const size_t heads = static_cast<size_t>(d.q_heads);
@@ -150,7 +150,7 @@ absl::Status CudaModel::PrepareMlaStep(const CudaStepPlan& plan, StepArgs* a) co
 absl::Status CudaModel::EnqueueMlaLayer(const StepArgs& a, int layer) const {
   const ModelConfig& c = config();
   const MlaConfig& m = c.mla;
-  const ShardDims& d = cpu_->dims();
+  const ShardDims& d = shape_.dims();
   const DeviceLayerWeights& w = weights_->layer(layer);
   const DeviceMlaWeights& mw = w.mla;
   const kernels::DeviceDType dtype = options_.dtype;
@@ -186,7 +186,7 @@ absl::Status CudaModel::EnqueueMlaLayer(const StepArgs& a, int layer) const {
     q_in_dim = m.q_lora_rank;
   }
   RAMI_RETURN_IF_ERROR(Gemm(q_in, mw.q_b, x.q, T, H * qk, q_in_dim));
-  const float rope_scale = cpu_->rope().attention_scale;
+  const float rope_scale = shape_.rope().attention_scale;
   RAMI_CUDA_OK(kernels::RopeCuda({.x = x.q,
                                   .positions = a.positions,
                                   .inv_freq = inv_freq_,
@@ -315,7 +315,7 @@ absl::Status CudaModel::EnqueueSwigluMlp(const StepArgs& a, const void* gate_up,
 absl::Status CudaModel::EnqueueMoe(const StepArgs& a, const DeviceMoeWeights& w) const {
   const ModelConfig& c = config();
   const MoeConfig& moe = c.moe;
-  const ShardDims& d = cpu_->dims();
+  const ShardDims& d = shape_.dims();
   const kernels::DeviceDType dtype = options_.dtype;
   const int T = a.num_tokens, hidden = c.hidden_size, k = moe.experts_per_token;
   const StepArgs::Mla& x = a.mla;

@@ -13,12 +13,13 @@
 
 namespace rami::cuda {
 
+using checkpoint::ModelWeights;
+
 using checkpoint::MlaConfig;
 using checkpoint::ModelConfig;
 using checkpoint::MoeConfig;
 using checkpoint::MoeTopk;
 using checkpoint::ShardDims;
-using cpu::Model;
 using engine::RopeTable;
 using kv::CachePolicy;
 using kv::DeviceKvTables;
@@ -62,8 +63,8 @@ absl::Status CheckDeepseekSupported(const ModelConfig& c, const RopeTable& rope,
 
 }  // namespace
 
-CudaModel::CudaModel(std::unique_ptr<Model> cpu, const CudaModelOptions& options)
-    : cpu_(std::move(cpu)), options_(options) {}
+CudaModel::CudaModel(engine::ModelShape shape, const CudaModelOptions& options)
+    : shape_(std::move(shape)), options_(options) {}
 
 CudaModel::~CudaModel() {
   cudaSetDevice(device_);  // the destroying thread may not have it current
@@ -84,13 +85,12 @@ CudaModel::~CudaModel() {
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 
-absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(std::unique_ptr<Model> cpu,
-                                                             const CudaModelOptions& options) {
-  const ModelConfig& c = cpu->config();
-  // The vocabulary is split evenly over the ranks (ShardDims::Make): it tells the shard's world.
-  if (const int shard_world = c.vocab_size / cpu->dims().vocab; options.world_size != shard_world) {
+absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::CreateWithoutWeights(
+    engine::ModelShape shape, const CudaModelOptions& options) {
+  const ModelConfig& c = shape.config();
+  if (options.world_size != shape.shard().world_size) {
     return absl::InvalidArgumentError(absl::StrCat("CUDA backend: a shard of a world of ",
-                                                   shard_world, " in a world of ",
+                                                   shape.shard().world_size, " in a world of ",
                                                    options.world_size));
   }
   if (options.max_graph_batch < 1) {
@@ -99,18 +99,18 @@ absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(std::unique_ptr<Mod
   }
   if (c.mla.enabled) {
     // DeepSeek: MlaDecodeAttentionCuda takes any row width and head count; no GQA limits.
-    RAMI_RETURN_IF_ERROR(CheckDeepseekSupported(c, cpu->rope(), options.dtype));
+    RAMI_RETURN_IF_ERROR(CheckDeepseekSupported(c, shape.rope(), options.dtype));
   } else {
     if (c.head_dim != 64 && c.head_dim != 128) {
       return absl::UnimplementedError(absl::StrCat("CUDA backend: head_dim ", c.head_dim));
     }
-    const ShardDims& d = cpu->dims();
+    const ShardDims& d = shape.dims();
     if (d.q_heads % d.kv_heads != 0 || d.q_heads / d.kv_heads > kernels::kAttentionMaxGroup) {
       return absl::UnimplementedError(
           absl::StrCat("CUDA backend: GQA group ", d.q_heads, "/", d.kv_heads));
     }
   }
-  std::unique_ptr<CudaModel> m(new CudaModel(std::move(cpu), options));
+  std::unique_ptr<CudaModel> m(new CudaModel(std::move(shape), options));
   RAMI_CUDA_OK(cudaGetDevice(&m->device_));
   RAMI_CUDA_OK(cudaStreamCreateWithFlags(&m->stream_, cudaStreamNonBlocking));
   RAMI_CUDA_OK(cudaDeviceGetAttribute(&m->num_sms_, cudaDevAttrMultiProcessorCount, m->device_));
@@ -118,37 +118,41 @@ absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(std::unique_ptr<Mod
     RAMI_CUDA_OK(cudaEventCreateWithFlags(&m->moe_event_, cudaEventDisableTiming));
   }
   m->sampler_ = std::make_unique<DeviceSampler>(m->stream_);
-  RAMI_ASSIGN_OR_RETURN(m->weights_, DeviceWeights::Upload(c, m->cpu_->weights(), options.dtype));
   RAMI_ASSIGN_OR_RETURN(m->gemm_, kernels::CublasLtGemm::Create());
-  const std::vector<float>& inv_freq = m->cpu_->rope().inv_freq;
+  const std::vector<float>& inv_freq = m->shape_.rope().inv_freq;
   void* inv_freq_dev = nullptr;
   RAMI_CUDA_OK(cudaMalloc(&inv_freq_dev, sizeof(float) * inv_freq.size()));
   m->inv_freq_ = static_cast<float*>(inv_freq_dev);
   RAMI_CUDA_OK(cudaMemcpy(m->inv_freq_, inv_freq.data(), sizeof(float) * inv_freq.size(),
                           cudaMemcpyHostToDevice));
   // A pageable cudaMemcpy may return before its DMA lands, on the legacy stream, which the
-  // non-blocking stream_ does not wait for: the weights and the RoPE table must be in place.
+  // non-blocking stream_ does not wait for: the RoPE table (and the caller's weights) must be
+  // in place before the first step.
   RAMI_CUDA_OK(cudaDeviceSynchronize());
   m->scratch_.resize(kNumScratch);
   return m;
 }
 
-absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(std::unique_ptr<Model> cpu,
+absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(engine::ModelShape shape,
+                                                             const ModelWeights& host,
+                                                             const CudaModelOptions& options) {
+  RAMI_ASSIGN_OR_RETURN(std::unique_ptr<CudaModel> m,
+                        CreateWithoutWeights(std::move(shape), options));
+  RAMI_ASSIGN_OR_RETURN(m->weights_, DeviceWeights::Upload(m->config(), host, options.dtype));
+  RAMI_CUDA_OK(cudaDeviceSynchronize());  // the pageable uploads have landed
+  return m;
+}
+
+absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(engine::ModelShape shape,
                                                              std::unique_ptr<DeviceWeights> weights,
                                                              const CudaModelOptions& options) {
-  if (cpu == nullptr || weights == nullptr) {
-    return absl::InvalidArgumentError("CUDA backend: Create without a model or weights");
-  }
-  if (cpu->has_weights()) {
-    return absl::InvalidArgumentError(
-        "CUDA backend: device weights for a model with host weights: pass a Model::ShapeOnly");
-  }
+  if (weights == nullptr) return absl::InvalidArgumentError("CUDA backend: Create without weights");
   if (weights->dtype() != options.dtype) {
     return absl::InvalidArgumentError("CUDA backend: device weights of another dtype");
   }
-  RAMI_RETURN_IF_ERROR(weights->CheckComplete(cpu->config()));
-  // The plain Create's checks and resources; a ShapeOnly model uploads no weights there.
-  RAMI_ASSIGN_OR_RETURN(std::unique_ptr<CudaModel> m, Create(std::move(cpu), options));
+  RAMI_RETURN_IF_ERROR(weights->CheckComplete(shape.config()));
+  RAMI_ASSIGN_OR_RETURN(std::unique_ptr<CudaModel> m,
+                        CreateWithoutWeights(std::move(shape), options));
   m->weights_ = std::move(weights);
   return m;
 }
@@ -168,12 +172,12 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaModel::MakeCache(int page_size,
   pages = std::min<int64_t>(pages, INT32_MAX / std::max(page_size, 1));
   RAMI_ASSIGN_OR_RETURN(
       std::unique_ptr<KvCache> cache,
-      cpu_->MakeCache(
+      shape_.MakeCache(
           {.page_size = page_size, .num_pages = static_cast<int>(pages), .allocate_storage = false},
           policy));
-  if (cache->num_kv_heads() != cpu_->dims().kv_heads) {  // the device tables' streams
+  if (cache->num_kv_heads() != shape_.dims().kv_heads) {  // the device tables' streams
     return absl::InternalError(absl::StrCat("CUDA backend: a host cache of ", cache->num_kv_heads(),
-                                            " KV heads for ", cpu_->dims().kv_heads,
+                                            " KV heads for ", shape_.dims().kv_heads,
                                             " device KV heads"));
   }
   const size_t half = static_cast<size_t>(pages) * page_size * row;
@@ -191,7 +195,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaModel::MakeCache(int page_size,
   page_size_ = page_size;
   cache->pool().set_copy_log(&copy_log_);
   tables_ =
-      std::make_unique<DeviceKvTables>(c.num_layers, cpu_->dims().kv_heads, page_size, policy);
+      std::make_unique<DeviceKvTables>(c.num_layers, shape_.dims().kv_heads, page_size, policy);
   tables_gpu_ = std::make_unique<DeviceKvTablesGpu>(stream_);
   return cache;
 }

@@ -245,9 +245,7 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Random(const Model
 
 absl::Status DeviceWeights::CheckComplete(const ModelConfig& c) const {
   auto missing = [](const std::string& what) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "CUDA backend: device weights lack ", what,
-        " (a Model::ShapeOnly has no host weights: bring DeviceWeights, e.g. Random)"));
+    return absl::FailedPreconditionError(absl::StrCat("CUDA backend: device weights lack ", what));
   };
   if (num_layers() != c.num_layers) {
     return missing(absl::StrCat("layers (", num_layers(), " of ", c.num_layers, ")"));

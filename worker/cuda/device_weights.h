@@ -76,8 +76,8 @@ struct DeviceLayerWeights {
 
 class DeviceWeights {
  public:
-  // Uploads what `weights` holds: nothing for the empty weights of a Model::ShapeOnly (see
-  // CheckComplete). DeepSeek configs: InvalidArgument when a layer lacks its MLA (or, at and
+  // Uploads what `weights` holds (CheckComplete says whether that is a whole model). DeepSeek
+  // configs: InvalidArgument when a layer lacks its MLA (or, at and
   // past first_k_dense_replace, MoE) weights.
   static absl::StatusOr<std::unique_ptr<DeviceWeights>> Upload(
       const checkpoint::ModelConfig& config, const checkpoint::ModelWeights& weights,
@@ -107,8 +107,7 @@ class DeviceWeights {
   int num_layers() const { return static_cast<int>(layers_.size()); }
   int64_t bytes() const { return bytes_; }  // device memory held
   // OK when every tensor `config` needs is present for its num_layers layers (what a forward
-  // pass reads); FailedPrecondition naming the first missing one otherwise — e.g. the empty
-  // weights Upload makes from a Model::ShapeOnly (it has no host weights: nothing to upload).
+  // pass reads); FailedPrecondition naming the first missing one otherwise.
   absl::Status CheckComplete(const checkpoint::ModelConfig& config) const;
 
  private:

@@ -12,6 +12,7 @@
 #include "absl/types/span.h"
 #include "worker/checkpoint/model_config.h"
 #include "worker/collectives/collectives.h"
+#include "worker/engine/model_shape.h"
 #include "worker/engine/sampler.h"
 #include "worker/kv/kv_cache.h"
 
@@ -43,10 +44,13 @@ class ForwardBackend {
  public:
   virtual ~ForwardBackend() = default;
 
-  virtual const checkpoint::ModelConfig& config() const = 0;
-  // Validates the chunks and reserves their pages (no collective); see Model::Reserve.
-  virtual absl::Status Reserve(absl::Span<const SequenceChunk> chunks,
-                               kv::KvCache& cache) const = 0;
+  // The shard apart from its weights: config, dims, RoPE table, cache shape.
+  virtual const ModelShape& shape() const = 0;
+  const checkpoint::ModelConfig& config() const { return shape().config(); }
+  // Validates the chunks and reserves their pages (no collective): ModelShape::Reserve.
+  virtual absl::Status Reserve(absl::Span<const SequenceChunk> chunks, kv::KvCache& cache) const {
+    return shape().Reserve(chunks, cache);
+  }
   // Runs the reserved step and commits it, or returns the reservation on error.
   virtual absl::StatusOr<ForwardResult> RunReserved(absl::Span<const SequenceChunk> chunks,
                                                     kv::KvCache& cache,

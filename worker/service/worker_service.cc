@@ -10,6 +10,7 @@
 #include "base/status_macros.h"
 #include "proto/status_conversion.h"
 #include "worker/collectives/gloo_collectives.h"
+#include "worker/cpu/model.h"
 #include "worker/service/grpc_rendezvous_store.h"
 #include "worker/service/plan_proto.h"
 #ifdef RAMI_WITH_CUDA_BACKEND
@@ -119,8 +120,8 @@ absl::StatusOr<std::unique_ptr<Collectives>> JoinHostCollectives(const v1::LoadS
 }
 
 // The response's fields that describe the model and the policy (pages are the backend's).
-void DescribeShard(const Model& model, const CachePolicy& policy, const ShardOptions& o,
-                   v1::LoadShardResponse* response) {
+void DescribeShard(const engine::ModelShape& model, const CachePolicy& policy,
+                   const ShardOptions& o, v1::LoadShardResponse* response) {
   response->set_page_size(o.page_size);
   response->set_dtype(o.dtype);
   response->set_vocab_size(model.config().vocab_size);
@@ -148,7 +149,7 @@ absl::StatusOr<std::unique_ptr<Engine>> LoadCuda(const v1::LoadShardRequest& r,
   RAMI_ASSIGN_OR_RETURN(
       std::unique_ptr<cuda::CudaModel> backend,
       cuda::CudaModel::Create(
-          std::move(model),
+          model->shape(), model->weights(),
           {.dtype = dtype, .world_size = r.world_size(), .cuda_graphs = !r.enforce_eager()}));
   RAMI_ASSIGN_OR_RETURN(std::unique_ptr<Collectives> comm,
                         JoinHostCollectives(r, o.collective_timeout));
@@ -172,7 +173,7 @@ absl::StatusOr<std::unique_ptr<Engine>> LoadCuda(const v1::LoadShardRequest& r,
                         backend->MakeCache(o.page_size, policy, fraction));
   response->set_num_pages(cache->pool().num_pages());
   response->set_kv_cache_bytes(backend->pool_bytes());
-  DescribeShard(backend->cpu_model(), policy, o, response);
+  DescribeShard(backend->shape(), policy, o, response);
   return std::make_unique<Engine>(std::move(backend), std::move(cache), std::move(comm));
 }
 #endif
@@ -187,7 +188,7 @@ absl::StatusOr<std::unique_ptr<Engine>> WorkerService::Load(const v1::LoadShardR
   RAMI_ASSIGN_OR_RETURN(const ShardOptions o, ValidateRequest(r));
   RAMI_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                         Model::Load(r.model_dir(), {r.rank(), r.world_size()}));
-  CachePolicy policy = model->DefaultCachePolicy();
+  CachePolicy policy = model->shape().DefaultCachePolicy();
   if (!r.cache_policy().empty()) {
     RAMI_ASSIGN_OR_RETURN(policy,
                           CachePolicy::Parse(r.cache_policy(), model->config().dms.window_size));
@@ -196,7 +197,7 @@ absl::StatusOr<std::unique_ptr<Engine>> WorkerService::Load(const v1::LoadShardR
   if (o.cuda_device >= 0) return LoadCuda(r, o, std::move(model), policy, response);
 #endif
   // The CPU backend's page: fp32 K and V rows (a K-only latent row for MLA).
-  const int64_t page_bytes = model->KvPageBytes(o.page_size);
+  const int64_t page_bytes = model->shape().KvPageBytes(o.page_size, sizeof(float));
   const int64_t num_pages = r.kv_cache_bytes() / page_bytes;
   if (num_pages < 1 || num_pages > INT32_MAX) {
     return Invalid("kv_cache_bytes", absl::StrCat("must hold 1…2^31 pages of ", page_bytes,
@@ -204,13 +205,13 @@ absl::StatusOr<std::unique_ptr<Engine>> WorkerService::Load(const v1::LoadShardR
   }
   RAMI_ASSIGN_OR_RETURN(
       std::unique_ptr<KvCache> cache,
-      model->MakeCache({.page_size = o.page_size, .num_pages = static_cast<int>(num_pages)},
-                       policy));
+      model->shape().MakeCache({.page_size = o.page_size, .num_pages = static_cast<int>(num_pages)},
+                               policy));
   RAMI_ASSIGN_OR_RETURN(std::unique_ptr<Collectives> comm,
                         JoinHostCollectives(r, o.collective_timeout));
   response->set_num_pages(num_pages);
   response->set_kv_cache_bytes(num_pages * page_bytes);
-  DescribeShard(*model, policy, o, response);
+  DescribeShard(model->shape(), policy, o, response);
   return std::make_unique<Engine>(std::move(model), std::move(cache), std::move(comm));
 }
 
