@@ -139,7 +139,7 @@ absl::StatusOr<RowResult> TimeSteps(const CudaModel& model, KvCache& cache,
     chunk.seq_id = id;
     chunk.tokens = {static_cast<int32_t>((id * 7919) % c.vocab_size)};
     SampleRequest greedy;  // temperature 0
-    greedy.seed = static_cast<uint64_t>(id);
+    greedy.params.seed = static_cast<uint64_t>(id);
     chunk.sample = greedy;
     chunks.push_back(std::move(chunk));
   }

@@ -1,6 +1,7 @@
-// rami-generate: loads a Hugging Face checkpoint on the CPU backend and continues one or more
-// prompts (token ids) greedily, printing the generated token ids — a batch of sequences
-// prefilled together, then decoded together, through the same paged KV cache the worker uses.
+// rami-generate: loads a Hugging Face checkpoint through the worker's own wiring (LoadShard, on
+// the CPU or a CUDA device) and continues one or more prompts (token ids), printing the
+// generated token ids — the prompts prefilled together in one step, then decoded together, by
+// the same Engine, paged KV cache and sampler a worker runs. Greedy unless --temperature > 0.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -9,39 +10,41 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "worker/collectives/collectives.h"
-#include "worker/cpu/model.h"
-#include "worker/engine/sampler.h"
+#include "base/device.h"
+#include "base/sampling_params.h"
+#include "worker/collectives/rendezvous_store.h"
+#include "worker/engine/shard.h"
 
 ABSL_FLAG(std::string, model, "", "Hugging Face model directory (config.json + *.safetensors)");
 ABSL_FLAG(std::string, prompt_ids, "",
           "prompt token ids, comma-separated; several prompts (a batch) separated by ';', "
           "e.g. --prompt_ids='1,2,3;4,5'");
 ABSL_FLAG(int, max_tokens, 16, "tokens to generate per prompt");
+ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:<n> (a build with the CUDA backend)");
+ABSL_FLAG(std::string, dtype, "", "fp32 or bf16 (CUDA); empty: the device's default");
 ABSL_FLAG(int, page_size, 16, "KV cache page size in tokens");
 ABSL_FLAG(std::string, cache_policy, "",
           "dense, dms (DMS checkpoints) or window:<sinks>:<recent>; default: the checkpoint's");
-ABSL_FLAG(int, num_pages, 4096,
-          "KV cache pages in the pool (each page_size tokens x head_dim, for K and for V)");
+ABSL_FLAG(int64_t, kv_cache_mib, 256, "CPU: the KV pool's size in MiB");
+ABSL_FLAG(double, gpu_memory_fraction, 0.9, "CUDA: the share of free memory the KV pool takes");
+ABSL_FLAG(float, temperature, 0.0f, "0 = greedy");
+ABSL_FLAG(uint64_t, seed, 0, "prompt i samples with seed + i");
 
 namespace {
 
 struct Options {
-  std::string model;
+  rami::engine::ShardOptions shard;
   std::vector<std::vector<int32_t>> prompts;
   int max_tokens = 0;
-  rami::kv::KvPoolConfig pool;
-  std::string cache_policy;
+  rami::SamplingParams sampling;
 };
 
-absl::StatusOr<Options> ParseOptions() {
-  Options o;
-  o.model = absl::GetFlag(FLAGS_model);
-  if (o.model.empty()) return absl::InvalidArgumentError("--model is required");
-  const std::string flag = absl::GetFlag(FLAGS_prompt_ids);
+absl::StatusOr<std::vector<std::vector<int32_t>>> ParsePrompts(const std::string& flag) {
+  std::vector<std::vector<int32_t>> prompts;
   for (absl::string_view prompt : absl::StrSplit(flag, ';', absl::SkipWhitespace())) {
     std::vector<int32_t> ids;
     for (absl::string_view id : absl::StrSplit(prompt, ',', absl::SkipWhitespace())) {
@@ -52,61 +55,82 @@ absl::StatusOr<Options> ParseOptions() {
       }
       ids.push_back(value);
     }
-    if (!ids.empty()) o.prompts.push_back(std::move(ids));
+    if (!ids.empty()) prompts.push_back(std::move(ids));
   }
-  if (o.prompts.empty()) return absl::InvalidArgumentError("--prompt_ids: at least one prompt");
+  if (prompts.empty()) return absl::InvalidArgumentError("--prompt_ids: at least one prompt");
+  return prompts;
+}
+
+absl::StatusOr<Options> ParseOptions() {
+  Options o;
+  o.shard.model_dir = absl::GetFlag(FLAGS_model);
+  if (o.shard.model_dir.empty()) return absl::InvalidArgumentError("--model is required");
+  absl::StatusOr<std::vector<std::vector<int32_t>>> prompts =
+      ParsePrompts(absl::GetFlag(FLAGS_prompt_ids));
+  if (!prompts.ok()) return prompts.status();
+  o.prompts = *std::move(prompts);
   o.max_tokens = absl::GetFlag(FLAGS_max_tokens);
-  if (o.max_tokens < 1 || o.max_tokens > 1 << 20) {
+  if (o.max_tokens < 1 || o.max_tokens > (1 << 20)) {
     return absl::InvalidArgumentError("--max_tokens: expected a value in [1, 1048576]");
   }
-  o.pool.page_size = absl::GetFlag(FLAGS_page_size);
-  o.pool.num_pages = absl::GetFlag(FLAGS_num_pages);
-  o.cache_policy = absl::GetFlag(FLAGS_cache_policy);
-  if (absl::Status s = o.pool.Validate(); !s.ok()) return s;
+  absl::StatusOr<rami::Device> device = rami::ParseDevice(absl::GetFlag(FLAGS_device));
+  if (!device.ok()) return device.status();
+  o.shard.device = *device;
+  absl::StatusOr<rami::ComputeDType> dtype = rami::ParseComputeDType(absl::GetFlag(FLAGS_dtype));
+  if (!dtype.ok()) return dtype.status();
+  o.shard.dtype = *dtype;
+  o.shard.page_size = absl::GetFlag(FLAGS_page_size);
+  o.shard.cache_policy = absl::GetFlag(FLAGS_cache_policy);
+  const int64_t mib = absl::GetFlag(FLAGS_kv_cache_mib);
+  if (mib < 1 || mib > (int64_t{1} << 30)) {
+    return absl::InvalidArgumentError("--kv_cache_mib: expected a value in [1, 2^30]");
+  }
+  o.shard.kv_cache_bytes = mib << 20;
+  o.shard.gpu_memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
+  if (absl::Status s = o.shard.Validate(); !s.ok()) return s;
+  o.sampling = {.temperature = absl::GetFlag(FLAGS_temperature), .seed = absl::GetFlag(FLAGS_seed)};
+  if (absl::Status s = rami::ValidateSamplingParams(o.sampling, "--"); !s.ok()) return s;
   return o;
 }
 
 absl::Status Run(const Options& o) {
   const absl::Time load_start = absl::Now();
-  absl::StatusOr<std::unique_ptr<rami::cpu::Model>> model = rami::cpu::Model::Load(o.model, {});
-  if (!model.ok()) return model.status();
-  rami::kv::CachePolicy policy = (*model)->shape().DefaultCachePolicy();
-  if (!o.cache_policy.empty()) {
-    absl::StatusOr<rami::kv::CachePolicy> parsed =
-        rami::kv::CachePolicy::Parse(o.cache_policy, (*model)->config().dms.window_size);
-    if (!parsed.ok()) return parsed.status();
-    policy = *parsed;
-  }
-  absl::StatusOr<std::unique_ptr<rami::kv::KvCache>> made =
-      (*model)->shape().MakeCache(o.pool, policy);
-  if (!made.ok()) return made.status();
-  std::unique_ptr<rami::kv::KvCache> cache = std::move(*made);
-  rami::collectives::SingleRankCollectives comm;
-  std::printf("model: %s (%s, %d layers, cache policy %s), loaded in %.1f ms\n", o.model.c_str(),
-              (*model)->config().architecture_name.c_str(), (*model)->config().num_layers,
-              cache->policy().ToString().c_str(),
+  rami::collectives::InMemoryRendezvousStore no_group;  // a world of one
+  absl::StatusOr<rami::engine::LoadedShard> shard = rami::engine::LoadShard(o.shard, no_group);
+  if (!shard.ok()) return shard.status();
+  rami::engine::Engine& engine = *shard->engine;
+  const rami::engine::ShardInfo& info = shard->info;
+  std::printf("model: %s (%s, %d layers, cache policy %s) on %s in %s, loaded in %.1f ms\n",
+              o.shard.model_dir.c_str(), engine.model().config().architecture_name.c_str(),
+              info.num_layers, info.cache_policy.c_str(), rami::DeviceName(o.shard.device).c_str(),
+              std::string(rami::ComputeDTypeName(info.dtype)).c_str(),
               absl::ToDoubleMilliseconds(absl::Now() - load_start));
 
-  std::vector<rami::engine::SequenceChunk> step;
+  // Step 0 prefills every prompt and samples its first token; each later step decodes them all.
+  rami::engine::StepPlan plan;
+  std::vector<rami::kv::SeqId> ids;
   for (size_t i = 0; i < o.prompts.size(); ++i) {
-    if (absl::Status s = cache->AddSequence(static_cast<rami::kv::SeqId>(i)); !s.ok()) return s;
-    step.push_back({.seq_id = static_cast<rami::kv::SeqId>(i), .tokens = o.prompts[i]});
+    rami::SamplingParams sampling = o.sampling;
+    sampling.seed += i;
+    const rami::kv::SeqId id = static_cast<rami::kv::SeqId>(i);
+    plan.prefills.push_back({.seq_id = id,
+                             .tokens = o.prompts[i],
+                             .create = true,
+                             .sample = true,
+                             .sampling = sampling});
+    ids.push_back(id);
   }
   std::vector<std::vector<int32_t>> generated(o.prompts.size());
   const absl::Time gen_start = absl::Now();
   for (int n = 0; n < o.max_tokens; ++n) {
-    absl::StatusOr<rami::engine::ForwardResult> out = (*model)->Forward(step, *cache, comm);
-    if (!out.ok()) return out.status();
-    std::vector<rami::engine::SampleRequest> greedy(step.size());  // temperature 0
-    for (size_t i = 0; i < step.size(); ++i) greedy[i].row = out->first_row[i];
-    absl::StatusOr<std::vector<rami::engine::SampledToken>> sampled =
-        rami::engine::Sample(out->logits, out->vocab_size, greedy);
-    if (!sampled.ok()) return sampled.status();
-    for (size_t i = 0; i < step.size(); ++i) {
-      const int32_t token = (*sampled)[i].token_id;
-      generated[i].push_back(token);
-      step[i].tokens = {token};  // next step decodes it
+    plan.step_id = static_cast<uint64_t>(n);
+    const rami::engine::StepOutcome outcome = engine.Execute(plan);
+    if (!outcome.status.ok()) return outcome.status;
+    for (const rami::engine::StepToken& t : outcome.tokens) {
+      generated[static_cast<size_t>(t.seq_id)].push_back(t.sample.token_id);
     }
+    plan.prefills.clear();
+    plan.decodes = ids;  // the next step decodes the tokens just sampled
   }
   const double seconds = absl::ToDoubleSeconds(absl::Now() - gen_start);
   for (size_t i = 0; i < o.prompts.size(); ++i) {
@@ -114,15 +138,15 @@ absl::Status Run(const Options& o) {
                 absl::StrJoin(o.prompts[i], ", ").c_str(),
                 absl::StrJoin(generated[i], ", ").c_str());
   }
-  const rami::kv::CacheStats stats = cache->Stats();
-  std::printf("%zu x %d tokens in %.3f s (%.1f tokens/s, CPU backend)\n", o.prompts.size(),
-              o.max_tokens, seconds, o.prompts.size() * o.max_tokens / seconds);
+  const rami::kv::CacheStats stats = engine.cache().Stats();
+  std::printf("%zu x %d tokens in %.3f s (%.1f tokens/s, %s)\n", o.prompts.size(), o.max_tokens,
+              seconds, o.prompts.size() * o.max_tokens / seconds,
+              rami::DeviceName(o.shard.device).c_str());
   std::printf(
       "KV cache: %lld live of %lld logical tokens per stream summed, compression %.2fx, "
       "eviction rate %.3f, %d of %d pages in use\n",
       static_cast<long long>(stats.live_tokens),
-      static_cast<long long>(stats.logical_tokens * (*model)->config().num_layers *
-                             (*model)->dims().kv_heads),
+      static_cast<long long>(stats.logical_tokens * info.num_layers * info.num_kv_heads),
       stats.compression_ratio, stats.eviction_rate, stats.pages_in_use, stats.num_pages);
   return absl::OkStatus();
 }
@@ -130,7 +154,8 @@ absl::Status Run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("Greedy generation from a Hugging Face checkpoint (CPU backend).");
+  absl::SetProgramUsageMessage(
+      "rami-generate --model=DIR --prompt_ids='1,2,3;4,5' [--device=cpu|cuda:N] [--max_tokens=16]");
   absl::ParseCommandLine(argc, argv);
   absl::StatusOr<Options> options = ParseOptions();
   absl::Status status = options.ok() ? Run(*options) : options.status();

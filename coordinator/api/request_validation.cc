@@ -40,30 +40,14 @@ absl::Status ValidateModel(const GenerateRequest& request, const ModelFrontEnd& 
                               model.name(), "\")"));
 }
 
-absl::StatusOr<SamplingOptions> ValidateSampling(const rami::v1::Sampling& s) {
-  SamplingOptions out;
-  if (s.has_temperature()) {
-    out.temperature = s.temperature();
-    if (!std::isfinite(out.temperature) || out.temperature < 0) {
-      return Invalid(
-          absl::StrCat("sampling.temperature: must be finite and >= 0, got ", out.temperature));
-    }
-  }
-  if (s.has_top_p()) {
-    out.top_p = s.top_p();
-    if (!(out.top_p > 0 && out.top_p <= 1)) {  // also rejects NaN
-      return Invalid(absl::StrCat("sampling.top_p: must be in (0, 1], got ", out.top_p));
-    }
-  }
-  out.top_k = s.top_k();
-  if (out.top_k < 0) {
-    return Invalid(absl::StrCat("sampling.top_k: must be >= 0 (0 = off), got ", out.top_k));
-  }
-  out.min_p = s.min_p();
-  if (!(out.min_p >= 0 && out.min_p <= 1)) {
-    return Invalid(absl::StrCat("sampling.min_p: must be in [0, 1], got ", out.min_p));
-  }
-  out.seed = s.seed();
+// The public API's defaults (temperature 1), then the rules every sampler shares.
+absl::StatusOr<SamplingParams> ValidateSampling(const rami::v1::Sampling& s) {
+  const SamplingParams out{.temperature = s.has_temperature() ? s.temperature() : 1.0f,
+                           .top_k = s.top_k(),
+                           .top_p = s.has_top_p() ? s.top_p() : 1.0f,
+                           .min_p = s.min_p(),
+                           .seed = s.seed()};
+  if (absl::Status status = ValidateSamplingParams(out, "sampling."); !status.ok()) return status;
   return out;
 }
 

@@ -8,16 +8,9 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "base/sampling_params.h"
 
 namespace rami::api {
-
-struct SamplingOptions {
-  float temperature = 1.0f;  // 0 = greedy
-  float top_p = 1.0f;        // (0, 1]; 1 = off
-  int32_t top_k = 0;         // 0 = off
-  float min_p = 0.0f;        // [0, 1]; 0 = off
-  uint64_t seed = 0;         // branch i samples with seed + i (wrapping)
-};
 
 struct StoppingOptions {
   int32_t max_tokens = 0;         // resolved: >= 1, and prompt + max_tokens <= the context
@@ -53,7 +46,8 @@ struct ValidatedRequest {
   std::string model;                      // the served model's name
   std::vector<int32_t> prompt_token_ids;  // non-empty, inside the vocabulary
   int32_t n = 1;                          // branches, [1, max_n]
-  SamplingOptions sampling;
+  // The public API defaults applied (temperature 1); branch i samples with seed + i (wrapping).
+  SamplingParams sampling;
   StoppingOptions stopping;
   int32_t logprobs = 0;  // top-n log-probs per streamed token, [0, max_logprobs]
   AggregationOptions aggregation;

@@ -7,20 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "base/sampling_params.h"
+
 namespace rami::coordinator {
 
 using SeqId = int64_t;
 using JobId = int64_t;
-
-// Per-branch sampling, as the workers take it (rami.worker.v1.SamplingParams).
-struct BranchSampling {
-  float temperature = 1.0f;
-  int32_t top_k = 0;
-  float top_p = 1.0f;
-  float min_p = 0.0f;
-  uint64_t seed = 0;
-  int32_t logprobs = 0;
-};
 
 enum class BranchPhase {
   kWaiting,    // not forked yet (the prompt is still prefilling, or no capacity)
@@ -32,8 +24,8 @@ enum class BranchPhase {
 struct Branch {
   int index = 0;
   BranchPhase phase = BranchPhase::kWaiting;
-  SeqId seq = -1;  // its worker sequence while running
-  BranchSampling sampling;
+  SeqId seq = -1;               // its worker sequence while running
+  SamplingParams sampling;      // as the workers take it: seed + index, the job's logprobs
   std::vector<int32_t> tokens;  // accepted generated tokens
   // Recompute after preemption: the re-fork's sampled token is a replay (ignored), then a
   // chunk replays `tokens`.

@@ -106,12 +106,9 @@ absl::StatusOr<std::shared_ptr<JobHandle>> JobRunner::Submit(api::ValidatedReque
   for (int i = 0; i < r.n; ++i) {
     Branch b;
     b.index = i;
-    b.sampling = {r.sampling.temperature,
-                  r.sampling.top_k,
-                  r.sampling.top_p,
-                  r.sampling.min_p,
-                  r.sampling.seed + static_cast<uint64_t>(i),
-                  rj->worker_logprobs};
+    b.sampling = r.sampling;
+    b.sampling.seed = r.sampling.seed + static_cast<uint64_t>(i);  // wrapping
+    b.sampling.logprobs = rj->worker_logprobs;
     branches.push_back(b);
     rj->outputs.push_back(
         std::make_unique<BranchOutput>(rj->request, model_->tokenizer(), pruning.window_tokens));

@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "coordinator/service/job_runner.h"
 #include "coordinator/service/runner_job.h"
+#include "proto/worker_types.h"
 
 namespace rami::coordinator {
 namespace {
@@ -13,15 +14,6 @@ namespace {
 namespace v1 = rami::v1;
 namespace wv1 = worker::v1;
 using aggregation::FinishReason;
-
-void SetSampling(const BranchSampling& s, wv1::SamplingParams* p) {
-  p->set_temperature(s.temperature);
-  p->set_top_k(s.top_k);
-  p->set_top_p(s.top_p);
-  p->set_min_p(s.min_p);
-  p->set_seed(s.seed);
-  p->set_logprobs(s.logprobs);
-}
 
 }  // namespace
 
@@ -134,7 +126,7 @@ wv1::StepPlan JobRunner::ToPlan(Group& g, const StepDecision& d) {
     if (p.create) {
       // The root never samples; its parameters are those of a branch of the part.
       const Job& part = jobs_.at(p.owner.job)->parts.at(g.id);
-      SetSampling(part.branches.at(0).sampling, chunk->mutable_sampling());
+      *chunk->mutable_sampling() = proto::SamplingToProto(part.branches.at(0).sampling);
     }
     g.owner[p.seq] = p.owner;
   }
@@ -146,7 +138,7 @@ wv1::StepPlan JobRunner::ToPlan(Group& g, const StepDecision& d) {
     for (const auto& [branch, seq] : f.children) {
       wv1::ForkChild* child = fork->add_children();
       child->set_seq_id(seq);
-      SetSampling(job.FindBranch(branch)->sampling, child->mutable_sampling());
+      *child->mutable_sampling() = proto::SamplingToProto(job.FindBranch(branch)->sampling);
       g.owner[seq] = {f.job, branch};
     }
   }

@@ -114,17 +114,13 @@ int main(int argc, char** argv) {
   if (!(interval >= 0.05 && interval <= 3600)) {
     return Fail(absl::StrCat("--discovery_interval: expected 0.05…3600, found ", interval));
   }
-  std::string device = absl::GetFlag(FLAGS_device);
-  if (device == "cuda") device = "cuda:0";
-  if (device != "cpu" && !absl::StartsWith(device, "cuda:")) {
-    return Fail(absl::StrCat("--device: expected cpu, cuda or cuda:N, found \"", device, "\""));
-  }
-  const std::string dtype = absl::GetFlag(FLAGS_dtype);
-  if (!dtype.empty() && dtype != "fp32" && dtype != "bf16") {
-    return Fail(absl::StrCat("--dtype: expected fp32 or bf16 (or empty), found \"", dtype, "\""));
-  }
-  if (dtype == "bf16" && device == "cpu") {
-    return Fail("--dtype=bf16 needs --device=cuda or cuda:N (the CPU backend computes in fp32)");
+  const absl::StatusOr<rami::Device> device = rami::ParseDevice(absl::GetFlag(FLAGS_device));
+  if (!device.ok()) return Fail(absl::StrCat("--", device.status().message()));
+  const absl::StatusOr<rami::ComputeDType> dtype =
+      rami::ParseComputeDType(absl::GetFlag(FLAGS_dtype));
+  if (!dtype.ok()) return Fail(absl::StrCat("--", dtype.status().message()));
+  if (absl::Status s = rami::ResolveComputeDType(*device, *dtype).status(); !s.ok()) {
+    return Fail(absl::StrCat("--", s.message(), " (--device)"));
   }
   const double fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
   if (!(fraction > 0 && fraction <= 1)) {
@@ -152,8 +148,8 @@ int main(int argc, char** argv) {
   config.load.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
   config.load.collective_timeout_seconds = absl::GetFlag(FLAGS_collective_timeout);
   config.load.gpu_memory_fraction = fraction;
-  config.load.device = device;
-  config.load.dtype = dtype;
+  config.load.device = *device;
+  config.load.dtype = *dtype;
   config.load.enforce_eager = absl::GetFlag(FLAGS_enforce_eager);
   config.load.lease_seconds = lease_seconds;
   config.coordinator_id = absl::GetFlag(FLAGS_coordinator_id);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "proto/status_conversion.h"
+#include "proto/worker_types.h"
 
 namespace rami::coordinator {
 
@@ -61,8 +62,8 @@ absl::StatusOr<v1::LoadShardResponse> WorkerGroupClient::Load(const GroupLoadOpt
       request.set_kv_cache_bytes(o.kv_cache_bytes);
       request.set_collective_timeout_seconds(o.collective_timeout_seconds);
       request.set_gpu_memory_fraction(o.gpu_memory_fraction);
-      request.set_device(o.device);
-      request.set_dtype(o.dtype);
+      *request.mutable_device() = proto::DeviceToProto(o.device);
+      request.set_dtype(proto::ComputeDTypeToProto(o.dtype));
       request.set_enforce_eager(o.enforce_eager);
       if (!o.lease_holder.empty()) {
         request.mutable_lease()->set_holder(o.lease_holder);

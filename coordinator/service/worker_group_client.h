@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/device.h"
 #include "rami/worker/v1/worker.grpc.pb.h"
 
 namespace rami::coordinator {
@@ -26,10 +27,10 @@ struct GroupLoadOptions {
   int64_t lease_epoch = 0;
   double lease_seconds = 15;
   double gpu_memory_fraction = 0;  // 0: the worker's default
-  std::string device = "cpu";      // every rank's LoadShard device: "cpu" or "cuda:<n>"
-  // Every rank's LoadShard dtype: "" = the device's default (cpu: fp32, cuda: bf16); "bf16" or
-  // "fp32" on CUDA (fp32: the exactness mode); the CPU takes "fp32" only.
-  std::string dtype;
+  Device device;                   // every rank's LoadShard device
+  // Every rank's LoadShard dtype: kDefault = the device's (cpu: fp32, cuda: bf16); bf16 or fp32
+  // on CUDA (fp32: the exactness mode); the CPU takes fp32 only.
+  ComputeDType dtype = ComputeDType::kDefault;
   bool enforce_eager = false;  // CUDA: no graphs (LoadShardRequest.enforce_eager)
   absl::Duration load_timeout = absl::Seconds(120);
 };

@@ -79,7 +79,7 @@ std::vector<SequenceChunk> Chunks(int step, const std::vector<int32_t>& next, bo
   std::vector<SequenceChunk> chunks;
   for (SeqId id : {1, 2}) {
     SequenceChunk c{.seq_id = id, .tokens = {next[id]}};
-    if (sample) c.sample = SampleRequest{.temperature = 0.0f, .logprobs = 2};
+    if (sample) c.sample = SampleRequest{.params = {.temperature = 0.0f, .logprobs = 2}};
     chunks.push_back(std::move(c));
   }
   return chunks;

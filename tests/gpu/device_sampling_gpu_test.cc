@@ -45,10 +45,10 @@ TEST_P(DeviceSamplingGpuTest, SameTokensAsTheHostSampler) {
   SingleRankCollectives comm;
   const int vocab = host.model->config().vocab_size;
   const std::vector<SampleRequest> kinds = {
-      {.temperature = 0.0f, .logprobs = 2},
-      {.temperature = 0.9f, .top_k = 20, .seed = 3, .logprobs = 5},
-      {.temperature = 1.1f, .top_p = 0.8f, .min_p = 0.05f, .seed = 4},
-      {.temperature = 1.0f, .seed = 5, .logprobs = 20}};
+      {.params = {.temperature = 0.0f, .logprobs = 2}},
+      {.params = {.temperature = 0.9f, .top_k = 20, .seed = 3, .logprobs = 5}},
+      {.params = {.temperature = 1.1f, .top_p = 0.8f, .min_p = 0.05f, .seed = 4}},
+      {.params = {.temperature = 1.0f, .seed = 5, .logprobs = 20}}};
   std::vector<int32_t> next(kinds.size() + 1, 1);
   std::vector<uint64_t> generated(kinds.size(), 0);
   for (SeqId id = 0; id <= static_cast<SeqId>(kinds.size()); ++id) {

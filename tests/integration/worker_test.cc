@@ -325,44 +325,49 @@ TEST(WorkerLeases, OneHolderAtATimeAndStaleEpochsAreRefused) {
   stream->WritesDone();
 }
 
-// dtype: "" is the device's default, the CPU backend takes "fp32" only, and a CUDA device
-// "bf16" or "fp32" (checked before the device is: a worker without CUDA still names dtype).
+// dtype: unset is the device's default, the CPU backend takes fp32 only, and an enum value the
+// worker does not know (a newer coordinator) or a negative CUDA ordinal is refused by name.
 TEST(WorkerLoad, DtypeIsValidatedPerDevice) {
   WorkerProcess worker;
   ASSERT_TRUE(worker.ok());
-  auto load = [&](const std::string& device, const std::string& dtype,
-                  v1::LoadShardResponse* response) {
+  auto load = [&](const v1::Device& device, int dtype, v1::LoadShardResponse* response) {
     v1::LoadShardRequest request;
     request.set_model_dir(ModelDir("qwen3"));
     request.set_world_size(1);
     request.set_kv_cache_bytes(kKvBytes);
-    request.set_device(device);
-    request.set_dtype(dtype);
+    *request.mutable_device() = device;
+    request.set_dtype(static_cast<v1::ComputeDType>(dtype));
     grpc::ClientContext ctx;
     return worker.stub().LoadShard(&ctx, request, response);
   };
+  v1::Device cpu, unset, bad_index, cuda;
+  cpu.set_kind(v1::DEVICE_KIND_CPU);
+  bad_index.set_kind(v1::DEVICE_KIND_CUDA);
+  bad_index.set_index(-1);
+  cuda.set_kind(v1::DEVICE_KIND_CUDA);
   const struct {
-    std::string device, dtype, accepted;
-  } refused[] = {{"cpu", "fp16", "\"fp32\""},
-                 {"cpu", "bf16", "\"fp32\""},
-                 {"", "bf16", "\"fp32\""},
-                 {"cpu", "FP32", "\"fp32\""},
-                 {"cuda:0", "fp16", "\"bf16\" or \"fp32\""}};
+    v1::Device device;
+    int dtype;
+    std::string message;
+  } refused[] = {{cpu, v1::COMPUTE_DTYPE_BF16, "LoadShard: dtype: bf16 needs a CUDA device"},
+                 {unset, v1::COMPUTE_DTYPE_BF16, "LoadShard: dtype: bf16 needs a CUDA device"},
+                 {cpu, 7, "LoadShard: dtype: unknown value 7"},
+                 {cuda, 9, "LoadShard: dtype: unknown value 9"},
+                 {bad_index, v1::COMPUTE_DTYPE_BF16, "LoadShard: device.index: expected >= 0"}};
   for (const auto& c : refused) {
-    SCOPED_TRACE(c.device + " " + c.dtype);
+    SCOPED_TRACE(c.message);
     v1::LoadShardResponse response;
     const grpc::Status s = load(c.device, c.dtype, &response);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
-    EXPECT_NE(s.error_message().find("LoadShard: dtype: "), std::string::npos) << s.error_message();
-    EXPECT_NE(s.error_message().find(c.accepted), std::string::npos) << s.error_message();
+    EXPECT_NE(s.error_message().find(c.message), std::string::npos) << s.error_message();
   }
-  for (const std::string dtype : {"", "fp32"}) {
-    for (const std::string device : {"", "cpu"}) {
-      SCOPED_TRACE(device + " " + dtype);
+  for (const int dtype : {v1::COMPUTE_DTYPE_UNSPECIFIED, v1::COMPUTE_DTYPE_FP32}) {
+    for (const v1::Device& device : {unset, cpu}) {
+      SCOPED_TRACE(::testing::Message() << device.kind() << " " << dtype);
       v1::LoadShardResponse response;
       const grpc::Status s = load(device, dtype, &response);
       ASSERT_TRUE(s.ok()) << s.error_message();
-      EXPECT_EQ(response.dtype(), "fp32");
+      EXPECT_EQ(response.dtype(), v1::COMPUTE_DTYPE_FP32);
     }
   }
 }
@@ -376,13 +381,13 @@ TEST(WorkerLoad, CudaDeviceLoadsOrFailsCleanly) {
   v1::LoadShardRequest request;
   request.set_model_dir(ModelDir("qwen3_dms_hd64"));
   request.set_world_size(1);
-  request.set_device("cuda:0");
+  request.mutable_device()->set_kind(v1::DEVICE_KIND_CUDA);
   request.set_gpu_memory_fraction(0.05);
   v1::LoadShardResponse response;
   grpc::ClientContext ctx;
   const grpc::Status s = worker.stub().LoadShard(&ctx, request, &response);
   if (s.ok()) {
-    EXPECT_EQ(response.dtype(), "bf16");
+    EXPECT_EQ(response.dtype(), v1::COMPUTE_DTYPE_BF16);
     EXPECT_GT(response.num_pages(), 0);
     EXPECT_GT(response.kv_cache_bytes(), 0);
   } else {
@@ -391,7 +396,7 @@ TEST(WorkerLoad, CudaDeviceLoadsOrFailsCleanly) {
         << s.error_code() << " " << s.error_message();
     EXPECT_NE(s.error_message().find("device"), std::string::npos) << s.error_message();
   }
-  request.set_device("cpu");
+  request.mutable_device()->set_kind(v1::DEVICE_KIND_CPU);
   request.set_kv_cache_bytes(kKvBytes);
   grpc::ClientContext again;
   const grpc::Status cpu = worker.stub().LoadShard(&again, request, &response);

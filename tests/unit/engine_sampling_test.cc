@@ -30,7 +30,6 @@ using engine::ForwardResult;
 using engine::Sample;
 using engine::SampledToken;
 using engine::SampleRequest;
-using engine::SamplingConfig;
 using engine::SequenceChunk;
 using engine::StepOutcome;
 using engine::StepPlan;
@@ -96,9 +95,9 @@ TEST(EngineSampling, BackendSamplesEqualHostSamples) {
   std::unique_ptr<Engine> host = MakeEngine(std::move(*a), shape);
   std::unique_ptr<Engine> backend = MakeEngine(std::move(sampling), shape);
 
-  const SamplingConfig random{
+  const SamplingParams random{
       .temperature = 0.8f, .top_k = 40, .top_p = 0.9f, .seed = 11, .logprobs = 3};
-  const SamplingConfig greedy{.logprobs = 1};
+  const SamplingParams greedy{.logprobs = 1};
   std::vector<StepPlan> plans(13);
   // Step 0: two prompts (sampled at once), the first one forked into three branches.
   plans[0].prefills.push_back({.seq_id = 1,

@@ -22,7 +22,6 @@ namespace rami {
 using engine::Sample;
 using engine::SampledToken;
 using engine::SampleRequest;
-using engine::ValidateSampleRequest;
 
 namespace {
 
@@ -265,7 +264,8 @@ TEST(SamplingTest, FlatDistributionIsTheInverseCdfInIdOrder) {
   constexpr int kVocab = 151936;
   const std::vector<float> logits(kVocab, 0.25f);
   for (uint64_t index : {0, 1, 2, 3}) {
-    const std::vector<SampleRequest> requests = {{.temperature = 0.8f, .seed = 42, .index = index}};
+    const std::vector<SampleRequest> requests = {
+        {.index = index, .params = {.temperature = 0.8f, .seed = 42}}};
     absl::StatusOr<std::vector<SampledToken>> out = Sample(logits, kVocab, requests);
     ASSERT_TRUE(out.ok()) << out.status();
     EXPECT_EQ((*out)[0].token_id,
@@ -289,11 +289,8 @@ TEST(SamplingTest, StreamsAreReproducibleAndIndependentOfTheBatch) {
   std::vector<SampleRequest> requests(kRows);
   for (int r = 0; r < kRows; ++r) {
     requests[r] = {.row = r,
-                   .temperature = 1.0f,
-                   .top_k = 50,
-                   .top_p = 0.95f,
-                   .seed = 1000u + r,
-                   .index = static_cast<uint64_t>(3 * r)};
+                   .index = static_cast<uint64_t>(3 * r),
+                   .params = {.temperature = 1.0f, .top_k = 50, .top_p = 0.95f, .seed = 1000u + r}};
   }
   absl::StatusOr<std::vector<SampledToken>> first = Sample(logits, kVocab, requests);
   absl::StatusOr<std::vector<SampledToken>> again = Sample(logits, kVocab, requests);
@@ -314,7 +311,8 @@ TEST(SamplingTest, StreamsAreReproducibleAndIndependentOfTheBatch) {
   auto draws = [&](uint64_t seed, uint64_t first_index) {
     std::vector<SampleRequest> stream(200);
     for (int i = 0; i < 200; ++i) {
-      stream[i] = {.row = 0, .temperature = 1.5f, .seed = seed, .index = first_index + i};
+      stream[i] = {
+          .row = 0, .index = first_index + i, .params = {.temperature = 1.5f, .seed = seed}};
     }
     absl::StatusOr<std::vector<SampledToken>> out = Sample(logits, kVocab, stream);
     EXPECT_TRUE(out.ok());
@@ -341,10 +339,13 @@ TEST(SamplingTest, LogprobsAreRawLogSoftmaxAndTopNIsSorted) {
   logits[0] = logits[best];
   logits[kVocab - 1] = logits[best];
   const std::vector<SampleRequest> requests = {
-      {.row = 0, .temperature = 0.0f, .logprobs = 20},
-      {.row = 1, .temperature = 0.7f, .top_k = 5, .min_p = 0.1f, .seed = 3, .logprobs = 7},
-      {.row = 2, .temperature = 1.3f, .top_p = 0.9f, .seed = 4, .index = 11, .logprobs = 0},
-      {.row = 0, .temperature = 1.0f, .seed = 5, .logprobs = 1},
+      {.row = 0, .params = {.temperature = 0.0f, .logprobs = 20}},
+      {.row = 1,
+       .params = {.temperature = 0.7f, .top_k = 5, .min_p = 0.1f, .seed = 3, .logprobs = 7}},
+      {.row = 2,
+       .index = 11,
+       .params = {.temperature = 1.3f, .top_p = 0.9f, .seed = 4, .logprobs = 0}},
+      {.row = 0, .params = {.temperature = 1.0f, .seed = 5, .logprobs = 1}},
   };
   absl::StatusOr<std::vector<SampledToken>> out = Sample(logits, kVocab, requests);
   ASSERT_TRUE(out.ok()) << out.status();
@@ -361,7 +362,7 @@ TEST(SamplingTest, LogprobsAreRawLogSoftmaxAndTopNIsSorted) {
 
     const SampledToken& t = (*out)[i];
     EXPECT_NEAR(t.logprob, ref(t.token_id), 1e-5);
-    ASSERT_EQ(t.top.size(), static_cast<size_t>(requests[i].logprobs));
+    ASSERT_EQ(t.top.size(), static_cast<size_t>(requests[i].params.logprobs));
     for (size_t j = 0; j < t.top.size(); ++j) {
       EXPECT_EQ(t.top[j].token_id, order[j]) << "rank " << j;
       EXPECT_NEAR(t.top[j].logprob, ref(order[j]), 1e-5) << "rank " << j;
@@ -376,7 +377,7 @@ TEST(SamplingTest, LogprobsAreRawLogSoftmaxAndTopNIsSorted) {
 TEST(SamplingTest, TopNIsCutAtTheVocabulary) {
   const std::vector<float> logits = {0.0f, 1.0f, 2.0f};
   absl::StatusOr<std::vector<SampledToken>> out =
-      Sample(logits, 3, {{.temperature = 1.0f, .logprobs = 20}});
+      Sample(logits, 3, {{.params = {.temperature = 1.0f, .logprobs = 20}}});
   ASSERT_TRUE(out.ok()) << out.status();
   ASSERT_EQ((*out)[0].top.size(), 3u);
   EXPECT_EQ((*out)[0].top[0].token_id, 2);
@@ -385,36 +386,41 @@ TEST(SamplingTest, TopNIsCutAtTheVocabulary) {
 
 TEST(SamplerValidationTest, NamesTheFieldAndTheLimit) {
   struct Case {
-    SampleRequest request;
+    SamplingParams params;
     std::string message;
   };
   const Case cases[] = {
-      {{.temperature = -0.5f}, "temperature must be finite and >= 0"},
-      {{.temperature = INFINITY}, "temperature must be finite and >= 0"},
-      {{.temperature = NAN}, "temperature must be finite and >= 0"},
-      {{.top_k = -1}, "top_k must be >= 0"},
-      {{.top_p = 1.5f}, "top_p must be in [0, 1]"},
-      {{.top_p = -0.1f}, "top_p must be in [0, 1]"},
-      {{.top_p = NAN}, "top_p must be in [0, 1]"},
-      {{.min_p = 2.0f}, "min_p must be in [0, 1]"},
-      {{.min_p = -1.0f}, "min_p must be in [0, 1]"},
-      {{.logprobs = 21}, "logprobs must be in [0, 20]"},
-      {{.logprobs = -1}, "logprobs must be in [0, 20]"},
+      {{.temperature = -0.5f}, "temperature: must be finite and >= 0"},
+      {{.temperature = INFINITY}, "temperature: must be finite and >= 0"},
+      {{.temperature = NAN}, "temperature: must be finite and >= 0"},
+      {{.top_k = -1}, "top_k: must be >= 0"},
+      {{.top_p = 1.5f}, "top_p: must be in (0, 1]"},
+      {{.top_p = -0.1f}, "top_p: must be in (0, 1]"},
+      {{.top_p = NAN}, "top_p: must be in (0, 1]"},
+      {{.top_p = 0.0f}, "top_p: must be in (0, 1], got 0"},  // 1 is the only "off"
+      {{.min_p = 2.0f}, "min_p: must be in [0, 1]"},
+      {{.min_p = -1.0f}, "min_p: must be in [0, 1]"},
+      {{.logprobs = 21}, "logprobs: must be in [0, 20]"},
+      {{.logprobs = -1}, "logprobs: must be in [0, 20]"},
   };
   const std::vector<float> logits = {0.0f, 1.0f};
   for (const Case& c : cases) {
     SCOPED_TRACE(c.message);
-    EXPECT_EQ(ValidateSampleRequest(c.request).code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(std::string(ValidateSampleRequest(c.request).message()), HasSubstr(c.message));
+    EXPECT_EQ(ValidateSamplingParams(c.params).code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(ValidateSamplingParams(c.params).message()), HasSubstr(c.message));
+    EXPECT_THAT(std::string(ValidateSamplingParams(c.params, "sampling.").message()),
+                HasSubstr("sampling." + c.message));
     // Through Sample, the failing request is named too.
-    absl::StatusOr<std::vector<SampledToken>> out = Sample(logits, 2, {SampleRequest{}, c.request});
+    absl::StatusOr<std::vector<SampledToken>> out =
+        Sample(logits, 2, {SampleRequest{}, SampleRequest{.params = c.params}});
     ASSERT_FALSE(out.ok());
     EXPECT_THAT(std::string(out.status().message()), HasSubstr("sampling request 1: "));
     EXPECT_THAT(std::string(out.status().message()), HasSubstr(c.message));
   }
-  EXPECT_TRUE(ValidateSampleRequest(
-                  {.temperature = 0.0f, .top_k = 0, .top_p = 0.0f, .min_p = 1.0f, .logprobs = 20})
+  EXPECT_TRUE(ValidateSamplingParams(
+                  {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .min_p = 1.0f, .logprobs = 20})
                   .ok());
+  EXPECT_TRUE(ValidateSamplingParams({.top_p = 1e-6f, .min_p = 0.0f, .logprobs = 0}).ok());
 }
 
 TEST(SamplerValidationTest, RejectsMissingRowsAndBrokenLogits) {

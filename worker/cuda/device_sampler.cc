@@ -77,8 +77,8 @@ absl::StatusOr<std::vector<SampledToken>> DeviceSampler::Sample(
   int m = 0;  // top log-probs per row
   bool any_random = false;
   for (const SampleRequest& r : requests) {
-    m = std::max(m, r.logprobs);
-    any_random = any_random || (r.temperature != 0.0f && r.top_k != 1);
+    m = std::max(m, r.params.logprobs);
+    any_random = any_random || (r.params.temperature != 0.0f && r.params.top_k != 1);
   }
   const IoLayout l(n, static_cast<size_t>(m));
   if (l.bytes > pinned_bytes_) {
@@ -97,13 +97,13 @@ absl::StatusOr<std::vector<SampledToken>> DeviceSampler::Sample(
       std::memcpy(host + offset + i * sizeof(value), &value, sizeof(value));
     };
     put(l.rows, r.row);
-    put(l.temperature, r.temperature);
-    put(l.top_k, r.top_k);
-    put(l.top_p, r.top_p);
-    put(l.min_p, r.min_p);
-    put(l.seed, r.seed);
+    put(l.temperature, r.params.temperature);
+    put(l.top_k, r.params.top_k);
+    put(l.top_p, r.params.top_p);
+    put(l.min_p, r.params.min_p);
+    put(l.seed, r.params.seed);
     put(l.index, r.index);
-    put(l.num_logprobs, r.logprobs);
+    put(l.num_logprobs, r.params.logprobs);
   }
   RAMI_ASSIGN_OR_RETURN(void* io_ptr, Grow(io_, l.bytes));
   char* io = static_cast<char*>(io_ptr);

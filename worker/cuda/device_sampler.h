@@ -4,7 +4,7 @@
 // host sampler (worker/engine/sampler.h over kernels/sampling.h; SampleCuda is the CPU twin's GPU
 // version, tested against it), with one difference: the rows are not checked for NaN/+Inf (the
 // host path fails such a step; here the kernel's rule applies: NaN sorts last and weighs
-// nothing). Requests must be valid (ValidateSampleRequest: the Engine checks them when a
+// nothing). Requests must be valid (ValidateSamplingParams: the Engine checks them when a
 // sequence's sampling parameters arrive).
 #pragma once
 

@@ -24,19 +24,12 @@ absl::Status PlanError(uint64_t step, const std::string& what) {
 
 double MillisSince(absl::Time start) { return absl::ToDoubleMilliseconds(absl::Now() - start); }
 
-SampleRequest RequestFor(const SamplingConfig& s, uint64_t index) {
-  return {.row = 0,
-          .temperature = s.temperature,
-          .top_k = s.top_k,
-          .top_p = s.top_p,
-          .min_p = s.min_p,
-          .seed = s.seed,
-          .index = index,
-          .logprobs = s.logprobs};
+SampleRequest RequestFor(const SamplingParams& s, uint64_t index) {
+  return {.row = 0, .index = index, .params = s};
 }
 
-absl::Status ValidateSampling(const SamplingConfig& s, const std::string& where) {
-  absl::Status status = ValidateSampleRequest(RequestFor(s, 0));
+absl::Status ValidateSampling(const SamplingParams& s, const std::string& where) {
+  absl::Status status = ValidateSamplingParams(s);
   if (status.ok()) return status;
   return absl::Status(status.code(), absl::StrCat(where, ": ", status.message()));
 }

@@ -41,7 +41,7 @@ class Engine {
 
  private:
   struct Sequence {
-    SamplingConfig sampling;
+    SamplingParams sampling;
     int64_t generated = 0;           // tokens sampled so far (the RNG stream index)
     int32_t last_token = -1;         // input of its next decode step
     std::vector<float> last_logits;  // logits of its last prefill chunk (fork source)

@@ -30,27 +30,7 @@ absl::Status CheckLogitsRow(absl::Span<const float> x, int32_t row) {
 
 }  // namespace
 
-absl::Status ValidateSampleRequest(const SampleRequest& request) {
-  // Written so that NaN fails every range check.
-  if (!(std::isfinite(request.temperature) && request.temperature >= 0.0f)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("temperature must be finite and >= 0, got ", request.temperature));
-  }
-  if (request.top_k < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0, got ", request.top_k));
-  }
-  if (!(request.top_p >= 0.0f && request.top_p <= 1.0f)) {
-    return absl::InvalidArgumentError(absl::StrCat("top_p must be in [0, 1], got ", request.top_p));
-  }
-  if (!(request.min_p >= 0.0f && request.min_p <= 1.0f)) {
-    return absl::InvalidArgumentError(absl::StrCat("min_p must be in [0, 1], got ", request.min_p));
-  }
-  if (request.logprobs < 0 || request.logprobs > kernels::kMaxLogprobs) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "logprobs must be in [0, ", kernels::kMaxLogprobs, "], got ", request.logprobs));
-  }
-  return absl::OkStatus();
-}
+static_assert(SamplingParams::kMaxLogprobs == kernels::kMaxLogprobs);
 
 absl::StatusOr<std::vector<SampledToken>> Sample(absl::Span<const float> logits, int vocab_size,
                                                  absl::Span<const SampleRequest> requests) {
@@ -65,7 +45,7 @@ absl::StatusOr<std::vector<SampledToken>> Sample(absl::Span<const float> logits,
   int max_logprobs = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
     const SampleRequest& request = requests[i];
-    absl::Status status = ValidateSampleRequest(request);
+    absl::Status status = ValidateSamplingParams(request.params);
     if (!status.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("sampling request ", i, ": ", status.message()));
@@ -84,7 +64,7 @@ absl::StatusOr<std::vector<SampledToken>> Sample(absl::Span<const float> logits,
       }
       row_checked[request.row] = 1;
     }
-    max_logprobs = std::max(max_logprobs, request.logprobs);
+    max_logprobs = std::max(max_logprobs, request.params.logprobs);
   }
 
   // Structure of arrays for the kernel: one entry per request.
@@ -96,13 +76,13 @@ absl::StatusOr<std::vector<SampledToken>> Sample(absl::Span<const float> logits,
   for (size_t i = 0; i < n; ++i) {
     const SampleRequest& request = requests[i];
     row[i] = request.row;
-    temperature[i] = request.temperature;
-    top_k[i] = request.top_k;
-    top_p[i] = request.top_p;
-    min_p[i] = request.min_p;
-    seed[i] = request.seed;
+    temperature[i] = request.params.temperature;
+    top_k[i] = request.params.top_k;
+    top_p[i] = request.params.top_p;
+    min_p[i] = request.params.min_p;
+    seed[i] = request.params.seed;
     index[i] = request.index;
-    num_logprobs[i] = request.logprobs;
+    num_logprobs[i] = request.params.logprobs;
   }
   std::vector<int32_t> top_ids(n * max_logprobs);     // [n, max_logprobs]
   std::vector<float> top_logprobs(n * max_logprobs);  // [n, max_logprobs]
@@ -136,7 +116,7 @@ std::vector<SampledToken> SampledTokens(absl::Span<const SampleRequest> requests
     out[i].token_id = token[i];
     out[i].logprob = logprob[i];
     // The kernel fills min(logprobs, vocab) entries; the rest are -1.
-    for (int j = 0; j < requests[i].logprobs; ++j) {
+    for (int j = 0; j < requests[i].params.logprobs; ++j) {
       const size_t at = i * max_logprobs + j;
       if (top_ids[at] < 0) break;
       out[i].top.push_back({top_ids[at], top_logprobs[at]});

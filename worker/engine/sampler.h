@@ -1,7 +1,7 @@
-// The worker's sampler: validates per-token sampling requests against the step's logits and
-// runs the sampling kernel (semantics in kernels/sampling.h). Bad parameters or broken
-// logits give an InvalidArgument status naming the request, the field and the limit; they
-// never crash the worker.
+// The worker's sampler: validates per-token sampling requests (ValidateSamplingParams) against
+// the step's logits and runs the sampling kernel (semantics in kernels/sampling.h). Bad
+// parameters or broken logits give an InvalidArgument status naming the request, the field and
+// the limit; they never crash the worker.
 #pragma once
 
 #include <cstdint>
@@ -10,20 +10,16 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "base/sampling_params.h"
 
 namespace rami::engine {
 
-// One token to sample: the logits row it reads and its sequence's sampling parameters
-// (proto rami.worker.v1.SamplingParams, plus where the token sits in its sequence's stream).
+// One token to sample: the logits row it reads, its sequence's sampling parameters and where
+// the token sits in its sequence's random stream.
 struct SampleRequest {
-  int32_t row = 0;           // logits row; several requests may share one (fork children)
-  float temperature = 0.0f;  // ≥ 0, finite; 0 = greedy
-  int32_t top_k = 0;         // ≥ 0; 0 = off
-  float top_p = 1.0f;        // [0, 1]; 0 or 1 = off
-  float min_p = 0.0f;        // [0, 1]; 0 = off
-  uint64_t seed = 0;         // the sequence's random stream
-  uint64_t index = 0;        // index of this token among the sequence's generated tokens
-  int32_t logprobs = 0;      // top-n alternatives to return, [0, 20]
+  int32_t row = 0;     // logits row; several requests may share one (fork children)
+  uint64_t index = 0;  // index of this token among the sequence's generated tokens
+  SamplingParams params;
 };
 
 struct TokenLogprob {
@@ -36,9 +32,6 @@ struct SampledToken {
   float logprob = 0.0f;           // raw model log-prob (temperature 1, before any filter)
   std::vector<TokenLogprob> top;  // the `logprobs` most likely tokens, best first
 };
-
-// OK when every field of `request` is within its limits (row not checked: see Sample).
-absl::Status ValidateSampleRequest(const SampleRequest& request);
 
 // One token per request from logits [rows, vocab_size] (ForwardResult's layout). Fails, and
 // samples nothing, when vocab_size < 1, logits is not whole rows, a request is invalid or

@@ -9,32 +9,24 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "base/sampling_params.h"
 #include "worker/engine/sampler.h"
 #include "worker/kv/kv_cache.h"
 
 namespace rami::engine {
-
-struct SamplingConfig {
-  float temperature = 0.0f;  // 0 = greedy
-  int32_t top_k = 0;         // 0 = off
-  float top_p = 1.0f;        // 1 = off
-  float min_p = 0.0f;        // 0 = off
-  uint64_t seed = 0;
-  int32_t logprobs = 0;  // top-n alternatives (0…20)
-};
 
 struct PlanPrefill {
   kv::SeqId seq_id = 0;
   std::vector<int32_t> tokens;
   bool create = false;                     // the first chunk of a new sequence
   bool sample = false;                     // sample a token from the chunk's last logits
-  std::optional<SamplingConfig> sampling;  // required with create
+  std::optional<SamplingParams> sampling;  // required with create
   int64_t generated_tokens = 0;            // > 0: replayed generated tokens (resume the RNG index)
 };
 
 struct PlanForkChild {
   kv::SeqId seq_id = 0;
-  SamplingConfig sampling;
+  SamplingParams sampling;
 };
 
 struct PlanFork {

@@ -1,32 +1,18 @@
-// Field-by-field conversions; the proto's defaults (0) map to "off" in SamplingConfig.
+// Field-by-field conversions of step plans, results and cache reports.
 #include "worker/service/plan_proto.h"
+
+#include "proto/worker_types.h"
 
 namespace rami::service {
 
 using engine::CacheReport;
 using engine::PlanFork;
 using engine::PlanPrefill;
-using engine::SamplingConfig;
 using engine::SequenceReport;
 using engine::StepOutcome;
 using engine::StepPlan;
 using engine::StepToken;
 using engine::TokenLogprob;
-
-namespace {
-
-SamplingConfig SamplingFromProto(const worker::v1::SamplingParams& p) {
-  SamplingConfig s;
-  s.temperature = p.temperature();
-  s.top_k = p.top_k();
-  s.top_p = p.top_p() == 0.0f ? 1.0f : p.top_p();
-  s.min_p = p.min_p();
-  s.seed = p.seed();
-  s.logprobs = p.logprobs();
-  return s;
-}
-
-}  // namespace
 
 StepPlan PlanFromProto(const worker::v1::StepPlan& proto) {
   StepPlan plan;
@@ -39,14 +25,14 @@ StepPlan PlanFromProto(const worker::v1::StepPlan& proto) {
     prefill.create = p.create();
     prefill.sample = p.sample();
     prefill.generated_tokens = p.generated_tokens();
-    if (p.has_sampling()) prefill.sampling = SamplingFromProto(p.sampling());
+    if (p.has_sampling()) prefill.sampling = proto::SamplingFromProto(p.sampling());
     plan.prefills.push_back(std::move(prefill));
   }
   plan.decodes.assign(proto.decodes().begin(), proto.decodes().end());
   for (const worker::v1::Fork& f : proto.forks()) {
     PlanFork fork{f.parent(), {}};
     for (const worker::v1::ForkChild& c : f.children()) {
-      fork.children.push_back({c.seq_id(), SamplingFromProto(c.sampling())});
+      fork.children.push_back({c.seq_id(), proto::SamplingFromProto(c.sampling())});
     }
     plan.forks.push_back(std::move(fork));
   }

@@ -10,6 +10,7 @@
 #include "rami/worker/v1/worker.grpc.pb.h"
 #include "worker/collectives/rendezvous_store.h"
 #include "worker/engine/engine.h"
+#include "worker/service/worker_lease.h"
 
 namespace rami::service {
 
@@ -39,28 +40,14 @@ class WorkerService final : public worker::v1::Worker::Service {
  private:
   absl::StatusOr<std::unique_ptr<engine::Engine>> Load(const worker::v1::LoadShardRequest& request,
                                                        worker::v1::LoadShardResponse* response);
-  // OK when a plan of lease `epoch` may run (0: unchecked); renews the lease.
-  absl::Status CheckLease(int64_t epoch);
-  // OK when `lease`'s holder may load now: no live lease, or its own.
-  absl::Status MayLoad(const worker::v1::Lease& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lease_mu_);
-
-  // The coordinator this worker serves (one at a time); empty: none.
-  struct LeaseState {
-    std::string holder;
-    int64_t epoch = 0;
-    absl::Duration length;
-    absl::Time expiry = absl::InfinitePast();
-  };
 
   std::function<void()> request_shutdown_;
   collectives::InMemoryRendezvousStore store_;  // served to the group when this is rank 0
+  WorkerLease lease_;
   absl::Mutex mu_;
   std::unique_ptr<engine::Engine> engine_ ABSL_GUARDED_BY(mu_);
   int rank_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  // Its own mutex: renewals must not wait behind a long step.
-  absl::Mutex lease_mu_;
-  LeaseState lease_ ABSL_GUARDED_BY(lease_mu_);
 };
 
 }  // namespace rami::service

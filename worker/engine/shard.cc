@@ -1,0 +1,216 @@
+// LoadShard: options → checkpoint → backend (CPU or CUDA) → cache → collectives → Engine.
+#include "worker/engine/shard.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "worker/checkpoint/checkpoint.h"
+#include "worker/checkpoint/config_parser.h"
+#include "worker/checkpoint/weights.h"
+#include "worker/collectives/collectives.h"
+#include "worker/cpu/model.h"
+#include "worker/engine/model_shape.h"
+#include "worker/kv/cache_policy.h"
+#if defined(RAMI_HAVE_GLOO)
+#include "worker/collectives/gloo_collectives.h"
+#endif
+#if defined(RAMI_HAVE_CUDA_BACKEND)
+#include <cuda_runtime_api.h>
+
+#include "worker/collectives/nccl_collectives.h"
+#include "worker/cuda/cuda_model.h"
+#endif
+
+namespace rami::engine {
+
+using checkpoint::Checkpoint;
+using checkpoint::ModelConfig;
+using checkpoint::ModelWeights;
+using collectives::Collectives;
+using collectives::RendezvousStore;
+using kv::CachePolicy;
+using kv::KvCache;
+
+namespace {
+
+absl::Status Invalid(const std::string& field, const std::string& message) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", message));
+}
+
+// The config, this rank's fp32 weights and the shard's shape, from the checkpoint.
+struct HostShard {
+  ModelShape shape;
+  ModelWeights weights;
+};
+absl::StatusOr<HostShard> ReadCheckpoint(const ShardOptions& o) {
+  RAMI_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint, Checkpoint::Open(o.model_dir));
+  RAMI_ASSIGN_OR_RETURN(
+      ModelConfig config,
+      checkpoint::ParseModelConfig(checkpoint->config(), o.model_dir + "/config.json"));
+  RAMI_ASSIGN_OR_RETURN(ModelWeights weights, LoadWeights(*checkpoint, config, o.shard));
+  RAMI_ASSIGN_OR_RETURN(ModelShape shape, ModelShape::Make(std::move(config), o.shard));
+  return HostShard{std::move(shape), std::move(weights)};
+}
+
+absl::StatusOr<CachePolicy> PolicyOf(const ShardOptions& o, const ModelShape& shape) {
+  if (o.cache_policy.empty()) return shape.DefaultCachePolicy();
+  return CachePolicy::Parse(o.cache_policy, shape.config().dms.window_size);
+}
+
+// The host collectives through which every backend's Engine agrees on each step (and the CPU
+// backend moves its tensors): nothing to join for one rank; else a Gloo mesh found through
+// `store`, bounded by the collective timeout.
+absl::StatusOr<std::unique_ptr<Collectives>> JoinHostCollectives(const ShardOptions& o,
+                                                                 RendezvousStore& store) {
+  if (o.shard.world_size == 1) return std::make_unique<collectives::SingleRankCollectives>();
+#if defined(RAMI_HAVE_GLOO)
+  RAMI_ASSIGN_OR_RETURN(
+      std::unique_ptr<collectives::GlooCollectives> gloo,
+      collectives::GlooCollectives::Create(o.shard.rank, o.shard.world_size, &store, o.group_id,
+                                           o.bind_host, o.collective_timeout));
+  return gloo;
+#else
+  (void)store;
+  return absl::UnimplementedError(
+      "world_size > 1: this build has no Gloo (the host collectives of a group)");
+#endif
+}
+
+ShardInfo Describe(const ModelShape& shape, const KvCache& cache, const CachePolicy& policy,
+                   ComputeDType dtype, int64_t pool_bytes) {
+  const ModelConfig& c = shape.config();
+  return {.num_pages = cache.pool().num_pages(),
+          .page_size = cache.pool().page_size(),
+          .kv_cache_bytes = pool_bytes,
+          .dtype = dtype,
+          .vocab_size = c.vocab_size,
+          .num_layers = c.num_layers,
+          .num_kv_heads = shape.dims().kv_heads,
+          .cache_policy = policy.ToString(),
+          .dms_window = policy.evicts() ? policy.window : 0,
+          .eos_token_ids = c.eos_token_ids};
+}
+
+absl::StatusOr<LoadedShard> LoadCpu(const ShardOptions& o, RendezvousStore& store) {
+  RAMI_ASSIGN_OR_RETURN(HostShard host, ReadCheckpoint(o));
+  RAMI_ASSIGN_OR_RETURN(const CachePolicy policy, PolicyOf(o, host.shape));
+  // The CPU backend's page: fp32 K and V rows (a K-only latent row for MLA).
+  const int64_t page_bytes = host.shape.KvPageBytes(o.page_size, sizeof(float));
+  const int64_t num_pages = o.kv_cache_bytes / page_bytes;
+  if (num_pages < 1 || num_pages > INT32_MAX) {
+    return Invalid("kv_cache_bytes", absl::StrCat("must hold 1…2^31 pages of ", page_bytes,
+                                                  " bytes, found ", o.kv_cache_bytes));
+  }
+  RAMI_ASSIGN_OR_RETURN(
+      std::unique_ptr<KvCache> cache,
+      host.shape.MakeCache({.page_size = o.page_size, .num_pages = static_cast<int>(num_pages)},
+                           policy));
+  RAMI_ASSIGN_OR_RETURN(std::unique_ptr<Collectives> comm, JoinHostCollectives(o, store));
+  auto model = std::make_unique<cpu::Model>(std::move(host.shape), std::move(host.weights));
+  ShardInfo info =
+      Describe(model->shape(), *cache, policy, ComputeDType::kFp32, num_pages * page_bytes);
+  return LoadedShard{std::make_unique<Engine>(std::move(model), std::move(cache), std::move(comm)),
+                     std::move(info)};
+}
+
+#if defined(RAMI_HAVE_CUDA_BACKEND)
+// The CUDA backend: weights on the device in the resolved dtype (the host copy is dropped once
+// uploaded); under tensor parallelism the host collectives (the Engine's agreement) plus an
+// NCCL communicator on the model's stream for its device tensors; then the KV pool from the
+// free memory left.
+absl::StatusOr<LoadedShard> LoadCuda(const ShardOptions& o, ComputeDType dtype,
+                                     RendezvousStore& store) {
+  if (const cudaError_t e = cudaSetDevice(o.device.index); e != cudaSuccess) {
+    return Invalid("device", absl::StrCat(DeviceName(o.device), ": ", cudaGetErrorString(e)));
+  }
+  std::unique_ptr<cuda::CudaModel> backend;
+  {
+    RAMI_ASSIGN_OR_RETURN(HostShard host, ReadCheckpoint(o));
+    RAMI_ASSIGN_OR_RETURN(backend,
+                          cuda::CudaModel::Create(
+                              std::move(host.shape), host.weights,
+                              {.dtype = dtype == ComputeDType::kFp32 ? kernels::DeviceDType::kF32
+                                                                     : kernels::DeviceDType::kBF16,
+                               .world_size = o.shard.world_size,
+                               .cuda_graphs = o.cuda_graphs}));
+  }  // the host weights go here
+  RAMI_ASSIGN_OR_RETURN(const CachePolicy policy, PolicyOf(o, backend->shape()));
+  RAMI_ASSIGN_OR_RETURN(std::unique_ptr<Collectives> comm, JoinHostCollectives(o, store));
+  if (o.shard.world_size > 1) {
+    // Joined before the pool is sized, so NCCL's own buffers come out of the memory first.
+    // Its unique id goes through the same store as Gloo's addresses, under its own prefix.
+    RAMI_ASSIGN_OR_RETURN(
+        std::unique_ptr<collectives::NcclCollectives> nccl,
+        collectives::NcclCollectives::Create({.rank = o.shard.rank,
+                                              .world_size = o.shard.world_size,
+                                              .device = o.device.index,
+                                              .group_id = absl::StrCat(o.group_id, "/device"),
+                                              .stream = backend->stream(),
+                                              .timeout = o.collective_timeout},
+                                             &store));
+    backend->set_device_collectives(std::move(nccl));
+  }
+  RAMI_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
+                        backend->MakeCache(o.page_size, policy, o.gpu_memory_fraction));
+  ShardInfo info = Describe(backend->shape(), *cache, policy, dtype, backend->pool_bytes());
+  return LoadedShard{
+      std::make_unique<Engine>(std::move(backend), std::move(cache), std::move(comm)),
+      std::move(info)};
+}
+#endif
+
+}  // namespace
+
+absl::Status ShardOptions::Validate() const {
+  if (model_dir.empty()) return Invalid("model_dir", "required");
+  if (shard.world_size < 1 || shard.world_size > 64) {
+    return Invalid("world_size", absl::StrCat("expected 1…64, found ", shard.world_size));
+  }
+  if (shard.rank < 0 || shard.rank >= shard.world_size) {
+    return Invalid("rank",
+                   absl::StrCat("expected 0…", shard.world_size - 1, ", found ", shard.rank));
+  }
+  RAMI_RETURN_IF_ERROR(ResolveComputeDType(device, dtype).status());
+  if (page_size < 1 || page_size > 4096) {
+    return Invalid("page_size", absl::StrCat("expected 1…4096, found ", page_size));
+  }
+  if (!device.is_cuda() && kv_cache_bytes <= 0) {
+    return Invalid("kv_cache_bytes",
+                   absl::StrCat("expected > 0 on the CPU device, found ", kv_cache_bytes));
+  }
+  if (!(gpu_memory_fraction > 0 && gpu_memory_fraction <= 1)) {
+    return Invalid("gpu_memory_fraction",
+                   absl::StrCat("expected (0, 1], found ", gpu_memory_fraction));
+  }
+  if (!(collective_timeout > absl::ZeroDuration() && collective_timeout <= absl::Hours(1))) {
+    return Invalid("collective_timeout", absl::StrCat("expected (0, 3600] s, found ",
+                                                      absl::FormatDuration(collective_timeout)));
+  }
+  if (shard.world_size > 1 && group_id.empty()) {
+    return Invalid("group_id", "required when world_size > 1");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LoadedShard> LoadShard(const ShardOptions& options, RendezvousStore& store) {
+  RAMI_RETURN_IF_ERROR(options.Validate());
+  RAMI_ASSIGN_OR_RETURN(const ComputeDType dtype,
+                        ResolveComputeDType(options.device, options.dtype));
+  switch (options.device.kind) {
+    case DeviceKind::kCpu:
+      return LoadCpu(options, store);
+    case DeviceKind::kCuda:
+#if defined(RAMI_HAVE_CUDA_BACKEND)
+      return LoadCuda(options, dtype, store);
+#else
+      (void)dtype;
+      return absl::UnimplementedError(
+          absl::StrCat("device: \"", DeviceName(options.device),
+                       "\": this build has no CUDA backend (device: cpu)"));
+#endif
+  }
+  return absl::InternalError("LoadShard: unknown device kind");
+}
+
+}  // namespace rami::engine
