@@ -14,7 +14,7 @@
 
 #include "kernels/cuda/attention.h"
 #include "tools/bench_timing.h"
-#include "worker/cuda/random_fill.h"
+#include "tools/random_fill.h"
 
 namespace rami::bench {
 namespace {
@@ -78,15 +78,15 @@ int TimeDecodeAttention(const AttentionCase& c, cudaStream_t stream, AttentionRe
       d_window_base, d_window_start, d_token_stream, d_positions, partial_out, partial_lse;
   RAMI_BENCH_CUDA(cudaMalloc(&k_pool.ptr, pool_elems * 2));
   RAMI_BENCH_CUDA(cudaMalloc(&v_pool.ptr, pool_elems * 2));
-  RAMI_BENCH_CUDA(cuda::FillUniformCuda(k_pool.ptr, kernels::DeviceDType::kBF16, pool_elems, 3,
-                                        0.0f, 1.0f, stream));
-  RAMI_BENCH_CUDA(cuda::FillUniformCuda(v_pool.ptr, kernels::DeviceDType::kBF16, pool_elems, 4,
-                                        0.0f, 1.0f, stream));
+  RAMI_BENCH_CUDA(
+      FillUniformCuda(k_pool.ptr, kernels::DeviceDType::kBF16, pool_elems, 3, 0.0f, 1.0f, stream));
+  RAMI_BENCH_CUDA(
+      FillUniformCuda(v_pool.ptr, kernels::DeviceDType::kBF16, pool_elems, 4, 0.0f, 1.0f, stream));
   const size_t q_elems = size_t(c.batch) * c.num_q_heads * c.head_dim;
   RAMI_BENCH_CUDA(cudaMalloc(&q.ptr, q_elems * 2));
   RAMI_BENCH_CUDA(cudaMalloc(&out.ptr, q_elems * 2));
   RAMI_BENCH_CUDA(
-      cuda::FillUniformCuda(q.ptr, kernels::DeviceDType::kBF16, q_elems, 5, 0.0f, 1.0f, stream));
+      FillUniformCuda(q.ptr, kernels::DeviceDType::kBF16, q_elems, 5, 0.0f, 1.0f, stream));
   if (Upload(page_table, d_table, stream) || Upload(kept_page_start, d_kept_start, stream) ||
       Upload(kept_count, d_kept_count, stream) ||
       Upload(window_page_start, d_window_start_page, stream) ||

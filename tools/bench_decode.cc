@@ -22,7 +22,7 @@
 #include "tools/bench_attention.h"
 #include "tools/bench_engine.h"
 #include "tools/bench_timing.h"
-#include "worker/cuda/random_fill.h"
+#include "tools/random_fill.h"
 
 namespace rami::bench {
 namespace {
@@ -124,8 +124,8 @@ class GemmStep {
       return 1;
     }
     RAMI_BENCH_CUDA(cudaMalloc(&weights_.ptr, weight_bytes()));
-    RAMI_BENCH_CUDA(cuda::FillUniformCuda(weights_.ptr, kernels::DeviceDType::kBF16, weight_elems_,
-                                          1, 0.0f, 0.02f, stream));
+    RAMI_BENCH_CUDA(FillUniformCuda(weights_.ptr, kernels::DeviceDType::kBF16, weight_elems_, 1,
+                                    0.0f, 0.02f, stream));
     size_t offset = 0;
     for (Projection& p : step_) {
       p.w = static_cast<const uint16_t*>(weights_.ptr) + offset;
@@ -156,8 +156,8 @@ class GemmStep {
       y_.Reset();
       RAMI_BENCH_CUDA(cudaMalloc(&x_.ptr, size_t(batch) * max_k_ * 2));
       RAMI_BENCH_CUDA(cudaMalloc(&y_.ptr, size_t(batch) * max_n_ * 2));
-      RAMI_BENCH_CUDA(cuda::FillUniformCuda(x_.ptr, kernels::DeviceDType::kBF16,
-                                            size_t(batch) * max_k_, 2, 0.0f, 1.0f, stream_));
+      RAMI_BENCH_CUDA(FillUniformCuda(x_.ptr, kernels::DeviceDType::kBF16, size_t(batch) * max_k_,
+                                      2, 0.0f, 1.0f, stream_));
       capacity_ = batch;
     }
     absl::Status status;

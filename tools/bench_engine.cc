@@ -1,5 +1,5 @@
 // The engine rows of `rami-bench decode`: a CudaModel per policy (an engine::ModelShape of the
-// bench's Qwen3 shape + DeviceWeights::Random), cache states of `context` tokens per sequence
+// bench's Qwen3 shape + RandomDeviceWeights), cache states of `context` tokens per sequence
 // built through the KvCache API (no prefill: the device pool's contents stay zero, only the
 // timing matters), then decode steps through Reserve + RunReserved, timed by wall clock.
 #include "tools/bench_engine.h"
@@ -22,6 +22,7 @@
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "tools/bench_cache_state.h"
+#include "tools/bench_weights.h"
 #include "worker/checkpoint/config_parser.h"
 #include "worker/cuda/cuda_model.h"
 #include "worker/cuda/device_weights.h"
@@ -232,7 +233,7 @@ int RunPolicy(const DecodeBenchOptions& o, bool dms, double copy_gbs, Clock::tim
   RAMI_ENGINE_OK(shape.status());
   const ShardDims dims = shape->dims();
   absl::StatusOr<std::unique_ptr<cuda::DeviceWeights>> weights =
-      cuda::DeviceWeights::Random(*config, dims, kDtype, kWeightSeed);
+      RandomDeviceWeights(*config, dims, kDtype, kWeightSeed);
   RAMI_ENGINE_OK(weights.status());
   absl::StatusOr<std::unique_ptr<CudaModel>> made_model =
       CudaModel::Create(*std::move(shape), *std::move(weights), {.dtype = kDtype, .world_size = 1});

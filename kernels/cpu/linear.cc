@@ -1,6 +1,8 @@
 // CPU twin of the linear layer: a CPU BLAS when available, otherwise a plain blocked loop.
 #include "kernels/linear.h"
 
+#include "kernels/bias_add.h"
+
 #include <cstdint>
 
 #if defined(RAMI_HAVE_CBLAS)
@@ -24,12 +26,7 @@ void LinearCpu(const LinearParams& p) {
     }
   }
 #endif
-  if (p.bias != nullptr) {
-    for (int i = 0; i < p.m; ++i) {
-      float* yi = p.y + static_cast<int64_t>(i) * p.n;
-      for (int j = 0; j < p.n; ++j) yi[j] += p.bias[j];
-    }
-  }
+  if (p.bias != nullptr) BiasAddCpu({.y = p.y, .bias = p.bias, .rows = p.m, .cols = p.n});
 }
 
 }  // namespace rami::kernels

@@ -1,7 +1,7 @@
 // Device params of the row-wise CUDA ops whose CPU twins take fp32 host pointers: embedding
-// (vocab-parallel), RMSNorm fused with the residual add, and SwiGLU. Same semantics as
-// kernels/embedding.h, kernels/rmsnorm.h and kernels/swiglu.h, with device pointers of
-// `dtype` elements (fp32 arithmetic inside).
+// (vocab-parallel), RMSNorm fused with the residual add, SwiGLU and the bias add. Same semantics
+// as kernels/embedding.h, kernels/rmsnorm.h, kernels/swiglu.h and kernels/bias_add.h, with
+// device pointers of `dtype` elements (fp32 arithmetic inside).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -50,8 +50,17 @@ struct SwigluCudaParams {
   DeviceDType dtype = DeviceDType::kBF16;
 };
 
+struct BiasAddCudaParams {
+  void* y = nullptr;           // [rows, cols] dtype, updated in place
+  const void* bias = nullptr;  // [cols] dtype
+  int rows = 0;
+  int cols = 0;
+  DeviceDType dtype = DeviceDType::kBF16;
+};
+
 cudaError_t EmbeddingCuda(const EmbeddingCudaParams& p, cudaStream_t stream);
 cudaError_t RmsNormTypedCuda(const RmsNormCudaParams& p, cudaStream_t stream);
 cudaError_t SwigluCuda(const SwigluCudaParams& p, cudaStream_t stream);
+cudaError_t BiasAddCuda(const BiasAddCudaParams& p, cudaStream_t stream);
 
 }  // namespace rami::kernels

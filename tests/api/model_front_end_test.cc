@@ -85,7 +85,7 @@ std::vector<int32_t> GoldenPromptIds(const std::string& tokenizer, const std::st
 TEST(ModelFrontEndTest, LoadsATokenizerlessCheckpoint) {
   // The tiny DMS checkpoint's configs, without any tokenizer files.
   const std::string source = std::string(RAMI_SOURCE_DIR) + "/tests/golden/models/qwen3_dms";
-  const std::string dir = ::testing::TempDir() + "/rami_api_test/qwen3_dms";
+  const std::string dir = testing::ProcessTempDir() + "/qwen3_dms";
   std::filesystem::create_directories(dir);
   for (const char* file : {"config.json", "generation_config.json"}) {
     std::filesystem::copy_file(source + "/" + file, dir + "/" + file,
@@ -129,7 +129,7 @@ TEST(ModelFrontEndTest, LoadsTokenizerTemplateAndEos) {
 }
 
 TEST(ModelFrontEndTest, LoadErrorsNameTheFile) {
-  auto missing = ModelFrontEnd::Load(::testing::TempDir() + "/rami_api_test/no_such_model");
+  auto missing = ModelFrontEnd::Load(testing::ProcessTempDir() + "/no_such_model");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("config.json"));
 

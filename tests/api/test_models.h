@@ -3,6 +3,8 @@
 // real chat templates of tests/golden_tokenizer (the goldens carry no tokenizer_config.json).
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -41,7 +43,14 @@ inline void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
-// A model directory `name` under the test temp dir: data/<tokenizer>/tokenizer.json, a
+// This test process's own folder under the test temp dir: ctest runs each test case in its own
+// process, several at once, and model folders rewritten by one while another reads them made
+// tests abort on half-written files.
+inline std::string ProcessTempDir() {
+  return ::testing::TempDir() + "/rami_api_test_" + std::to_string(::getpid());
+}
+
+// A model directory `name` under ProcessTempDir(): data/<tokenizer>/tokenizer.json, a
 // tokenizer_config.json with `config` (plus the template's source as chat_template when
 // `template_name` is not empty), config.json and, when not null, generation_config.json.
 inline std::string MakeModelDir(const std::string& name, const std::string& tokenizer,
@@ -49,7 +58,7 @@ inline std::string MakeModelDir(const std::string& name, const std::string& toke
                                 const nlohmann::json& model_config,
                                 const nlohmann::json& generation_config = nullptr) {
   const std::string golden = rami::testing::GoldenTokenizerDir();
-  const std::string dir = ::testing::TempDir() + "/rami_api_test/" + name;
+  const std::string dir = ProcessTempDir() + "/" + name;
   std::filesystem::create_directories(dir);
   std::filesystem::copy_file(golden + "/data/" + tokenizer + "/tokenizer.json",
                              dir + "/tokenizer.json",

@@ -1,12 +1,13 @@
-// Typed RMSNorm (+ residual) and SwiGLU: the CUDA kernels against their CPU twins in fp32 and
-// bf16 over awkward sizes. In bf16 the CPU twin runs on the bf16-rounded inputs; the residual
-// sum is stored in bf16 on the device (as transformers keeps it), so it is compared within
+// Typed RMSNorm (+ residual), SwiGLU and the bias add: the CUDA kernels against their CPU twins in
+// fp32 and bf16 over awkward sizes. In bf16 the CPU twin runs on the bf16-rounded inputs; the
+// residual sum is stored in bf16 on the device (as transformers keeps it), so it is compared within
 // one bf16 rounding. Skips without a GPU.
 #include <random>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/bias_add.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/device.h"
 #include "kernels/rmsnorm.h"
@@ -101,6 +102,41 @@ TEST(SwigluGpu, MatchesCpuTwin) {
                                  std::to_string(rows) + " cols " + std::to_string(cols);
         EXPECT_TRUE(testing::AllClose(gpu_test::Decode(dout.ToHost(), dtype), expected,
                                       gpu_test::ToleranceFor(dtype), what));
+      }
+    }
+  }
+}
+
+// y + bias in fp32, rounded once to the dtype: bf16 bitwise equal to the CPU twin's sum rounded
+// (one addition of two bf16 values in fp32 is exact before the store's rounding).
+TEST(BiasAddGpu, MatchesCpuTwin) {
+  RAMI_REQUIRE_CUDA_DEVICE();
+  std::mt19937 rng(13);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  for (DeviceDType dtype : {DeviceDType::kF32, DeviceDType::kBF16}) {
+    for (int rows : {1, 3, 17, 129}) {
+      for (int cols : {1, 7, 129, 4096}) {
+        std::vector<float> y(static_cast<size_t>(rows) * cols), bias(cols);
+        for (float& v : y) v = normal(rng);
+        for (float& v : bias) v = normal(rng);
+        y = gpu_test::Quantize(y, dtype);
+        bias = gpu_test::Quantize(bias, dtype);
+        std::vector<float> expected = y;
+        kernels::BiasAddCpu(
+            {.y = expected.data(), .bias = bias.data(), .rows = rows, .cols = cols});
+        DeviceArray<uint8_t> dy(gpu_test::Encode(y, dtype));
+        DeviceArray<uint8_t> dbias(gpu_test::Encode(bias, dtype));
+        ASSERT_EQ(
+            kernels::BiasAddCuda(
+                {.y = dy.get(), .bias = dbias.get(), .rows = rows, .cols = cols, .dtype = dtype},
+                nullptr),
+            cudaSuccess);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        const std::string what = std::string(gpu_test::Name(dtype)) + " rows " +
+                                 std::to_string(rows) + " cols " + std::to_string(cols);
+        EXPECT_TRUE(testing::AllClose(gpu_test::Decode(dy.ToHost(), dtype),
+                                      gpu_test::Quantize(expected, dtype), {.bitwise = true},
+                                      what));
       }
     }
   }

@@ -1,16 +1,21 @@
 // CPU kernels against brute-force fp64 references written out from their definitions, over
 // awkward sizes.
 #include <cmath>
+#include <cstdint>
 #include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/bias_add.h"
+#include "kernels/dms_decision.h"
 #include "kernels/embedding.h"
 #include "kernels/linear.h"
 #include "kernels/log_softmax.h"
+#include "kernels/logits_gather.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
+#include "kernels/table_scatter.h"
 #include "tests/testing/compare.h"
 
 namespace rami {
@@ -173,6 +178,133 @@ TEST(EmbeddingCpu, VocabShardsSumToFullTable) {
   }
   EXPECT_TRUE(AllClose(sum, full, {.bitwise = true}));
   EXPECT_EQ(full[3 * hidden], table[9 * hidden]);
+}
+
+TEST(BiasAddCpu, AddsTheBiasToEveryRow) {
+  std::mt19937 rng(41);
+  for (int rows : {1, 3, 17}) {
+    for (int cols : {1, 7, 129}) {
+      std::vector<float> y = Random(static_cast<size_t>(rows) * cols, rng);
+      const std::vector<float> bias = Random(cols, rng);
+      std::vector<float> want = y;
+      for (int r = 0; r < rows; ++r) {
+        for (int c = 0; c < cols; ++c) want[static_cast<size_t>(r) * cols + c] += bias[c];
+      }
+      kernels::BiasAddCpu({.y = y.data(), .bias = bias.data(), .rows = rows, .cols = cols});
+      EXPECT_EQ(y, want);
+    }
+  }
+}
+
+// out[k, v] = in[rank(v)][rows[k]][v − rank(v)·vocab_local], written out from the definition;
+// padding columns past `vocab` are never read into the output.
+TEST(LogitsGatherCpu, LaysOutEachRanksSliceAndDropsThePadding) {
+  for (int world : {1, 2, 3, 4}) {
+    for (int vocab : {1, 5, 97}) {
+      const int vocab_local = (vocab + world - 1) / world;
+      const int rows_per_rank = 3;
+      std::vector<float> in(static_cast<size_t>(world) * rows_per_rank * vocab_local);
+      for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<float>(i);  // self-describing
+      const std::vector<int32_t> rows = {2, 0, 2};
+      std::vector<float> out(rows.size() * vocab, -1.0f);
+      kernels::LogitsGatherCpu({.in = in.data(),
+                                .rows = rows.data(),
+                                .out = out.data(),
+                                .num_rows = 3,
+                                .rows_per_rank = rows_per_rank,
+                                .vocab_local = vocab_local,
+                                .world = world,
+                                .vocab = vocab});
+      for (int k = 0; k < 3; ++k) {
+        for (int v = 0; v < vocab; ++v) {
+          const int rank = v / vocab_local;
+          const float want = static_cast<float>(
+              (static_cast<int64_t>(rank) * rows_per_rank + rows[k]) * vocab_local +
+              (v - rank * vocab_local));
+          ASSERT_EQ(out[static_cast<size_t>(k) * vocab + v], want)
+              << "world " << world << " vocab " << vocab << " row " << k << " token " << v;
+        }
+      }
+    }
+  }
+}
+
+TEST(TableScatterCpu, WritesEveryEntryOfEverySegment) {
+  std::vector<std::vector<int32_t>> tables(kernels::kScatterSegments - 1,
+                                           std::vector<int32_t>(10, -1));
+  std::vector<uint8_t> flags(10, 9);
+  std::vector<int32_t> index = {7, 0, 3};
+  std::vector<int32_t> ints = {70, 0, 30};
+  std::vector<uint8_t> bytes = {1, 0, 1};
+  kernels::TableScatterParams p;
+  for (int s = 0; s < kernels::kScatterSegments; ++s) {
+    const bool last = s == kernels::kScatterSegments - 1;
+    const int count = s == 1 ? 0 : 3;  // an empty segment too
+    p.segments[s] = {
+        .table = last ? static_cast<void*>(flags.data()) : static_cast<void*>(tables[s].data()),
+        .index = index.data(),
+        .value =
+            last ? static_cast<const void*>(bytes.data()) : static_cast<const void*>(ints.data()),
+        .count = count};
+    p.total += count;
+  }
+  kernels::TableScatterCpu(p);
+  for (int s = 0; s < kernels::kScatterSegments - 1; ++s) {
+    const std::vector<int32_t> want =
+        s == 1 ? std::vector<int32_t>(10, -1)
+               : std::vector<int32_t>{0, -1, -1, 30, -1, -1, -1, 70, -1, -1};
+    EXPECT_EQ(tables[s], want) << "segment " << s;
+  }
+  EXPECT_EQ(flags, (std::vector<uint8_t>{0, 9, 9, 1, 9, 9, 9, 1, 9, 9}));
+}
+
+// Adapter logits are x · w + bias in double within float rounding; decisions follow them.
+TEST(DmsAdapterDecisionCpu, LogitsOfTheProjectionDecide) {
+  std::mt19937 rng(43);
+  const int tokens = 5, heads = 3, hidden = 33;
+  const std::vector<float> x = Random(static_cast<size_t>(tokens) * hidden, rng);
+  const std::vector<float> w = Random(static_cast<size_t>(heads) * hidden, rng, 0.05f);
+  const std::vector<float> bias = Random(heads, rng, 0.1f);
+  std::vector<float> logits(tokens * heads);
+  std::vector<uint8_t> alpha(tokens * heads, 7);
+  kernels::DmsAdapterDecisionCpu({.x = x.data(),
+                                  .w = w.data(),
+                                  .bias = bias.data(),
+                                  .logits = logits.data(),
+                                  .alpha = alpha.data(),
+                                  .num_tokens = tokens,
+                                  .num_kv_heads = heads,
+                                  .hidden = hidden,
+                                  .alpha_scale = 100.0f,
+                                  .alpha_offset = 5.0f});
+  for (int t = 0; t < tokens; ++t) {
+    for (int h = 0; h < heads; ++h) {
+      double want = bias[h];
+      for (int i = 0; i < hidden; ++i) {
+        want += static_cast<double>(x[static_cast<size_t>(t) * hidden + i]) *
+                w[static_cast<size_t>(h) * hidden + i];
+      }
+      const float got = logits[static_cast<size_t>(t) * heads + h];
+      EXPECT_NEAR(got, want, 1e-5);
+      EXPECT_EQ(alpha[static_cast<size_t>(t) * heads + h], got * 100.0f - 5.0f > 0.0f ? 1 : 0);
+    }
+  }
+}
+
+// Head 0's decision of rank 0 reaches every head; another rank contributes 0 to the share.
+TEST(DmsHeadZeroCpu, HeadZeroDecidesForEveryHead) {
+  std::vector<uint8_t> alpha = {1, 0, 0,   // token 0: head 0 evicts
+                                0, 1, 1};  // token 1: head 0 keeps
+  std::vector<float> shared(2, -1.0f);
+  kernels::DmsHeadZeroParams p{
+      .alpha = alpha.data(), .shared = shared.data(), .num_tokens = 2, .num_kv_heads = 3};
+  kernels::DmsHeadZeroToFloatCpu(p);
+  EXPECT_EQ(shared, (std::vector<float>{1.0f, 0.0f}));
+  kernels::DmsSpreadHeadZeroCpu(p);
+  EXPECT_EQ(alpha, (std::vector<uint8_t>{1, 1, 1, 0, 0, 0}));
+  p.contribute = false;
+  kernels::DmsHeadZeroToFloatCpu(p);
+  EXPECT_EQ(shared, (std::vector<float>{0.0f, 0.0f}));
 }
 
 }  // namespace

@@ -83,15 +83,14 @@ kernels::DmsQueryDecisionParams SurgeryParams(const LayerContext& ctx, LayerWork
 // dms_alpha_per "layer": KV head 0's decision (on rank 0) serves every head of every rank.
 absl::Status ShareHeadZero(const LayerContext& ctx, LayerWorkspace& ws, Collectives& comm) {
   const int t = ctx.step.num_tokens;
-  const int heads = ctx.dims.kv_heads;
   std::vector<float> head_zero(t);
-  for (int i = 0; i < t; ++i) head_zero[i] = ws.alpha[static_cast<size_t>(i) * heads];
+  const kernels::DmsHeadZeroParams share{.alpha = ws.alpha.data(),
+                                         .shared = head_zero.data(),
+                                         .num_tokens = t,
+                                         .num_kv_heads = ctx.dims.kv_heads};
+  kernels::DmsHeadZeroToFloatCpu(share);
   RAMI_RETURN_IF_ERROR(comm.Broadcast(head_zero.data(), head_zero.size(), /*root=*/0));
-  for (int i = 0; i < t; ++i) {
-    for (int h = 0; h < heads; ++h) {
-      ws.alpha[static_cast<size_t>(i) * heads + h] = static_cast<uint8_t>(head_zero[i]);
-    }
-  }
+  kernels::DmsSpreadHeadZeroCpu(share);
   return absl::OkStatus();
 }
 
@@ -121,12 +120,17 @@ void AdapterDecisions(const LayerWeights& w, const LayerContext& ctx, LayerWorks
                        .rows = t,
                        .cols = c.hidden_size,
                        .eps = static_cast<float>(c.rms_norm_eps)});
-  Linear(x, w.dms_alpha, w.dms_alpha_bias, ws.alpha_logits, t, ctx.dims.kv_heads, c.hidden_size);
-  kernels::DmsLogitDecisionCpu({.logits = ws.alpha_logits.data(),
-                                .alpha = ws.alpha.data(),
-                                .count = t * ctx.dims.kv_heads,
-                                .alpha_scale = static_cast<float>(c.dms.alpha_scale),
-                                .alpha_offset = static_cast<float>(c.dms.initial_alpha_offset)});
+  kernels::DmsAdapterDecisionCpu(
+      {.x = x.data(),
+       .w = w.dms_alpha.data(),
+       .bias = w.dms_alpha_bias.empty() ? nullptr : w.dms_alpha_bias.data(),
+       .logits = ws.alpha_logits.data(),
+       .alpha = ws.alpha.data(),
+       .num_tokens = t,
+       .num_kv_heads = ctx.dims.kv_heads,
+       .hidden = c.hidden_size,
+       .alpha_scale = static_cast<float>(c.dms.alpha_scale),
+       .alpha_offset = static_cast<float>(c.dms.initial_alpha_offset)});
 }
 
 absl::Status RunDenseMlp(const LayerWeights& w, const LayerContext& ctx, LayerWorkspace& ws,

@@ -2,12 +2,13 @@
 #include "worker/cpu/model.h"
 #include "worker/checkpoint/config_parser.h"
 
-#include <set>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "kernels/embedding.h"
 #include "kernels/linear.h"
+#include "kernels/logits_gather.h"
 #include "kernels/rmsnorm.h"
 #include "worker/checkpoint/checkpoint.h"
 #include "worker/cpu/decoder_layer.h"
@@ -125,13 +126,16 @@ absl::StatusOr<ForwardResult> Model::Run(absl::Span<const SequenceChunk> chunks,
   ForwardResult result;
   result.vocab_size = config.vocab_size;
   result.logits.resize(static_cast<size_t>(rows) * config.vocab_size);
-  for (int r = 0; r < world; ++r) {
-    for (int row = 0; row < rows; ++row) {
-      std::copy_n(gathered.begin() + (static_cast<int64_t>(r) * rows + row) * d.vocab, d.vocab,
-                  result.logits.begin() + static_cast<int64_t>(row) * config.vocab_size +
-                      static_cast<int64_t>(r) * d.vocab);
-    }
-  }
+  std::vector<int32_t> all_rows(rows);
+  std::iota(all_rows.begin(), all_rows.end(), 0);
+  kernels::LogitsGatherCpu({.in = gathered.data(),
+                            .rows = all_rows.data(),
+                            .out = result.logits.data(),
+                            .num_rows = rows,
+                            .rows_per_rank = rows,
+                            .vocab_local = d.vocab,
+                            .world = world,
+                            .vocab = config.vocab_size});
   result.first_row = step.first_row;
   return result;
 }

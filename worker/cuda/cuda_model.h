@@ -66,8 +66,8 @@ class CudaModel : public engine::ForwardBackend {
   static absl::StatusOr<std::unique_ptr<CudaModel>> Create(engine::ModelShape shape,
                                                            const checkpoint::ModelWeights& host,
                                                            const CudaModelOptions& options);
-  // With weights already on the device (e.g. DeviceWeights::Random for benchmarks): `weights`
-  // must be complete for the shape's config, in options.dtype.
+  // With weights already on the device (e.g. DeviceWeights::Allocate filled with random values by
+  // rami-bench): `weights` must be complete for the shape's config, in options.dtype.
   static absl::StatusOr<std::unique_ptr<CudaModel>> Create(engine::ModelShape shape,
                                                            std::unique_ptr<DeviceWeights> weights,
                                                            const CudaModelOptions& options);
@@ -135,7 +135,7 @@ class CudaModel : public engine::ForwardBackend {
     kMlaLatent,     // [T, H, kv_lora]: attention output in the latent space
     kMlaAttn,       // [T, H · v_head_dim]: up-projected values
     kMoeX,          // [T, hidden] fp32 router input (bf16 only)
-    kMoeRows,       // [T] int32 0 … T − 1 (LogitsToF32Cuda's row list; bf16 only)
+    kMoeRows,       // [T] int32 0 … T − 1 (LogitsGatherCuda's row list; bf16 only)
     kMoeLogits,     // [T, num_experts] fp32
     kMoeIds,        // [T, top_k] int32
     kMoeWeights,    // [T, top_k] fp32

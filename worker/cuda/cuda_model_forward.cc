@@ -5,13 +5,12 @@
 
 #include "base/status_macros.h"
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/dms_decision.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/kv_update.h"
 #include "kernels/cuda/qkv_prep.h"
-#include "worker/cuda/bias_add.h"
 #include "worker/cuda/cuda_model.h"
 #include "worker/cuda/cuda_status.h"
-#include "worker/cuda/dms_decisions.h"
 
 namespace rami::cuda {
 
@@ -50,31 +49,32 @@ absl::Status CudaModel::EnqueueDecisions(const StepArgs& a, const DeviceLayerWei
     }
     RAMI_RETURN_IF_ERROR(Norm(a.residual, nullptr, w.dms_alpha_norm, a.alpha_x, T, hidden,
                               static_cast<float>(c.rms_norm_eps)));
-    RAMI_CUDA_OK(
-        DmsAdapterDecisionCuda({.x = a.alpha_x,
-                                .w = w.dms_alpha,
-                                .bias = w.dms_alpha_bias,
-                                .alpha = alpha,
-                                .num_tokens = T,
-                                .num_kv_heads = heads,
-                                .hidden = hidden,
-                                .alpha_scale = static_cast<float>(c.dms.alpha_scale),
-                                .alpha_offset = static_cast<float>(c.dms.initial_alpha_offset),
-                                .dtype = options_.dtype},
-                               stream_));
+    RAMI_CUDA_OK(kernels::DmsAdapterDecisionCuda(
+        {.x = a.alpha_x,
+         .w = w.dms_alpha,
+         .bias = w.dms_alpha_bias,
+         .alpha = alpha,
+         .num_tokens = T,
+         .num_kv_heads = heads,
+         .hidden = hidden,
+         .alpha_scale = static_cast<float>(c.dms.alpha_scale),
+         .alpha_offset = static_cast<float>(c.dms.initial_alpha_offset),
+         .dtype = options_.dtype},
+        stream_));
   }
   if (a.shared != nullptr) {  // per layer: KV head 0 of rank 0 decides for all
-    const HeadZeroParams share{.alpha = alpha,
-                               .shared = a.shared,
-                               .num_tokens = T,
-                               .num_kv_heads = heads,
-                               .contribute = device_comm_ == nullptr || device_comm_->rank() == 0};
-    RAMI_CUDA_OK(HeadZeroToFloatCuda(share, stream_));
+    const kernels::DmsHeadZeroParams share{
+        .alpha = alpha,
+        .shared = a.shared,
+        .num_tokens = T,
+        .num_kv_heads = heads,
+        .contribute = device_comm_ == nullptr || device_comm_->rank() == 0};
+    RAMI_CUDA_OK(kernels::DmsHeadZeroToFloatCuda(share, stream_));
     if (options_.world_size > 1) {
       RAMI_RETURN_IF_ERROR(
           device_comm_->AllReduceSumDevice(a.shared, T, kernels::DeviceDType::kF32));
     }
-    RAMI_CUDA_OK(SpreadHeadZeroCuda(share, stream_));
+    RAMI_CUDA_OK(kernels::DmsSpreadHeadZeroCuda(share, stream_));
   }
   if (a.own != nullptr) {
     RAMI_CUDA_OK(cudaMemcpyAsync(a.own + layer * per_layer, alpha, per_layer,
@@ -94,7 +94,7 @@ absl::Status CudaModel::EnqueueOutputProjection(const StepArgs& a, const void* a
   // adds it once).
   RAMI_RETURN_IF_ERROR(Gemm(attn, w.o_proj, a.dx, T, hidden, width));
   if (w.o_bias != nullptr) {
-    RAMI_CUDA_OK(BiasAddCuda({a.dx, w.o_bias, T, hidden, options_.dtype}, stream_));
+    RAMI_CUDA_OK(kernels::BiasAddCuda({a.dx, w.o_bias, T, hidden, options_.dtype}, stream_));
   }
   return AllReduce(a.dx, static_cast<size_t>(T) * hidden);
 }
@@ -137,7 +137,7 @@ absl::Status CudaModel::Enqueue(const StepArgs& a) const {
     const int qkv_width = (Hq + 2 * Hkv) * D;
     RAMI_RETURN_IF_ERROR(Gemm(a.normed, w.qkv, a.qkv, T, qkv_width, hidden));
     if (w.qkv_bias != nullptr) {
-      RAMI_CUDA_OK(BiasAddCuda({a.qkv, w.qkv_bias, T, qkv_width, dtype}, stream_));
+      RAMI_CUDA_OK(kernels::BiasAddCuda({a.qkv, w.qkv_bias, T, qkv_width, dtype}, stream_));
     }
     RAMI_CUDA_OK(
         kernels::QkvPrepCuda({.qkv = a.qkv,

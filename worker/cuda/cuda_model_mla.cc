@@ -27,16 +27,14 @@
 #include "base/status_macros.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/kv_update.h"
+#include "kernels/cuda/logits_gather.h"
 #include "kernels/cuda/mla_attention.h"
 #include "kernels/cuda/moe.h"
 #include "kernels/cuda/moe_experts.h"
 #include "kernels/cuda/rope.h"
 #include "worker/cpu/moe.h"
-#include "worker/cuda/bias_add.h"
 #include "worker/cuda/cuda_model.h"
 #include "worker/cuda/cuda_status.h"
-#include "worker/cuda/dms_decisions.h"
-#include "worker/cuda/logits_f32.h"
 
 namespace rami::cuda {
 
@@ -179,7 +177,7 @@ absl::Status CudaModel::EnqueueMlaLayer(const StepArgs& a, int layer) const {
   if (m.q_lora_rank > 0) {
     RAMI_RETURN_IF_ERROR(Gemm(a.normed, mw.q_a, x.q_a, T, m.q_lora_rank, hidden));
     if (mw.q_a_bias != nullptr) {
-      RAMI_CUDA_OK(BiasAddCuda({x.q_a, mw.q_a_bias, T, m.q_lora_rank, dtype}, stream_));
+      RAMI_CUDA_OK(kernels::BiasAddCuda({x.q_a, mw.q_a_bias, T, m.q_lora_rank, dtype}, stream_));
     }
     RAMI_RETURN_IF_ERROR(Norm(x.q_a, nullptr, mw.q_a_norm, x.q_a, T, m.q_lora_rank, kLoraNormEps));
     q_in = x.q_a;
@@ -204,7 +202,7 @@ absl::Status CudaModel::EnqueueMlaLayer(const StepArgs& a, int layer) const {
   // Cache rows [T, lora | rope]: the latent normed in place, the rope key rotated in place.
   RAMI_RETURN_IF_ERROR(Gemm(a.normed, mw.kv_a, x.rows, T, row, hidden));
   if (mw.kv_a_bias != nullptr) {
-    RAMI_CUDA_OK(BiasAddCuda({x.rows, mw.kv_a_bias, T, row, dtype}, stream_));
+    RAMI_CUDA_OK(kernels::BiasAddCuda({x.rows, mw.kv_a_bias, T, row, dtype}, stream_));
   }
   RAMI_CUDA_OK(kernels::RmsNormTypedCuda({.x = x.rows,
                                           .weight = mw.kv_a_norm,
@@ -325,15 +323,16 @@ absl::Status CudaModel::EnqueueMoe(const StepArgs& a, const DeviceMoeWeights& w)
   // Router logits in fp32 from the fp32 view of the normed input (DeepSeek's own precision).
   const float* router_x = static_cast<const float*>(a.normed);
   if (dtype != kernels::DeviceDType::kF32) {
-    RAMI_CUDA_OK(LogitsToF32Cuda({.in = a.normed,
-                                  .rows = x.row_ids,
-                                  .out = x.router_x,
-                                  .num_rows = T,
-                                  .rows_per_rank = T,
-                                  .vocab_local = hidden,
-                                  .world = 1,
-                                  .dtype = dtype},
-                                 stream_));
+    RAMI_CUDA_OK(kernels::LogitsGatherCuda({.in = a.normed,
+                                            .rows = x.row_ids,
+                                            .out = x.router_x,
+                                            .num_rows = T,
+                                            .rows_per_rank = T,
+                                            .vocab_local = hidden,
+                                            .world = 1,
+                                            .vocab = hidden,
+                                            .dtype = dtype},
+                                           stream_));
     router_x = x.router_x;
   }
   RAMI_RETURN_IF_ERROR(gemm_->Run({.x = router_x,
@@ -386,10 +385,10 @@ absl::Status CudaModel::EnqueueMoe(const StepArgs& a, const DeviceMoeWeights& w)
     const size_t es = kernels::DeviceDTypeSize(dtype);
     for (int64_t at = 0; at < total; at += INT_MAX) {
       const int n = static_cast<int>(std::min<int64_t>(INT_MAX, total - at));
-      RAMI_CUDA_OK(
-          BiasAddCuda({Advance(a.dx, at, es),
-                       Advance(static_cast<const void*>(x.shared_out), at, es), 1, n, dtype},
-                      stream_));
+      RAMI_CUDA_OK(kernels::BiasAddCuda(
+          {Advance(a.dx, at, es), Advance(static_cast<const void*>(x.shared_out), at, es), 1, n,
+           dtype},
+          stream_));
     }
   }
   return AllReduce(a.dx, static_cast<size_t>(T) * hidden);

@@ -5,8 +5,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda/cuda_kernels.h"
 #include "worker/cuda/cuda_status.h"
-#include "worker/cuda/table_scatter.h"
 
 namespace rami::cuda {
 
@@ -59,12 +59,12 @@ absl::Status DeviceKvTablesGpu::Apply(const KvTablesDelta& d) {
   if (absl::Status s = Grow(flags_, d.flags_size, true); !s.ok()) return s;
 
   // Pack: per int32 segment its indices then its values; the flags' indices, then their bytes.
-  const std::array<const TableWrites<int32_t>*, kScatterSegments - 1> ints = {
+  const std::array<const TableWrites<int32_t>*, kernels::kScatterSegments - 1> ints = {
       &d.page_table,  &d.kept_page_start, &d.kept_count, &d.window_page_start,
       &d.window_base, &d.window_start,    &d.flag_start};
-  std::array<void*, kScatterSegments - 1> tables = {page_table_.ptr, fields_[0].ptr, fields_[1].ptr,
-                                                    fields_[2].ptr,  fields_[3].ptr, fields_[4].ptr,
-                                                    fields_[5].ptr};
+  std::array<void*, kernels::kScatterSegments - 1> tables = {
+      page_table_.ptr, fields_[0].ptr, fields_[1].ptr, fields_[2].ptr,
+      fields_[3].ptr,  fields_[4].ptr, fields_[5].ptr};
   int64_t bytes = 0;
   for (const auto* w : ints) bytes += 8 * static_cast<int64_t>(w->size());
   bytes += 5 * static_cast<int64_t>(d.flags.size());
@@ -82,7 +82,7 @@ absl::Status DeviceKvTablesGpu::Apply(const KvTablesDelta& d) {
   }
   if (absl::Status s = Grow(staging_, bytes, false); !s.ok()) return s;
 
-  TableScatterParams p;
+  kernels::TableScatterParams p;
   char* host = static_cast<char*>(pinned_);
   char* dev = static_cast<char*>(staging_.ptr);
   int64_t at = 0;
@@ -92,7 +92,7 @@ absl::Status DeviceKvTablesGpu::Apply(const KvTablesDelta& d) {
     at += n;
     return where;
   };
-  for (int k = 0; k < kScatterSegments - 1; ++k) {
+  for (int k = 0; k < kernels::kScatterSegments - 1; ++k) {
     const TableWrites<int32_t>& w = *ints[k];
     const int64_t n = static_cast<int64_t>(w.size());
     p.segments[k].table = tables[k];
@@ -102,7 +102,7 @@ absl::Status DeviceKvTablesGpu::Apply(const KvTablesDelta& d) {
     p.total += n;
   }
   const int64_t nf = static_cast<int64_t>(d.flags.size());
-  TableScatterSegment& f = p.segments[kScatterSegments - 1];
+  kernels::TableScatterSegment& f = p.segments[kernels::kScatterSegments - 1];
   f.table = flags_.ptr;
   f.index = static_cast<const int32_t*>(put(d.flags.index.data(), 4 * nf));
   f.value = put(d.flags.value.data(), nf);
@@ -111,7 +111,7 @@ absl::Status DeviceKvTablesGpu::Apply(const KvTablesDelta& d) {
 
   RAMI_CUDA_OK(cudaMemcpyAsync(staging_.ptr, pinned_, at, cudaMemcpyHostToDevice, stream_));
   RAMI_CUDA_OK(cudaEventRecord(copied_, stream_));
-  RAMI_CUDA_OK(TableScatterCuda(p, stream_));
+  RAMI_CUDA_OK(kernels::TableScatterCuda(p, stream_));
   return absl::OkStatus();
 }
 

@@ -1,4 +1,4 @@
-// Sampling on the device (device_sampler.h): the requested rows to fp32 (LogitsToF32Cuda), the
+// Sampling on the device (device_sampler.h): the requested rows to fp32 (LogitsGatherCuda), the
 // requests packed into one buffer and copied once, SampleCuda, the results copied back once.
 #include "worker/cuda/device_sampler.h"
 
@@ -7,9 +7,9 @@
 #include <cstring>
 
 #include "base/status_macros.h"
+#include "kernels/cuda/logits_gather.h"
 #include "kernels/cuda/sampling.h"
 #include "worker/cuda/cuda_status.h"
-#include "worker/cuda/logits_f32.h"
 
 namespace rami::cuda {
 
@@ -111,15 +111,16 @@ absl::StatusOr<std::vector<SampledToken>> DeviceSampler::Sample(
   const size_t workspace_bytes = any_random ? kernels::SampleWorkspaceBytes(n, vocab) : 0;
   RAMI_ASSIGN_OR_RETURN(void* workspace, Grow(workspace_, workspace_bytes));
   RAMI_CUDA_OK(cudaMemcpyAsync(io, host, l.results, cudaMemcpyHostToDevice, stream_));
-  RAMI_CUDA_OK(LogitsToF32Cuda({.in = logits,
-                                .rows = reinterpret_cast<const int32_t*>(io + l.rows),
-                                .out = static_cast<float*>(f32),
-                                .num_rows = static_cast<int>(n),
-                                .rows_per_rank = rows_per_rank,
-                                .vocab_local = vocab_local,
-                                .world = world,
-                                .dtype = dtype},
-                               stream_));
+  RAMI_CUDA_OK(kernels::LogitsGatherCuda({.in = logits,
+                                          .rows = reinterpret_cast<const int32_t*>(io + l.rows),
+                                          .out = static_cast<float*>(f32),
+                                          .num_rows = static_cast<int>(n),
+                                          .rows_per_rank = rows_per_rank,
+                                          .vocab_local = vocab_local,
+                                          .world = world,
+                                          .vocab = vocab,
+                                          .dtype = dtype},
+                                         stream_));
   RAMI_CUDA_OK(kernels::SampleCuda(
       {.logits = static_cast<const float*>(f32),
        .logits_row = nullptr,  // output row i reads f32 row i

@@ -1,5 +1,5 @@
-// Upload of a rank's weight shard to the device, or random weights of its shape made there;
-// see device_weights.h.
+// Upload of a rank's weight shard to the device, or tensors of its shape filled there by the
+// caller; see device_weights.h.
 #include "worker/cuda/device_weights.h"
 
 #include <cstring>
@@ -9,7 +9,6 @@
 #include "base/status_macros.h"
 #include "worker/checkpoint/dtype.h"
 #include "worker/cuda/cuda_status.h"
-#include "worker/cuda/random_fill.h"
 
 namespace rami::cuda {
 
@@ -175,71 +174,65 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const Model
   return d;
 }
 
-absl::StatusOr<const void*> DeviceWeights::PutRandom(int64_t count, uint64_t seed, float center,
-                                                     float half_width) {
+absl::StatusOr<const void*> DeviceWeights::PutFilled(int64_t count, TensorRole role,
+                                                     const Filler& fill) {
   if (count <= 0) return nullptr;
   const size_t bytes = static_cast<size_t>(count) * kernels::DeviceDTypeSize(dtype_);
   void* dev = nullptr;
   RAMI_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&dev, bytes), "cudaMalloc"));
   allocations_.push_back(dev);
   bytes_ += static_cast<int64_t>(bytes);
-  // The legacy default stream: Random synchronizes the device once every tensor is enqueued.
-  RAMI_RETURN_IF_ERROR(CudaStatus(FillUniformCuda(dev, dtype_, static_cast<size_t>(count), seed,
-                                                  center, half_width, /*stream=*/nullptr),
-                                  "FillUniformCuda"));
+  RAMI_RETURN_IF_ERROR(CudaStatus(fill(dev, static_cast<size_t>(count), role), "weights: fill"));
   return dev;
 }
 
-absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Random(const ModelConfig& c,
-                                                                     const ShardDims& dims,
-                                                                     kernels::DeviceDType dtype,
-                                                                     uint64_t seed) {
+absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Allocate(const ModelConfig& c,
+                                                                       const ShardDims& dims,
+                                                                       kernels::DeviceDType dtype,
+                                                                       const Filler& fill) {
   if (c.mla.enabled) {
     return absl::UnimplementedError(
-        "DeviceWeights::Random: DeepSeek (MLA/MoE) is not supported (random device weights serve "
-        "the Llama-family decode benchmark); load the checkpoint and Upload its weights");
+        "DeviceWeights::Allocate: DeepSeek (MLA/MoE) is not supported; load the checkpoint and "
+        "Upload its weights");
   }
   if (dims.q_heads < 1 || dims.kv_heads < 1 || dims.intermediate < 1 || dims.vocab < 1) {
-    return absl::InvalidArgumentError("random weights: empty shard dims (use ShardDims::Make)");
+    return absl::InvalidArgumentError("device weights: empty shard dims (use ShardDims::Make)");
   }
-  constexpr float kScale = 0.02f;  // matrices, embedding, biases: uniform in ±kScale
-  constexpr float kNorm = 1.0f;    // norm weights: kNorm ± kScale
   const int64_t hidden = c.hidden_size, hd = c.head_dim;
   const int64_t qkv_rows = (int64_t{dims.q_heads} + 2 * dims.kv_heads) * hd;
   const int64_t q_cols = int64_t{dims.q_heads} * hd;
   const bool rank0 = dims.vocab_start == 0;  // o_proj's bias lives on rank 0 (weights.cc)
   const bool adapter = c.dms.enabled && c.dms.separate_alpha;
   std::unique_ptr<DeviceWeights> d(new DeviceWeights(dtype));
-  uint64_t tensor = 0;  // every tensor its own seed, in a fixed order
-  auto put = [&](int64_t count, float center) {
-    return d->PutRandom(count, TensorSeed(seed, tensor++), center, kScale);
-  };
-  RAMI_ASSIGN_OR_RETURN(d->embed_, put(int64_t{dims.vocab} * hidden, 0));
+  auto put = [&](int64_t count, TensorRole role) { return d->PutFilled(count, role, fill); };
+  constexpr TensorRole kMatrix = TensorRole::kMatrix, kBias = TensorRole::kBias,
+                       kNorm = TensorRole::kNorm;
+  RAMI_ASSIGN_OR_RETURN(d->embed_, put(int64_t{dims.vocab} * hidden, kBias));
   d->lm_head_ = d->embed_;
   if (!c.tie_word_embeddings) {
-    RAMI_ASSIGN_OR_RETURN(d->lm_head_, put(int64_t{dims.vocab} * hidden, 0));
+    RAMI_ASSIGN_OR_RETURN(d->lm_head_, put(int64_t{dims.vocab} * hidden, kMatrix));
   }
   RAMI_ASSIGN_OR_RETURN(d->final_norm_, put(hidden, kNorm));
   for (int layer = 0; layer < c.num_layers; ++layer) {
     DeviceLayerWeights x;
     RAMI_ASSIGN_OR_RETURN(x.input_norm, put(hidden, kNorm));
-    RAMI_ASSIGN_OR_RETURN(x.qkv, put(qkv_rows * hidden, 0));
-    RAMI_ASSIGN_OR_RETURN(x.qkv_bias, put(c.qkv_bias ? qkv_rows : 0, 0));
+    RAMI_ASSIGN_OR_RETURN(x.qkv, put(qkv_rows * hidden, kMatrix));
+    RAMI_ASSIGN_OR_RETURN(x.qkv_bias, put(c.qkv_bias ? qkv_rows : 0, kBias));
     RAMI_ASSIGN_OR_RETURN(x.q_norm, put(c.qk_norm ? hd : 0, kNorm));
     RAMI_ASSIGN_OR_RETURN(x.k_norm, put(c.qk_norm ? hd : 0, kNorm));
-    RAMI_ASSIGN_OR_RETURN(x.o_proj, put(hidden * q_cols, 0));
-    RAMI_ASSIGN_OR_RETURN(x.o_bias, put(c.o_bias && rank0 ? hidden : 0, 0));
+    RAMI_ASSIGN_OR_RETURN(x.o_proj, put(hidden * q_cols, kMatrix));
+    RAMI_ASSIGN_OR_RETURN(x.o_bias, put(c.o_bias && rank0 ? hidden : 0, kBias));
     RAMI_ASSIGN_OR_RETURN(x.post_norm, put(hidden, kNorm));
-    RAMI_ASSIGN_OR_RETURN(x.gate_up, put(2 * int64_t{dims.intermediate} * hidden, 0));
-    RAMI_ASSIGN_OR_RETURN(x.down, put(hidden * dims.intermediate, 0));
-    RAMI_ASSIGN_OR_RETURN(x.dms_alpha, put(adapter ? int64_t{dims.kv_heads} * hidden : 0, 0));
+    RAMI_ASSIGN_OR_RETURN(x.gate_up, put(2 * int64_t{dims.intermediate} * hidden, kMatrix));
+    RAMI_ASSIGN_OR_RETURN(x.down, put(hidden * dims.intermediate, kMatrix));
+    RAMI_ASSIGN_OR_RETURN(x.dms_alpha, put(adapter ? int64_t{dims.kv_heads} * hidden : 0, kMatrix));
     RAMI_ASSIGN_OR_RETURN(x.dms_alpha_bias,
-                          put(adapter && c.dms.adapter_bias ? dims.kv_heads : 0, 0));
+                          put(adapter && c.dms.adapter_bias ? dims.kv_heads : 0, kBias));
     RAMI_ASSIGN_OR_RETURN(x.dms_alpha_norm, put(adapter ? hidden : 0, kNorm));
     d->layers_.push_back(x);
   }
   // The fills ran on the legacy stream; the model's streams are non-blocking: wait here.
-  RAMI_RETURN_IF_ERROR(CudaStatus(cudaDeviceSynchronize(), "random weights: fill"));
+  RAMI_RETURN_IF_ERROR(CudaStatus(cudaDeviceSynchronize(), "device weights: fill"));
   return d;
 }
 

@@ -6,14 +6,14 @@
 // DeepSeek-V2/V3 (config.mla.enabled): the MLA projections (DeviceMlaWeights), and per MoE layer
 // the router (fp32 whatever the dtype), each expert's slice and the shared experts
 // (DeviceMoeWeights); the dense first layers use gate_up/down as a Llama layer does.
-// Random: the same tensors made on the device from a seed (worker/cuda/random_fill.h), for
-// benchmarks of real shapes without a checkpoint or a host copy of the weights (Llama family
-// only: it refuses DeepSeek).
+// Allocate: the same tensors filled on the device by the caller — benchmarks of real shapes
+// without a checkpoint or a host copy of the weights (tools/bench_weights.h; Llama family only).
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -82,19 +82,19 @@ class DeviceWeights {
   static absl::StatusOr<std::unique_ptr<DeviceWeights>> Upload(
       const checkpoint::ModelConfig& config, const checkpoint::ModelWeights& weights,
       kernels::DeviceDType dtype);
+  // What a tensor of Allocate holds, for the caller that fills it.
+  enum class TensorRole { kMatrix, kBias, kNorm };  // weights, biases/embeddings, norm scales
+  // Fills `count` elements of the weights' dtype at device address `data` (its role says what
+  // values suit it), enqueued on the legacy stream; Allocate synchronizes the device after it.
+  using Filler = std::function<cudaError_t(void* data, size_t count, TensorRole role)>;
   // Every tensor Upload would create for `config` and `dims` (ShardDims::Make; the rank is
-  // vocab_start / vocab, for o_proj's bias), filled on the device: matrices, embedding and
-  // biases uniform in ±0.02, norm weights in 1 ± 0.02. Activations stay finite over any depth:
-  // every block of these pre-norm decoders reads an RMS-normalized input, and a projection of a
-  // unit-RMS input has RMS 0.02·sqrt(k/3) (0.74 for k = 4096), so each block adds an O(1)
-  // delta whatever the layer and the residual stream only grows additively (~sqrt(2L)·O(1)
-  // after L layers, nothing multiplies across layers); the q/k norms keep the attention logits
-  // O(1) and the final norm the logits' RMS at ~0.74. Synchronizes the device before returning.
-  // DMS (borrowed neuron): q's decision channel is O(1) after the q norm, so about half of the
-  // decisions evict (α = q·100 − 5 > 0) — the model's own rate, not a checkpoint's.
-  static absl::StatusOr<std::unique_ptr<DeviceWeights>> Random(
+  // vocab_start / vocab, for o_proj's bias), allocated and filled by `fill` in a fixed order
+  // (embedding, LM head unless tied, final norm, then each layer's tensors in
+  // DeviceLayerWeights order) — benchmarks fill them with random values (tools/bench_weights.h).
+  // Llama-family configs only (Unimplemented for DeepSeek).
+  static absl::StatusOr<std::unique_ptr<DeviceWeights>> Allocate(
       const checkpoint::ModelConfig& config, const checkpoint::ShardDims& dims,
-      kernels::DeviceDType dtype, uint64_t seed);
+      kernels::DeviceDType dtype, const Filler& fill);
   ~DeviceWeights();
   DeviceWeights(const DeviceWeights&) = delete;
   DeviceWeights& operator=(const DeviceWeights&) = delete;
@@ -122,9 +122,8 @@ class DeviceWeights {
   // DeepSeek layer `layer`'s MLA and MoE tensors into `x`; InvalidArgument when `l` lacks them.
   absl::Status PutDeepseek(const checkpoint::ModelConfig& config, int layer,
                            const checkpoint::LayerWeights& l, DeviceLayerWeights* x);
-  // A new allocation of `count` elements filled as FillUniformCuda(seed, center, half_width).
-  absl::StatusOr<const void*> PutRandom(int64_t count, uint64_t seed, float center,
-                                        float half_width);
+  // A new allocation of `count` elements filled by `fill` (null when count is 0).
+  absl::StatusOr<const void*> PutFilled(int64_t count, TensorRole role, const Filler& fill);
 
   kernels::DeviceDType dtype_;
   const void* embed_ = nullptr;

@@ -1,17 +1,17 @@
-// DMS adapter and per-layer decisions on the device; see dms_decisions.h.
-#include <cuda_bf16.h>
+// DMS adapter and per-layer decisions on the device (kernels/cuda/dms_decision.h).
+#include <cuda_runtime.h>
 
-#include "worker/cuda/dms_decisions.h"
+#include "kernels/cuda/dispatch.cuh"
+#include "kernels/cuda/dms_decision.h"
 
-namespace rami::cuda {
+namespace rami::kernels {
 namespace {
 
-__device__ float Load(const float* p, int64_t i) { return p[i]; }
-__device__ float Load(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
+using cuda_detail::ToFloat;
 
 // One warp per (token, head): the dot product over hidden, reduced in the warp.
 template <typename T>
-__global__ void AdapterKernel(DmsAdapterParams p) {
+__global__ void AdapterKernel(DmsAdapterCudaParams p) {
   const int64_t warp = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (warp >= static_cast<int64_t>(p.num_tokens) * p.num_kv_heads) return;
@@ -20,16 +20,16 @@ __global__ void AdapterKernel(DmsAdapterParams p) {
   const T* x = static_cast<const T*>(p.x) + t * p.hidden;
   const T* w = static_cast<const T*>(p.w) + static_cast<int64_t>(h) * p.hidden;
   float sum = 0.0f;
-  for (int i = lane; i < p.hidden; i += 32) sum += Load(x, i) * Load(w, i);
+  for (int i = lane; i < p.hidden; i += 32) sum += ToFloat(x[i]) * ToFloat(w[i]);
   for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_down_sync(0xffffffffu, sum, offset);
   if (lane == 0) {
-    const float logit = p.bias != nullptr ? sum + Load(static_cast<const T*>(p.bias), h) : sum;
+    const float logit = p.bias != nullptr ? sum + ToFloat(static_cast<const T*>(p.bias)[h]) : sum;
     // Explicit roundings, as DmsLogitDecisionCuda: multiply, then subtract.
     p.alpha[warp] = __fsub_rn(__fmul_rn(logit, p.alpha_scale), p.alpha_offset) > 0.0f ? 1 : 0;
   }
 }
 
-__global__ void HeadZeroToFloatKernel(HeadZeroParams p) {
+__global__ void HeadZeroToFloatKernel(DmsHeadZeroParams p) {
   for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < p.num_tokens;
        t += gridDim.x * blockDim.x) {
     p.shared[t] =
@@ -37,7 +37,7 @@ __global__ void HeadZeroToFloatKernel(HeadZeroParams p) {
   }
 }
 
-__global__ void SpreadHeadZeroKernel(HeadZeroParams p) {
+__global__ void SpreadHeadZeroKernel(DmsHeadZeroParams p) {
   const int64_t total = static_cast<int64_t>(p.num_tokens) * p.num_kv_heads;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -52,7 +52,7 @@ unsigned Blocks(int64_t threads, int per_block) {
 
 }  // namespace
 
-cudaError_t DmsAdapterDecisionCuda(const DmsAdapterParams& p, cudaStream_t stream) {
+cudaError_t DmsAdapterDecisionCuda(const DmsAdapterCudaParams& p, cudaStream_t stream) {
   if (p.num_tokens <= 0 || p.num_kv_heads <= 0) return cudaSuccess;
   if (p.x == nullptr || p.w == nullptr || p.alpha == nullptr || p.hidden <= 0) {
     return cudaErrorInvalidValue;
@@ -60,20 +60,13 @@ cudaError_t DmsAdapterDecisionCuda(const DmsAdapterParams& p, cudaStream_t strea
   constexpr int kThreads = 256;  // 8 warps
   const int64_t warps = static_cast<int64_t>(p.num_tokens) * p.num_kv_heads;
   const unsigned blocks = static_cast<unsigned>((warps * 32 + kThreads - 1) / kThreads);
-  switch (p.dtype) {
-    case kernels::DeviceDType::kF32:
-      AdapterKernel<float><<<blocks, kThreads, 0, stream>>>(p);
-      break;
-    case kernels::DeviceDType::kBF16:
-      AdapterKernel<__nv_bfloat16><<<blocks, kThreads, 0, stream>>>(p);
-      break;
-    default:
-      return cudaErrorInvalidValue;
-  }
-  return cudaGetLastError();
+  return RAMI_DISPATCH_DTYPE(p.dtype, T, [&] {
+    AdapterKernel<T><<<blocks, kThreads, 0, stream>>>(p);
+    return cudaGetLastError();
+  });
 }
 
-cudaError_t HeadZeroToFloatCuda(const HeadZeroParams& p, cudaStream_t stream) {
+cudaError_t DmsHeadZeroToFloatCuda(const DmsHeadZeroParams& p, cudaStream_t stream) {
   if (p.num_tokens <= 0) return cudaSuccess;
   if (p.alpha == nullptr || p.shared == nullptr || p.num_kv_heads <= 0) {
     return cudaErrorInvalidValue;
@@ -82,7 +75,7 @@ cudaError_t HeadZeroToFloatCuda(const HeadZeroParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-cudaError_t SpreadHeadZeroCuda(const HeadZeroParams& p, cudaStream_t stream) {
+cudaError_t DmsSpreadHeadZeroCuda(const DmsHeadZeroParams& p, cudaStream_t stream) {
   if (p.num_tokens <= 0) return cudaSuccess;
   if (p.alpha == nullptr || p.shared == nullptr || p.num_kv_heads <= 0) {
     return cudaErrorInvalidValue;
@@ -92,4 +85,4 @@ cudaError_t SpreadHeadZeroCuda(const HeadZeroParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-}  // namespace rami::cuda
+}  // namespace rami::kernels

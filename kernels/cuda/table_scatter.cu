@@ -1,7 +1,9 @@
-// One grid-stride launch over all writes of a step's page-table delta (table_scatter.h).
-#include "worker/cuda/table_scatter.h"
+// One grid-stride launch over all writes of a step's page-table delta (kernels/table_scatter.h).
+#include <cuda_runtime.h>
 
-namespace rami::cuda {
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace rami::kernels {
 namespace {
 
 __global__ void TableScatterKernel(TableScatterParams p) {
@@ -31,4 +33,4 @@ cudaError_t TableScatterCuda(const TableScatterParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-}  // namespace rami::cuda
+}  // namespace rami::kernels

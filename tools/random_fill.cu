@@ -3,9 +3,9 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include "worker/cuda/random_fill.h"
+#include "tools/random_fill.h"
 
-namespace rami::cuda {
+namespace rami::bench {
 namespace {
 
 // splitmix64's finalizer of the i-th step of the stream that starts at `seed`.
@@ -70,4 +70,4 @@ uint64_t TensorSeed(uint64_t seed, uint64_t index) {
   return SplitMix64(SplitMix64(seed, 0), index);
 }
 
-}  // namespace rami::cuda
+}  // namespace rami::bench
