@@ -18,6 +18,7 @@
 #include "kernels/cuda/device.h"
 #include "tests/golden/golden_files.h"
 #include "tests/gpu/require_device.h"
+#include "tests/testing/safetensors_writer.h"
 #include "worker/collectives/nccl_collectives.h"
 #include "worker/collectives/rendezvous_store.h"
 #include "worker/cpu/model.h"
@@ -146,11 +147,8 @@ void RunRank(const std::string& dir, int rank, int world, RendezvousStore* store
   }
 }
 
-class CudaTensorParallelGpuTest : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(CudaTensorParallelGpuTest, TwoRanksMatchOneGpu) {
-  RAMI_REQUIRE_CUDA_DEVICES(kWorld);
-  const std::string dir = testing::GoldenModelDir(GetParam());
+// The checkpoint in `dir` on kWorld GPUs against one GPU: logits, samples, live counts.
+void ExpectRanksMatchOneGpu(const std::string& dir) {
   // The one-GPU reference first (its tokens drive both runs), then the ranks at once.
   std::vector<std::vector<int32_t>> feeds;
   std::vector<StepResult> want;
@@ -191,6 +189,23 @@ TEST_P(CudaTensorParallelGpuTest, TwoRanksMatchOneGpu) {
       }
     }
   }
+}
+
+class CudaTensorParallelGpuTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaTensorParallelGpuTest, TwoRanksMatchOneGpu) {
+  RAMI_REQUIRE_CUDA_DEVICES(kWorld);
+  ExpectRanksMatchOneGpu(testing::GoldenModelDir(GetParam()));
+}
+
+// A vocabulary the ranks cannot split evenly (251 = 126 + 125 and a padding row): the padded
+// LM-head shards, the all-gather and the host layout / device sampler drop the padding.
+TEST(CudaTensorParallelOddVocabGpuTest, TwoRanksMatchOneGpu) {
+  RAMI_REQUIRE_CUDA_DEVICES(kWorld);
+  absl::StatusOr<testing::ScopedTempDir> odd = testing::CopyWithVocabulary(
+      testing::GoldenModelDir("qwen3_dms_hd64"), 251, ::testing::TempDir());
+  ASSERT_TRUE(odd.ok()) << odd.status();
+  ExpectRanksMatchOneGpu(odd->path());
 }
 
 INSTANTIATE_TEST_SUITE_P(Goldens, CudaTensorParallelGpuTest,

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/integration/worker_group.h"
+#include "tests/testing/safetensors_writer.h"
 
 namespace rami::testing {
 namespace {
@@ -115,6 +116,32 @@ INSTANTIATE_TEST_SUITE_P(Models, WorkerTest, ::testing::Values("qwen3", "qwen3_d
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });
+
+// A vocabulary that two ranks cannot split evenly (251 tokens: 126 + 125 and a zero padding
+// row on rank 1): the shards pad the embedding and the LM head, the padding never reaches the
+// logits, and TP 2 generates what TP 1 does.
+TEST(WorkerLoad, OddVocabularyTensorParallelTwoEqualsOne) {
+  absl::StatusOr<ScopedTempDir> odd =
+      CopyWithVocabulary(ModelDir("qwen3_dms"), 251, ::testing::TempDir());
+  ASSERT_TRUE(odd.ok()) << odd.status();
+  WorkerGroup tp1(1), tp2(2);
+  ASSERT_TRUE(tp1.ok() && tp2.ok());
+  ASSERT_TRUE(tp1.Load(odd->path(), kKvBytes).ok());
+  const absl::Status loaded = tp2.Load(odd->path(), kKvBytes);
+  ASSERT_TRUE(loaded.ok()) << loaded;
+  const std::vector<std::vector<int32_t>> prompts = {{1, 2, 3, 250, 9, 17}, {250, 249}};
+  const GenerateRun one = Generate(tp1, prompts, 12);
+  const GenerateRun two = Generate(tp2, prompts, 12);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ASSERT_EQ(one.tokens[0][i].size(), 13u);
+    EXPECT_EQ(two.tokens[0][i], one.tokens[0][i]) << "case " << i;
+    EXPECT_EQ(two.tokens[1][i], two.tokens[0][i]) << "ranks disagree, case " << i;
+    for (int32_t token : one.tokens[0][i]) EXPECT_LT(token, 251);
+    for (size_t k = 0; k < one.logprobs[0][i].size(); ++k) {
+      EXPECT_NEAR(two.logprobs[0][i][k], one.logprobs[0][i][k], 1e-4) << "case " << i;
+    }
+  }
+}
 
 void ExpectStepError(WorkerGroup& group, const v1::StepPlan& plan, grpc::StatusCode code,
                      const std::string& needle) {

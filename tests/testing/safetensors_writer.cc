@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "worker/checkpoint/safetensors.h"
 
 namespace rami::testing {
 
@@ -97,6 +98,45 @@ absl::Status WriteFile(const std::string& path, std::string_view contents) {
 std::string BuildIndexJson(const std::map<std::string, std::string>& weight_map) {
   nlohmann::json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", weight_map}};
   return index.dump(2);
+}
+
+absl::StatusOr<ScopedTempDir> CopyWithVocabulary(const std::string& model_dir, int vocab_size,
+                                                 const std::string& base) {
+  absl::StatusOr<ScopedTempDir> dir = ScopedTempDir::Create(base, "rami_vocab");
+  if (!dir.ok()) return dir.status();
+  for (const auto& entry : std::filesystem::directory_iterator(model_dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name == "model.safetensors" || name == "config.json") continue;
+    std::filesystem::copy_file(entry.path(), dir->Join(name));
+  }
+  std::ifstream in(model_dir + "/config.json");
+  nlohmann::json config = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (config.is_discarded()) return absl::InvalidArgumentError(model_dir + "/config.json");
+  config["vocab_size"] = vocab_size;
+  if (absl::Status s = WriteFile(dir->Join("config.json"), config.dump(2)); !s.ok()) return s;
+  absl::StatusOr<std::unique_ptr<checkpoint::SafetensorsFile>> file =
+      checkpoint::SafetensorsFile::Open(model_dir + "/model.safetensors");
+  if (!file.ok()) return file.status();
+  std::vector<TensorSpec> tensors;
+  for (const checkpoint::TensorInfo& t : (*file)->tensors()) {
+    const absl::Span<const uint8_t> bytes = (*file)->Bytes(t);
+    TensorSpec spec{t.name, std::string(DTypeName(t.dtype)), t.shape,
+                    std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size())};
+    if (t.name == "model.embed_tokens.weight" || t.name == "lm_head.weight") {
+      if (t.shape.size() != 2 || t.shape[0] < vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(t.name, ": fewer than ", vocab_size, " rows"));
+      }
+      spec.shape[0] = vocab_size;
+      spec.bytes.resize(static_cast<size_t>(vocab_size) * t.shape[1] * DTypeSize(t.dtype));
+    }
+    tensors.push_back(std::move(spec));
+  }
+  if (absl::Status s = WriteFile(dir->Join("model.safetensors"), BuildSafetensors(tensors));
+      !s.ok()) {
+    return s;
+  }
+  return dir;
 }
 
 absl::StatusOr<ScopedTempDir> ScopedTempDir::Create(const std::string& base,

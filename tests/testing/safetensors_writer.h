@@ -89,4 +89,12 @@ struct NamedFile {
 absl::Status WriteModelDir(const std::string& dir, const nlohmann::json& config,
                            const std::vector<NamedFile>& files);
 
+// A copy of the one-file checkpoint in `model_dir` (config.json + model.safetensors) in a new
+// temp dir under `base`, cut to a vocabulary of `vocab_size` tokens: the embedding's and the LM
+// head's first vocab_size rows, config.json's vocab_size changed; every other file and tensor
+// as is (its token ids must stay below vocab_size). For vocabularies that do not divide a
+// tensor-parallel world.
+absl::StatusOr<ScopedTempDir> CopyWithVocabulary(const std::string& model_dir, int vocab_size,
+                                                 const std::string& base);
+
 }  // namespace rami::testing

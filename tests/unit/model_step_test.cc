@@ -116,6 +116,34 @@ TEST(ModelShapeTest, HasTheShardDimsAndRopeOfTheConfig) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// A vocabulary that does not divide the world: every rank holds ceil(V / world) rows from
+// rank · that, the last ones partly (or wholly) padding.
+TEST(ModelShapeTest, PadsAVocabularyThatDoesNotDivideTheWorld) {
+  ModelConfig config = Qwen3_8B();
+  config.vocab_size = 251;
+  const struct {
+    int world, rank, vocab, start, real;
+  } cases[] = {{1, 0, 251, 0, 251},
+               {2, 0, 126, 0, 126},
+               {2, 1, 126, 126, 125},
+               {4, 3, 63, 189, 62},
+               {8, 7, 32, 224, 27}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(testing::Message() << "rank " << c.rank << " of " << c.world);
+    absl::StatusOr<ModelShape> shape =
+        ModelShape::Make(config, {.rank = c.rank, .world_size = c.world});
+    ASSERT_TRUE(shape.ok()) << shape.status();
+    EXPECT_EQ(shape->dims().vocab, c.vocab);
+    EXPECT_EQ(shape->dims().vocab_start, c.start);
+    EXPECT_EQ(shape->dims().vocab_real, c.real);
+  }
+  config.vocab_size = 5;  // more ranks than rows to spare: the last rank holds padding only
+  absl::StatusOr<ModelShape> tiny = ModelShape::Make(config, {.rank = 3, .world_size = 4});
+  ASSERT_TRUE(tiny.ok()) << tiny.status();
+  EXPECT_EQ(tiny->dims().vocab, 2);
+  EXPECT_EQ(tiny->dims().vocab_real, 0);
+}
+
 TEST(ModelShapeTest, ReservesWithoutWeightsAndLeavesTheCacheAsItWasOnAbort) {
   absl::StatusOr<ModelShape> shape = ModelShape::Make(Qwen3_8B(), {.rank = 0, .world_size = 2});
   ASSERT_TRUE(shape.ok()) << shape.status();

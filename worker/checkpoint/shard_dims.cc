@@ -1,6 +1,7 @@
 // ShardDims::Make: the per-rank sizes, and the divisibility tensor parallelism needs.
 #include "worker/checkpoint/shard_dims.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -32,15 +33,15 @@ absl::StatusOr<ShardDims> ShardDims::Make(const ModelConfig& c, const ShardSpec&
   }
   if (c.intermediate_size % t != 0)
     return NotDivisible("intermediate_size", c.intermediate_size, t);
-  if (c.vocab_size % t != 0) return NotDivisible("vocab_size", c.vocab_size, t);
   ShardDims d;
   d.q_heads = c.num_q_heads / t;
   d.kv_heads = c.mla.enabled ? 1 : c.num_kv_heads / t;
   d.moe_intermediate = c.moe.intermediate_size / t;
   d.shared_intermediate = c.moe.intermediate_size * c.moe.num_shared_experts / t;
   d.intermediate = c.intermediate_size / t;
-  d.vocab = c.vocab_size / t;
+  d.vocab = (c.vocab_size + t - 1) / t;  // padded: see ShardDims::vocab
   d.vocab_start = shard.rank * d.vocab;
+  d.vocab_real = std::clamp(c.vocab_size - d.vocab_start, 0, d.vocab);
   return d;
 }
 

@@ -20,8 +20,13 @@ struct ShardDims {
   int intermediate = 0;         // local MLP width
   int moe_intermediate = 0;     // local width of each routed expert (MoE)
   int shared_intermediate = 0;  // local width of the fused shared experts (MoE)
-  int vocab = 0;                // local vocabulary rows
-  int vocab_start = 0;          // first vocabulary row of this rank
+  // Vocabulary rows: every rank holds vocab = ceil(vocab_size / world) rows starting at
+  // vocab_start = rank · vocab; the last ranks' rows past vocab_size are zero padding (as vLLM
+  // pads its vocab-parallel embedding), so any vocabulary shards over any world. vocab_real is
+  // how many of this rank's rows are real tokens (0 … vocab).
+  int vocab = 0;
+  int vocab_start = 0;
+  int vocab_real = 0;
   static absl::StatusOr<ShardDims> Make(const ModelConfig& config, const ShardSpec& shard);
 };
 

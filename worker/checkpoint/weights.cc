@@ -91,15 +91,19 @@ absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& checkpoint, const Mod
     reader.IgnorePrefix(absl::StrCat("model.layers.", c.num_layers + i, "."));
   }
   const int64_t hidden = c.hidden_size;
-  const TensorSlice vocab_rows{0, w.dims.vocab_start, w.dims.vocab};
+  // This rank's real vocabulary rows, then zero rows up to the padded shard (ShardDims::vocab).
+  const TensorSlice vocab_rows{0, w.dims.vocab_start, w.dims.vocab_real};
+  const size_t padded = static_cast<size_t>(w.dims.vocab) * hidden;
   RAMI_ASSIGN_OR_RETURN(
       w.embed, reader.Read("model.embed_tokens.weight", {c.vocab_size, hidden}, vocab_rows));
+  w.embed.resize(padded, 0.0f);
   if (c.tie_word_embeddings) {
     // Tied checkpoints usually omit lm_head; one that stores it anyway stores a copy.
     reader.MarkUsed("lm_head.weight");
   } else {
     RAMI_ASSIGN_OR_RETURN(w.lm_head,
                           reader.Read("lm_head.weight", {c.vocab_size, hidden}, vocab_rows));
+    w.lm_head.resize(padded, 0.0f);
   }
   RAMI_ASSIGN_OR_RETURN(w.final_norm, reader.Read("model.norm.weight", {hidden}));
   w.layers.reserve(c.num_layers);

@@ -7,12 +7,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/kv_update.h"
+#include "kernels/logits_gather.h"
 #include "worker/checkpoint/dtype.h"
 #include "worker/cuda/cuda_status.h"
 #include "worker/cuda/device_sampler.h"
@@ -46,27 +48,30 @@ using kv::StepStreams;
 namespace {
 
 // [rows, vocab] fp32 logits on the host from the device's [world][rows][vocab_local] rows of
-// the compute dtype.
+// the compute dtype (the padding columns of the last ranks dropped: LogitsGatherCpu).
 void LogitsToHost(const std::vector<uint8_t>& raw, kernels::DeviceDType dtype, int world, int rows,
-                  int vocab_local, std::vector<float>* out) {
-  const size_t es = kernels::DeviceDTypeSize(dtype);
-  const int64_t vocab = static_cast<int64_t>(world) * vocab_local;
-  out->resize(static_cast<size_t>(rows) * vocab);
-  for (int r = 0; r < world; ++r) {
-    for (int row = 0; row < rows; ++row) {
-      const uint8_t* src = raw.data() + ((static_cast<size_t>(r) * rows + row) * vocab_local) * es;
-      float* dst = out->data() + row * vocab + static_cast<int64_t>(r) * vocab_local;
-      if (dtype == kernels::DeviceDType::kF32) {
-        std::memcpy(dst, src, static_cast<size_t>(vocab_local) * 4);
-      } else {
-        for (int i = 0; i < vocab_local; ++i) {
-          uint16_t b;
-          std::memcpy(&b, src + 2 * i, 2);
-          dst[i] = BF16ToF32(b);
-        }
-      }
+                  int vocab_local, int vocab, std::vector<float>* out) {
+  std::vector<float> all(static_cast<size_t>(world) * rows * vocab_local);
+  if (dtype == kernels::DeviceDType::kF32) {
+    std::memcpy(all.data(), raw.data(), all.size() * 4);
+  } else {
+    for (size_t i = 0; i < all.size(); ++i) {
+      uint16_t b;
+      std::memcpy(&b, raw.data() + 2 * i, 2);
+      all[i] = BF16ToF32(b);
     }
   }
+  std::vector<int32_t> ids(rows);
+  std::iota(ids.begin(), ids.end(), 0);
+  out->resize(static_cast<size_t>(rows) * vocab);
+  kernels::LogitsGatherCpu({.in = all.data(),
+                            .rows = ids.data(),
+                            .out = out->data(),
+                            .num_rows = rows,
+                            .rows_per_rank = rows,
+                            .vocab_local = vocab_local,
+                            .world = world,
+                            .vocab = vocab});
 }
 
 // Reorders per-token [L][T][Hkv] decisions between the caller's token order and plan order.
@@ -377,8 +382,9 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
         cudaMemcpyAsync(own_plan.data(), a.own, own_plan.size(), cudaMemcpyDeviceToHost, stream_));
   }
   if (!requests.empty()) {  // waits for the stream, the copies above included
-    RAMI_ASSIGN_OR_RETURN(std::vector<SampledToken> tokens,
-                          sampler_->Sample(all_logits, dtype, world, rows, d.vocab, requests));
+    RAMI_ASSIGN_OR_RETURN(
+        std::vector<SampledToken> tokens,
+        sampler_->Sample(all_logits, dtype, world, rows, d.vocab, c.vocab_size, requests));
     result.sampled.resize(chunks.size());
     for (size_t i = 0; i < tokens.size(); ++i) {
       result.sampled[sampled_chunk[i]] = std::move(tokens[i]);
@@ -389,7 +395,7 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
   if (a.own != nullptr) {
     ReorderDecisions(plan, chunks, L, Hkv, t, /*to_plan=*/false, own_plan, hook_.own);
   }
-  LogitsToHost(raw, dtype, world, host_rows, d.vocab, &result.logits);
+  LogitsToHost(raw, dtype, world, host_rows, d.vocab, c.vocab_size, &result.logits);
   // The device's decisions become the host's flags (token t's α flags position t − 1), so
   // that CommitAppend promotes and evicts as the device's attention saw it.
   if (a.write_decisions) {

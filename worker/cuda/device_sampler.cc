@@ -70,10 +70,9 @@ absl::StatusOr<void*> DeviceSampler::Grow(Buffer& b, size_t bytes) {
 
 absl::StatusOr<std::vector<SampledToken>> DeviceSampler::Sample(
     const void* logits, kernels::DeviceDType dtype, int world, int rows_per_rank, int vocab_local,
-    absl::Span<const SampleRequest> requests) {
+    int vocab, absl::Span<const SampleRequest> requests) {
   const size_t n = requests.size();
   if (n == 0) return std::vector<SampledToken>();
-  const int vocab = world * vocab_local;
   int m = 0;  // top log-probs per row
   bool any_random = false;
   for (const SampleRequest& r : requests) {

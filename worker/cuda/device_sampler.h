@@ -28,11 +28,12 @@ class DeviceSampler {
   DeviceSampler& operator=(const DeviceSampler&) = delete;
 
   // One token per request; requests[i].row is a step row of `logits`, the LM head's output of
-  // `world` ranks, [world][rows_per_rank][vocab_local] in `dtype` (device). Enqueues on the
-  // stream after what is already there, then waits for the stream.
+  // `world` ranks, [world][rows_per_rank][vocab_local] in `dtype` (device), of which the first
+  // `vocab` columns are tokens (the rest is the shards' padding, never sampled). Enqueues on
+  // the stream after what is already there, then waits for the stream.
   absl::StatusOr<std::vector<engine::SampledToken>> Sample(
       const void* logits, kernels::DeviceDType dtype, int world, int rows_per_rank, int vocab_local,
-      absl::Span<const engine::SampleRequest> requests);
+      int vocab, absl::Span<const engine::SampleRequest> requests);
 
  private:
   struct Buffer {  // device memory grown to the largest step seen
