@@ -183,7 +183,9 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillAttentionKernel(PrefillAtt
 template <typename T, int D>
 cudaError_t LaunchPrefill(const PrefillAttentionParams& p, cudaStream_t stream) {
   constexpr size_t kSmem = sizeof(PrefillSmem<D>);  // ~65 KiB at D = 128: opt in above 48 KiB
-  static const cudaError_t attribute = cudaFuncSetAttribute(
+  // The opt-in is per device, not per process: set it at every launch (a cheap host call), so
+  // a worker that launches on several devices, or on another device than its first, is right.
+  const cudaError_t attribute = cudaFuncSetAttribute(
       PrefillAttentionKernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   if (attribute != cudaSuccess) return attribute;
   const dim3 grid(p.num_tiles, p.num_kv_heads);

@@ -93,7 +93,7 @@ TEST(DeviceKvTablesGpuTest, DeltasOnTheDeviceEqualTheHostTwin) {
         ASSERT_TRUE(cache.ReserveAppend(appends).ok());
         for (const auto& a : appends) touched.push_back(a.first);
         KvTablesDelta delta;
-        tables.Sync(cache, touched, &delta);
+        ASSERT_TRUE(tables.Sync(cache, touched, &delta).ok());
         touched.clear();
         replica.Apply(delta);
         ASSERT_TRUE(gpu.Apply(delta).ok());

@@ -81,7 +81,7 @@ TEST(KvRuntimeGpuTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
         // The device side of the step's bookkeeping: table deltas, then the logged copies in
         // independent launches (KvCopyBatches).
         KvTablesDelta delta;
-        tables.Sync(cache, traffic.TakeTouched(), &delta);
+        ASSERT_TRUE(tables.Sync(cache, traffic.TakeTouched(), &delta).ok());
         ASSERT_TRUE(gpu.Apply(delta).ok()) << where;
         if (!log.empty()) {
           DeviceArray<kernels::KvCopyOp> dops(log);

@@ -72,7 +72,7 @@ TEST(CudaStepPlanTest, MatchesTheCpuStepMetadata) {
       for (const SequenceChunk& c : chunks) appends.emplace_back(c.seq_id, c.tokens.size());
       ASSERT_TRUE(cache.ReserveAppend(appends).ok());
       KvTablesDelta delta;
-      tables.Sync(cache, ids, &delta);
+      ASSERT_TRUE(tables.Sync(cache, ids, &delta).ok());
       const StepMetadata cpu = PlanStep(chunks, cache);
       const CudaStepPlan gpu = PlanCudaStep(chunks, cache, tables);
       const KvTablesHost& t = tables.mirror();
@@ -163,7 +163,7 @@ TEST(CudaStepPlanTest, PadDecodePlan) {
   }
   ASSERT_TRUE(cache.ReserveAppend(appends).ok());
   KvTablesDelta delta;
-  tables.Sync(cache, {1, 2, 3}, &delta);
+  ASSERT_TRUE(tables.Sync(cache, {1, 2, 3}, &delta).ok());
   const CudaStepPlan real = PlanCudaStep(chunks, cache, tables);
   CudaStepPlan padded = real;
   PadDecodePlan(4, &padded);

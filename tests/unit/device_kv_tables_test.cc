@@ -64,7 +64,7 @@ class DeviceKvTablesTest : public ::testing::TestWithParam<Case> {
     const std::vector<SeqId> ids(touched_.begin(), touched_.end());
     touched_.clear();
     KvTablesDelta delta;
-    tables_.Sync(cache_, ids, &delta);
+    ASSERT_TRUE(tables_.Sync(cache_, ids, &delta).ok());
     replica_.Apply(delta);
     ++syncs_;
     const std::string where = "sync " + std::to_string(syncs_);
@@ -114,7 +114,10 @@ class DeviceKvTablesTest : public ::testing::TestWithParam<Case> {
         ASSERT_EQ(t.window_base[s], st.window_base) << at;
         ASSERT_EQ(t.window_start[s], rules_.WindowStart(cache_.Length(id))) << at;
         if (!rules_.policy.evicts()) continue;
-        ASSERT_EQ(t.flag_start[s], t.window_page_start[s] * P) << at;
+        // The window's flags: page-aligned inside the flags table (which holds window regions
+        // only, apart from the page table).
+        ASSERT_EQ(t.flag_start[s] % P, 0) << at;
+        ASSERT_LE(t.flag_start[s] + st.flags.size(), t.flags.size()) << at;
         for (size_t j = 0; j < st.flags.size(); ++j) {
           ASSERT_EQ(t.flags.at(t.flag_start[s] + j), st.flags[j]) << at << " flag " << j;
         }
@@ -267,7 +270,7 @@ TEST_P(DeviceKvTablesTest, DecodeDeltaDoesNotGrowWithTheTable) {
     ASSERT_TRUE(cache_.ReserveAppend(decode).ok());
     std::vector<SeqId> ids;
     for (const auto& [id, c] : decode) ids.push_back(id);
-    tables_.Sync(cache_, ids, &delta);
+    ASSERT_TRUE(tables_.Sync(cache_, ids, &delta).ok());
     replica_.Apply(delta);
     ASSERT_NO_FATAL_FAILURE(CheckLogical(replica_, "decode " + std::to_string(s)));
     // Per stream and step: the counts, window start/base/start offsets, one page entry when a
@@ -288,6 +291,95 @@ TEST_P(DeviceKvTablesTest, DecodeDeltaDoesNotGrowWithTheTable) {
   std::printf("[%s P=%d] decode: table %zu entries, worst step %lld writes\n",
               rules_.policy.ToString().c_str(), rules_.page_size,
               tables_.mirror().page_table.size(), static_cast<long long>(worst));
+}
+
+// A Sync that would grow a table past its offsets' limit is refused before it changes anything,
+// and the tables serve again once sequences are freed.
+TEST(DeviceKvTablesLimits, RefusesToOutgrowItsOffsetsAndChangesNothing) {
+  constexpr int kPage = 4;
+  const CachePolicy policy = CachePolicy::Dms(8);
+  KvCache cache({.page_size = kPage, .num_pages = 100000, .allocate_storage = false}, kLayers,
+                kKvHeads, kDim, policy);
+  DeviceKvTables tables(kLayers, kKvHeads, kPage, policy, /*max_entries=*/8192);
+  KvTablesHost replica;
+  SeqId next = 1;
+  absl::Status status;
+  for (; next < 1000 && status.ok(); ++next) {
+    ASSERT_TRUE(cache.AddSequence(next).ok());
+    ASSERT_TRUE(cache.ReserveAppend({{next, 64}}).ok());
+    const KvTablesHost before = tables.mirror();
+    KvTablesDelta delta;
+    status = tables.Sync(cache, {next}, &delta);
+    if (status.ok()) {
+      replica.Apply(delta);
+      cache.CommitAppend(next, 64);
+      continue;
+    }
+    EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+    EXPECT_NE(status.message().find("int32 offsets"), std::string::npos) << status;
+    EXPECT_EQ(delta.writes(), 0);
+    EXPECT_EQ(tables.mirror().page_table, before.page_table);
+    EXPECT_EQ(tables.mirror().flags, before.flags);
+    EXPECT_EQ(tables.StreamBase(next), -1);
+    cache.AbortAppend(next);
+  }
+  ASSERT_FALSE(status.ok()) << "the limit was never reached";
+  EXPECT_LE(tables.mirror().page_table.size(), 8192u);
+  EXPECT_LE(tables.mirror().flags.size(), 8192u);
+  // Freeing the first sequences returns their regions: the refused sequence now fits.
+  const SeqId refused = next - 1;
+  std::vector<SeqId> freed;
+  for (SeqId id = 1; id <= 8; ++id) {
+    ASSERT_TRUE(cache.FreeSequence(id).ok());
+    freed.push_back(id);
+  }
+  ASSERT_TRUE(cache.ReserveAppend({{refused, 64}}).ok());
+  freed.push_back(refused);
+  KvTablesDelta delta;
+  ASSERT_TRUE(tables.Sync(cache, freed, &delta).ok());
+  EXPECT_GE(tables.StreamBase(refused), 0);
+}
+
+// The shape that overflowed the old tables: a 119 GiB pool of a head_dim-64 model (Llama-3.2-1B:
+// 16 layers x 8 KV heads, K+V bf16, 32 KiB a token) holds ~3.9M tokens, 0.5e9 (stream, token)
+// slots; 136 sequences of 32K tokens (dense: every token's page listed) need 7.1e7 entries in
+// the page table with its regions' slack, which doubles to 1.3e8 — page_table x page_size past
+// 2^31, where the old tables (flags parallel to the page table) aborted the worker. It syncs,
+// and reads back right.
+TEST(DeviceKvTablesLimits, A119GiBPoolOfAHeadDim64ModelFitsItsTables) {
+  constexpr int kLayers1B = 16, kHeads1B = 8, kPage = 16, kSeqs = 136, kTokens = 32768;
+  const CachePolicy policy = CachePolicy::Dense();
+  const int64_t pages = int64_t{kSeqs} * kLayers1B * kHeads1B * (kTokens / kPage);
+  KvCache cache(
+      {.page_size = kPage, .num_pages = static_cast<int>(pages), .allocate_storage = false},
+      kLayers1B, kHeads1B, 64, policy);
+  DeviceKvTables tables(kLayers1B, kHeads1B, kPage, policy);
+  std::vector<SeqId> ids;
+  for (SeqId id = 0; id < kSeqs; ++id) {
+    ASSERT_TRUE(cache.AddSequence(id).ok());
+    ASSERT_TRUE(cache.ReserveAppend({{id, kTokens}}).ok());
+    cache.CommitAppend(id, kTokens);
+    ids.push_back(id);
+  }
+  EXPECT_EQ(cache.pool().free_pages(), 0);
+  KvTablesDelta delta;
+  ASSERT_TRUE(tables.Sync(cache, ids, &delta).ok());
+  const KvTablesHost& t = tables.mirror();
+  EXPECT_GE(static_cast<int64_t>(t.page_table.size()) * kPage, int64_t{1} << 31);  // old limit
+  EXPECT_LE(static_cast<int64_t>(t.page_table.size()), DeviceKvTables::kMaxEntries);
+  EXPECT_GE(static_cast<int64_t>(delta.page_table.size()), pages - 1);  // page 0 meets a 0
+  // Spot checks of the kernels' view: every 97th stream's pages, first and last.
+  for (SeqId id : {SeqId{0}, SeqId{63}, SeqId{kSeqs - 1}}) {
+    const std::vector<KvStream>& streams = *cache.StreamsOf(id);
+    for (int i = 0; i < kLayers1B * kHeads1B; i += 37) {
+      const int64_t s = tables.StreamBase(id) + i;
+      const KvStream& st = streams[i];
+      ASSERT_EQ(st.window_pages.size(), static_cast<size_t>(kTokens / kPage));
+      EXPECT_EQ(t.page_table[t.window_page_start[s]], st.window_pages.front());
+      EXPECT_EQ(t.page_table[t.window_page_start[s] + st.window_pages.size() - 1],
+                st.window_pages.back());
+    }
+  }
 }
 
 // The pool's copy log (KvPagePool::set_copy_log) replayed on a copy of the storage taken before

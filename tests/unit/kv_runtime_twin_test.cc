@@ -78,7 +78,7 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
 
         // The "device" side: table deltas into the replica, the logged copies into its pool.
         KvTablesDelta delta;
-        tables.Sync(cache, traffic.TakeTouched(), &delta);
+        ASSERT_TRUE(tables.Sync(cache, traffic.TakeTouched(), &delta).ok());
         replica.Apply(delta);
         // The launches of KvCopyBatches, each with parallel semantics (every op reads its
         // sources before any op of the launch writes), as the device may run them.

@@ -163,7 +163,10 @@ absl::Status CudaModel::SyncTablesAndCopies(absl::Span<const SequenceChunk> chun
   // Page tables: the sequences changed since the last step, as deltas.
   for (const SequenceChunk& chunk : chunks) touched_.insert(chunk.seq_id);
   KvTablesDelta delta;
-  tables_->Sync(cache, std::vector<SeqId>(touched_.begin(), touched_.end()), &delta);
+  // Refused (ResourceExhausted) before anything changes when the tables would outgrow their
+  // int32 offsets: the step fails, touched_ stays for the next Sync.
+  RAMI_RETURN_IF_ERROR(
+      tables_->Sync(cache, std::vector<SeqId>(touched_.begin(), touched_.end()), &delta));
   touched_.clear();
   RAMI_RETURN_IF_ERROR(tables_gpu_->Apply(delta));
   // The host bookkeeping's slot copies (last commit's promotions, forks), in independent

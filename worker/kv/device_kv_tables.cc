@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "base/check.h"
 
 namespace rami::kv {
@@ -65,7 +66,7 @@ void KvTablesHost::Apply(const KvTablesDelta& d) {
 }
 
 DeviceKvTables::DeviceKvTables(int num_layers, int num_kv_heads, int page_size,
-                               const CachePolicy& policy)
+                               const CachePolicy& policy, int64_t max_entries)
     : num_layers_(num_layers),
       num_kv_heads_(num_kv_heads),
       streams_per_seq_(num_layers * num_kv_heads),
@@ -77,14 +78,16 @@ DeviceKvTables::DeviceKvTables(int num_layers, int num_kv_heads, int page_size,
       min_window_capacity_(
           policy.evicts() ? RoundUpPow2(std::max<int64_t>(
                                 kMinRegion, 2 * (rules_.PagesFor(int64_t{policy.window} + 2) + 1)))
-                          : kMinRegion) {}
+                          : kMinRegion),
+      max_entries_(std::min(max_entries, kMaxEntries)) {}
 
 int32_t DeviceKvTables::StreamBase(SeqId id) const {
   auto it = slot_of_.find(id);
   return it == slot_of_.end() ? -1 : it->second * streams_per_seq_;
 }
 
-void DeviceKvTables::Sync(const KvCache& cache, absl::Span<const SeqId> ids, KvTablesDelta* delta) {
+absl::Status DeviceKvTables::Sync(const KvCache& cache, absl::Span<const SeqId> ids,
+                                  KvTablesDelta* delta) {
   RAMI_CHECK(cache.num_layers() == num_layers_ && cache.num_kv_heads() == num_kv_heads_ &&
                  cache.pool().page_size() == page_size_,
              "device tables built for another cache geometry");
@@ -96,6 +99,14 @@ void DeviceKvTables::Sync(const KvCache& cache, absl::Span<const SeqId> ids, KvT
   for (SeqId id : ids) {
     auto it = slot_of_.find(id);
     if (it != slot_of_.end() && !cache.Contains(id)) ReleaseSlot(it->second);
+  }
+  int64_t pages = 0, flag_pages = 0;
+  GrowthBound(cache, ids, &pages, &flag_pages);
+  if (pages_.end + pages > max_entries_ || (flags_.end + flag_pages) * page_size_ > max_entries_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "device KV tables: this step's sequences need up to ", pages_.end + pages,
+        " page-table entries and ", (flags_.end + flag_pages) * page_size_,
+        " flags; the kernels index at most ", max_entries_, " of each (int32 offsets)"));
   }
   for (SeqId id : ids) {
     const std::vector<KvStream>* streams = cache.StreamsOf(id);
@@ -109,6 +120,48 @@ void DeviceKvTables::Sync(const KvCache& cache, absl::Span<const SeqId> ids, KvT
       SyncStream(slot, i, (*streams)[i], window_start, fresh, delta);
     }
     slots_[slot].synced_length = length;
+  }
+  return absl::OkStatus();
+}
+
+void DeviceKvTables::GrowthBound(const KvCache& cache, absl::Span<const SeqId> ids, int64_t* pages,
+                                 int64_t* flag_pages) const {
+  // What SyncStream may allocate per stream: a kept region of RoundUpPow2(2m) when the list
+  // outgrew its region, a window region of RoundUpPow2(max(2n, min)) when the window outgrew
+  // its region (or the stream is new). A free region of that capacity serves one allocation;
+  // the rest bump the arena (regions this Sync frees by moving lists are not counted).
+  *pages = *flag_pages = 0;
+  const bool flags = rules_.policy.evicts();
+  std::map<int64_t, int64_t> free_pages, free_flags;  // capacity → free regions left
+  for (const auto& [capacity, begins] : pages_.free) free_pages[capacity] = begins.size();
+  for (const auto& [capacity, begins] : flags_.free) free_flags[capacity] = begins.size();
+  auto bump = [](std::map<int64_t, int64_t>& free, int64_t capacity) -> int64_t {
+    auto it = free.find(capacity);
+    if (it != free.end() && it->second > 0) {
+      --it->second;
+      return 0;
+    }
+    return capacity;
+  };
+  for (SeqId id : ids) {
+    const std::vector<KvStream>* streams = cache.StreamsOf(id);
+    if (streams == nullptr) continue;
+    auto it = slot_of_.find(id);
+    const Slot* slot = it == slot_of_.end() ? nullptr : &slots_[it->second];
+    for (int i = 0; i < streams_per_seq_; ++i) {
+      const KvStream& stream = (*streams)[i];
+      const StreamState* st = slot == nullptr ? nullptr : &slot->streams[i];
+      const int64_t m = static_cast<int64_t>(stream.kept_pages.size());
+      const int64_t n = static_cast<int64_t>(stream.window_pages.size());
+      if (m > (st == nullptr ? 0 : st->kept.capacity)) {
+        *pages += bump(free_pages, RoundUpPow2(std::max(2 * m, kMinRegion)));
+      }
+      if (st == nullptr || st->window.capacity == 0 || 2 * n > st->window.capacity) {
+        const int64_t window = RoundUpPow2(std::max({2 * n, min_window_capacity_, kMinRegion}));
+        *pages += bump(free_pages, window);
+        if (flags) *flag_pages += bump(free_flags, window);
+      }
+    }
   }
 }
 
@@ -160,40 +213,57 @@ void DeviceKvTables::ExpectDeviceFlags(SeqId id, int64_t count) {
 
 void DeviceKvTables::ReleaseSlot(int slot) {
   Slot& s = slots_[slot];
+  const bool flags = rules_.policy.evicts();
   for (StreamState& st : s.streams) {
-    FreeRegion(st.kept);
-    FreeRegion(st.window);
+    FreeRegion(st.kept, false);
+    FreeRegion(st.window, flags);
   }
   slot_of_.erase(s.id);
   s = Slot();
   free_slots_.push_back(slot);
 }
 
-DeviceKvTables::Region DeviceKvTables::AllocateRegion(int64_t entries, KvTablesDelta* delta) {
+DeviceKvTables::Region DeviceKvTables::AllocateRegion(int64_t entries, bool flags,
+                                                      KvTablesDelta* delta) {
   const int64_t capacity = RoundUpPow2(std::max(entries, kMinRegion));
-  auto it = free_regions_.find(capacity);
-  if (it != free_regions_.end() && !it->second.empty()) {
-    const int64_t begin = it->second.back();
-    it->second.pop_back();
-    return {begin, capacity};
+  // One region of `capacity` from `arena`: a freed one, or the bump pointer's next.
+  auto take = [capacity](Arena& arena) {
+    auto it = arena.free.find(capacity);
+    if (it != arena.free.end() && !it->second.empty()) {
+      const int64_t begin = it->second.back();
+      it->second.pop_back();
+      return begin;
+    }
+    const int64_t begin = arena.end;
+    arena.end += capacity;
+    return begin;
+  };
+  // Tables grow geometrically (the device copies its old table once per doubling), within
+  // max_entries_ (Sync's GrowthBound has checked that the arenas' ends fit).
+  auto grown = [this](int64_t needed, size_t current, int64_t minimum) {
+    return std::min(max_entries_, std::max({minimum, needed, 2 * static_cast<int64_t>(current)}));
+  };
+  Region region{take(pages_), capacity, 0};
+  if (pages_.end > static_cast<int64_t>(mirror_.page_table.size())) {
+    mirror_.page_table.resize(grown(pages_.end, mirror_.page_table.size(), kMinTableSize), 0);
+    delta->page_table_size = static_cast<int64_t>(mirror_.page_table.size());
   }
-  const Region region{table_end_, capacity};
-  table_end_ += capacity;
-  if (table_end_ > static_cast<int64_t>(mirror_.page_table.size())) {
-    // Grow geometrically: the device copies its old table once per doubling.
-    const int64_t size =
-        std::max({kMinTableSize, table_end_, 2 * static_cast<int64_t>(mirror_.page_table.size())});
-    RAMI_CHECK(size * page_size_ < (int64_t{1} << 31), "device page table over 2^31 entries");
-    mirror_.page_table.resize(size, 0);
-    if (rules_.policy.evicts()) mirror_.flags.resize(size * page_size_, 0);
-    delta->page_table_size = size;
-    delta->flags_size = static_cast<int64_t>(mirror_.flags.size());
+  if (flags) {
+    region.flag_page = take(flags_);
+    const int64_t bytes = flags_.end * page_size_;
+    if (bytes > static_cast<int64_t>(mirror_.flags.size())) {
+      mirror_.flags.resize(grown(bytes, mirror_.flags.size(), kMinTableSize * page_size_), 0);
+      delta->flags_size = static_cast<int64_t>(mirror_.flags.size());
+    }
   }
   return region;
 }
 
-void DeviceKvTables::FreeRegion(Region& region) {
-  if (region.capacity > 0) free_regions_[region.capacity].push_back(region.begin);
+void DeviceKvTables::FreeRegion(Region& region, bool flags) {
+  if (region.capacity > 0) {
+    pages_.free[region.capacity].push_back(region.begin);
+    if (flags) flags_.free[region.capacity].push_back(region.flag_page);
+  }
   region = Region();
 }
 
@@ -234,8 +304,8 @@ void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream, int
   int64_t kept_from = fresh ? 0 : rules_.PagesFor(st.kept_synced);
   if (m > st.kept.capacity) {
     Region old = st.kept;
-    st.kept = AllocateRegion(2 * m, delta);
-    FreeRegion(old);
+    st.kept = AllocateRegion(2 * m, /*flags=*/false, delta);
+    FreeRegion(old, false);
     kept_from = 0;
     delta->moved += m;
   }
@@ -257,8 +327,9 @@ void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream, int
     moved = true;
     if (st.window.capacity == 0 || 2 * n > st.window.capacity) {
       Region old = st.window;
-      st.window = AllocateRegion(std::max(2 * n, min_window_capacity_), delta);
-      FreeRegion(old);
+      st.window =
+          AllocateRegion(std::max(2 * n, min_window_capacity_), rules_.policy.evicts(), delta);
+      FreeRegion(old, rules_.policy.evicts());
     }
     start = st.window.begin;
   }
@@ -272,7 +343,9 @@ void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream, int
                  static_cast<int32_t>(start));
   SetStreamField(mirror_.window_base, delta->window_base, s, stream.window_base);
   SetStreamField(mirror_.window_start, delta->window_start, s, window_start);
-  SetStreamField(mirror_.flag_start, delta->flag_start, s, static_cast<int32_t>(start * P));
+  // The window's flags: its region's flag pages, at the window's page offset in the region.
+  const int64_t flag_start = (st.window.flag_page + (start - st.window.begin)) * P;
+  SetStreamField(mirror_.flag_start, delta->flag_start, s, static_cast<int32_t>(flag_start));
 
   if (!rules_.policy.evicts()) return;
   RAMI_CHECK(static_cast<int64_t>(stream.flags.size()) == n * P,
@@ -284,7 +357,7 @@ void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream, int
   const int64_t flag_from =
       moved ? 0 : std::clamp<int64_t>(synced - 1 - stream.window_base, 0, n * P);
   if (moved) delta->moved += n * P;
-  for (int64_t i = flag_from; i < n * P; ++i) SetFlag(start * P + i, stream.flags[i], delta);
+  for (int64_t i = flag_from; i < n * P; ++i) SetFlag(flag_start + i, stream.flags[i], delta);
 }
 
 }  // namespace rami::kv

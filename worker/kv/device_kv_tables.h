@@ -14,15 +14,23 @@
 // twice as large when full) and its window list (pages leave at the front, arrive at the back:
 // window_page_start slides forward inside the region and the list moves back to the region's
 // start, or to a larger region, when it reaches the end). Every move writes the whole list, at
-// most once per list length of appended pages: O(1) writes per page, amortized. Flags run
-// parallel to the page table — window slot i of stream s is flags[window_page_start[s] ·
-// page_size + i] — so sliding the window moves no flag either.
+// most once per list length of appended pages: O(1) writes per page, amortized. Flags (evicting
+// policies) run parallel to each window *region* in a flags table of their own — window slot i
+// of stream s is flags[flag_start[s] + i], flag_start[s] = (the region's flag page + the
+// window's page offset in its region) · page_size — so sliding the window moves no flag, and the
+// flags table holds window regions only (a few pages per stream), not the kept lists: the page
+// table's size is not bounded by int32 flag offsets.
+//
+// Limits: page-table offsets (kept_page_start, window_page_start) and flag offsets are int32
+// fields the kernels read, so each table holds < 2^31 entries (`max_entries`); a Sync that
+// would grow past it returns ResourceExhausted and changes nothing.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "worker/kv/cache_policy.h"
 #include "worker/kv/kv_cache.h"
@@ -78,13 +86,19 @@ struct KvTablesHost {
 
 class DeviceKvTables {
  public:
-  DeviceKvTables(int num_layers, int num_kv_heads, int page_size, const CachePolicy& policy);
+  static constexpr int64_t kMaxEntries = (int64_t{1} << 31) - 1;
+
+  // `max_entries` bounds each table (page entries; flag bytes): the int32 limit by default.
+  DeviceKvTables(int num_layers, int num_kv_heads, int page_size, const CachePolicy& policy,
+                 int64_t max_entries = kMaxEntries);
 
   // Brings the mirror in line with `cache` for `ids` — the sequences reserved for this step,
   // committed by the previous one, forked or freed since the last Sync (an id the cache no
   // longer holds releases its slot; an untouched sequence's entries stay valid) — and writes
-  // what changed to *delta (cleared first).
-  void Sync(const KvCache& cache, absl::Span<const SeqId> ids, KvTablesDelta* delta);
+  // what changed to *delta (cleared first). ResourceExhausted when the tables would outgrow
+  // max_entries: then nothing changes (the mirror, *delta empty) but the release of freed
+  // sequences' slots.
+  absl::Status Sync(const KvCache& cache, absl::Span<const SeqId> ids, KvTablesDelta* delta);
 
   // Frees the slot of `id` now (Sync also does it for a touched id the cache no longer holds):
   // an engine that reuses a SeqId after FreeSequence must call it before the next Sync.
@@ -110,7 +124,13 @@ class DeviceKvTables {
  private:
   struct Region {
     int64_t begin = 0;
-    int64_t capacity = 0;  // a power of two; 0: none
+    int64_t capacity = 0;   // a power of two; 0: none
+    int64_t flag_page = 0;  // window regions of evicting policies: its flags, in pages
+  };
+  // Free regions of one table, by capacity, and its bump pointer.
+  struct Arena {
+    std::map<int64_t, std::vector<int64_t>> free;  // capacity → region begins
+    int64_t end = 0;
   };
   struct StreamState {
     Region kept, window;
@@ -128,8 +148,13 @@ class DeviceKvTables {
   void ReleaseSlot(int slot);
   void SyncStream(int slot, int index, const KvStream& stream, int32_t window_start, bool fresh,
                   KvTablesDelta* delta);
-  Region AllocateRegion(int64_t entries, KvTablesDelta* delta);
-  void FreeRegion(Region& region);
+  // A page-table region of ≥ `entries`, with a parallel flags region when `flags`.
+  Region AllocateRegion(int64_t entries, bool flags, KvTablesDelta* delta);
+  void FreeRegion(Region& region, bool flags);
+  // Page entries (and flag pages) Sync may bump its arenas by for `ids`: an upper bound, so
+  // that a Sync over the limit is refused before it changes anything.
+  void GrowthBound(const KvCache& cache, absl::Span<const SeqId> ids, int64_t* pages,
+                   int64_t* flag_pages) const;
   void SetStreamField(std::vector<int32_t>& table, TableWrites<int32_t>& writes, int64_t stream,
                       int32_t value);
   void SetPage(int64_t at, int32_t page, KvTablesDelta* delta);
@@ -141,11 +166,12 @@ class DeviceKvTables {
   const int page_size_;
   const StreamRules rules_;
   const int64_t min_window_capacity_;
+  const int64_t max_entries_;
   std::map<SeqId, int> slot_of_;
   std::vector<Slot> slots_;
   std::vector<int> free_slots_;
-  std::map<int64_t, std::vector<int64_t>> free_regions_;  // capacity → region begins
-  int64_t table_end_ = 0;                                 // bump pointer into page_table
+  Arena pages_;  // page_table regions (kept and window lists)
+  Arena flags_;  // flags regions (window lists of evicting policies), in pages of page_size
   KvTablesHost mirror_;
 };
 
