@@ -1,5 +1,5 @@
 // Small Status helpers: Debian's Abseil 20220623 ships absl::Status/StatusOr but not the
-// RETURN_IF_ERROR / ASSIGN_OR_RETURN macros (build-notes trap 7), so rami defines its own.
+// RETURN_IF_ERROR / ASSIGN_OR_RETURN macros (docs/contributing.md, toolchain note 7), so rami defines its own.
 #pragma once
 
 #include "absl/status/status.h"

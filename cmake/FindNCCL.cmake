@@ -1,4 +1,4 @@
-# FindNCCL: NCCL ships no CMake config (build-notes). Looks for nccl.h and libnccl under
+# FindNCCL: NCCL ships no CMake config (docs/contributing.md, toolchain note 10). Looks for nccl.h and libnccl under
 # NCCL_ROOT (e.g. the nvidia-nccl wheel's folder, which has only libnccl.so.2), then the CUDA
 # toolkit's tree. Defines NCCL_FOUND, NCCL_VERSION and the imported target NCCL::nccl.
 set(_nccl_hints ${NCCL_ROOT} $ENV{NCCL_ROOT} ${CUDAToolkit_LIBRARY_ROOT} /usr/local/cuda)

@@ -1,5 +1,5 @@
 # Auto-detects CUDA. nvcc is looked for at /usr/local/cuda even when it is not on PATH
-# (build-notes trap 2); without it everything but kernels/cuda still builds. Sets
+# (docs/contributing.md, toolchain note 2); without it everything but kernels/cuda still builds. Sets
 # RAMI_HAVE_CUDA and RAMI_HAVE_NCCL.
 set(RAMI_HAVE_CUDA OFF)
 set(RAMI_HAVE_NCCL OFF)
@@ -11,14 +11,14 @@ if(RAMI_ENABLE_CUDA)
     endif()
   endif()
   if(CMAKE_CUDA_COMPILER)
-    # Default Hopper (H100/H200); `native` would fail on GPU-less machines (trap 3).
+    # Default Hopper (H100/H200); `native` would fail on GPU-less machines (toolchain note 3).
     if(NOT CMAKE_CUDA_ARCHITECTURES)
       set(CMAKE_CUDA_ARCHITECTURES 90a)
     endif()
-    # One shared cudart for the whole process (trap 5).
+    # One shared cudart for the whole process (toolchain note 5).
     set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
     enable_language(CUDA)
-    # CMake 3.25 has no C++20 flag for nvcc (trap 1).
+    # CMake 3.25 has no C++20 flag for nvcc (toolchain note 1).
     set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION -std=c++20)
     set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION -std=c++20)
     set(CMAKE_CUDA_STANDARD 20)

@@ -6,7 +6,7 @@
 #
 #   deploy/make-gpu-deps.sh            # on a Debian 12 development machine, as root
 #
-# Takes exactly the versions the rest of the tree builds against (build-notes.md), from Debian's
+# Takes exactly the versions the rest of the tree builds against (the Debian 12 packages deploy/setup.sh installs), from Debian's
 # archive through apt, with Debian's patches applied (Debian's absl/base/options.h, with its own
 # string_view/optional, is what rami's code is written against):
 #   abseil-cpp-<version>.tar.xz   Debian's patched abseil source, without its tests

@@ -47,7 +47,7 @@ if [ "$DEPLOY_TOOLS" != 0 ]; then
 fi
 [ "${1:-}" = "--deps" ] && exit 0
 
-# nvcc is not on PATH outside login shells (build-notes).
+# nvcc is not on PATH outside login shells (docs/contributing.md, toolchain note 2).
 [ -x /usr/local/cuda/bin/nvcc ] && export PATH="/usr/local/cuda/bin:$PATH"
 BUILD_DIR="${RAMI_BUILD_DIR:-build}"
 # shellcheck disable=SC2086  # RAMI_CMAKE_ARGS is a list of flags

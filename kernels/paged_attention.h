@@ -1,6 +1,6 @@
 // Attention over the DMS-layout paged KV cache, and the write of new keys/values into it.
 //
-// Layout (shared/docs/dms.md §4): K and V live in two pools of fixed-size pages,
+// Layout (docs/dms.md §4): K and V live in two pools of fixed-size pages,
 // [num_pages, page_size, head_dim]. A *stream* is the key sequence of one (sequence, layer,
 // KV head) and has two page lists:
 //   kept:   a compact list of tokens that left the window with flag 0 — always visible;

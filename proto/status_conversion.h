@@ -1,4 +1,4 @@
-// The one place where absl::Status and grpc::Status meet (style.md §8). The codes share their
+// The one place where absl::Status and grpc::Status meet (errors convert to gRPC codes in one function). The codes share their
 // numeric values (both follow google.rpc.Code).
 #pragma once
 

@@ -1,5 +1,5 @@
 // Scheduler: the pure function at the heart of the coordinator — jobs + capacity → one
-// StepPlan for a worker group (style.md: decide once, execute everywhere). Continuous
+// StepPlan for a worker group (decide once, execute everywhere). Continuous
 // batching: each step decodes every running branch it can afford, replays preempted
 // branches, and spends what is left of the token budget on prefill chunks of prefilling and
 // queued jobs in priority/FCFS order; a prompt whose last chunk runs is forked into its

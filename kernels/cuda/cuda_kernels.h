@@ -1,6 +1,6 @@
 // Entry points of the CUDA kernels. Each takes a params struct with device pointers and a
 // stream and returns the launch status; shapes are validated by the caller before the launch
-// (style.md: validate at the op boundary). Ops whose CPU twin params fit (fp32 RMSNorm,
+// (shapes are validated at the op boundary). Ops whose CPU twin params fit (fp32 RMSNorm,
 // log-softmax + top-n, adapter logit decisions, the per-layer decision share, sampling, the
 // page-table scatter) take those; the others take the typed
 // device params of the headers below (bf16 or fp32 elements, fp32 arithmetic).

@@ -1,5 +1,5 @@
 // Device discovery through the CUDA runtime only (a cudart-only binary starts on machines
-// without a driver and gets cudaErrorInsufficientDriver here; build-notes trap 4).
+// without a driver and gets cudaErrorInsufficientDriver here; docs/contributing.md, toolchain note 4).
 #include "kernels/cuda/device.h"
 
 #include <cuda_runtime_api.h>

@@ -1,6 +1,6 @@
 // Shared device helpers of the CUDA kernels: element load/store in fp32 for each DeviceDType,
 // warp/block reductions, and the dispatch macros that turn a runtime dtype or head_dim into a
-// template argument (style.md §4: template only what matters, one macro family, an error that
+// template argument (template only what matters, one macro family, an error that
 // names an unsupported value). Included by .cu files only.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The one comparator of the test suite (style.md §6): every element within atol + rtol·|ref|,
+// The one comparator of the test suite (one tolerance rule for every test): every element within atol + rtol·|ref|,
 // NaN and Inf at the same positions, the cosine distance reported; or bitwise equality for
 // determinism tests. Returns a gtest AssertionResult naming the first offending element.
 #pragma once

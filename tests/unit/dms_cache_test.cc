@@ -1,4 +1,4 @@
-// DMS conformance (shared/docs/dms.md §7): the KV cache + CPU kernels against a brute-force
+// DMS conformance (docs/dms.md §7): the KV cache + CPU kernels against a brute-force
 // reference — dense fp64 attention over every token ever written, masked by the §3 rule
 // (query t sees key k iff k ≤ t and (t − k ≤ W or e[k] = 0), e[k] = α_{k+1}) — through
 // chunked prefill with random chunk sizes, token-by-token decode, prefill after decode, and

@@ -23,7 +23,7 @@ constexpr std::string_view kSingleName = "model.safetensors";
 constexpr std::string_view kIndexName = "model.safetensors.index.json";
 
 // Debian's Abseil has its own absl::string_view with no conversion from std::string_view
-// (build-notes trap 7); StrCat and CHexEscape need it.
+// (docs/contributing.md, toolchain note 7); StrCat and CHexEscape need it.
 absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 std::string JoinPath(const std::string& dir, std::string_view name) {

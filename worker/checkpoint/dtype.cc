@@ -16,7 +16,7 @@ namespace {
 static_assert(std::endian::native == std::endian::little, "rami assumes a little-endian host");
 
 // Debian's Abseil has its own absl::string_view with no conversion from std::string_view
-// (build-notes trap 7); StrCat and CHexEscape need it.
+// (docs/contributing.md, toolchain note 7); StrCat and CHexEscape need it.
 absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 // Every enumerator, for ParseDType's search (DTypeName's switch catches a missing name).

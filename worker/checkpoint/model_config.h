@@ -30,7 +30,7 @@ struct RopeConfig {
   bool truncate = true;
 };
 
-// DMS keys of the checkpoint (shared/docs/dms.md §1); present only for DMS checkpoints.
+// DMS keys of the checkpoint (docs/dms.md §1); present only for DMS checkpoints.
 struct DmsConfig {
   bool enabled = false;
   int window_size = 512;

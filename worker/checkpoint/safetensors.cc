@@ -28,7 +28,7 @@ constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // 100 MiB, as in the refere
 constexpr std::string_view kMetadataKey = "__metadata__";
 
 // Debian's Abseil has its own absl::string_view with no conversion from std::string_view
-// (build-notes trap 7); StrCat and CHexEscape need it.
+// (docs/contributing.md, toolchain note 7); StrCat and CHexEscape need it.
 absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 // Offset of the first byte that is not valid UTF-8 (overlongs, surrogates and code points past

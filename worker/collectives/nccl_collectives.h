@@ -1,7 +1,7 @@
 // NcclCollectives: the GPU implementation of Collectives, over one NCCL communicator per rank,
 // on the rank's compute stream. The unique id goes through the control plane's
 // RendezvousStore (worker/collectives/nccl_unique_id.h); a watchdog thread bounds every collective.
-// Only nccl_collectives.cc includes nccl.h (style.md §11).
+// Only nccl_collectives.cc includes nccl.h (so the rest of the worker builds without NCCL).
 #pragma once
 
 #include <cuda_runtime_api.h>

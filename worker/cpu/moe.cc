@@ -7,14 +7,15 @@
 #include "kernels/linear.h"
 #include "kernels/moe_routing.h"
 #include "kernels/swiglu.h"
+#include "worker/engine/moe_routing_params.h"
 
 namespace rami::cpu {
 
 using checkpoint::ExpertWeights;
 using checkpoint::MoeConfig;
-using checkpoint::MoeTopk;
 using checkpoint::MoeWeights;
 using collectives::Collectives;
+using engine::MoeRoutingParamsFor;
 
 namespace {
 
@@ -30,29 +31,6 @@ void RunExpert(const ExpertWeights& e, const float* x, int n, int hidden, int in
 }
 
 }  // namespace
-
-kernels::MoeRoutingParams MoeRoutingParamsFor(const MoeConfig& m, int num_tokens) {
-  kernels::MoeRouting routing = kernels::MoeRouting::kSoftmaxGreedy;
-  switch (m.topk) {
-    case MoeTopk::kGreedy:
-      routing = kernels::MoeRouting::kSoftmaxGreedy;
-      break;
-    case MoeTopk::kGroupLimitedGreedy:
-      routing = kernels::MoeRouting::kSoftmaxGroupLimited;
-      break;
-    case MoeTopk::kNoauxTc:
-      routing = kernels::MoeRouting::kSigmoidNoauxTc;
-      break;
-  }
-  return {.num_tokens = num_tokens,
-          .num_experts = m.num_experts,
-          .top_k = m.experts_per_token,
-          .num_groups = m.num_groups,
-          .topk_groups = m.topk_groups,
-          .routing = routing,
-          .norm_topk_prob = m.norm_topk_prob,
-          .routed_scaling_factor = static_cast<float>(m.routed_scaling_factor)};
-}
 
 absl::Status RunMoe(const MoeWeights& w, const LayerContext& ctx, LayerWorkspace& ws,
                     Collectives& comm) {

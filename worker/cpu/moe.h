@@ -16,10 +16,6 @@
 
 namespace rami::cpu {
 
-// The routing kernels' params for `num_tokens` tokens of a model's MoE config (CPU and CUDA
-// backends); the caller sets the logits, correction bias and output pointers.
-kernels::MoeRoutingParams MoeRoutingParamsFor(const checkpoint::MoeConfig& m, int num_tokens);
-
 // delta = Σ_k weight_k · Expert_k(normed) + SharedExperts(normed), all-reduced.
 absl::Status RunMoe(const checkpoint::MoeWeights& w, const LayerContext& ctx, LayerWorkspace& ws,
                     collectives::Collectives& comm);

@@ -1,6 +1,6 @@
 // StepMetadata: everything about one forward step that does not depend on the layer's
 // activations — token ids, positions, the streams' page lists, which rows get logits —
-// planned once per step on the host and read by every layer (style.md: plan once, run per
+// planned once per step on the host and read by every layer (plan once, run per
 // layer).
 #pragma once
 

@@ -32,9 +32,9 @@
 #include "kernels/cuda/moe.h"
 #include "kernels/cuda/moe_experts.h"
 #include "kernels/cuda/rope.h"
-#include "worker/cpu/moe.h"
 #include "worker/cuda/cuda_model.h"
 #include "worker/cuda/cuda_status.h"
+#include "worker/engine/moe_routing_params.h"
 
 namespace rami::cuda {
 
@@ -42,8 +42,8 @@ using checkpoint::MlaConfig;
 using checkpoint::ModelConfig;
 using checkpoint::MoeConfig;
 using checkpoint::ShardDims;
-using cpu::MoeRoutingParamsFor;
 using engine::CudaStepPlan;
+using engine::MoeRoutingParamsFor;
 
 namespace {
 

@@ -1,6 +1,6 @@
 // CudaStepPlan: a step's metadata as the CUDA forward pass reads it, built once on the host
 // (host-only code: tested without a GPU) and packed into one buffer that is copied to the device
-// once per step (style.md: plan once, run per layer).
+// once per step (plan once, run per layer).
 //
 // Differences from the CPU StepMetadata (worker/cpu/step_metadata.h):
 //  * Token order: single-token chunks (decode tokens, the decode-attention kernel) first, then
