@@ -3,7 +3,7 @@
 // with random bf16 weights made on the device and cache states built through the KvCache API.
 #pragma once
 
-#include "tools/bench_decode.h"
+#include "tools/bench_options.h"
 
 namespace rami::bench {
 

@@ -17,7 +17,6 @@
 #include "kernels/cuda/moe.h"
 #include "kernels/cuda/qkv_prep.h"
 #include "kernels/cuda/sampling.h"
-#include "kernels/dms_decision.h"
 #include "kernels/log_softmax_topn.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/table_scatter.h"
@@ -26,8 +25,6 @@ namespace rami::kernels {
 
 cudaError_t RmsNormCuda(const RmsNormParams& p, cudaStream_t stream);
 cudaError_t LogSoftmaxTopNCuda(const LogSoftmaxTopNParams& p, cudaStream_t stream);
-// Adapter-mode DMS decisions from fp32 logits (device pointers).
-cudaError_t DmsLogitDecisionCuda(const DmsLogitDecisionParams& p, cudaStream_t stream);
 // The page tables' per-step writes (device pointers in the segments).
 cudaError_t TableScatterCuda(const TableScatterParams& p, cudaStream_t stream);
 

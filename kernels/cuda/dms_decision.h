@@ -1,5 +1,6 @@
 // The DMS decisions of the CUDA forward pass besides the borrowed-neuron read (fused into
 // QkvPrepCuda), twins of kernels/dms_decision.h:
+//  * DmsLogitDecisionCuda: decisions from fp32 adapter logits (the CPU twin's params);
 //  * DmsAdapterDecisionCuda: the adapter (dms_separate_alpha) over x = RMSNorm_alpha(layer
 //    input) in the compute dtype, one warp per (token, head) dot product accumulated in fp32
 //    (the projection has only kv_heads outputs: too narrow for a GEMM);
@@ -29,6 +30,7 @@ struct DmsAdapterCudaParams {
   DeviceDType dtype = DeviceDType::kBF16;
 };
 
+cudaError_t DmsLogitDecisionCuda(const DmsLogitDecisionParams& p, cudaStream_t stream);
 cudaError_t DmsAdapterDecisionCuda(const DmsAdapterCudaParams& p, cudaStream_t stream);
 cudaError_t DmsHeadZeroToFloatCuda(const DmsHeadZeroParams& p, cudaStream_t stream);
 cudaError_t DmsSpreadHeadZeroCuda(const DmsHeadZeroParams& p, cudaStream_t stream);

@@ -1,7 +1,7 @@
 // Planning of a step's metadata.
 #include "worker/cpu/step_metadata.h"
 
-#include "worker/cpu/model.h"
+#include "worker/engine/sequence_chunk.h"
 
 namespace rami::cpu {
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
-#include "worker/engine/forward_backend.h"
+#include "worker/engine/sequence_chunk.h"
 #include "worker/kv/kv_cache.h"
 
 namespace rami::cpu {

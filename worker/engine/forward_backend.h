@@ -14,22 +14,10 @@
 #include "worker/collectives/collectives.h"
 #include "worker/engine/model_shape.h"
 #include "worker/engine/sampler.h"
+#include "worker/engine/sequence_chunk.h"
 #include "worker/kv/kv_cache.h"
 
 namespace rami::engine {
-
-// New tokens of one sequence for one step: a prefill chunk or a single decode token. They
-// are appended after the sequence's cached tokens.
-struct SequenceChunk {
-  kv::SeqId seq_id = 0;
-  std::vector<int32_t> tokens;
-  bool all_logits = false;  // logits of every token (else only of the last one)
-  // The next token of the sequence, from the chunk's last row (`row` ignored; not with
-  // all_logits). A backend that samples where its logits are (the CUDA one, on the device)
-  // returns it in ForwardResult::sampled instead of the row; the others return the row and
-  // the caller samples it.
-  std::optional<SampleRequest> sample = std::nullopt;
-};
 
 struct ForwardResult {
   int vocab_size = 0;

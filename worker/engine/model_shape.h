@@ -14,13 +14,12 @@
 #include "worker/checkpoint/model_config.h"
 #include "worker/checkpoint/shard_dims.h"
 #include "worker/engine/rope_table.h"
+#include "worker/engine/sequence_chunk.h"
 #include "worker/kv/cache_policy.h"
 #include "worker/kv/kv_cache.h"
 #include "worker/kv/kv_page_pool.h"
 
 namespace rami::engine {
-
-struct SequenceChunk;
 
 class ModelShape {
  public:
