@@ -38,7 +38,7 @@ using checkpoint::ModelConfig;
 using checkpoint::ShardDims;
 using collectives::SingleRankCollectives;
 using cuda::CudaModel;
-using cuda::DecodeGraphStats;
+using engine::DecodeGraphStats;
 using engine::ForwardResult;
 using engine::SampledToken;
 using engine::SampleRequest;
@@ -51,7 +51,6 @@ using kv::SequenceStats;
 namespace {
 
 using cuda::CudaModel;
-using cuda::DecodeGraphStats;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kWarmupSteps = 3;      // a graph bucket's first step is eager, the second captured

@@ -102,7 +102,7 @@ TEST_P(CudaGraphsGpuTest, SameResultsAsEagerLaunches) {
     step(chunks, "decode " + std::to_string(i));
     ++decode_steps;
   }
-  const cuda::DecodeGraphStats& s = graphed.model->graph_stats();
+  const engine::DecodeGraphStats& s = graphed.model->graph_stats();
   std::printf(
       "[%s] graphs: %lld eager, %lld captures, %lld replays, %lld failed (%d decode steps)\n",
       GetParam().c_str(), static_cast<long long>(s.eager), static_cast<long long>(s.captures),

@@ -145,7 +145,7 @@ absl::StatusOr<ForwardResult> CudaModel::RunReserved(absl::Span<const SequenceCh
   } else if (options_.world_size > 1 && device_comm_ == nullptr) {
     result = absl::FailedPreconditionError("CUDA backend: world > 1 without NCCL collectives");
   } else {
-    result = Run(chunks, cache);
+    result = Run(chunks, cache, comm);
   }
   for (const SequenceChunk& chunk : chunks) {
     if (result.ok()) {
@@ -197,8 +197,8 @@ absl::Status CudaModel::SyncTablesAndCopies(absl::Span<const SequenceChunk> chun
   return absl::OkStatus();
 }
 
-absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chunks,
-                                             KvCache& cache) const {
+absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chunks, KvCache& cache,
+                                             Collectives& comm) const {
   if (tables_ == nullptr) return absl::FailedPreconditionError("CUDA backend: no cache made");
   const ModelConfig& c = config();
   const ShardDims& d = shape_.dims();
@@ -333,8 +333,16 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
   if (!cache.policy().evicts()) a.view.flags = nullptr;
 
   if (bucket > 0) {
-    RAMI_RETURN_IF_ERROR(graphs_.Run({bucket, a.splits.num_splits}, a.Pointers(), stream_,
-                                     [&] { return Enqueue(a); }));
+    // Every rank learns whether any rank's capture of this step failed (decode-only steps
+    // are the same steps on every rank): then every rank runs the step eagerly.
+    auto agree = [&](bool failed) -> absl::StatusOr<bool> {
+      if (comm.world_size() == 1) return failed;
+      float any = failed ? 1.0f : 0.0f;
+      RAMI_RETURN_IF_ERROR(comm.AllReduceSum(&any, 1));
+      return any > 0.0f;
+    };
+    RAMI_RETURN_IF_ERROR(graphs_.Run(
+        {bucket, a.splits.num_splits}, a.Pointers(), stream_, [&] { return Enqueue(a); }, agree));
   } else {
     RAMI_RETURN_IF_ERROR(Enqueue(a));
   }

@@ -83,7 +83,7 @@ class CudaModel : public engine::ForwardBackend {
   int64_t pool_bytes() const { return pool_bytes_; }
   // Tests: teacher forcing / recording (steps with a hook run eagerly).
   void set_decision_hook(const DecisionHook& hook) { hook_ = hook; }
-  const DecodeGraphStats& graph_stats() const { return graphs_.stats(); }
+  const engine::DecodeGraphStats& graph_stats() const { return graphs_.stats(); }
   int64_t weight_bytes() const { return weights_->bytes(); }
   // The compute stream every launch of a step goes on (NCCL's communicator uses it too).
   cudaStream_t stream() const { return stream_; }
@@ -194,8 +194,10 @@ class CudaModel : public engine::ForwardBackend {
   // is set by the caller.
   static absl::StatusOr<std::unique_ptr<CudaModel>> CreateWithoutWeights(
       engine::ModelShape shape, const CudaModelOptions& options);
+  // `comm`: the group's host collectives (the graph steps' capture agreement).
   absl::StatusOr<engine::ForwardResult> Run(absl::Span<const engine::SequenceChunk> chunks,
-                                            kv::KvCache& cache) const;
+                                            kv::KvCache& cache,
+                                            collectives::Collectives& comm) const;
   // Host bookkeeping before a step: table deltas and the host pool's slot copies.
   absl::Status SyncTablesAndCopies(absl::Span<const engine::SequenceChunk> chunks,
                                    kv::KvCache& cache) const;

@@ -6,53 +6,63 @@
 
 namespace rami::cuda {
 
+using Action = engine::DecodeGraphPolicy::Action;
+
 DecodeGraphs::~DecodeGraphs() { Clear(); }
 
 void DecodeGraphs::Clear() {
-  for (auto& [key, entry] : entries_) {
-    if (entry.exec != nullptr) cudaGraphExecDestroy(entry.exec);
-    entry.exec = nullptr;
-  }
-  entries_.clear();
+  for (auto& [key, exec] : execs_) cudaGraphExecDestroy(exec);
+  execs_.clear();
+  policy_ = engine::DecodeGraphPolicy();
+}
+
+void DecodeGraphs::Destroy(std::pair<int, int> key) {
+  auto it = execs_.find(key);
+  if (it == execs_.end()) return;
+  cudaGraphExecDestroy(it->second);
+  execs_.erase(it);
 }
 
 absl::Status DecodeGraphs::Run(std::pair<int, int> key, const std::vector<const void*>& pointers,
-                               cudaStream_t stream, absl::FunctionRef<absl::Status()> enqueue) {
-  Entry& e = entries_[key];
-  if (e.exec != nullptr && e.pointers != pointers) {  // a buffer moved: capture again
-    cudaGraphExecDestroy(e.exec);
-    e.exec = nullptr;
-  }
-  if (e.eager_only || (e.exec == nullptr && e.seen++ == 0)) {
-    ++stats_.eager;
-    return enqueue();
-  }
-  if (e.exec == nullptr) {
+                               cudaStream_t stream, absl::FunctionRef<absl::Status()> enqueue,
+                               absl::FunctionRef<absl::StatusOr<bool>(bool)> agree) {
+  const Action begin = policy_.Begin(key, pointers);
+  if (policy_.Dropped()) Destroy(key);  // its pointers moved: captured again below
+  cudaGraphExec_t fresh = nullptr;
+  if (begin == Action::kCapture) {
     // Thread-local mode: other threads (NCCL's watchdog polling events) are not affected.
     RAMI_CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
     const absl::Status launched = enqueue();
     cudaGraph_t graph = nullptr;
     const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
-    cudaGraphExec_t exec = nullptr;
     const cudaError_t made = launched.ok() && ended == cudaSuccess
-                                 ? cudaGraphInstantiate(&exec, graph, /*flags=*/0)
+                                 ? cudaGraphInstantiate(&fresh, graph, /*flags=*/0)
                                  : cudaErrorStreamCaptureInvalidated;
     if (graph != nullptr) cudaGraphDestroy(graph);
-    if (!launched.ok() || made != cudaSuccess) {
-      // Nothing captured ran: clear the capture's error and run the step eagerly (an error of
-      // the step itself comes back from that run).
+    if (made != cudaSuccess) {
+      // Nothing captured ran: clear the capture's error (the eager run below reports the step's
+      // own errors).
       (void)cudaGetLastError();
-      e.eager_only = true;
-      ++stats_.failed;
-      ++stats_.eager;
-      return enqueue();
+      fresh = nullptr;
     }
-    e.exec = exec;
-    e.pointers = pointers;
-    ++stats_.captures;
+    policy_.Captured(fresh != nullptr);
   }
-  ++stats_.replays;
-  RAMI_CUDA_OK(cudaGraphLaunch(e.exec, stream));
+  const absl::StatusOr<bool> any_failed = agree(policy_.failed_here());
+  if (!any_failed.ok()) {
+    if (fresh != nullptr) cudaGraphExecDestroy(fresh);
+    return any_failed.status();
+  }
+  const Action action = policy_.Agree(*any_failed);
+  if (fresh != nullptr) {
+    if (action == Action::kReplay) {
+      execs_[key] = fresh;
+    } else {  // another rank's capture failed: this one is dropped too
+      cudaGraphExecDestroy(fresh);
+    }
+  }
+  if (policy_.Dropped()) Destroy(key);  // the agreement ended the key's graph
+  if (action != Action::kReplay) return enqueue();
+  RAMI_CUDA_OK(cudaGraphLaunch(execs_.at(key), stream));
   return absl::OkStatus();
 }
 

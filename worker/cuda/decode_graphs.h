@@ -9,31 +9,24 @@
 // positions, streams, page tables, flags, the KV pool — is read through those pointers, and is
 // written before the replay (the packed step plan copy, the table deltas).
 //
-// Capture policy: the first step of a key runs eagerly (it warms up cuBLASLt's plans and
-// lazily loaded kernels, which must not happen during a capture), the second is captured and
-// replayed, later ones replay. A capture that fails (an operation a capture does not allow)
-// makes the key eager for good; the step itself still runs, eagerly. Host-only bookkeeping
-// besides the CUDA calls; one thread (the worker's compute thread) uses it.
+// When to run eagerly, capture or replay is engine::DecodeGraphPolicy's (host-only, tested
+// without a GPU): first step of a key eager, second captured, later replayed; a failed capture
+// makes the key eager for good — on every rank of a group, through the agreement each graph
+// step ends with. One thread (the worker's compute thread) uses it.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
-#include <cstdint>
 #include <map>
 #include <utility>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "worker/engine/decode_graph_policy.h"
 
 namespace rami::cuda {
-
-struct DecodeGraphStats {
-  int64_t eager = 0;     // steps run without a graph (first of a key, or capture failed)
-  int64_t captures = 0;  // graphs captured and instantiated (incl. recaptures)
-  int64_t replays = 0;   // steps run as a graph launch (incl. right after a capture)
-  int64_t failed = 0;    // captures that failed (their key runs eagerly since)
-};
 
 class DecodeGraphs {
  public:
@@ -44,24 +37,22 @@ class DecodeGraphs {
 
   // Runs `enqueue` (which launches the step's forward pass on `stream` and nothing else: no
   // allocation, no host synchronization, no pageable copy) for the key: eagerly, or captured
-  // and replayed as above. An error of `enqueue` is returned as is.
+  // and replayed as above. `agree` is the group's agreement: given whether this rank's capture
+  // in this step failed, whether any rank's did (a world of one returns its argument); every
+  // rank calls it at every graph step. An error of `enqueue` or `agree` is returned as is.
   absl::Status Run(std::pair<int, int> key, const std::vector<const void*>& pointers,
-                   cudaStream_t stream, absl::FunctionRef<absl::Status()> enqueue);
+                   cudaStream_t stream, absl::FunctionRef<absl::Status()> enqueue,
+                   absl::FunctionRef<absl::StatusOr<bool>(bool)> agree);
 
   // Destroys every graph (e.g. before the buffers they read are freed).
   void Clear();
-  const DecodeGraphStats& stats() const { return stats_; }
+  const engine::DecodeGraphStats& stats() const { return policy_.stats(); }
 
  private:
-  struct Entry {
-    int seen = 0;                       // steps of this key so far
-    bool eager_only = false;            // a capture failed
-    cudaGraphExec_t exec = nullptr;     // null until captured
-    std::vector<const void*> pointers;  // at capture
-  };
+  void Destroy(std::pair<int, int> key);
 
-  std::map<std::pair<int, int>, Entry> entries_;
-  DecodeGraphStats stats_;
+  engine::DecodeGraphPolicy policy_;
+  std::map<std::pair<int, int>, cudaGraphExec_t> execs_;
 };
 
 }  // namespace rami::cuda
