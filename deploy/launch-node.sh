@@ -7,7 +7,7 @@
 # pid files go to --logs. docs/deploy.md has the details.
 #
 #   deploy/launch-node.sh --model DIR [--gpus K | --cpu-workers K] [--tp T] [--port 50051]
-#       [--host 127.0.0.1] [--worker-port-base 0] [--memory-fraction F] [--dtype bf16|fp32]
+#       [--host 127.0.0.1] [--worker-port-base 0] [--gpu-memory-utilization U] [--dtype bf16|fp32]
 #       [--policy P] [--kv-bytes N] [--page-size N] [--logs DIR|-] [--build DIR]
 #       [--role all|workers] [--coordinator-args "..."] [--worker-args "..."] [--drain-timeout S]
 #       [--dry-run] [-- command ...]                        (--flag=value works too)
@@ -24,7 +24,7 @@ set -euo pipefail
 
 die() { echo "launch-node: $*" >&2; exit 2; }
 
-MODEL="" GPUS="" CPU_WORKERS="" TP="" PORT=50051 HOST="" WORKER_PORT_BASE=0 MEM_FRACTION="" DTYPE=""
+MODEL="" GPUS="" CPU_WORKERS="" TP="" PORT=50051 HOST="" WORKER_PORT_BASE=0 MEM_UTILIZATION="" DTYPE=""
 POLICY="" KV_BYTES=$((64 << 20)) PAGE=16 LOGS="" BUILD="${RAMI_BUILD_DIR:-build}" ROLE=all
 COORD_ARGS="" WORKER_ARGS="" DRAIN_TIMEOUT=30 START_TIMEOUT=300 DRY_RUN=0
 while (($#)); do
@@ -44,7 +44,7 @@ while (($#)); do
     --port) PORT="$2" ;;
     --host) HOST="$2" ;;
     --worker-port-base) WORKER_PORT_BASE="$2" ;;
-    --memory-fraction) MEM_FRACTION="$2" ;;
+    --gpu-memory-utilization) MEM_UTILIZATION="$2" ;;
     --dtype) DTYPE="$2" ;;
     --policy) POLICY="$2" ;;
     --kv-bytes) KV_BYTES="$2" ;;
@@ -243,7 +243,7 @@ for ((g = 0; g < GROUPS_N; g++)); do
   SPEC+="${SPEC:+;}$group"
 done
 EXTRA=()
-[ -z "$MEM_FRACTION" ] || EXTRA+=(--gpu_memory_fraction="$MEM_FRACTION")
+[ -z "$MEM_UTILIZATION" ] || EXTRA+=(--gpu_memory_utilization="$MEM_UTILIZATION")
 [ "$DEVICE" = cpu ] || EXTRA+=(--device=cuda)  # cuda:0 of each worker's CUDA_VISIBLE_DEVICES
 [ -z "$DTYPE" ] || EXTRA+=(--dtype="$DTYPE")    # default: fp32 on CPU, bf16 on GPU
 rm -f "$LOGS/coordinator.port"

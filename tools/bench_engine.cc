@@ -243,8 +243,10 @@ int RunPolicy(const DecodeBenchOptions& o, bool dms, double copy_gbs, Clock::tim
   // geometry and policy, built without the model's copy log: the synthetic states' millions of
   // window→kept promotions would otherwise be replayed (and cut into independent launches on
   // the host) at the first step. The device pool's contents do not matter here.
-  absl::StatusOr<std::unique_ptr<KvCache>> own =
-      model->MakeCache(o.page_size, policy, o.engine_pool_fraction);
+  absl::StatusOr<std::unique_ptr<KvCache>> own = model->MakeCache(
+      policy, {.page_size = o.page_size,
+               .utilization = o.engine_memory_utilization,
+               .limits = {.max_step_tokens = kMaxSequences, .max_step_sequences = kMaxSequences}});
   RAMI_ENGINE_OK(own.status());
   const int num_pages = (*own)->pool().num_pages();
   absl::StatusOr<std::unique_ptr<KvCache>> twin = model->shape().MakeCache(
@@ -257,9 +259,9 @@ int RunPolicy(const DecodeBenchOptions& o, bool dms, double copy_gbs, Clock::tim
                              double(dims.vocab) * o.hidden * kernels::DeviceDTypeSize(kDtype);
   std::printf(
       "\n%s: %d layers, random bf16 weights %.2f GB made on the device; pool %.1f GiB = %d pages "
-      "of %d tokens (%.2f of free memory), ready in %.1f s\n",
+      "of %d tokens, ready in %.1f s\n  %s\n",
       name, o.num_layers, model->weight_bytes() / 1e9, pool_gib, num_pages, o.page_size,
-      o.engine_pool_fraction, Seconds(made));
+      Seconds(made), model->memory_plan().c_str());
   std::fflush(stdout);
 
   const int longest = *std::max_element(o.contexts.begin(), o.contexts.end());

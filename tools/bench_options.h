@@ -28,9 +28,9 @@ struct DecodeBenchOptions {
   int iters = 20;                // timed repetitions per measurement, after warm-up
   // Whole decode steps through cuda::CudaModel (tools/bench_engine.h).
   bool engine = true;
-  int engine_steps = 20;               // timed steps per row, after a few warm-up steps
-  double engine_pool_fraction = 0.85;  // the KV pool: this fraction of the free memory
-  double engine_budget_s = 100;        // the engine rows stop (saying so) after this long
+  int engine_steps = 20;                   // timed steps per row, after a few warm-up steps
+  double engine_memory_utilization = 0.9;  // the memory plan's share of the device's memory
+  double engine_budget_s = 100;            // the engine rows stop (saying so) after this long
   // tools/bench_peer.py's figures. The peer's one-layer attention, (context, batch) → ms
   // (PyTorch SDPA over a dense cache); dense rows print peer ms / rami ms when present.
   std::map<std::pair<int, int>, double> peer_attention_ms;

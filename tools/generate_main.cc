@@ -30,7 +30,8 @@ ABSL_FLAG(int, page_size, 16, "KV cache page size in tokens");
 ABSL_FLAG(std::string, cache_policy, "",
           "dense, dms (DMS checkpoints) or window:<sinks>:<recent>; default: the checkpoint's");
 ABSL_FLAG(int64_t, kv_cache_mib, 256, "CPU: the KV pool's size in MiB");
-ABSL_FLAG(double, gpu_memory_fraction, 0.9, "CUDA: the share of free memory the KV pool takes");
+ABSL_FLAG(double, gpu_memory_utilization, 0.9,
+          "CUDA: the share of the device's total memory to use (the KV pool gets the rest)");
 ABSL_FLAG(float, temperature, 0.0f, "0 = greedy");
 ABSL_FLAG(uint64_t, seed, 0, "prompt i samples with seed + i");
 
@@ -86,7 +87,7 @@ absl::StatusOr<Options> ParseOptions() {
     return absl::InvalidArgumentError("--kv_cache_mib: expected a value in [1, 2^30]");
   }
   o.shard.kv_cache_bytes = mib << 20;
-  o.shard.gpu_memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
+  o.shard.gpu_memory_utilization = absl::GetFlag(FLAGS_gpu_memory_utilization);
   if (absl::Status s = o.shard.Validate(); !s.ok()) return s;
   o.sampling = {.temperature = absl::GetFlag(FLAGS_temperature), .seed = absl::GetFlag(FLAGS_seed)};
   if (absl::Status s = rami::ValidateSamplingParams(o.sampling, "--"); !s.ok()) return s;
@@ -105,6 +106,11 @@ absl::Status Run(const Options& o) {
               info.num_layers, info.cache_policy.c_str(), rami::DeviceName(o.shard.device).c_str(),
               std::string(rami::ComputeDTypeName(info.dtype)).c_str(),
               absl::ToDoubleMilliseconds(absl::Now() - load_start));
+  if (!info.memory_plan.empty()) std::printf("%s\n", info.memory_plan.c_str());
+  if (info.host_anon_rss_bytes >= 0) {
+    std::printf("host memory after load: %.1f MiB anonymous resident\n",
+                info.host_anon_rss_bytes / double(1 << 20));
+  }
 
   // Step 0 prefills every prompt and samples its first token; each later step decodes them all.
   rami::engine::StepPlan plan;

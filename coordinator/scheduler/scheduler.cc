@@ -38,6 +38,10 @@ int64_t Capacity::ProjectedBranchPages(int64_t tokens) const {
 }
 
 absl::Status SchedulerConfig::Validate() const {
+  if (max_step_sequences < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("scheduler: max_step_sequences must be >= 1, found ", max_step_sequences));
+  }
   if (max_step_tokens < 1 || max_prefill_chunk < 1 || max_running_branches < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "scheduler: max_step_tokens, max_prefill_chunk and max_running_branches must be >= 1"));
@@ -56,6 +60,8 @@ StepDecision Scheduler::Plan(const std::vector<Job*>& jobs, const Capacity& cap)
   StepDecision d;
   int64_t budget = cap.free_pages;
   int64_t tokens_left = config_.max_step_tokens;
+  // Each decode and prefill chunk takes one (and at least one token).
+  int64_t sequences_left = std::min(config_.max_step_sequences, config_.max_step_tokens);
   auto free_seq = [&](SeqId seq) {
     d.frees.push_back(seq);
     auto it = cap.unshared_pages.find(seq);
@@ -102,10 +108,12 @@ StepDecision Scheduler::Plan(const std::vector<Job*>& jobs, const Capacity& cap)
       preempt(job, b);
       continue;
     }
-    if (tokens_left < 1) break;  // the rest waits for the next step, keeping its pages
+    // The rest waits for the next step, keeping its pages.
+    if (tokens_left < 1 || sequences_left < 1) break;
     d.decodes.push_back({b->seq, {job->id, b->index}});
     budget -= need;
     --tokens_left;
+    --sequences_left;
   }
 
   // 3. Replays of re-forked branches: their own tokens, resuming the random stream.
@@ -114,11 +122,12 @@ StepDecision Scheduler::Plan(const std::vector<Job*>& jobs, const Capacity& cap)
       if (!b.replay_pending) continue;
       const int64_t n = static_cast<int64_t>(b.tokens.size());
       const int64_t bound = cap.ChunkBound(n);
-      if (n > tokens_left || bound > budget) continue;
+      if (n > tokens_left || sequences_left < 1 || bound > budget) continue;
       d.prefills.push_back({b.seq, {job->id, b.index}, b.tokens, false, true, n});
       b.replay_pending = false;
       budget -= bound;
       tokens_left -= n;
+      --sequences_left;
     }
   }
 
@@ -136,7 +145,7 @@ StepDecision Scheduler::Plan(const std::vector<Job*>& jobs, const Capacity& cap)
     if (job->phase != JobPhase::kQueued && job->phase != JobPhase::kPrefilling) continue;
     const int64_t remaining = static_cast<int64_t>(job->prompt.size() - job->prefilled);
     const int64_t chunk = std::min<int64_t>({remaining, config_.max_prefill_chunk, tokens_left});
-    if (chunk < 1) break;
+    if (chunk < 1 || sequences_left < 1) break;
     const bool last = chunk == remaining;
     const int64_t bound = cap.ChunkBound(chunk) + (last ? cap.ForkBound() : 0);
     if (bound > budget) {
@@ -157,6 +166,7 @@ StepDecision Scheduler::Plan(const std::vector<Job*>& jobs, const Capacity& cap)
     job->prefilled += chunk;
     budget -= cap.ChunkBound(chunk);
     tokens_left -= chunk;
+    --sequences_left;
     if (last) {
       job->root_ready = true;
       job->phase = JobPhase::kRunning;

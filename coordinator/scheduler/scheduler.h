@@ -18,8 +18,9 @@
 namespace rami::coordinator {
 
 struct SchedulerConfig {
-  int max_step_tokens = 2048;   // prefill + decode tokens per step
-  int max_prefill_chunk = 512;  // tokens of one prompt per step
+  int max_step_tokens = 2048;    // prefill + decode tokens per step
+  int max_step_sequences = 256;  // sequences with tokens per step (at most max_step_tokens)
+  int max_prefill_chunk = 512;   // tokens of one prompt per step
   int max_running_branches = 1024;
   absl::Status Validate() const;
 };

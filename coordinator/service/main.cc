@@ -58,12 +58,16 @@ ABSL_FLAG(std::string, dtype, "",
 ABSL_FLAG(bool, enforce_eager, false,
           "cuda: launch every step's kernels eagerly instead of replaying decode steps as CUDA "
           "graphs (debugging, profiling)");
-ABSL_FLAG(double, gpu_memory_fraction, 0.9, "share of free GPU memory for the KV page pool");
+ABSL_FLAG(double, gpu_memory_utilization, 0.9,
+          "cuda: share of each GPU's total memory a worker may use; its KV page pool gets what "
+          "the weights and the largest step leave (vLLM's --gpu-memory-utilization)");
 ABSL_FLAG(int, page_size, 16, "KV page size in tokens");
 ABSL_FLAG(double, collective_timeout, 30, "collective timeout of the workers, seconds");
 ABSL_FLAG(int, max_n, 256, "largest n a request may ask for");
 ABSL_FLAG(int, max_tokens_default, 256, "max_tokens when a request leaves it at 0");
 ABSL_FLAG(int, max_step_tokens, 2048, "prefill + decode tokens per step");
+ABSL_FLAG(int, max_step_sequences, 256,
+          "sequences with tokens per step (the workers reserve their step buffers for it)");
 ABSL_FLAG(int, max_prefill_chunk, 512, "prompt tokens of one job per step");
 ABSL_FLAG(int, queue_limit, 1024, "jobs waiting or running before RESOURCE_EXHAUSTED");
 ABSL_FLAG(bool, lookahead, false, "send step t+1 before step t's results arrive");
@@ -122,9 +126,9 @@ int main(int argc, char** argv) {
   if (absl::Status s = rami::ResolveComputeDType(*device, *dtype).status(); !s.ok()) {
     return Fail(absl::StrCat("--", s.message(), " (--device)"));
   }
-  const double fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
+  const double fraction = absl::GetFlag(FLAGS_gpu_memory_utilization);
   if (!(fraction > 0 && fraction <= 1)) {
-    return Fail(absl::StrCat("--gpu_memory_fraction: expected (0, 1], found ", fraction));
+    return Fail(absl::StrCat("--gpu_memory_utilization: expected (0, 1], found ", fraction));
   }
 
   absl::StatusOr<rami::api::ModelFrontEnd> model =
@@ -137,6 +141,7 @@ int main(int argc, char** argv) {
   if (absl::Status s = limits.Validate(); !s.ok()) return Fail(s.ToString());
   rami::coordinator::RunnerConfig config;
   config.scheduler.max_step_tokens = absl::GetFlag(FLAGS_max_step_tokens);
+  config.scheduler.max_step_sequences = absl::GetFlag(FLAGS_max_step_sequences);
   config.scheduler.max_prefill_chunk = absl::GetFlag(FLAGS_max_prefill_chunk);
   config.scheduler.max_running_branches = 4 * limits.max_n;
   config.queue_limit = limits.queue_limit;
@@ -147,7 +152,10 @@ int main(int argc, char** argv) {
   config.load.page_size = absl::GetFlag(FLAGS_page_size);
   config.load.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
   config.load.collective_timeout_seconds = absl::GetFlag(FLAGS_collective_timeout);
-  config.load.gpu_memory_fraction = fraction;
+  config.load.gpu_memory_utilization = fraction;
+  config.load.max_step_tokens = config.scheduler.max_step_tokens;
+  config.load.max_step_sequences =
+      std::min(config.scheduler.max_step_sequences, config.scheduler.max_step_tokens);
   config.load.device = *device;
   config.load.dtype = *dtype;
   config.load.enforce_eager = absl::GetFlag(FLAGS_enforce_eager);

@@ -61,7 +61,9 @@ absl::StatusOr<v1::LoadShardResponse> WorkerGroupClient::Load(const GroupLoadOpt
       request.set_page_size(o.page_size);
       request.set_kv_cache_bytes(o.kv_cache_bytes);
       request.set_collective_timeout_seconds(o.collective_timeout_seconds);
-      request.set_gpu_memory_fraction(o.gpu_memory_fraction);
+      request.set_gpu_memory_utilization(o.gpu_memory_utilization);
+      request.set_max_step_tokens(o.max_step_tokens);
+      request.set_max_step_sequences(o.max_step_sequences);
       *request.mutable_device() = proto::DeviceToProto(o.device);
       request.set_dtype(proto::ComputeDTypeToProto(o.dtype));
       request.set_enforce_eager(o.enforce_eager);

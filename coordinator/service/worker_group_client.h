@@ -26,8 +26,11 @@ struct GroupLoadOptions {
   std::string lease_holder;
   int64_t lease_epoch = 0;
   double lease_seconds = 15;
-  double gpu_memory_fraction = 0;  // 0: the worker's default
-  Device device;                   // every rank's LoadShard device
+  double gpu_memory_utilization = 0;  // 0: the worker's default
+  // The scheduler's largest step (LoadShardRequest.max_step_tokens, max_step_sequences).
+  int max_step_tokens = 0;
+  int max_step_sequences = 0;
+  Device device;  // every rank's LoadShard device
   // Every rank's LoadShard dtype: kDefault = the device's (cpu: fp32, cuda: bf16); bf16 or fp32
   // on CUDA (fp32: the exactness mode); the CPU takes fp32 only.
   ComputeDType dtype = ComputeDType::kDefault;

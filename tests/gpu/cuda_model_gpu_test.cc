@@ -39,6 +39,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cuda/device.h"
 #include "tests/golden/golden_files.h"
+#include "tests/gpu/cuda_model_testing.h"
 #include "tests/gpu/require_device.h"
 #include "tests/testing/compare.h"
 #include "tests/testing/safetensors_writer.h"
@@ -78,7 +79,6 @@ constexpr double kBf16MinCosine = 0.999;
 constexpr double kBf16MinDecisionAgreement = 0.99;
 constexpr int kPromptChunk = 8;  // prompt tokens per step
 constexpr int kPageSize = 16;
-constexpr double kPoolFraction = 0.02;  // of free device memory
 
 int Argmax(const float* row, int n, float* gap) {
   int best = 0, second = -1;
@@ -382,7 +382,7 @@ TEST_P(CudaModelGoldenGpuTest, MatchesTransformers) {
                               {.dtype = fp32 ? DeviceDType::kF32 : DeviceDType::kBF16});
   ASSERT_TRUE(gpu.ok()) << gpu.status();
   absl::StatusOr<std::unique_ptr<KvCache>> gpu_cache =
-      (*gpu)->MakeCache(kPageSize, policy, kPoolFraction);
+      (*gpu)->MakeCache(policy, gpu_test::kTestCache);
   ASSERT_TRUE(gpu_cache.ok()) << gpu_cache.status();
   ASSERT_TRUE(AddCaseSequences(**gpu_cache, cases->size()).ok());
   const int layers = config.num_layers;
@@ -558,7 +558,7 @@ void ExpectWideModelMatchesCpu(const std::string& name, ModelWriter write,
         cuda::CudaModel::Create((*for_gpu)->shape(), (*for_gpu)->weights(), {.dtype = dtype});
     ASSERT_TRUE(gpu.ok()) << gpu.status();
     absl::StatusOr<std::unique_ptr<KvCache>> gpu_cache =
-        (*gpu)->MakeCache(kPageSize, policy, kPoolFraction);
+        (*gpu)->MakeCache(policy, gpu_test::kTestCache);
     ASSERT_TRUE(gpu_cache.ok()) << gpu_cache.status();
     std::printf("[%s] weights %lld bytes, KV pool %lld bytes (%d pages)\n", mode.c_str(),
                 static_cast<long long>((*gpu)->weight_bytes()),

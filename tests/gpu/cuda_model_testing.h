@@ -11,6 +11,13 @@
 
 namespace rami::gpu_test {
 
+// The GPU tests' caches: steps of up to 1024 tokens and 32 sequences reserved at load (larger
+// ones grow their buffers), a pool of 4096 pages whatever the device's memory.
+inline constexpr cuda::CudaCacheOptions kTestCache = {
+    .page_size = 16,
+    .limits = {.max_step_tokens = 1024, .max_step_sequences = 32},
+    .max_pages = 4096};
+
 using cpu::Model;
 using kv::CachePolicy;
 using kv::KvCache;
@@ -21,7 +28,7 @@ struct CudaModelAndCache {
 };
 
 // The golden `name` (tests/golden/models) on the device with `options`, its default cache
-// policy, pages of 16 tokens and 2 % of the free device memory. Failures are test failures.
+// policy, pages of 16 tokens and a pool of kTestCache.max_pages. Failures are test failures.
 inline CudaModelAndCache MakeCudaModel(const std::string& name,
                                        const cuda::CudaModelOptions& options) {
   const std::string dir = std::string(RAMI_SOURCE_DIR) + "/tests/golden/models/" + name;
@@ -33,7 +40,7 @@ inline CudaModelAndCache MakeCudaModel(const std::string& name,
       cuda::CudaModel::Create((*cpu)->shape(), (*cpu)->weights(), options);
   EXPECT_TRUE(model.ok()) << model.status();
   if (!model.ok()) return {};
-  absl::StatusOr<std::unique_ptr<KvCache>> cache = (*model)->MakeCache(16, policy, 0.02);
+  absl::StatusOr<std::unique_ptr<KvCache>> cache = (*model)->MakeCache(policy, kTestCache);
   EXPECT_TRUE(cache.ok()) << cache.status();
   if (!cache.ok()) return {};
   return {std::move(*model), std::move(*cache)};

@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cuda/device.h"
 #include "tests/golden/golden_files.h"
+#include "tests/gpu/cuda_model_testing.h"
 #include "tests/gpu/require_device.h"
 #include "tests/testing/safetensors_writer.h"
 #include "worker/collectives/nccl_collectives.h"
@@ -110,7 +111,8 @@ void RunRank(const std::string& dir, int rank, int world, RendezvousStore* store
     ASSERT_TRUE(nccl.ok()) << nccl.status();
     (*model)->set_device_collectives(std::move(*nccl));
   }
-  absl::StatusOr<std::unique_ptr<KvCache>> cache = (*model)->MakeCache(16, policy, 0.02);
+  absl::StatusOr<std::unique_ptr<KvCache>> cache =
+      (*model)->MakeCache(policy, gpu_test::kTestCache);
   ASSERT_TRUE(cache.ok()) << cache.status();
   ASSERT_TRUE((*cache)->AddSequence(1).ok() && (*cache)->AddSequence(2).ok());
   HostWorld comm(rank, world);

@@ -8,7 +8,7 @@
 #
 #   tests/gpu/run.sh [MODE] [--out DIR]
 #     build     configure + build the GPU targets; needs no GPU (deploy/check-gpu-deps.sh)
-#     tests     build + the GPU tests (ctest -L gpu)
+#     tests     build + the GPU tests (ctest -L gpu) + a golden model through LoadShard on cuda:0
 #     bench     build + the PyTorch peer (tools/bench_peer.py) + rami-bench decode
 #     sanitize  build + compute-sanitizer memcheck over the kernel tests
 #     all       build + tests + sanitize + bench (the default)
@@ -27,7 +27,8 @@
 #   RAMI_GPU_JOBS        build and test parallelism (nproc)
 #   Budgets in seconds, each measured from its phase's own start: RAMI_GPU_CONFIGURE_S (90),
 #   RAMI_GPU_BUILD_S (360), RAMI_GPU_TESTS_S (240), RAMI_GPU_TEST_TIMEOUT_S (120, one test),
-#   RAMI_GPU_SANITIZE_S (180), RAMI_GPU_PEER_S (90), RAMI_GPU_BENCH_S (200);
+#   RAMI_GPU_GENERATE_S (120), RAMI_GPU_SANITIZE_S (180), RAMI_GPU_PEER_S (90),
+#   RAMI_GPU_BENCH_S (200);
 #   RAMI_GPU_DEADLINE_S (570): the whole run ends by then, phases shortened to fit, so the
 #   summary comes back inside a 600-second remote call; 0 = no deadline.
 #
@@ -175,7 +176,8 @@ if [ "$CONFIGURED" = 1 ]; then
   grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null &&
     KEEP_GOING=(-k 0)
   run_phase build "$(budget "${RAMI_GPU_BUILD_S:-360}")" "$BUILD_LOG" \
-    cmake --build "$BUILD_DIR" -j "$JOBS" --target rami_gpu_tests rami-bench -- "${KEEP_GOING[@]}"
+    cmake --build "$BUILD_DIR" -j "$JOBS" --target rami_gpu_tests rami-bench rami-generate \
+    -- "${KEEP_GOING[@]}"
   BUILD_RC=$PHASE_RC
   if [ -f "$MANIFEST" ]; then
     while read -r kind name path; do
@@ -214,9 +216,10 @@ if [ "$CONFIGURED" = 1 ]; then
   fi
 fi
 built() { [ -n "${TARGET_PATH[$1]:-}" ] && [ -x "${TARGET_PATH[$1]}" ]; }
-BENCH_BIN=""
+BENCH_BIN="" GENERATE_BIN=""
 for name in "${TARGET_NAMES[@]}"; do
   [ "${TARGET_KIND[$name]}" = bench ] && built "$name" && BENCH_BIN="${TARGET_PATH[$name]}"
+  [ "${TARGET_KIND[$name]}" = tool ] && built "$name" && GENERATE_BIN="${TARGET_PATH[$name]}"
 done
 
 # --- the device as rami sees it ----------------------------------------------------------------
@@ -329,6 +332,29 @@ if want tests; then
   fi
 fi
 
+# --- one model through the worker's own load path on the device -------------------------------
+# rami-generate loads a golden model with LoadShard on cuda:0 (the memory plan, the step buffers'
+# largest step, the pool) and generates: the plan and the host memory the load left go into the
+# summary.
+if want tests; then
+  if [ -z "$GENERATE_BIN" ]; then
+    fail generate
+    note "generate: rami-generate not built"
+  else
+    run_phase generate "$(budget "${RAMI_GPU_GENERATE_S:-120}")" "$TESTS_LOG" "$GENERATE_BIN" \
+      --model=tests/golden/models/qwen3_dms_hd64 --device=cuda:0 --prompt_ids='1,2,3,4,5;6,7' \
+      --max_tokens=16
+    if [ "$PHASE_RC" = 0 ]; then
+      RESULT[generate]=ok
+    else
+      fail generate
+      note "generate: exit $PHASE_RC: $(grep -m1 'rami-generate' "$TESTS_LOG" | cut -c1-160)"
+    fi
+    while IFS= read -r line; do note "  ${line:0:200}"; done < <(grep -E \
+      '^(memory plan|host memory after load|[0-9]+ x [0-9]+ tokens)' "$TESTS_LOG" | tail -n 3)
+  fi
+fi
+
 # --- compute-sanitizer over the kernel tests ---------------------------------------------------
 if want sanitize; then
   : >"$SANITIZE_LOG"
@@ -411,7 +437,7 @@ fi
 {
   echo "== summary: tests/gpu/run.sh $MODE, RAMI_REQUIRE_GPU=$REQUIRE_GPU, $((SECONDS - START)) s"
   echo "machine: $MACHINE"
-  for phase in configure build device tests sanitize peer bench; do
+  for phase in configure build device tests generate sanitize peer bench; do
     [ -n "${RESULT[$phase]:-}" ] || continue
     [ "$phase" = device ] && continue
     printf '%-9s %s (%s s)\n' "$phase" "${RESULT[$phase]}" "${SECONDS_OF[$phase]:-0}"

@@ -28,8 +28,9 @@ if [ "$1" = -S ]; then
   fi
   engine="$build/bin/e_test"
   [ "${STUB_CONFIGURE:-ok}" = vanish ] && engine=-
-  printf 'kernel k_test %s\nengine e_test %s\nbench rami-bench %s\n' "$build/bin/k_test" \
-    "$engine" "$build/bin/rami-bench" >"$build/gpu-targets.txt"
+  printf 'kernel k_test %s\nengine e_test %s\nbench rami-bench %s\ntool rami-generate %s\n' \
+    "$build/bin/k_test" "$engine" "$build/bin/rami-bench" "$build/bin/rami-generate" \
+    >"$build/gpu-targets.txt"
   echo "-- rami: CUDA 13.0 (stub)"
   exit 0
 fi
@@ -41,6 +42,8 @@ for exe in k_test e_test; do
   chmod +x "$build/bin/$exe"
 done
 cp "$(dirname "$0")/fake-rami-bench" "$build/bin/rami-bench"
+printf '#!/usr/bin/env bash\necho "memory plan: 79.19 GiB total, budget 71.27 GiB (stub)"\necho "host memory after load: 312.0 MiB anonymous resident"\necho "2 x 16 tokens in 0.1 s (320.0 tokens/s, cuda:0)"\n' >"$build/bin/rami-generate"
+chmod +x "$build/bin/rami-generate"
 if [ "${STUB_BUILD:-ok}" = compile_error ]; then
   printf '[1/3] Building CUDA object kernels/cuda/CMakeFiles/k.dir/rope.cu.o\nFAILED: kernels/cuda/CMakeFiles/k.dir/rope.cu.o \n/usr/local/cuda/bin/nvcc -Werror all-warnings -c rope.cu\nkernels/cuda/rope.cu(12): error: identifier "x" is undefined\n1 error detected\nninja: build stopped: subcommand failed.\n'
   exit 1
@@ -178,6 +181,7 @@ scenario() {
 }
 
 scenario all_pass 0 all '^configure +ok' '^build +ok' '^tests +ok' '3 passed, 0 failed, 0 skipped' \
+  '^generate +ok' 'memory plan: 79.19 GiB' 'host memory after load: 312.0 MiB' \
   '^sanitize +ok' 'sanitize: k_test: ERROR SUMMARY: 0 errors' '^bench +ok' \
   'engine dms ctx 32768' 'result: PASSED'
 STUB_CTEST=fail_flood scenario pipeline_flood 1 all 'result: FAILED \(tests\)' \

@@ -150,6 +150,53 @@ void ExpectStepError(WorkerGroup& group, const v1::StepPlan& plan, grpc::StatusC
   EXPECT_NE(result.error_message().find(needle), std::string::npos) << result.error_message();
 }
 
+// The largest step the coordinator announced at load (max_step_tokens, max_step_sequences): a
+// bigger plan is refused, naming the limit; one within runs.
+TEST(WorkerPlans, StepsOverTheLoadedLimitsAreRefused) {
+  WorkerProcess worker;
+  ASSERT_TRUE(worker.ok());
+  v1::LoadShardRequest request;
+  request.set_model_dir(ModelDir("qwen3"));
+  request.set_world_size(1);
+  request.set_kv_cache_bytes(kKvBytes);
+  request.set_max_step_tokens(8);
+  request.set_max_step_sequences(2);
+  v1::LoadShardResponse response;
+  grpc::ClientContext ctx;
+  const grpc::Status loaded = worker.stub().LoadShard(&ctx, request, &response);
+  ASSERT_TRUE(loaded.ok()) << loaded.error_message();
+  grpc::ClientContext step_ctx;
+  auto stream = worker.stub().Step(&step_ctx);
+  auto run = [&](const v1::StepPlan& plan) {
+    v1::StepResult result;
+    EXPECT_TRUE(stream->Write(plan) && stream->Read(&result));
+    return result;
+  };
+  v1::StepPlan plan;
+  for (int seq = 1; seq <= 3; ++seq) {
+    v1::PrefillChunk* p = plan.add_prefills();
+    p->set_seq_id(seq);
+    p->set_create(true);
+    p->add_token_ids(seq);
+    *p->mutable_sampling() = Greedy();
+  }
+  v1::StepResult result = run(plan);
+  EXPECT_EQ(result.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(result.error_message().find("3 sequences: over the shard's max_step_sequences (2)"),
+            std::string::npos)
+      << result.error_message();
+  plan.mutable_prefills()->RemoveLast();
+  plan.mutable_prefills(0)->mutable_token_ids()->Resize(8, 1);  // 8 + 1 tokens
+  result = run(plan);
+  EXPECT_NE(result.error_message().find("9 tokens: over the shard's max_step_tokens (8)"),
+            std::string::npos)
+      << result.error_message();
+  plan.mutable_prefills(0)->mutable_token_ids()->Resize(7, 1);  // 7 + 1: at the limit
+  result = run(plan);
+  EXPECT_EQ(result.error_code(), 0) << result.error_message();
+  stream->WritesDone();
+}
+
 TEST(WorkerPlans, MalformedPlansFailAndTheWorkerKeepsServing) {
   WorkerGroup group(1);
   ASSERT_TRUE(group.ok());
@@ -409,7 +456,7 @@ TEST(WorkerLoad, CudaDeviceLoadsOrFailsCleanly) {
   request.set_model_dir(ModelDir("qwen3_dms_hd64"));
   request.set_world_size(1);
   request.mutable_device()->set_kind(v1::DEVICE_KIND_CUDA);
-  request.set_gpu_memory_fraction(0.05);
+  request.set_gpu_memory_utilization(0.5);
   v1::LoadShardResponse response;
   grpc::ClientContext ctx;
   const grpc::Status s = worker.stub().LoadShard(&ctx, request, &response);

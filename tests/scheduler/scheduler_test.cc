@@ -84,6 +84,24 @@ TEST(Scheduler, RespectsTokenAndPageBudgets) {
   }
 }
 
+// At most max_step_sequences sequences get tokens in a step (what the workers reserved their
+// step buffers for); the rest decode in later steps.
+TEST(Scheduler, RespectsTheSequencesPerStep) {
+  Scheduler s({.max_step_tokens = 64, .max_step_sequences = 5, .max_prefill_chunk = 12});
+  std::vector<Job> owned;
+  for (int i = 0; i < 4; ++i) owned.push_back(MakeJob(i, 6, 4));
+  std::vector<Job*> jobs;
+  for (Job& j : owned) jobs.push_back(&j);
+  size_t most = 0;
+  for (int step = 0; step < 20; ++step) {
+    const StepDecision d = s.Plan(jobs, Pages(10000));
+    const size_t sequences = d.prefills.size() + d.decodes.size();
+    EXPECT_LE(sequences, 5u) << "step " << step;
+    most = std::max(most, sequences);
+  }
+  EXPECT_EQ(most, 5u);  // 16 branches want to run: the limit binds
+}
+
 TEST(Scheduler, ForksWhatFitsAndTheRestLater) {
   Scheduler s({});
   Job job = MakeJob(1, 8, 10);

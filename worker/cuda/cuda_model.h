@@ -20,6 +20,7 @@
 
 #include <memory>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -35,6 +36,7 @@
 #include "worker/cuda/device_weights.h"
 #include "worker/engine/cuda_step_plan.h"
 #include "worker/engine/forward_backend.h"
+#include "worker/engine/step_limits.h"
 #include "worker/kv/device_kv_tables.h"
 
 namespace rami::cuda {
@@ -45,6 +47,15 @@ namespace rami::cuda {
 struct DecisionHook {
   const std::vector<uint8_t>* forced = nullptr;
   std::vector<uint8_t>* own = nullptr;
+};
+
+// MakeCache's options: the page size, the memory plan's utilization and largest step, and an
+// optional cap on the pool (tests and benchmarks that want a small or fixed pool).
+struct CudaCacheOptions {
+  int page_size = 16;
+  double utilization = 0.9;  // of the device's total memory (vLLM's gpu_memory_utilization)
+  engine::StepLimits limits;
+  int64_t max_pages = 0;  // > 0: at most this many pages, whatever the plan allows
 };
 
 struct CudaModelOptions {
@@ -75,12 +86,16 @@ class CudaModel : public engine::ForwardBackend {
   CudaModel(const CudaModel&) = delete;
   CudaModel& operator=(const CudaModel&) = delete;
 
-  // The host bookkeeping cache (accounting only) over a device pool of `memory_fraction` of
-  // the free device memory; call once. pool_bytes() reports its size.
-  absl::StatusOr<std::unique_ptr<kv::KvCache>> MakeCache(int page_size,
-                                                         const kv::CachePolicy& policy,
-                                                         double memory_fraction);
+  // The host bookkeeping cache (accounting only) over a device pool sized by the memory plan
+  // (engine/device_memory_plan.h): first the largest step `limits` allows runs once on a
+  // scratch cache, so every step buffer and the sampler's reach their largest size; then the
+  // pool takes what `utilization` of the device's total memory leaves. Call once; pool_bytes()
+  // and memory_plan() report the result.
+  absl::StatusOr<std::unique_ptr<kv::KvCache>> MakeCache(const kv::CachePolicy& policy,
+                                                         const CudaCacheOptions& options);
   int64_t pool_bytes() const { return pool_bytes_; }
+  // The plan MakeCache made, one line (empty before).
+  const std::string& memory_plan() const { return memory_plan_; }
   // Tests: teacher forcing / recording (steps with a hook run eagerly).
   void set_decision_hook(const DecisionHook& hook) { hook_ = hook; }
   const engine::DecodeGraphStats& graph_stats() const { return graphs_.stats(); }
@@ -217,6 +232,13 @@ class CudaModel : public engine::ForwardBackend {
                                        const DeviceLayerWeights& w, int width) const;
   absl::Status AllReduce(void* data, size_t count) const;
   absl::StatusOr<void*> Grow(Scratch& s, size_t bytes) const;
+  // K (and V) pools of `pages` pages of `page_size` rows, zeroed on the stream.
+  absl::Status AllocatePools(int64_t pages, int page_size);
+  void FreePools();
+  // Runs the largest step `limits` allows on a scratch cache (freed after), so every step
+  // buffer and the sampler's are at their largest size before the pool is sized.
+  absl::Status RunLargestStep(int page_size, const kv::CachePolicy& policy,
+                              const engine::StepLimits& limits);
   absl::Status Gemm(const void* x, const void* w, void* y, int m, int n, int k) const;
   // Any GemmParams (strides, batches) in the compute dtype.
   absl::Status GemmStrided(kernels::GemmParams p) const;
@@ -248,6 +270,7 @@ class CudaModel : public engine::ForwardBackend {
   void* v_pool_ = nullptr;     // the same, or null: MLA's cache is K-only
   int cache_row_ = 0;          // values per cached row: head_dim, or MLA's kv_lora_rank + rope
   int64_t pool_bytes_ = 0;
+  std::string memory_plan_;
   int page_size_ = 0;
   // A step mutates device state and these mirrors; the Engine runs one step at a time.
   mutable std::unique_ptr<kv::DeviceKvTables> tables_;

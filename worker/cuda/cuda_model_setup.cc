@@ -10,6 +10,7 @@
 #include "kernels/cuda/moe.h"
 #include "worker/cuda/cuda_model.h"
 #include "worker/cuda/cuda_status.h"
+#include "worker/engine/device_memory_plan.h"
 
 namespace rami::cuda {
 
@@ -20,12 +21,19 @@ using checkpoint::ModelConfig;
 using checkpoint::MoeConfig;
 using checkpoint::MoeTopk;
 using checkpoint::ShardDims;
+using engine::ForwardResult;
 using engine::RopeTable;
+using engine::SampleRequest;
+using engine::SequenceChunk;
 using kv::CachePolicy;
 using kv::DeviceKvTables;
 using kv::KvCache;
 
 namespace {
+
+// Device memory kept free for the decode steps' CUDA graphs (up to ~40 buckets times the
+// decode-split variants a batch meets): an estimate until measured on a GPU (docs/gpu.md).
+constexpr int64_t kGraphReserveBytes = int64_t{512} << 20;
 
 // What the DeepSeek path's kernels accept (kernels/cuda/kv_update.h, moe.h), checked once here
 // so that an unsupported checkpoint fails at load with a message naming the value.
@@ -157,30 +165,15 @@ absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(engine::ModelShape 
   return m;
 }
 
-absl::StatusOr<std::unique_ptr<KvCache>> CudaModel::MakeCache(int page_size,
-                                                              const CachePolicy& policy,
-                                                              double memory_fraction) {
-  if (tables_ != nullptr) return absl::FailedPreconditionError("CUDA backend: one cache only");
+absl::Status CudaModel::AllocatePools(int64_t pages, int page_size) {
   const ModelConfig& c = config();
   // MLA: one K-only latent row per (sequence, layer) token — [normed latent | rope key], one
   // stream per (sequence, layer) (1 KV head), replicated on every rank; no V pool.
   const bool k_only = c.mla.enabled;
-  const int row_values = k_only ? c.mla.latent_row() : c.head_dim;
-  const int64_t row = int64_t{row_values} * kernels::DeviceDTypeSize(options_.dtype);
-  const int64_t page_bytes = (k_only ? 1 : 2) * row * page_size;
-  RAMI_ASSIGN_OR_RETURN(int64_t pages, DevicePoolPages(memory_fraction, page_bytes));
-  pages = std::min<int64_t>(pages, INT32_MAX / std::max(page_size, 1));
-  RAMI_ASSIGN_OR_RETURN(
-      std::unique_ptr<KvCache> cache,
-      shape_.MakeCache(
-          {.page_size = page_size, .num_pages = static_cast<int>(pages), .allocate_storage = false},
-          policy));
-  if (cache->num_kv_heads() != shape_.dims().kv_heads) {  // the device tables' streams
-    return absl::InternalError(absl::StrCat("CUDA backend: a host cache of ", cache->num_kv_heads(),
-                                            " KV heads for ", shape_.dims().kv_heads,
-                                            " device KV heads"));
-  }
-  const size_t half = static_cast<size_t>(pages) * page_size * row;
+  cache_row_ = k_only ? c.mla.latent_row() : c.head_dim;
+  page_size_ = page_size;
+  const size_t half = static_cast<size_t>(pages) * page_size * cache_row_ *
+                      kernels::DeviceDTypeSize(options_.dtype);
   // Zeroed on stream_: a cudaMemset runs on the legacy stream, asynchronously to the host and
   // unordered with the non-blocking stream_, so it could still be running over the first step's
   // K/V writes.
@@ -191,8 +184,117 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaModel::MakeCache(int page_size,
     RAMI_CUDA_OK(cudaMemsetAsync(v_pool_, 0, half, stream_));
   }
   pool_bytes_ = static_cast<int64_t>((k_only ? 1 : 2) * half);
-  cache_row_ = row_values;
-  page_size_ = page_size;
+  return absl::OkStatus();
+}
+
+void CudaModel::FreePools() {
+  cudaStreamSynchronize(stream_);
+  cudaFree(k_pool_);
+  cudaFree(v_pool_);
+  k_pool_ = v_pool_ = nullptr;
+  pool_bytes_ = 0;
+}
+
+absl::Status CudaModel::RunLargestStep(int page_size, const CachePolicy& policy,
+                                       const engine::StepLimits& limits) {
+  // One step with max_step_tokens tokens over max_step_sequences sequences: all but one decode
+  // a single token (max decode rows, splits and logits rows), the last prefills the rest (max
+  // activations and prefill tiles); every chunk samples with temperature 1 and 20 log-probs
+  // (the sampler's largest workspace).
+  const int sequences = std::max(1, std::min(limits.max_step_sequences, limits.max_step_tokens));
+  const int prefill = limits.max_step_tokens - (sequences - 1);
+  const int64_t streams = static_cast<int64_t>(config().num_layers) * shape_.dims().kv_heads;
+  const int64_t pages = streams * ((sequences - 1) * 2 + (prefill + page_size - 1) / page_size + 2);
+  RAMI_RETURN_IF_ERROR(AllocatePools(pages, page_size));
+  absl::Status status = [&]() -> absl::Status {
+    RAMI_ASSIGN_OR_RETURN(
+        std::unique_ptr<KvCache> cache,
+        shape_.MakeCache({.page_size = page_size,
+                          .num_pages = static_cast<int>(std::min<int64_t>(pages, INT32_MAX)),
+                          .allocate_storage = false},
+                         policy));
+    cache->pool().set_copy_log(&copy_log_);
+    tables_ = std::make_unique<DeviceKvTables>(config().num_layers, shape_.dims().kv_heads,
+                                               page_size, policy);
+    tables_gpu_ = std::make_unique<DeviceKvTablesGpu>(stream_);
+    std::vector<SequenceChunk> chunks;
+    for (int i = 0; i < sequences; ++i) {
+      RAMI_RETURN_IF_ERROR(cache->AddSequence(i));
+      SequenceChunk chunk{.seq_id = i,
+                          .tokens = std::vector<int32_t>(i + 1 < sequences ? 1 : prefill, 0)};
+      chunk.sample =
+          SampleRequest{.params = {.temperature = 1.0f, .logprobs = SamplingParams::kMaxLogprobs}};
+      chunks.push_back(std::move(chunk));
+    }
+    RAMI_RETURN_IF_ERROR(shape_.Reserve(chunks, *cache));
+    collectives::SingleRankCollectives no_agreement;  // an eager step: no graph agreement
+    const absl::StatusOr<ForwardResult> result = Run(chunks, *cache, no_agreement);
+    for (const SequenceChunk& chunk : chunks) cache->AbortAppend(chunk.seq_id);
+    return result.status();
+  }();
+  // The scratch cache goes; the step buffers and the sampler keep their sizes.
+  RAMI_CUDA_OK(cudaStreamSynchronize(stream_));
+  tables_gpu_.reset();
+  tables_.reset();
+  touched_.clear();
+  copy_log_.clear();
+  FreePools();
+  if (!status.ok()) {
+    return absl::Status(status.code(), absl::StrCat("CUDA backend: the largest step (",
+                                                    limits.max_step_tokens, " tokens, ", sequences,
+                                                    " sequences) failed: ", status.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> CudaModel::MakeCache(const CachePolicy& policy,
+                                                              const CudaCacheOptions& options) {
+  const int page_size = options.page_size;
+  if (tables_ != nullptr || k_pool_ != nullptr) {
+    return absl::FailedPreconditionError("CUDA backend: one cache only");
+  }
+  const ModelConfig& c = config();
+  if (page_size < 1 || options.limits.max_step_tokens < 1 ||
+      options.limits.max_step_sequences < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CUDA backend: page size ", page_size, ", max_step_tokens ", options.limits.max_step_tokens,
+        ", max_step_sequences ", options.limits.max_step_sequences));
+  }
+  RAMI_RETURN_IF_ERROR(RunLargestStep(page_size, policy, options.limits));
+
+  size_t free_bytes = 0, total_bytes = 0;
+  RAMI_CUDA_OK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  int64_t reserved = static_cast<int64_t>(sampler_->bytes());
+  for (const Scratch& s : scratch_) reserved += static_cast<int64_t>(s.bytes);
+  const int64_t row = int64_t{c.mla.enabled ? c.mla.latent_row() : c.head_dim} *
+                      static_cast<int64_t>(kernels::DeviceDTypeSize(options_.dtype));
+  const engine::DeviceMemoryInputs in{
+      .total_bytes = static_cast<int64_t>(total_bytes),
+      .free_bytes = static_cast<int64_t>(free_bytes),
+      .weight_bytes = weights_->bytes(),
+      .reserved_bytes = reserved,
+      .utilization = options.utilization,
+      // Decode graphs per (bucket, splits): an estimate of their device memory, kept free.
+      .graph_bytes = options_.cuda_graphs && !c.mla.enabled ? kGraphReserveBytes : 0,
+      .page_bytes = (c.mla.enabled ? 1 : 2) * row * page_size,
+      // Page tables grow with the pool: 4-byte entries with 2x region slack and 2x growth,
+      // and window flags (1 byte a slot) with the same slack.
+      .table_bytes_per_page = 16 + (policy.evicts() ? 4 * int64_t{page_size} : 0)};
+  RAMI_ASSIGN_OR_RETURN(const engine::DeviceMemoryPlan plan, engine::PlanDeviceMemory(in));
+  int64_t pages = std::min<int64_t>(plan.pages, INT32_MAX / page_size);
+  if (options.max_pages > 0) pages = std::min(pages, options.max_pages);
+  RAMI_ASSIGN_OR_RETURN(
+      std::unique_ptr<KvCache> cache,
+      shape_.MakeCache(
+          {.page_size = page_size, .num_pages = static_cast<int>(pages), .allocate_storage = false},
+          policy));
+  if (cache->num_kv_heads() != shape_.dims().kv_heads) {  // the device tables' streams
+    return absl::InternalError(absl::StrCat("CUDA backend: a host cache of ", cache->num_kv_heads(),
+                                            " KV heads for ", shape_.dims().kv_heads,
+                                            " device KV heads"));
+  }
+  RAMI_RETURN_IF_ERROR(AllocatePools(pages, page_size));
+  memory_plan_ = plan.ToString(in);
   cache->pool().set_copy_log(&copy_log_);
   tables_ =
       std::make_unique<DeviceKvTables>(c.num_layers, shape_.dims().kv_heads, page_size, policy);

@@ -35,6 +35,9 @@ class DeviceSampler {
       const void* logits, kernels::DeviceDType dtype, int world, int rows_per_rank, int vocab_local,
       int vocab, absl::Span<const engine::SampleRequest> requests);
 
+  // Device memory the sampler holds (its buffers grown to the largest step seen).
+  size_t bytes() const { return f32_.bytes + io_.bytes + workspace_.bytes; }
+
  private:
   struct Buffer {  // device memory grown to the largest step seen
     void* ptr = nullptr;

@@ -37,8 +37,8 @@ absl::Status ValidateSampling(const SamplingParams& s, const std::string& where)
 }  // namespace
 
 Engine::Engine(std::unique_ptr<ForwardBackend> model, std::unique_ptr<KvCache> cache,
-               std::unique_ptr<Collectives> comm)
-    : model_(std::move(model)), cache_(std::move(cache)), comm_(std::move(comm)) {}
+               std::unique_ptr<Collectives> comm, StepLimits limits)
+    : limits_(limits), model_(std::move(model)), cache_(std::move(cache)), comm_(std::move(comm)) {}
 
 absl::Status Engine::Validate(const StepPlan& plan) const {
   const uint64_t step = plan.step_id;
@@ -49,6 +49,18 @@ absl::Status Engine::Validate(const StepPlan& plan) const {
     }
     return absl::OkStatus();
   };
+  int64_t tokens = static_cast<int64_t>(plan.decodes.size());
+  for (const PlanPrefill& p : plan.prefills) tokens += static_cast<int64_t>(p.tokens.size());
+  if (tokens > limits_.max_step_tokens) {
+    return PlanError(step, absl::StrCat(tokens, " tokens: over the shard's max_step_tokens (",
+                                        limits_.max_step_tokens, ")"));
+  }
+  const size_t sequences = plan.prefills.size() + plan.decodes.size();
+  if (sequences > static_cast<size_t>(limits_.max_step_sequences)) {
+    return PlanError(step,
+                     absl::StrCat(sequences, " sequences: over the shard's max_step_sequences (",
+                                  limits_.max_step_sequences, ")"));
+  }
   for (SeqId id : plan.frees) {
     RAMI_RETURN_IF_ERROR(claim(id, "frees"));
     if (!seqs_.count(id)) return PlanError(step, absl::StrCat("frees: unknown sequence ", id));

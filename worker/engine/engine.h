@@ -15,6 +15,7 @@
 
 #include "worker/collectives/collectives.h"
 #include "worker/engine/forward_backend.h"
+#include "worker/engine/step_limits.h"
 #include "worker/engine/step_plan.h"
 #include "worker/kv/kv_cache.h"
 
@@ -31,7 +32,7 @@ class Engine {
  public:
   // `model`: the CPU Model or the CUDA backend of this rank's shard.
   Engine(std::unique_ptr<ForwardBackend> model, std::unique_ptr<kv::KvCache> cache,
-         std::unique_ptr<collectives::Collectives> comm);
+         std::unique_ptr<collectives::Collectives> comm, StepLimits limits = {});
 
   const ForwardBackend& model() const { return *model_; }
   const kv::KvCache& cache() const { return *cache_; }
@@ -58,6 +59,7 @@ class Engine {
   StepOutcome RunStep(const StepPlan& plan, std::vector<SequenceChunk>& chunks);
   CacheReport Report(const StepPlan& plan) const;
 
+  StepLimits limits_;
   std::unique_ptr<ForwardBackend> model_;
   std::unique_ptr<kv::KvCache> cache_;
   std::unique_ptr<collectives::Collectives> comm_;

@@ -1,9 +1,14 @@
 // LoadShard: options → checkpoint → backend (CPU or CUDA) → cache → collectives → Engine.
 #include "worker/engine/shard.h"
 
+#include <fstream>
+#include <string>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "base/status_macros.h"
 #include "worker/checkpoint/checkpoint.h"
 #include "worker/checkpoint/config_parser.h"
@@ -36,6 +41,20 @@ namespace {
 
 absl::Status Invalid(const std::string& field, const std::string& message) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", message));
+}
+
+// RssAnon of /proc/self/status in bytes, -1 where unavailable (not Linux).
+int64_t HostAnonRssBytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    int64_t kib = 0;
+    if (line.rfind("RssAnon:", 0) == 0 &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::StripSuffix(line.substr(8), "kB")),
+                         &kib)) {
+      return kib * 1024;
+    }
+  }
+  return -1;
 }
 
 // The config, this rank's fp32 weights and the shard's shape, from the checkpoint.
@@ -110,8 +129,9 @@ absl::StatusOr<LoadedShard> LoadCpu(const ShardOptions& o, RendezvousStore& stor
   auto model = std::make_unique<cpu::Model>(std::move(host.shape), std::move(host.weights));
   ShardInfo info =
       Describe(model->shape(), *cache, policy, ComputeDType::kFp32, num_pages * page_bytes);
-  return LoadedShard{std::make_unique<Engine>(std::move(model), std::move(cache), std::move(comm)),
-                     std::move(info)};
+  return LoadedShard{
+      std::make_unique<Engine>(std::move(model), std::move(cache), std::move(comm), o.limits),
+      std::move(info)};
 }
 
 #if defined(RAMI_HAVE_CUDA_BACKEND)
@@ -152,10 +172,13 @@ absl::StatusOr<LoadedShard> LoadCuda(const ShardOptions& o, ComputeDType dtype,
     backend->set_device_collectives(std::move(nccl));
   }
   RAMI_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
-                        backend->MakeCache(o.page_size, policy, o.gpu_memory_fraction));
+                        backend->MakeCache(policy, {.page_size = o.page_size,
+                                                    .utilization = o.gpu_memory_utilization,
+                                                    .limits = o.limits}));
   ShardInfo info = Describe(backend->shape(), *cache, policy, dtype, backend->pool_bytes());
+  info.memory_plan = backend->memory_plan();
   return LoadedShard{
-      std::make_unique<Engine>(std::move(backend), std::move(cache), std::move(comm)),
+      std::make_unique<Engine>(std::move(backend), std::move(cache), std::move(comm), o.limits),
       std::move(info)};
 }
 #endif
@@ -179,9 +202,18 @@ absl::Status ShardOptions::Validate() const {
     return Invalid("kv_cache_bytes",
                    absl::StrCat("expected > 0 on the CPU device, found ", kv_cache_bytes));
   }
-  if (!(gpu_memory_fraction > 0 && gpu_memory_fraction <= 1)) {
-    return Invalid("gpu_memory_fraction",
-                   absl::StrCat("expected (0, 1], found ", gpu_memory_fraction));
+  if (!(gpu_memory_utilization > 0 && gpu_memory_utilization <= 1)) {
+    return Invalid("gpu_memory_utilization",
+                   absl::StrCat("expected (0, 1], found ", gpu_memory_utilization));
+  }
+  if (limits.max_step_tokens < 1 || limits.max_step_tokens > (1 << 20)) {
+    return Invalid("max_step_tokens",
+                   absl::StrCat("expected 1…1048576, found ", limits.max_step_tokens));
+  }
+  if (limits.max_step_sequences < 1 || limits.max_step_sequences > limits.max_step_tokens) {
+    return Invalid("max_step_sequences",
+                   absl::StrCat("expected 1…max_step_tokens (", limits.max_step_tokens, "), found ",
+                                limits.max_step_sequences));
   }
   if (!(collective_timeout > absl::ZeroDuration() && collective_timeout <= absl::Hours(1))) {
     return Invalid("collective_timeout", absl::StrCat("expected (0, 3600] s, found ",
@@ -197,12 +229,16 @@ absl::StatusOr<LoadedShard> LoadShard(const ShardOptions& options, RendezvousSto
   RAMI_RETURN_IF_ERROR(options.Validate());
   RAMI_ASSIGN_OR_RETURN(const ComputeDType dtype,
                         ResolveComputeDType(options.device, options.dtype));
+  auto measured = [](absl::StatusOr<LoadedShard> shard) {
+    if (shard.ok()) shard->info.host_anon_rss_bytes = HostAnonRssBytes();
+    return shard;
+  };
   switch (options.device.kind) {
     case DeviceKind::kCpu:
-      return LoadCpu(options, store);
+      return measured(LoadCpu(options, store));
     case DeviceKind::kCuda:
 #if defined(RAMI_HAVE_CUDA_BACKEND)
-      return LoadCuda(options, dtype, store);
+      return measured(LoadCuda(options, dtype, store));
 #else
       (void)dtype;
       return absl::UnimplementedError(

@@ -17,6 +17,7 @@
 #include "worker/checkpoint/shard_dims.h"
 #include "worker/collectives/rendezvous_store.h"
 #include "worker/engine/engine.h"
+#include "worker/engine/step_limits.h"
 
 namespace rami::engine {
 
@@ -26,12 +27,17 @@ struct ShardOptions {
   checkpoint::ShardSpec shard;  // this rank of a world of world_size (1…64)
   Device device;                // cpu, or cuda:<n> (a build with the CUDA backend)
   ComputeDType dtype = ComputeDType::kDefault;  // resolved per device (ResolveComputeDType)
-  std::string cache_policy;          // "", "dense", "dms", "window:<sinks>:<recent>"; "" = the
-                                     // checkpoint's own (kv::CachePolicy::Parse)
-  int page_size = 16;                // tokens per KV page, 1…4096
-  int64_t kv_cache_bytes = 0;        // CPU: the KV pool's budget (1…2^31 pages of it)
-  double gpu_memory_fraction = 0.9;  // CUDA: the share of free device memory the pool takes
-  bool cuda_graphs = true;           // CUDA: decode steps as CUDA graphs per batch bucket
+  std::string cache_policy;    // "", "dense", "dms", "window:<sinks>:<recent>"; "" = the
+                               // checkpoint's own (kv::CachePolicy::Parse)
+  int page_size = 16;          // tokens per KV page, 1…4096
+  int64_t kv_cache_bytes = 0;  // CPU: the KV pool's budget (1…2^31 pages of it)
+  // CUDA: the share of the device's total memory the shard may use (vLLM's
+  // gpu_memory_utilization); the KV pool gets what the weights and the largest step leave
+  // (engine/device_memory_plan.h).
+  double gpu_memory_utilization = 0.9;
+  // The largest step: the Engine refuses a bigger plan; the CUDA backend reserves for it.
+  StepLimits limits;
+  bool cuda_graphs = true;  // CUDA: decode steps as CUDA graphs per batch bucket
   absl::Duration collective_timeout = absl::Seconds(30);  // (0, 1 h]
   // world_size > 1: the group's identity (prefixes its keys in the rendezvous store) and the
   // address peers reach this rank's transport at.
@@ -53,6 +59,10 @@ struct ShardInfo {
   std::string cache_policy;
   int dms_window = 0;  // W of the policy (0 for dense)
   std::vector<int> eos_token_ids;
+  std::string memory_plan;  // CUDA: the device memory plan, one line (empty on the CPU)
+  // The process's anonymous resident memory after the load (/proc/self/status RssAnon; -1
+  // where unknown): on CUDA no host copy of the weights stays behind.
+  int64_t host_anon_rss_bytes = -1;
 };
 
 struct LoadedShard {

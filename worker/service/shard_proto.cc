@@ -24,7 +24,9 @@ absl::StatusOr<engine::ShardOptions> Convert(const v1::LoadShardRequest& r) {
   o.cache_policy = r.cache_policy();
   o.page_size = r.page_size() == 0 ? 16 : r.page_size();
   o.kv_cache_bytes = r.kv_cache_bytes();
-  if (r.gpu_memory_fraction() != 0) o.gpu_memory_fraction = r.gpu_memory_fraction();
+  if (r.gpu_memory_utilization() != 0) o.gpu_memory_utilization = r.gpu_memory_utilization();
+  if (r.max_step_tokens() != 0) o.limits.max_step_tokens = r.max_step_tokens();
+  if (r.max_step_sequences() != 0) o.limits.max_step_sequences = r.max_step_sequences();
   o.cuda_graphs = !r.enforce_eager();
   if (r.collective_timeout_seconds() != 0) {
     const double s = r.collective_timeout_seconds();
@@ -67,6 +69,7 @@ void ShardInfoToProto(const engine::ShardInfo& info, v1::LoadShardResponse* resp
   response->set_dms_window(info.dms_window);
   for (int id : info.eos_token_ids) response->add_eos_token_ids(id);
   response->set_dtype(proto::ComputeDTypeToProto(info.dtype));
+  response->set_memory_plan(info.memory_plan);
 }
 
 }  // namespace rami::service

@@ -9,8 +9,9 @@
 namespace rami::service {
 
 // The request's options with the protocol's defaults applied (0 = default for page_size,
-// gpu_memory_fraction, collective_timeout_seconds), validated by ShardOptions::Validate. The
-// rendezvous store's address and the group id are required for world_size > 1.
+// gpu_memory_utilization, max_step_tokens, max_step_sequences, collective_timeout_seconds),
+// validated by ShardOptions::Validate. The rendezvous store's address and the group id are required
+// for world_size > 1.
 absl::StatusOr<engine::ShardOptions> ShardOptionsFromProto(
     const worker::v1::LoadShardRequest& request);
 void ShardInfoToProto(const engine::ShardInfo& info, worker::v1::LoadShardResponse* response);

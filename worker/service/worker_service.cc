@@ -4,6 +4,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstdio>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -37,6 +38,13 @@ absl::StatusOr<std::unique_ptr<engine::Engine>> WorkerService::Load(
                         absl::StrCat("LoadShard: ", shard.status().message()));
   }
   ShardInfoToProto(shard->info, response);
+  // The worker's log: how its GPU's memory is used, and what the load left in host memory.
+  if (!shard->info.memory_plan.empty()) {
+    std::printf("rami-worker: rank %d: %s\n", r.rank(), shard->info.memory_plan.c_str());
+  }
+  std::printf("rami-worker: rank %d: loaded; %.1f MiB of anonymous host memory resident\n",
+              r.rank(), shard->info.host_anon_rss_bytes / double(1 << 20));
+  std::fflush(stdout);
   return std::move(shard->engine);
 }
 
