@@ -130,6 +130,28 @@ TEST(DecodeAttentionGpu, MatchesCpuTwin) {
   });
 }
 
+// Every query-per-KV-head group the kernel takes (1 … kAttentionMaxGroup: Qwen2.5-1.5B has 6,
+// Qwen3-14B 5, Qwen2-7B 7) at both head sizes, against the twin.
+TEST(DecodeAttentionGpu, EveryGroupAndHeadDimMatchesCpuTwin) {
+  RAMI_REQUIRE_CUDA_DEVICE();
+  int num_sms = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, 0), cudaSuccess);
+  static_assert(kernels::kAttentionMaxGroup == 8, "extend the cases below");
+  const Case cases[] = {
+      {3, 64, 2, 1, 16, false, 16},  {3, 64, 2, 2, 16, false, 16},  {3, 64, 2, 3, 16, false, 16},
+      {3, 64, 2, 4, 16, false, 16},  {3, 64, 2, 5, 16, false, 16},  {3, 64, 2, 6, 16, false, 16},
+      {3, 64, 2, 7, 16, false, 16},  {3, 64, 2, 8, 16, false, 16},  {3, 128, 2, 1, 16, false, 16},
+      {3, 128, 2, 2, 16, false, 16}, {3, 128, 2, 3, 16, false, 16}, {3, 128, 2, 4, 16, false, 16},
+      {3, 128, 2, 5, 16, false, 16}, {3, 128, 2, 6, 16, false, 16}, {3, 128, 2, 7, 16, false, 16},
+      {3, 128, 2, 8, 16, false, 16},
+  };
+  gpu_test::ForEachStep<Step>(67, cases, [&](Step& step) {
+    const kernels::DecodeSplitPlan planned = kernels::PlanDecodeSplits(
+        step.cache.MaxVisibleKeys(step.seqs), step.num_tokens, step.c.kv_heads, num_sms);
+    gpu_test::ExpectEverySplitMatches(step, planned, 128);
+  });
+}
+
 // Padding tokens see no key: their output rows are exactly 0 (their q rows are NaN, which
 // must never be read into a result), in one pass and with explicit and balanced splits, and
 // the real tokens' rows still match PagedAttentionCpu over the real tokens alone.

@@ -230,7 +230,17 @@ struct DecodeHeads {
   int head_dim, num_kv_heads, num_heads, q_dim, out_dim;
 };
 
-// One case's decode step for a decode attention test: DecodeSeqs(c.batch) over a
+// The sequences of a case: its own `seqs` when it has them (mixed prefill and decode steps),
+// else DecodeSeqs(c.batch).
+template <typename Case>
+std::vector<SeqSpec> SeqsOf(const Case& c) {
+  if constexpr (requires { c.seqs; }) {
+    if (!c.seqs.empty()) return c.seqs;
+  }
+  return DecodeSeqs(c.batch);
+}
+
+// One case's decode step for a decode attention test: SeqsOf(c) over a
 // SyntheticCache of the case's page_size, dense and window and of `heads`, their query tokens,
 // the queries (2·N(0, 1), a peakier softmax than unit scores, as the device holds them; q_row
 // values a token) and room for the CPU twin's output (out_row values a token), which the
@@ -251,7 +261,7 @@ class DecodeStep {
               .dtype = dtype}),
         batch(c.batch),
         shape(std::move(shape)),
-        seqs(DecodeSeqs(batch)),
+        seqs(SeqsOf(c)),
         cache(spec, seqs, rng),
         tokens(MakeQueryTokens(seqs, heads.num_kv_heads)),
         num_tokens(static_cast<int>(tokens.positions.size())),

@@ -28,6 +28,7 @@ struct Case {
   int batch, heads, latent, rope, page_size;
   bool dense;
   int32_t window;
+  std::vector<gpu_test::SeqSpec> seqs = {};  // empty: DecodeSeqs(batch)
 };
 
 // One case's decode step (gpu_test::DecodeStep): one KV head of latent + rope values, `heads`
@@ -101,6 +102,28 @@ TEST(MlaDecodeAttentionGpu, MatchesCpuTwin) {
       {17, 20, 32, 8, 64, false, 7},
   };
   gpu_test::ForEachStep<Step>(47, cases, [&](Step& step) {
+    const kernels::DecodeSplitPlan planned = kernels::PlanMlaDecodeSplits(
+        step.cache.MaxVisibleKeys(step.seqs), step.num_tokens, step.c.heads, num_sms);
+    gpu_test::ExpectEverySplitMatches(step, planned, 96);
+  });
+}
+
+// Mixed steps — prefill chunks next to decode tokens, as the CUDA engine runs every MLA token
+// through this kernel — at every latent-row size the engine meets: DeepSeek-V3/V2 (512 + 64),
+// the goldens (32 + 8), the wide test model (128 + 32) and a 256 + 32 in between; a prefill
+// token sees its chunk's earlier rows by position.
+TEST(MlaDecodeAttentionGpu, MixedPrefillAndDecodeStepsMatchCpuTwin) {
+  RAMI_REQUIRE_CUDA_DEVICE();
+  int num_sms = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, 0), cudaSuccess);
+  const std::vector<gpu_test::SeqSpec> mixed = {{4099, 1}, {130, 67}, {7, 7}, {513, 1}};
+  const std::vector<gpu_test::SeqSpec> long_chunk = {{600, 600}, {3, 1}};
+  const Case cases[] = {
+      {0, 16, 512, 64, 16, false, 64, mixed},        {0, 4, 32, 8, 3, false, 8, mixed},
+      {0, 20, 128, 32, 64, true, 0, mixed},          {0, 16, 256, 32, 16, false, 7, long_chunk},
+      {0, 128, 512, 64, 64, false, 512, long_chunk},
+  };
+  gpu_test::ForEachStep<Step>(61, cases, [&](Step& step) {
     const kernels::DecodeSplitPlan planned = kernels::PlanMlaDecodeSplits(
         step.cache.MaxVisibleKeys(step.seqs), step.num_tokens, step.c.heads, num_sms);
     gpu_test::ExpectEverySplitMatches(step, planned, 96);

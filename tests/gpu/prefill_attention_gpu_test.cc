@@ -36,13 +36,21 @@ TEST(PrefillAttentionGpu, MatchesCpuTwin) {
   RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(37);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  const std::vector<Case> cases = {
+  std::vector<Case> cases = {
       {128, 2, 4, 16, false, 64, {{513, 513}}},
       {64, 2, 8, 3, false, 7, {{7, 7}, {530, 17}, {4099, 65}}},
       {128, 1, 1, 64, true, 0, {{4099, 129}, {1, 1}}},
       {64, 4, 4, 1, false, 1, {{40, 33}, {107, 7}, {514, 1}}},
       {128, 1, 8, 16, false, 64, {{700, 129}, {129, 129}, {3, 2}}},
   };
+  // Every query-per-KV-head group (1 … kAttentionMaxGroup) at both head sizes: a tile holds
+  // PrefillTileTokens(group) tokens, so the groups in between cut tiles differently.
+  static_assert(kernels::kAttentionMaxGroup == 8, "extend the sweep below");
+  for (int head_dim : {64, 128}) {
+    for (int group = 1; group <= kernels::kAttentionMaxGroup; ++group) {
+      cases.push_back({head_dim, 2, group, 16, false, 16, {{130, 67}, {20, 20}, {514, 1}}});
+    }
+  }
   for (DeviceDType dtype : {DeviceDType::kF32, DeviceDType::kBF16}) {
     for (const Case& c : cases) {
       gpu_test::SyntheticCache cache({.page_size = c.page_size,
