@@ -8,7 +8,9 @@
 #include "gtest/gtest.h"
 #include "tests/testing/safetensors_writer.h"
 #include "worker/checkpoint/checkpoint.h"
+#include "worker/checkpoint/config_parser.h"
 #include "worker/checkpoint/dtype.h"
+#include "worker/checkpoint/weights.h"
 #include "worker/cpu/model.h"
 
 namespace rami {
@@ -148,6 +150,47 @@ TEST_F(WeightsTest, DmsAdapterNeedsItsWeights) {
   config_["dms_separate_alpha"] = true;
   ExpectError(Load(), absl::StatusCode::kNotFound,
               {"model.layers.0.self_attn.dms_proj_alpha.weight"});
+}
+
+// The layer-at-a-time load (what the CUDA backend streams to the device) hands over the same
+// layers as the whole-model load, in order, and stops at the first error of its consumer.
+TEST(WeightsByLayerTest, DeliversTheLayersOfLoadWeightsInOrder) {
+  const std::string dir = std::string(RAMI_SOURCE_DIR) + "/tests/golden/models/qwen3";
+  absl::StatusOr<std::unique_ptr<Checkpoint>> golden = Checkpoint::Open(dir);
+  ASSERT_TRUE(golden.ok()) << golden.status();
+  absl::StatusOr<checkpoint::ModelConfig> config =
+      checkpoint::ParseModelConfig((*golden)->config(), dir + "/config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  for (const ShardSpec shard : {ShardSpec{}, ShardSpec{.rank = 1, .world_size = 2}}) {
+    absl::StatusOr<checkpoint::ModelWeights> whole =
+        checkpoint::LoadWeights(**golden, *config, shard);
+    ASSERT_TRUE(whole.ok()) << whole.status();
+    std::vector<int> order;
+    absl::StatusOr<checkpoint::ModelWeights> top = checkpoint::LoadWeightsByLayer(
+        **golden, *config, shard, [&](int layer, checkpoint::LayerWeights&& l) {
+          order.push_back(layer);
+          EXPECT_EQ(l.qkv, whole->layers[layer].qkv) << "layer " << layer;
+          EXPECT_EQ(l.down, whole->layers[layer].down) << "layer " << layer;
+          EXPECT_EQ(l.k_norm, whole->layers[layer].k_norm) << "layer " << layer;
+          return absl::OkStatus();
+        });
+    ASSERT_TRUE(top.ok()) << top.status();
+    EXPECT_TRUE(top->layers.empty());
+    EXPECT_EQ(top->embed, whole->embed);
+    EXPECT_EQ(top->lm_head, whole->lm_head);
+    EXPECT_EQ(top->final_norm, whole->final_norm);
+    std::vector<int> want(config->num_layers);
+    for (int i = 0; i < config->num_layers; ++i) want[i] = i;
+    EXPECT_EQ(order, want);
+  }
+  int calls = 0;
+  absl::StatusOr<checkpoint::ModelWeights> failed =
+      checkpoint::LoadWeightsByLayer(**golden, *config, {}, [&](int, checkpoint::LayerWeights&&) {
+        ++calls;
+        return absl::ResourceExhaustedError("device full");
+      });
+  EXPECT_EQ(failed.status(), absl::ResourceExhaustedError("device full"));
+  EXPECT_EQ(calls, 1);
 }
 
 }  // namespace

@@ -84,6 +84,20 @@ absl::StatusOr<LayerWeights> LoadLayer(ShardReader& reader, const ModelConfig& c
 
 absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& checkpoint, const ModelConfig& c,
                                          const ShardSpec& shard) {
+  std::vector<LayerWeights> layers;
+  layers.reserve(c.num_layers);
+  RAMI_ASSIGN_OR_RETURN(ModelWeights w,
+                        LoadWeightsByLayer(checkpoint, c, shard, [&](int, LayerWeights&& l) {
+                          layers.push_back(std::move(l));
+                          return absl::OkStatus();
+                        }));
+  w.layers = std::move(layers);
+  return w;
+}
+
+absl::StatusOr<ModelWeights> LoadWeightsByLayer(
+    const Checkpoint& checkpoint, const ModelConfig& c, const ShardSpec& shard,
+    const std::function<absl::Status(int layer, LayerWeights&& weights)>& take) {
   ModelWeights w;
   RAMI_ASSIGN_OR_RETURN(w.dims, ShardDims::Make(c, shard));
   ShardReader reader(checkpoint, c.fp8);
@@ -106,12 +120,11 @@ absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& checkpoint, const Mod
     w.lm_head.resize(padded, 0.0f);
   }
   RAMI_ASSIGN_OR_RETURN(w.final_norm, reader.Read("model.norm.weight", {hidden}));
-  w.layers.reserve(c.num_layers);
   for (int layer = 0; layer < c.num_layers; ++layer) {
     RAMI_ASSIGN_OR_RETURN(LayerWeights lw, c.mla.enabled
                                                ? LoadDeepseekLayer(reader, c, w.dims, shard, layer)
                                                : LoadLayer(reader, c, w.dims, shard, layer));
-    w.layers.push_back(std::move(lw));
+    RAMI_RETURN_IF_ERROR(take(layer, std::move(lw)));
   }
   RAMI_RETURN_IF_ERROR(reader.CheckNoUnexpected());
   return w;

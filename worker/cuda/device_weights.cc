@@ -142,35 +142,60 @@ absl::Status DeviceWeights::PutDeepseek(const ModelConfig& c, int layer, const L
   return absl::OkStatus();
 }
 
+absl::Status DeviceWeights::PutTop(const ModelWeights& w) {
+  RAMI_ASSIGN_OR_RETURN(embed_, Put(w.embed));
+  lm_head_ = embed_;
+  if (!w.lm_head.empty()) {
+    RAMI_ASSIGN_OR_RETURN(lm_head_, Put(w.lm_head));
+  }
+  RAMI_ASSIGN_OR_RETURN(final_norm_, Put(w.final_norm));
+  return absl::OkStatus();
+}
+
+absl::Status DeviceWeights::PutLayer(const ModelConfig& config, int layer, const LayerWeights& l) {
+  if (layer != static_cast<int>(layers_.size())) {
+    return absl::InternalError(absl::StrCat("device weights: layer ", layer, " out of order"));
+  }
+  DeviceLayerWeights x;
+  RAMI_ASSIGN_OR_RETURN(x.input_norm, Put(l.input_norm));
+  RAMI_ASSIGN_OR_RETURN(x.qkv, Put(l.qkv));
+  RAMI_ASSIGN_OR_RETURN(x.qkv_bias, Put(l.qkv_bias));
+  RAMI_ASSIGN_OR_RETURN(x.q_norm, Put(l.q_norm));
+  RAMI_ASSIGN_OR_RETURN(x.k_norm, Put(l.k_norm));
+  RAMI_ASSIGN_OR_RETURN(x.o_proj, Put(l.o_proj));
+  RAMI_ASSIGN_OR_RETURN(x.o_bias, Put(l.o_bias));
+  RAMI_ASSIGN_OR_RETURN(x.post_norm, Put(l.post_norm));
+  RAMI_ASSIGN_OR_RETURN(x.gate_up, Put(l.gate_up));
+  RAMI_ASSIGN_OR_RETURN(x.down, Put(l.down));
+  RAMI_ASSIGN_OR_RETURN(x.dms_alpha, Put(l.dms_alpha));
+  RAMI_ASSIGN_OR_RETURN(x.dms_alpha_bias, Put(l.dms_alpha_bias));
+  RAMI_ASSIGN_OR_RETURN(x.dms_alpha_norm, Put(l.dms_alpha_norm));
+  if (config.mla.enabled) RAMI_RETURN_IF_ERROR(PutDeepseek(config, layer, l, &x));
+  layers_.push_back(std::move(x));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const ModelConfig& config,
                                                                      const ModelWeights& w,
                                                                      kernels::DeviceDType dtype) {
   std::unique_ptr<DeviceWeights> d(new DeviceWeights(dtype));
-  RAMI_ASSIGN_OR_RETURN(d->embed_, d->Put(w.embed));
-  d->lm_head_ = d->embed_;
-  if (!w.lm_head.empty()) {
-    RAMI_ASSIGN_OR_RETURN(d->lm_head_, d->Put(w.lm_head));
-  }
-  RAMI_ASSIGN_OR_RETURN(d->final_norm_, d->Put(w.final_norm));
+  RAMI_RETURN_IF_ERROR(d->PutTop(w));
   for (int layer = 0; layer < static_cast<int>(w.layers.size()); ++layer) {
-    const LayerWeights& l = w.layers[layer];
-    DeviceLayerWeights x;
-    RAMI_ASSIGN_OR_RETURN(x.input_norm, d->Put(l.input_norm));
-    RAMI_ASSIGN_OR_RETURN(x.qkv, d->Put(l.qkv));
-    RAMI_ASSIGN_OR_RETURN(x.qkv_bias, d->Put(l.qkv_bias));
-    RAMI_ASSIGN_OR_RETURN(x.q_norm, d->Put(l.q_norm));
-    RAMI_ASSIGN_OR_RETURN(x.k_norm, d->Put(l.k_norm));
-    RAMI_ASSIGN_OR_RETURN(x.o_proj, d->Put(l.o_proj));
-    RAMI_ASSIGN_OR_RETURN(x.o_bias, d->Put(l.o_bias));
-    RAMI_ASSIGN_OR_RETURN(x.post_norm, d->Put(l.post_norm));
-    RAMI_ASSIGN_OR_RETURN(x.gate_up, d->Put(l.gate_up));
-    RAMI_ASSIGN_OR_RETURN(x.down, d->Put(l.down));
-    RAMI_ASSIGN_OR_RETURN(x.dms_alpha, d->Put(l.dms_alpha));
-    RAMI_ASSIGN_OR_RETURN(x.dms_alpha_bias, d->Put(l.dms_alpha_bias));
-    RAMI_ASSIGN_OR_RETURN(x.dms_alpha_norm, d->Put(l.dms_alpha_norm));
-    if (config.mla.enabled) RAMI_RETURN_IF_ERROR(d->PutDeepseek(config, layer, l, &x));
-    d->layers_.push_back(std::move(x));
+    RAMI_RETURN_IF_ERROR(d->PutLayer(config, layer, w.layers[layer]));
   }
+  return d;
+}
+
+absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Load(
+    const checkpoint::Checkpoint& checkpoint, const ModelConfig& config,
+    const checkpoint::ShardSpec& shard, kernels::DeviceDType dtype) {
+  std::unique_ptr<DeviceWeights> d(new DeviceWeights(dtype));
+  RAMI_ASSIGN_OR_RETURN(
+      const ModelWeights top,
+      checkpoint::LoadWeightsByLayer(checkpoint, config, shard, [&](int layer, LayerWeights&& l) {
+        return d->PutLayer(config, layer, l);  // then l goes
+      }));
+  RAMI_RETURN_IF_ERROR(d->PutTop(top));
   return d;
 }
 

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/cuda/device_dtype.h"
+#include "worker/checkpoint/checkpoint.h"
 #include "worker/checkpoint/model_config.h"
 #include "worker/checkpoint/weights.h"
 
@@ -82,6 +83,12 @@ class DeviceWeights {
   static absl::StatusOr<std::unique_ptr<DeviceWeights>> Upload(
       const checkpoint::ModelConfig& config, const checkpoint::ModelWeights& weights,
       kernels::DeviceDType dtype);
+  // This rank's shard read from `checkpoint` one layer at a time (LoadWeightsByLayer) and
+  // uploaded as it comes, so the host holds the fp32 copy of one layer at most (plus the
+  // embedding and LM head until they are uploaded last) — never the whole model.
+  static absl::StatusOr<std::unique_ptr<DeviceWeights>> Load(
+      const checkpoint::Checkpoint& checkpoint, const checkpoint::ModelConfig& config,
+      const checkpoint::ShardSpec& shard, kernels::DeviceDType dtype);
   // What a tensor of Allocate holds, for the caller that fills it.
   enum class TensorRole { kMatrix, kBias, kNorm };  // weights, biases/embeddings, norm scales
   // Fills `count` elements of the weights' dtype at device address `data` (its role says what
@@ -112,6 +119,10 @@ class DeviceWeights {
 
  private:
   explicit DeviceWeights(kernels::DeviceDType dtype) : dtype_(dtype) {}
+  // The embedding, LM head and final norm; one layer (layers arrive in order).
+  absl::Status PutTop(const checkpoint::ModelWeights& w);
+  absl::Status PutLayer(const checkpoint::ModelConfig& config, int layer,
+                        const checkpoint::LayerWeights& l);
   // Copies `host` in the dtype (or `dtype`) to a new allocation; null for an empty tensor.
   absl::StatusOr<const void*> Put(const std::vector<float>& host);
   absl::StatusOr<const void*> Put(const std::vector<float>& host, kernels::DeviceDType dtype);

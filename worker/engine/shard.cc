@@ -25,6 +25,7 @@
 
 #include "worker/collectives/nccl_collectives.h"
 #include "worker/cuda/cuda_model.h"
+#include "worker/cuda/device_weights.h"
 #endif
 
 namespace rami::engine {
@@ -108,7 +109,9 @@ ShardInfo Describe(const ModelShape& shape, const KvCache& cache, const CachePol
           .num_kv_heads = shape.dims().kv_heads,
           .cache_policy = policy.ToString(),
           .dms_window = policy.evicts() ? policy.window : 0,
-          .eos_token_ids = c.eos_token_ids};
+          .eos_token_ids = c.eos_token_ids,
+          .memory_plan = {},  // the CUDA load fills these two
+          .host_anon_rss_bytes = -1};
 }
 
 absl::StatusOr<LoadedShard> LoadCpu(const ShardOptions& o, RendezvousStore& store) {
@@ -135,26 +138,32 @@ absl::StatusOr<LoadedShard> LoadCpu(const ShardOptions& o, RendezvousStore& stor
 }
 
 #if defined(RAMI_HAVE_CUDA_BACKEND)
-// The CUDA backend: weights on the device in the resolved dtype (the host copy is dropped once
-// uploaded); under tensor parallelism the host collectives (the Engine's agreement) plus an
+// The CUDA backend: weights on the device in the resolved dtype (read and uploaded one layer at
+// a time); under tensor parallelism the host collectives (the Engine's agreement) plus an
 // NCCL communicator on the model's stream for its device tensors; then the KV pool from the
-// free memory left.
+// memory plan.
 absl::StatusOr<LoadedShard> LoadCuda(const ShardOptions& o, ComputeDType dtype,
                                      RendezvousStore& store) {
   if (const cudaError_t e = cudaSetDevice(o.device.index); e != cudaSuccess) {
     return Invalid("device", absl::StrCat(DeviceName(o.device), ": ", cudaGetErrorString(e)));
   }
-  std::unique_ptr<cuda::CudaModel> backend;
-  {
-    RAMI_ASSIGN_OR_RETURN(HostShard host, ReadCheckpoint(o));
-    RAMI_ASSIGN_OR_RETURN(backend,
-                          cuda::CudaModel::Create(
-                              std::move(host.shape), host.weights,
-                              {.dtype = dtype == ComputeDType::kFp32 ? kernels::DeviceDType::kF32
-                                                                     : kernels::DeviceDType::kBF16,
-                               .world_size = o.shard.world_size,
-                               .cuda_graphs = o.cuda_graphs}));
-  }  // the host weights go here
+  // Weights straight from the checkpoint to the device, one layer at a time: the host never
+  // holds the whole model in fp32, and keeps nothing after the upload.
+  RAMI_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint, Checkpoint::Open(o.model_dir));
+  RAMI_ASSIGN_OR_RETURN(
+      ModelConfig config,
+      checkpoint::ParseModelConfig(checkpoint->config(), o.model_dir + "/config.json"));
+  RAMI_ASSIGN_OR_RETURN(ModelShape shape, ModelShape::Make(config, o.shard));
+  const kernels::DeviceDType device_dtype =
+      dtype == ComputeDType::kFp32 ? kernels::DeviceDType::kF32 : kernels::DeviceDType::kBF16;
+  RAMI_ASSIGN_OR_RETURN(std::unique_ptr<cuda::DeviceWeights> weights,
+                        cuda::DeviceWeights::Load(*checkpoint, config, o.shard, device_dtype));
+  checkpoint.reset();  // unmaps the files
+  RAMI_ASSIGN_OR_RETURN(
+      std::unique_ptr<cuda::CudaModel> backend,
+      cuda::CudaModel::Create(
+          std::move(shape), std::move(weights),
+          {.dtype = device_dtype, .world_size = o.shard.world_size, .cuda_graphs = o.cuda_graphs}));
   RAMI_ASSIGN_OR_RETURN(const CachePolicy policy, PolicyOf(o, backend->shape()));
   RAMI_ASSIGN_OR_RETURN(std::unique_ptr<Collectives> comm, JoinHostCollectives(o, store));
   if (o.shard.world_size > 1) {
