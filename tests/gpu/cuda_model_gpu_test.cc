@@ -10,9 +10,13 @@
 //    golden's, every stream's live count equal to the CPU backend's (run on the same steps)
 //    after every step and to the golden's after the prompt and at the end. Without a device the
 //    same driver and checks run on the CPU backend, so they are exercised on every machine;
-//  * bf16, teacher-forced: the golden's tokens and (DMS) decisions are fed in (DecisionHook);
-//    cosine ≥ 0.999 of every logits row with the golden's, live counts equal to the golden's,
-//    and the device's own decisions agree with the golden's on ≥ 99 % of (token, layer, head).
+//  * bf16, teacher-forced: the golden's tokens are fed in, and (DMS) after every step the
+//    golden's decisions replace the device's in the cache before they act
+//    (GoldenBatch::ExchangeDecisions); cosine ≥ 0.999 of every logits row with the golden's,
+//    live counts equal to the golden's, and the device's own decisions agree with the golden's
+//    on ≥ 99 % of (token, layer, head). Without a device the teacher-forced driver runs on the
+//    CPU backend in fp32: the golden within 1e-4 and every own decision equal, and with every
+//    decision forced to "keep" every stream holds the whole sequence (the exchange acts).
 // The DeepSeek goldens (deepseek_v2, _v2_greedy, _v3, _v3_fp8, _v3_dms: MLA with latent rows of
 // 32 + 8 values and 4 heads, MoE with 8 experts, dense first layers, YaRN, a DMS-MLA adapter
 // with W = 8 and one decision per (token, layer)) run through the same driver and checks; on
@@ -77,7 +81,9 @@ using testing::GoldenCase;
 constexpr testing::Tolerance kGpuGoldenTol{.atol = 2e-4};
 constexpr double kBf16MinCosine = 0.999;
 constexpr double kBf16MinDecisionAgreement = 0.99;
-constexpr int kPromptChunk = 8;  // prompt tokens per step
+// Prompt tokens per step: ≤ W (8 in every DMS golden), so that no decision acts in the step
+// that takes it (ExchangeDecisions).
+constexpr int kPromptChunk = 8;
 constexpr int kPageSize = 16;
 
 int Argmax(const float* row, int n, float* gap) {
@@ -159,8 +165,8 @@ class GoldenBatch {
   }
   const std::vector<SequenceChunk>& chunks() const { return chunks_; }
 
-  // The golden's decisions of this step's tokens in DecisionHook's layout [layer][token][head]
-  // (chunks concatenated): the token at position p carries α_p, which flags p − 1.
+  // The golden's decisions of this step's tokens, [layer][token][head] (chunks concatenated):
+  // the token at position p carries α_p, which flags p − 1.
   std::vector<uint8_t> GoldenDecisions(int layers, int heads) const {
     const size_t tokens = NumTokens();
     std::vector<uint8_t> out(static_cast<size_t>(layers) * tokens * heads);
@@ -191,6 +197,40 @@ class GoldenBatch {
         }
       }
     });
+  }
+
+  // Teacher forcing of DMS decisions, after a step and before the next: returns the decisions
+  // the backend took in this step (GoldenDecisions' layout; read from the cache's window
+  // flags: token p's α is the flag of p − 1) and, with `forced`, writes those in their place.
+  // A query t hides an evicted p only once t − p > W, and a step's commit moves out of the
+  // window only positions its last query hides; with chunks of ≤ W tokens, every flag a step
+  // sets is still in the window and has hidden nothing when the step ends, so the forced flags
+  // act exactly where the backend's own would have. The CUDA backend's device-table mirror
+  // takes the flags a step set from the host at the next step's Sync
+  // (DeviceKvTables::ExpectDeviceFlags).
+  std::vector<uint8_t> ExchangeDecisions(KvCache& cache, const std::vector<uint8_t>* forced) const {
+    const int layers = cache.num_layers(), heads = cache.num_kv_heads();
+    const size_t tokens = NumTokens();
+    std::vector<uint8_t> own(static_cast<size_t>(layers) * tokens * heads);
+    if (forced != nullptr && forced->size() != own.size()) {
+      ADD_FAILURE() << "forced decisions of " << forced->size() << " values, want " << own.size();
+      return own;
+    }
+    ForEachToken([&](size_t token, size_t i, int64_t p) {
+      if (p == 0) return;  // α_0 is discarded
+      const SeqId id = static_cast<SeqId>(i);
+      const kv::StepStreams streams = cache.BuildStepStreams({id});
+      for (int layer = 0; layer < layers; ++layer) {
+        for (int h = 0; h < heads; ++h) {
+          const size_t s = static_cast<size_t>(layer) * heads + h;
+          uint8_t& flag = streams.window_flags[s][p - 1 - streams.window_base[s]];
+          const size_t at = (layer * tokens + token) * heads + h;
+          own[at] = flag;
+          if (forced != nullptr) flag = (*forced)[at];
+        }
+      }
+    });
+    return own;
   }
 
   // Stores this step's logits rows (every row of a prompt chunk, the last of a decode chunk).
@@ -355,21 +395,61 @@ TEST_P(CudaModelGoldenGpuTest, MatchesTransformers) {
       (*cpu)->shape().MakeCache({.page_size = kPageSize, .num_pages = 1024}, policy);
   ASSERT_TRUE(cpu_cache.ok()) << cpu_cache.status();
   ASSERT_TRUE(AddCaseSequences(**cpu_cache, cases->size()).ok());
+  if (dms) {
+    ASSERT_GE(policy.window, kPromptChunk) << "ExchangeDecisions needs chunks of ≤ W";
+  }
   SingleRankCollectives comm;
   GoldenBatch batch(*cases, config.vocab_size, /*teacher_forced=*/!fp32);
+  const int layers = config.num_layers;
+  const int heads = (*cpu_cache)->num_kv_heads();
 
   if (cuda::DeviceCount() == 0) {
-    if (fp32) {
-      const std::string mode = name + " fp32 on the CPU backend (no device)";
-      for (int step = 0; batch.Next(); ++step) {
-        const std::string where = mode + " step " + std::to_string(step);
-        absl::StatusOr<ForwardResult> out = (*cpu)->Forward(batch.chunks(), **cpu_cache, comm);
-        ASSERT_TRUE(out.ok()) << where << ": " << out.status();
-        absl::StatusOr<GoldenBatch::Completed> done = batch.Record(*out);
-        ASSERT_TRUE(done.ok()) << where << ": " << done.status();
-        batch.ExpectGoldenLive(**cpu_cache, *done, where);
+    // The same driver on the CPU backend (fp32): the fp32 case as is; the bf16 case's teacher
+    // forcing, where the golden's decisions equal the backend's own, so that nothing changes.
+    const std::string mode =
+        name + (fp32 ? " fp32" : " teacher-forced") + " on the CPU backend (no device)";
+    int64_t agree = 0, decided = 0;
+    for (int step = 0; batch.Next(); ++step) {
+      const std::string where = mode + " step " + std::to_string(step);
+      absl::StatusOr<ForwardResult> out = (*cpu)->Forward(batch.chunks(), **cpu_cache, comm);
+      ASSERT_TRUE(out.ok()) << where << ": " << out.status();
+      if (dms) {
+        const std::vector<uint8_t> forced = batch.GoldenDecisions(layers, heads);
+        const std::vector<uint8_t> own =
+            batch.ExchangeDecisions(**cpu_cache, fp32 ? nullptr : &forced);
+        ASSERT_NO_FATAL_FAILURE(batch.CountAgreement(own, layers, heads, &agree, &decided));
       }
-      PrintSummary(mode, batch.ExpectMatchesGolden(/*fp32=*/true, mode), 0, 0);
+      absl::StatusOr<GoldenBatch::Completed> done = batch.Record(*out);
+      ASSERT_TRUE(done.ok()) << where << ": " << done.status();
+      batch.ExpectGoldenLive(**cpu_cache, *done, where);
+    }
+    PrintSummary(mode, batch.ExpectMatchesGolden(/*fp32=*/true, mode), agree, decided);
+    if (dms) {
+      EXPECT_EQ(agree, decided) << mode;
+    }
+    if (dms && !fp32) {
+      // Forcing acts: every decision "keep" leaves every stream the whole sequence.
+      absl::StatusOr<std::unique_ptr<KvCache>> kept =
+          (*cpu)->shape().MakeCache({.page_size = kPageSize, .num_pages = 1024}, policy);
+      ASSERT_TRUE(kept.ok()) << kept.status();
+      ASSERT_TRUE(AddCaseSequences(**kept, cases->size()).ok());
+      GoldenBatch keep(*cases, config.vocab_size, /*teacher_forced=*/true);
+      while (keep.Next()) {
+        absl::StatusOr<ForwardResult> out = (*cpu)->Forward(keep.chunks(), **kept, comm);
+        ASSERT_TRUE(out.ok()) << out.status();
+        const std::vector<uint8_t> zeros(keep.GoldenDecisions(layers, heads).size(), 0);
+        keep.ExchangeDecisions(**kept, &zeros);
+        ASSERT_TRUE(keep.Record(*out).ok());
+      }
+      for (size_t i = 0; i < cases->size(); ++i) {
+        const SeqId id = static_cast<SeqId>(i);
+        for (int layer = 0; layer < layers; ++layer) {
+          for (int h = 0; h < heads; ++h) {
+            EXPECT_EQ((*kept)->StreamLive(id, layer, h), (*kept)->Length(id))
+                << name << " all kept: case " << i << " layer " << layer << " head " << h;
+          }
+        }
+      }
     }
     RAMI_REQUIRE_CUDA_DEVICE();
   }
@@ -385,20 +465,17 @@ TEST_P(CudaModelGoldenGpuTest, MatchesTransformers) {
       (*gpu)->MakeCache(policy, gpu_test::kTestCache);
   ASSERT_TRUE(gpu_cache.ok()) << gpu_cache.status();
   ASSERT_TRUE(AddCaseSequences(**gpu_cache, cases->size()).ok());
-  const int layers = config.num_layers;
-  const int heads = (*gpu_cache)->num_kv_heads();
-  // DMS decisions: the device's own always recorded; bf16 runs on the golden's.
-  std::vector<uint8_t> forced, own;
-  if (dms) (*gpu)->set_decision_hook({.forced = fp32 ? nullptr : &forced, .own = &own});
   int64_t agree = 0, decided = 0;
   for (int step = 0; batch.Next(); ++step) {
     const std::string where = mode + " step " + std::to_string(step);
-    if (dms && !fp32) forced = batch.GoldenDecisions(layers, heads);
     const absl::Status reserved = (*gpu)->Reserve(batch.chunks(), **gpu_cache);
     ASSERT_TRUE(reserved.ok()) << where << ": " << reserved;
     absl::StatusOr<ForwardResult> got = (*gpu)->RunReserved(batch.chunks(), **gpu_cache, comm);
     ASSERT_TRUE(got.ok()) << where << ": " << got.status();
-    if (dms) {
+    if (dms) {  // the device's own decisions always counted; bf16 runs on the golden's
+      const std::vector<uint8_t> forced = batch.GoldenDecisions(layers, heads);
+      const std::vector<uint8_t> own =
+          batch.ExchangeDecisions(**gpu_cache, fp32 ? nullptr : &forced);
       ASSERT_NO_FATAL_FAILURE(batch.CountAgreement(own, layers, heads, &agree, &decided));
     }
     if (dms && fp32) {  // the CPU backend on the same step: the same live counts

@@ -74,26 +74,6 @@ void LogitsToHost(const std::vector<uint8_t>& raw, kernels::DeviceDType dtype, i
                             .vocab = vocab});
 }
 
-// Reorders per-token [L][T][Hkv] decisions between the caller's token order and plan order.
-void ReorderDecisions(const CudaStepPlan& plan, absl::Span<const SequenceChunk> chunks, int layers,
-                      int heads, size_t plan_tokens, bool to_plan, const std::vector<uint8_t>& in,
-                      std::vector<uint8_t>* out) {
-  size_t caller_tokens = 0;
-  for (const SequenceChunk& chunk : chunks) caller_tokens += chunk.tokens.size();
-  out->assign(static_cast<size_t>(layers) * (to_plan ? plan_tokens : caller_tokens) * heads, 0);
-  for (int layer = 0; layer < layers; ++layer) {
-    for (size_t c = 0, token = 0; c < chunks.size(); ++c) {
-      for (size_t i = 0; i < chunks[c].tokens.size(); ++i, ++token) {
-        const size_t p = static_cast<size_t>(plan.chunk_first[c]) + i;
-        const size_t from =
-            (layer * (to_plan ? caller_tokens : plan_tokens) + (to_plan ? token : p));
-        const size_t to = (layer * (to_plan ? plan_tokens : caller_tokens) + (to_plan ? p : token));
-        std::memcpy(out->data() + to * heads, in.data() + from * heads, heads);
-      }
-    }
-  }
-}
-
 }  // namespace
 
 std::vector<const void*> CudaModel::StepArgs::Pointers() const {
@@ -207,7 +187,6 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
   const int L = c.num_layers, D = c.head_dim, hidden = c.hidden_size;
   const int Hq = d.q_heads, Hkv = d.kv_heads, I = d.intermediate;
   const int world = options_.world_size;
-  const bool hooked = c.dms.enabled && (hook_.forced != nullptr || hook_.own != nullptr);
   RAMI_RETURN_IF_ERROR(SyncTablesAndCopies(chunks, cache));
 
   // The step's metadata: planned once (a decode step padded to its graph bucket), packed, one
@@ -216,7 +195,7 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
   // DeepSeek steps run eagerly: each MoE layer brings its routing to the host (the experts'
   // GEMM sizes are launch parameters), which a CUDA graph cannot contain.
   const bool graphs = options_.cuda_graphs && !c.mla.enabled;
-  const int bucket = graphs && !hooked && plan.num_decode == plan.num_tokens
+  const int bucket = graphs && plan.num_decode == plan.num_tokens
                          ? DecodeBucket(plan.num_tokens, options_.max_graph_batch)
                          : 0;
   if (bucket > 0) PadDecodePlan(bucket, &plan);
@@ -302,25 +281,6 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
     a.shared = static_cast<float*>(shared);
   }
 
-  // Teacher forcing (tests): the given decisions in plan order replace the device's.
-  const size_t per_layer = t * Hkv;
-  std::vector<uint8_t> forced_plan;
-  if (hooked && hook_.forced != nullptr) {
-    if (hook_.forced->size() != L * per_layer) {
-      return absl::InvalidArgumentError("CUDA backend: forced decisions of the wrong size");
-    }
-    ReorderDecisions(plan, chunks, L, Hkv, t, /*to_plan=*/true, *hook_.forced, &forced_plan);
-    RAMI_ASSIGN_OR_RETURN(void* forced, Grow(scratch_[kForced], L * per_layer));
-    // Pageable: the call returns once the data is staged, so forced_plan may die after it.
-    RAMI_CUDA_OK(cudaMemcpyAsync(forced, forced_plan.data(), forced_plan.size(),
-                                 cudaMemcpyHostToDevice, stream_));
-    a.forced = static_cast<const uint8_t*>(forced);
-  }
-  if (hooked && hook_.own != nullptr) {
-    RAMI_ASSIGN_OR_RETURN(void* own, Grow(scratch_[kOwn], L * per_layer));
-    a.own = static_cast<uint8_t*>(own);
-  }
-
   if (c.mla.enabled) RAMI_RETURN_IF_ERROR(PrepareMlaStep(plan, &a));
 
   a.view = {.k_pool = k_pool_,
@@ -382,15 +342,11 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
       at += n;
     }
   }
+  const size_t per_layer = t * Hkv;
   std::vector<uint8_t> decisions(a.write_decisions ? L * per_layer : 0);
   if (a.write_decisions) {
     RAMI_CUDA_OK(cudaMemcpyAsync(decisions.data(), a.alpha_all, decisions.size(),
                                  cudaMemcpyDeviceToHost, stream_));
-  }
-  std::vector<uint8_t> own_plan(a.own != nullptr ? L * per_layer : 0);
-  if (a.own != nullptr) {
-    RAMI_CUDA_OK(
-        cudaMemcpyAsync(own_plan.data(), a.own, own_plan.size(), cudaMemcpyDeviceToHost, stream_));
   }
   if (!requests.empty()) {  // waits for the stream, the copies above included
     RAMI_ASSIGN_OR_RETURN(
@@ -403,9 +359,6 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
   }
   RAMI_CUDA_OK(cudaStreamSynchronize(stream_));
   if (device_comm_ != nullptr) RAMI_RETURN_IF_ERROR(device_comm_->Synchronize());
-  if (a.own != nullptr) {
-    ReorderDecisions(plan, chunks, L, Hkv, t, /*to_plan=*/false, own_plan, hook_.own);
-  }
   LogitsToHost(raw, dtype, world, host_rows, d.vocab, c.vocab_size, &result.logits);
   // The device's decisions become the host's flags (token t's α flags position t − 1), so
   // that CommitAppend promotes and evicts as the device's attention saw it.

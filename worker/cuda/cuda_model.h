@@ -41,14 +41,6 @@
 
 namespace rami::cuda {
 
-// Test hook (teacher forcing in bf16): per step, the DMS decisions to use instead of the
-// device's — [num_layers, num_tokens, kv_heads] in the caller's token order (chunks
-// concatenated) — and, when `own` is set, the device's own decisions recorded the same way.
-struct DecisionHook {
-  const std::vector<uint8_t>* forced = nullptr;
-  std::vector<uint8_t>* own = nullptr;
-};
-
 // MakeCache's options: the page size, the memory plan's utilization and largest step, and an
 // optional cap on the pool (tests and benchmarks that want a small or fixed pool).
 struct CudaCacheOptions {
@@ -96,8 +88,6 @@ class CudaModel : public engine::ForwardBackend {
   int64_t pool_bytes() const { return pool_bytes_; }
   // The plan MakeCache made, one line (empty before).
   const std::string& memory_plan() const { return memory_plan_; }
-  // Tests: teacher forcing / recording (steps with a hook run eagerly).
-  void set_decision_hook(const DecisionHook& hook) { hook_ = hook; }
   const engine::DecodeGraphStats& graph_stats() const { return graphs_.stats(); }
   int64_t weight_bytes() const { return weights_->bytes(); }
   // The compute stream every launch of a step goes on (NCCL's communicator uses it too).
@@ -140,8 +130,6 @@ class CudaModel : public engine::ForwardBackend {
     kAlphaX,      // [T, hidden] DMS adapter input
     kShared,      // [T] fp32 per-layer decisions
     kOps,         // [copies] KvCopyOp
-    kForced,      // [L, T, Hkv] uint8, plan order (DecisionHook)
-    kOwn,         // [L, T, Hkv] uint8, plan order (DecisionHook)
     // DeepSeek (cuda_model_mla.cc), H = local query heads:
     kMlaQa,         // [T, q_lora]
     kMlaQ,          // [T, H · qk_head_dim]: [q_nope | rotated q_rope] per head
@@ -180,13 +168,11 @@ class CudaModel : public engine::ForwardBackend {
     void *residual = nullptr, *dx = nullptr, *normed = nullptr, *qkv = nullptr, *q = nullptr,
          *k = nullptr, *v = nullptr, *attn = nullptr, *gate_up = nullptr, *act = nullptr,
          *selected = nullptr, *logits = nullptr;
-    void* gathered = nullptr;         // world > 1: every rank's logits, [world, rows, vocab_local]
-    uint8_t* alpha_all = nullptr;     // [L, T, Hkv] the step's DMS decisions
-    void* alpha_x = nullptr;          // [T, hidden] the DMS adapter's normed input
-    float* shared = nullptr;          // [T] per-layer decisions over the ranks
-    bool write_decisions = false;     // the policy is dms: KvWrite records the decisions
-    const uint8_t* forced = nullptr;  // DecisionHook, plan order
-    uint8_t* own = nullptr;           // DecisionHook, plan order
+    void* gathered = nullptr;      // world > 1: every rank's logits, [world, rows, vocab_local]
+    uint8_t* alpha_all = nullptr;  // [L, T, Hkv] the step's DMS decisions
+    void* alpha_x = nullptr;       // [T, hidden] the DMS adapter's normed input
+    float* shared = nullptr;       // [T] per-layer decisions over the ranks
+    bool write_decisions = false;  // the policy is dms: KvWrite records the decisions
     // DeepSeek's buffers (ScratchId kMla*/kMoe*); not in Pointers(): MLA steps are never
     // captured.
     struct Mla {
@@ -224,7 +210,7 @@ class CudaModel : public engine::ForwardBackend {
   absl::Status Norm(const void* x, void* residual, const void* weight, void* out, int rows,
                     int cols, float eps) const;
   // The layer's DMS decisions besides the borrowed neuron's (QkvPrepCuda): the adapter's, the
-  // per-layer share, then the test hook's record / replacement; `heads` decisions per token.
+  // per-layer share; `heads` decisions per token.
   absl::Status EnqueueDecisions(const StepArgs& a, const DeviceLayerWeights& w, int layer,
                                 int heads) const;
   // dx = attn · o_projᵀ (+ bias on rank 0), summed over the ranks.
@@ -287,7 +273,6 @@ class CudaModel : public engine::ForwardBackend {
   mutable void* moe_pinned_ = nullptr;
   mutable size_t moe_pinned_bytes_ = 0;
   cudaEvent_t moe_event_ = nullptr;
-  DecisionHook hook_;  // tests only
 };
 
 }  // namespace rami::cuda

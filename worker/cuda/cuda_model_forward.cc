@@ -76,14 +76,6 @@ absl::Status CudaModel::EnqueueDecisions(const StepArgs& a, const DeviceLayerWei
     }
     RAMI_CUDA_OK(kernels::DmsSpreadHeadZeroCuda(share, stream_));
   }
-  if (a.own != nullptr) {
-    RAMI_CUDA_OK(cudaMemcpyAsync(a.own + layer * per_layer, alpha, per_layer,
-                                 cudaMemcpyDeviceToDevice, stream_));
-  }
-  if (a.forced != nullptr) {
-    RAMI_CUDA_OK(cudaMemcpyAsync(alpha, a.forced + layer * per_layer, per_layer,
-                                 cudaMemcpyDeviceToDevice, stream_));
-  }
   return absl::OkStatus();
 }
 
