@@ -5,8 +5,12 @@
 
 #include "tools/random_fill.h"
 
+#include "kernels/cuda/dispatch.cuh"
+
 namespace rami::bench {
 namespace {
+
+using kernels::cuda_detail::FromFloat;
 
 // splitmix64's finalizer of the i-th step of the stream that starts at `seed`.
 __host__ __device__ inline uint64_t SplitMix64(uint64_t seed, uint64_t i) {
@@ -14,17 +18,6 @@ __host__ __device__ inline uint64_t SplitMix64(uint64_t seed, uint64_t i) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
-}
-
-template <typename T>
-__device__ inline T FromFloat(float v);
-template <>
-__device__ inline float FromFloat<float>(float v) {
-  return v;
-}
-template <>
-__device__ inline __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
 }
 
 template <typename T>
