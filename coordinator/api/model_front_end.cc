@@ -146,12 +146,15 @@ absl::StatusOr<ModelFrontEnd> ModelFrontEnd::Load(const std::string& model_dir,
                         IntField(config, config_path, "max_position_embeddings", 4096));
 
   // EOS: generation_config.json, else config.json, else the tokenizer's eos_token.
+  if (config.contains("eos_token_id") && !config["eos_token_id"].is_null()) {
+    RAMI_RETURN_IF_ERROR(AppendEosIds(config["eos_token_id"], config_path, spec.vocab_size,
+                                      &spec.config_eos_token_ids));
+  }
   if (generation.contains("eos_token_id") && !generation["eos_token_id"].is_null()) {
     RAMI_RETURN_IF_ERROR(
         AppendEosIds(generation["eos_token_id"], gen_path, spec.vocab_size, &spec.eos_token_ids));
-  } else if (config.contains("eos_token_id") && !config["eos_token_id"].is_null()) {
-    RAMI_RETURN_IF_ERROR(
-        AppendEosIds(config["eos_token_id"], config_path, spec.vocab_size, &spec.eos_token_ids));
+  } else if (!spec.config_eos_token_ids.empty()) {
+    spec.eos_token_ids = spec.config_eos_token_ids;
   } else if (tok != nullptr) {
     spec.eos_token_ids = tok->special_tokens().stop_ids;
   }

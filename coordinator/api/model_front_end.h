@@ -23,6 +23,9 @@ struct ModelSpec {
   int32_t vocab_size = 0;              // valid token ids are [0, vocab_size)
   int64_t max_context = 0;             // tokens: prompt + generated
   std::vector<int32_t> eos_token_ids;  // end generation unless ignore_eos
+  // config.json's eos_token_id alone: what every worker reads from the same checkpoint and
+  // reports at load (the coordinator refuses a group whose report differs).
+  std::vector<int32_t> config_eos_token_ids;
 };
 
 class ModelFrontEnd {
@@ -45,6 +48,7 @@ class ModelFrontEnd {
   int32_t vocab_size() const { return spec_.vocab_size; }
   int64_t max_context() const { return spec_.max_context; }
   const std::vector<int32_t>& eos_token_ids() const { return spec_.eos_token_ids; }
+  const std::vector<int32_t>& config_eos_token_ids() const { return spec_.config_eos_token_ids; }
   const tokenizer::Tokenizer* tokenizer() const { return tokenizer_.get(); }  // may be null
   bool has_chat_template() const { return chat_template_.has_value(); }
 

@@ -38,4 +38,12 @@ struct Capacity {
   double eviction_rate = 0.0;
 };
 
+// The KV a job's sequences hold in a group's cache (or in all its groups), summed over their
+// (layer, KV head) streams and the ranks.
+struct KvUsage {
+  int64_t bytes = 0;
+  int64_t live_tokens = 0;
+  int64_t logical_tokens = 0;  // the same streams without eviction
+};
+
 }  // namespace rami::coordinator

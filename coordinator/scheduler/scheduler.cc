@@ -2,6 +2,7 @@
 #include "coordinator/scheduler/scheduler.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -38,13 +39,14 @@ int64_t Capacity::ProjectedBranchPages(int64_t tokens) const {
 }
 
 absl::Status SchedulerConfig::Validate() const {
-  if (max_step_sequences < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("scheduler: max_step_sequences must be >= 1, found ", max_step_sequences));
-  }
-  if (max_step_tokens < 1 || max_prefill_chunk < 1 || max_running_branches < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "scheduler: max_step_tokens, max_prefill_chunk and max_running_branches must be >= 1"));
+  const std::pair<const char*, int> fields[] = {{"max_step_tokens", max_step_tokens},
+                                                {"max_step_sequences", max_step_sequences},
+                                                {"max_prefill_chunk", max_prefill_chunk},
+                                                {"max_running_branches", max_running_branches}};
+  for (const auto& [name, value] : fields) {
+    if (value < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": must be >= 1, found ", value));
+    }
   }
   return absl::OkStatus();
 }
@@ -56,100 +58,137 @@ void SortForScheduling(std::vector<Job*>& jobs) {
   });
 }
 
-StepDecision Scheduler::Plan(const std::vector<Job*>& jobs, const Capacity& cap) {
+struct Scheduler::Step {
+  explicit Step(const Capacity& capacity) : cap(capacity) {}
+
+  const Capacity& cap;
   StepDecision d;
-  int64_t budget = cap.free_pages;
-  int64_t tokens_left = config_.max_step_tokens;
-  // Each decode and prefill chunk takes one (and at least one token).
-  int64_t sequences_left = std::min(config_.max_step_sequences, config_.max_step_tokens);
-  auto free_seq = [&](SeqId seq) {
+  int64_t budget = 0;       // pages not yet spent
+  int64_t tokens_left = 0;  // of max_step_tokens
+  int64_t sequences_left = 0;
+  int total_running = 0;  // branches running once this step's preemptions are made
+
+  // Frees `seq`; the pages it holds alone pay for this step (unknown: count none).
+  void Free(SeqId seq) {
     d.frees.push_back(seq);
     auto it = cap.unshared_pages.find(seq);
-    if (it != cap.unshared_pages.end()) budget += it->second;  // else: unknown, count none
-  };
+    if (it != cap.unshared_pages.end()) budget += it->second;
+  }
+  void Preempt(Job* job, Branch* b) {
+    Free(b->seq);
+    b->seq = -1;
+    b->phase = BranchPhase::kPreempted;
+    d.preempted.push_back({job->id, b->index});
+  }
+  // Under memory pressure (a branch had to yield) nothing new starts this step: admitting
+  // work now would only be preempted again (thrashing).
+  bool pressure() const { return !d.preempted.empty(); }
+};
 
-  // 1. Frees of finished branches and finished jobs' roots: their pages serve this step.
+StepDecision Scheduler::Plan(const std::vector<Job*>& jobs, const Capacity& cap) {
+  Step step(cap);
+  step.budget = cap.free_pages;
+  step.tokens_left = config_.max_step_tokens;
+  // Each decode and prefill chunk takes one (and at least one token).
+  step.sequences_left = std::min(config_.max_step_sequences, config_.max_step_tokens);
+  PlanFrees(jobs, step);
+  PlanDecodes(jobs, step);
+  PlanReplays(jobs, step);
+  step.d.capacity_limited = step.pressure();
+  for (Job* job : jobs) step.total_running += job->RunningBranches();
+  PlanPrefills(jobs, step);
+  PlanForks(jobs, step);
+  step.d.reserved_pages = cap.free_pages - step.budget;
+  return std::move(step.d);
+}
+
+// 1. Frees of finished branches and finished jobs' roots: their pages serve this step.
+void Scheduler::PlanFrees(const std::vector<Job*>& jobs, Step& step) {
   for (Job* job : jobs) {
     for (Branch& b : job->branches) {
       if (!b.free_pending) continue;
-      free_seq(b.seq);
+      step.Free(b.seq);
       b.seq = -1;
       b.free_pending = false;
     }
     if (job->root_free_pending) {
-      free_seq(job->root);
+      step.Free(job->root);
       job->root = -1;
       job->root_free_pending = false;
     }
   }
+}
 
-  // 2. Decodes, oldest job first; when pages run short, the youngest running branches yield.
-  std::vector<std::pair<Job*, Branch*>> running;
+// 2. Decodes, oldest job first; when pages run short, the youngest running branches yield.
+void Scheduler::PlanDecodes(const std::vector<Job*>& jobs, Step& step) {
+  struct Running {
+    Job* job;
+    Branch* branch;
+  };
+  std::vector<Running> running;
   for (Job* job : jobs) {
     for (Branch& b : job->branches) {
       if (b.phase == BranchPhase::kRunning && !b.replay_pending) running.push_back({job, &b});
     }
   }
-  auto preempt = [&](Job* job, Branch* b) {
-    free_seq(b->seq);
-    b->seq = -1;
-    b->phase = BranchPhase::kPreempted;
-    d.preempted.push_back({job->id, b->index});
-  };
   size_t end = running.size();  // running[i, end) are not scheduled yet
   for (size_t i = 0; i < end; ++i) {
     auto [job, b] = running[i];
-    const int64_t need = cap.DecodeBound(b->seq);
-    while (need > budget && end > i + 1) {
+    const int64_t need = step.cap.DecodeBound(b->seq);
+    while (need > step.budget && end > i + 1) {
       --end;
-      preempt(running[end].first, running[end].second);
+      step.Preempt(running[end].job, running[end].branch);
     }
-    if (need > budget) {
-      preempt(job, b);
+    if (need > step.budget) {
+      step.Preempt(job, b);
       continue;
     }
     // The rest waits for the next step, keeping its pages.
-    if (tokens_left < 1 || sequences_left < 1) break;
-    d.decodes.push_back({b->seq, {job->id, b->index}});
-    budget -= need;
-    --tokens_left;
-    --sequences_left;
+    if (step.tokens_left < 1 || step.sequences_left < 1) break;
+    step.d.decodes.push_back({b->seq, {job->id, b->index}});
+    step.budget -= need;
+    --step.tokens_left;
+    --step.sequences_left;
   }
+}
 
-  // 3. Replays of re-forked branches: their own tokens, resuming the random stream.
+// 3. Replays of re-forked branches: their own tokens, resuming the random stream.
+void Scheduler::PlanReplays(const std::vector<Job*>& jobs, Step& step) {
   for (Job* job : jobs) {
     for (Branch& b : job->branches) {
       if (!b.replay_pending) continue;
       const int64_t n = static_cast<int64_t>(b.tokens.size());
-      const int64_t bound = cap.ChunkBound(n);
-      if (n > tokens_left || sequences_left < 1 || bound > budget) continue;
-      d.prefills.push_back({b.seq, {job->id, b.index}, b.tokens, false, true, n});
+      const int64_t bound = step.cap.ChunkBound(n);
+      if (n > step.tokens_left || step.sequences_left < 1 || bound > step.budget) continue;
+      PlannedPrefill replay;
+      replay.seq = b.seq;
+      replay.owner = {job->id, b.index};
+      replay.tokens = b.tokens;
+      replay.sample = true;
+      replay.generated_tokens = n;
+      step.d.prefills.push_back(std::move(replay));
       b.replay_pending = false;
-      budget -= bound;
-      tokens_left -= n;
-      --sequences_left;
+      step.budget -= bound;
+      step.tokens_left -= n;
+      --step.sequences_left;
     }
   }
+}
 
-  // Under memory pressure (a branch had to yield) nothing new starts this step: admitting
-  // work now would only be preempted again (thrashing).
-  const bool pressure = !d.preempted.empty();
-  d.capacity_limited = pressure;
-
-  // 4. Prefill chunks in priority / FCFS order; a job that does not fit stops admission, so
-  // later jobs never overtake it (no starvation).
-  int total_running = 0;
-  for (Job* job : jobs) total_running += job->RunningBranches();
+// 4. Prefill chunks in priority / FCFS order; a job that does not fit stops admission, so
+// later jobs never overtake it (no starvation).
+void Scheduler::PlanPrefills(const std::vector<Job*>& jobs, Step& step) {
+  if (step.pressure()) return;
   for (Job* job : jobs) {
-    if (pressure) break;
     if (job->phase != JobPhase::kQueued && job->phase != JobPhase::kPrefilling) continue;
     const int64_t remaining = static_cast<int64_t>(job->prompt.size() - job->prefilled);
-    const int64_t chunk = std::min<int64_t>({remaining, config_.max_prefill_chunk, tokens_left});
-    if (chunk < 1 || sequences_left < 1) break;
+    const int64_t chunk =
+        std::min<int64_t>({remaining, config_.max_prefill_chunk, step.tokens_left});
+    if (chunk < 1 || step.sequences_left < 1) break;
     const bool last = chunk == remaining;
-    const int64_t bound = cap.ChunkBound(chunk) + (last ? cap.ForkBound() : 0);
-    if (bound > budget) {
-      d.capacity_limited = true;
+    const int64_t bound = step.cap.ChunkBound(chunk) + (last ? step.cap.ForkBound() : 0);
+    if (bound > step.budget) {
+      step.d.capacity_limited = true;
       break;
     }
     PlannedPrefill p;
@@ -157,26 +196,31 @@ StepDecision Scheduler::Plan(const std::vector<Job*>& jobs, const Capacity& cap)
       job->root = NewSeq();
       job->phase = JobPhase::kPrefilling;
       p.create = true;
+      p.sampling = job->branches.at(0).sampling;
     }
     p.seq = job->root;
     p.owner = {job->id, -1};
     p.tokens.assign(job->prompt.begin() + job->prefilled,
                     job->prompt.begin() + job->prefilled + chunk);
-    d.prefills.push_back(std::move(p));
+    step.d.prefills.push_back(std::move(p));
     job->prefilled += chunk;
-    budget -= cap.ChunkBound(chunk);
-    tokens_left -= chunk;
-    --sequences_left;
+    step.budget -= step.cap.ChunkBound(chunk);
+    step.tokens_left -= chunk;
+    --step.sequences_left;
     if (last) {
       job->root_ready = true;
       job->phase = JobPhase::kRunning;
     }
   }
+}
 
-  // 5. Forks from ready roots: waiting and preempted branches, as pages and the batch allow.
-  // A branch starts only if the pages it is expected to need by its last token fit next to
-  // what the running branches are still expected to grow (their projection minus what they
-  // hold): starting branches that would later be preempted is wasted work (thrashing).
+// 5. Forks from ready roots: waiting and preempted branches, as pages and the batch allow.
+// A branch starts only if the pages it is expected to need by its last token fit next to
+// what the running branches are still expected to grow (their projection minus what they
+// hold): starting branches that would later be preempted is wasted work (thrashing).
+void Scheduler::PlanForks(const std::vector<Job*>& jobs, Step& step) {
+  if (step.pressure()) return;
+  const Capacity& cap = step.cap;
   int64_t committed = 0;
   for (Job* job : jobs) {
     for (const Branch& b : job->branches) {
@@ -187,31 +231,28 @@ StepDecision Scheduler::Plan(const std::vector<Job*>& jobs, const Capacity& cap)
     }
   }
   for (Job* job : jobs) {
-    if (pressure) break;
     if (!job->root_ready || job->root < 0) continue;
     PlannedFork fork{job->root, job->id, {}};
     const int64_t projected = job->max_tokens > 0 ? cap.ProjectedBranchPages(job->max_tokens) : 0;
     for (Branch& b : job->branches) {
       if (b.phase != BranchPhase::kWaiting && b.phase != BranchPhase::kPreempted) continue;
-      if (total_running >= config_.max_running_branches) break;
+      if (step.total_running >= config_.max_running_branches) break;
       // Nothing running at all: start one branch whatever its projection, so work proceeds.
-      const bool first = total_running == 0;
-      if (cap.ForkBound() > budget || (!first && committed + projected > budget)) {
-        d.capacity_limited = true;
+      const bool first = step.total_running == 0;
+      if (cap.ForkBound() > step.budget || (!first && committed + projected > step.budget)) {
+        step.d.capacity_limited = true;
         break;
       }
       committed += projected;
       b.seq = NewSeq();
       b.replay_pending = b.phase == BranchPhase::kPreempted && !b.tokens.empty();
       b.phase = BranchPhase::kRunning;
-      fork.children.push_back({b.index, b.seq});
-      budget -= cap.ForkBound();
-      ++total_running;
+      fork.children.push_back({b.index, b.seq, b.sampling});
+      step.budget -= cap.ForkBound();
+      ++step.total_running;
     }
-    if (!fork.children.empty()) d.forks.push_back(std::move(fork));
+    if (!fork.children.empty()) step.d.forks.push_back(std::move(fork));
   }
-  d.reserved_pages = cap.free_pages - budget;
-  return d;
 }
 
 }  // namespace rami::coordinator

@@ -8,7 +8,6 @@
 #pragma once
 
 #include <cstdint>
-#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -37,18 +36,32 @@ struct PlannedPrefill {
   bool create = false;
   bool sample = false;
   int64_t generated_tokens = 0;  // > 0: a replay of the branch's own tokens
+  // With `create`: the sequence's sampling parameters (a root never samples; it carries those
+  // of the job's first branch on the group).
+  SamplingParams sampling;
+};
+
+struct PlannedDecode {
+  SeqId seq = 0;
+  BranchRef owner;
+};
+
+struct PlannedForkChild {
+  int branch = 0;  // the branch's index in its job
+  SeqId seq = 0;   // its new sequence
+  SamplingParams sampling;
 };
 
 struct PlannedFork {
   SeqId parent = 0;
   JobId job = 0;
-  std::vector<std::pair<int, SeqId>> children;  // (branch index, new sequence)
+  std::vector<PlannedForkChild> children;
 };
 
 struct StepDecision {
   std::vector<SeqId> frees;
   std::vector<PlannedPrefill> prefills;
-  std::vector<std::pair<SeqId, BranchRef>> decodes;
+  std::vector<PlannedDecode> decodes;
   std::vector<PlannedFork> forks;
   std::vector<BranchRef> preempted;  // branches freed by this plan, to be recomputed
   int64_t reserved_pages = 0;        // the plan's page bound
@@ -67,7 +80,16 @@ class Scheduler {
   StepDecision Plan(const std::vector<Job*>& jobs, const Capacity& capacity);
 
  private:
+  // One step's plan in the making: the decision and what is left of its budgets.
+  struct Step;
+
   SeqId NewSeq() { return next_seq_++; }
+  // The phases of Plan, in order; each spends what the previous ones left.
+  void PlanFrees(const std::vector<Job*>& jobs, Step& step);
+  void PlanDecodes(const std::vector<Job*>& jobs, Step& step);
+  void PlanReplays(const std::vector<Job*>& jobs, Step& step);
+  void PlanPrefills(const std::vector<Job*>& jobs, Step& step);
+  void PlanForks(const std::vector<Job*>& jobs, Step& step);
 
   SchedulerConfig config_;
   SeqId next_seq_ = 1;

@@ -4,7 +4,7 @@
 
 #include "coordinator/api/model_front_end.h"
 #include "coordinator/api/server_limits.h"
-#include "coordinator/service/job_runner.h"
+#include "coordinator/runner/job_runner.h"
 #include "rami/v1/inference.grpc.pb.h"
 
 namespace rami::coordinator {

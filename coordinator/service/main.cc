@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <string>
 #include <thread>
-#include <vector>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
@@ -16,14 +15,12 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "base/server_process.h"
+#include "coordinator/service/coordinator_config.h"
 #include "coordinator/service/inference_service.h"
-#include "coordinator/service/worker_discovery.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "address of the public API (port 0: any)");
 ABSL_FLAG(std::string, port_file, "", "write the bound port to this file once serving");
@@ -74,6 +71,8 @@ ABSL_FLAG(bool, lookahead, false, "send step t+1 before step t's results arrive"
 
 namespace {
 
+using rami::coordinator::CoordinatorConfig;
+
 int Fail(const std::string& message) {
   std::fprintf(stderr, "rami-coordinator: %s\n", message.c_str());
   return 1;
@@ -85,6 +84,85 @@ std::string HostName() {
   return name;
 }
 
+CoordinatorConfig ConfigFromFlags() {
+  CoordinatorConfig c;
+  c.listen = absl::GetFlag(FLAGS_listen);
+  c.port_file = absl::GetFlag(FLAGS_port_file);
+  c.workers = absl::GetFlag(FLAGS_workers);
+  c.worker_discovery = absl::GetFlag(FLAGS_worker_discovery);
+  c.dns.tp = absl::GetFlag(FLAGS_tp);
+  c.dns.port = absl::GetFlag(FLAGS_worker_port);
+  c.dns.workers_per_pod = absl::GetFlag(FLAGS_workers_per_pod);
+  c.dns.max_groups = absl::GetFlag(FLAGS_max_groups);
+  c.discovery_interval_seconds = absl::GetFlag(FLAGS_discovery_interval);
+  c.coordinator_id = absl::GetFlag(FLAGS_coordinator_id);
+  c.lease_seconds = absl::GetFlag(FLAGS_lease_seconds);
+  c.startup_timeout_seconds = absl::GetFlag(FLAGS_startup_timeout);
+  c.drain_timeout_seconds = absl::GetFlag(FLAGS_drain_timeout);
+  c.model_dir = absl::GetFlag(FLAGS_model_dir);
+  c.model_name = absl::GetFlag(FLAGS_model_name);
+  c.cache_policy = absl::GetFlag(FLAGS_cache_policy);
+  c.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
+  c.device = absl::GetFlag(FLAGS_device);
+  c.dtype = absl::GetFlag(FLAGS_dtype);
+  c.enforce_eager = absl::GetFlag(FLAGS_enforce_eager);
+  c.gpu_memory_utilization = absl::GetFlag(FLAGS_gpu_memory_utilization);
+  c.page_size = absl::GetFlag(FLAGS_page_size);
+  c.collective_timeout_seconds = absl::GetFlag(FLAGS_collective_timeout);
+  c.limits.max_n = absl::GetFlag(FLAGS_max_n);
+  c.limits.max_tokens_default = absl::GetFlag(FLAGS_max_tokens_default);
+  c.limits.queue_limit = absl::GetFlag(FLAGS_queue_limit);
+  c.scheduler.max_step_tokens = absl::GetFlag(FLAGS_max_step_tokens);
+  c.scheduler.max_step_sequences = absl::GetFlag(FLAGS_max_step_sequences);
+  c.scheduler.max_prefill_chunk = absl::GetFlag(FLAGS_max_prefill_chunk);
+  // Room for four jobs of the largest n at once.
+  c.scheduler.max_running_branches = 4 * c.limits.max_n;
+  c.lookahead = absl::GetFlag(FLAGS_lookahead);
+  return c;
+}
+
+// With a fixed list of groups, serve only once one of them has loaded (a bad model or flag
+// ends the process here, with the workers' error). Returns false when SIGTERM came first.
+bool WaitForWorkers(rami::coordinator::JobRunner& runner, const CoordinatorConfig& config,
+                    int signals, absl::Status* status) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(config.startup_timeout_seconds);
+  do {
+    *status = runner.WaitUntilServing(
+        std::min(absl::Milliseconds(200), std::max(deadline - absl::Now(), absl::ZeroDuration())));
+    if (rami::TerminationRequested(signals, 0)) return false;
+  } while (status->code() == absl::StatusCode::kDeadlineExceeded && absl::Now() < deadline);
+  return true;
+}
+
+// grpc.health.v1 ("" and rami.v1.Inference) follows the worker groups: SERVING while one
+// serves. "rami.liveness" is SERVING while the process runs (a liveness probe must not
+// restart a coordinator that merely waits for workers). On SIGTERM: drain — refuse new jobs
+// (and report NOT_SERVING so load balancers move away), let the running ones finish.
+void ServeUntilSignal(grpc::Server& server, rami::coordinator::JobRunner& runner,
+                      const CoordinatorConfig& config, int signals) {
+  grpc::HealthCheckServiceInterface* health = server.GetHealthCheckService();
+  health->SetServingStatus("rami.liveness", true);
+  absl::Notification stop;
+  std::atomic<bool> draining = false;
+  std::thread health_thread([&] {
+    do {
+      health->SetServingStatus(runner.healthy() && !draining);
+      health->SetServingStatus("rami.liveness", true);
+    } while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(500)));
+  });
+  rami::WaitForTerminationSignal(signals);
+  draining = true;
+  health->SetServingStatus(false);
+  health->SetServingStatus("rami.liveness", true);
+  runner.StartDrain();
+  const absl::Time drain_deadline = absl::Now() + absl::Seconds(config.drain_timeout_seconds);
+  while (runner.Stats().jobs_active > 0 && absl::Now() < drain_deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  stop.Notify();
+  health_thread.join();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -93,136 +171,41 @@ int main(int argc, char** argv) {
       "--worker_discovery=file:PATH|dns:TEMPLATE) [--listen=ADDR]");
   absl::ParseCommandLine(argc, argv);
   const int signals = rami::CatchTerminationSignals();
-
-  const std::string workers = absl::GetFlag(FLAGS_workers);
-  const std::string discovery_flag = absl::GetFlag(FLAGS_worker_discovery);
-  if (workers.empty() == discovery_flag.empty()) {
-    return Fail("exactly one of --workers and --worker_discovery is required");
-  }
-  rami::coordinator::DnsDiscoveryOptions dns;
-  dns.tp = absl::GetFlag(FLAGS_tp);
-  dns.port = absl::GetFlag(FLAGS_worker_port);
-  dns.workers_per_pod = absl::GetFlag(FLAGS_workers_per_pod);
-  dns.max_groups = absl::GetFlag(FLAGS_max_groups);
+  const CoordinatorConfig config = ConfigFromFlags();
+  if (absl::Status s = config.Validate(); !s.ok()) return Fail(std::string(s.message()));
   absl::StatusOr<std::unique_ptr<rami::coordinator::WorkerDiscovery>> discovery =
-      rami::coordinator::MakeDiscovery(workers.empty() ? discovery_flag : "static:" + workers, dns);
-  if (!discovery.ok()) return Fail(discovery.status().ToString());
+      config.Discovery();
+  if (!discovery.ok()) return Fail(std::string(discovery.status().message()));
   const bool fixed = (*discovery)->fixed();
-  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
-  if (model_dir.empty()) return Fail("--model_dir is required");
-  const double lease_seconds = absl::GetFlag(FLAGS_lease_seconds);
-  if (!(lease_seconds >= 1 && lease_seconds <= 3600)) {
-    return Fail(absl::StrCat("--lease_seconds: expected 1…3600, found ", lease_seconds));
-  }
-  const double interval = absl::GetFlag(FLAGS_discovery_interval);
-  if (!(interval >= 0.05 && interval <= 3600)) {
-    return Fail(absl::StrCat("--discovery_interval: expected 0.05…3600, found ", interval));
-  }
-  const absl::StatusOr<rami::Device> device = rami::ParseDevice(absl::GetFlag(FLAGS_device));
-  if (!device.ok()) return Fail(absl::StrCat("--", device.status().message()));
-  const absl::StatusOr<rami::ComputeDType> dtype =
-      rami::ParseComputeDType(absl::GetFlag(FLAGS_dtype));
-  if (!dtype.ok()) return Fail(absl::StrCat("--", dtype.status().message()));
-  if (absl::Status s = rami::ResolveComputeDType(*device, *dtype).status(); !s.ok()) {
-    return Fail(absl::StrCat("--", s.message(), " (--device)"));
-  }
-  const double fraction = absl::GetFlag(FLAGS_gpu_memory_utilization);
-  if (!(fraction > 0 && fraction <= 1)) {
-    return Fail(absl::StrCat("--gpu_memory_utilization: expected (0, 1], found ", fraction));
-  }
-
   absl::StatusOr<rami::api::ModelFrontEnd> model =
-      rami::api::ModelFrontEnd::Load(model_dir, absl::GetFlag(FLAGS_model_name));
+      rami::api::ModelFrontEnd::Load(config.model_dir, config.model_name);
   if (!model.ok()) return Fail(model.status().ToString());
-  rami::api::ServerLimits limits;
-  limits.max_n = absl::GetFlag(FLAGS_max_n);
-  limits.max_tokens_default = absl::GetFlag(FLAGS_max_tokens_default);
-  limits.queue_limit = absl::GetFlag(FLAGS_queue_limit);
-  if (absl::Status s = limits.Validate(); !s.ok()) return Fail(s.ToString());
-  rami::coordinator::RunnerConfig config;
-  config.scheduler.max_step_tokens = absl::GetFlag(FLAGS_max_step_tokens);
-  config.scheduler.max_step_sequences = absl::GetFlag(FLAGS_max_step_sequences);
-  config.scheduler.max_prefill_chunk = absl::GetFlag(FLAGS_max_prefill_chunk);
-  config.scheduler.max_running_branches = 4 * limits.max_n;
-  config.queue_limit = limits.queue_limit;
-  config.lookahead = absl::GetFlag(FLAGS_lookahead);
-  if (absl::Status s = config.scheduler.Validate(); !s.ok()) return Fail(s.ToString());
-  config.load.model_dir = model_dir;
-  config.load.cache_policy = absl::GetFlag(FLAGS_cache_policy);
-  config.load.page_size = absl::GetFlag(FLAGS_page_size);
-  config.load.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
-  config.load.collective_timeout_seconds = absl::GetFlag(FLAGS_collective_timeout);
-  config.load.gpu_memory_utilization = fraction;
-  config.load.max_step_tokens = config.scheduler.max_step_tokens;
-  config.load.max_step_sequences =
-      std::min(config.scheduler.max_step_sequences, config.scheduler.max_step_tokens);
-  config.load.device = *device;
-  config.load.dtype = *dtype;
-  config.load.enforce_eager = absl::GetFlag(FLAGS_enforce_eager);
-  config.load.lease_seconds = lease_seconds;
-  config.coordinator_id = absl::GetFlag(FLAGS_coordinator_id);
-  if (config.coordinator_id.empty()) config.coordinator_id = HostName();
-  config.discovery_interval = absl::Seconds(interval);
 
-  rami::coordinator::JobRunner runner(config, *std::move(discovery), &*model);
+  rami::coordinator::JobRunner runner(config.Runner(HostName()), *std::move(discovery), &*model);
   if (fixed) {
-    // A fixed list of groups: serve only once one of them has loaded (a bad model or flag
-    // ends the process here, with the workers' error).
-    // SIGTERM meanwhile ends the wait (exit 0: nothing was served).
-    const absl::Time deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_startup_timeout));
     absl::Status s;
-    do {
-      s = runner.WaitUntilServing(std::min(absl::Milliseconds(200),
-                                           std::max(deadline - absl::Now(), absl::ZeroDuration())));
-      if (rami::TerminationRequested(signals, 0)) return 0;
-    } while (s.code() == absl::StatusCode::kDeadlineExceeded && absl::Now() < deadline);
+    if (!WaitForWorkers(runner, config, signals, &s)) return 0;  // nothing was served
     if (!s.ok()) {
       return Fail(absl::StrCat("loading the model on the workers (--startup_timeout ",
-                               absl::GetFlag(FLAGS_startup_timeout), " s): ", s.ToString()));
+                               config.startup_timeout_seconds, " s): ", s.ToString()));
     }
   }
-  rami::coordinator::InferenceService service(&*model, limits, &runner);
+  rami::coordinator::InferenceService service(&*model, config.limits, &runner);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0)
-    return Fail("cannot listen on " + absl::GetFlag(FLAGS_listen));
-  rami::WritePortFile(absl::GetFlag(FLAGS_port_file), port);
+  if (server == nullptr || port == 0) return Fail("cannot listen on " + config.listen);
+  rami::WritePortFile(config.port_file, port);
   std::printf("rami-coordinator: %s, serving rami.v1.Inference on port %d (%s)\n",
-              model->name().c_str(), port, fixed ? "static worker groups" : discovery_flag.c_str());
+              model->name().c_str(), port,
+              fixed ? "static worker groups" : config.worker_discovery.c_str());
   std::fflush(stdout);
 
-  // grpc.health.v1 ("" and rami.v1.Inference) follows the worker groups: SERVING while one
-  // serves. "rami.liveness" is SERVING while the process runs (a liveness probe must not
-  // restart a coordinator that merely waits for workers).
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  health->SetServingStatus("rami.liveness", true);
-  absl::Notification stop;
-  std::atomic<bool> draining = false;
-  std::thread health_thread([&] {
-    do {
-      const bool serving = runner.healthy() && !draining;
-      health->SetServingStatus(serving);
-      health->SetServingStatus("rami.liveness", true);
-    } while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(500)));
-  });
-  rami::WaitForTerminationSignal(signals);
-  // Drain: refuse new jobs (and report NOT_SERVING so load balancers move away), let the
-  // running ones finish, then stop.
-  draining = true;
-  health->SetServingStatus(false);
-  health->SetServingStatus("rami.liveness", true);
-  runner.StartDrain();
-  const absl::Time drain_deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_timeout));
-  while (runner.Stats().jobs_active > 0 && absl::Now() < drain_deadline) {
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  stop.Notify();
-  health_thread.join();
+  ServeUntilSignal(*server, runner, config, signals);
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   server->Wait();
   std::printf("rami-coordinator: stopped\n");

@@ -118,11 +118,13 @@ TEST(ModelFrontEndTest, LoadsTokenizerTemplateAndEos) {
   EXPECT_EQ(qwen.vocab_size(), 1216);
   EXPECT_EQ(qwen.max_context(), 128);
   EXPECT_THAT(qwen.eos_token_ids(), ElementsAre(1202, 1200));  // generation_config.json
+  EXPECT_THAT(qwen.config_eos_token_ids(), IsEmpty());         // config.json has none
   EXPECT_NE(qwen.tokenizer(), nullptr);
   EXPECT_TRUE(qwen.has_chat_template());
 
   ModelFrontEnd llama = testing::LoadOrDie(testing::Llama3ModelDir());
   EXPECT_THAT(llama.eos_token_ids(), ElementsAre(1201));  // config.json
+  EXPECT_THAT(llama.config_eos_token_ids(), ElementsAre(1201));
   auto named = ModelFrontEnd::Load(testing::Llama3ModelDir(), "llama-3.1-tiny");
   ASSERT_TRUE(named.ok()) << named.status();
   EXPECT_EQ(named->name(), "llama-3.1-tiny");
@@ -216,7 +218,7 @@ TEST(ModelFrontEndTest, TemplateErrorsAreInvalidArgument) {
       "{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}",
       {});
   ASSERT_TRUE(tmpl.ok()) << tmpl.status();
-  ModelFrontEnd model(ModelSpec{"strict", 1216, 128, {}}, std::move(*tok), std::move(*tmpl));
+  ModelFrontEnd model(ModelSpec{"strict", 1216, 128, {}, {}}, std::move(*tok), std::move(*tmpl));
   GenerateRequest r;
   rami::v1::ChatMessage* m = r.mutable_messages()->add_messages();
   m->set_role("system");

@@ -217,8 +217,8 @@ class RequestValidationTest : public ::testing::Test {
     auto tok =
         tokenizer::Tokenizer::FromDirectory(rami::testing::GoldenTokenizerDir() + "/data/qwen2");
     ASSERT_TRUE(tok.ok()) << tok.status();
-    qwen_no_template_ =
-        new ModelFrontEnd(ModelSpec{"qwen_no_template", 1216, 128, {1202}}, std::move(*tok));
+    qwen_no_template_ = new ModelFrontEnd(ModelSpec{"qwen_no_template", 1216, 128, {1202}, {1202}},
+                                          std::move(*tok));
   }
   static void TearDownTestSuite() {
     delete qwen_;

@@ -21,7 +21,9 @@
 namespace rami::api::testing {
 
 // Like tests/golden/models/qwen3_dms (vocab 256, 512 positions), with EOS id 0.
-inline ModelFrontEnd TinyModel() { return ModelFrontEnd(ModelSpec{"qwen3_dms", 256, 512, {0}}); }
+inline ModelFrontEnd TinyModel() {
+  return ModelFrontEnd(ModelSpec{"qwen3_dms", 256, 512, {0}, {0}});
+}
 
 // The `now` of every validation in these tests.
 inline const absl::Time kNow = absl::FromUnixSeconds(1'700'000'000);

@@ -1,7 +1,7 @@
 // Worker discovery sources: the group list syntax, the file source re-read, and the DNS
 // source's host templates (StatefulSet pods of one or many GPUs, LeaderWorkerSet groups)
 // against a fake resolver.
-#include "coordinator/service/worker_discovery.h"
+#include "coordinator/groups/worker_discovery.h"
 
 #include <cstdio>
 #include <fstream>

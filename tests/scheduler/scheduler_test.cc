@@ -51,6 +51,9 @@ TEST(Scheduler, PrefillsThePromptOnceInChunksThenForks) {
     const StepDecision d = s.Plan(jobs, Pages(1000));
     ASSERT_EQ(d.prefills.size(), 1u);
     EXPECT_EQ(d.prefills[0].create, steps == 0);
+    if (steps == 0) {
+      EXPECT_EQ(d.prefills[0].sampling.seed, 100u);  // the first branch's
+    }
     EXPECT_FALSE(d.prefills[0].sample);
     EXPECT_LE(d.prefills[0].tokens.size(), 16u);
     fed.insert(fed.end(), d.prefills[0].tokens.begin(), d.prefills[0].tokens.end());
@@ -58,6 +61,9 @@ TEST(Scheduler, PrefillsThePromptOnceInChunksThenForks) {
       ASSERT_EQ(d.forks.size(), 1u);  // the step of the last chunk forks all 8 branches
       EXPECT_EQ(d.forks[0].parent, job.root);
       EXPECT_EQ(d.forks[0].children.size(), 8u);
+      for (const PlannedForkChild& child : d.forks[0].children) {
+        EXPECT_EQ(child.sampling.seed, 100u + child.branch);  // each child its own stream
+      }
     } else {
       EXPECT_TRUE(d.forks.empty());
     }
@@ -112,7 +118,7 @@ TEST(Scheduler, ForksWhatFitsAndTheRestLater) {
   EXPECT_EQ(first.forks[0].children.size(), 4u);
   EXPECT_EQ(job.RunningBranches(), 4);
   Capacity cap = Pages(1000);
-  for (const auto& [branch, seq] : first.forks[0].children) cap.decode_need[seq] = 0;
+  for (const PlannedForkChild& child : first.forks[0].children) cap.decode_need[child.seq] = 0;
   const StepDecision second = s.Plan(jobs, cap);
   EXPECT_EQ(second.decodes.size(), 4u);
   ASSERT_EQ(second.forks.size(), 1u);
@@ -136,8 +142,8 @@ TEST(Scheduler, PreemptsTheYoungestAndReplaysThemLater) {
   }
   const StepDecision d = s.Plan(jobs, cap);
   ASSERT_EQ(d.decodes.size(), 2u);
-  EXPECT_EQ(d.decodes[0].second.job, 1);
-  EXPECT_EQ(d.decodes[1].second.job, 1);
+  EXPECT_EQ(d.decodes[0].owner.job, 1);
+  EXPECT_EQ(d.decodes[1].owner.job, 1);
   ASSERT_EQ(d.preempted.size(), 2u);
   EXPECT_EQ(d.preempted[0].job, 2);
   EXPECT_EQ(d.preempted[0].branch, 1);  // the youngest first

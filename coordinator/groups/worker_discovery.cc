@@ -1,5 +1,5 @@
 // Worker group sources: static, file, DNS.
-#include "coordinator/service/worker_discovery.h"
+#include "coordinator/groups/worker_discovery.h"
 
 #include <netdb.h>
 #include <sys/socket.h>

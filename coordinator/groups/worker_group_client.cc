@@ -1,5 +1,5 @@
 // Lockstep control of a worker group over gRPC.
-#include "coordinator/service/worker_group_client.h"
+#include "coordinator/groups/worker_group_client.h"
 
 #include <thread>
 
@@ -32,7 +32,8 @@ WorkerGroupClient::WorkerGroupClient(std::vector<std::string> addresses)
 
 WorkerGroupClient::~WorkerGroupClient() { Cancel(/*forever=*/true); }
 
-absl::StatusOr<v1::LoadShardResponse> WorkerGroupClient::Load(const GroupLoadOptions& o) {
+absl::StatusOr<std::vector<v1::LoadShardResponse>> WorkerGroupClient::Load(
+    const GroupLoadOptions& o) {
   std::vector<grpc::ClientContext> contexts(ranks_.size());
   {
     absl::MutexLock lock(&streams_mu_);
@@ -90,17 +91,12 @@ absl::StatusOr<v1::LoadShardResponse> WorkerGroupClient::Load(const GroupLoadOpt
   }
   lease_holder_ = o.lease_holder;
   lease_epoch_ = o.lease_epoch;
-  v1::LoadShardResponse merged = responses[0];
-  for (const v1::LoadShardResponse& r : responses) {
-    merged.set_num_pages(std::min(merged.num_pages(), r.num_pages()));
-    merged.set_num_kv_heads(std::max(merged.num_kv_heads(), r.num_kv_heads()));
-  }
   absl::MutexLock lock(&streams_mu_);
   for (auto& rank : ranks_) {
     rank->step_ctx = std::make_unique<grpc::ClientContext>();
     rank->step = rank->stub->Step(rank->step_ctx.get());
   }
-  return merged;
+  return responses;
 }
 
 absl::Status WorkerGroupClient::Send(const v1::StepPlan& plan) {

@@ -1,5 +1,5 @@
 // Branch text, confidence and stop conditions.
-#include "coordinator/service/branch_output.h"
+#include "coordinator/runner/branch_output.h"
 
 #include <algorithm>
 

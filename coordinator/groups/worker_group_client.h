@@ -45,9 +45,9 @@ class WorkerGroupClient {
   ~WorkerGroupClient();
 
   int size() const { return static_cast<int>(addresses_.size()); }
-  // Loads the model on every rank concurrently and opens the Step streams. Returns rank 0's
-  // response (pages are min-ed over ranks, KV heads max-ed).
-  absl::StatusOr<worker::v1::LoadShardResponse> Load(const GroupLoadOptions& options);
+  // Loads the model on every rank concurrently and opens the Step streams. Returns every
+  // rank's response, in rank order (WorkerGroup::OnLoaded checks and merges them).
+  absl::StatusOr<std::vector<worker::v1::LoadShardResponse>> Load(const GroupLoadOptions& options);
   // Runs one plan on every rank. A rank's step error is returned as that error; results of
   // ranks whose sampled tokens disagree are an INTERNAL error. On success: one result per rank.
   absl::StatusOr<std::vector<worker::v1::StepResult>> Step(const worker::v1::StepPlan& plan);

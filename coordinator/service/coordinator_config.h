@@ -1,0 +1,54 @@
+// CoordinatorConfig: everything rami-coordinator's flags say, as one struct that main.cc
+// fills and Validate() checks before anything starts (each error names the flag and its
+// range); then turned into the limits, the runner's config and the discovery source.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "coordinator/api/server_limits.h"
+#include "coordinator/groups/worker_discovery.h"
+#include "coordinator/runner/job_runner.h"
+
+namespace rami::coordinator {
+
+struct CoordinatorConfig {
+  std::string listen = "127.0.0.1:50051";
+  std::string port_file;
+  // Exactly one of: static groups ("h:p,h:p;h:p") or a discovery source (file:, dns:).
+  std::string workers;
+  std::string worker_discovery;
+  DnsDiscoveryOptions dns;  // host_template comes from worker_discovery
+  double discovery_interval_seconds = 5;
+  std::string coordinator_id;  // "" = the host name
+  double lease_seconds = 15;
+  double startup_timeout_seconds = 300;
+  double drain_timeout_seconds = 30;
+  // The model and how the workers load it.
+  std::string model_dir;
+  std::string model_name;
+  std::string cache_policy;
+  int64_t kv_cache_bytes = 256 << 20;
+  std::string device = "cpu";
+  std::string dtype;
+  bool enforce_eager = false;
+  double gpu_memory_utilization = 0.9;
+  int page_size = 16;
+  double collective_timeout_seconds = 30;
+  // Requests and the scheduler.
+  api::ServerLimits limits;
+  SchedulerConfig scheduler;
+  bool lookahead = false;
+
+  // INVALID_ARGUMENT naming the first flag out of range (as --flag).
+  absl::Status Validate() const;
+
+  // The rest need a config that passed Validate().
+  // The runner's config; `host_name` is the lease holder when coordinator_id is "".
+  RunnerConfig Runner(const std::string& host_name) const;
+  absl::StatusOr<std::unique_ptr<WorkerDiscovery>> Discovery() const;
+};
+
+}  // namespace rami::coordinator
