@@ -4,8 +4,8 @@
 // same compression ratio at any tensor-parallel degree.
 #include "coordinator/groups/worker_group.h"
 
-#include "gmock/gmock.h"
 #include "absl/time/clock.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace rami::coordinator {
