@@ -185,18 +185,30 @@ absl::StatusOr<absl::Time> ValidateDeadline(const GenerateRequest& request, absl
   return deadline;
 }
 
-// max_tokens against the context, now that the prompt's length is known.
-absl::StatusOr<int32_t> ResolveMaxTokens(int32_t requested, int64_t prompt_tokens, int64_t context,
-                                         const ServerLimits& limits) {
+// The prompt against max_prompt_tokens and the context (which must leave room for a token
+// when the request `generates`).
+absl::Status CheckPromptLength(int64_t prompt_tokens, int64_t context, const ServerLimits& limits,
+                               bool generates) {
   if (limits.max_prompt_tokens > 0 && prompt_tokens > limits.max_prompt_tokens) {
     return Invalid(absl::StrCat("input: the prompt has ", prompt_tokens,
                                 " tokens, more than max_prompt_tokens (", limits.max_prompt_tokens,
                                 ")"));
   }
-  if (prompt_tokens >= context) {
+  if (generates && prompt_tokens >= context) {
     return Invalid(absl::StrCat("input: the prompt has ", prompt_tokens, " tokens; the context (",
                                 context, ") leaves no room to generate"));
   }
+  if (prompt_tokens > context) {
+    return Invalid(absl::StrCat("input: the prompt has ", prompt_tokens,
+                                " tokens, more than the context (", context, ")"));
+  }
+  return absl::OkStatus();
+}
+
+// max_tokens against the context, now that the prompt's length is known.
+absl::StatusOr<int32_t> ResolveMaxTokens(int32_t requested, int64_t prompt_tokens, int64_t context,
+                                         const ServerLimits& limits) {
+  RAMI_RETURN_IF_ERROR(CheckPromptLength(prompt_tokens, context, limits, /*generates=*/true));
   if (requested == 0) {  // the server's default, shortened to fit the context
     return static_cast<int32_t>(
         std::min<int64_t>(limits.max_tokens_default, context - prompt_tokens));
@@ -232,11 +244,27 @@ absl::StatusOr<ValidatedRequest> ValidateRequest(const GenerateRequest& request,
   RAMI_ASSIGN_OR_RETURN(out.deadline, ValidateDeadline(request, now));
   out.stream_deltas = request.stream_deltas();
 
+  if (request.has_prompt_logprobs()) {
+    if (request.prompt_logprobs() < 0 || request.prompt_logprobs() > limits.max_logprobs) {
+      return OutOfRange("prompt_logprobs", request.prompt_logprobs(), 0, limits.max_logprobs);
+    }
+    out.prompt_logprobs = request.prompt_logprobs();
+  }
+  if (request.score_only() && !out.prompt_logprobs.has_value()) {
+    return Invalid("score_only: needs prompt_logprobs (scoring the prompt is all it does)");
+  }
+
   RAMI_ASSIGN_OR_RETURN(out.prompt_token_ids, model.InputIds(request));
-  RAMI_ASSIGN_OR_RETURN(
-      out.stopping.max_tokens,
-      ResolveMaxTokens(request.stopping().max_tokens(),
-                       static_cast<int64_t>(out.prompt_token_ids.size()), context, limits));
+  const auto prompt_tokens = static_cast<int64_t>(out.prompt_token_ids.size());
+  if (request.score_only()) {  // nothing is generated: the prompt may fill the context
+    RAMI_RETURN_IF_ERROR(CheckPromptLength(prompt_tokens, context, limits, /*generates=*/false));
+    out.score_only = true;
+    out.n = 0;
+    out.stopping.max_tokens = 0;
+    return out;
+  }
+  RAMI_ASSIGN_OR_RETURN(out.stopping.max_tokens, ResolveMaxTokens(request.stopping().max_tokens(),
+                                                                  prompt_tokens, context, limits));
   return out;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,7 +46,7 @@ struct AggregationOptions {
 struct ValidatedRequest {
   std::string model;                      // the served model's name
   std::vector<int32_t> prompt_token_ids;  // non-empty, inside the vocabulary
-  int32_t n = 1;                          // branches, [1, max_n]
+  int32_t n = 1;                          // branches, [1, max_n]; 0 with score_only
   // The public API defaults applied (temperature 1); branch i samples with seed + i (wrapping).
   SamplingParams sampling;
   StoppingOptions stopping;
@@ -54,6 +55,9 @@ struct ValidatedRequest {
   int32_t priority = 0;                          // higher first; FCFS within a priority
   absl::Time deadline = absl::InfiniteFuture();  // in the future when validated
   bool stream_deltas = false;
+  // Score the prompt with this many top alternatives per token, [0, max_logprobs].
+  std::optional<int32_t> prompt_logprobs;
+  bool score_only = false;  // with prompt_logprobs: no branches, stopping.max_tokens 0
 };
 
 }  // namespace rami::api

@@ -111,6 +111,7 @@ wv1::StepPlan WorkerGroup::ToWorkerPlan(const StepDecision& d) {
     chunk->set_create(p.create);
     chunk->set_sample(p.sample);
     chunk->set_generated_tokens(p.generated_tokens);
+    chunk->set_prompt_logprobs(p.prompt_logprobs);
     if (p.create) *chunk->mutable_sampling() = proto::SamplingToProto(p.sampling);
     owner_[p.seq] = p.owner;
   }

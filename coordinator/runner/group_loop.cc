@@ -174,9 +174,20 @@ void JobRunner::ApplyResults(WorkerGroup& g, const std::vector<wv1::StepResult>&
     if (t.index() < static_cast<int64_t>(b->tokens.size())) continue;  // a replay's re-sample
     AcceptToken(job, *b, t);
   }
+  // Scored prompt tokens to their jobs (from the roots' chunks).
+  for (const wv1::PromptLogprobs& scored : results[0].prompt_logprobs()) {
+    const BranchRef* owner = g.Owner(scored.seq_id());
+    if (owner == nullptr || owner->branch >= 0) continue;
+    auto it = jobs_.find(owner->job);
+    if (it != jobs_.end() && !it->second->done) it->second->RecordPromptLogprobs(scored);
+  }
   // Pruning, then jobs whose branches are all done; progress for the others.
   for (auto& [id, job] : jobs_) {
     if (job->done || !job->parts.count(g.id())) continue;
+    if (job->score_only()) {
+      FinishScoreOnly(g, *job);
+      continue;
+    }
     PruneBranches(*job);
     if (job->AllBranchesFinished()) {
       FinishJob(*job);
@@ -184,6 +195,18 @@ void JobRunner::ApplyResults(WorkerGroup& g, const std::vector<wv1::StepResult>&
                absl::Now() - job->progress_sent > absl::Milliseconds(100)) {
       SendProgress(*job);
     }
+  }
+}
+
+void JobRunner::FinishScoreOnly(WorkerGroup& g, JobState& job) {
+  if (job.PromptScored()) {
+    FinishJob(job);
+  } else if (job.RootsPrefilled() && g.in_flight.empty()) {
+    // Every chunk's results are in and some positions are still missing: never wait forever.
+    FailJob(job,
+            absl::InternalError(absl::StrCat("worker group ", g.key(),
+                                             " returned no log-probs for some prompt tokens")),
+            /*retryable=*/false);
   }
 }
 
@@ -216,8 +239,10 @@ void JobRunner::Evacuate(WorkerGroup& g, const absl::Status& why) {
   std::fprintf(stderr, "rami-coordinator: group %d (%s): %s\n", g.id(), g.key().c_str(),
                why.ToString().c_str());
   for (auto& [id, job] : jobs_) {
+    if (!job->parts.count(g.id())) continue;
     std::vector<Branch> moving = job->DropGroup(g.id());  // its sequences went with the group
-    if (job->done || moving.empty()) continue;
+    const bool root_only = job->n() == 0 && job->parts.empty();  // a score-only job's root
+    if (job->done || (moving.empty() && !root_only)) continue;
     stats_.relocated_branches += static_cast<int64_t>(moving.size());
     job->relocated_branches += static_cast<int>(moving.size());
     if (++job->relocations > config_.max_relocations) {

@@ -143,6 +143,8 @@ void FinishJob(JobState& job) {
     generated += tokens;
   }
   FillUsage(job, generated, result->mutable_usage());
+  for (rami::v1::TokenLogprobs& t : job.PromptLogprobs())
+    *result->add_prompt_logprobs() = std::move(t);
   job.record.set_state(v1::GetJobResponse::FINISHED);
   job.record.set_branches_finished(static_cast<int32_t>(outcomes.size()));
   *job.record.mutable_result() = *result;

@@ -112,6 +112,10 @@ bool JobRunner::Place(JobState& job, std::vector<Branch> branches) {
     serving.push_back({id, &g->capacity(), Headroom(id, g->capacity(), jobs_)});
   }
   if (serving.empty()) return false;
+  if (job.n() == 0) {  // score-only: the root alone
+    if (job.parts.empty()) PlaceRoot(job, serving);
+    return true;
+  }
   for (int group : PlaceBranches(job, std::move(branches), serving)) {
     ++groups_.at(group)->branches_placed;
   }

@@ -75,6 +75,8 @@ class JobRunner {
   std::optional<worker::v1::StepPlan> PlanStep(WorkerGroup& g) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplyResults(WorkerGroup& g, const std::vector<worker::v1::StepResult>& results)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A score-only job on `g` after a step: finished once its prompt is scored.
+  void FinishScoreOnly(WorkerGroup& g, JobState& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // No step could be planned on `g` and none is in flight: unblock or drop finished jobs.
   void HandleIdle(WorkerGroup& g, const std::vector<Job*>& active)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -14,6 +14,8 @@ JobState::JobState(JobId id, api::ValidatedRequest request) : request_(std::move
   facts_.arrival = id;
   facts_.prompt = request_.prompt_token_ids;
   facts_.max_tokens = request_.stopping.max_tokens;
+  facts_.prompt_logprobs = request_.prompt_logprobs.has_value();
+  if (facts_.prompt_logprobs) prompt_logprobs_.resize(facts_.prompt.size());
 }
 
 absl::StatusOr<std::unique_ptr<JobState>> JobState::Create(JobId id, api::ValidatedRequest request,
@@ -31,6 +33,8 @@ absl::StatusOr<std::unique_ptr<JobState>> JobState::Create(JobId id, api::Valida
   }
   // Confidence needs the top-k alternatives even when the client asked for none.
   job->worker_logprobs = std::max(r.logprobs, pruning.confidence_top_k);
+  job->facts_.root_sampling = r.sampling;
+  job->facts_.root_sampling.logprobs = r.prompt_logprobs.value_or(0);
   for (int i = 0; i < r.n; ++i) {
     Branch b;
     b.index = i;
@@ -65,6 +69,13 @@ bool JobState::AddToGroup(int group, Branch b) {
   state.slot = static_cast<int>(part->second.branches.size());
   part->second.branches.push_back(std::move(b));
   return fresh;
+}
+
+void JobState::AddRootOnly(int group) {
+  parts.try_emplace(group, facts_);
+  if (std::find(groups_used.begin(), groups_used.end(), group) == groups_used.end()) {
+    groups_used.push_back(group);
+  }
 }
 
 std::vector<Branch> JobState::DropGroup(int group) {
@@ -108,6 +119,48 @@ bool JobState::Started() const {
     if (part.phase != JobPhase::kQueued) return true;
   }
   return false;
+}
+
+bool JobState::RootsPrefilled() const {
+  if (parts.empty()) return false;
+  for (const auto& [group, part] : parts) {
+    if (!part.root_ready) return false;
+  }
+  return true;
+}
+
+void JobState::RecordPromptLogprobs(const worker::v1::PromptLogprobs& scored) {
+  for (const worker::v1::PromptTokenLogprob& t : scored.tokens()) {
+    // Only positions of this prompt, each scoring its own token (a report is trusted no
+    // further than that).
+    if (t.position() < 1 || t.position() >= static_cast<int64_t>(prompt_logprobs_.size()) ||
+        t.token_id() != facts_.prompt[t.position()]) {
+      continue;
+    }
+    rami::v1::TokenLogprobs& out = prompt_logprobs_[t.position()].emplace();
+    out.set_token_id(t.token_id());
+    out.set_logprob(t.logprob());
+    for (const worker::v1::TokenLogprob& top : t.top()) {
+      rami::v1::TopLogprob* alt = out.add_top();
+      alt->set_token_id(top.token_id());
+      alt->set_logprob(top.logprob());
+    }
+  }
+}
+
+bool JobState::PromptScored() const {
+  for (size_t i = 1; i < prompt_logprobs_.size(); ++i) {
+    if (!prompt_logprobs_[i].has_value()) return false;
+  }
+  return true;
+}
+
+std::vector<rami::v1::TokenLogprobs> JobState::PromptLogprobs() const {
+  std::vector<rami::v1::TokenLogprobs> out;
+  for (size_t i = 1; i < prompt_logprobs_.size(); ++i) {
+    if (prompt_logprobs_[i].has_value()) out.push_back(*prompt_logprobs_[i]);
+  }
+  return out;
 }
 
 bool JobState::HoldsSequences() const {

@@ -22,6 +22,7 @@
 #include "coordinator/scheduler/capacity.h"
 #include "coordinator/scheduler/job.h"
 #include "rami/v1/inference.pb.h"
+#include "rami/worker/v1/worker.pb.h"
 
 namespace rami::coordinator {
 
@@ -56,6 +57,8 @@ class JobState {
   // Puts `b` on `group`'s part (created from the job's facts when the job is new there).
   // Returns true when the part is new.
   bool AddToGroup(int group, Branch b);
+  // A part on `group` with no branch (a score-only job: its root only).
+  void AddRootOnly(int group);
   // The group failed or left: its part (and its sequences) are gone. Returns its unfinished
   // branches' records, to be placed again.
   std::vector<Branch> DropGroup(int group);
@@ -71,6 +74,17 @@ class JobState {
   bool AllBranchesFinished() const { return FinishedBranches() == n(); }
   bool Started() const;         // a part has begun its prefill
   bool HoldsSequences() const;  // a root or branch still holds a worker sequence
+  bool score_only() const { return request_.score_only; }
+  // Whether every part's root has been planned to its last chunk.
+  bool RootsPrefilled() const;
+
+  // Prompt scoring (request.prompt_logprobs): a root chunk's scored tokens, by position (every
+  // group's root scores the same prompt; the last report wins). True once positions 1…P−1
+  // all have theirs.
+  void RecordPromptLogprobs(const worker::v1::PromptLogprobs& scored);
+  bool PromptScored() const;
+  // Positions 1…P−1 in order, those not scored left out.
+  std::vector<rami::v1::TokenLogprobs> PromptLogprobs() const;
 
   // Records `group`'s share of the job's KV at its last step and recomputes the totals over
   // the groups the job is still on.
@@ -105,6 +119,7 @@ class JobState {
   std::vector<BranchState> branches_;
   std::vector<Branch> unplaced_;
   std::map<int, KvUsage> kv_by_group_;
+  std::vector<std::optional<rami::v1::TokenLogprobs>> prompt_logprobs_;  // [P], by position
 };
 
 // The runner's jobs, by id (admission order).

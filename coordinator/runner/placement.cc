@@ -55,4 +55,19 @@ std::vector<int> PlaceBranches(JobState& job, std::vector<Branch> branches,
   return chosen;
 }
 
+int PlaceRoot(JobState& job, std::vector<PlacementGroup>& groups) {
+  RAMI_CHECK(!groups.empty(), "placement needs a serving group");
+  const int64_t prompt = static_cast<int64_t>(job.facts().prompt.size());
+  PlacementGroup* best = &groups[0];
+  for (PlacementGroup& g : groups) {
+    if (g.headroom - g.capacity->ChunkBound(prompt) >
+        best->headroom - best->capacity->ChunkBound(prompt)) {
+      best = &g;
+    }
+  }
+  job.AddRootOnly(best->id);
+  best->headroom -= best->capacity->ChunkBound(prompt);
+  return best->id;
+}
+
 }  // namespace rami::coordinator

@@ -32,4 +32,8 @@ int64_t Headroom(int group, const Capacity& capacity, const JobTable& jobs);
 std::vector<int> PlaceBranches(JobState& job, std::vector<Branch> branches,
                                std::vector<PlacementGroup>& groups);
 
+// A job without branches (score-only): its root goes where the most pages remain once its
+// prompt is counted. Returns the group. `groups` must not be empty.
+int PlaceRoot(JobState& job, std::vector<PlacementGroup>& groups);
+
 }  // namespace rami::coordinator

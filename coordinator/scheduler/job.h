@@ -47,6 +47,10 @@ struct Job {
   bool root_free_pending = false;
   JobPhase phase = JobPhase::kQueued;
   std::vector<Branch> branches;
+  // The root's sampling parameters (it never samples: `logprobs` is the top-n of its prompt
+  // scoring) and whether its chunks score the prompt (PrefillChunk.prompt_logprobs).
+  SamplingParams root_sampling;
+  bool prompt_logprobs = false;
 
   int RunningBranches() const;
   bool AllBranchesFinished() const;

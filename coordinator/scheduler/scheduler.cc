@@ -196,8 +196,9 @@ void Scheduler::PlanPrefills(const std::vector<Job*>& jobs, Step& step) {
       job->root = NewSeq();
       job->phase = JobPhase::kPrefilling;
       p.create = true;
-      p.sampling = job->branches.at(0).sampling;
+      p.sampling = job->root_sampling;
     }
+    p.prompt_logprobs = job->prompt_logprobs;
     p.seq = job->root;
     p.owner = {job->id, -1};
     p.tokens.assign(job->prompt.begin() + job->prefilled,

@@ -36,9 +36,9 @@ struct PlannedPrefill {
   bool create = false;
   bool sample = false;
   int64_t generated_tokens = 0;  // > 0: a replay of the branch's own tokens
-  // With `create`: the sequence's sampling parameters (a root never samples; it carries those
-  // of the job's first branch on the group).
+  // With `create`: the sequence's sampling parameters (the job's root_sampling).
   SamplingParams sampling;
+  bool prompt_logprobs = false;  // score the chunk's tokens (the job's root)
 };
 
 struct PlannedDecode {

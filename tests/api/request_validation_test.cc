@@ -123,6 +123,19 @@ std::vector<BadCase> BadCases() {
        [](ServerLimits* l) { l->max_prompt_tokens = 4; }},
       {"logprobs over 20", [](auto* r) { r->set_logprobs(21); }, kInvalid,
        "logprobs: must be in [0, 20], got 21"},
+      {"prompt_logprobs over 20", [](auto* r) { r->set_prompt_logprobs(21); }, kInvalid,
+       "prompt_logprobs: must be in [0, 20], got 21"},
+      {"negative prompt_logprobs", [](auto* r) { r->set_prompt_logprobs(-1); }, kInvalid,
+       "prompt_logprobs: must be in [0, 20], got -1"},
+      {"score_only without prompt_logprobs", [](auto* r) { r->set_score_only(true); }, kInvalid,
+       "score_only: needs prompt_logprobs"},
+      {"scored prompt over the context",
+       [](auto* r) {
+         SetTokens(r, 513);
+         r->set_prompt_logprobs(0);
+         r->set_score_only(true);
+       },
+       kInvalid, "input: the prompt has 513 tokens, more than the context (512)"},
       {"negative logprobs", [](auto* r) { r->set_logprobs(-1); }, kInvalid,
        "logprobs: must be in [0, 20], got -1"},
       {"unknown policy",

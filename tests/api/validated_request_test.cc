@@ -158,5 +158,21 @@ TEST(ServerLimitsTest, ValidateNamesTheField) {
   EXPECT_EQ(l.Validate().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ValidatedRequestTest, ScoreOnlyRunsNoBranchesAndMayFillTheContext) {
+  GenerateRequest r = BaseRequest();
+  r.set_n(4);
+  r.set_prompt_logprobs(2);
+  EXPECT_FALSE(ValidateRequest(r, Tiny(), ServerLimits(), kNow)->score_only);
+  EXPECT_EQ(*ValidateRequest(r, Tiny(), ServerLimits(), kNow)->prompt_logprobs, 2);
+  r.set_score_only(true);
+  SetTokens(&r, 512);  // the whole context: nothing is generated
+  auto v = ValidateRequest(r, Tiny(), ServerLimits(), kNow);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_TRUE(v->score_only);
+  EXPECT_EQ(v->n, 0);
+  EXPECT_EQ(v->stopping.max_tokens, 0);
+  EXPECT_EQ(v->prompt_token_ids.size(), 512u);
+}
+
 }  // namespace
 }  // namespace rami::api

@@ -183,5 +183,25 @@ TEST(JobOutcome, EnumsMapOneToOne) {
             aggregation::AggregationPolicy::kWeightedVote);
 }
 
+TEST(JobOutcome, TheResultCarriesThePromptLogprobs) {
+  api::ValidatedRequest r = Request(1);
+  r.prompt_logprobs = 0;
+  std::unique_ptr<JobState> job = Start(r);
+  worker::v1::PromptLogprobs scored;
+  for (int position : {1, 2}) {
+    worker::v1::PromptTokenLogprob* t = scored.add_tokens();
+    t->set_position(position);
+    t->set_token_id(position + 1);  // the prompt is {1, 2, 3}
+    t->set_logprob(-0.25f * position);
+  }
+  job->RecordPromptLogprobs(scored);
+  Say(*job, 0, "\\boxed{1}");
+  FinishJob(*job);
+  const v1::Result& result = job->record.result();
+  ASSERT_EQ(result.prompt_logprobs_size(), 2);
+  EXPECT_EQ(result.prompt_logprobs(1).token_id(), 3);
+  EXPECT_FLOAT_EQ(result.prompt_logprobs(1).logprob(), -0.5f);
+}
+
 }  // namespace
 }  // namespace rami::coordinator

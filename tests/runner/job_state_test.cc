@@ -119,5 +119,56 @@ TEST(JobState, KvTotalsCoverTheGroupsTheJobIsStillOn) {
   EXPECT_DOUBLE_EQ(job->compression_ratio, 4.0);
 }
 
+TEST(JobState, PromptLogprobsAreKeptByPositionAndCheckedAgainstThePrompt) {
+  api::ValidatedRequest r = Request(1);
+  r.prompt_token_ids = {5, 6, 7, 8};
+  r.prompt_logprobs = 1;
+  std::unique_ptr<JobState> job = *JobState::Create(1, r, nullptr);
+  EXPECT_TRUE(job->facts().prompt_logprobs);
+  EXPECT_EQ(job->facts().root_sampling.logprobs, 1);  // the root's top-n is the prompt's
+  EXPECT_FALSE(job->PromptScored());
+  worker::v1::PromptLogprobs first;
+  first.set_seq_id(3);
+  auto add = [](worker::v1::PromptLogprobs& p, int64_t position, int32_t token, float logprob) {
+    worker::v1::PromptTokenLogprob* t = p.add_tokens();
+    t->set_position(position);
+    t->set_token_id(token);
+    t->set_logprob(logprob);
+    t->add_top()->set_token_id(token);
+  };
+  add(first, 1, 6, -1.0f);
+  add(first, 2, 9, -2.0f);  // not the prompt's token: ignored
+  add(first, 4, 1, -3.0f);  // past the prompt: ignored
+  add(first, 0, 5, -4.0f);  // the first token has nothing before it: ignored
+  job->RecordPromptLogprobs(first);
+  EXPECT_FALSE(job->PromptScored());
+  worker::v1::PromptLogprobs second;
+  add(second, 2, 7, -2.5f);
+  add(second, 3, 8, -0.5f);
+  job->RecordPromptLogprobs(second);
+  EXPECT_TRUE(job->PromptScored());
+  const std::vector<rami::v1::TokenLogprobs> scored = job->PromptLogprobs();
+  ASSERT_EQ(scored.size(), 3u);
+  EXPECT_EQ(scored[0].token_id(), 6);
+  EXPECT_FLOAT_EQ(scored[1].logprob(), -2.5f);
+  EXPECT_EQ(scored[2].top_size(), 1);
+}
+
+TEST(JobState, AScoreOnlyJobHasOnlyARoot) {
+  api::ValidatedRequest r = Request(0);
+  r.prompt_logprobs = 0;
+  r.score_only = true;
+  std::unique_ptr<JobState> job = *JobState::Create(1, r, nullptr);
+  EXPECT_EQ(job->n(), 0);
+  EXPECT_TRUE(job->TakeUnplaced().empty());
+  EXPECT_FALSE(job->RootsPrefilled());
+  job->AddRootOnly(4);
+  EXPECT_TRUE(job->parts.at(4).branches.empty());
+  EXPECT_FALSE(job->RootsPrefilled());
+  job->parts.at(4).root_ready = true;
+  EXPECT_TRUE(job->RootsPrefilled());
+  EXPECT_THAT(job->groups_used, ElementsAre(4));
+}
+
 }  // namespace
 }  // namespace rami::coordinator

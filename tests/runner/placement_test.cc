@@ -66,5 +66,19 @@ TEST(Placement, TheGroupWithMoreRoomGetsTheBranches) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(job->state(i).group, 2);
 }
 
+TEST(Placement, AScoreOnlyRootGoesWhereTheMostPagesRemain) {
+  const Capacity a = Pages(1000), b = Pages(1000);
+  std::vector<PlacementGroup> groups = {{1, &a, 500}, {2, &b, 900}};
+  api::ValidatedRequest r;
+  r.prompt_token_ids.assign(8, 1);
+  r.n = 0;
+  r.prompt_logprobs = 0;
+  r.score_only = true;
+  std::unique_ptr<JobState> job = *JobState::Create(1, r, nullptr);
+  EXPECT_EQ(PlaceRoot(*job, groups), 2);
+  EXPECT_EQ(job->parts.count(2), 1u);
+  EXPECT_EQ(groups[1].headroom, 900 - 6);
+}
+
 }  // namespace
 }  // namespace rami::coordinator

@@ -16,6 +16,7 @@ Job MakeJob(JobId id, int prompt_tokens, int n, int priority = 0) {
   job.id = id;
   job.arrival = id;
   job.priority = priority;
+  job.root_sampling.seed = 99;
   job.prompt.resize(prompt_tokens);
   std::iota(job.prompt.begin(), job.prompt.end(), 1);
   for (int i = 0; i < n; ++i) {
@@ -52,7 +53,7 @@ TEST(Scheduler, PrefillsThePromptOnceInChunksThenForks) {
     ASSERT_EQ(d.prefills.size(), 1u);
     EXPECT_EQ(d.prefills[0].create, steps == 0);
     if (steps == 0) {
-      EXPECT_EQ(d.prefills[0].sampling.seed, 100u);  // the first branch's
+      EXPECT_EQ(d.prefills[0].sampling.seed, 99u);  // the root's
     }
     EXPECT_FALSE(d.prefills[0].sample);
     EXPECT_LE(d.prefills[0].tokens.size(), 16u);
@@ -197,6 +198,42 @@ TEST(Scheduler, FreesFinishedBranchesAndRoots) {
   EXPECT_EQ(d.frees, std::vector<SeqId>{first});
   EXPECT_EQ(d.decodes.size(), 2u);  // paid for by the freed branch's 5 pages
   EXPECT_TRUE(d.preempted.empty());
+}
+
+TEST(Scheduler, EveryChunkOfAScoredPromptAsksForItsLogprobs) {
+  Scheduler s({.max_step_tokens = 64, .max_prefill_chunk = 4});
+  Job job = MakeJob(1, 10, 2);
+  job.prompt_logprobs = true;
+  job.root_sampling.logprobs = 3;
+  std::vector<Job*> jobs = {&job};
+  int chunks = 0;
+  while (job.phase != JobPhase::kRunning) {
+    const StepDecision d = s.Plan(jobs, Pages(1000));
+    ASSERT_EQ(d.prefills.size(), 1u);
+    EXPECT_TRUE(d.prefills[0].prompt_logprobs);
+    if (d.prefills[0].create) {
+      EXPECT_EQ(d.prefills[0].sampling.logprobs, 3);
+    }
+    ++chunks;
+  }
+  EXPECT_EQ(chunks, 3);
+  Job plain = MakeJob(2, 3, 1);
+  jobs = {&plain};
+  EXPECT_FALSE(s.Plan(jobs, Pages(1000)).prefills.at(0).prompt_logprobs);
+}
+
+// A score-only job has no branches: its root is prefilled and nothing is forked.
+TEST(Scheduler, AJobWithoutBranchesOnlyPrefills) {
+  Scheduler s({.max_step_tokens = 64, .max_prefill_chunk = 8});
+  Job job = MakeJob(1, 10, 0);
+  job.prompt_logprobs = true;
+  std::vector<Job*> jobs = {&job};
+  EXPECT_EQ(s.Plan(jobs, Pages(1000)).prefills.size(), 1u);
+  const StepDecision last = s.Plan(jobs, Pages(1000));
+  EXPECT_EQ(last.prefills.size(), 1u);
+  EXPECT_TRUE(last.forks.empty());
+  EXPECT_TRUE(job.root_ready);
+  EXPECT_TRUE(s.Plan(jobs, Pages(1000)).empty());
 }
 
 }  // namespace
