@@ -104,7 +104,8 @@ absl::StatusOr<ChatTemplate> ChatTemplate::FromSource(
   return t;
 }
 
-absl::StatusOr<std::string> ChatTemplate::Apply(const ChatTemplateInput& input) const {
+absl::StatusOr<std::string> ChatTemplate::Apply(const ChatTemplateInput& input,
+                                                const jinja::RenderLimits& limits) const {
   if (!input.messages.is_array()) return absl::InvalidArgumentError("messages: expected a list");
   if (!input.tools.is_null() && !input.tools.is_array()) {
     return absl::InvalidArgumentError("tools: expected a list");
@@ -119,7 +120,7 @@ absl::StatusOr<std::string> ChatTemplate::Apply(const ChatTemplateInput& input) 
   context.Set("add_generation_prompt", jinja::Value::Bool(input.add_generation_prompt));
   for (const auto& [key, value] : input.extra.items())
     context.Set(key, jinja::Value::FromJson(value));
-  return template_.Render(context);
+  return template_.Render(context, limits);
 }
 
 }  // namespace rami::chat

@@ -35,7 +35,10 @@ class ChatTemplate {
   static absl::StatusOr<ChatTemplate> FromSource(std::string_view source,
                                                  std::map<std::string, std::string> special_tokens);
 
-  absl::StatusOr<std::string> Apply(const ChatTemplateInput& input) const;
+  // Renders within `limits` (jinja_limits.h): a template or input that would pass one fails
+  // with ResourceExhausted naming it.
+  absl::StatusOr<std::string> Apply(const ChatTemplateInput& input,
+                                    const jinja::RenderLimits& limits = {}) const;
 
  private:
   jinja::Template template_;

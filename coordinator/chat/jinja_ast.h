@@ -33,6 +33,7 @@ struct Expr {
   };
   Kind kind;
   int line = 0;
+  int depth = 1;  // of this subtree: 1 + the deepest argument (bounded by kMaxParseDepth)
   Value value;
   std::string name;
   bool negate = false;

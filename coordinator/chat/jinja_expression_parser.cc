@@ -2,15 +2,35 @@
 #include "coordinator/chat/jinja_expression_parser.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cstdlib>
 
 #include "base/status_macros.h"
 #include "coordinator/chat/jinja_builtins.h"
+#include "coordinator/chat/jinja_limits.h"
 
 namespace rami::jinja::internal {
 
+absl::Status ExpressionParser::CheckDepth(const Expr* node) const {
+  if (nesting_ <= kMaxParseDepth && (node == nullptr || node->depth <= kMaxParseDepth))
+    return absl::OkStatus();
+  return Error(absl::StrCat("expression or tags nested deeper than ", kMaxParseDepth,
+                            " levels (kMaxParseDepth)"));
+}
+
+// Integer literal: Python would make a big int; rami's ints are 64-bit.
+absl::StatusOr<int64_t> ExpressionParser::ParseIntLiteral(const Token& tok) const {
+  int64_t v = 0;
+  const char* end = tok.text.data() + tok.text.size();
+  const auto [ptr, ec] = std::from_chars(tok.text.data(), end, v);
+  if (ec != std::errc() || ptr != end)
+    return Error(absl::StrCat("integer literal ", Quote(tok.text), " does not fit in 64 bits"));
+  return v;
+}
+
 absl::Status ExpressionParser::Expect(T type, const char* what) {
   if (Peek().type != type) {
-    return Error(absl::StrCat("expected ", what, ", got '", Peek().text, "'"));
+    return Error(absl::StrCat("expected ", what, ", got '", Quote(Peek().text), "'"));
   }
   ++pos_;
   return absl::OkStatus();
@@ -30,6 +50,8 @@ absl::StatusOr<std::string> ExpressionParser::ExpectName() {
 }
 
 absl::StatusOr<ExprPtr> ExpressionParser::ParseExpr() {
+  Nesting nesting(&nesting_);
+  RAMI_RETURN_IF_ERROR(CheckDepth());
   RAMI_ASSIGN_OR_RETURN(ExprPtr node, ParseOr());
   while (IsName("if")) {
     ++pos_;
@@ -40,7 +62,9 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParseExpr() {
       RAMI_ASSIGN_OR_RETURN(other, ParseExpr());
     }
     node = Make(Expr::Kind::kCondition, {cond, node, other});
+    RAMI_RETURN_IF_ERROR(CheckDepth(node.get()));
   }
+  RAMI_RETURN_IF_ERROR(CheckDepth(node.get()));
   return node;
 }
 
@@ -50,6 +74,7 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParseOr() {
     ++pos_;
     RAMI_ASSIGN_OR_RETURN(ExprPtr rhs, ParseAnd());
     node = Make(Expr::Kind::kBinary, {node, rhs}, "or");
+    RAMI_RETURN_IF_ERROR(CheckDepth(node.get()));
   }
   return node;
 }
@@ -60,6 +85,7 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParseAnd() {
     ++pos_;
     RAMI_ASSIGN_OR_RETURN(ExprPtr rhs, ParseNot());
     node = Make(Expr::Kind::kBinary, {node, rhs}, "and");
+    RAMI_RETURN_IF_ERROR(CheckDepth(node.get()));
   }
   return node;
 }
@@ -67,6 +93,8 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParseAnd() {
 absl::StatusOr<ExprPtr> ExpressionParser::ParseNot() {
   if (IsName("not")) {
     ++pos_;
+    Nesting nesting(&nesting_);
+    RAMI_RETURN_IF_ERROR(CheckDepth());
     RAMI_ASSIGN_OR_RETURN(ExprPtr operand, ParseNot());
     return Make(Expr::Kind::kUnary, {operand}, "not");
   }
@@ -95,6 +123,7 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParseCompare() {
     RAMI_ASSIGN_OR_RETURN(ExprPtr rhs, ParseBinary(0));
     ExprPtr cmp = Make(Expr::Kind::kBinary, {node, rhs}, op);
     result = result == nullptr ? cmp : Make(Expr::Kind::kBinary, {result, cmp}, "and");
+    RAMI_RETURN_IF_ERROR(CheckDepth(result.get()));
     node = rhs;
   }
   return result == nullptr ? node : result;
@@ -112,6 +141,7 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParseBinary(int level) {
     const std::string op = Next().text;
     RAMI_ASSIGN_OR_RETURN(ExprPtr rhs, ParseBinary(level + 1));
     node = Make(Expr::Kind::kBinary, {node, rhs}, op);
+    RAMI_RETURN_IF_ERROR(CheckDepth(node.get()));
   }
   return node;
 }
@@ -120,6 +150,8 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParseUnary(bool with_filter) {
   ExprPtr node;
   if (IsOp("-") || IsOp("+")) {
     const std::string op = Next().text;
+    Nesting nesting(&nesting_);
+    RAMI_RETURN_IF_ERROR(CheckDepth());
     RAMI_ASSIGN_OR_RETURN(ExprPtr operand, ParseUnary(false));
     node = Make(Expr::Kind::kUnary, {operand}, op);
   } else {
@@ -138,10 +170,12 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParsePrimary() {
       while (Peek().type == T::kString) s += Next().text;  // adjacent literals concatenate
       return MakeLiteral(Value::String(s));
     }
-    case T::kInt:
-      return MakeLiteral(Value::Int(std::stoll(tok.text)));
-    case T::kFloat:
-      return MakeLiteral(Value::Float(std::stod(tok.text)));
+    case T::kInt: {
+      RAMI_ASSIGN_OR_RETURN(int64_t v, ParseIntLiteral(tok));
+      return MakeLiteral(Value::Int(v));
+    }
+    case T::kFloat:  // strtod, not stod: an out-of-range literal is inf or 0, as in Python
+      return MakeLiteral(Value::Float(std::strtod(tok.text.c_str(), nullptr)));
     case T::kName: {
       if (tok.text == "true" || tok.text == "True") return MakeLiteral(Value::Bool(true));
       if (tok.text == "false" || tok.text == "False") return MakeLiteral(Value::Bool(false));
@@ -192,7 +226,7 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParsePrimary() {
       break;
   }
   --pos_;
-  return Error(absl::StrCat("unexpected '", tok.text, "' in expression"));
+  return Error(absl::StrCat("unexpected '", Quote(tok.text), "' in expression"));
 }
 
 absl::Status ExpressionParser::ParseArgs(Expr* call) {
@@ -217,7 +251,9 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParsePostfix(ExprPtr node) {
     if (IsOp(".")) {
       ++pos_;
       if (Peek().type == T::kInt) {  // x.0 is x[0]
-        node = Make(Expr::Kind::kGetItem, {node, MakeLiteral(Value::Int(std::stoll(Next().text)))});
+        RAMI_ASSIGN_OR_RETURN(int64_t index, ParseIntLiteral(Next()));
+        node = Make(Expr::Kind::kGetItem, {node, MakeLiteral(Value::Int(index))});
+        RAMI_RETURN_IF_ERROR(CheckDepth(node.get()));
         continue;
       }
       RAMI_ASSIGN_OR_RETURN(std::string name, ExpectName());
@@ -249,12 +285,13 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParsePostfix(ExprPtr node) {
     } else {
       return node;
     }
+    RAMI_RETURN_IF_ERROR(CheckDepth(node.get()));
   }
 }
 
 absl::StatusOr<ExprPtr> ExpressionParser::ParseFilter(ExprPtr input) {
   RAMI_ASSIGN_OR_RETURN(std::string name, ExpectName());
-  if (!IsKnownFilter(name)) return Error(absl::StrCat("unknown filter '", name, "'"));
+  if (!IsKnownFilter(name)) return Error(absl::StrCat("unknown filter '", Quote(name), "'"));
   auto filter = Make(Expr::Kind::kFilter, {std::move(input)}, name);
   if (IsOp("(")) {
     ++pos_;
@@ -274,6 +311,7 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParseFilterTest(ExprPtr node) {
     } else {
       return node;
     }
+    RAMI_RETURN_IF_ERROR(CheckDepth(node.get()));
   }
 }
 
@@ -292,7 +330,7 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParseTest(ExprPtr node) {
   } else {
     return Error("expected a test name after 'is'");
   }
-  if (!IsKnownTest(name)) return Error(absl::StrCat("unknown test '", name, "'"));
+  if (!IsKnownTest(name)) return Error(absl::StrCat("unknown test '", Quote(name), "'"));
   auto t = Make(Expr::Kind::kTest, {node}, name);
   t->negate = negate;
   if (IsOp("(")) {

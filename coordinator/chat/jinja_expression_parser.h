@@ -50,6 +50,7 @@ class ExpressionParser {
   absl::Status Expect(T type, const char* what);
   absl::Status ExpectOp(const char* op);
   absl::StatusOr<std::string> ExpectName();
+  absl::StatusOr<int64_t> ParseIntLiteral(const Token& tok) const;
 
   // A node at the current line (mutable until it is stored as an ExprPtr).
   std::shared_ptr<Expr> Make(Expr::Kind kind, std::vector<ExprPtr> args,
@@ -57,10 +58,29 @@ class ExpressionParser {
     auto e = std::make_shared<Expr>();
     e->kind = kind;
     e->line = Peek().line;
+    for (const ExprPtr& a : args) {
+      if (a != nullptr) e->depth = std::max(e->depth, a->depth + 1);
+    }
     e->args = std::move(args);
     e->name = std::move(name);
     return e;
   }
+
+  // Scope of one level of parser recursion (a bracket, a unary operator, a nested tag).
+  class Nesting {
+   public:
+    explicit Nesting(int* depth) : depth_(depth) { ++*depth_; }
+    ~Nesting() { --*depth_; }
+    Nesting(const Nesting&) = delete;
+    Nesting& operator=(const Nesting&) = delete;
+
+   private:
+    int* depth_;
+  };
+  // Fails once the recursion (nesting_) or `node`'s subtree is deeper than kMaxParseDepth:
+  // checked wherever either grows, before a deep tree could overflow the stack of the
+  // parser, of the evaluator or of the tree's destructor.
+  absl::Status CheckDepth(const Expr* node = nullptr) const;
   ExprPtr MakeLiteral(Value value) const {
     auto e = Make(Expr::Kind::kLiteral, {});
     e->value = std::move(value);
@@ -69,6 +89,7 @@ class ExpressionParser {
 
   const std::vector<Token>& toks_;
   size_t pos_ = 0;
+  int nesting_ = 0;
 
  private:
   absl::StatusOr<ExprPtr> ParseAnd();

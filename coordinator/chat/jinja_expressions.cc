@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "coordinator/chat/jinja_arithmetic.h"
 #include "coordinator/chat/jinja_builtins.h"
 #include "coordinator/chat/jinja_interpreter.h"
 
@@ -12,65 +13,31 @@ namespace rami::jinja::internal {
 namespace {
 
 absl::Status Undefined(const Expr& e) {
-  std::string what = e.kind == Expr::Kind::kName ? absl::StrCat("'", e.name, "' is undefined")
-                                                 : "value is undefined";
+  std::string what = e.kind == Expr::Kind::kName
+                         ? absl::StrCat("'", Quote(e.name), "' is undefined")
+                         : "value is undefined";
   return absl::InvalidArgumentError(what);
-}
-
-absl::StatusOr<Value> Arithmetic(const std::string& op, const Value& a, const Value& b) {
-  if (op == "+") {
-    if (a.is_string() && b.is_string()) return Value::String(a.AsString() + b.AsString());
-    if (a.is_list() && b.is_list()) {
-      ValueList out = a.AsList();
-      out.insert(out.end(), b.AsList().begin(), b.AsList().end());
-      return Value::List(std::move(out));
-    }
-  }
-  if (op == "*" && ((a.is_string() && b.is_int()) || (a.is_int() && b.is_string()))) {
-    const Value& s = a.is_string() ? a : b;
-    std::string out;
-    for (int64_t k = 0; k < (a.is_string() ? b : a).AsInt(); ++k) out += s.AsString();
-    return Value::String(out);
-  }
-  if (op == "%" && a.is_string()) return PercentFormat(a.AsString(), b);
-  if (!a.is_number() || !b.is_number()) {
-    return absl::InvalidArgumentError(absl::StrCat("unsupported operand type(s) for ", op, ": '",
-                                                   a.TypeName(), "' and '", b.TypeName(), "'"));
-  }
-  const bool floats = a.is_float() || b.is_float();
-  if (op == "/") {
-    if (b.AsFloat() == 0) return absl::InvalidArgumentError("division by zero");
-    return Value::Float(a.AsFloat() / b.AsFloat());
-  }
-  if (op == "**") {
-    if (!floats && b.AsInt() >= 0)
-      return Value::Int(static_cast<int64_t>(std::pow(a.AsInt(), b.AsInt())));
-    return Value::Float(std::pow(a.AsFloat(), b.AsFloat()));
-  }
-  if (floats) {
-    const double x = a.AsFloat(), y = b.AsFloat();
-    if (op == "+") return Value::Float(x + y);
-    if (op == "-") return Value::Float(x - y);
-    if (op == "*") return Value::Float(x * y);
-    if (y == 0) return absl::InvalidArgumentError("division by zero");
-    if (op == "//") return Value::Float(std::floor(x / y));
-    if (op == "%") return Value::Float(x - std::floor(x / y) * y);
-  } else {
-    const int64_t x = a.AsInt(), y = b.AsInt();
-    if (op == "+") return Value::Int(x + y);
-    if (op == "-") return Value::Int(x - y);
-    if (op == "*") return Value::Int(x * y);
-    if (y == 0) return absl::InvalidArgumentError("division by zero");
-    const int64_t q = x / y - ((x % y != 0) && ((x < 0) != (y < 0)));  // floor division
-    if (op == "//") return Value::Int(q);
-    if (op == "%") return Value::Int(x - q * y);
-  }
-  return absl::InvalidArgumentError(absl::StrCat("unknown operator ", op));
 }
 
 }  // namespace
 
 absl::StatusOr<Value> Interpreter::Eval(const Expr& e) {
+  Level level(&depth_);
+  RAMI_RETURN_IF_ERROR(Enter(e.line));
+  RAMI_ASSIGN_OR_RETURN(Value v, EvalNode(e));
+  // Containers only nest one level per node, so checking every result bounds every value's
+  // depth, and with it the recursion of repr, tojson, comparisons and destructors.
+  if (v.depth() > budget_.limits().max_depth) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("template line ", e.line,
+                     ": value nested too deeply: exceeds the render "
+                     "limit max_depth = ",
+                     budget_.limits().max_depth));
+  }
+  return v;
+}
+
+absl::StatusOr<Value> Interpreter::EvalNode(const Expr& e) {
   switch (e.kind) {
     case Expr::Kind::kLiteral:
       if (e.name == "__filter_input__" && filter_input_ != nullptr) return *filter_input_;
@@ -79,6 +46,7 @@ absl::StatusOr<Value> Interpreter::Eval(const Expr& e) {
       return Lookup(e.name);
     case Expr::Kind::kList:
     case Expr::Kind::kTuple: {
+      RAMI_RETURN_IF_ERROR(budget_.ChargeList(e.args.size()));
       ValueList items;
       for (const ExprPtr& a : e.args) {
         RAMI_ASSIGN_OR_RETURN(Value v, Eval(*a));
@@ -87,6 +55,7 @@ absl::StatusOr<Value> Interpreter::Eval(const Expr& e) {
       return Value::List(std::move(items), e.kind == Expr::Kind::kTuple);
     }
     case Expr::Kind::kDict: {
+      RAMI_RETURN_IF_ERROR(budget_.ChargeList(e.args.size() / 2));
       ValueDict d;
       for (size_t k = 0; k + 1 < e.args.size(); k += 2) {
         RAMI_ASSIGN_OR_RETURN(Value key, Eval(*e.args[k]));
@@ -105,7 +74,7 @@ absl::StatusOr<Value> Interpreter::Eval(const Expr& e) {
       RAMI_ASSIGN_OR_RETURN(Value obj, Eval(*e.args[0]));
       RAMI_ASSIGN_OR_RETURN(Value key, Eval(*e.args[1]));
       if (obj.is_undefined()) return Undefined(*e.args[0]);
-      return GetItem(obj, key);
+      return GetItem(obj, key, &budget_);
     }
     case Expr::Kind::kSlice: {
       RAMI_ASSIGN_OR_RETURN(Value obj, Eval(*e.args[0]));
@@ -115,7 +84,7 @@ absl::StatusOr<Value> Interpreter::Eval(const Expr& e) {
           RAMI_ASSIGN_OR_RETURN(parts[k], Eval(*e.args[k + 1]));
         }
       }
-      return Slice(obj, parts[0], parts[1], parts[2]);
+      return Slice(obj, parts[0], parts[1], parts[2], &budget_);
     }
     case Expr::Kind::kCall:
       return EvalCall(e);
@@ -125,8 +94,8 @@ absl::StatusOr<Value> Interpreter::Eval(const Expr& e) {
       ValueList args;
       KwArgs kwargs;
       RAMI_RETURN_IF_ERROR(EvalArguments(e, &args, &kwargs));
-      if (e.kind == Expr::Kind::kFilter) return ApplyFilter(e.name, input, args, kwargs);
-      RAMI_ASSIGN_OR_RETURN(bool ok, ApplyTest(e.name, input, args));
+      if (e.kind == Expr::Kind::kFilter) return ApplyFilter(e.name, input, args, kwargs, &budget_);
+      RAMI_ASSIGN_OR_RETURN(bool ok, ApplyTest(e.name, input, args, &budget_));
       return Value::Bool(ok != e.negate);
     }
     case Expr::Kind::kUnary: {
@@ -136,7 +105,9 @@ absl::StatusOr<Value> Interpreter::Eval(const Expr& e) {
         return Error(e.line,
                      absl::StrCat("bad operand type for unary ", e.name, ": '", v.TypeName(), "'"));
       if (e.name == "+") return v;
-      return v.is_float() ? Value::Float(-v.AsFloat()) : Value::Int(-v.AsInt());
+      auto negated = Negate(v);
+      if (!negated.ok()) return Error(e.line, negated.status().message());
+      return negated;
     }
     case Expr::Kind::kBinary:
       return EvalBinary(e);
@@ -156,24 +127,31 @@ absl::StatusOr<Value> Interpreter::EvalBinary(const Expr& e) {
   if (op == "and") return a.Truthy() ? Eval(*e.args[1]) : a;
   if (op == "or") return a.Truthy() ? a : Eval(*e.args[1]);
   RAMI_ASSIGN_OR_RETURN(Value b, Eval(*e.args[1]));
-  if (op == "~") return Value::String(a.Str() + b.Str());
-  if (op == "==") return Value::Bool(a == b);
-  if (op == "!=") return Value::Bool(a != b);
+  if (op == "~") {
+    RAMI_ASSIGN_OR_RETURN(std::string text, budget_.Str(a));
+    RAMI_ASSIGN_OR_RETURN(const std::string right, budget_.Str(b));
+    RAMI_RETURN_IF_ERROR(AtLine(e.line, budget_.ChargeAppend(text.size(), right.size())));
+    return Value::String(text + right);
+  }
+  if (op == "==" || op == "!=") {
+    RAMI_ASSIGN_OR_RETURN(bool equal, budget_.Equal(a, b));
+    return Value::Bool(equal == (op == "=="));
+  }
   if (op == "in" || op == "notin") {
-    auto r = CallMethod(b, "__contains__", {a}, {});
-    if (!r.ok()) return Error(e.line, r.status().message());
+    auto r = CallMethod(b, "__contains__", {a}, {}, &budget_);
+    if (!r.ok()) return AtLine(e.line, r.status());
     return Value::Bool(r->Truthy() == (op == "in"));
   }
   if (op == "<" || op == ">" || op == "<=" || op == ">=") {
     const bool swap = op == ">" || op == "<=";
-    auto less = Value::Less(swap ? b : a, swap ? a : b);
-    if (!less.ok()) return Error(e.line, less.status().message());
+    auto less = budget_.Less(swap ? b : a, swap ? a : b);
+    if (!less.ok()) return AtLine(e.line, less.status());
     return Value::Bool(op == "<" || op == ">" ? *less : !*less);
   }
   if (a.is_undefined()) return Undefined(*e.args[0]);
   if (b.is_undefined()) return Undefined(*e.args[1]);
-  auto r = Arithmetic(op, a, b);
-  if (!r.ok()) return Error(e.line, r.status().message());
+  auto r = Arithmetic(op, a, b, &budget_);
+  if (!r.ok()) return AtLine(e.line, r.status());
   return r;
 }
 
@@ -199,8 +177,8 @@ absl::StatusOr<Value> Interpreter::EvalCall(const Expr& e) {
     if (obj.is_undefined()) return Undefined(*callee.args[0]);
     const Value member = GetAttribute(obj, callee.name);
     if (member.is_callable()) return member.AsCallable()(args, kwargs);
-    auto r = CallMethod(obj, callee.name, args, kwargs);
-    if (!r.ok()) return Error(e.line, r.status().message());
+    auto r = CallMethod(obj, callee.name, args, kwargs, &budget_);
+    if (!r.ok()) return AtLine(e.line, r.status());
     return r;
   }
   if (callee.kind == Expr::Kind::kName) {
@@ -225,10 +203,20 @@ absl::StatusOr<Value> Interpreter::CallGlobal(const std::string& name, const Val
     }
     if (args.size() == 3) step = args[2].AsInt();
     if (step == 0) return Error(line, "range() step must not be zero");
+    // The length first, in unsigned arithmetic (stop - start can pass INT64_MAX), so a huge
+    // range fails before anything is allocated.
+    const bool up = step > 0;
+    const uint64_t span = up ? (stop > start ? static_cast<uint64_t>(stop) - start : 0)
+                             : (start > stop ? static_cast<uint64_t>(start) - stop : 0);
+    const uint64_t stride = up ? static_cast<uint64_t>(step) : 0 - static_cast<uint64_t>(step);
+    const uint64_t count = span == 0 ? 0 : (span - 1) / stride + 1;
+    RAMI_RETURN_IF_ERROR(AtLine(line, budget_.ChargeList(count)));
     ValueList out;
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
-      if (out.size() > static_cast<size_t>(kMaxIterations)) return Error(line, "range too large");
+    out.reserve(count);
+    int64_t i = start;
+    for (uint64_t k = 0; k < count; ++k) {
       out.push_back(Value::Int(i));
+      if (k + 1 < count) i += step;  // stays in [start, stop): no overflow
     }
     return Value::List(std::move(out));
   }
@@ -239,22 +227,30 @@ absl::StatusOr<Value> Interpreter::CallGlobal(const std::string& name, const Val
         for (const auto& [k, v] : a.AsDict().items) d.Set(k, v);
     }
     for (const auto& [k, v] : kwargs) d.Set(k, v);
-    return Value::Dict(std::move(d), name == "namespace");
+    Value made = Value::Dict(std::move(d), name == "namespace");
+    if (made.is_namespace()) namespaces_.push_back(made);
+    return made;
   }
   if (name == "raise_exception") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("chat template raised: ", args.empty() ? "" : args[0].Str()));
+    std::string message;
+    if (!args.empty()) {
+      RAMI_ASSIGN_OR_RETURN(message, budget_.Str(args[0]));
+    }
+    return absl::InvalidArgumentError(absl::StrCat("chat template raised: ", Quote(message)));
   }
   if (name == "strftime_now") {
     const std::time_t now = std::time(nullptr);
     std::tm tm{};
     localtime_r(&now, &tm);
     char buf[256];
-    const size_t n =
-        std::strftime(buf, sizeof(buf), args.empty() ? "%Y-%m-%d" : args[0].Str().c_str(), &tm);
+    std::string format = "%Y-%m-%d";
+    if (!args.empty()) {
+      RAMI_ASSIGN_OR_RETURN(format, budget_.Str(args[0]));
+    }
+    const size_t n = std::strftime(buf, sizeof(buf), format.c_str(), &tm);
     return Value::String(std::string(buf, n));
   }
-  return Error(line, absl::StrCat("'", name, "' is undefined or not callable"));
+  return Error(line, absl::StrCat("'", Quote(name), "' is undefined or not callable"));
 }
 
 }  // namespace rami::jinja::internal

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "coordinator/chat/jinja_expression_parser.h"
+#include "coordinator/chat/jinja_limits.h"
 
 namespace rami::jinja {
 namespace {
@@ -32,6 +33,8 @@ class Parser : public internal::ExpressionParser {
 };
 
 absl::Status Parser::ParseBody(const std::set<std::string>& ends, Body* body, std::string* end) {
+  Nesting nesting(&nesting_);
+  RAMI_RETURN_IF_ERROR(CheckDepth());
   while (true) {
     const Token& tok = Peek();
     if (tok.type == T::kEnd) {
@@ -66,7 +69,7 @@ absl::Status Parser::ParseBody(const std::set<std::string>& ends, Body* body, st
       RAMI_ASSIGN_OR_RETURN(StmtPtr s, ParseStatement(keyword, line));
       body->push_back(s);
     } else {
-      return Error(absl::StrCat("unexpected '", tok.text, "'"));
+      return Error(absl::StrCat("unexpected '", Quote(tok.text), "'"));
     }
   }
 }
@@ -119,7 +122,7 @@ absl::StatusOr<StmtPtr> Parser::ParseStatement(const std::string& keyword, int l
     RAMI_RETURN_IF_ERROR(Expect(T::kBlockEnd, "'%}'"));
     RAMI_RETURN_IF_ERROR(ParseBody({"endgeneration"}, &s->body, &end));
   } else {
-    return Error(absl::StrCat("unsupported tag {% ", keyword, " %}"));
+    return Error(absl::StrCat("unsupported tag {% ", Quote(keyword), " %}"));
   }
   RAMI_RETURN_IF_ERROR(Expect(T::kBlockEnd, "'%}'"));
   return s;

@@ -14,6 +14,38 @@
 namespace rami::jinja {
 namespace internal {
 
+Interpreter::~Interpreter() {
+  for (const Value& ns : namespaces_) ns.MutableDict().items.clear();
+}
+
+absl::Status Interpreter::Enter(int line) {
+  RAMI_RETURN_IF_ERROR(AtLine(line, budget_.ChargeSteps(1)));
+  if (depth_ > budget_.limits().max_depth) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("template line ", line,
+                     ": evaluation nested too deeply: exceeds the render "
+                     "limit max_depth = ",
+                     budget_.limits().max_depth));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Interpreter::EmitText(int line, std::string_view text, std::string* out) {
+  RAMI_RETURN_IF_ERROR(AtLine(line, budget_.ChargeAppend(out->size(), text.size())));
+  out->append(text);
+  return absl::OkStatus();
+}
+
+absl::Status Interpreter::Emit(int line, const Value& v, std::string* out) {
+  if (v.is_string()) return EmitText(line, v.AsString(), out);
+  const size_t before = out->size();
+  if (!v.AppendStr(out, budget_.limits().max_output_bytes)) {
+    out->resize(before);
+    return AtLine(line, budget_.ChargeAppend(before, UINT64_MAX));
+  }
+  return AtLine(line, budget_.ChargeAppend(before, out->size() - before));
+}
+
 Value Interpreter::Lookup(const std::string& name) const {
   for (auto it = scopes_.rbegin(); it != scopes_.rend(); ++it) {
     if (const Value* v = (*it)->Find(name)) return *v;
@@ -25,20 +57,21 @@ absl::StatusOr<Flow> Interpreter::Exec(const Body& body, std::string* out) {
   for (const StmtPtr& s : body) {
     RAMI_ASSIGN_OR_RETURN(Flow flow, ExecStmt(*s, out));
     if (flow != Flow::kNormal) return flow;
-    if (out->size() > kMaxOutputBytes) return Error(s->line, "rendered output is too large");
   }
   return Flow::kNormal;
 }
 
 absl::StatusOr<Flow> Interpreter::ExecStmt(const Stmt& s, std::string* out) {
+  Level level(&depth_);
+  RAMI_RETURN_IF_ERROR(Enter(s.line));
   switch (s.kind) {
     case Stmt::Kind::kText:
-      out->append(s.text);
+      RAMI_RETURN_IF_ERROR(EmitText(s.line, s.text, out));
       return Flow::kNormal;
     case Stmt::Kind::kOutput: {
       auto v = Eval(*s.expr);
       RAMI_RETURN_IF_ERROR(AtLine(s.line, v.status()));
-      out->append(v->Str());
+      RAMI_RETURN_IF_ERROR(Emit(s.line, *v, out));
       return Flow::kNormal;
     }
     case Stmt::Kind::kIf:
@@ -57,13 +90,13 @@ absl::StatusOr<Flow> Interpreter::ExecStmt(const Stmt& s, std::string* out) {
       if (!s.attr.empty()) {
         const Value ns = Lookup(s.targets[0]);
         if (!ns.is_namespace())
-          return Error(s.line, absl::StrCat("cannot set attribute of '", s.targets[0],
+          return Error(s.line, absl::StrCat("cannot set attribute of '", Quote(s.targets[0]),
                                             "': not a namespace"));
         ns.MutableDict().Set(s.attr, *v);
       } else if (s.targets.size() == 1) {
         Assign(s.targets[0], *v);
       } else {
-        auto items = v->Iterate();
+        auto items = budget_.Items(*v);
         RAMI_RETURN_IF_ERROR(AtLine(s.line, items.status()));
         if (items->size() != s.targets.size())
           return Error(s.line, "wrong number of values to unpack");
@@ -90,7 +123,7 @@ absl::StatusOr<Flow> Interpreter::ExecStmt(const Stmt& s, std::string* out) {
       auto v = Eval(*s.expr);
       filter_input_ = nullptr;
       RAMI_RETURN_IF_ERROR(AtLine(s.line, v.status()));
-      out->append(v->Str());
+      RAMI_RETURN_IF_ERROR(Emit(s.line, *v, out));
       return Flow::kNormal;
     }
     case Stmt::Kind::kBreak:
@@ -106,7 +139,7 @@ absl::StatusOr<Flow> Interpreter::ExecStmt(const Stmt& s, std::string* out) {
 absl::Status Interpreter::ExecFor(const Stmt& s, std::string* out) {
   auto iterable = Eval(*s.expr);
   RAMI_RETURN_IF_ERROR(AtLine(s.line, iterable.status()));
-  auto all = iterable->Iterate();
+  auto all = budget_.Items(*iterable);
   RAMI_RETURN_IF_ERROR(AtLine(s.line, all.status()));
   ValueList items;
   // The loop filter runs with the loop variables bound, before loop.* is computed.
@@ -120,7 +153,7 @@ absl::Status Interpreter::ExecFor(const Stmt& s, std::string* out) {
     if (s.targets.size() == 1) {
       Assign(s.targets[0], item);
     } else {
-      auto parts = item.Iterate();
+      auto parts = budget_.Items(item);
       for (size_t k = 0; parts.ok() && k < s.targets.size() && k < parts->size(); ++k)
         Assign(s.targets[k], (*parts)[k]);
     }
@@ -135,7 +168,11 @@ absl::Status Interpreter::ExecFor(const Stmt& s, std::string* out) {
   }
   const auto n = static_cast<int64_t>(items.size());
   for (int64_t i = 0; i < n; ++i) {
-    if (++iterations_ > kMaxIterations) return Error(s.line, "too many loop iterations");
+    if (++iterations_ > budget_.limits().max_loop_iterations) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "template line ", s.line, ": too many loop iterations: exceeds the render limit ",
+          "max_loop_iterations = ", budget_.limits().max_loop_iterations));
+    }
     scopes_.push_back(std::make_shared<ValueDict>());
     ValueDict loop;
     loop.Set("index", Value::Int(i + 1));
@@ -159,7 +196,7 @@ absl::Status Interpreter::ExecFor(const Stmt& s, std::string* out) {
     if (s.targets.size() == 1) {
       Assign(s.targets[0], items[i]);
     } else {
-      auto parts = items[i].Iterate();
+      auto parts = budget_.Items(items[i]);
       RAMI_RETURN_IF_ERROR(AtLine(s.line, parts.status()));
       if (parts->size() != s.targets.size())
         return Error(s.line, "wrong number of values to unpack in for loop");
@@ -178,7 +215,6 @@ absl::StatusOr<Value> Interpreter::MakeMacro(const Stmt& s) {
   const Stmt* macro = &s;
   return Value::Function(
       [this, macro](const ValueList& args, const KwArgs& kwargs) -> absl::StatusOr<Value> {
-        if (++depth_ > kMaxDepth) return Error(macro->line, "macro calls nested too deeply");
         auto frame = std::make_shared<ValueDict>();
         for (size_t k = 0; k < macro->params.size(); ++k) {
           const auto& [param, dflt] = macro->params[k];
@@ -203,7 +239,6 @@ absl::StatusOr<Value> Interpreter::MakeMacro(const Stmt& s) {
         std::string out;
         auto flow = Exec(macro->body, &out);
         scopes_.pop_back();
-        --depth_;
         RAMI_RETURN_IF_ERROR(flow.status());
         return Value::String(out);
       });
@@ -218,8 +253,9 @@ absl::StatusOr<Template> Template::Parse(std::string_view source, const LexOptio
   return t;
 }
 
-absl::StatusOr<std::string> Template::Render(const ValueDict& context) const {
-  internal::Interpreter interpreter(context);
+absl::StatusOr<std::string> Template::Render(const ValueDict& context,
+                                             const RenderLimits& limits) const {
+  internal::Interpreter interpreter(context, limits);
   std::string out;
   RAMI_RETURN_IF_ERROR(interpreter.Exec(body_, &out).status());
   return out;

@@ -1,7 +1,7 @@
 // A parsed Jinja template and its tree-walking interpreter: statements (if, for with loop.*,
 // set, namespace, macros, filter blocks, break/continue) and Python-semantics expressions.
-// Rendering is bounded (output size, loop iterations, call depth) so a hostile template
-// fails with an error instead of exhausting the coordinator.
+// Parsing is bounded by kMaxParseDepth and rendering by RenderLimits (jinja_limits.h), so a
+// hostile template fails with an error instead of crashing or exhausting the coordinator.
 #pragma once
 
 #include <string>
@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "coordinator/chat/jinja_ast.h"
 #include "coordinator/chat/jinja_lexer.h"
+#include "coordinator/chat/jinja_limits.h"
 #include "coordinator/chat/jinja_value.h"
 
 namespace rami::jinja {
@@ -21,7 +22,9 @@ class Template {
 
   // Renders with `context` as the template's variables. Besides them the template sees
   // range, namespace, dict, raise_exception and strftime_now.
-  absl::StatusOr<std::string> Render(const ValueDict& context) const;
+  // Fails with ResourceExhausted once a limit is reached, naming the limit.
+  absl::StatusOr<std::string> Render(const ValueDict& context,
+                                     const RenderLimits& limits = RenderLimits()) const;
 
  private:
   Body body_;

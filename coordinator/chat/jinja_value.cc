@@ -2,9 +2,20 @@
 // and ordering. Their text forms (str, repr, JSON) are in jinja_value_format.cc.
 #include "coordinator/chat/jinja_value.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 
 namespace rami::jinja {
+
+int64_t FloatToInt(double d) {
+  if (std::isnan(d)) return 0;
+  // 2^63 is exact in a double; anything at or past it saturates.
+  if (d >= 9223372036854775808.0) return INT64_MAX;
+  if (d <= -9223372036854775808.0) return INT64_MIN;
+  return static_cast<int64_t>(d);
+}
 
 const Value* ValueDict::Find(const std::string& key) const {
   for (const auto& [k, v] : items) {
@@ -56,6 +67,8 @@ Value Value::List(ValueList items, bool is_tuple) {
   Value v;
   v.kind_ = Kind::kList;
   v.is_tuple_ = is_tuple;
+  for (const Value& item : items) v.depth_ = std::max(v.depth_, item.depth_ + 1);
+  v.depth_ = std::max(v.depth_, 1);
   v.list_ = std::make_shared<const ValueList>(std::move(items));
   return v;
 }
@@ -63,6 +76,10 @@ Value Value::Dict(ValueDict dict, bool is_namespace) {
   Value v;
   v.kind_ = Kind::kDict;
   v.is_namespace_ = is_namespace;
+  v.depth_ = 1;
+  if (!is_namespace) {
+    for (const auto& [k, item] : dict.items) v.depth_ = std::max(v.depth_, item.depth_ + 1);
+  }
   v.dict_ = std::make_shared<ValueDict>(std::move(dict));
   return v;
 }
@@ -170,25 +187,48 @@ int64_t Value::Length() const {
   }
 }
 
-bool operator==(const Value& a, const Value& b) {
+namespace {
+
+// Charges one comparison (plus one step per 256 bytes of strings); false once over budget.
+bool Charge(int64_t* steps_left, size_t bytes) {
+  if (steps_left == nullptr) return true;
+  *steps_left -= 1 + static_cast<int64_t>(bytes / 256);
+  return *steps_left >= 0;
+}
+
+}  // namespace
+
+bool Value::Equal(const Value& a, const Value& b, int64_t* steps_left) {
+  if (!Charge(steps_left, 0)) return false;
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) return a.AsFloat() == b.AsFloat();
     return a.AsInt() == b.AsInt();
   }
   if (a.kind() != b.kind()) return false;
   switch (a.kind()) {
-    case Value::Kind::kUndefined:
-    case Value::Kind::kNone:
+    case Kind::kUndefined:
+    case Kind::kNone:
       return true;
-    case Value::Kind::kString:
-      return a.AsString() == b.AsString();
-    case Value::Kind::kList:
-      return a.AsList() == b.AsList();
-    case Value::Kind::kDict: {
+    case Kind::kString:
+      return Charge(steps_left, a.AsString().size()) && a.AsString() == b.AsString();
+    case Kind::kList: {
+      if (a.list_ == b.list_) return true;  // Python's identity shortcut, here for lists too
+      const ValueList& x = a.AsList();
+      const ValueList& y = b.AsList();
+      if (x.size() != y.size()) return false;
+      for (size_t i = 0; i < x.size(); ++i) {
+        if (!Equal(x[i], y[i], steps_left)) return false;
+      }
+      return true;
+    }
+    case Kind::kDict: {
+      // Namespaces compare by identity, as Python objects without __eq__ do; this also
+      // keeps a namespace that holds itself (`set ns.me = ns`) from recursing forever.
+      if (a.is_namespace() || b.is_namespace() || a.dict_ == b.dict_) return a.dict_ == b.dict_;
       if (a.AsDict().items.size() != b.AsDict().items.size()) return false;
       for (const auto& [k, v] : a.AsDict().items) {
         const Value* other = b.AsDict().Find(k);
-        if (other == nullptr || *other != v) return false;
+        if (other == nullptr || !Equal(*other, v, steps_left)) return false;
       }
       return true;
     }
@@ -197,17 +237,20 @@ bool operator==(const Value& a, const Value& b) {
   }
 }
 
-absl::StatusOr<bool> Value::Less(const Value& a, const Value& b) {
+absl::StatusOr<bool> Value::Less(const Value& a, const Value& b, int64_t* steps_left) {
+  if (!Charge(steps_left, 0)) return false;
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) return a.AsFloat() < b.AsFloat();
     return a.AsInt() < b.AsInt();
   }
-  if (a.is_string() && b.is_string()) return a.AsString() < b.AsString();
+  if (a.is_string() && b.is_string()) {
+    return Charge(steps_left, a.AsString().size()) && a.AsString() < b.AsString();
+  }
   if (a.is_list() && b.is_list()) {
     const auto& x = a.AsList();
     const auto& y = b.AsList();
     for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
-      if (x[i] != y[i]) return Less(x[i], y[i]);
+      if (!Equal(x[i], y[i], steps_left)) return Less(x[i], y[i], steps_left);
     }
     return x.size() < y.size();
   }

@@ -4,6 +4,7 @@
 // repr() and JSON forms (HF's tojson is json.dumps(ensure_ascii=False)).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -20,6 +21,9 @@ namespace rami::jinja {
 class Value;
 using ValueList = std::vector<Value>;
 using KwArgs = std::vector<std::pair<std::string, Value>>;
+
+// Truncates toward zero, saturating at the int64 range; NaN gives 0.
+int64_t FloatToInt(double d);
 
 // Insertion-ordered string-keyed map (Python dicts keep insertion order).
 struct ValueDict {
@@ -64,7 +68,8 @@ class Value {
   bool is_callable() const { return kind_ == Kind::kCallable; }
 
   bool AsBool() const { return int_ != 0; }
-  int64_t AsInt() const { return kind_ == Kind::kFloat ? static_cast<int64_t>(float_) : int_; }
+  // A float is truncated toward zero and saturated to int64 (NaN is 0): never UB.
+  int64_t AsInt() const { return kind_ == Kind::kFloat ? FloatToInt(float_) : int_; }
   double AsFloat() const { return kind_ == Kind::kFloat ? float_ : static_cast<double>(int_); }
   const std::string& AsString() const { return *string_; }
   const ValueList& AsList() const { return *list_; }
@@ -72,25 +77,41 @@ class Value {
   ValueDict& MutableDict() const { return *dict_; }  // namespaces only (`set ns.x = ...`)
   const Callable& AsCallable() const { return *callable_; }
 
+  // Nesting of lists and dicts: 0 for scalars, 1 + the deepest item for containers. A
+  // namespace counts 1 whatever it holds: it is mutable, and traversals stop at it (its repr is
+  // "<Namespace>", it compares by identity).
+  int depth() const { return depth_; }
+
   bool Truthy() const;
   std::string Str() const;   // Python str(); undefined renders as ""
   std::string Repr() const;  // Python repr()
-  // json.dumps(value, ensure_ascii=False, indent=indent (<0: none), sort_keys).
-  absl::StatusOr<std::string> ToJson(int indent, bool sort_keys) const;
+  // Str() / Repr() appended to *out; false (with *out cut short) once *out would pass
+  // max_bytes, so a huge value costs no more than max_bytes of work.
+  bool AppendStr(std::string* out, size_t max_bytes) const;
+  bool AppendRepr(std::string* out, size_t max_bytes) const;
+  // json.dumps(value, ensure_ascii=False, indent=indent (<0: none), sort_keys); a
+  // ResourceExhausted error once the text would pass max_bytes.
+  absl::StatusOr<std::string> ToJson(int64_t indent, bool sort_keys,
+                                     size_t max_bytes = SIZE_MAX) const;
   std::string TypeName() const;
 
   // Items to iterate: list items, dict keys, string characters.
   absl::StatusOr<ValueList> Iterate() const;
   int64_t Length() const;  // -1 when the value has no length
 
-  friend bool operator==(const Value& a, const Value& b);
+  friend bool operator==(const Value& a, const Value& b) { return Equal(a, b, nullptr); }
   friend bool operator!=(const Value& a, const Value& b) { return !(a == b); }
-  // Python ordering for numbers, strings and lists; error for other types.
-  static absl::StatusOr<bool> Less(const Value& a, const Value& b);
+  // Python ==. Each element compared costs *steps_left one step (and strings one per 256
+  // bytes); when it goes negative the answer is false and the caller reports the budget
+  // (RenderBudget::CheckSteps). Null: unmetered.
+  static bool Equal(const Value& a, const Value& b, int64_t* steps_left);
+  // Python ordering for numbers, strings and lists; error for other types. Metered as Equal.
+  static absl::StatusOr<bool> Less(const Value& a, const Value& b, int64_t* steps_left = nullptr);
 
  private:
   Kind kind_ = Kind::kUndefined;
   bool is_tuple_ = false, is_namespace_ = false;
+  int depth_ = 0;
   int64_t int_ = 0;
   double float_ = 0;
   std::shared_ptr<const std::string> string_;

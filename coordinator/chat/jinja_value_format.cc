@@ -108,52 +108,77 @@ std::string PyStringRepr(const std::string& s) {
 }
 
 std::string Value::Str() const {
-  switch (kind_) {
-    case Kind::kUndefined:
-      return "";
-    case Kind::kString:
-      return *string_;
-    default:
-      return Repr();
-  }
+  std::string out;
+  AppendStr(&out, SIZE_MAX);
+  return out;
 }
 
 std::string Value::Repr() const {
+  std::string out;
+  AppendRepr(&out, SIZE_MAX);
+  return out;
+}
+
+bool Value::AppendStr(std::string* out, size_t max_bytes) const {
   switch (kind_) {
     case Kind::kUndefined:
-      return "";
-    case Kind::kNone:
-      return "None";
-    case Kind::kBool:
-      return int_ ? "True" : "False";
-    case Kind::kInt:
-      return absl::StrCat(int_);
-    case Kind::kFloat:
-      return PyFloatRepr(float_);
+      return true;
     case Kind::kString:
-      return PyStringRepr(*string_);
+      if (string_->size() > max_bytes - std::min(max_bytes, out->size())) return false;
+      *out += *string_;
+      return true;
+    default:
+      return AppendRepr(out, max_bytes);
+  }
+}
+
+bool Value::AppendRepr(std::string* out, size_t max_bytes) const {
+  // Every element adds at least one byte (a separator or a bracket), so the check after each
+  // one bounds the work by max_bytes even for lists that repeat one huge value.
+  auto add = [&](std::string_view text) {
+    if (text.size() > max_bytes - std::min(max_bytes, out->size())) return false;
+    out->append(text);
+    return true;
+  };
+  switch (kind_) {
+    case Kind::kUndefined:
+      return true;
+    case Kind::kNone:
+      return add("None");
+    case Kind::kBool:
+      return add(int_ ? "True" : "False");
+    case Kind::kInt:
+      return add(absl::StrCat(int_));
+    case Kind::kFloat:
+      return add(PyFloatRepr(float_));
+    case Kind::kString:
+      // The quoted form is longer than the text (and at most 4x + 2): skip building it when
+      // it cannot fit.
+      if (string_->size() + 2 > max_bytes - std::min(max_bytes, out->size())) return false;
+      return add(PyStringRepr(*string_));
     case Kind::kList: {
-      std::string out = is_tuple_ ? "(" : "[";
+      if (!add(is_tuple_ ? "(" : "[")) return false;
       for (size_t i = 0; i < list_->size(); ++i) {
-        if (i > 0) out += ", ";
-        out += (*list_)[i].Repr();
+        if (i > 0 && !add(", ")) return false;
+        if (!(*list_)[i].AppendRepr(out, max_bytes)) return false;
       }
-      if (is_tuple_ && list_->size() == 1) out += ",";
-      return out + (is_tuple_ ? ")" : "]");
+      if (is_tuple_ && list_->size() == 1 && !add(",")) return false;
+      return add(is_tuple_ ? ")" : "]");
     }
     case Kind::kDict: {
-      if (is_namespace_) return "<Namespace>";
-      std::string out = "{";
+      if (is_namespace_) return add("<Namespace>");
+      if (!add("{")) return false;
       for (size_t i = 0; i < dict_->items.size(); ++i) {
-        if (i > 0) out += ", ";
-        out += PyStringRepr(dict_->items[i].first) + ": " + dict_->items[i].second.Repr();
+        if (i > 0 && !add(", ")) return false;
+        if (!Value::String(dict_->items[i].first).AppendRepr(out, max_bytes)) return false;
+        if (!add(": ") || !dict_->items[i].second.AppendRepr(out, max_bytes)) return false;
       }
-      return out + "}";
+      return add("}");
     }
     case Kind::kCallable:
-      return "<function>";
+      return add("<function>");
   }
-  return "";
+  return true;
 }
 
 namespace {
@@ -194,8 +219,25 @@ void JsonString(const std::string& s, std::string* out) {
   out->push_back('"');
 }
 
-absl::Status ToJsonImpl(const Value& v, int indent, bool sort_keys, int depth, std::string* out) {
+struct JsonOptions {
+  int64_t indent;
+  bool sort_keys;
+  size_t max_bytes;
+};
+
+absl::Status TooLong(size_t max_bytes) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("tojson: the text exceeds the render limit max_output_bytes = ", max_bytes));
+}
+
+absl::Status ToJsonImpl(const Value& v, const JsonOptions& o, int depth, std::string* out) {
   if (depth > 256) return absl::InvalidArgumentError("tojson: value nested too deeply");
+  if (out->size() > o.max_bytes) return TooLong(o.max_bytes);
+  const int64_t indent = o.indent;
+  const bool sort_keys = o.sort_keys;
+  // Indentation is checked before it is built: tojson(indent=10**12) must not allocate.
+  if (indent >= 0 && static_cast<uint64_t>(indent) > o.max_bytes / (depth + 1))
+    return TooLong(o.max_bytes);
   const std::string newline = indent >= 0 ? "\n" + std::string((depth + 1) * indent, ' ') : "";
   const std::string closing = indent >= 0 ? "\n" + std::string(depth * indent, ' ') : "";
   const std::string sep = indent >= 0 ? "," : ", ";
@@ -229,7 +271,7 @@ absl::Status ToJsonImpl(const Value& v, int indent, bool sort_keys, int depth, s
       *out += "[";
       for (size_t i = 0; i < v.AsList().size(); ++i) {
         *out += (i > 0 ? sep : "") + newline;
-        RAMI_RETURN_IF_ERROR(ToJsonImpl(v.AsList()[i], indent, sort_keys, depth + 1, out));
+        RAMI_RETURN_IF_ERROR(ToJsonImpl(v.AsList()[i], o, depth + 1, out));
       }
       *out += closing + "]";
       return absl::OkStatus();
@@ -249,7 +291,7 @@ absl::Status ToJsonImpl(const Value& v, int indent, bool sort_keys, int depth, s
         *out += (i > 0 ? sep : "") + newline;
         JsonString(items[i].first, out);
         *out += ": ";
-        RAMI_RETURN_IF_ERROR(ToJsonImpl(items[i].second, indent, sort_keys, depth + 1, out));
+        RAMI_RETURN_IF_ERROR(ToJsonImpl(items[i].second, o, depth + 1, out));
       }
       *out += closing + "}";
       return absl::OkStatus();
@@ -262,9 +304,10 @@ absl::Status ToJsonImpl(const Value& v, int indent, bool sort_keys, int depth, s
 
 }  // namespace
 
-absl::StatusOr<std::string> Value::ToJson(int indent, bool sort_keys) const {
+absl::StatusOr<std::string> Value::ToJson(int64_t indent, bool sort_keys, size_t max_bytes) const {
   std::string out;
-  RAMI_RETURN_IF_ERROR(ToJsonImpl(*this, indent, sort_keys, 0, &out));
+  RAMI_RETURN_IF_ERROR(ToJsonImpl(*this, {indent, sort_keys, max_bytes}, 0, &out));
+  if (out.size() > max_bytes) return TooLong(max_bytes);
   return out;
 }
 
