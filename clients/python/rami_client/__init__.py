@@ -1,13 +1,22 @@
-"""A thin Python client of rami's public API (rami.v1.Inference).
+"""A Python client of rami's public API (rami.v1.Inference), sync and asyncio.
 
     from rami_client import Client
-    result = Client("127.0.0.1:50051").generate("What is 2+2?", n=8,
-                                                 aggregation="majority_vote")
-    print(result.answer, [(v.answer, v.count) for v in result.votes])
+    with Client("127.0.0.1:50051") as client:
+        result = client.run("What is 2+2?", n=8, aggregation="majority_vote")
+        print(result.answer, [(v.answer, v.count) for v in result.votes])
 
-The generated stubs (rami/v1/inference_pb2*.py) come from the build: put
-<build>/clients/python on PYTHONPATH next to this package.
+Install with `pip install clients/python` (the rami.v1 stubs are generated then).
 """
-from rami_client.client import Client, JobFailed
+from rami_client import pb
+from rami_client.aio import AsyncClient, AsyncJobStream
+from rami_client.client import Client, JobStream
+from rami_client.errors import JobFailed, RamiError
+from rami_client.request import generate_request, tokenize_request
 
-__all__ = ["Client", "JobFailed"]
+# The event types a stream yields.
+Accepted, Delta, BranchFinished, Progress, Result = (
+    pb.Accepted, pb.Delta, pb.BranchFinished, pb.Progress, pb.Result)
+
+__all__ = ["AsyncClient", "AsyncJobStream", "Client", "JobStream", "JobFailed", "RamiError",
+           "generate_request", "tokenize_request", "pb", "Accepted", "Delta", "BranchFinished",
+           "Progress", "Result"]

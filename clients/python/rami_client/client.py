@@ -1,69 +1,104 @@
-"""Client: streams one job's events and returns its Result."""
-from typing import Callable, Iterable, Optional
+"""Client: the sync API of rami.v1.Inference over one gRPC channel.
+
+Every call raises RamiError (a grpc.RpcError with code() and details()) when the server
+refuses it; a job that fails raises JobFailed. Generate's keyword arguments are
+request.generate_request's."""
+from typing import Callable, Iterable, Iterator, List, Optional
 
 import grpc
+from google.protobuf.message import Message
 
-from rami.v1 import inference_pb2 as pb
-from rami.v1 import inference_pb2_grpc as pb_grpc
-
-_POLICIES = {
-    "none": pb.NONE,
-    "majority_vote": pb.MAJORITY_VOTE,
-    "weighted_vote": pb.WEIGHTED_VOTE,
-    "best_logprob": pb.BEST_LOGPROB,
-}
+from rami_client import pb
+from rami_client.errors import from_rpc_error
+from rami_client.events import StreamState
+from rami_client.request import generate_request, tokenize_request
 
 
-class JobFailed(RuntimeError):
-    """The job ended with an Error event (code, message, retryable)."""
+class JobStream(StreamState):
+    """One job's events in order: Accepted, Delta / BranchFinished / Progress as branches run,
+    and the Result last. job_id is known from the first event on (to abort the job or a
+    branch); cancel() ends the stream and so the job."""
 
-    def __init__(self, error: "pb.Error"):
-        super().__init__(f"job failed: {error.message} (code {error.code})")
-        self.code = error.code
-        self.retryable = error.retryable
+    def __iter__(self) -> Iterator[Message]:
+        for event in self._events():
+            payload = self._take(event)
+            if payload is not None:
+                yield payload
+        self._finish()
+
+    def _events(self) -> Iterator["pb.GenerateEvent"]:
+        try:
+            yield from self._call
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
 
 
 class Client:
-    def __init__(self, address: str, timeout: Optional[float] = None):
+    """timeout: seconds for each call, a whole job's stream included (None: no limit)."""
+
+    def __init__(self, address: str = "127.0.0.1:50051", timeout: Optional[float] = None):
         self._channel = grpc.insecure_channel(address)
-        self._stub = pb_grpc.InferenceStub(self._channel)
+        self._stub = pb.grpc_stubs.InferenceStub(self._channel)
         self._timeout = timeout
 
-    def generate(self, prompt: Optional[str] = None, *, token_ids: Optional[Iterable[int]] = None,
-                 messages: Optional[list] = None, n: int = 1, max_tokens: int = 0,
-                 temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
-                 aggregation: str = "none", answer_regex: str = "", stream_deltas: bool = False,
-                 on_event: Optional[Callable[["pb.GenerateEvent"], None]] = None) -> "pb.Result":
-        """Runs one job; calls on_event for every event; returns the Result or raises JobFailed
-        (grpc.RpcError for requests the server rejects, e.g. INVALID_ARGUMENT)."""
-        request = pb.GenerateRequest(n=n, stream_deltas=stream_deltas)
-        if prompt is not None:
-            request.prompt = prompt
-        elif token_ids is not None:
-            request.token_ids.ids.extend(token_ids)
-        elif messages is not None:
-            for m in messages:
-                request.messages.messages.add(role=m["role"], content=m["content"])
-        request.sampling.temperature = temperature
-        request.sampling.top_p = top_p
-        request.sampling.seed = seed
-        request.stopping.max_tokens = max_tokens
-        request.aggregation.policy = _POLICIES[aggregation]
-        request.aggregation.extractor.regex = answer_regex
-        for event in self._stub.Generate(request, timeout=self._timeout):
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def stream(self, prompt: Optional[str] = None, **request) -> JobStream:
+        """Starts a job; iterate the returned stream for its events."""
+        return JobStream(self._stub.Generate(generate_request(prompt, **request),
+                                             timeout=self._timeout))
+
+    def run(self, prompt: Optional[str] = None, *,
+            on_event: Optional[Callable[[Message], None]] = None, **request) -> "pb.Result":
+        """Runs a job to its Result, calling on_event with each event (the Result included)."""
+        stream = self.stream(prompt, **request)
+        for event in stream:
             if on_event is not None:
                 on_event(event)
-            if event.HasField("result"):
-                return event.result
-            if event.HasField("error"):
-                raise JobFailed(event.error)
-        raise JobFailed(pb.Error(code=14, message="stream ended without a result", retryable=True))
+        return stream.result
+
+    def generate(self, prompt: Optional[str] = None, *,
+                 on_event: Optional[Callable[["pb.GenerateEvent"], None]] = None,
+                 **request) -> "pb.Result":
+        """The first client's call, kept for its callers: run(), but on_event receives whole
+        pb.GenerateEvents (job_id and the oneof)."""
+        stream = self.stream(prompt, **request)
+        for _ in stream:
+            if on_event is not None:
+                on_event(stream.event)
+        return stream.result
 
     def abort(self, job_id: str, branch: Optional[int] = None) -> None:
-        request = pb.AbortRequest(job_id=job_id)
-        if branch is not None:
-            request.branch = branch
-        self._stub.Abort(request, timeout=self._timeout)
+        """Stops a job (its stream ends with JobFailed, code ABORTED) or one branch of it (the
+        branch finishes with reason ABORTED). Aborting a finished job succeeds."""
+        self._call(self._stub.Abort, pb.AbortRequest(job_id=job_id, branch=branch))
+
+    def get_job(self, job_id: str) -> "pb.GetJobResponse":
+        return self._call(self._stub.GetJob, pb.GetJobRequest(job_id=job_id))
+
+    def list_models(self) -> List["pb.ModelInfo"]:
+        return list(self._call(self._stub.ListModels, pb.ListModelsRequest()).models)
 
     def server_info(self) -> "pb.ServerInfo":
-        return self._stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=self._timeout)
+        return self._call(self._stub.GetServerInfo, pb.GetServerInfoRequest())
+
+    def tokenize(self, prompt: Optional[str] = None, **request) -> "pb.TokenizeResponse":
+        """The token ids a job's prompt or messages would become (request.tokenize_request)."""
+        return self._call(self._stub.Tokenize, tokenize_request(prompt, **request))
+
+    def detokenize(self, token_ids: Iterable[int], model: Optional[str] = None) -> str:
+        request = pb.DetokenizeRequest(token_ids=token_ids, model=model)
+        return self._call(self._stub.Detokenize, request).text
+
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self._timeout)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
