@@ -7,15 +7,17 @@
 # pid files go to --logs. docs/deploy.md has the details.
 #
 #   deploy/launch-node.sh --model DIR [--gpus K | --cpu-workers K] [--tp T] [--port 50051]
-#       [--host 127.0.0.1] [--worker-port-base 0] [--gpu-memory-utilization U] [--dtype bf16|fp32]
+#       [--http-port 8000] [--host 127.0.0.1] [--worker-port-base 0] [--gpu-memory-utilization U] [--dtype bf16|fp32]
 #       [--policy P] [--kv-bytes N] [--page-size N] [--logs DIR|-] [--build DIR]
 #       [--role all|workers] [--coordinator-args "..."] [--worker-args "..."] [--drain-timeout S]
 #       [--dry-run] [-- command ...]                        (--flag=value works too)
 #
 # --role all (default): workers + coordinator. --role workers: only the K workers, on
 # --host (default 0.0.0.0) ports base..base+K-1 (a Kubernetes worker pod); no --model needed.
-# With a command after `--`: runs it once the API serves (RAMI_SERVER=host:port in its
-# environment), then stops everything and exits with the command's status.
+# --http-port: the OpenAI-compatible HTTP API and /metrics (0 = off; with --port 0, any free
+# port). With a command after `--`: runs it once the API serves (RAMI_SERVER=host:port and
+# RAMI_HTTP=http://host:port in its environment), then stops everything and exits with the
+# command's status.
 # --logs -: every process's output on stdout, each line prefixed with its name (containers);
 # port and pid files then go to a temporary folder.
 # Exit status: 0 after a clean stop by SIGTERM/SIGINT; 2 for bad flags; 1 when a process
@@ -24,7 +26,7 @@ set -euo pipefail
 
 die() { echo "launch-node: $*" >&2; exit 2; }
 
-MODEL="" GPUS="" CPU_WORKERS="" TP="" PORT=50051 HOST="" WORKER_PORT_BASE=0 MEM_UTILIZATION="" DTYPE=""
+MODEL="" GPUS="" CPU_WORKERS="" TP="" PORT=50051 HTTP_PORT=8000 HOST="" WORKER_PORT_BASE=0 MEM_UTILIZATION="" DTYPE=""
 POLICY="" KV_BYTES=$((64 << 20)) PAGE=16 LOGS="" BUILD="${RAMI_BUILD_DIR:-build}" ROLE=all
 COORD_ARGS="" WORKER_ARGS="" DRAIN_TIMEOUT=30 START_TIMEOUT=300 DRY_RUN=0
 while (($#)); do
@@ -42,6 +44,7 @@ while (($#)); do
     --cpu-workers) CPU_WORKERS="$2" ;;
     --tp) TP="$2" ;;
     --port) PORT="$2" ;;
+    --http-port) HTTP_PORT="$2" ;;
     --host) HOST="$2" ;;
     --worker-port-base) WORKER_PORT_BASE="$2" ;;
     --gpu-memory-utilization) MEM_UTILIZATION="$2" ;;
@@ -65,7 +68,7 @@ is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
 case "$ROLE" in all | workers) ;; *) die "--role: all or workers, not '$ROLE'" ;; esac
 case "$DTYPE" in "" | bf16 | fp32) ;; *) die "--dtype: bf16 or fp32, not '$DTYPE'" ;; esac
 [ -z "$GPUS" ] || [ -z "$CPU_WORKERS" ] || die "--gpus and --cpu-workers exclude each other"
-for flag_var in port:PORT worker-port-base:WORKER_PORT_BASE kv-bytes:KV_BYTES page-size:PAGE \
+for flag_var in port:PORT http-port:HTTP_PORT worker-port-base:WORKER_PORT_BASE kv-bytes:KV_BYTES page-size:PAGE \
   drain-timeout:DRAIN_TIMEOUT start-timeout:START_TIMEOUT; do
   v="${flag_var#*:}"
   is_uint "${!v}" || die "--${flag_var%%:*}: not a number: '${!v}'"
@@ -246,7 +249,11 @@ EXTRA=()
 [ -z "$MEM_UTILIZATION" ] || EXTRA+=(--gpu_memory_utilization="$MEM_UTILIZATION")
 [ "$DEVICE" = cpu ] || EXTRA+=(--device=cuda)  # cuda:0 of each worker's CUDA_VISIBLE_DEVICES
 [ -z "$DTYPE" ] || EXTRA+=(--dtype="$DTYPE")    # default: fp32 on CPU, bf16 on GPU
-rm -f "$LOGS/coordinator.port"
+rm -f "$LOGS/coordinator.port" "$LOGS/http.port"
+# The HTTP port (OpenAI API, /metrics) follows --port: with --port 0 any free one.
+HTTP_FLAG=$HTTP_PORT
+[ "$PORT" != 0 ] || [ "$HTTP_PORT" = 0 ] || HTTP_FLAG=-1
+EXTRA+=(--http_port="$HTTP_FLAG" --http_host="$HOST" --http_port_file="$LOGS/http.port")
 # shellcheck disable=SC2086  # --coordinator-args is a list of flags
 start coordinator "$COORD" --listen="$HOST:$PORT" --port_file="$LOGS/coordinator.port" \
   --workers="$SPEC" --model_dir="$MODEL" --cache_policy="$POLICY" --kv_cache_bytes="$KV_BYTES" \
@@ -258,6 +265,12 @@ API_PORT="$(cat "$LOGS/coordinator.port")"
 CONNECT_HOST="$HOST"
 [ "$HOST" != 0.0.0.0 ] || CONNECT_HOST=127.0.0.1
 export RAMI_SERVER="$CONNECT_HOST:$API_PORT"
+RAMI_HTTP=""
+if [ "$HTTP_PORT" != 0 ]; then
+  wait_port_file http "$COORD_PID" 10
+  RAMI_HTTP="http://$CONNECT_HOST:$(cat "$LOGS/http.port")"
+fi
+export RAMI_HTTP
 
 # Health: grpc.health.v1 SERVING (at least one group loaded; checked with Python's grpcio
 # where it is installed, else the API answering), then every group healthy per `rami info`.
@@ -284,7 +297,7 @@ until serving 2>"$LOGS/health.err" && [ "$(healthy_groups)" = "$GROUPS_N" ]; do
   sleep 0.5
 done
 echo "rami: serving rami.v1.Inference on $HOST:$API_PORT ($GROUPS_N group(s) x $TP" \
-  "$DEVICE rank(s), $WHERE_LOGS)"
+  "$DEVICE rank(s), $WHERE_LOGS)${RAMI_HTTP:+; OpenAI-compatible API at $RAMI_HTTP/v1}"
 
 if (($#)); then
   # In the background, so that a signal is handled at once rather than after the command.

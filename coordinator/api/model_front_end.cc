@@ -222,8 +222,10 @@ absl::StatusOr<std::string> ModelFrontEnd::RenderChat(const GenerateRequest& req
     input.extra[key] = std::move(parsed);
   }
   auto text = chat_template_->Apply(input);
-  if (!text.ok())
-    return Invalid(absl::StrCat("messages: chat template: ", text.status().message()));
+  if (!text.ok()) {  // the template's code stays: a render over its limits is RESOURCE_EXHAUSTED
+    return absl::Status(text.status().code(),
+                        absl::StrCat("messages: chat template: ", text.status().message()));
+  }
   return text;
 }
 

@@ -223,6 +223,47 @@ absl::StatusOr<int32_t> ResolveMaxTokens(int32_t requested, int64_t prompt_token
 
 }  // namespace
 
+absl::StatusOr<std::vector<int32_t>> Tokenize(const rami::v1::TokenizeRequest& request,
+                                              const ModelFrontEnd& model) {
+  GenerateRequest as_generate;
+  as_generate.set_model(request.model());
+  RAMI_RETURN_IF_ERROR(ValidateModel(as_generate, model));
+  switch (request.input_case()) {
+    case rami::v1::TokenizeRequest::kPrompt:
+      as_generate.set_prompt(request.prompt());
+      break;
+    case rami::v1::TokenizeRequest::kMessages:
+      *as_generate.mutable_messages() = request.messages();
+      break;
+    case rami::v1::TokenizeRequest::INPUT_NOT_SET:
+      return Invalid("input: one of prompt or messages is required");
+  }
+  *as_generate.mutable_chat_template_kwargs() = request.chat_template_kwargs();
+  return model.InputIds(as_generate);
+}
+
+absl::StatusOr<std::string> Detokenize(const rami::v1::DetokenizeRequest& request,
+                                       const ModelFrontEnd& model) {
+  GenerateRequest as_generate;
+  as_generate.set_model(request.model());
+  RAMI_RETURN_IF_ERROR(ValidateModel(as_generate, model));
+  if (model.tokenizer() == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("token_ids: model \"", model.name(),
+                                                      "\" has no tokenizer (no tokenizer.json)"));
+  }
+  if (request.token_ids_size() > model.max_context()) {
+    return Invalid(absl::StrCat("token_ids: at most the context (", model.max_context(),
+                                ") ids, got ", request.token_ids_size()));
+  }
+  for (int i = 0; i < request.token_ids_size(); ++i) {
+    if (request.token_ids(i) < 0 || request.token_ids(i) >= model.vocab_size()) {
+      return Invalid(absl::StrCat("token_ids[", i, "]: ", request.token_ids(i),
+                                  " is outside the vocabulary [0, ", model.vocab_size(), ")"));
+    }
+  }
+  return model.tokenizer()->Decode({request.token_ids().begin(), request.token_ids().end()});
+}
+
 absl::StatusOr<ValidatedRequest> ValidateRequest(const GenerateRequest& request,
                                                  const ModelFrontEnd& model,
                                                  const ServerLimits& limits, absl::Time now) {

@@ -3,6 +3,9 @@
 // between the public API and the job code: nothing past it re-checks a client's values.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "coordinator/api/model_front_end.h"
@@ -19,5 +22,14 @@ namespace rami::api {
 absl::StatusOr<ValidatedRequest> ValidateRequest(const rami::v1::GenerateRequest& request,
                                                  const ModelFrontEnd& model,
                                                  const ServerLimits& limits, absl::Time now);
+
+// Tokenize: the prompt token ids `request`'s input would become in a GenerateRequest (the same
+// rules and errors).
+absl::StatusOr<std::vector<int32_t>> Tokenize(const rami::v1::TokenizeRequest& request,
+                                              const ModelFrontEnd& model);
+// Detokenize: the text of `request.token_ids` (each inside the vocabulary, at most the model's
+// context of them); FAILED_PRECONDITION for a model without a tokenizer.
+absl::StatusOr<std::string> Detokenize(const rami::v1::DetokenizeRequest& request,
+                                       const ModelFrontEnd& model);
 
 }  // namespace rami::api

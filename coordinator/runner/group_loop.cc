@@ -115,6 +115,9 @@ bool JobRunner::StepOnce(WorkerGroup& g) {
   absl::MutexLock lock(&mu_);
   if (stop_) return true;
   stats_.step_ms_total += absl::ToDoubleMilliseconds(received - g.in_flight.front().sent);
+  if (metrics_ != nullptr) {
+    metrics_->WorkerStep(absl::ToDoubleSeconds(received - g.in_flight.front().sent));
+  }
   g.in_flight.pop_front();
   if (!results.ok()) {
     Evacuate(g, results.status());

@@ -63,12 +63,21 @@ void FillUsage(const JobState& job, int64_t generated, v1::Usage* usage) {
 
 void AcceptToken(JobState& job, Branch& b, const worker::v1::SampledToken& token) {
   b.tokens.push_back(token.token_id());
-  if (!job.first_token.has_value()) job.first_token = absl::Now();
+  const absl::Time now = absl::Now();
+  if (!job.first_token.has_value()) job.first_token = now;
+  BranchState& state = job.state(b.index);
+  if (job.metrics != nullptr) {
+    job.metrics->GeneratedTokens(1);
+    if (state.last_token.has_value()) {
+      job.metrics->InterTokenLatency(absl::ToDoubleSeconds(now - *state.last_token));
+    }
+  }
+  state.last_token = now;
   v1::GenerateEvent event = Event(job);
   v1::Delta* delta = event.mutable_delta();
   delta->set_branch(b.index);
-  const std::optional<FinishReason> reason = job.state(b.index).output->Add(
-      token, job.request().aggregation.pruning.confidence_top_k, delta);
+  const std::optional<FinishReason> reason =
+      state.output->Add(token, job.request().aggregation.pruning.confidence_top_k, delta);
   if (job.request().stream_deltas) job.handle->events.Push(std::move(event));
   if (reason.has_value()) FinishBranch(job, b.index, *reason);
 }
@@ -82,6 +91,7 @@ void FinishBranch(JobState& job, int i, FinishReason reason) {
     b->replay_pending = false;
   }
   state.reason = reason;
+  if (job.metrics != nullptr) job.metrics->BranchFinished();
   const BranchOutput& out = *state.output;
   state.answer = job.extractor->Extract(out.text());
   if (job.pruner.has_value()) job.pruner->OnBranchFinished(reason, out.confidence());
@@ -145,6 +155,14 @@ void FinishJob(JobState& job) {
   FillUsage(job, generated, result->mutable_usage());
   for (rami::v1::TokenLogprobs& t : job.PromptLogprobs())
     *result->add_prompt_logprobs() = std::move(t);
+  if (job.metrics != nullptr) {
+    job.metrics->RequestEnded(metrics::Outcome::kFinished);
+    job.metrics->EndToEnd(absl::ToDoubleSeconds(absl::Now() - job.submitted));
+    if (job.first_token.has_value()) {
+      job.metrics->TimeToFirstToken(absl::ToDoubleSeconds(*job.first_token - job.submitted));
+    }
+    if (job.peak_kv_bytes > 0) job.metrics->JobCompression(job.compression_ratio);
+  }
   job.record.set_state(v1::GetJobResponse::FINISHED);
   job.record.set_branches_finished(static_cast<int32_t>(outcomes.size()));
   *job.record.mutable_result() = *result;
@@ -155,8 +173,12 @@ void FailJob(JobState& job, const absl::Status& status, bool retryable) {
   if (job.done) return;
   job.done = true;
   ReleaseParts(job);
-  job.record.set_state(status.code() == absl::StatusCode::kAborted ? v1::GetJobResponse::ABORTED
-                                                                   : v1::GetJobResponse::FAILED);
+  const bool aborted = status.code() == absl::StatusCode::kAborted;
+  job.record.set_state(aborted ? v1::GetJobResponse::ABORTED : v1::GetJobResponse::FAILED);
+  if (job.metrics != nullptr) {
+    job.metrics->RequestEnded(aborted ? metrics::Outcome::kAborted : metrics::Outcome::kFailed);
+    job.metrics->EndToEnd(absl::ToDoubleSeconds(absl::Now() - job.submitted));
+  }
   v1::GenerateEvent event = Event(job);
   event.mutable_error()->set_code(static_cast<int32_t>(status.code()));
   event.mutable_error()->set_message(std::string(status.message()));

@@ -15,10 +15,11 @@ namespace rami::coordinator {
 namespace v1 = rami::v1;
 
 JobRunner::JobRunner(const RunnerConfig& config, std::unique_ptr<WorkerDiscovery> discovery,
-                     const api::ModelFrontEnd* model)
+                     const api::ModelFrontEnd* model, metrics::Metrics* metrics)
     : config_(config),
       discovery_(std::move(discovery)),
       model_(model),
+      metrics_(metrics),
       identity_{model->vocab_size(), model->config_eos_token_ids()} {
   Refresh();
   maintenance_ = std::thread([this] { Maintain(); });
@@ -82,6 +83,7 @@ absl::StatusOr<std::shared_ptr<JobHandle>> JobRunner::Submit(api::ValidatedReque
       JobState::Create(id, std::move(request), model_->tokenizer());
   if (!job.ok()) return job.status();
   JobState& j = **job;
+  j.metrics = metrics_;
   j.handle = std::make_shared<JobHandle>();
   j.handle->id = absl::StrCat("job-", id);
   if (!Place(j, j.TakeUnplaced())) {
@@ -92,6 +94,7 @@ absl::StatusOr<std::shared_ptr<JobHandle>> JobRunner::Submit(api::ValidatedReque
   }
   ++next_job_;
   j.submitted = absl::Now();
+  if (metrics_ != nullptr) metrics_->PromptTokens(static_cast<int64_t>(j.facts().prompt.size()));
   v1::GenerateEvent accepted;
   accepted.set_job_id(j.handle->id);
   accepted.mutable_accepted()->set_prompt_tokens(
@@ -183,6 +186,27 @@ RunnerStats JobRunner::Stats() {
     if (g->state != GroupState::kServing) continue;
     ++s.groups_serving;
     s.free_pages += g->capacity().free_pages;
+  }
+  return s;
+}
+
+metrics::Snapshot JobRunner::MetricsSnapshot() {
+  absl::MutexLock lock(&mu_);
+  metrics::Snapshot s;
+  for (const auto& [id, job] : jobs_) {
+    if (job->done) continue;
+    (job->Started() ? s.jobs_running : s.jobs_queued) += 1;
+    s.branches_running += job->RunningBranches();
+  }
+  s.steps = stats_.steps;
+  s.preemptions = stats_.preemptions;
+  s.relocated_branches = stats_.relocated_branches;
+  for (const auto& [id, g] : groups_) {
+    s.groups.push_back({.group = g->key(),
+                        .state = g->state_name(),
+                        .pages_total = g->num_pages,
+                        .pages_free = g->capacity().free_pages,
+                        .eviction_rate = g->capacity().eviction_rate});
   }
   return s;
 }

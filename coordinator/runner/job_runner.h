@@ -44,9 +44,10 @@ struct RunnerConfig {
 
 class JobRunner {
  public:
-  // Starts loading the groups `discovery` lists. `model` outlives the runner.
+  // Starts loading the groups `discovery` lists. `model` and `metrics` (may be null) outlive
+  // the runner.
   JobRunner(const RunnerConfig& config, std::unique_ptr<WorkerDiscovery> discovery,
-            const api::ModelFrontEnd* model);
+            const api::ModelFrontEnd* model, metrics::Metrics* metrics = nullptr);
   ~JobRunner();
 
   // Blocks until a group serves (OK), `timeout` passes (DEADLINE_EXCEEDED with the last load
@@ -61,6 +62,8 @@ class JobRunner {
   void Abort(const std::string& job_id, std::optional<int> branch);
   std::optional<rami::v1::GetJobResponse> Get(const std::string& job_id);
   RunnerStats Stats();
+  // The gauges of /metrics.
+  metrics::Snapshot MetricsSnapshot();
   bool healthy();  // at least one group serves
   // The cache policy the serving groups report ("" before any group has loaded).
   std::string cache_policy();
@@ -95,6 +98,7 @@ class JobRunner {
   RunnerConfig config_;
   std::unique_ptr<WorkerDiscovery> discovery_;  // maintenance thread only
   const api::ModelFrontEnd* model_;
+  metrics::Metrics* metrics_;
   ModelIdentity identity_;  // what every rank must report having loaded
 
   absl::Mutex mu_;

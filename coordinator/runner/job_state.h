@@ -17,6 +17,7 @@
 #include "coordinator/aggregation/answer_extractor.h"
 #include "coordinator/aggregation/early_pruning.h"
 #include "coordinator/api/validated_request.h"
+#include "coordinator/metrics/metrics.h"
 #include "coordinator/runner/branch_output.h"
 #include "coordinator/runner/event_queue.h"
 #include "coordinator/scheduler/capacity.h"
@@ -40,6 +41,7 @@ struct BranchState {
   // group (its group failed and it is being placed again).
   int group = -1;
   int slot = -1;
+  std::optional<absl::Time> last_token;  // when its last token was accepted
 
   bool finished() const { return reason.has_value(); }
 };
@@ -107,9 +109,10 @@ class JobState {
   absl::Time progress_sent = absl::InfinitePast();
   int64_t kv_bytes = 0;  // at the last step, over its groups
   int64_t peak_kv_bytes = 0;
-  double compression_ratio = 1.0;   // logical / live tokens over its groups
-  bool done = false;                // its terminal event was sent
-  rami::v1::GetJobResponse record;  // with done: what GetJob reports from now on
+  double compression_ratio = 1.0;       // logical / live tokens over its groups
+  bool done = false;                    // its terminal event was sent
+  rami::v1::GetJobResponse record;      // with done: what GetJob reports from now on
+  metrics::Metrics* metrics = nullptr;  // where its events are counted (may be null)
 
  private:
   JobState(JobId id, api::ValidatedRequest request);

@@ -51,6 +51,8 @@ absl::Status CoordinatorConfig::Validate() const {
   RAMI_RETURN_IF_ERROR(AsFlag(ResolveComputeDType(*d, *t).status()));
   RAMI_RETURN_IF_ERROR(AsFlag(limits.Validate()));
   RAMI_RETURN_IF_ERROR(AsFlag(scheduler.Validate()));
+  RAMI_RETURN_IF_ERROR(InRange("http_port", http_port, -1, 65535));
+  if (http_port != 0) RAMI_RETURN_IF_ERROR(AsFlag(Http().Validate()));
   return Discovery().status();  // its errors name --workers or --worker_discovery
 }
 
@@ -75,6 +77,13 @@ RunnerConfig CoordinatorConfig::Runner(const std::string& host_name) const {
   config.coordinator_id = coordinator_id.empty() ? host_name : coordinator_id;
   config.discovery_interval = absl::Seconds(discovery_interval_seconds);
   return config;
+}
+
+http::HttpOptions CoordinatorConfig::Http() const {
+  http::HttpOptions options = http;
+  options.host = http_host;
+  options.port = http_port < 0 ? 0 : http_port;
+  return options;
 }
 
 absl::StatusOr<std::unique_ptr<WorkerDiscovery>> CoordinatorConfig::Discovery() const {

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "coordinator/api/server_limits.h"
 #include "coordinator/groups/worker_discovery.h"
+#include "coordinator/http/http_front_end.h"
 #include "coordinator/runner/job_runner.h"
 
 namespace rami::coordinator {
@@ -41,6 +42,11 @@ struct CoordinatorConfig {
   api::ServerLimits limits;
   SchedulerConfig scheduler;
   bool lookahead = false;
+  // The HTTP port (OpenAI API, /metrics): http_port 0 = off, -1 = any free port.
+  int http_port = 0;
+  std::string http_host = "127.0.0.1";
+  std::string http_port_file;
+  http::HttpOptions http;  // its port and host come from the two fields above
 
   // INVALID_ARGUMENT naming the first flag out of range (as --flag).
   absl::Status Validate() const;
@@ -49,6 +55,8 @@ struct CoordinatorConfig {
   // The runner's config; `host_name` is the lease holder when coordinator_id is "".
   RunnerConfig Runner(const std::string& host_name) const;
   absl::StatusOr<std::unique_ptr<WorkerDiscovery>> Discovery() const;
+  // The HTTP front end's options (with http_port != 0).
+  http::HttpOptions Http() const;
 };
 
 }  // namespace rami::coordinator

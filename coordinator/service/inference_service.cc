@@ -12,17 +12,21 @@ namespace rami::coordinator {
 namespace v1 = rami::v1;
 
 InferenceService::InferenceService(const api::ModelFrontEnd* model, const api::ServerLimits& limits,
-                                   JobRunner* runner)
-    : model_(model), limits_(limits), runner_(runner) {}
+                                   JobRunner* runner, metrics::Metrics* metrics)
+    : model_(model), limits_(limits), runner_(runner), metrics_(metrics) {}
 
 grpc::Status InferenceService::Generate(grpc::ServerContext* ctx,
                                         const v1::GenerateRequest* request,
                                         grpc::ServerWriter<v1::GenerateEvent>* writer) {
+  auto reject = [this](const absl::Status& status) {
+    if (metrics_ != nullptr) metrics_->RequestEnded(metrics::Outcome::kRejected);
+    return ToGrpcStatus(status);
+  };
   absl::StatusOr<api::ValidatedRequest> validated =
       api::ValidateRequest(*request, *model_, limits_, absl::Now());
-  if (!validated.ok()) return ToGrpcStatus(validated.status());
+  if (!validated.ok()) return reject(validated.status());
   absl::StatusOr<std::shared_ptr<JobHandle>> job = runner_->Submit(std::move(*validated));
-  if (!job.ok()) return ToGrpcStatus(job.status());
+  if (!job.ok()) return reject(job.status());
   while (true) {
     std::optional<v1::GenerateEvent> event = (*job)->events.Pop(absl::Milliseconds(200));
     if (ctx->IsCancelled()) {
@@ -105,6 +109,25 @@ grpc::Status InferenceService::GetServerInfo(grpc::ServerContext*, const v1::Get
     info->set_branches_placed(g.branches_placed);
     info->set_steps(g.steps);
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status InferenceService::Tokenize(grpc::ServerContext*, const v1::TokenizeRequest* request,
+                                        v1::TokenizeResponse* response) {
+  absl::StatusOr<std::vector<int32_t>> ids = api::Tokenize(*request, *model_);
+  if (!ids.ok()) return ToGrpcStatus(ids.status());
+  response->mutable_token_ids()->Assign(ids->begin(), ids->end());
+  response->set_count(static_cast<int32_t>(ids->size()));
+  response->set_max_context(limits_.EffectiveContext(model_->max_context()));
+  return grpc::Status::OK;
+}
+
+grpc::Status InferenceService::Detokenize(grpc::ServerContext*,
+                                          const v1::DetokenizeRequest* request,
+                                          v1::DetokenizeResponse* response) {
+  absl::StatusOr<std::string> text = api::Detokenize(*request, *model_);
+  if (!text.ok()) return ToGrpcStatus(text.status());
+  response->set_text(*std::move(text));
   return grpc::Status::OK;
 }
 

@@ -11,9 +11,9 @@ namespace rami::coordinator {
 
 class InferenceService final : public rami::v1::Inference::Service {
  public:
-  // `model` and `runner` must outlive the service.
+  // `model`, `runner` and `metrics` (may be null) must outlive the service.
   InferenceService(const api::ModelFrontEnd* model, const api::ServerLimits& limits,
-                   JobRunner* runner);
+                   JobRunner* runner, metrics::Metrics* metrics = nullptr);
 
   grpc::Status Generate(grpc::ServerContext* ctx, const rami::v1::GenerateRequest* request,
                         grpc::ServerWriter<rami::v1::GenerateEvent>* writer) override;
@@ -26,11 +26,16 @@ class InferenceService final : public rami::v1::Inference::Service {
   grpc::Status GetServerInfo(grpc::ServerContext* ctx,
                              const rami::v1::GetServerInfoRequest* request,
                              rami::v1::ServerInfo* response) override;
+  grpc::Status Tokenize(grpc::ServerContext* ctx, const rami::v1::TokenizeRequest* request,
+                        rami::v1::TokenizeResponse* response) override;
+  grpc::Status Detokenize(grpc::ServerContext* ctx, const rami::v1::DetokenizeRequest* request,
+                          rami::v1::DetokenizeResponse* response) override;
 
  private:
   const api::ModelFrontEnd* model_;
   api::ServerLimits limits_;
   JobRunner* runner_;
+  metrics::Metrics* metrics_;
 };
 
 }  // namespace rami::coordinator

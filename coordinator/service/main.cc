@@ -68,6 +68,17 @@ ABSL_FLAG(int, max_step_sequences, 256,
 ABSL_FLAG(int, max_prefill_chunk, 512, "prompt tokens of one job per step");
 ABSL_FLAG(int, queue_limit, 1024, "jobs waiting or running before RESOURCE_EXHAUSTED");
 ABSL_FLAG(bool, lookahead, false, "send step t+1 before step t's results arrive");
+ABSL_FLAG(int, http_port, 0,
+          "HTTP port of the OpenAI-compatible API, /tokenize, /health and /metrics; 0 = off, "
+          "-1 = any free port (see --http_port_file)");
+ABSL_FLAG(std::string, http_host, "127.0.0.1", "address the HTTP port binds to");
+ABSL_FLAG(std::string, http_port_file, "", "write the bound HTTP port to this file");
+ABSL_FLAG(std::string, served_model_name, "",
+          "the model's name in the HTTP API (default: --model_name, or the directory's name)");
+ABSL_FLAG(std::string, reasoning_parser, "auto",
+          "HTTP chat: split <think> sections into reasoning_content: auto (when the tokenizer "
+          "has a </think> token), think or none");
+ABSL_FLAG(int64_t, max_request_bytes, 16 << 20, "largest HTTP request body (413 beyond)");
 
 namespace {
 
@@ -118,6 +129,15 @@ CoordinatorConfig ConfigFromFlags() {
   // Room for four jobs of the largest n at once.
   c.scheduler.max_running_branches = 4 * c.limits.max_n;
   c.lookahead = absl::GetFlag(FLAGS_lookahead);
+  c.http_port = absl::GetFlag(FLAGS_http_port);
+  c.http_host = absl::GetFlag(FLAGS_http_host);
+  c.http_port_file = absl::GetFlag(FLAGS_http_port_file);
+  c.http.served_model_name = absl::GetFlag(FLAGS_served_model_name);
+  c.http.reasoning_parser = absl::GetFlag(FLAGS_reasoning_parser);
+  c.http.max_body_bytes =
+      static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_request_bytes)));
+  // Streams are bounded by the queue: a connection per queued job, and some for the rest.
+  c.http.max_connections = c.limits.queue_limit + 64;
   return c;
 }
 
@@ -181,7 +201,9 @@ int main(int argc, char** argv) {
       rami::api::ModelFrontEnd::Load(config.model_dir, config.model_name);
   if (!model.ok()) return Fail(model.status().ToString());
 
-  rami::coordinator::JobRunner runner(config.Runner(HostName()), *std::move(discovery), &*model);
+  rami::metrics::Metrics metrics;
+  rami::coordinator::JobRunner runner(config.Runner(HostName()), *std::move(discovery), &*model,
+                                      &metrics);
   if (fixed) {
     absl::Status s;
     if (!WaitForWorkers(runner, config, signals, &s)) return 0;  // nothing was served
@@ -190,7 +212,7 @@ int main(int argc, char** argv) {
                                config.startup_timeout_seconds, " s): ", s.ToString()));
     }
   }
-  rami::coordinator::InferenceService service(&*model, config.limits, &runner);
+  rami::coordinator::InferenceService service(&*model, config.limits, &runner, &metrics);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -205,7 +227,19 @@ int main(int argc, char** argv) {
               fixed ? "static worker groups" : config.worker_discovery.c_str());
   std::fflush(stdout);
 
+  std::unique_ptr<rami::http::HttpFrontEnd> http;
+  if (config.http_port != 0) {
+    http = std::make_unique<rami::http::HttpFrontEnd>(&*model, config.limits, &runner, &metrics,
+                                                      config.Http());
+    absl::StatusOr<int> http_port = http->Start();
+    if (!http_port.ok()) return Fail(std::string(http_port.status().message()));
+    rami::WritePortFile(config.http_port_file, *http_port);
+    std::printf("rami-coordinator: OpenAI-compatible HTTP API on %s:%d\n", config.http_host.c_str(),
+                *http_port);
+    std::fflush(stdout);
+  }
   ServeUntilSignal(*server, runner, config, signals);
+  if (http != nullptr) http->Stop();
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   server->Wait();
   std::printf("rami-coordinator: stopped\n");

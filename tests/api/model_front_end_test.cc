@@ -233,5 +233,31 @@ TEST(ModelFrontEndTest, TemplateErrorsAreInvalidArgument) {
   EXPECT_THAT(std::string(ids.status().message()), HasSubstr("rendered an empty prompt"));
 }
 
+TEST(ModelFrontEndTest, TokenizeAndDetokenizeFollowTheGenerateRules) {
+  ModelFrontEnd qwen = testing::LoadOrDie(testing::QwenModelDir());
+  rami::v1::TokenizeRequest t;
+  t.set_prompt("hello world");
+  absl::StatusOr<std::vector<int32_t>> ids = Tokenize(t, qwen);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  GenerateRequest g;
+  g.set_prompt("hello world");
+  EXPECT_EQ(*ids, *qwen.InputIds(g));  // exactly what a job's prompt would be
+  rami::v1::DetokenizeRequest d;
+  d.mutable_token_ids()->Assign(ids->begin(), ids->end());
+  EXPECT_EQ(*Detokenize(d, qwen), qwen.tokenizer()->Decode(*ids));
+  EXPECT_THAT(*Detokenize(d, qwen), HasSubstr("hello world"));
+
+  t.set_model("other");
+  EXPECT_THAT(std::string(Tokenize(t, qwen).status().message()),
+              HasSubstr("model: unknown model \"other\""));
+  EXPECT_THAT(std::string(Tokenize(rami::v1::TokenizeRequest(), qwen).status().message()),
+              HasSubstr("input: one of prompt or messages"));
+  d.add_token_ids(1216);
+  EXPECT_THAT(std::string(Detokenize(d, qwen).status().message()),
+              HasSubstr("is outside the vocabulary [0, 1216)"));
+  EXPECT_EQ(Detokenize(rami::v1::DetokenizeRequest(), testing::TinyModel()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 }  // namespace
 }  // namespace rami::api

@@ -43,7 +43,7 @@ def check_requests() -> None:
     assert got == expected, got
     scoring = generate_request(messages=[{"role": "user", "content": "hi"}], prompt_logprobs=1,
                                score_only=True)
-    assert scoring.stopping.max_tokens == -1 and scoring.messages.messages[0].content == "hi"
+    assert scoring.score_only and scoring.messages.messages[0].content == "hi"
     assert not generate_request(token_ids=[1]).sampling.HasField("temperature")  # server default
     for bad in (dict(prompt="a", token_ids=[1]), dict(n="4"), dict(deadline="soon")):
         try:

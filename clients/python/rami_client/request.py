@@ -42,18 +42,15 @@ def generate_request(
     chat_template_kwargs: values are JSON text, or Python values that are turned into it.
     deadline: seconds from now, or a datetime (naive = local time, as datetime.timestamp()).
     stop: a string or a list of them. prompt_logprobs: score the prompt with that many top
-    alternatives; score_only: generate nothing (stopping.max_tokens = -1).
+    alternatives; score_only: with prompt_logprobs, score the prompt and generate nothing.
     """
     request = pb.GenerateRequest()
     _set_input(request, prompt, messages, token_ids)
     _set(request, model=model, n=n, logprobs=logprobs, priority=priority,
-         stream_deltas=stream_deltas, prompt_logprobs=prompt_logprobs)
+         stream_deltas=stream_deltas, prompt_logprobs=prompt_logprobs,
+         score_only=score_only or None)
     _set(request.sampling, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
          seed=seed)
-    if score_only:
-        if max_tokens is not None:
-            raise TypeError("score_only sets max_tokens (to -1): pass one of them")
-        max_tokens = -1
     _set(request.stopping, max_tokens=max_tokens, ignore_eos=ignore_eos)
     if stop is not None:
         request.stopping.stop.extend([stop] if isinstance(stop, str) else stop)

@@ -1,0 +1,218 @@
+// HttpFrontEnd: the server, its thread per connection, and the small endpoints. The OpenAI
+// completion endpoints are in completions.cc.
+#include "coordinator/http/http_front_end.h"
+
+#include <httplib.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "coordinator/api/request_validation.h"
+#include "coordinator/http/http_util.h"
+#include "nlohmann/json.hpp"
+
+namespace rami::http {
+namespace {
+
+using json = nlohmann::json;
+
+// cpp-httplib's TaskQueue with a thread per connection, at most `max` at once (then accept
+// waits): a long server-sent-event stream must not take a slot of a small fixed pool.
+class ThreadPerConnection : public httplib::TaskQueue {
+ public:
+  explicit ThreadPerConnection(int max) : max_(max) {}
+
+  void enqueue(std::function<void()> fn) override {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](ThreadPerConnection* q) { return q->active_ < q->max_; }, this));
+    ++active_;
+    std::thread([this, fn = std::move(fn)] {
+      fn();
+      absl::MutexLock lock(&mu_);
+      --active_;
+    }).detach();
+  }
+
+  // httplib calls it once it stops accepting: every connection's thread ends before the queue
+  // is deleted.
+  void shutdown() override {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](int* active) { return *active == 0; }, &active_));
+  }
+
+ private:
+  absl::Mutex mu_;
+  int active_ ABSL_GUARDED_BY(mu_) = 0;
+  const int max_;
+};
+
+}  // namespace
+
+absl::Status HttpOptions::Validate() const {
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("http_port: expected 0…65535, found ", port));
+  }
+  if (reasoning_parser != "auto" && reasoning_parser != "think" && reasoning_parser != "none") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "reasoning_parser: expected auto, think or none, found \"", reasoning_parser, "\""));
+  }
+  if (max_body_bytes < 1024) return absl::InvalidArgumentError("http max_body_bytes: >= 1024");
+  if (max_connections < 1) return absl::InvalidArgumentError("http max_connections: >= 1");
+  return absl::OkStatus();
+}
+
+HttpFrontEnd::HttpFrontEnd(const api::ModelFrontEnd* model, const api::ServerLimits& limits,
+                           coordinator::JobRunner* runner, metrics::Metrics* metrics,
+                           HttpOptions options)
+    : model_(model),
+      limits_(limits),
+      runner_(runner),
+      metrics_(metrics),
+      options_(std::move(options)),
+      server_(std::make_unique<httplib::Server>()) {
+  if (options_.served_model_name.empty()) options_.served_model_name = model_->name();
+  split_reasoning_ = options_.reasoning_parser == "think" ||
+                     (options_.reasoning_parser == "auto" && model_->tokenizer() != nullptr &&
+                      model_->tokenizer()->TokenToId("</think>") >= 0);
+}
+
+HttpFrontEnd::~HttpFrontEnd() { Stop(); }
+
+absl::StatusOr<int> HttpFrontEnd::Start() {
+  httplib::Server& s = *server_;
+  const int max_connections = options_.max_connections;
+  s.new_task_queue = [max_connections] { return new ThreadPerConnection(max_connections); };
+  s.set_payload_max_length(options_.max_body_bytes);
+  s.set_read_timeout(30, 0);
+  s.set_write_timeout(30, 0);
+  s.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    Completions(req, res, /*chat=*/false);
+  });
+  s.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    Completions(req, res, /*chat=*/true);
+  });
+  s.Post("/tokenize",
+         [this](const httplib::Request& req, httplib::Response& res) { Tokenize(req, res); });
+  s.Post("/detokenize",
+         [this](const httplib::Request& req, httplib::Response& res) { Detokenize(req, res); });
+  s.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) { Models(res); });
+  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) { Metrics(res); });
+  s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    const bool healthy = runner_->healthy();
+    res.status = healthy ? 200 : 503;
+    res.set_content(healthy ? "ok\n" : "no worker group serves\n", "text/plain");
+  });
+  // Bodies over the limit, unknown paths: OpenAI's error JSON rather than an empty page.
+  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    const absl::Status status =
+        res.status == 404
+            ? absl::NotFoundError(absl::StrCat("no route ", req.method, " ", req.path))
+        : res.status == 413 ? absl::InvalidArgumentError("the request body is too large")
+                            : absl::UnknownError(absl::StrCat("HTTP ", res.status));
+    res.set_content(ErrorJson(status).dump(), "application/json");
+  });
+  const int port = options_.port == 0
+                       ? s.bind_to_any_port(options_.host)
+                       : (s.bind_to_port(options_.host, options_.port) ? options_.port : -1);
+  if (port <= 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.host, ":", options_.port, " (HTTP)"));
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return port;
+}
+
+void HttpFrontEnd::Stop() {
+  if (!thread_.joinable()) return;
+  server_->stop();
+  thread_.join();
+}
+
+void HttpFrontEnd::Models(httplib::Response& res) {
+  const json models = {
+      {"object", "list"},
+      {"data", json::array({{{"id", options_.served_model_name},
+                             {"object", "model"},
+                             {"created", absl::ToUnixSeconds(absl::Now())},
+                             {"owned_by", "rami"},
+                             {"max_model_len", limits_.EffectiveContext(model_->max_context())},
+                             {"cache_policy", runner_->cache_policy()}}})}};
+  res.set_content(models.dump(), "application/json");
+}
+
+void HttpFrontEnd::Metrics(httplib::Response& res) {
+  if (metrics_ == nullptr) {
+    res.status = 404;
+    return;
+  }
+  res.set_content(metrics_->Render(runner_->MetricsSnapshot()),
+                  "text/plain; version=0.0.4; charset=utf-8");
+}
+
+void HttpFrontEnd::Tokenize(const httplib::Request& req, httplib::Response& res) {
+  const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded() || !body.is_object()) {
+    return SendError(res, absl::InvalidArgumentError("the request body is not a JSON object"));
+  }
+  rami::v1::TokenizeRequest t;
+  for (const auto& [key, value] : body.items()) {
+    if (key == "model" && value.is_string()) {
+      if (value.get<std::string>() != options_.served_model_name) {
+        return SendError(
+            res, absl::NotFoundError(absl::StrCat(
+                     "The model `", value.get<std::string>().substr(0, 256), "` does not exist")));
+      }
+    } else if (key == "prompt" && value.is_string()) {
+      t.set_prompt(value.get<std::string>());
+    } else if (key == "messages" || key == "chat_template_kwargs") {
+      continue;  // below, through the chat request reader
+    } else if (key == "add_special_tokens" && value == true) {
+      continue;  // rami encodes prompts as GenerateRequest.prompt does: with them
+    } else {
+      return SendError(res, absl::InvalidArgumentError(absl::StrCat(
+                                key, ": not supported by /tokenize (prompt or messages, model)")));
+    }
+  }
+  if (body.contains("messages")) {
+    json chat = {{"messages", body["messages"]}};
+    if (body.contains("chat_template_kwargs"))
+      chat["chat_template_kwargs"] = body["chat_template_kwargs"];
+    absl::StatusOr<OpenAiRequest> parsed =
+        ParseOpenAiRequest(Endpoint::kChatCompletions, chat.dump(), options_.served_model_name);
+    if (!parsed.ok()) return SendError(res, parsed.status());
+    *t.mutable_messages() = parsed->jobs[0].messages();
+    *t.mutable_chat_template_kwargs() = parsed->jobs[0].chat_template_kwargs();
+  }
+  absl::StatusOr<std::vector<int32_t>> ids = api::Tokenize(t, *model_);
+  if (!ids.ok()) return SendError(res, ids.status());
+  const json out = {{"count", ids->size()},
+                    {"max_model_len", limits_.EffectiveContext(model_->max_context())},
+                    {"tokens", *ids}};
+  res.set_content(out.dump(), "application/json");
+}
+
+void HttpFrontEnd::Detokenize(const httplib::Request& req, httplib::Response& res) {
+  const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded() || !body.is_object() || !body.contains("tokens") ||
+      !body["tokens"].is_array()) {
+    return SendError(res, absl::InvalidArgumentError("tokens: expected an array of token ids"));
+  }
+  rami::v1::DetokenizeRequest d;
+  for (size_t i = 0; i < body["tokens"].size(); ++i) {
+    const json& id = body["tokens"][i];
+    if (!id.is_number_integer() || id.get<int64_t>() < INT32_MIN || id.get<int64_t>() > INT32_MAX) {
+      return SendError(
+          res, absl::InvalidArgumentError(absl::StrCat("tokens[", i, "]: expected a token id")));
+    }
+    d.add_token_ids(id.get<int32_t>());
+  }
+  absl::StatusOr<std::string> text = api::Detokenize(d, *model_);
+  if (!text.ok()) return SendError(res, text.status());
+  res.set_content(json({{"prompt", *text}}).dump(-1, ' ', false, json::error_handler_t::replace),
+                  "application/json");
+}
+
+}  // namespace rami::http

@@ -1,0 +1,68 @@
+// HttpFrontEnd: rami-coordinator's HTTP port (--http_port) — the OpenAI-compatible API
+// (POST /v1/completions, /v1/chat/completions, GET /v1/models), vLLM's POST /tokenize and
+// /detokenize, GET /health and GET /metrics (Prometheus). Requests go through the same
+// validation and the same JobRunner as the gRPC API. Served by cpp-httplib with a thread per
+// connection (bounded): a streamed response holds its connection's thread, so the number of
+// concurrent streams is bounded by the runner's queue limit, not by a fixed pool.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "coordinator/api/model_front_end.h"
+#include "coordinator/api/server_limits.h"
+#include "coordinator/metrics/metrics.h"
+#include "coordinator/runner/job_runner.h"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace rami::http {
+
+struct HttpOptions {
+  std::string host = "127.0.0.1";
+  int port = 0;                      // 0: any free port
+  std::string served_model_name;     // what clients put in `model`
+  size_t max_body_bytes = 16 << 20;  // larger request bodies get 413
+  int max_connections = 1088;        // open connections (each holds a thread)
+  // <think> … </think> split into reasoning_content (chat): "auto" = when the tokenizer has a
+  // </think> token, "think" = always, "none" = never.
+  std::string reasoning_parser = "auto";
+  absl::Status Validate() const;
+};
+
+class HttpFrontEnd {
+ public:
+  // Everything passed must outlive the front end; `metrics` may be null.
+  HttpFrontEnd(const api::ModelFrontEnd* model, const api::ServerLimits& limits,
+               coordinator::JobRunner* runner, metrics::Metrics* metrics, HttpOptions options);
+  ~HttpFrontEnd();
+
+  // Binds and starts serving on a thread of its own; returns the bound port.
+  absl::StatusOr<int> Start();
+  // Stops accepting, ends the open connections' requests and joins the threads.
+  void Stop();
+
+ private:
+  void Completions(const httplib::Request& req, httplib::Response& res, bool chat);
+  void Tokenize(const httplib::Request& req, httplib::Response& res);
+  void Detokenize(const httplib::Request& req, httplib::Response& res);
+  void Models(httplib::Response& res);
+  void Metrics(httplib::Response& res);
+
+  const api::ModelFrontEnd* model_;
+  api::ServerLimits limits_;
+  coordinator::JobRunner* runner_;
+  metrics::Metrics* metrics_;
+  HttpOptions options_;
+  bool split_reasoning_ = false;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+};
+
+}  // namespace rami::http
