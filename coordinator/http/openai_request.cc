@@ -57,7 +57,7 @@ absl::Status CheckKnownFields(const json& body, Endpoint endpoint) {
       "stream_options", "user", "logprobs",
       // rami's own (docs/api.md)
       "top_k", "min_p", "ignore_eos", "stop_token_ids", "priority", "aggregation", "answer_regex",
-      "early_pruning", "deadline_seconds",
+      "early_pruning", "deadline_seconds", "return_tokens_as_token_ids",
       // unsupported: CheckUnsupported names them
       "frequency_penalty", "presence_penalty", "repetition_penalty", "logit_bias", "best_of",
       "suffix", "response_format", "tool_choice", "tools", "parallel_tool_calls", "functions",
@@ -364,6 +364,8 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(Endpoint endpoint, std::string_
     base.mutable_deadline()->set_nanos(static_cast<int32_t>(
         absl::ToInt64Nanoseconds(at - absl::FromUnixSeconds(absl::ToUnixSeconds(at)))));
   }
+  RAMI_ASSIGN_OR_RETURN(std::optional<bool> as_ids, Bool(body, "return_tokens_as_token_ids"));
+  out.tokens_as_ids = as_ids.value_or(false);
   RAMI_ASSIGN_OR_RETURN(std::optional<bool> stream, Bool(body, "stream"));
   out.stream = stream.value_or(false);
   if (body.contains("stream_options") && !body["stream_options"].is_null()) {
@@ -397,6 +399,28 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(Endpoint endpoint, std::string_
     RAMI_RETURN_IF_ERROR(ReadPrompts(body, base, out));
   }
   return out;
+}
+
+absl::Status WithHttpFieldNames(const absl::Status& status, Endpoint endpoint) {
+  const std::pair<absl::string_view, absl::string_view> renames[] = {
+      {"sampling.", ""},
+      {"stopping.", ""},
+      {"aggregation.extractor.regex", "answer_regex"},
+      {"aggregation.pruning.", "early_pruning."},
+      {"aggregation.policy", "aggregation"},
+      {"token_ids.ids", "prompt"},
+      {"token_ids", "prompt"},
+      {"messages.messages", "messages"},
+      {"input:", endpoint == Endpoint::kCompletions ? "prompt:" : "messages:"},
+      {"prompt_logprobs", "logprobs"},
+  };
+  const absl::string_view message = status.message();
+  for (const auto& [from, to] : renames) {
+    if (message.substr(0, from.size()) == from) {
+      return absl::Status(status.code(), absl::StrCat(to, message.substr(from.size())));
+    }
+  }
+  return status;
 }
 
 }  // namespace rami::http

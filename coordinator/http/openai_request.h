@@ -29,11 +29,17 @@ struct OpenAiRequest {
   // `top_logprobs`; -1 = none.
   int logprobs = -1;
   bool score_only = false;  // max_tokens 0 with echo: the prompt is scored, nothing generated
+  // vLLM's extension: log-prob tokens as "token_id:N" instead of their text.
+  bool tokens_as_ids = false;
 };
 
 // INVALID_ARGUMENT naming the field (unsupported fields included), NOT_FOUND for a model
 // other than `served_model` (an empty `model` is accepted as the served one).
 absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(Endpoint endpoint, std::string_view body,
                                                  const std::string& served_model);
+
+// A validation error of the translated GenerateRequest, with the fields named as the HTTP
+// request names them ("sampling.temperature: …" → "temperature: …").
+absl::Status WithHttpFieldNames(const absl::Status& status, Endpoint endpoint);
 
 }  // namespace rami::http

@@ -96,7 +96,10 @@ OpenAiResponder::OpenAiResponder(const OpenAiRequest& request, ResponderOptions 
 }
 
 std::string OpenAiResponder::TokenText(int32_t id) const {
-  return options_.tokenizer == nullptr ? std::string() : options_.tokenizer->Decode({id});
+  if (request_.tokens_as_ids || options_.tokenizer == nullptr) {
+    return absl::StrCat("token_id:", id);
+  }
+  return options_.tokenizer->Decode({id});
 }
 
 std::string OpenAiResponder::Sse(const json& payload) const {
