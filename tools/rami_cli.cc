@@ -17,6 +17,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -162,7 +164,18 @@ int Info() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("rami generate [flags] \"prompt\" | rami info");
+  absl::SetProgramUsageMessage(
+      "the command-line client of rami's public API (rami.v1.Inference).\n"
+      "  rami generate [flags] \"prompt\"  run a best-of-N job: live progress, then the votes "
+      "and the answer\n"
+      "  rami info [--server=ADDR]       the server's limits, scheduler statistics and worker "
+      "groups");
+  // --help lists this file's flags (Abseil's default looks for a file named after the binary).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "rami_cli.cc");
+  };
+  absl::SetFlagsUsageConfig(usage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() == 3 && std::string(args[1]) == "generate") return Generate(args[2]);
   if (args.size() == 2 && std::string(args[1]) == "info") return Info();
