@@ -260,6 +260,17 @@ def test_metrics_promtool_and_values() -> None:
     print("/metrics excerpt:\n" + "\n".join(excerpt))
 
 
+def test_grafana_dashboard_uses_exported_series() -> None:
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "deploy/grafana/rami-dashboard.json")) as f:
+        dashboard = json.load(f)
+    exported = set(re.findall(r"^# TYPE (\S+) ", metrics(), re.MULTILINE))
+    used = {re.sub(r"_(bucket|sum|count)$", "", name)
+            for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"\brami_[a-z_]+", target["expr"])}
+    assert used and used <= exported, used - exported
+
+
 def main() -> int:
     tests = [v for k, v in globals().items() if k.startswith("test_")]
     failed = 0
