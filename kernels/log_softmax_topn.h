@@ -1,6 +1,7 @@
 // Row-wise log-softmax fused with the top-n log-probs: the n best tokens of each row in the
 // canonical order of kernels/sampling.h (logit descending, ties by ascending id) and their
-// log-probs. The CPU twin is LogSoftmaxCpu plus a partial sort; the CUDA kernel
+// log-probs; optionally the log-prob of one given token per row (prompt scoring: the token that
+// follows the row's position). The CPU twin is LogSoftmaxCpu plus a partial sort; the CUDA kernel
 // (LogSoftmaxTopNCuda, kernels/cuda/cuda_kernels.h) takes the same params with device pointers.
 #pragma once
 
@@ -15,7 +16,9 @@ struct LogSoftmaxTopNParams {
   float* top_logprobs = nullptr;  // [rows, top_n]; -inf past cols
   int rows = 0;
   int cols = 0;
-  int top_n = 0;  // 0 … kMaxLogprobs (kernels/sampling.h)
+  int top_n = 0;                     // 0 … kMaxLogprobs (kernels/sampling.h)
+  const int32_t* targets = nullptr;  // [rows] token ids in [0, cols), or null
+  float* target_logprobs = nullptr;  // [rows] log-prob of targets[r] (with targets)
 };
 
 void LogSoftmaxTopNCpu(const LogSoftmaxTopNParams& p);

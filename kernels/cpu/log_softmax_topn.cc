@@ -22,6 +22,7 @@ void LogSoftmaxTopNCpu(const LogSoftmaxTopNParams& p) {
       float* out = p.out + static_cast<int64_t>(r) * p.cols;
       for (int c = 0; c < p.cols; ++c) out[c] = x[c] - log_z;
     }
+    if (p.targets != nullptr) p.target_logprobs[r] = x[p.targets[r]] - log_z;
     if (p.top_n == 0) continue;
     const int n = std::min(p.top_n, p.cols);
     std::iota(ids.begin(), ids.end(), 0);

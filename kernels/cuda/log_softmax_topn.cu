@@ -33,6 +33,9 @@ __global__ void __launch_bounds__(kThreads) LogSoftmaxTopNKernel(LogSoftmaxTopNP
   if (p.out != nullptr) {
     for (int c = threadIdx.x; c < p.cols; c += kThreads) p.out[base + c] = x[c] - log_z;
   }
+  if (p.targets != nullptr && threadIdx.x == 0) {
+    p.target_logprobs[blockIdx.x] = x[p.targets[blockIdx.x]] - log_z;
+  }
   if (p.top_n > 0) {
     cuda_detail::BlockTopN(x, p.cols, p.top_n, log_z, p.top_ids + blockIdx.x * int64_t{p.top_n},
                            p.top_logprobs + blockIdx.x * int64_t{p.top_n}, xs, ids);

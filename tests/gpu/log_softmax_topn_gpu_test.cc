@@ -1,5 +1,6 @@
 // Log-softmax + top-n: the CUDA kernel against its CPU twin over awkward sizes, with ties
-// (the canonical order breaks them by id), -inf logits and n larger than the row. Log-probs
+// (the canonical order breaks them by id), -inf logits and n larger than the row, and a scored
+// token per row. Log-probs
 // within fp32 tolerance, top ids exact. Skips without a GPU.
 #include <limits>
 #include <random>
@@ -35,22 +36,31 @@ TEST(LogSoftmaxTopNGpu, MatchesCpuTwin) {
           }
           std::vector<float> out(with_out ? logits.size() : 0), top_lp(rows * top_n);
           std::vector<int32_t> top_ids(rows * top_n);
+          // One scored token per row (prompt scoring), some of them masked.
+          std::vector<int32_t> targets(rows);
+          for (int r = 0; r < rows; ++r) targets[r] = static_cast<int32_t>((r * 7919) % cols);
+          std::vector<float> target_lp(rows);
           kernels::LogSoftmaxTopNCpu({.logits = logits.data(),
                                       .out = with_out ? out.data() : nullptr,
                                       .top_ids = top_ids.data(),
                                       .top_logprobs = top_lp.data(),
                                       .rows = rows,
                                       .cols = cols,
-                                      .top_n = top_n});
+                                      .top_n = top_n,
+                                      .targets = targets.data(),
+                                      .target_logprobs = target_lp.data()});
           DeviceArray<float> dlogits(logits), dout(out.size()), dtop_lp(top_lp.size());
-          DeviceArray<int32_t> dtop_ids(top_ids.size());
+          DeviceArray<int32_t> dtop_ids(top_ids.size()), dtargets(targets);
+          DeviceArray<float> dtarget_lp(target_lp.size());
           ASSERT_EQ(kernels::LogSoftmaxTopNCuda({.logits = dlogits.get(),
                                                  .out = with_out ? dout.get() : nullptr,
                                                  .top_ids = dtop_ids.get(),
                                                  .top_logprobs = dtop_lp.get(),
                                                  .rows = rows,
                                                  .cols = cols,
-                                                 .top_n = top_n},
+                                                 .top_n = top_n,
+                                                 .targets = dtargets.get(),
+                                                 .target_logprobs = dtarget_lp.get()},
                                                 nullptr),
                     cudaSuccess);
           ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -62,6 +72,7 @@ TEST(LogSoftmaxTopNGpu, MatchesCpuTwin) {
           }
           EXPECT_TRUE(testing::AllClose(dtop_lp.ToHost(), top_lp, tol, what + " top logprobs"));
           EXPECT_EQ(dtop_ids.ToHost(), top_ids) << what;
+          EXPECT_TRUE(testing::AllClose(dtarget_lp.ToHost(), target_lp, tol, what + " targets"));
         }
       }
     }

@@ -123,15 +123,24 @@ TEST(LogSoftmaxTopNCpu, CanonicalOrderAndPadding) {
   constexpr int kRows = 2, kCols = 3, kTopN = 4;
   std::vector<float> out(kRows * kCols), top_lp(kRows * kTopN);
   std::vector<int32_t> top_ids(kRows * kTopN);
+  // The scored tokens: one outside the top, one masked (-inf).
+  const std::vector<int32_t> targets = {1, 0};
+  std::vector<float> target_lp(kRows);
   kernels::LogSoftmaxTopNCpu({.logits = logits.data(),
                               .out = out.data(),
                               .top_ids = top_ids.data(),
                               .top_logprobs = top_lp.data(),
                               .rows = kRows,
                               .cols = kCols,
-                              .top_n = kTopN});
+                              .top_n = kTopN,
+                              .targets = targets.data(),
+                              .target_logprobs = target_lp.data()});
   EXPECT_EQ(top_ids, (std::vector<int32_t>{0, 2, 1, -1, 1, 2, 0, -1}));
+  // Row 0: log(e^0.5 / (2 e^2 + e^0.5)), by hand; row 1: the masked token.
+  EXPECT_NEAR(target_lp[0], 0.5 - std::log(2 * std::exp(2.0) + std::exp(0.5)), 1e-6);
+  EXPECT_EQ(target_lp[1], ninf);
   for (int r = 0; r < kRows; ++r) {
+    EXPECT_EQ(target_lp[r], out[r * kCols + targets[r]]);
     double total = 0;
     for (int c = 0; c < kCols; ++c) total += std::exp(static_cast<double>(out[r * kCols + c]));
     EXPECT_NEAR(total, 1.0, 1e-6);

@@ -2,18 +2,21 @@
 #include "worker/cpu/model.h"
 #include "worker/checkpoint/config_parser.h"
 
+#include <algorithm>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "kernels/embedding.h"
 #include "kernels/linear.h"
+#include "kernels/log_softmax_topn.h"
 #include "kernels/logits_gather.h"
 #include "kernels/rmsnorm.h"
 #include "worker/checkpoint/checkpoint.h"
 #include "worker/cpu/decoder_layer.h"
 #include "worker/cpu/mla_layer.h"
 #include "worker/cpu/step_metadata.h"
+#include "worker/engine/token_scores.h"
 
 namespace rami::cpu {
 
@@ -98,9 +101,7 @@ absl::StatusOr<ForwardResult> Model::Run(absl::Span<const SequenceChunk> chunks,
     RAMI_RETURN_IF_ERROR(run(weights_.layers[layer], layer, /*first=*/layer == 0, ctx, ws, comm));
   }
 
-  // Final norm and LM head, only for the rows that return logits.
-  const int rows = static_cast<int>(step.logit_tokens.size());
-  std::vector<float> selected(static_cast<size_t>(rows) * hidden);
+  // Final norm; LM head only for the rows that return logits, then for the scored rows.
   kernels::RmsNormCpu({.x = ws.delta.data(),
                        .residual = ws.residual.data(),
                        .weight = weights_.final_norm.data(),
@@ -108,8 +109,24 @@ absl::StatusOr<ForwardResult> Model::Run(absl::Span<const SequenceChunk> chunks,
                        .rows = t,
                        .cols = hidden,
                        .eps = static_cast<float>(config.rms_norm_eps)});
+  ForwardResult result;
+  result.vocab_size = config.vocab_size;
+  RAMI_ASSIGN_OR_RETURN(result.logits, LogitsOf(ws.normed, step.logit_tokens, comm));
+  result.first_row = step.first_row;
+  RAMI_RETURN_IF_ERROR(Score(chunks, ws.normed, comm, &result));
+  return result;
+}
+
+absl::StatusOr<std::vector<float>> Model::LogitsOf(const std::vector<float>& normed,
+                                                   absl::Span<const int32_t> tokens,
+                                                   Collectives& comm) const {
+  const ShardDims& d = shape_.dims();
+  const int hidden = shape_.config().hidden_size;
+  const int vocab = shape_.config().vocab_size;
+  const int rows = static_cast<int>(tokens.size());
+  std::vector<float> selected(static_cast<size_t>(rows) * hidden);
   for (int r = 0; r < rows; ++r) {
-    std::copy_n(ws.normed.begin() + static_cast<int64_t>(step.logit_tokens[r]) * hidden, hidden,
+    std::copy_n(normed.begin() + static_cast<int64_t>(tokens[r]) * hidden, hidden,
                 selected.begin() + static_cast<int64_t>(r) * hidden);
   }
   std::vector<float> local(static_cast<size_t>(rows) * d.vocab);
@@ -123,21 +140,51 @@ absl::StatusOr<ForwardResult> Model::Run(absl::Span<const SequenceChunk> chunks,
   const int world = comm.world_size();
   std::vector<float> gathered(local.size() * world);
   RAMI_RETURN_IF_ERROR(comm.AllGather(local.data(), local.size(), gathered.data()));
-  ForwardResult result;
-  result.vocab_size = config.vocab_size;
-  result.logits.resize(static_cast<size_t>(rows) * config.vocab_size);
+  std::vector<float> logits(static_cast<size_t>(rows) * vocab);
   std::vector<int32_t> all_rows(rows);
   std::iota(all_rows.begin(), all_rows.end(), 0);
   kernels::LogitsGatherCpu({.in = gathered.data(),
                             .rows = all_rows.data(),
-                            .out = result.logits.data(),
+                            .out = logits.data(),
                             .num_rows = rows,
                             .rows_per_rank = rows,
                             .vocab_local = d.vocab,
                             .world = world,
-                            .vocab = config.vocab_size});
-  result.first_row = step.first_row;
-  return result;
+                            .vocab = vocab});
+  return logits;
+}
+
+absl::Status Model::Score(absl::Span<const SequenceChunk> chunks, const std::vector<float>& normed,
+                          Collectives& comm, ForwardResult* result) const {
+  // The CPU step's tokens are the chunks concatenated in the caller's order.
+  std::vector<int32_t> chunk_first(chunks.size());
+  int32_t first = 0;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    chunk_first[c] = first;
+    first += static_cast<int32_t>(chunks[c].tokens.size());
+  }
+  const engine::ScorePlan plan = engine::PlanScores(chunks, chunk_first);
+  const int vocab = shape_.config().vocab_size;
+  std::vector<float> target_lp(engine::kScoreSliceRows);
+  std::vector<int32_t> top_ids(static_cast<size_t>(engine::kScoreSliceRows) * plan.top_n);
+  std::vector<float> top_lp(top_ids.size());
+  for (int begin = 0; begin < plan.rows(); begin += engine::kScoreSliceRows) {
+    const int n = std::min(engine::kScoreSliceRows, plan.rows() - begin);
+    RAMI_ASSIGN_OR_RETURN(
+        const std::vector<float> logits,
+        LogitsOf(normed, absl::MakeConstSpan(plan.tokens).subspan(begin, n), comm));
+    kernels::LogSoftmaxTopNCpu({.logits = logits.data(),
+                                .top_ids = top_ids.data(),
+                                .top_logprobs = top_lp.data(),
+                                .rows = n,
+                                .cols = vocab,
+                                .top_n = plan.top_n,
+                                .targets = plan.targets.data() + begin,
+                                .target_logprobs = target_lp.data()});
+    engine::AppendScores(plan, chunks, begin, n, target_lp.data(), top_ids.data(), top_lp.data(),
+                         result);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace rami::cpu

@@ -51,6 +51,16 @@ class Model : public engine::ForwardBackend {
   absl::StatusOr<engine::ForwardResult> Run(absl::Span<const engine::SequenceChunk> chunks,
                                             kv::KvCache& cache,
                                             collectives::Collectives& comm) const;
+  // Full-vocabulary fp32 logits [tokens.size(), vocab] of the step rows `tokens` of `normed`
+  // [T, hidden] (the final norm's output), gathered over the ranks.
+  absl::StatusOr<std::vector<float>> LogitsOf(const std::vector<float>& normed,
+                                              absl::Span<const int32_t> tokens,
+                                              collectives::Collectives& comm) const;
+  // The chunks' prompt scores (score_top_n) into result->scored, kScoreSliceRows rows of
+  // logits at a time (worker/engine/token_scores.h).
+  absl::Status Score(absl::Span<const engine::SequenceChunk> chunks,
+                     const std::vector<float>& normed, collectives::Collectives& comm,
+                     engine::ForwardResult* result) const;
 
   engine::ModelShape shape_;
   checkpoint::ModelWeights weights_;

@@ -357,6 +357,7 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
       result.sampled[sampled_chunk[i]] = std::move(tokens[i]);
     }
   }
+  RAMI_RETURN_IF_ERROR(Score(chunks, plan, a, &result));
   RAMI_CUDA_OK(cudaStreamSynchronize(stream_));
   if (device_comm_ != nullptr) RAMI_RETURN_IF_ERROR(device_comm_->Synchronize());
   LogitsToHost(raw, dtype, world, host_rows, d.vocab, c.vocab_size, &result.logits);

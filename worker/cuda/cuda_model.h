@@ -3,8 +3,8 @@
 // K/V in a device pool indexed by the host KvCache's page ids (an accounting-only pool on the
 // host), page tables updated by per-step deltas (DeviceKvTables), and the forward pass as a
 // sequence of kernels/cuda launches on one stream. Same contract as Model::RunReserved: full
-// fp32 logits of the requested rows on the host; the step is committed or its reservation
-// returned.
+// fp32 logits of the requested rows on the host, scored rows as scores (computed on the device);
+// the step is committed or its reservation returned.
 //
 // Scope today: Llama, Qwen2, Qwen3 (incl. their DMS retrofits) and DeepSeek-V2/V3 (MLA with
 // the K-only latent cache, dense first layers and MoE; DMS-MLA adapter decisions), any tensor-
@@ -144,6 +144,12 @@ class CudaModel : public engine::ForwardBackend {
     kMoeWeights,    // [T, top_k] fp32
     kMoeShared,     // [T, hidden] the shared experts' output
     kMoeWorkspace,  // RunMoeExpertsCuda's workspace
+    // Prompt scoring (cuda_model_score.cc), S = engine::kScoreSliceRows:
+    kScoreSelected,  // [S, hidden]
+    kScoreLogits,    // [S, vocab_local]
+    kScoreGathered,  // [world, S, vocab_local] (world > 1)
+    kScoreF32,       // [S, vocab] fp32
+    kScoreIo,        // a slice's rows, tokens and targets in; target and top-n log-probs out
     kNumScratch,
   };
   // Device memory that grows to the largest step seen (freed after the stream drains).
@@ -190,6 +196,15 @@ class CudaModel : public engine::ForwardBackend {
     std::vector<const void*> Pointers() const;
   };
 
+  // Prompt scoring's slice buffers (scratch kScore*, always at their full size).
+  struct ScoreBuffers {
+    void* selected = nullptr;
+    void* logits = nullptr;
+    void* gathered = nullptr;  // world > 1
+    float* f32 = nullptr;
+    char* io = nullptr;
+  };
+
   CudaModel(engine::ModelShape shape, const CudaModelOptions& options);
   // Checks what the kernels take and creates the stream, the GEMM and the RoPE table; weights_
   // is set by the caller.
@@ -218,6 +233,13 @@ class CudaModel : public engine::ForwardBackend {
                                        const DeviceLayerWeights& w, int width) const;
   absl::Status AllReduce(void* data, size_t count) const;
   absl::StatusOr<void*> Grow(Scratch& s, size_t bytes) const;
+  // Prompt scoring (cuda_model_score.cc): the chunks' scored rows (score_top_n) of a.normed,
+  // after Enqueue, into result->scored, kScoreSliceRows rows at a time (worker/engine/
+  // token_scores.h); only the scores come back to the host. Waits for the stream.
+  absl::Status Score(absl::Span<const engine::SequenceChunk> chunks,
+                     const engine::CudaStepPlan& plan, const StepArgs& a,
+                     engine::ForwardResult* result) const;
+  absl::StatusOr<ScoreBuffers> GrowScoreBuffers() const;
   // K (and V) pools of `pages` pages of `page_size` rows, zeroed on the stream.
   absl::Status AllocatePools(int64_t pages, int page_size);
   void FreePools();

@@ -200,7 +200,7 @@ absl::Status CudaModel::RunLargestStep(int page_size, const CachePolicy& policy,
   // One step with max_step_tokens tokens over max_step_sequences sequences: all but one decode
   // a single token (max decode rows, splits and logits rows), the last prefills the rest (max
   // activations and prefill tiles); every chunk samples with temperature 1 and 20 log-probs
-  // (the sampler's largest workspace).
+  // (the sampler's largest workspace). Then prompt scoring's buffers (fixed size).
   const int sequences = std::max(1, std::min(limits.max_step_sequences, limits.max_step_tokens));
   const int prefill = limits.max_step_tokens - (sequences - 1);
   const int64_t streams = static_cast<int64_t>(config().num_layers) * shape_.dims().kv_heads;
@@ -230,7 +230,9 @@ absl::Status CudaModel::RunLargestStep(int page_size, const CachePolicy& policy,
     collectives::SingleRankCollectives no_agreement;  // an eager step: no graph agreement
     const absl::StatusOr<ForwardResult> result = Run(chunks, *cache, no_agreement);
     for (const SequenceChunk& chunk : chunks) cache->AbortAppend(chunk.seq_id);
-    return result.status();
+    RAMI_RETURN_IF_ERROR(result.status());
+    // Prompt scoring's slice buffers have one size, whatever the step: reserved here too.
+    return GrowScoreBuffers().status();
   }();
   // The scratch cache goes; the step buffers and the sampler keep their sizes.
   RAMI_CUDA_OK(cudaStreamSynchronize(stream_));

@@ -9,6 +9,7 @@
 #include "base/check.h"
 #include "base/status_macros.h"
 #include "worker/engine/sampler.h"
+#include "worker/engine/token_scores.h"
 
 namespace rami::engine {
 
@@ -85,6 +86,11 @@ absl::Status Engine::Validate(const StepPlan& plan) const {
     if (p.generated_tokens < 0 || (p.create && p.generated_tokens > 0)) {
       return PlanError(step, absl::StrCat("prefills: sequence ", p.seq_id,
                                           ": generated_tokens must be >= 0 (0 when creating)"));
+    }
+    if (p.prompt_logprobs && p.generated_tokens > 0) {
+      return PlanError(step, absl::StrCat("prefills: sequence ", p.seq_id,
+                                          ": prompt_logprobs with generated_tokens > 0 (a replay "
+                                          "of generated tokens is not a prompt to score)"));
     }
     if (p.tokens.empty()) {
       return PlanError(step, absl::StrCat("prefills: sequence ", p.seq_id, ": no tokens"));
@@ -195,13 +201,19 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
   }
   // New sequences exist in the cache from here; removed again if the step fails.
   std::vector<SeqId> created;
+  std::vector<int64_t> prefill_start;  // [prefills] the chunk's first position
   if (local.ok()) {
     for (const PlanPrefill& p : plan.prefills) {
       if (p.create) {
         RAMI_CHECK(cache_->AddSequence(p.seq_id).ok(), "validated create");
         created.push_back(p.seq_id);
       }
-      chunks.push_back({.seq_id = p.seq_id, .tokens = p.tokens});
+      prefill_start.push_back(cache_->Length(p.seq_id));
+      // Scored with the top-n of the chunk's sampling parameters, else the sequence's.
+      const int top_n =
+          p.sampling.has_value() ? p.sampling->logprobs : seqs_.at(p.seq_id).sampling.logprobs;
+      chunks.push_back(
+          {.seq_id = p.seq_id, .tokens = p.tokens, .score_top_n = p.prompt_logprobs ? top_n : -1});
     }
     // A decode token's next token may be sampled by the backend (where the logits are).
     for (SeqId id : plan.decodes) {
@@ -256,7 +268,13 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
     if (is_prefill) {
       const PlanPrefill& p = plan.prefills[i];
       if (p.sampling.has_value()) seq.sampling = *p.sampling;
+      if (p.prompt_logprobs) {
+        std::vector<TokenScore> scored;
+        if (i < forward->scored.size()) scored = std::move(forward->scored[i]);
+        out.prompt_logprobs.push_back(ScorePrompt(p, seq, prefill_start[i], std::move(scored)));
+      }
       seq.last_logits.assign(row, row + vocab);
+      seq.last_logits_next = prefill_start[i] + static_cast<int64_t>(p.tokens.size());
       if (p.generated_tokens > 0) seq.generated = p.generated_tokens;
       if (!p.sample) continue;
     }
@@ -277,6 +295,26 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
       RAMI_CHECK(token.ok(), "%s", token.status().ToString().c_str());
       out.tokens.push_back(std::move(*token));
     }
+  }
+  return out;
+}
+
+PromptLogprobs Engine::ScorePrompt(const PlanPrefill& p, const Sequence& seq, int64_t start,
+                                   std::vector<TokenScore> scored) const {
+  PromptLogprobs out{.seq_id = p.seq_id, .tokens = {}};
+  const int top_n = seq.sampling.logprobs;
+  // The chunk's first token needs the logits of the position before it: held only when the
+  // sequence's last prefill chunk ended there (not after a decode, nor in a fork child).
+  if (start > 0 && !seq.last_logits.empty() && seq.last_logits_next == start) {
+    std::vector<TokenScore> first =
+        ScoreLogits(seq.last_logits, model_->config().vocab_size, {&p.tokens[0], 1}, top_n);
+    out.tokens.push_back({.position = start, .score = std::move(first[0])});
+  }
+  RAMI_CHECK(scored.size() == p.tokens.size() - 1, "backend scored %zu of %zu tokens",
+             scored.size(), p.tokens.size() - 1);
+  for (size_t i = 0; i < scored.size(); ++i) {
+    out.tokens.push_back(
+        {.position = start + 1 + static_cast<int64_t>(i), .score = std::move(scored[i])});
   }
   return out;
 }

@@ -46,6 +46,7 @@ class Engine {
     int64_t generated = 0;           // tokens sampled so far (the RNG stream index)
     int32_t last_token = -1;         // input of its next decode step
     std::vector<float> last_logits;  // logits of its last prefill chunk (fork source)
+    int64_t last_logits_next = -1;   // the position last_logits predicts (its length then)
   };
 
   absl::Status Validate(const StepPlan& plan) const;
@@ -57,6 +58,11 @@ class Engine {
   // The sequence's next token, sampled here or by the backend.
   StepToken Record(kv::SeqId id, Sequence& seq, SampledToken sampled);
   StepOutcome RunStep(const StepPlan& plan, std::vector<SequenceChunk>& chunks);
+  // The prompt log-probs of prefill `p`, which starts at position `start`, from the sequence's
+  // previous logits (its first token) and the backend's `scored` rows (the others); before
+  // seq.last_logits moves on to this chunk's.
+  PromptLogprobs ScorePrompt(const PlanPrefill& p, const Sequence& seq, int64_t start,
+                             std::vector<TokenScore> scored) const;
   CacheReport Report(const StepPlan& plan) const;
 
   StepLimits limits_;

@@ -26,6 +26,9 @@ struct ForwardResult {
   // [num_chunks] or empty: the chunks whose `sample` the backend took (their rows are not in
   // `logits`). Every rank returns the same tokens.
   std::vector<std::optional<SampledToken>> sampled;
+  // [num_chunks] or empty: a chunk with score_top_n ≥ 0 gets tokens − 1 entries, entry i the
+  // score of its token i + 1 under row i (worker/engine/token_scores.h); the others none.
+  std::vector<std::vector<TokenScore>> scored;
 };
 
 class ForwardBackend {

@@ -33,6 +33,14 @@ struct SampledToken {
   std::vector<TokenLogprob> top;  // the `logprobs` most likely tokens, best first
 };
 
+// A scored prompt token (prompt log-probs): a given token's log-prob at a position — the same
+// definition as SampledToken::logprob — and the position's most likely tokens.
+struct TokenScore {
+  int32_t token_id = 0;
+  float logprob = 0.0f;           // raw model log-prob (temperature 1, no filter)
+  std::vector<TokenLogprob> top;  // the `logprobs` most likely tokens, best first
+};
+
 // One token per request from logits [rows, vocab_size] (ForwardResult's layout). Fails, and
 // samples nothing, when vocab_size < 1, logits is not whole rows, a request is invalid or
 // names a missing row, or a row it reads holds a NaN or +Inf logit or no finite one.

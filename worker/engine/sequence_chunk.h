@@ -21,6 +21,10 @@ struct SequenceChunk {
   // returns it in ForwardResult::sampled instead of the row; the others return the row and
   // the caller samples it.
   std::optional<SampleRequest> sample = std::nullopt;
+  // Prompt scoring: ≥ 0 scores tokens 1 … n − 1 of the chunk, each from the row before it, with
+  // this many top tokens (ForwardResult::scored; token 0 is the caller's: its row is the
+  // previous step's). The scored rows need not be in `logits` (all_logits not needed).
+  int score_top_n = -1;
 };
 
 }  // namespace rami::engine

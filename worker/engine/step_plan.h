@@ -22,6 +22,9 @@ struct PlanPrefill {
   bool sample = false;                     // sample a token from the chunk's last logits
   std::optional<SamplingParams> sampling;  // required with create
   int64_t generated_tokens = 0;            // > 0: replayed generated tokens (resume the RNG index)
+  // Score the chunk's tokens (StepOutcome::prompt_logprobs) with the sequence's
+  // sampling.logprobs top tokens; not with generated_tokens > 0.
+  bool prompt_logprobs = false;
 };
 
 struct PlanForkChild {
@@ -49,6 +52,20 @@ struct StepToken {
   SampledToken sample;
 };
 
+// A scored prompt token: its position in the sequence (≥ 1) and its score there.
+struct PromptTokenLogprob {
+  int64_t position = 0;
+  TokenScore score;
+};
+
+// The scores of one prefill chunk planned with prompt_logprobs, in position order: every token
+// but the sequence's first (position 0), and but the chunk's first when the sequence's previous
+// logits are not held (they are after a prefill chunk, not after a decode or a fork).
+struct PromptLogprobs {
+  kv::SeqId seq_id = 0;
+  std::vector<PromptTokenLogprob> tokens;
+};
+
 struct SequenceReport {
   kv::SeqId seq_id = 0;
   kv::SequenceStats stats;
@@ -64,6 +81,7 @@ struct CacheReport {
 struct StepOutcome {
   absl::Status status;
   std::vector<StepToken> tokens;
+  std::vector<PromptLogprobs> prompt_logprobs;  // one per prefill with prompt_logprobs
   CacheReport cache;
   double forward_ms = 0;
   double total_ms = 0;

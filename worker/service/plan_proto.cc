@@ -8,6 +8,8 @@ namespace rami::service {
 using engine::CacheReport;
 using engine::PlanFork;
 using engine::PlanPrefill;
+using engine::PromptLogprobs;
+using engine::PromptTokenLogprob;
 using engine::SequenceReport;
 using engine::StepOutcome;
 using engine::StepPlan;
@@ -25,6 +27,7 @@ StepPlan PlanFromProto(const worker::v1::StepPlan& proto) {
     prefill.create = p.create();
     prefill.sample = p.sample();
     prefill.generated_tokens = p.generated_tokens();
+    prefill.prompt_logprobs = p.prompt_logprobs();
     if (p.has_sampling()) prefill.sampling = proto::SamplingFromProto(p.sampling());
     plan.prefills.push_back(std::move(prefill));
   }
@@ -73,6 +76,21 @@ void OutcomeToProto(const StepOutcome& outcome, uint64_t step_id, int rank,
       worker::v1::TokenLogprob* out = token->add_top();
       out->set_token_id(alt.token_id);
       out->set_logprob(alt.logprob);
+    }
+  }
+  for (const PromptLogprobs& prompt : outcome.prompt_logprobs) {
+    worker::v1::PromptLogprobs* out = proto->add_prompt_logprobs();
+    out->set_seq_id(prompt.seq_id);
+    for (const PromptTokenLogprob& t : prompt.tokens) {
+      worker::v1::PromptTokenLogprob* token = out->add_tokens();
+      token->set_position(t.position);
+      token->set_token_id(t.score.token_id);
+      token->set_logprob(t.score.logprob);
+      for (const TokenLogprob& alt : t.score.top) {
+        worker::v1::TokenLogprob* top = token->add_top();
+        top->set_token_id(alt.token_id);
+        top->set_logprob(alt.logprob);
+      }
     }
   }
   CacheToProto(outcome.cache, rank, proto->mutable_cache());
