@@ -162,6 +162,8 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParseUnary(bool with_filter) {
   return node;
 }
 
+// Long on purpose (~65 lines): the dispatch over primary expressions (literals, names,
+// parenthesized tuples, lists, dicts), one case each.
 absl::StatusOr<ExprPtr> ExpressionParser::ParsePrimary() {
   const Token tok = Next();
   switch (tok.type) {

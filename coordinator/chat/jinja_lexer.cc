@@ -140,6 +140,9 @@ absl::Status Lexer::LexRaw() {
   return Error("{% raw %} without {% endraw %}");
 }
 
+// Long on purpose (~110 lines): one pass over an expression's characters with a branch per
+// token kind (names, numbers, strings, operators, the closer); split, the grammar would be
+// scattered over helpers that share the cursor.
 absl::Status Lexer::LexExpression(char closer, bool* minus, bool* plus) {
   static const char* kOps[] = {"**", "//", "==", "!=", "<=", ">=", "+", "-", "*",
                                "/",  "%",  "~",  "<",  ">",  "=",  "(", ")", "[",

@@ -230,6 +230,8 @@ absl::Status TooLong(size_t max_bytes) {
       absl::StrCat("tojson: the text exceeds the render limit max_output_bytes = ", max_bytes));
 }
 
+// Long on purpose (~70 lines): Python json.dumps' output for each value kind (separators,
+// indentation, sorted keys, the size limit), one case each.
 absl::Status ToJsonImpl(const Value& v, const JsonOptions& o, int depth, std::string* out) {
   if (depth > 256) return absl::InvalidArgumentError("tojson: value nested too deeply");
   if (out->size() > o.max_bytes) return TooLong(o.max_bytes);

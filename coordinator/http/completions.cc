@@ -21,7 +21,6 @@ using json = nlohmann::json;
 struct RequestJobs {
   std::vector<std::shared_ptr<JobHandle>> handles;
   coordinator::JobRunner* runner = nullptr;
-  metrics::Metrics* metrics = nullptr;
 
   // Feeds `responder` every event available now (waits up to `wait` for the first one);
   // returns the chunks it produced.
@@ -44,72 +43,9 @@ struct RequestJobs {
   }
 };
 
-}  // namespace
-
-void HttpFrontEnd::Completions(const httplib::Request& req, httplib::Response& res, bool chat) {
-  auto reject = [&](const absl::Status& status) {
-    if (metrics_ != nullptr) metrics_->RequestEnded(metrics::Outcome::kRejected);
-    SendError(res, status);
-  };
-  absl::StatusOr<OpenAiRequest> parsed =
-      ParseOpenAiRequest(chat ? Endpoint::kChatCompletions : Endpoint::kCompletions, req.body,
-                         options_.served_model_name);
-  if (!parsed.ok()) return reject(parsed.status());
-  ResponderOptions ro;
-  ro.served_model = options_.served_model_name;
-  ro.tokenizer = model_->tokenizer();
-  ro.split_reasoning = chat && split_reasoning_;
-  ro.created = absl::ToUnixSeconds(absl::Now());
-
-  // Every prompt is validated before any job starts: a bad prompt in a batch runs nothing.
-  std::vector<api::ValidatedRequest> validated;
-  for (size_t j = 0; j < parsed->jobs.size(); ++j) {
-    rami::v1::GenerateRequest& job = parsed->jobs[j];
-    job.set_model(model_->name());
-    absl::StatusOr<api::ValidatedRequest> v =
-        api::ValidateRequest(job, *model_, limits_, absl::Now());
-    if (!v.ok()) {
-      const absl::Status named = WithHttpFieldNames(v.status(), parsed->endpoint);
-      // Messages of a batch's prompts say which one.
-      return reject(
-          parsed->jobs.size() == 1
-              ? named
-              : absl::Status(named.code(), absl::StrCat("prompt[", j, "]: ", named.message())));
-    }
-    if (parsed->echo && job.has_token_ids() && model_->tokenizer() != nullptr) {
-      parsed->prompt_texts[j] = model_->tokenizer()->Decode(v->prompt_token_ids);
-    }
-    if (ro.split_reasoning) {
-      absl::StatusOr<std::string> prompt = model_->RenderChat(job);
-      ro.prompt_opens_reasoning.push_back(prompt.ok() &&
-                                          ReasoningSplitter::OpensReasoning(*prompt));
-    }
-    validated.push_back(*std::move(v));
-  }
-  auto jobs = std::make_shared<RequestJobs>();
-  jobs->runner = runner_;
-  jobs->metrics = metrics_;
-  for (api::ValidatedRequest& v : validated) {
-    absl::StatusOr<std::shared_ptr<JobHandle>> handle = runner_->Submit(std::move(v));
-    if (!handle.ok()) {
-      jobs->AbortAll();
-      return reject(handle.status());
-    }
-    jobs->handles.push_back(*std::move(handle));
-  }
-  ro.id = absl::StrCat(chat ? "chatcmpl-" : "cmpl-", jobs->handles[0]->id);
-  auto responder = std::make_shared<OpenAiResponder>(*parsed, std::move(ro));
-
-  if (!parsed->stream) {
-    // The client's status code must say how the jobs ended, so the response waits for them
-    // here. (A non-streamed request whose client leaves runs to its end: max_tokens and
-    // deadline_seconds bound it.)
-    while (!responder->done()) jobs->Pump(*responder, absl::Milliseconds(200));
-    if (!responder->error().ok()) return SendError(res, responder->error());
-    res.set_content(responder->Body().dump(-1, ' ', false, json::error_handler_t::replace),
-                    "application/json");
-    return;
-  }
+// Streams the responder's chunks as server-sent events until every job has ended.
+void Stream(httplib::Response& res, std::shared_ptr<RequestJobs> jobs,
+            std::shared_ptr<OpenAiResponder> responder) {
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
@@ -139,6 +75,75 @@ void HttpFrontEnd::Completions(const httplib::Request& req, httplib::Response& r
       [jobs](bool success) {
         if (!success) jobs->AbortAll();  // idempotent for jobs that ended
       });
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<api::ValidatedRequest>> HttpFrontEnd::Validate(
+    OpenAiRequest& request, ResponderOptions& options) const {
+  // Every prompt is validated before any job starts: a bad prompt in a batch runs nothing.
+  std::vector<api::ValidatedRequest> validated;
+  for (size_t j = 0; j < request.jobs.size(); ++j) {
+    rami::v1::GenerateRequest& job = request.jobs[j];
+    job.set_model(model_->name());
+    absl::StatusOr<api::ValidatedRequest> v =
+        api::ValidateRequest(job, *model_, limits_, absl::Now());
+    if (!v.ok()) {
+      const absl::Status named = WithHttpFieldNames(v.status(), request.endpoint);
+      // Messages of a batch's prompts say which one.
+      if (request.jobs.size() == 1) return named;
+      return absl::Status(named.code(), absl::StrCat("prompt[", j, "]: ", named.message()));
+    }
+    if (request.echo && job.has_token_ids() && model_->tokenizer() != nullptr) {
+      request.prompt_texts[j] = model_->tokenizer()->Decode(v->prompt_token_ids);
+    }
+    if (options.split_reasoning) {
+      absl::StatusOr<std::string> prompt = model_->RenderChat(job);
+      options.prompt_opens_reasoning.push_back(prompt.ok() &&
+                                               ReasoningSplitter::OpensReasoning(*prompt));
+    }
+    validated.push_back(*std::move(v));
+  }
+  return validated;
+}
+
+void HttpFrontEnd::Completions(const httplib::Request& req, httplib::Response& res, bool chat) {
+  auto reject = [&](const absl::Status& status) {
+    if (metrics_ != nullptr) metrics_->RequestEnded(metrics::Outcome::kRejected);
+    SendError(res, status);
+  };
+  absl::StatusOr<OpenAiRequest> parsed =
+      ParseOpenAiRequest(chat ? Endpoint::kChatCompletions : Endpoint::kCompletions, req.body,
+                         options_.served_model_name);
+  if (!parsed.ok()) return reject(parsed.status());
+  ResponderOptions ro;
+  ro.served_model = options_.served_model_name;
+  ro.tokenizer = model_->tokenizer();
+  ro.split_reasoning = chat && split_reasoning_;
+  ro.created = absl::ToUnixSeconds(absl::Now());
+  absl::StatusOr<std::vector<api::ValidatedRequest>> validated = Validate(*parsed, ro);
+  if (!validated.ok()) return reject(validated.status());
+
+  auto jobs = std::make_shared<RequestJobs>();
+  jobs->runner = runner_;
+  for (api::ValidatedRequest& v : *validated) {
+    absl::StatusOr<std::shared_ptr<JobHandle>> handle = runner_->Submit(std::move(v));
+    if (!handle.ok()) {
+      jobs->AbortAll();
+      return reject(handle.status());
+    }
+    jobs->handles.push_back(*std::move(handle));
+  }
+  ro.id = absl::StrCat(chat ? "chatcmpl-" : "cmpl-", jobs->handles[0]->id);
+  auto responder = std::make_shared<OpenAiResponder>(*parsed, std::move(ro));
+  if (parsed->stream) return Stream(res, jobs, responder);
+  // The client's status code must say how the jobs ended, so the response waits for them
+  // here. (A non-streamed request whose client leaves runs to its end: max_tokens and
+  // deadline_seconds bound it.)
+  while (!responder->done()) jobs->Pump(*responder, absl::Milliseconds(200));
+  if (!responder->error().ok()) return SendError(res, responder->error());
+  res.set_content(responder->Body().dump(-1, ' ', false, json::error_handler_t::replace),
+                  "application/json");
 }
 
 }  // namespace rami::http

@@ -13,6 +13,9 @@
 #include "absl/status/statusor.h"
 #include "coordinator/api/model_front_end.h"
 #include "coordinator/api/server_limits.h"
+#include "coordinator/api/validated_request.h"
+#include "coordinator/http/openai_request.h"
+#include "coordinator/http/openai_response.h"
 #include "coordinator/metrics/metrics.h"
 #include "coordinator/runner/job_runner.h"
 
@@ -50,6 +53,10 @@ class HttpFrontEnd {
 
  private:
   void Completions(const httplib::Request& req, httplib::Response& res, bool chat);
+  // The request's jobs, validated (errors with the HTTP field names); fills the options'
+  // per-prompt reasoning starts and the echo texts of token-id prompts.
+  absl::StatusOr<std::vector<api::ValidatedRequest>> Validate(OpenAiRequest& request,
+                                                              ResponderOptions& options) const;
   void Tokenize(const httplib::Request& req, httplib::Response& res);
   void Detokenize(const httplib::Request& req, httplib::Response& res);
   void Models(httplib::Response& res);

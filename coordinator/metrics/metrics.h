@@ -10,8 +10,8 @@
 #include <cstdint>
 #include <map>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+#include "absl/strings/string_view.h"
 
 #include "absl/synchronization/mutex.h"
 
@@ -75,6 +75,9 @@ class Metrics {
   std::string Render(const Snapshot& snapshot);
 
  private:
+  void RenderCounters(const Snapshot& s, std::string* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RenderGauges(const Snapshot& s, std::string* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   absl::Mutex mu_;
   std::array<uint64_t, 4> requests_ ABSL_GUARDED_BY(mu_) = {};
   uint64_t prompt_tokens_ ABSL_GUARDED_BY(mu_) = 0;

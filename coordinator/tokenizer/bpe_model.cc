@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 #include "coordinator/tokenizer/utf8.h"
 #include "nlohmann/json.hpp"
 
@@ -32,8 +33,8 @@ struct Candidate {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model) {
-  auto bpe = std::unique_ptr<BpeModel>(new BpeModel());
+// model.vocab: token -> id, and the reverse table.
+absl::Status BpeModel::ReadVocab(const json& model) {
   if (!model.contains("vocab") || !model["vocab"].is_object()) {
     return absl::InvalidArgumentError("model.vocab: expected an object of token -> id");
   }
@@ -42,10 +43,56 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model) 
       return absl::InvalidArgumentError(absl::StrCat("model.vocab[\"", token, "\"]: bad id"));
     }
     const auto i = id.get<int32_t>();
-    bpe->vocab_[token] = i;
-    if (static_cast<size_t>(i) >= bpe->id_to_token_.size()) bpe->id_to_token_.resize(i + 1);
-    bpe->id_to_token_[i] = token;
+    vocab_[token] = i;
+    if (static_cast<size_t>(i) >= id_to_token_.size()) id_to_token_.resize(i + 1);
+    id_to_token_[i] = token;
   }
+  return absl::OkStatus();
+}
+
+// model.merges: "a b" strings (older files) or [a, b] pairs, in rank order; every token of a
+// merge, and its result, must be in the vocabulary.
+absl::Status BpeModel::ReadMerges(const json& model) {
+  if (!model.contains("merges") || !model["merges"].is_array()) {
+    return absl::InvalidArgumentError("model.merges: expected an array");
+  }
+  const json& merges = model["merges"];
+  const size_t prefix_len = continuing_subword_prefix_.size();
+  for (size_t rank = 0; rank < merges.size(); ++rank) {
+    std::string a, b;
+    const json& m = merges[rank];
+    if (m.is_string()) {  // "a b" (older files)
+      const std::string s = m.get<std::string>();
+      const size_t space = s.find(' ', 1);
+      if (space == std::string::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("model.merges[", rank, "]: \"", s, "\" is not \"a b\""));
+      }
+      a = s.substr(0, space);
+      b = s.substr(space + 1);
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      a = m[0].get<std::string>();
+      b = m[1].get<std::string>();
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model.merges[", rank, "]: expected \"a b\" or [a, b]"));
+    }
+    const int32_t id_a = TokenToId(a), id_b = TokenToId(b);
+    std::string merged = a + (b.size() >= prefix_len ? b.substr(prefix_len) : b);
+    const int32_t id_new = TokenToId(merged);
+    if (id_a < 0 || id_b < 0 || id_new < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("model.merges[", rank, "]: \"", a, "\" + \"",
+                                                     b,
+                                                     "\" uses a token missing from model.vocab"));
+    }
+    merges_[PairKey(id_a, id_b)] = Merge{static_cast<int32_t>(rank), id_new};
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model) {
+  auto bpe = std::unique_ptr<BpeModel>(new BpeModel());
+  RAMI_RETURN_IF_ERROR(bpe->ReadVocab(model));
   auto str_or_empty = [&](const char* key) -> std::string {
     return model.contains(key) && model[key].is_string() ? model[key].get<std::string>() : "";
   };
@@ -70,40 +117,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model) 
   }
   for (int b = 0; b < 256; ++b) bpe->byte_ids_[b] = bpe->TokenToId(absl::StrFormat("<0x%02X>", b));
 
-  if (!model.contains("merges") || !model["merges"].is_array()) {
-    return absl::InvalidArgumentError("model.merges: expected an array");
-  }
-  const json& merges = model["merges"];
-  const size_t prefix_len = bpe->continuing_subword_prefix_.size();
-  for (size_t rank = 0; rank < merges.size(); ++rank) {
-    std::string a, b;
-    const json& m = merges[rank];
-    if (m.is_string()) {  // "a b" (older files)
-      const std::string s = m.get<std::string>();
-      const size_t space = s.find(' ', 1);
-      if (space == std::string::npos) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("model.merges[", rank, "]: \"", s, "\" is not \"a b\""));
-      }
-      a = s.substr(0, space);
-      b = s.substr(space + 1);
-    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      a = m[0].get<std::string>();
-      b = m[1].get<std::string>();
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("model.merges[", rank, "]: expected \"a b\" or [a, b]"));
-    }
-    const int32_t id_a = bpe->TokenToId(a), id_b = bpe->TokenToId(b);
-    std::string merged = a + (b.size() >= prefix_len ? b.substr(prefix_len) : b);
-    const int32_t id_new = bpe->TokenToId(merged);
-    if (id_a < 0 || id_b < 0 || id_new < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("model.merges[", rank, "]: \"", a, "\" + \"",
-                                                     b,
-                                                     "\" uses a token missing from model.vocab"));
-    }
-    bpe->merges_[PairKey(id_a, id_b)] = Merge{static_cast<int32_t>(rank), id_new};
-  }
+  RAMI_RETURN_IF_ERROR(bpe->ReadMerges(model));
   return bpe;
 }
 
@@ -154,6 +168,9 @@ void BpeModel::Tokenize(std::string_view word, std::vector<int32_t>* ids) const 
   }
 }
 
+// Long on purpose (~90 lines): Hugging Face's BPE merge loop — symbols in a linked list, a
+// priority queue of candidate pairs by merge rank, stale candidates skipped — kept whole so it
+// reads against tokenizers' word.rs merge_all.
 void BpeModel::MergeWord(std::string_view word, std::vector<int32_t>* ids) const {
   // 1. One symbol per character (or per byte through <0xXX>, or <unk>).
   std::vector<Symbol> symbols;

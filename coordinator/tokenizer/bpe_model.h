@@ -32,6 +32,9 @@ class BpeModel {
   int32_t vocab_size() const { return static_cast<int32_t>(id_to_token_.size()); }
 
  private:
+  absl::Status ReadVocab(const nlohmann::json& model);
+  absl::Status ReadMerges(const nlohmann::json& model);
+
   struct Merge {
     int32_t rank;
     int32_t new_id;

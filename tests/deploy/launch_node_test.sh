@@ -97,10 +97,11 @@ pass "serving after $((SECONDS - START)) s: $(grep '^rami: serving' "$LOGS/launc
 PIDS=() PORTS=()
 for f in "$LOGS"/node/*.pid; do PIDS+=("$(cat "$f")"); done
 for f in "$LOGS"/node/*.port; do PORTS+=("$(cat "$f")"); done
-if ((${#PIDS[@]} == K + 1 && ${#PORTS[@]} == K + 1)); then
+# Ports: each worker's, the coordinator's gRPC port and its HTTP port.
+if ((${#PIDS[@]} == K + 1 && ${#PORTS[@]} == K + 2)); then
   pass "$K workers + 1 coordinator: pids ${PIDS[*]}, ports ${PORTS[*]}"
 else
-  fail "expected $((K + 1)) pid and port files, got ${#PIDS[@]} and ${#PORTS[@]}"
+  fail "expected $((K + 1)) pid and $((K + 2)) port files, got ${#PIDS[@]} and ${#PORTS[@]}"
 fi
 SERVER="127.0.0.1:$(cat "$LOGS/node/coordinator.port")"
 
