@@ -6,6 +6,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/golden/golden_files.h"
 #include "worker/cpu/model.h"
 #include "worker/cuda/cuda_model.h"
 
@@ -31,7 +32,7 @@ struct CudaModelAndCache {
 // policy, pages of 16 tokens and a pool of kTestCache.max_pages. Failures are test failures.
 inline CudaModelAndCache MakeCudaModel(const std::string& name,
                                        const cuda::CudaModelOptions& options) {
-  const std::string dir = std::string(RAMI_SOURCE_DIR) + "/tests/golden/models/" + name;
+  const std::string dir = rami::testing::GoldenModelDir(name);
   absl::StatusOr<std::unique_ptr<Model>> cpu = Model::Load(dir, {});
   EXPECT_TRUE(cpu.ok()) << cpu.status();
   if (!cpu.ok()) return {};

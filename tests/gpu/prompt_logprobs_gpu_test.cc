@@ -16,6 +16,7 @@
 #include "tests/golden/golden_files.h"
 #include "tests/gpu/cuda_model_testing.h"
 #include "tests/gpu/require_device.h"
+#include "tests/testing/prompt_scoring.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/token_scores.h"
 
@@ -57,33 +58,7 @@ std::unique_ptr<Engine> CudaEngine(const std::string& name) {
 // The prompt's scores, `chunk` tokens a step; an unscored sequence prefills alongside.
 std::vector<PromptTokenLogprob> Scores(Engine& engine, const std::vector<int32_t>& prompt,
                                        size_t chunk) {
-  std::vector<PromptTokenLogprob> scores;
-  for (size_t first = 0, step = 0; first < prompt.size(); first += chunk, ++step) {
-    const size_t n = std::min(chunk, prompt.size() - first);
-    StepPlan plan{.step_id = step, .frees = {}, .prefills = {}, .decodes = {}, .forks = {}};
-    PlanPrefill scored{.seq_id = 1,
-                       .tokens = {prompt.begin() + first, prompt.begin() + first + n},
-                       .create = first == 0,
-                       .sample = false,
-                       .sampling = std::nullopt,
-                       .generated_tokens = 0,
-                       .prompt_logprobs = true};
-    if (first == 0) scored.sampling = SamplingParams{.logprobs = kTopN};
-    PlanPrefill other = scored;
-    other.seq_id = 2;
-    other.tokens.assign(n, 7);
-    other.prompt_logprobs = false;
-    plan.prefills = {scored, other};
-    const StepOutcome out = engine.Execute(plan);
-    EXPECT_TRUE(out.status.ok()) << out.status;
-    if (!out.status.ok() || out.prompt_logprobs.size() != 1) {
-      ADD_FAILURE() << "step " << step << ": no prompt log-probs";
-      break;
-    }
-    scores.insert(scores.end(), out.prompt_logprobs[0].tokens.begin(),
-                  out.prompt_logprobs[0].tokens.end());
-  }
-  return scores;
+  return testing::ScorePromptInChunks(engine, prompt, chunk, kTopN, /*scored_first=*/true);
 }
 
 class PromptLogprobsGpuTest : public ::testing::TestWithParam<std::string> {};

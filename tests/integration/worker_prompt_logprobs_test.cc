@@ -9,6 +9,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "gtest/gtest.h"
+#include "tests/golden/golden_files.h"
 #include "tests/integration/worker_group.h"
 
 namespace rami::testing {
@@ -17,10 +18,6 @@ namespace {
 namespace v1 = worker::v1;
 
 constexpr int64_t kKvBytes = 8 << 20;
-
-std::string ModelDir(const std::string& name) {
-  return std::string(RAMI_SOURCE_DIR) + "/tests/golden/models/" + name;
-}
 
 // Two steps of one sequence, 9 then 14 tokens, scored with 3 top tokens: [rank][token].
 std::vector<std::vector<v1::PromptTokenLogprob>> ScorePrompt(WorkerGroup& group) {
@@ -56,8 +53,8 @@ class WorkerPromptLogprobsTest : public ::testing::TestWithParam<std::string> {}
 TEST_P(WorkerPromptLogprobsTest, TensorParallelTwoEqualsOne) {
   WorkerGroup tp1(1), tp2(2);
   ASSERT_TRUE(tp1.ok() && tp2.ok());
-  ASSERT_TRUE(tp1.Load(ModelDir(GetParam()), kKvBytes).ok());
-  const absl::Status loaded = tp2.Load(ModelDir(GetParam()), kKvBytes);
+  ASSERT_TRUE(tp1.Load(GoldenModelDir(GetParam()), kKvBytes).ok());
+  const absl::Status loaded = tp2.Load(GoldenModelDir(GetParam()), kKvBytes);
   ASSERT_TRUE(loaded.ok()) << loaded;
   const auto one = ScorePrompt(tp1);
   const auto two = ScorePrompt(tp2);
@@ -94,7 +91,7 @@ INSTANTIATE_TEST_SUITE_P(Models, WorkerPromptLogprobsTest, ::testing::Values("qw
 TEST(WorkerPromptLogprobs, AReplayIsRefusedOnEveryRank) {
   WorkerGroup group(2);
   ASSERT_TRUE(group.ok());
-  ASSERT_TRUE(group.Load(ModelDir("qwen3"), kKvBytes).ok());
+  ASSERT_TRUE(group.Load(GoldenModelDir("qwen3"), kKvBytes).ok());
   v1::StepPlan plan;
   plan.set_step_id(1);
   v1::PrefillChunk* p = plan.add_prefills();

@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/golden/golden_files.h"
 #include "tests/integration/worker_group.h"
 #include "tests/testing/safetensors_writer.h"
 
@@ -24,17 +25,13 @@ namespace v1 = worker::v1;
 
 constexpr int64_t kKvBytes = 8 << 20;
 
-std::string ModelDir(const std::string& name) {
-  return std::string(RAMI_SOURCE_DIR) + "/tests/golden/models/" + name;
-}
-
 struct Golden {
   std::vector<std::vector<int32_t>> prompts;
   std::vector<std::vector<int32_t>> greedy;
 };
 
 Golden LoadGolden(const std::string& name) {
-  std::ifstream in(ModelDir(name) + "/golden.json");
+  std::ifstream in(GoldenModelDir(name) + "/golden.json");
   const nlohmann::json j = nlohmann::json::parse(in);
   Golden g;
   for (const nlohmann::json& c : j.at("cases")) {
@@ -94,8 +91,8 @@ TEST_P(WorkerTest, TensorParallelTwoEqualsOneAndGolden) {
   const Golden golden = LoadGolden(GetParam());
   WorkerGroup tp1(1), tp2(2);
   ASSERT_TRUE(tp1.ok() && tp2.ok());
-  ASSERT_TRUE(tp1.Load(ModelDir(GetParam()), kKvBytes).ok());
-  const absl::Status loaded = tp2.Load(ModelDir(GetParam()), kKvBytes);
+  ASSERT_TRUE(tp1.Load(GoldenModelDir(GetParam()), kKvBytes).ok());
+  const absl::Status loaded = tp2.Load(GoldenModelDir(GetParam()), kKvBytes);
   ASSERT_TRUE(loaded.ok()) << loaded;
   const int steps = static_cast<int>(golden.greedy[0].size()) - 1;
   const GenerateRun one = Generate(tp1, golden.prompts, steps);
@@ -122,7 +119,7 @@ INSTANTIATE_TEST_SUITE_P(Models, WorkerTest, ::testing::Values("qwen3", "qwen3_d
 // logits, and TP 2 generates what TP 1 does.
 TEST(WorkerLoad, OddVocabularyTensorParallelTwoEqualsOne) {
   absl::StatusOr<ScopedTempDir> odd =
-      CopyWithVocabulary(ModelDir("qwen3_dms"), 251, ::testing::TempDir());
+      CopyWithVocabulary(GoldenModelDir("qwen3_dms"), 251, ::testing::TempDir());
   ASSERT_TRUE(odd.ok()) << odd.status();
   WorkerGroup tp1(1), tp2(2);
   ASSERT_TRUE(tp1.ok() && tp2.ok());
@@ -156,7 +153,7 @@ TEST(WorkerPlans, StepsOverTheLoadedLimitsAreRefused) {
   WorkerProcess worker;
   ASSERT_TRUE(worker.ok());
   v1::LoadShardRequest request;
-  request.set_model_dir(ModelDir("qwen3"));
+  request.set_model_dir(GoldenModelDir("qwen3"));
   request.set_world_size(1);
   request.set_kv_cache_bytes(kKvBytes);
   request.set_max_step_tokens(8);
@@ -200,7 +197,7 @@ TEST(WorkerPlans, StepsOverTheLoadedLimitsAreRefused) {
 TEST(WorkerPlans, MalformedPlansFailAndTheWorkerKeepsServing) {
   WorkerGroup group(1);
   ASSERT_TRUE(group.ok());
-  ASSERT_TRUE(group.Load(ModelDir("qwen3"), /*kv_cache_bytes=*/64 << 10).ok());
+  ASSERT_TRUE(group.Load(GoldenModelDir("qwen3"), /*kv_cache_bytes=*/64 << 10).ok());
   v1::StepPlan plan;
   plan.add_decodes(7);
   ExpectStepError(group, plan, grpc::StatusCode::INVALID_ARGUMENT, "decodes: unknown sequence 7");
@@ -253,7 +250,7 @@ TEST(WorkerPlans, MalformedPlansFailAndTheWorkerKeepsServing) {
 TEST(WorkerPlans, ForkedBranchesSampleWithTheirOwnSeeds) {
   WorkerGroup group(1);
   ASSERT_TRUE(group.ok());
-  ASSERT_TRUE(group.Load(ModelDir("qwen3_dms"), kKvBytes).ok());
+  ASSERT_TRUE(group.Load(GoldenModelDir("qwen3_dms"), kKvBytes).ok());
   auto branches = [&](uint64_t first_seed, int64_t root) {
     v1::StepPlan plan;
     v1::PrefillChunk* p = plan.add_prefills();
@@ -291,7 +288,7 @@ TEST(WorkerPlans, ForkedBranchesSampleWithTheirOwnSeeds) {
 TEST(WorkerPlans, TensorParallelRanksFailABadPlanTogether) {
   WorkerGroup group(2);
   ASSERT_TRUE(group.ok());
-  ASSERT_TRUE(group.Load(ModelDir("qwen3"), kKvBytes).ok());
+  ASSERT_TRUE(group.Load(GoldenModelDir("qwen3"), kKvBytes).ok());
   v1::StepPlan bad;
   bad.add_decodes(5);
   for (const v1::StepResult& r : group.Step(bad)) {
@@ -309,7 +306,7 @@ TEST(WorkerTiming, ControlPlaneRoundTrip) {
   for (int world : {1, 2}) {
     WorkerGroup group(world);
     ASSERT_TRUE(group.ok());
-    ASSERT_TRUE(group.Load(ModelDir("qwen3"), kKvBytes).ok());
+    ASSERT_TRUE(group.Load(GoldenModelDir("qwen3"), kKvBytes).ok());
     Generate(group, {{1, 2, 3}}, 1);
     v1::StepPlan plan;
     plan.add_decodes(0);
@@ -332,7 +329,8 @@ TEST(WorkerTiming, ControlPlaneRoundTrip) {
 TEST(WorkerFaults, DeadPeerFailsTheStepWithinTheTimeout) {
   WorkerGroup group(2);
   ASSERT_TRUE(group.ok());
-  ASSERT_TRUE(group.Load(ModelDir("qwen3"), kKvBytes, /*collective_timeout_seconds=*/2.0).ok());
+  ASSERT_TRUE(
+      group.Load(GoldenModelDir("qwen3"), kKvBytes, /*collective_timeout_seconds=*/2.0).ok());
   const Golden golden = LoadGolden("qwen3");
   Generate(group, {golden.prompts[0]}, 1);
   group.rank(1).Kill();
@@ -355,7 +353,7 @@ TEST(WorkerLeases, OneHolderAtATimeAndStaleEpochsAreRefused) {
   ASSERT_TRUE(worker.ok());
   auto load = [&](const std::string& holder, int64_t epoch, double seconds) {
     v1::LoadShardRequest request;
-    request.set_model_dir(ModelDir("qwen3"));
+    request.set_model_dir(GoldenModelDir("qwen3"));
     request.set_world_size(1);
     request.set_kv_cache_bytes(kKvBytes);
     request.mutable_lease()->set_holder(holder);
@@ -406,7 +404,7 @@ TEST(WorkerLoad, DtypeIsValidatedPerDevice) {
   ASSERT_TRUE(worker.ok());
   auto load = [&](const v1::Device& device, int dtype, v1::LoadShardResponse* response) {
     v1::LoadShardRequest request;
-    request.set_model_dir(ModelDir("qwen3"));
+    request.set_model_dir(GoldenModelDir("qwen3"));
     request.set_world_size(1);
     request.set_kv_cache_bytes(kKvBytes);
     *request.mutable_device() = device;
@@ -453,7 +451,7 @@ TEST(WorkerLoad, CudaDeviceLoadsOrFailsCleanly) {
   WorkerProcess worker;
   ASSERT_TRUE(worker.ok());
   v1::LoadShardRequest request;
-  request.set_model_dir(ModelDir("qwen3_dms_hd64"));
+  request.set_model_dir(GoldenModelDir("qwen3_dms_hd64"));
   request.set_world_size(1);
   request.mutable_device()->set_kind(v1::DEVICE_KIND_CUDA);
   request.set_gpu_memory_utilization(0.5);
@@ -480,7 +478,7 @@ TEST(WorkerLoad, CudaDeviceLoadsOrFailsCleanly) {
 TEST(WorkerLifecycle, ShutdownExitsZero) {
   WorkerGroup group(2);
   ASSERT_TRUE(group.ok());
-  ASSERT_TRUE(group.Load(ModelDir("qwen3"), kKvBytes).ok());
+  ASSERT_TRUE(group.Load(GoldenModelDir("qwen3"), kKvBytes).ok());
   for (int r = 0; r < 2; ++r) {
     grpc::ClientContext ctx;
     v1::ShutdownResponse response;

@@ -9,6 +9,7 @@
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/golden/golden_files.h"
 #include "tests/testing/safetensors_writer.h"
 #include "worker/checkpoint/checkpoint.h"
 #include "worker/checkpoint/config_parser.h"
@@ -39,12 +40,8 @@ using cpu::Model;
 
 namespace {
 
-std::string GoldenDir(const std::string& name) {
-  return std::string(RAMI_SOURCE_DIR) + "/tests/golden/models/" + name;
-}
-
 nlohmann::json GoldenConfig(const std::string& name) {
-  std::ifstream in(GoldenDir(name) + "/config.json");
+  std::ifstream in(testing::GoldenModelDir(name) + "/config.json");
   return nlohmann::json::parse(in);
 }
 
@@ -200,7 +197,8 @@ TEST(Fp8, E4m3DecodesEveryCodeExactly) {
 // Block-scaled reads against a plain dequantization of the raw fp8 values, for the whole
 // tensor and for row and column slices that start inside a block.
 TEST(Fp8, BlockScaledReadsDequantizeTheSlice) {
-  absl::StatusOr<std::unique_ptr<Checkpoint>> ckpt = Checkpoint::Open(GoldenDir("deepseek_v3_fp8"));
+  absl::StatusOr<std::unique_ptr<Checkpoint>> ckpt =
+      Checkpoint::Open(testing::GoldenModelDir("deepseek_v3_fp8"));
   ASSERT_TRUE(ckpt.ok()) << ckpt.status();
   absl::StatusOr<ModelConfig> config = ParseModelConfig((*ckpt)->config(), "m");
   ASSERT_TRUE(config.ok());
@@ -237,7 +235,7 @@ class Fp8LoadTest : public ::testing::Test {
  protected:
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<Checkpoint>> golden =
-        Checkpoint::Open(GoldenDir("deepseek_v3_fp8"));
+        Checkpoint::Open(testing::GoldenModelDir("deepseek_v3_fp8"));
     ASSERT_TRUE(golden.ok()) << golden.status();
     config_ = (*golden)->config();
     for (const std::string& name : (*golden)->TensorNames()) {

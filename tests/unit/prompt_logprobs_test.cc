@@ -16,6 +16,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/golden/golden_files.h"
+#include "tests/testing/prompt_scoring.h"
 #include "worker/cpu/model.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/token_scores.h"
@@ -106,33 +107,7 @@ std::vector<PromptTokenLogprob> EngineScores(const std::string& name, bool dms,
                                              const std::vector<int32_t>& prompt, size_t chunk) {
   std::unique_ptr<Engine> engine = MakeEngine(name, dms);
   if (chunk == 0) chunk = prompt.size();
-  std::vector<PromptTokenLogprob> scores;
-  for (size_t first = 0, step = 0; first < prompt.size(); first += chunk, ++step) {
-    const size_t n = std::min(chunk, prompt.size() - first);
-    StepPlan plan{.step_id = step, .frees = {}, .prefills = {}, .decodes = {}, .forks = {}};
-    PlanPrefill scored{.seq_id = 1,
-                       .tokens = {prompt.begin() + first, prompt.begin() + first + n},
-                       .create = first == 0,
-                       .sample = false,
-                       .sampling = std::nullopt,
-                       .generated_tokens = 0,
-                       .prompt_logprobs = true};
-    if (first == 0) scored.sampling = SamplingParams{.logprobs = kTopN};
-    PlanPrefill other = scored;
-    other.seq_id = 2;
-    other.tokens.assign(n, 7);
-    other.prompt_logprobs = false;
-    plan.prefills = {other, scored};
-    const StepOutcome out = engine->Execute(plan);
-    EXPECT_TRUE(out.status.ok()) << out.status;
-    if (!out.status.ok()) break;
-    EXPECT_EQ(out.prompt_logprobs.size(), 1u);
-    for (const PromptLogprobs& p : out.prompt_logprobs) {
-      EXPECT_EQ(p.seq_id, 1);
-      scores.insert(scores.end(), p.tokens.begin(), p.tokens.end());
-    }
-  }
-  return scores;
+  return testing::ScorePromptInChunks(*engine, prompt, chunk, kTopN, /*scored_first=*/false);
 }
 
 // A prompt of `length` tokens starting with golden case 2's prompt.
@@ -176,7 +151,9 @@ TEST_P(PromptLogprobsTest, EqualTeacherForcedDecodeInEveryChunking) {
         EXPECT_NEAR(got[i].score.top[j].logprob, ref.top_logprobs[j], 1e-4) << where;
       }
       // Every chunking computes the same function of the same tokens.
-      if (!first.empty()) EXPECT_NEAR(got[i].score.logprob, first[i].score.logprob, 1e-5) << where;
+      if (!first.empty()) {
+        EXPECT_NEAR(got[i].score.logprob, first[i].score.logprob, 1e-5) << where;
+      }
     }
     if (first.empty()) first = got;
   }
