@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
+#include "base/quote.h"
 #include "base/status_macros.h"
 #include "coordinator/tokenizer/utf8.h"
 
@@ -206,7 +207,7 @@ absl::StatusOr<std::string> ModelFrontEnd::RenderChat(const GenerateRequest& req
                                                           request.chat_template_kwargs().end());
   std::sort(kwargs.begin(), kwargs.end());
   for (const auto& [key, value] : kwargs) {
-    const std::string field = absl::StrCat("chat_template_kwargs[\"", key, "\"]");
+    const std::string field = absl::StrCat("chat_template_kwargs[\"", Quote(key), "\"]");
     if (key.empty()) return Invalid("chat_template_kwargs: empty key");
     for (const char* reserved : kReservedTemplateVariables) {
       if (key == reserved) return Invalid(field + ": reserved template variable");

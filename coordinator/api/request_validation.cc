@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/quote.h"
 #include "base/status_macros.h"
 #include "coordinator/tokenizer/regex.h"
 #include "coordinator/tokenizer/utf8.h"
@@ -36,7 +37,7 @@ std::string VocabularyError(absl::string_view field, int32_t id, int32_t vocab_s
 
 absl::Status ValidateModel(const GenerateRequest& request, const ModelFrontEnd& model) {
   if (request.model().empty() || request.model() == model.name()) return absl::OkStatus();
-  return Invalid(absl::StrCat("model: unknown model \"", request.model(), "\" (serving \"",
+  return Invalid(absl::StrCat("model: unknown model \"", Quote(request.model()), "\" (serving \"",
                               model.name(), "\")"));
 }
 

@@ -116,11 +116,4 @@ absl::StatusOr<bool> RenderBudget::Less(const Value& a, const Value& b) {
   return less;
 }
 
-std::string Quote(std::string_view text) {
-  if (text.size() <= kMaxQuotedBytes) return std::string(text);
-  size_t cut = kMaxQuotedBytes;
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
-  return std::string(text.substr(0, cut)) + "…";
-}
-
 }  // namespace rami::jinja

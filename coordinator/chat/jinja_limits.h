@@ -4,6 +4,8 @@
 // clients; neither may crash the coordinator, hang it or make it allocate without bound.
 #pragma once
 
+#include "base/quote.h"
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -82,10 +84,8 @@ class RenderBudget {
 uint64_t SaturatingAdd(uint64_t a, uint64_t b);
 uint64_t SaturatingMul(uint64_t a, uint64_t b);
 
-// Client text (template source, variable values) quoted in an error message: at most
-// kMaxQuotedBytes, cut at a UTF-8 boundary and marked with "…", so a huge input never makes a
-// huge error.
-constexpr size_t kMaxQuotedBytes = 200;
-std::string Quote(std::string_view text);
+// Client text (template source, variable values) quoted in an error message: base/quote.h.
+using ::rami::kMaxQuotedBytes;
+using ::rami::Quote;
 
 }  // namespace rami::jinja

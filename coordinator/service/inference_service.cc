@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/time/clock.h"
+#include "base/quote.h"
 #include "coordinator/api/request_validation.h"
 #include "proto/status_conversion.h"
 
@@ -58,7 +59,7 @@ grpc::Status InferenceService::GetJob(grpc::ServerContext*, const v1::GetJobRequ
   std::optional<v1::GetJobResponse> job = runner_->Get(request->job_id());
   if (!job.has_value()) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        "job_id: unknown job \"" + request->job_id() + "\"");
+                        "job_id: unknown job \"" + Quote(request->job_id()) + "\"");
   }
   *response = *job;
   return grpc::Status::OK;

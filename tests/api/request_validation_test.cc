@@ -123,6 +123,9 @@ std::vector<BadCase> BadCases() {
        [](ServerLimits* l) { l->max_prompt_tokens = 4; }},
       {"logprobs over 20", [](auto* r) { r->set_logprobs(21); }, kInvalid,
        "logprobs: must be in [0, 20], got 21"},
+      {"a 3 MB model name is quoted short",
+       [](auto* r) { r->set_model(std::string(3 << 20, 'm')); }, kInvalid,
+       "model: unknown model \"mmmmmmmmmm"},
       {"prompt_logprobs over 20", [](auto* r) { r->set_prompt_logprobs(21); }, kInvalid,
        "prompt_logprobs: must be in [0, 20], got 21"},
       {"negative prompt_logprobs", [](auto* r) { r->set_prompt_logprobs(-1); }, kInvalid,
@@ -271,6 +274,8 @@ TEST_F(RequestValidationTest, BadRequestsAreRejectedNamingTheField) {
     ASSERT_FALSE(v.ok());
     EXPECT_EQ(v.status().code(), c.code) << v.status();
     EXPECT_THAT(std::string(v.status().message()), HasSubstr(c.message));
+    // Client strings are quoted short: the error stays small whatever the input.
+    EXPECT_LT(v.status().message().size(), 1024u) << c.name;
   }
   // Validation keeps no state: after all of them, a normal request still passes everywhere.
   for (Model m : {Model::kTiny, Model::kQwen, Model::kQwenNoTemplate}) {
