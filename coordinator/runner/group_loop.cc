@@ -146,6 +146,7 @@ std::optional<wv1::StepPlan> JobRunner::PlanStep(WorkerGroup& g) {
     return std::nullopt;
   }
   wv1::StepPlan plan = g.ToWorkerPlan(decision);
+  Reap();  // the plan freed the sequences of jobs that ended: they leave the table now
   plan.set_step_id(++stats_.steps);
   plan.set_lease_epoch(g.lease_epoch);
   ++g.steps;

@@ -74,7 +74,9 @@ absl::StatusOr<std::shared_ptr<JobHandle>> JobRunner::Submit(api::ValidatedReque
   if (draining_) {
     return absl::UnavailableError("the coordinator is shutting down; submit to another one");
   }
-  if (static_cast<int>(jobs_.size()) >= config_.queue_limit) {
+  int active = 0;  // finished jobs waiting to be reaped do not count
+  for (const auto& [id, job] : jobs_) active += job->done ? 0 : 1;
+  if (active >= config_.queue_limit) {
     return absl::ResourceExhaustedError(
         absl::StrCat("queue full: ", config_.queue_limit, " jobs waiting or running"));
   }
@@ -143,6 +145,7 @@ void JobRunner::Abort(const std::string& job_id, std::optional<int> branch) {
 
 std::optional<v1::GetJobResponse> JobRunner::Get(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
+  Reap();  // expired records answer NOT_FOUND
   if (auto f = finished_.find(job_id); f != finished_.end()) return f->second;
   auto name = by_name_.find(job_id);
   if (name == by_name_.end()) return std::nullopt;
@@ -158,6 +161,7 @@ std::optional<v1::GetJobResponse> JobRunner::Get(const std::string& job_id) {
 }
 
 void JobRunner::Reap() {
+  const absl::Time now = absl::Now();
   for (auto it = jobs_.begin(); it != jobs_.end();) {
     JobState& job = *it->second;
     if (!job.done || job.HoldsSequences()) {
@@ -165,7 +169,13 @@ void JobRunner::Reap() {
       continue;
     }
     finished_[job.handle->id] = std::move(job.record);
+    finished_expiry_.emplace_back(now + config_.finished_job_ttl, job.handle->id);
+    by_name_.erase(job.handle->id);
     it = jobs_.erase(it);
+  }
+  while (!finished_expiry_.empty() && finished_expiry_.front().first <= now) {
+    finished_.erase(finished_expiry_.front().second);
+    finished_expiry_.pop_front();
   }
 }
 

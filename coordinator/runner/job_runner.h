@@ -8,6 +8,7 @@
 // and no RPC runs under it.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -31,7 +32,9 @@ namespace rami::coordinator {
 struct RunnerConfig {
   SchedulerConfig scheduler;
   bool lookahead = false;  // send step t+1 before step t's results arrive
-  int queue_limit = 1024;  // jobs waiting or running
+  int queue_limit = 1024;  // jobs waiting or running (finished ones never count)
+  // How long GetJob still answers for a finished job; then its record is dropped.
+  absl::Duration finished_job_ttl = absl::Minutes(10);
   // How every group is loaded; group_id, lease epoch and holder are filled per load.
   GroupLoadOptions load;
   std::string coordinator_id = "rami-coordinator";  // the lease holder
@@ -88,7 +91,8 @@ class JobRunner {
   void Evacuate(WorkerGroup& g, const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Places `branches` of `job` on serving groups; false when no group serves.
   bool Place(JobState& job, std::vector<Branch> branches) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Drops jobs that are done and hold no worker sequence (their records stay for GetJob).
+  // Drops jobs that are done and hold no worker sequence (their records stay for GetJob for
+  // finished_job_ttl), and expired records.
   void Reap() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The maintenance thread: discovery refreshes and lease renewals.
   void Maintain();
@@ -107,7 +111,9 @@ class JobRunner {
   int next_group_ ABSL_GUARDED_BY(mu_) = 1;
   JobTable jobs_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, JobId> by_name_ ABSL_GUARDED_BY(mu_);
+  // Records of reaped jobs for GetJob, and when each expires (in reaping order).
   std::map<std::string, rami::v1::GetJobResponse> finished_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<absl::Time, std::string>> finished_expiry_ ABSL_GUARDED_BY(mu_);
   RunnerStats stats_ ABSL_GUARDED_BY(mu_);
   JobId next_job_ ABSL_GUARDED_BY(mu_) = 1;
   absl::Status last_load_error_ ABSL_GUARDED_BY(mu_);

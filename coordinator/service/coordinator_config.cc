@@ -38,6 +38,7 @@ absl::Status CoordinatorConfig::Validate() const {
   RAMI_RETURN_IF_ERROR(InRange("drain_timeout", drain_timeout_seconds, 0, 86400));
   RAMI_RETURN_IF_ERROR(InRange("collective_timeout", collective_timeout_seconds, 0.1, 3600));
   RAMI_RETURN_IF_ERROR(InRange("page_size", page_size, 1, 1024));
+  RAMI_RETURN_IF_ERROR(InRange("finished_job_ttl", finished_job_ttl_seconds, 0, 7 * 86400));
   RAMI_RETURN_IF_ERROR(InRange("kv_cache_bytes", static_cast<double>(kv_cache_bytes), 1,
                                static_cast<double>(int64_t{1} << 50)));
   if (!(gpu_memory_utilization > 0 && gpu_memory_utilization <= 1)) {
@@ -76,6 +77,7 @@ RunnerConfig CoordinatorConfig::Runner(const std::string& host_name) const {
   config.load.lease_seconds = lease_seconds;
   config.coordinator_id = coordinator_id.empty() ? host_name : coordinator_id;
   config.discovery_interval = absl::Seconds(discovery_interval_seconds);
+  config.finished_job_ttl = absl::Seconds(finished_job_ttl_seconds);
   return config;
 }
 

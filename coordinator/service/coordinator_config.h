@@ -42,6 +42,7 @@ struct CoordinatorConfig {
   api::ServerLimits limits;
   SchedulerConfig scheduler;
   bool lookahead = false;
+  double finished_job_ttl_seconds = 600;  // GetJob answers for a finished job this long
   // The HTTP port (OpenAI API, /metrics): http_port 0 = off, -1 = any free port.
   int http_port = 0;
   std::string http_host = "127.0.0.1";

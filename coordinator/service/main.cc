@@ -68,6 +68,9 @@ ABSL_FLAG(int, max_step_sequences, 256,
 ABSL_FLAG(int, max_prefill_chunk, 512, "prompt tokens of one job per step");
 ABSL_FLAG(int, queue_limit, 1024, "jobs waiting or running before RESOURCE_EXHAUSTED");
 ABSL_FLAG(bool, lookahead, false, "send step t+1 before step t's results arrive");
+ABSL_FLAG(double, finished_job_ttl, 600,
+          "seconds GetJob still answers for a finished job (finished jobs never count against "
+          "--queue_limit)");
 ABSL_FLAG(int, http_port, 0,
           "HTTP port of the OpenAI-compatible API, /tokenize, /health and /metrics; 0 = off, "
           "-1 = any free port (see --http_port_file)");
@@ -129,6 +132,7 @@ CoordinatorConfig ConfigFromFlags() {
   // Room for four jobs of the largest n at once.
   c.scheduler.max_running_branches = 4 * c.limits.max_n;
   c.lookahead = absl::GetFlag(FLAGS_lookahead);
+  c.finished_job_ttl_seconds = absl::GetFlag(FLAGS_finished_job_ttl);
   c.http_port = absl::GetFlag(FLAGS_http_port);
   c.http_host = absl::GetFlag(FLAGS_http_host);
   c.http_port_file = absl::GetFlag(FLAGS_http_port_file);

@@ -1,5 +1,6 @@
 // End to end on loopback: rami-coordinator + two rami-worker processes (TP=2, CPU, Gloo) with
 // the tiny DMS model and its byte-level tokenizer, driven through rami.v1.Inference.
+#include <atomic>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -170,6 +171,37 @@ TEST(Coordinator, TwentyConcurrentJobsAllComplete) {
         << i << ": " << (outs[i].error ? outs[i].error->message() : outs[i].status.error_message());
     EXPECT_EQ(outs[i].result->usage().generated_tokens(), 24) << i;
   }
+}
+
+// Finished jobs never count against --queue_limit, even while a long job keeps the group from
+// ever idling; their records answer GetJob for --finished_job_ttl, then NOT_FOUND.
+TEST(Coordinator, FinishedJobsLeaveTheQueueAndTheirRecordsExpire) {
+  Deployment d({"--queue_limit=2", "--finished_job_ttl=1"});
+  ASSERT_TRUE(d.ok());
+  std::atomic<bool> long_started = false;
+  JobOutput long_job;
+  std::thread long_client([&] {
+    long_job =
+        RunJob(*d.stub, BestOf(1, "the long one", 200, 1.0f), [&](const v1::GenerateEvent& e) {
+          if (e.has_delta()) long_started = true;
+        });
+  });
+  while (!long_started) absl::SleepFor(absl::Milliseconds(5));
+  std::string first_id;
+  for (int i = 0; i < 6; ++i) {  // one at a time, next to the long job: 2 in the queue at most
+    const JobOutput out = RunJob(*d.stub, BestOf(1, "short " + std::to_string(i), 4, 1.0f));
+    ASSERT_TRUE(out.result.has_value())
+        << i << ": " << (out.error ? out.error->message() : out.status.error_message());
+    if (i == 0) first_id = out.job_id;
+  }
+  long_client.join();
+  ASSERT_TRUE(long_job.result.has_value());
+  grpc::ClientContext ctx;
+  v1::GetJobRequest get;
+  get.set_job_id(first_id);
+  v1::GetJobResponse job;
+  absl::SleepFor(absl::Milliseconds(1500));  // past the 1 s ttl
+  EXPECT_EQ(d.stub->GetJob(&ctx, get, &job).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
 TEST(Coordinator, BadRequestsAreRejectedAndTheServerKeepsServing) {

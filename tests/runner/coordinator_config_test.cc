@@ -43,6 +43,7 @@ TEST(CoordinatorConfig, EachBadFlagIsNamed) {
       {[](CoordinatorConfig& c) { c.drain_timeout_seconds = NAN; }, "--drain_timeout"},
       {[](CoordinatorConfig& c) { c.collective_timeout_seconds = 0; }, "--collective_timeout"},
       {[](CoordinatorConfig& c) { c.page_size = 0; }, "--page_size: expected 1…1024"},
+      {[](CoordinatorConfig& c) { c.finished_job_ttl_seconds = -1; }, "--finished_job_ttl"},
       {[](CoordinatorConfig& c) { c.kv_cache_bytes = 0; }, "--kv_cache_bytes"},
       {[](CoordinatorConfig& c) { c.gpu_memory_utilization = 1.5; }, "--gpu_memory_utilization"},
       {[](CoordinatorConfig& c) { c.device = "tpu"; }, "--device: expected cpu, cuda"},
