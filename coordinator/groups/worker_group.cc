@@ -72,6 +72,8 @@ absl::Status WorkerGroup::OnLoaded(const std::vector<wv1::LoadShardResponse>& re
   owner_.clear();
   decode_need_ahead_.clear();
   in_flight.clear();
+  seconds_per_token_ = 0;
+  steps_timed_ = 0;
   error = absl::OkStatus();
   permanent_error = false;
   state = GroupState::kServing;
@@ -161,6 +163,24 @@ std::map<JobId, KvUsage> WorkerGroup::ApplyCacheReports(
   }
   for (auto& [job, kv] : usage) kv.bytes = kv.live_tokens * bytes_per_token_;
   return usage;
+}
+
+absl::Time WorkerGroup::StepDeadline(const StepDeadlines& d) const {
+  if (in_flight.empty()) return absl::InfiniteFuture();
+  const InFlight& step = in_flight.front();
+  if (steps_timed_ < d.warmup_steps) return step.sent + d.first_steps;
+  return step.sent + d.floor +
+         absl::Seconds(d.factor * seconds_per_token_ *
+                       static_cast<double>(std::max<int64_t>(step.tokens, 1)));
+}
+
+void WorkerGroup::RecordStepTime(const InFlight& step, absl::Duration took) {
+  const double per_token = absl::ToDoubleSeconds(took) / std::max<int64_t>(step.tokens, 1);
+  // The slowest recent steps weigh most: a deadline must not be set by a lucky streak.
+  seconds_per_token_ = steps_timed_ == 0
+                           ? per_token
+                           : std::max(per_token, 0.9 * seconds_per_token_ + 0.1 * per_token);
+  ++steps_timed_;
 }
 
 const BranchRef* WorkerGroup::Owner(SeqId seq) const {

@@ -26,6 +26,16 @@ namespace rami::coordinator {
 
 enum class GroupState { kLoading, kServing, kFailed, kGone };
 
+// How long a group may take to answer a step before its silent rank is declared failed: a
+// floor plus the group's measured time per token × the step's tokens × a safety factor. The
+// first steps after a load (CUDA graph capture, cold caches) get a budget of their own.
+struct StepDeadlines {
+  absl::Duration floor = absl::Seconds(10);
+  double factor = 20;
+  absl::Duration first_steps = absl::Seconds(300);
+  int warmup_steps = 4;  // steps after a load that use first_steps
+};
+
 // What the coordinator's own checkpoint says every rank must have loaded: a group whose
 // vocabulary or EOS ids differ runs another model than the one the tokenizer speaks for.
 struct ModelIdentity {
@@ -35,6 +45,13 @@ struct ModelIdentity {
 
 class WorkerGroup {
  public:
+  // A step sent to the ranks whose results have not come back.
+  struct InFlight {
+    int64_t reserved_pages = 0;
+    absl::Time sent;
+    int64_t tokens = 0;  // prefill tokens, decodes and fork children of the step
+  };
+
   WorkerGroup(int id, WorkerGroupAddresses addresses);
 
   // A successful LoadShard on every rank (`responses` in rank order): INVALID_ARGUMENT naming
@@ -55,6 +72,11 @@ class WorkerGroup {
   // One step's results of every rank: free pages (tightest rank), each sequence's next page
   // needs and unshared pages, the eviction rate. Returns each job's KV on the group.
   std::map<JobId, KvUsage> ApplyCacheReports(const std::vector<worker::v1::StepResult>& results);
+  // When the oldest step in flight must have been answered.
+  absl::Time StepDeadline(const StepDeadlines& deadlines) const;
+  // A step came back after `took`: the group's time per token is updated.
+  void RecordStepTime(const InFlight& step, absl::Duration took);
+
   // The job branch (branch -1: the root) a sequence belongs to; null for one freed since.
   const BranchRef* Owner(SeqId seq) const;
 
@@ -75,10 +97,6 @@ class WorkerGroup {
   int64_t branches_placed = 0;
   uint64_t steps = 0;
   // Steps sent whose results have not been received (the group's thread only).
-  struct InFlight {
-    int64_t reserved_pages = 0;
-    absl::Time sent;
-  };
   std::deque<InFlight> in_flight;
   std::unique_ptr<WorkerGroupClient> client;
   std::thread thread;
@@ -88,7 +106,9 @@ class WorkerGroup {
   WorkerGroupAddresses addresses_;
   std::string key_;  // GroupKey(addresses)
   Capacity capacity_;
-  int64_t bytes_per_token_ = 0;  // per (layer, head) stream and token, K and V
+  int64_t bytes_per_token_ = 0;   // per (layer, head) stream and token, K and V
+  double seconds_per_token_ = 0;  // exponential moving average over this load's steps
+  int steps_timed_ = 0;           // steps answered since the load
   std::map<SeqId, BranchRef> owner_;
   // Pages of each sequence's decode step after the next one (for plans sent one ahead).
   std::map<SeqId, int64_t> decode_need_ahead_;

@@ -110,24 +110,54 @@ absl::Status WorkerGroupClient::Send(const v1::StepPlan& plan) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<v1::StepResult>> WorkerGroupClient::Receive() {
+absl::StatusOr<std::vector<v1::StepResult>> WorkerGroupClient::Receive(absl::Time deadline) {
   std::vector<v1::StepResult> results(ranks_.size());
   // Every rank is read at once: a dead rank must fail the step now, not after the live ranks
-  // give up on their collectives (which would only happen at the collective timeout).
-  std::vector<char> read(ranks_.size(), 0);
+  // give up on their collectives (which would only happen at the collective timeout). The
+  // first rank whose stream breaks is the one to blame: the others' reads end because of it.
+  struct Reads {
+    absl::Mutex mu;
+    std::vector<char> answered;
+    int done = 0;
+    int first_broken = -1;
+    bool timed_out = false;
+  } reads;
+  reads.answered.assign(ranks_.size(), 0);
   auto read_rank = [&](int r) {
-    read[r] = ranks_[r]->step != nullptr && ranks_[r]->step->Read(&results[r]);
-    if (!read[r]) Cancel();
+    const bool read = ranks_[r]->step != nullptr && ranks_[r]->step->Read(&results[r]);
+    {
+      absl::MutexLock lock(&reads.mu);
+      reads.answered[r] = read;
+      ++reads.done;
+      if (!read && reads.first_broken < 0 && !reads.timed_out) reads.first_broken = r;
+    }
+    if (!read) Cancel();
   };
   std::vector<std::thread> readers;
-  for (int r = 1; r < size(); ++r) readers.emplace_back(read_rank, r);
-  read_rank(0);
-  for (std::thread& t : readers) t.join();
-  for (int r = 0; r < size(); ++r) {
-    if (!read[r]) {
-      return absl::UnavailableError(
-          absl::StrCat("rank ", r, " (", addresses_[r], "): step stream closed"));
+  for (int r = 0; r < size(); ++r) readers.emplace_back(read_rank, r);
+  std::string late;  // the ranks that had not answered by the deadline
+  {
+    absl::MutexLock lock(&reads.mu);
+    const int n = size();
+    auto all_done = [&reads, n] { return reads.done == n; };
+    if (!reads.mu.AwaitWithDeadline(absl::Condition(&all_done), deadline)) {
+      reads.timed_out = true;
+      for (int r = 0; r < n; ++r) {
+        if (!reads.answered[r])
+          absl::StrAppend(&late, late.empty() ? "" : ", ", "rank ", r, " (", addresses_[r], ")");
+      }
     }
+  }
+  if (!late.empty()) Cancel();  // the blocked reads end now
+  for (std::thread& t : readers) t.join();
+  if (!late.empty()) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        late, ": no step result by the group's step deadline (a stopped or wedged worker)"));
+  }
+  if (reads.first_broken >= 0) {
+    const int r = reads.first_broken;
+    return absl::UnavailableError(
+        absl::StrCat("rank ", r, " (", addresses_[r], "): step stream closed"));
   }
   for (int r = 0; r < size(); ++r) {
     if (results[r].error_code() != 0) {

@@ -54,7 +54,11 @@ class WorkerGroupClient {
   // Step in two halves, for one-step lookahead: plans are answered in order, so a second
   // plan may be sent before the first one's results are received.
   absl::Status Send(const worker::v1::StepPlan& plan);
-  absl::StatusOr<std::vector<worker::v1::StepResult>> Receive();
+  // The oldest step's results. A rank that has not answered by `deadline` fails it with
+  // DEADLINE_EXCEEDED naming that rank (a stopped or wedged worker never closes its stream);
+  // a rank whose stream breaks fails it with UNAVAILABLE naming the rank that broke first.
+  absl::StatusOr<std::vector<worker::v1::StepResult>> Receive(
+      absl::Time deadline = absl::InfiniteFuture());
   // True when every rank reports SERVING.
   bool Healthy();
   // Renews the lease on every rank; FAILED_PRECONDITION when a rank has been taken over.

@@ -110,15 +110,20 @@ bool JobRunner::StepOnce(WorkerGroup& g) {
   }
   // 2. Receive the oldest step once the pipeline is full, or when nothing new was sent.
   if (g.in_flight.empty() || (sent && g.in_flight.size() < depth)) return sent;
-  absl::StatusOr<std::vector<wv1::StepResult>> results = g.client->Receive();
+  absl::Time deadline;
+  {
+    absl::MutexLock lock(&mu_);
+    deadline = g.StepDeadline(config_.step_deadlines);
+  }
+  absl::StatusOr<std::vector<wv1::StepResult>> results = g.client->Receive(deadline);
   const absl::Time received = absl::Now();
   absl::MutexLock lock(&mu_);
   if (stop_) return true;
-  stats_.step_ms_total += absl::ToDoubleMilliseconds(received - g.in_flight.front().sent);
-  if (metrics_ != nullptr) {
-    metrics_->WorkerStep(absl::ToDoubleSeconds(received - g.in_flight.front().sent));
-  }
+  const WorkerGroup::InFlight step = g.in_flight.front();
+  stats_.step_ms_total += absl::ToDoubleMilliseconds(received - step.sent);
+  if (metrics_ != nullptr) metrics_->WorkerStep(absl::ToDoubleSeconds(received - step.sent));
   g.in_flight.pop_front();
+  if (results.ok()) g.RecordStepTime(step, received - step.sent);
   if (!results.ok()) {
     Evacuate(g, results.status());
     return true;
@@ -150,7 +155,10 @@ std::optional<wv1::StepPlan> JobRunner::PlanStep(WorkerGroup& g) {
   plan.set_step_id(++stats_.steps);
   plan.set_lease_epoch(g.lease_epoch);
   ++g.steps;
-  g.in_flight.push_back({decision.reserved_pages, absl::Now()});
+  int64_t tokens = static_cast<int64_t>(decision.decodes.size());
+  for (const PlannedPrefill& p : decision.prefills) tokens += static_cast<int64_t>(p.tokens.size());
+  for (const PlannedFork& f : decision.forks) tokens += static_cast<int64_t>(f.children.size());
+  g.in_flight.push_back({decision.reserved_pages, absl::Now(), tokens});
   const int decodes = static_cast<int>(decision.decodes.size());
   stats_.max_branches_running = std::max(stats_.max_branches_running, decodes);
   if (decision.capacity_limited && decodes > 0) {

@@ -40,6 +40,7 @@ struct RunnerConfig {
   std::string coordinator_id = "rami-coordinator";  // the lease holder
   absl::Duration discovery_interval = absl::Seconds(5);
   absl::Duration reload_backoff = absl::Seconds(2);  // after a failed load or a failed group
+  StepDeadlines step_deadlines;
   // A job whose branches had to move this many times fails (retryable) instead of moving
   // again: a job that breaks every group it runs on must not take the cluster down.
   int max_relocations = 3;

@@ -39,6 +39,9 @@ absl::Status CoordinatorConfig::Validate() const {
   RAMI_RETURN_IF_ERROR(InRange("collective_timeout", collective_timeout_seconds, 0.1, 3600));
   RAMI_RETURN_IF_ERROR(InRange("page_size", page_size, 1, 1024));
   RAMI_RETURN_IF_ERROR(InRange("finished_job_ttl", finished_job_ttl_seconds, 0, 7 * 86400));
+  RAMI_RETURN_IF_ERROR(InRange("step_timeout_floor", step_timeout_floor_seconds, 0.1, 3600));
+  RAMI_RETURN_IF_ERROR(InRange("step_timeout_factor", step_timeout_factor, 1, 1000));
+  RAMI_RETURN_IF_ERROR(InRange("step_timeout_first", step_timeout_first_seconds, 1, 86400));
   RAMI_RETURN_IF_ERROR(InRange("kv_cache_bytes", static_cast<double>(kv_cache_bytes), 1,
                                static_cast<double>(int64_t{1} << 50)));
   if (!(gpu_memory_utilization > 0 && gpu_memory_utilization <= 1)) {
@@ -78,6 +81,9 @@ RunnerConfig CoordinatorConfig::Runner(const std::string& host_name) const {
   config.coordinator_id = coordinator_id.empty() ? host_name : coordinator_id;
   config.discovery_interval = absl::Seconds(discovery_interval_seconds);
   config.finished_job_ttl = absl::Seconds(finished_job_ttl_seconds);
+  config.step_deadlines.floor = absl::Seconds(step_timeout_floor_seconds);
+  config.step_deadlines.factor = step_timeout_factor;
+  config.step_deadlines.first_steps = absl::Seconds(step_timeout_first_seconds);
   return config;
 }
 

@@ -43,6 +43,11 @@ struct CoordinatorConfig {
   SchedulerConfig scheduler;
   bool lookahead = false;
   double finished_job_ttl_seconds = 600;  // GetJob answers for a finished job this long
+  // A step's deadline: floor + factor × the group's time per token × the step's tokens; the
+  // first steps after a load get step_timeout_first.
+  double step_timeout_floor_seconds = 10;
+  double step_timeout_factor = 20;
+  double step_timeout_first_seconds = 300;
   // The HTTP port (OpenAI API, /metrics): http_port 0 = off, -1 = any free port.
   int http_port = 0;
   std::string http_host = "127.0.0.1";

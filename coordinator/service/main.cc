@@ -68,6 +68,12 @@ ABSL_FLAG(int, max_step_sequences, 256,
 ABSL_FLAG(int, max_prefill_chunk, 512, "prompt tokens of one job per step");
 ABSL_FLAG(int, queue_limit, 1024, "jobs waiting or running before RESOURCE_EXHAUSTED");
 ABSL_FLAG(bool, lookahead, false, "send step t+1 before step t's results arrive");
+ABSL_FLAG(double, step_timeout_floor, 10,
+          "seconds: a worker group's step deadline is this plus --step_timeout_factor x its "
+          "measured time per token x the step's tokens; a rank that misses it is failed");
+ABSL_FLAG(double, step_timeout_factor, 20, "safety factor of the step deadline");
+ABSL_FLAG(double, step_timeout_first, 300,
+          "seconds: the deadline of a group's first steps after a load (CUDA graph capture)");
 ABSL_FLAG(double, finished_job_ttl, 600,
           "seconds GetJob still answers for a finished job (finished jobs never count against "
           "--queue_limit)");
@@ -133,6 +139,9 @@ CoordinatorConfig ConfigFromFlags() {
   c.scheduler.max_running_branches = 4 * c.limits.max_n;
   c.lookahead = absl::GetFlag(FLAGS_lookahead);
   c.finished_job_ttl_seconds = absl::GetFlag(FLAGS_finished_job_ttl);
+  c.step_timeout_floor_seconds = absl::GetFlag(FLAGS_step_timeout_floor);
+  c.step_timeout_factor = absl::GetFlag(FLAGS_step_timeout_factor);
+  c.step_timeout_first_seconds = absl::GetFlag(FLAGS_step_timeout_first);
   c.http_port = absl::GetFlag(FLAGS_http_port);
   c.http_host = absl::GetFlag(FLAGS_http_host);
   c.http_port_file = absl::GetFlag(FLAGS_http_port_file);

@@ -72,8 +72,9 @@ struct Cluster {
     for (int g = 0; g < groups; ++g) text += Group(*workers[2 * g], *workers[2 * g + 1]) + "\n";
     return text;
   }
-  bool StartCoordinator(const std::string& id) {
+  bool StartCoordinator(const std::string& id, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> flags = CommonFlags();
+    flags.insert(flags.end(), extra.begin(), extra.end());
     flags.push_back("--worker_discovery=file:" + file);
     flags.push_back("--coordinator_id=" + id);
     coordinator = std::make_unique<WorkerProcess>(RAMI_COORDINATOR_BINARY, flags, 60);
@@ -134,6 +135,48 @@ TEST(ScaleOut, BranchesSpanGroupsAndSurviveAKilledWorker) {
   const JobOutput after = RunJob(*c.stub, BestOf(4, "Hello", 8, 1.0f));
   ASSERT_TRUE(after.result.has_value()) << (after.error ? after.error->message() : "");
   EXPECT_EQ(after.result->usage().worker_groups(), 1);
+}
+
+// A stopped worker (SIGSTOP: alive, its streams open, silent) misses its group's step
+// deadline: the group is failed and named, its branches move and end as they would have.
+TEST(ScaleOut, AStoppedWorkerMissesItsStepDeadlineAndItsBranchesMove) {
+  Cluster c(4);
+  ASSERT_EQ(c.workers.size(), 4u);
+  ASSERT_TRUE(c.StartCoordinator("coordinator-a", {"--step_timeout_floor=1"}));
+  ASSERT_TRUE(WaitForGroups(*c.stub, 2));
+  const JobOutput reference = RunJob(*c.stub, LongJob());
+  ASSERT_TRUE(reference.result.has_value()) << (reference.error ? reference.error->message() : "");
+
+  int deltas = 0;
+  absl::Time stopped;
+  const JobOutput out = RunJob(*c.stub, LongJob(), [&](const v1::GenerateEvent& e) {
+    if (e.has_delta() && ++deltas == 40) {
+      c.workers[3]->Stop();
+      stopped = absl::Now();
+    }
+  });
+  const absl::Duration took = absl::Now() - stopped;
+  ASSERT_TRUE(out.result.has_value()) << (out.error ? out.error->message() : "");
+  std::printf("best-of-8 with a worker stopped mid-job: done %.2f s after the stop, %d moved\n",
+              absl::ToDoubleSeconds(took), out.result->usage().relocated_branches());
+  EXPECT_GT(out.result->usage().relocated_branches(), 0);
+  EXPECT_LT(took, absl::Seconds(20));  // a deadline of ~1 s, then the moved branches re-run
+  for (const auto& [branch, f] : out.finished) {
+    EXPECT_EQ(f.text(), reference.finished.at(branch).text()) << "branch " << branch;
+  }
+  // The group is reported failed, naming the silent rank.
+  grpc::ClientContext ctx;
+  v1::ServerInfo info;
+  ASSERT_TRUE(c.stub->GetServerInfo(&ctx, v1::GetServerInfoRequest(), &info).ok());
+  EXPECT_EQ(info.healthy_worker_groups(), 1);
+  bool named = false;
+  for (const v1::WorkerGroupInfo& g : info.groups()) {
+    named |= g.state() != "serving" &&
+             g.error().find(c.workers[3]->address()) != std::string::npos &&
+             g.error().find("step deadline") != std::string::npos;
+  }
+  EXPECT_TRUE(named) << info.DebugString();
+  c.workers[3]->Continue();
 }
 
 TEST(ScaleOut, AGroupAddedWhileJobsRunReceivesBranches) {

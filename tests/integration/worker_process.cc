@@ -61,6 +61,14 @@ void WorkerProcess::Kill() {
   if (pid_ > 0) kill(pid_, SIGKILL);
 }
 
+void WorkerProcess::Stop() {
+  if (pid_ > 0) kill(pid_, SIGSTOP);
+}
+
+void WorkerProcess::Continue() {
+  if (pid_ > 0) kill(pid_, SIGCONT);
+}
+
 int WorkerProcess::WaitExit(double seconds) {
   if (pid_ <= 0) return exit_status_;
   const auto deadline = std::chrono::steady_clock::now() +

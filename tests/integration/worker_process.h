@@ -29,7 +29,9 @@ class WorkerProcess {
   int port() const { return port_; }
   worker::v1::Worker::Stub& stub() { return *stub_; }
 
-  void Kill();  // SIGKILL
+  void Kill();      // SIGKILL
+  void Stop();      // SIGSTOP: alive, silent (a wedged worker)
+  void Continue();  // SIGCONT
   // Waits up to `seconds` for the process to exit; its exit status (also once it has been
   // reaped), or -1 on timeout.
   int WaitExit(double seconds);

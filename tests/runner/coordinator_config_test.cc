@@ -44,6 +44,8 @@ TEST(CoordinatorConfig, EachBadFlagIsNamed) {
       {[](CoordinatorConfig& c) { c.collective_timeout_seconds = 0; }, "--collective_timeout"},
       {[](CoordinatorConfig& c) { c.page_size = 0; }, "--page_size: expected 1…1024"},
       {[](CoordinatorConfig& c) { c.finished_job_ttl_seconds = -1; }, "--finished_job_ttl"},
+      {[](CoordinatorConfig& c) { c.step_timeout_floor_seconds = 0; }, "--step_timeout_floor"},
+      {[](CoordinatorConfig& c) { c.step_timeout_factor = 0.5; }, "--step_timeout_factor"},
       {[](CoordinatorConfig& c) { c.kv_cache_bytes = 0; }, "--kv_cache_bytes"},
       {[](CoordinatorConfig& c) { c.gpu_memory_utilization = 1.5; }, "--gpu_memory_utilization"},
       {[](CoordinatorConfig& c) { c.device = "tpu"; }, "--device: expected cpu, cuda"},

@@ -133,7 +133,7 @@ TEST(WorkerGroup, CacheReportsMergeConservativelyAcrossRanks) {
   ASSERT_EQ(kv.count(4), 1u);
   EXPECT_EQ(kv.at(4).live_tokens, 64);
   // Planning one step ahead: the pages in flight are taken, the needs two steps ahead count.
-  g.in_flight.push_back({.reserved_pages = 5, .sent = absl::Now()});
+  g.in_flight.push_back({.reserved_pages = 5, .sent = absl::Now(), .tokens = 1});
   const Capacity ahead = g.PlanningCapacity();
   EXPECT_EQ(ahead.free_pages, 40);
   EXPECT_EQ(ahead.decode_need.at(2), 3);
@@ -169,6 +169,28 @@ TEST(WorkerGroup, ALostGroupForgetsItsSequences) {
   EXPECT_STREQ(g.state_name(), "leaving");
   g.OnLost(absl::UnavailableError("left"));
   EXPECT_EQ(g.state, GroupState::kGone);
+}
+
+TEST(WorkerGroup, StepDeadlinesFollowTheMeasuredRate) {
+  WorkerGroup g(1, {"a:1"});
+  ASSERT_TRUE(g.OnLoaded({Loaded(100, 1)}, kModel, {}, 5).ok());
+  const StepDeadlines d{
+      .floor = absl::Seconds(2), .factor = 10, .first_steps = absl::Seconds(60), .warmup_steps = 2};
+  EXPECT_EQ(g.StepDeadline(d), absl::InfiniteFuture());  // nothing in flight
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  const WorkerGroup::InFlight step{.reserved_pages = 0, .sent = t0, .tokens = 10};
+  g.in_flight.push_back(step);
+  EXPECT_EQ(g.StepDeadline(d), t0 + absl::Seconds(60));  // the first steps' own budget
+  g.RecordStepTime(step, absl::Milliseconds(100));       // 10 ms per token
+  g.RecordStepTime(step, absl::Milliseconds(50));        // faster: the slow rate still counts most
+  // floor + factor × rate × tokens = 2 s + 10 × 0.0095 s × 10
+  EXPECT_NEAR(absl::ToDoubleSeconds(g.StepDeadline(d) - t0), 2 + 10 * 0.0095 * 10, 1e-6);
+  g.RecordStepTime(step, absl::Seconds(1));  // 100 ms per token: the deadline grows at once
+  EXPECT_NEAR(absl::ToDoubleSeconds(g.StepDeadline(d) - t0), 2 + 10 * 0.1 * 10, 1e-6);
+  // A new load starts over with the first steps' budget.
+  ASSERT_TRUE(g.OnLoaded({Loaded(100, 1)}, kModel, {}, 6).ok());
+  g.in_flight.push_back(step);
+  EXPECT_EQ(g.StepDeadline(d), t0 + absl::Seconds(60));
 }
 
 }  // namespace
