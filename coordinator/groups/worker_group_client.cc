@@ -14,6 +14,29 @@ namespace rami::coordinator {
 
 namespace v1 = worker::v1;
 
+namespace {
+
+// Every rank's result of one step: no rank's error, and the same sampled tokens everywhere.
+absl::Status CheckResultsAgree(const std::vector<v1::StepResult>& results) {
+  for (size_t r = 0; r < results.size(); ++r) {
+    if (results[r].error_code() != 0) {
+      return absl::Status(static_cast<absl::StatusCode>(results[r].error_code()),
+                          absl::StrCat("rank ", r, ": ", results[r].error_message()));
+    }
+  }
+  for (size_t r = 1; r < results.size(); ++r) {
+    bool same = results[r].tokens_size() == results[0].tokens_size();
+    for (int i = 0; same && i < results[0].tokens_size(); ++i) {
+      same = results[r].tokens(i).seq_id() == results[0].tokens(i).seq_id() &&
+             results[r].tokens(i).token_id() == results[0].tokens(i).token_id();
+    }
+    if (!same) return absl::InternalError(absl::StrCat("ranks 0 and ", r, " sampled differently"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 struct WorkerGroupClient::Rank {
   std::unique_ptr<v1::Worker::Stub> stub;
   std::unique_ptr<grpc::ClientContext> step_ctx;
@@ -159,20 +182,7 @@ absl::StatusOr<std::vector<v1::StepResult>> WorkerGroupClient::Receive(absl::Tim
     return absl::UnavailableError(
         absl::StrCat("rank ", r, " (", addresses_[r], "): step stream closed"));
   }
-  for (int r = 0; r < size(); ++r) {
-    if (results[r].error_code() != 0) {
-      return absl::Status(static_cast<absl::StatusCode>(results[r].error_code()),
-                          absl::StrCat("rank ", r, ": ", results[r].error_message()));
-    }
-  }
-  for (int r = 1; r < size(); ++r) {
-    bool same = results[r].tokens_size() == results[0].tokens_size();
-    for (int i = 0; same && i < results[0].tokens_size(); ++i) {
-      same = results[r].tokens(i).seq_id() == results[0].tokens(i).seq_id() &&
-             results[r].tokens(i).token_id() == results[0].tokens(i).token_id();
-    }
-    if (!same) return absl::InternalError(absl::StrCat("ranks 0 and ", r, " sampled differently"));
-  }
+  if (absl::Status s = CheckResultsAgree(results); !s.ok()) return s;
   return results;
 }
 
