@@ -69,6 +69,10 @@ void WorkerProcess::Continue() {
   if (pid_ > 0) kill(pid_, SIGCONT);
 }
 
+void WorkerProcess::Terminate() {
+  if (pid_ > 0) kill(pid_, SIGTERM);
+}
+
 int WorkerProcess::WaitExit(double seconds) {
   if (pid_ <= 0) return exit_status_;
   const auto deadline = std::chrono::steady_clock::now() +

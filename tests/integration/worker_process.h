@@ -29,9 +29,10 @@ class WorkerProcess {
   int port() const { return port_; }
   worker::v1::Worker::Stub& stub() { return *stub_; }
 
-  void Kill();      // SIGKILL
-  void Stop();      // SIGSTOP: alive, silent (a wedged worker)
-  void Continue();  // SIGCONT
+  void Kill();       // SIGKILL
+  void Stop();       // SIGSTOP: alive, silent (a wedged worker)
+  void Continue();   // SIGCONT
+  void Terminate();  // SIGTERM
   // Waits up to `seconds` for the process to exit; its exit status (also once it has been
   // reaped), or -1 on timeout.
   int WaitExit(double seconds);

@@ -487,5 +487,38 @@ TEST(WorkerLifecycle, ShutdownExitsZero) {
   for (int r = 0; r < 2; ++r) EXPECT_EQ(group.rank(r).WaitExit(10), 0) << "rank " << r;
 }
 
+// A worker whose rendezvous store has a client waiting for a key that never comes (a peer
+// that never joins) still stops at once on Shutdown or SIGTERM: the wait ends UNAVAILABLE.
+TEST(WorkerLifecycle, APendingStoreGetDoesNotHoldTheStop) {
+  for (const bool signal : {false, true}) {
+    SCOPED_TRACE(signal ? "SIGTERM" : "Shutdown RPC");
+    WorkerProcess worker;
+    ASSERT_TRUE(worker.ok());
+    grpc::Status got;
+    std::thread waiter([&] {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+      v1::StoreGetRequest request;
+      request.add_keys("a-peer-that-never-comes");
+      request.set_timeout_seconds(60);
+      v1::StoreGetResponse response;
+      got = worker.stub().StoreGet(&ctx, request, &response);
+    });
+    absl::SleepFor(absl::Milliseconds(300));  // the StoreGet is waiting in the worker
+    const absl::Time start = absl::Now();
+    if (signal) {
+      worker.Terminate();
+    } else {
+      grpc::ClientContext ctx;
+      v1::ShutdownResponse response;
+      EXPECT_TRUE(worker.stub().Shutdown(&ctx, v1::ShutdownRequest(), &response).ok());
+    }
+    EXPECT_EQ(worker.WaitExit(5), 0);
+    waiter.join();
+    EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+    EXPECT_FALSE(got.ok());
+  }
+}
+
 }  // namespace
 }  // namespace rami::testing

@@ -32,6 +32,14 @@ class RendezvousStore {
 // group incarnations sharing one store must use distinct key prefixes.
 class InMemoryRendezvousStore final : public RendezvousStore {
  public:
+  // Wakes every waiting Get, which fails UNAVAILABLE, and so do later ones: a worker that is
+  // stopping must not keep a StoreGet handler (and so its gRPC server) waiting for minutes.
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    changed_.SignalAll();
+  }
+
   absl::Status Set(const std::string& key, const std::string& value) override {
     absl::MutexLock lock(&mu_);
     values_[key] = value;
@@ -44,6 +52,9 @@ class InMemoryRendezvousStore final : public RendezvousStore {
     const absl::Time deadline = absl::Now() + timeout;
     absl::MutexLock lock(&mu_);
     while (true) {
+      if (closed_) {
+        return absl::UnavailableError("rendezvous store: closed (the worker is stopping)");
+      }
       std::vector<std::string> missing;
       for (const std::string& key : keys) {
         if (!values_.contains(key)) missing.push_back(key);
@@ -67,6 +78,7 @@ class InMemoryRendezvousStore final : public RendezvousStore {
   absl::Mutex mu_;
   absl::CondVar changed_;  // signalled on every Set
   std::unordered_map<std::string, std::string> values_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace rami::collectives

@@ -8,13 +8,14 @@
 
 namespace rami::service {
 
-GrpcRendezvousStore::GrpcRendezvousStore(const std::string& address)
+GrpcRendezvousStore::GrpcRendezvousStore(const std::string& address, absl::Duration set_timeout)
     : stub_(worker::v1::Worker::NewStub(
-          grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {}
+          grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))),
+      set_timeout_(set_timeout) {}
 
 absl::Status GrpcRendezvousStore::Set(const std::string& key, const std::string& value) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + set_timeout_));
   ctx.set_wait_for_ready(true);  // rank 0 may still be starting
   worker::v1::StoreSetRequest request;
   request.set_key(key);

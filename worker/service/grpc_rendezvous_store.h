@@ -13,14 +13,17 @@ namespace rami::service {
 
 class GrpcRendezvousStore final : public collectives::RendezvousStore {
  public:
-  // `address`: host:port of the group's rank 0.
-  explicit GrpcRendezvousStore(const std::string& address);
+  // `address`: host:port of the group's rank 0. `set_timeout` bounds a Set (the group's
+  // collective timeout: an unreachable rank 0 must not hold a load longer than that).
+  explicit GrpcRendezvousStore(const std::string& address,
+                               absl::Duration set_timeout = absl::Seconds(30));
   absl::Status Set(const std::string& key, const std::string& value) override;
   absl::StatusOr<std::vector<std::string>> Get(const std::vector<std::string>& keys,
                                                absl::Duration timeout) override;
 
  private:
   std::unique_ptr<worker::v1::Worker::Stub> stub_;
+  absl::Duration set_timeout_;
 };
 
 }  // namespace rami::service

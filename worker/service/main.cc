@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   // Shutdown RPC or signal: stop serving; in-flight RPCs get a second to finish.
   stop.WaitForNotification();
+  service.Stop();  // pending StoreGets return now, not at their timeouts
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   server->Wait();
   std::printf("rami-worker: stopped\n");

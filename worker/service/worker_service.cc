@@ -30,7 +30,9 @@ absl::StatusOr<std::unique_ptr<engine::Engine>> WorkerService::Load(
   // The group's store is rank 0's service; a world of one joins no group and reads none.
   collectives::InMemoryRendezvousStore no_group;
   std::optional<GrpcRendezvousStore> group;
-  if (options->shard.world_size > 1) group.emplace(r.rendezvous().store_address());
+  if (options->shard.world_size > 1) {
+    group.emplace(r.rendezvous().store_address(), options->collective_timeout);
+  }
   absl::StatusOr<engine::LoadedShard> shard = engine::LoadShard(
       *options, group.has_value() ? static_cast<collectives::RendezvousStore&>(*group) : no_group);
   if (!shard.ok()) {
@@ -121,8 +123,11 @@ grpc::Status WorkerService::Health(grpc::ServerContext*, const v1::HealthRequest
   return grpc::Status::OK;
 }
 
+void WorkerService::Stop() { store_.Close(); }
+
 grpc::Status WorkerService::Shutdown(grpc::ServerContext*, const v1::ShutdownRequest*,
                                      v1::ShutdownResponse*) {
+  Stop();  // a pending StoreGet must not hold the server's shutdown
   {
     absl::MutexLock lock(&mu_);  // waits for the step in flight
     if (shutting_down_) return grpc::Status::OK;

@@ -30,6 +30,9 @@ class WorkerService final : public worker::v1::Worker::Service {
                       worker::v1::HealthResponse* response) override;
   grpc::Status Shutdown(grpc::ServerContext* ctx, const worker::v1::ShutdownRequest* request,
                         worker::v1::ShutdownResponse* response) override;
+  // Ends every wait on this worker's rendezvous store (its StoreGet handlers return
+  // UNAVAILABLE), so that the server can stop at once. Thread-safe; SIGTERM calls it too.
+  void Stop();
   grpc::Status RenewLease(grpc::ServerContext* ctx, const worker::v1::RenewLeaseRequest* request,
                           worker::v1::RenewLeaseResponse* response) override;
   grpc::Status StoreSet(grpc::ServerContext* ctx, const worker::v1::StoreSetRequest* request,
