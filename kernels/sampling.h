@@ -42,11 +42,15 @@
 //    torch.Generator; rami uses one uniform per token and the inverse CDF, so a sequence's
 //    stream is keyed by (seed, index) alone, never by engine step or batch position.
 //
-// Preconditions (checked by the host wrapper, worker/engine/sampler.h): vocab ≥ 1; every logits
-// row read has no NaN or +Inf and at least one finite logit; logits_row[r] is a row of
-// logits; temperature finite and ≥ 0; top_k ≥ 0; top_p, min_p ∈ [0, 1];
-// 0 ≤ num_logprobs[r] ≤ max_logprobs ≤ kMaxLogprobs. The CPU twin stays free of undefined
-// behaviour even when they are broken (NaN sorts last and weighs nothing).
+// A row with no distribution — a NaN or +Inf logit, or no finite logit (a broken checkpoint or
+// an overflow upstream) — is flagged, not sampled: token -1, logprob NaN, top_ids -1 and
+// top_logprobs -inf. The flag is a function of the row alone, so tensor-parallel ranks holding
+// the same gathered logits flag the same rows; the host (worker/engine/sampler.h) turns it into
+// that sequence's error.
+//
+// Preconditions (checked by the host wrapper, worker/engine/sampler.h): vocab ≥ 1;
+// logits_row[r] is a row of logits; temperature finite and ≥ 0; top_k ≥ 0; top_p, min_p ∈
+// [0, 1]; 0 ≤ num_logprobs[r] ≤ max_logprobs ≤ kMaxLogprobs.
 #pragma once
 
 #include <cstdint>
@@ -73,7 +77,7 @@ struct SampleParams {
 
   // Outputs. top_ids / top_logprobs hold min(num_logprobs[r], vocab) entries per row, best
   // first, then -1 / -inf up to max_logprobs; both may be null when max_logprobs == 0.
-  int32_t* token = nullptr;       // [rows] the chosen token id
+  int32_t* token = nullptr;       // [rows] the chosen token id; -1: the row has no distribution
   float* logprob = nullptr;       // [rows] raw log-prob of the chosen token
   int32_t* top_ids = nullptr;     // [rows, max_logprobs]
   float* top_logprobs = nullptr;  // [rows, max_logprobs]

@@ -128,6 +128,27 @@ int32_t SampleRow(const float* x, int vocab, float max_logit, double temperature
   return last_positive;
 }
 
+// Whether row x defines a distribution: no NaN, no +Inf, at least one finite logit.
+bool HasDistribution(const float* x, int vocab) {
+  bool any_finite = false;
+  for (int i = 0; i < vocab; ++i) {
+    if (std::isnan(x[i]) || x[i] == std::numeric_limits<float>::infinity()) return false;
+    any_finite = any_finite || std::isfinite(x[i]);
+  }
+  return any_finite;
+}
+
+// The outputs of a row without a distribution (kernels/sampling.h): token -1, nothing drawn.
+void FlagBrokenRow(const SampleParams& p, int r) {
+  p.token[r] = -1;
+  p.logprob[r] = std::numeric_limits<float>::quiet_NaN();
+  for (int j = 0; j < p.max_logprobs; ++j) {
+    p.top_ids[static_cast<int64_t>(r) * p.max_logprobs + j] = -1;
+    p.top_logprobs[static_cast<int64_t>(r) * p.max_logprobs + j] =
+        -std::numeric_limits<float>::infinity();
+  }
+}
+
 }  // namespace
 
 void SampleCpu(const SampleParams& p) {
@@ -136,6 +157,10 @@ void SampleCpu(const SampleParams& p) {
   for (int r = 0; r < p.rows; ++r) {
     const int64_t row = p.logits_row != nullptr ? p.logits_row[r] : r;
     const float* x = p.logits + row * p.vocab;
+    if (!HasDistribution(x, p.vocab)) {
+      FlagBrokenRow(p, r);
+      continue;
+    }
     CanonicalPrefix order(x, p.vocab, ids);
 
     // Argmax (lowest id on ties) and the raw log-softmax normaliser, at temperature 1.

@@ -160,12 +160,29 @@ __global__ void __launch_bounds__(kThreads)
   const float* x = p.logits + logits_row * p.vocab;
 
   // Argmax (lowest id on ties) and the raw normaliser at temperature 1.
+  // The same pass checks that the row has a distribution (kernels/sampling.h): no NaN, no
+  // +Inf, a finite logit; the verdict is block-uniform, so a broken row's block returns whole.
   float best_x = -INFINITY;
   int best_id = -1;
+  int broken = 0, finite = 0;
   for (int c = threadIdx.x; c < p.vocab; c += kThreads) {
-    if (best_id < 0 || cuda_detail::CanonicalBefore(x[c], c, best_x, best_id)) {
-      best_x = x[c], best_id = c;
+    const float v = x[c];
+    broken |= isnan(v) || v == INFINITY;
+    finite |= isfinite(v);
+    if (best_id < 0 || cuda_detail::CanonicalBefore(v, c, best_x, best_id)) {
+      best_x = v, best_id = c;
     }
+  }
+  if (__syncthreads_or(broken) || !__syncthreads_or(finite)) {
+    if (threadIdx.x == 0) {
+      p.token[r] = -1;
+      p.logprob[r] = NAN;
+    }
+    for (int j = threadIdx.x; j < p.max_logprobs; j += kThreads) {
+      p.top_ids[static_cast<int64_t>(r) * p.max_logprobs + j] = -1;
+      p.top_logprobs[static_cast<int64_t>(r) * p.max_logprobs + j] = -INFINITY;
+    }
+    return;
   }
   BlockBest(best_x, best_id, xs, ids);
   double z = 0.0;

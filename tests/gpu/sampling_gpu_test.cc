@@ -2,6 +2,7 @@
 // their combinations, rows sharing a logits row (fork children), ties, several sort passes —
 // over vocabularies 1/7/513/151936. The same Philox draw and canonical order must give the
 // same token on every row; log-probs within 1e-5. Skips without a GPU.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -155,6 +156,74 @@ TEST(SamplingGpu, GreedyWithoutWorkspace) {
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   EXPECT_EQ(dtoken.ToHost(), token);
   EXPECT_TRUE(testing::AllClose(dlogprob.ToHost(), logprob, {.atol = 1e-5, .rtol = 1e-6}));
+}
+
+// Rows without a distribution (a NaN, a +Inf, every logit -inf) are flagged as on the CPU:
+// token -1, logprob NaN, top-n -1 / -inf; the good rows around them are sampled as usual.
+TEST(SamplingGpu, FlagsRowsWithoutADistributionAsTheCpuTwin) {
+  RAMI_REQUIRE_CUDA_DEVICE();
+  constexpr int kRows = 8, kVocab = 1500, kMaxLp = 3;
+  std::mt19937 rng(47);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<float> logits(kRows * kVocab);
+  for (float& v : logits) v = normal(rng);
+  auto row = [&](int r) { return logits.begin() + r * kVocab; };
+  row(1)[1234] = NAN;
+  row(3)[7] = INFINITY;
+  std::fill(row(5), row(5) + kVocab, -INFINITY);
+  row(6)[kVocab - 1] = NAN;
+  std::vector<float> temperature = {0, 0, 1, 1, 0.7f, 1, 1, 0}, zeros_f(kRows, 0.0f);
+  std::vector<int32_t> top_k(kRows, 0), num_lp(kRows, kMaxLp), token(kRows),
+      top_ids(kRows * kMaxLp);
+  std::vector<uint64_t> seed(kRows, 3), index(kRows, 9);
+  std::vector<float> logprob(kRows), top_lp(kRows * kMaxLp);
+  kernels::SampleParams cpu{.logits = logits.data(),
+                            .temperature = temperature.data(),
+                            .top_k = top_k.data(),
+                            .top_p = zeros_f.data(),
+                            .min_p = zeros_f.data(),
+                            .seed = seed.data(),
+                            .index = index.data(),
+                            .num_logprobs = num_lp.data(),
+                            .token = token.data(),
+                            .logprob = logprob.data(),
+                            .top_ids = top_ids.data(),
+                            .top_logprobs = top_lp.data(),
+                            .rows = kRows,
+                            .vocab = kVocab,
+                            .max_logprobs = kMaxLp};
+  kernels::SampleCpu(cpu);
+  for (int r : {1, 3, 5, 6}) EXPECT_EQ(token[r], -1) << r;
+  for (int r : {0, 2, 4, 7}) EXPECT_GE(token[r], 0) << r;
+
+  DeviceArray<float> dlogits(logits), dtemp(temperature), dzf(zeros_f);
+  DeviceArray<int32_t> dtop_k(top_k), dnum_lp(num_lp), dtoken(kRows), dtop_ids(top_ids.size());
+  DeviceArray<uint64_t> dseed(seed), dindex(index);
+  DeviceArray<float> dlogprob(kRows), dtop_lp(top_lp.size());
+  DeviceArray<uint8_t> workspace(kernels::SampleWorkspaceBytes(kRows, kVocab));
+  kernels::SampleParams gpu = cpu;
+  gpu.logits = dlogits.get();
+  gpu.temperature = dtemp.get();
+  gpu.top_k = dtop_k.get();
+  gpu.top_p = gpu.min_p = dzf.get();
+  gpu.seed = dseed.get();
+  gpu.index = dindex.get();
+  gpu.num_logprobs = dnum_lp.get();
+  gpu.token = dtoken.get();
+  gpu.logprob = dlogprob.get();
+  gpu.top_ids = dtop_ids.get();
+  gpu.top_logprobs = dtop_lp.get();
+  ASSERT_EQ(kernels::SampleCuda(gpu,
+                                {.data = workspace.get(),
+                                 .bytes = kernels::SampleWorkspaceBytes(kRows, kVocab),
+                                 .any_random = true},
+                                nullptr),
+            cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(dtoken.ToHost(), token);
+  EXPECT_TRUE(testing::AllClose(dlogprob.ToHost(), logprob, {.atol = 1e-5, .rtol = 1e-6}));
+  EXPECT_EQ(dtop_ids.ToHost(), top_ids);
+  EXPECT_TRUE(testing::AllClose(dtop_lp.ToHost(), top_lp, {.atol = 1e-5, .rtol = 1e-6}));
 }
 
 }  // namespace

@@ -3,12 +3,14 @@
 
 #include <stdlib.h>  // mkdtemp
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -100,9 +102,16 @@ std::string BuildIndexJson(const std::map<std::string, std::string>& weight_map)
   return index.dump(2);
 }
 
-absl::StatusOr<ScopedTempDir> CopyWithVocabulary(const std::string& model_dir, int vocab_size,
-                                                 const std::string& base) {
-  absl::StatusOr<ScopedTempDir> dir = ScopedTempDir::Create(base, "rami_vocab");
+namespace {
+
+// A copy of the one-file checkpoint in `model_dir` in a new temp dir under `base`: every file
+// as is but config.json (through edit_config) and model.safetensors (each tensor through
+// edit_tensor, which may fail).
+absl::StatusOr<ScopedTempDir> CopyCheckpoint(
+    const std::string& model_dir, const std::string& base, std::string_view prefix,
+    const std::function<void(nlohmann::json&)>& edit_config,
+    const std::function<absl::Status(const checkpoint::TensorInfo&, TensorSpec&)>& edit_tensor) {
+  absl::StatusOr<ScopedTempDir> dir = ScopedTempDir::Create(base, prefix);
   if (!dir.ok()) return dir.status();
   for (const auto& entry : std::filesystem::directory_iterator(model_dir)) {
     const std::string name = entry.path().filename().string();
@@ -112,7 +121,7 @@ absl::StatusOr<ScopedTempDir> CopyWithVocabulary(const std::string& model_dir, i
   std::ifstream in(model_dir + "/config.json");
   nlohmann::json config = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded()) return absl::InvalidArgumentError(model_dir + "/config.json");
-  config["vocab_size"] = vocab_size;
+  edit_config(config);
   if (absl::Status s = WriteFile(dir->Join("config.json"), config.dump(2)); !s.ok()) return s;
   absl::StatusOr<std::unique_ptr<checkpoint::SafetensorsFile>> file =
       checkpoint::SafetensorsFile::Open(model_dir + "/model.safetensors");
@@ -122,20 +131,60 @@ absl::StatusOr<ScopedTempDir> CopyWithVocabulary(const std::string& model_dir, i
     const absl::Span<const uint8_t> bytes = (*file)->Bytes(t);
     TensorSpec spec{t.name, std::string(DTypeName(t.dtype)), t.shape,
                     std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size())};
-    if (t.name == "model.embed_tokens.weight" || t.name == "lm_head.weight") {
-      if (t.shape.size() != 2 || t.shape[0] < vocab_size) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(t.name, ": fewer than ", vocab_size, " rows"));
-      }
-      spec.shape[0] = vocab_size;
-      spec.bytes.resize(static_cast<size_t>(vocab_size) * t.shape[1] * DTypeSize(t.dtype));
-    }
+    if (absl::Status s = edit_tensor(t, spec); !s.ok()) return s;
     tensors.push_back(std::move(spec));
   }
   if (absl::Status s = WriteFile(dir->Join("model.safetensors"), BuildSafetensors(tensors));
       !s.ok()) {
     return s;
   }
+  return dir;
+}
+
+}  // namespace
+
+absl::StatusOr<ScopedTempDir> CopyWithVocabulary(const std::string& model_dir, int vocab_size,
+                                                 const std::string& base) {
+  return CopyCheckpoint(
+      model_dir, base, "rami_vocab",
+      [&](nlohmann::json& config) { config["vocab_size"] = vocab_size; },
+      [&](const checkpoint::TensorInfo& t, TensorSpec& spec) {
+        if (t.name != "model.embed_tokens.weight" && t.name != "lm_head.weight") {
+          return absl::OkStatus();
+        }
+        if (t.shape.size() != 2 || t.shape[0] < vocab_size) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(t.name, ": fewer than ", vocab_size, " rows"));
+        }
+        spec.shape[0] = vocab_size;
+        spec.bytes.resize(static_cast<size_t>(vocab_size) * t.shape[1] * DTypeSize(t.dtype));
+        return absl::OkStatus();
+      });
+}
+
+absl::StatusOr<ScopedTempDir> CopyWithTensorValue(const std::string& model_dir,
+                                                  const std::string& tensor,
+                                                  const std::vector<int64_t>& rows, float value,
+                                                  const std::string& base) {
+  bool found = false;
+  absl::StatusOr<ScopedTempDir> dir = CopyCheckpoint(
+      model_dir, base, "rami_poisoned", [](nlohmann::json&) {},
+      [&](const checkpoint::TensorInfo& t, TensorSpec& spec) {
+        if (t.name != tensor) return absl::OkStatus();
+        found = true;
+        if (t.dtype != DType::kF32 || t.shape.empty()) {
+          return absl::InvalidArgumentError(absl::StrCat(tensor, ": not an F32 tensor"));
+        }
+        const int64_t row_elems = t.numel() / t.shape[0];
+        for (int64_t r = 0; r < t.shape[0]; ++r) {
+          if (!rows.empty() && std::find(rows.begin(), rows.end(), r) == rows.end()) continue;
+          for (int64_t i = r * row_elems; i < (r + 1) * row_elems; ++i) {
+            std::memcpy(spec.bytes.data() + i * sizeof(float), &value, sizeof(float));
+          }
+        }
+        return absl::OkStatus();
+      });
+  if (dir.ok() && !found) return absl::NotFoundError(absl::StrCat(tensor, " not in ", model_dir));
   return dir;
 }
 

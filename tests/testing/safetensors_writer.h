@@ -97,4 +97,12 @@ absl::Status WriteModelDir(const std::string& dir, const nlohmann::json& config,
 absl::StatusOr<ScopedTempDir> CopyWithVocabulary(const std::string& model_dir, int vocab_size,
                                                  const std::string& base);
 
+// A copy of the one-file checkpoint in `model_dir` in a new temp dir under `base` with every
+// element of the F32 tensor `tensor` in `rows` (of its first dimension; empty: all of them) set
+// to `value` — e.g. NaN weights, or one token's embedding row made NaN.
+absl::StatusOr<ScopedTempDir> CopyWithTensorValue(const std::string& model_dir,
+                                                  const std::string& tensor,
+                                                  const std::vector<int64_t>& rows, float value,
+                                                  const std::string& base);
+
 }  // namespace rami::testing

@@ -144,5 +144,33 @@ TEST(ShardDims, RejectsIndivisibleSizes) {
   EXPECT_EQ(d->kv_heads, 1);
 }
 
+// Every size is bounded before anything is allocated from it, and the error names the bound.
+TEST(ModelConfig, HyperParametersAreBounded) {
+  const struct {
+    const char* key;
+    int64_t value;
+    const char* expected;
+  } cases[] = {
+      {"num_hidden_layers", 1000000000, "num_hidden_layers: expected a value in [1, 1024]"},
+      {"hidden_size", 65537, "hidden_size: expected a value in [1, 65536]"},
+      {"intermediate_size", 262145, "intermediate_size: expected a value in [1, 262144]"},
+      {"num_attention_heads", 1025, "num_attention_heads: expected a value in [1, 1024]"},
+      {"num_key_value_heads", 8, "num_key_value_heads: expected a value in [1, 4]"},
+      {"vocab_size", 4194305, "vocab_size: expected a value in [1, 4194304]"},
+  };
+  for (const auto& c : cases) {
+    nlohmann::json j = BaseConfig();
+    j[c.key] = c.value;
+    ExpectError(j, c.expected);
+  }
+  for (double theta : {0.0, -1.0}) {
+    nlohmann::json j = BaseConfig();
+    j["rope_theta"] = theta;
+    ExpectError(j, "rope_theta: must be > 0");
+    j.erase("rope_theta");
+    j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", theta}};
+    ExpectError(j, "rope_theta: must be > 0");
+  }
+}
 }  // namespace
 }  // namespace rami

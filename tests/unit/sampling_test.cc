@@ -240,14 +240,45 @@ TEST(SamplingTest, MaskedTokensAreNeverDrawn) {
   ExpectKeeps(Counts(logits, kDraws, 1.0f, /*top_k=*/4), logits, 1.0, {1, 3});
 }
 
-// The wrapper rejects NaN rows; the kernel alone still gives a defined answer: NaN sorts last
-// and weighs nothing.
-TEST(SamplingTest, KernelNeverDrawsANaNLogit) {
-  const std::vector<float> logits = {NAN, 1.0f, NAN, 0.0f};
-  ExpectKeeps(Counts(logits, 2000, 1.0f), {-INFINITY, 1.0f, -INFINITY, 0.0f}, 1.0, {1, 3});
-  ExpectKeeps(Counts(logits, 2000, 1.0f, /*top_k=*/3), {-INFINITY, 1.0f, -INFINITY, 0.0f}, 1.0,
-              {1, 3});
-  EXPECT_EQ(Counts(logits, 10, 0.0f)[1], 10);
+// A row without a distribution (a NaN or +Inf logit, or no finite one) is flagged, greedy or
+// drawing: token -1, logprob NaN, no top-n; the good row beside it is sampled as usual.
+TEST(SamplingTest, KernelFlagsRowsWithoutADistribution) {
+  const std::vector<std::vector<float>> broken = {{NAN, 1.0f, NAN, 0.0f},
+                                                  {0.0f, INFINITY, 1.0f, 2.0f},
+                                                  {-INFINITY, -INFINITY, -INFINITY, -INFINITY}};
+  for (const std::vector<float>& row : broken) {
+    for (float temperature : {0.0f, 1.0f}) {
+      std::vector<float> logits = row;
+      logits.insert(logits.end(), {0.0f, 5.0f, 0.0f, 0.0f});  // row 1: a good one
+      std::vector<int32_t> rows = {0, 1}, k = {0, 0}, n = {2, 2}, token(2), top_ids(4);
+      std::vector<float> t = {temperature, temperature}, p = {0, 0}, mp = {0, 0}, lp(2), top(4);
+      std::vector<uint64_t> seeds = {1, 1}, index = {0, 0};
+      kernels::SampleCpu({.logits = logits.data(),
+                          .logits_row = rows.data(),
+                          .temperature = t.data(),
+                          .top_k = k.data(),
+                          .top_p = p.data(),
+                          .min_p = mp.data(),
+                          .seed = seeds.data(),
+                          .index = index.data(),
+                          .num_logprobs = n.data(),
+                          .token = token.data(),
+                          .logprob = lp.data(),
+                          .top_ids = top_ids.data(),
+                          .top_logprobs = top.data(),
+                          .rows = 2,
+                          .vocab = 4,
+                          .max_logprobs = 2});
+      EXPECT_EQ(token[0], -1);
+      EXPECT_TRUE(std::isnan(lp[0]));
+      EXPECT_EQ(top_ids[0], -1);
+      EXPECT_EQ(top_ids[1], -1);
+      EXPECT_EQ(top[0], -INFINITY);
+      if (temperature == 0.0f) EXPECT_EQ(token[1], 1);
+      EXPECT_GE(token[1], 0);
+      EXPECT_EQ(top_ids[2], 1);
+    }
+  }
 }
 
 TEST(SamplingTest, GreedyTakesTheLowestIdOfTheMaxima) {
@@ -423,7 +454,7 @@ TEST(SamplerValidationTest, NamesTheFieldAndTheLimit) {
   EXPECT_TRUE(ValidateSamplingParams({.top_p = 1e-6f, .min_p = 0.0f, .logprobs = 0}).ok());
 }
 
-TEST(SamplerValidationTest, RejectsMissingRowsAndBrokenLogits) {
+TEST(SamplerValidationTest, RejectsMissingRowsAndFlagsBrokenLogits) {
   auto message = [](const std::vector<float>& logits, int vocab, const SampleRequest& request) {
     absl::StatusOr<std::vector<SampledToken>> out = Sample(logits, vocab, {request});
     EXPECT_FALSE(out.ok());
@@ -435,9 +466,21 @@ TEST(SamplerValidationTest, RejectsMissingRowsAndBrokenLogits) {
   EXPECT_THAT(message(two_rows, 2, {.row = -1}), HasSubstr("row -1 is outside"));
   EXPECT_THAT(message(two_rows, 3, {}), HasSubstr("not whole rows of vocab_size 3"));
   EXPECT_THAT(message(two_rows, 0, {}), HasSubstr("vocab_size 0"));
-  EXPECT_THAT(message({0.0f, NAN}, 2, {}), HasSubstr("logits row 0: token 1 has a non-finite"));
-  EXPECT_THAT(message({INFINITY, 0.0f}, 2, {}), HasSubstr("token 0 has a non-finite"));
-  EXPECT_THAT(message({-INFINITY, -INFINITY}, 2, {}), HasSubstr("every logit is -inf"));
+  // A broken row fails its own token only, with the reason; the other request is sampled.
+  auto flagged = [](const std::vector<float>& bad_row) {
+    std::vector<float> logits = bad_row;
+    logits.insert(logits.end(), {0.0f, 1.0f});
+    absl::StatusOr<std::vector<SampledToken>> out =
+        Sample(logits, 2, {SampleRequest{.row = 0}, SampleRequest{.row = 1}});
+    EXPECT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ((*out)[0].status.code(), absl::StatusCode::kInternal);
+    EXPECT_TRUE((*out)[1].status.ok());
+    EXPECT_EQ((*out)[1].token_id, 1);
+    return std::string((*out)[0].status.message());
+  };
+  EXPECT_THAT(flagged({0.0f, NAN}), HasSubstr("token 1 has a non-finite logit nan"));
+  EXPECT_THAT(flagged({INFINITY, 0.0f}), HasSubstr("token 0 has a non-finite"));
+  EXPECT_THAT(flagged({-INFINITY, -INFINITY}), HasSubstr("every logit is -inf"));
   // An empty batch is fine.
   absl::StatusOr<std::vector<SampledToken>> none = Sample(two_rows, 2, {});
   ASSERT_TRUE(none.ok());

@@ -10,18 +10,32 @@
 namespace rami::checkpoint {
 namespace {
 
+// Upper bounds of the common hyper-parameters, checked before anything is sized from them, so
+// a hostile config.json (num_hidden_layers 1e9) is refused by name instead of allocating until
+// bad_alloc. The largest open models sit well inside, with 4-16x headroom: DeepSeek-V3 has 61
+// layers, hidden 7168, 128 heads, vocab 129280 and 256 experts; Llama-3.1-405B 126 layers,
+// hidden 16384, intermediate 53248, 128 heads; Gemma 3 a vocab of 262144.
+constexpr int64_t kMaxLayers = 1024;
+constexpr int64_t kMaxHiddenSize = 65536;
+constexpr int64_t kMaxIntermediateSize = int64_t{1} << 18;  // 262144
+constexpr int64_t kMaxHeads = 1024;
+constexpr int64_t kMaxVocabSize = int64_t{1} << 22;  // 4194304
+
 absl::StatusOr<RopeConfig> ReadRope(const ConfigReader& top, int64_t max_positions) {
   RopeConfig rope;
   // transformers 5 keeps everything in rope_parameters; 4.x splits theta and rope_scaling.
   const bool v5 = top.Has("rope_parameters");
   const std::string key = v5 ? "rope_parameters" : "rope_scaling";
   RAMI_ASSIGN_OR_RETURN(rope.theta, top.Double("rope_theta", 10000.0));
+  // theta 0 makes every inverse frequency inf (NaN activations); negative is meaningless.
+  if (rope.theta <= 0) return top.Error("rope_theta", "must be > 0");
   if (!top.Has(key)) return rope;
   const nlohmann::json& params = top.json().at(key);
   if (!params.is_object()) return top.Error(key, "expected an object");
   const ConfigReader reader(params, absl::StrCat(top.source(), ": ", key));
   if (v5) {
     RAMI_ASSIGN_OR_RETURN(rope.theta, reader.Double("rope_theta", rope.theta));
+    if (rope.theta <= 0) return reader.Error("rope_theta", "must be > 0");
   }
   std::string type = "default";
   if (reader.Has("rope_type")) {
@@ -135,12 +149,15 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& json,
   }
   c.architecture = spec->architecture;
 
-  RAMI_ASSIGN_OR_RETURN(int64_t vocab, reader.Int("vocab_size", std::nullopt, 1));
-  RAMI_ASSIGN_OR_RETURN(int64_t hidden, reader.Int("hidden_size", std::nullopt, 1));
-  RAMI_ASSIGN_OR_RETURN(int64_t inter, reader.Int("intermediate_size", std::nullopt, 1));
-  RAMI_ASSIGN_OR_RETURN(int64_t layers, reader.Int("num_hidden_layers", std::nullopt, 1));
-  RAMI_ASSIGN_OR_RETURN(int64_t heads, reader.Int("num_attention_heads", std::nullopt, 1));
-  RAMI_ASSIGN_OR_RETURN(int64_t kv_heads, reader.Int("num_key_value_heads", heads, 1));
+  RAMI_ASSIGN_OR_RETURN(int64_t vocab, reader.Int("vocab_size", std::nullopt, 1, kMaxVocabSize));
+  RAMI_ASSIGN_OR_RETURN(int64_t hidden, reader.Int("hidden_size", std::nullopt, 1, kMaxHiddenSize));
+  RAMI_ASSIGN_OR_RETURN(int64_t inter,
+                        reader.Int("intermediate_size", std::nullopt, 1, kMaxIntermediateSize));
+  RAMI_ASSIGN_OR_RETURN(int64_t layers,
+                        reader.Int("num_hidden_layers", std::nullopt, 1, kMaxLayers));
+  RAMI_ASSIGN_OR_RETURN(int64_t heads,
+                        reader.Int("num_attention_heads", std::nullopt, 1, kMaxHeads));
+  RAMI_ASSIGN_OR_RETURN(int64_t kv_heads, reader.Int("num_key_value_heads", heads, 1, heads));
   c.vocab_size = static_cast<int>(vocab);
   c.hidden_size = static_cast<int>(hidden);
   c.intermediate_size = static_cast<int>(inter);

@@ -201,6 +201,73 @@ std::string QuoteForError(std::string_view text) {
   return absl::StrCat("\"", absl::CHexEscape(Sv(text.substr(0, kMaxBytes))), "...\"");
 }
 
+namespace {
+
+// The strictness checks of ParseJsonStrict as a SAX pass that builds nothing: duplicate keys
+// (one key set per open object) and the top-level keys in document order. nlohmann's
+// callback-filtered DOM parser is quadratic in an object's size (each nested object's end
+// scans all of its parent's members for a discarded value: 100k safetensors entries took
+// minutes), so the checks run here and the DOM comes from the plain, linear parser.
+class StrictChecks : public nlohmann::json_sax<json> {
+ public:
+  explicit StrictChecks(std::vector<std::string>* top_level_keys)
+      : top_level_keys_(top_level_keys) {}
+
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override {
+    open_objects_.emplace_back();
+    open_is_object_.push_back(true);
+    return true;
+  }
+  bool end_object() override {
+    open_objects_.pop_back();
+    open_is_object_.pop_back();
+    return true;
+  }
+  bool start_array(std::size_t) override {
+    open_is_object_.push_back(false);
+    return true;
+  }
+  bool end_array() override {
+    open_is_object_.pop_back();
+    return true;
+  }
+  bool key(string_t& key) override {
+    // The top-level object is the only one opened while nothing else is open.
+    const bool top_level = open_is_object_.size() == 1;
+    if (!open_objects_.back().insert(key).second && duplicate_depth_ == 0) {
+      duplicate_ = key;
+      duplicate_depth_ = top_level ? 1 : 2;
+    }
+    if (top_level && top_level_keys_ != nullptr) top_level_keys_->push_back(key);
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    error_ = e.what();
+    return false;
+  }
+
+  const std::string& error() const { return error_; }
+  const std::string& duplicate() const { return duplicate_; }
+  int duplicate_depth() const { return duplicate_depth_; }  // 0: none, 1: top level, 2: nested
+
+ private:
+  std::vector<std::string>* top_level_keys_;
+  std::vector<std::set<std::string>> open_objects_;  // keys of each open object
+  std::vector<bool> open_is_object_;                 // every open container, outermost first
+  std::string duplicate_;                            // the first duplicate key found
+  int duplicate_depth_ = 0;
+  std::string error_;
+};
+
+}  // namespace
+
 absl::StatusOr<json> ParseJsonStrict(std::string_view text, std::string_view source,
                                      std::string_view top_level_noun,
                                      std::vector<std::string>* top_level_keys) {
@@ -208,54 +275,32 @@ absl::StatusOr<json> ParseJsonStrict(std::string_view text, std::string_view sou
     return absl::InvalidArgumentError(
         absl::StrCat(Sv(source), ": JSON is not valid UTF-8 (bad byte at offset ", bad, ")"));
   }
-  // One key set per open object; the first duplicate found is reported after the parse.
-  std::vector<std::set<std::string>> open_objects;
-  std::string duplicate;
-  int duplicate_depth = 0;
-  auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
-    switch (event) {
-      case json::parse_event_t::object_start:
-        open_objects.emplace_back();
-        break;
-      case json::parse_event_t::object_end:
-        open_objects.pop_back();
-        break;
-      case json::parse_event_t::key: {
-        const std::string& key = parsed.get_ref<const std::string&>();
-        // nlohmann reports keys of the top-level object at depth 1.
-        if (!open_objects.back().insert(key).second && duplicate_depth == 0) {
-          duplicate = key;
-          duplicate_depth = depth;
-        }
-        if (depth == 1 && top_level_keys != nullptr) top_level_keys->push_back(key);
-        break;
-      }
-      case json::parse_event_t::array_start:
-      case json::parse_event_t::array_end:
-      case json::parse_event_t::value:
-        break;
-    }
-    return true;
-  };
-  if (top_level_keys != nullptr) top_level_keys->clear();
-  json result;
-  try {
-    result = json::parse(text.begin(), text.end(), callback);
-  } catch (const json::exception& e) {
+  auto invalid_json = [&](std::string_view what) {
     // nlohmann's message quotes the offending token; keep it short.
-    std::string_view what = e.what();
     return absl::InvalidArgumentError(absl::StrCat(
         Sv(source), ": invalid JSON: ", Sv(what.substr(0, 200)), what.size() > 200 ? "..." : ""));
+  };
+  if (top_level_keys != nullptr) top_level_keys->clear();
+  StrictChecks checks(top_level_keys);
+  try {
+    if (!json::sax_parse(text.begin(), text.end(), &checks)) return invalid_json(checks.error());
+  } catch (const json::exception& e) {
+    return invalid_json(e.what());
   }
-  if (duplicate_depth == 1) {
+  if (checks.duplicate_depth() == 1) {
     return absl::InvalidArgumentError(absl::StrCat(Sv(source), ": duplicate ", Sv(top_level_noun),
-                                                   " ", QuoteForError(duplicate)));
+                                                   " ", QuoteForError(checks.duplicate())));
   }
-  if (duplicate_depth > 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        Sv(source), ": duplicate key ", QuoteForError(duplicate), " in a nested JSON object"));
+  if (checks.duplicate_depth() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(Sv(source), ": duplicate key ",
+                                                   QuoteForError(checks.duplicate()),
+                                                   " in a nested JSON object"));
   }
-  return result;
+  try {
+    return json::parse(text.begin(), text.end());
+  } catch (const json::exception& e) {
+    return invalid_json(e.what());  // the SAX pass accepted it: not expected
+  }
 }
 
 int64_t TensorInfo::numel() const {
@@ -311,6 +356,13 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   if (!header.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": header: expected a JSON object of tensors, found ", Describe(header)));
+  }
+  const int64_t num_tensors =
+      static_cast<int64_t>(names.size()) - std::count(names.begin(), names.end(), kMetadataKey);
+  if (num_tensors > kMaxTensors) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": header names ", num_tensors,
+                                                   " tensors, over the limit of ", kMaxTensors,
+                                                   " tensors per file"));
   }
   for (const std::string& name : names) {
     if (name == kMetadataKey) {

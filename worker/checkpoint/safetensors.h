@@ -5,11 +5,11 @@
 // then the data section; offsets are relative to the start of the data section.
 // Open() validates everything before any byte is read through it: header length within the
 // file (and at most 100 MiB), well-formed JSON object, known dtype, non-negative shape,
-// offsets in range, end - begin == numel * element size, no overlapping ranges, no duplicate
-// names; "__metadata__" must be an object of strings and is otherwise ignored. A hostile file
-// gives InvalidArgument naming the file and the tensor; it never crashes or reads out of bounds.
-// (A file truncated by another process while mapped can still raise SIGBUS: files are assumed
-// not to change while open.)
+// offsets in range, end - begin == numel * element size, at most kMaxTensors tensors, no
+// overlapping ranges, no duplicate names; "__metadata__" must be an object of strings and is
+// otherwise ignored. A hostile file gives InvalidArgument naming the file and the tensor; it never
+// crashes or reads out of bounds. (A file truncated by another process while mapped can still raise
+// SIGBUS: files are assumed not to change while open.)
 #pragma once
 
 #include <cstddef>
@@ -50,6 +50,9 @@ std::string QuoteForError(std::string_view text);
 
 class SafetensorsFile {
  public:
+  // Tensors one file may hold: 2^18, ~2.8x DeepSeek-V3's ~92k tensors (fp8 scales included) in
+  // all of its 163 shards together, so a real checkpoint never meets it.
+  static constexpr int64_t kMaxTensors = int64_t{1} << 18;
   // Maps `path` read-only and validates the header (see file comment).
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
   ~SafetensorsFile();

@@ -2,9 +2,9 @@
 // decode step returns one token per sequence instead of its full-vocabulary row (at batch 256
 // and a 152k vocabulary the rows are 155 MB of fp32 per step). Same semantics and tokens as the
 // host sampler (worker/engine/sampler.h over kernels/sampling.h; SampleCuda is the CPU twin's GPU
-// version, tested against it), with one difference: the rows are not checked for NaN/+Inf (the
-// host path fails such a step; here the kernel's rule applies: NaN sorts last and weighs
-// nothing). Requests must be valid (ValidateSamplingParams: the Engine checks them when a
+// version, tested against it). A row without a distribution (a NaN or +Inf logit, or none
+// finite) is flagged by the kernel and comes back as a token with an error status, as on the
+// host. Requests must be valid (ValidateSamplingParams: the Engine checks them when a
 // sequence's sampling parameters arrive).
 #pragma once
 

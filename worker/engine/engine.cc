@@ -107,7 +107,7 @@ absl::Status Engine::Validate(const StepPlan& plan) const {
     RAMI_RETURN_IF_ERROR(claim(id, "decodes"));
     auto it = seqs_.find(id);
     if (it == seqs_.end()) return PlanError(step, absl::StrCat("decodes: unknown sequence ", id));
-    if (it->second.last_token < 0) {
+    if (it->second.last_token < 0 && it->second.failed.ok()) {
       return PlanError(step, absl::StrCat("decodes: sequence ", id, " has no sampled token yet"));
     }
   }
@@ -157,19 +157,31 @@ absl::Status Engine::Agree(const absl::Status& local, uint64_t step_id) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<StepToken> Engine::SampleFor(SeqId id, Sequence& seq, const float* logits) {
+SampledToken Engine::SampleFor(const Sequence& seq, const float* logits) const {
   const int vocab = model_->config().vocab_size;
   const SampleRequest request = RequestFor(seq.sampling, static_cast<uint64_t>(seq.generated));
-  RAMI_ASSIGN_OR_RETURN(std::vector<SampledToken> sampled,
-                        Sample({logits, static_cast<size_t>(vocab)}, vocab, {&request, 1}));
-  return Record(id, seq, std::move(sampled[0]));
+  absl::StatusOr<std::vector<SampledToken>> sampled =
+      Sample({logits, static_cast<size_t>(vocab)}, vocab, {&request, 1});
+  RAMI_CHECK(sampled.ok(), "%s", sampled.status().ToString().c_str());  // parameters validated
+  return std::move((*sampled)[0]);
 }
 
-StepToken Engine::Record(SeqId id, Sequence& seq, SampledToken sampled) {
-  StepToken out{id, seq.generated, std::move(sampled)};
-  seq.last_token = out.sample.token_id;
+void Engine::Record(SeqId id, Sequence& seq, SampledToken sampled, uint64_t step_id,
+                    StepOutcome& out) {
+  if (seq.failed.ok() && !sampled.status.ok()) {
+    seq.failed = absl::Status(
+        sampled.status.code(),
+        absl::StrCat("sequence ", id, ", generated token ", seq.generated, " (step ", step_id,
+                     "): ", sampled.status.message(),
+                     " (the model computes non-finite values: check its weights and config)"));
+  }
+  if (!seq.failed.ok()) {
+    out.sequence_errors.push_back({id, seq.failed});
+    return;
+  }
+  out.tokens.push_back({id, seq.generated, std::move(sampled)});
+  seq.last_token = out.tokens.back().sample.token_id;
   ++seq.generated;
-  return out;
 }
 
 StepOutcome Engine::Execute(const StepPlan& plan) {
@@ -202,6 +214,7 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
   // New sequences exist in the cache from here; removed again if the step fails.
   std::vector<SeqId> created;
   std::vector<int64_t> prefill_start;  // [prefills] the chunk's first position
+  std::vector<SeqId> failed_decodes;   // decodes of sequences that failed in an earlier step
   if (local.ok()) {
     for (const PlanPrefill& p : plan.prefills) {
       if (p.create) {
@@ -215,9 +228,14 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
       chunks.push_back(
           {.seq_id = p.seq_id, .tokens = p.tokens, .score_top_n = p.prompt_logprobs ? top_n : -1});
     }
-    // A decode token's next token may be sampled by the backend (where the logits are).
+    // A decode token's next token may be sampled by the backend (where the logits are). A
+    // failed sequence has no token to feed: it is left out and reported after the forward.
     for (SeqId id : plan.decodes) {
       const Sequence& seq = seqs_.at(id);
+      if (!seq.failed.ok()) {
+        failed_decodes.push_back(id);
+        continue;
+      }
       chunks.push_back({.seq_id = id,
                         .tokens = {seq.last_token},
                         .sample = RequestFor(seq.sampling, static_cast<uint64_t>(seq.generated))});
@@ -260,7 +278,7 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
   for (size_t i = 0; i < chunks.size(); ++i) {
     Sequence& seq = seqs_[chunks[i].seq_id];
     if (i < forward->sampled.size() && forward->sampled[i].has_value()) {
-      out.tokens.push_back(Record(chunks[i].seq_id, seq, std::move(*forward->sampled[i])));
+      Record(chunks[i].seq_id, seq, std::move(*forward->sampled[i]), plan.step_id, out);
       continue;
     }
     const float* row = forward->logits.data() + static_cast<size_t>(forward->first_row[i]) * vocab;
@@ -278,22 +296,28 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
       if (p.generated_tokens > 0) seq.generated = p.generated_tokens;
       if (!p.sample) continue;
     }
-    absl::StatusOr<StepToken> token = SampleFor(chunks[i].seq_id, seq, row);
-    RAMI_CHECK(token.ok(), "%s", token.status().ToString().c_str());  // parameters validated
-    out.tokens.push_back(std::move(*token));
+    // A failed sequence is not sampled again; Record reports its error.
+    Record(chunks[i].seq_id, seq, seq.failed.ok() ? SampleFor(seq, row) : SampledToken{},
+           plan.step_id, out);
   }
+  for (SeqId id : failed_decodes) out.sequence_errors.push_back({id, seqs_.at(id).failed});
   for (const PlanFork& f : plan.forks) {
     std::vector<SeqId> children;
     for (const PlanForkChild& c : f.children) children.push_back(c.seq_id);
     RAMI_CHECK(cache_->Fork(f.parent, children).ok(), "fork capacity was checked");
     model_->CacheChanged(children);
-    const std::vector<float>& logits = seqs_.at(f.parent).last_logits;
+    const Sequence& parent = seqs_.at(f.parent);
     for (const PlanForkChild& c : f.children) {
       Sequence& child = seqs_[c.seq_id];
       child.sampling = c.sampling;
-      absl::StatusOr<StepToken> token = SampleFor(c.seq_id, child, logits.data());
-      RAMI_CHECK(token.ok(), "%s", token.status().ToString().c_str());
-      out.tokens.push_back(std::move(*token));
+      if (!parent.failed.ok()) {  // a failed root's children fail with it
+        child.failed = absl::Status(
+            parent.failed.code(),
+            absl::StrCat("sequence ", c.seq_id, ": forked from failed ", parent.failed.message()));
+      }
+      Record(c.seq_id, child,
+             child.failed.ok() ? SampleFor(child, parent.last_logits.data()) : SampledToken{},
+             plan.step_id, out);
     }
   }
   return out;

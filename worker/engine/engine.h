@@ -5,7 +5,9 @@
 // A step validates the plan and reserves its pages on every rank before the first
 // collective; one all-reduce of a failure flag then makes all ranks fail the step together
 // if any rank cannot run it. A failed step leaves every sequence as it was (frees of a
-// well-formed plan are applied regardless).
+// well-formed plan are applied regardless). A sequence whose logits have no distribution
+// (NaN/+Inf) fails alone: the step succeeds for the others and reports it in
+// StepOutcome::sequence_errors, on every rank alike (the ranks hold the same gathered logits).
 #pragma once
 
 #include <cstdint>
@@ -47,6 +49,7 @@ class Engine {
     int32_t last_token = -1;         // input of its next decode step
     std::vector<float> last_logits;  // logits of its last prefill chunk (fork source)
     int64_t last_logits_next = -1;   // the position last_logits predicts (its length then)
+    absl::Status failed;             // not OK: it samples no more (SequenceError)
   };
 
   absl::Status Validate(const StepPlan& plan) const;
@@ -54,9 +57,11 @@ class Engine {
   int64_t ForkPageBound(const StepPlan& plan) const;
   // All ranks learn whether every rank is ready; a rank that is not reports its reason.
   absl::Status Agree(const absl::Status& local, uint64_t step_id);
-  absl::StatusOr<StepToken> SampleFor(kv::SeqId id, Sequence& seq, const float* logits);
-  // The sequence's next token, sampled here or by the backend.
-  StepToken Record(kv::SeqId id, Sequence& seq, SampledToken sampled);
+  SampledToken SampleFor(const Sequence& seq, const float* logits) const;
+  // The sequence's next token, sampled here or by the backend, into `out`: its token, or its
+  // error when the sample or the sequence failed.
+  void Record(kv::SeqId id, Sequence& seq, SampledToken sampled, uint64_t step_id,
+              StepOutcome& out);
   StepOutcome RunStep(const StepPlan& plan, std::vector<SequenceChunk>& chunks);
   // The prompt log-probs of prefill `p`, which starts at position `start`, from the sequence's
   // previous logits (its first token) and the backend's `scored` rows (the others); before

@@ -11,19 +11,22 @@
 namespace rami::engine {
 namespace {
 
-// Rejects a logits row the kernel has no defined answer for (kernels/sampling.h
-// preconditions): a NaN or +Inf anywhere, or no finite logit at all. -Inf is a masked token.
-absl::Status CheckLogitsRow(absl::Span<const float> x, int32_t row) {
+constexpr char kNoDistribution[] = "the logits have no distribution to sample";
+
+// Why a logits row has no distribution (kernels/sampling.h: the kernel flags such a row), for
+// the sequence's error: the first NaN or +Inf logit, or every logit -inf. -Inf alone is a
+// masked token. OK for a good row.
+absl::Status CheckLogitsRow(absl::Span<const float> x) {
   bool any_finite = false;
   for (size_t i = 0; i < x.size(); ++i) {
     if (std::isnan(x[i]) || (std::isinf(x[i]) && x[i] > 0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("logits row ", row, ": token ", i, " has a non-finite logit ", x[i]));
+      return absl::InternalError(
+          absl::StrCat(kNoDistribution, ": token ", i, " has a non-finite logit ", x[i]));
     }
     any_finite = any_finite || std::isfinite(x[i]);
   }
   if (!any_finite) {
-    return absl::InvalidArgumentError(absl::StrCat("logits row ", row, ": every logit is -inf"));
+    return absl::InternalError(absl::StrCat(kNoDistribution, ": every logit is -inf"));
   }
   return absl::OkStatus();
 }
@@ -40,8 +43,8 @@ absl::StatusOr<std::vector<SampledToken>> Sample(absl::Span<const float> logits,
   }
   const int64_t logits_rows = static_cast<int64_t>(logits.size() / vocab_size);
 
-  // Validate everything before sampling anything: a step fails whole or not at all.
-  std::vector<char> row_checked(logits_rows, 0);
+  // Validate every request before sampling anything; rows without a distribution are the
+  // kernel's to flag (their reason is added to the flagged tokens below).
   int max_logprobs = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
     const SampleRequest& request = requests[i];
@@ -54,15 +57,6 @@ absl::StatusOr<std::vector<SampledToken>> Sample(absl::Span<const float> logits,
       return absl::InvalidArgumentError(absl::StrCat("sampling request ", i, ": row ", request.row,
                                                      " is outside the ", logits_rows,
                                                      " logits rows"));
-    }
-    if (!row_checked[request.row]) {
-      status = CheckLogitsRow(
-          logits.subspan(static_cast<size_t>(request.row) * vocab_size, vocab_size), request.row);
-      if (!status.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("sampling request ", i, ": ", status.message()));
-      }
-      row_checked[request.row] = 1;
     }
     max_logprobs = std::max(max_logprobs, request.params.logprobs);
   }
@@ -103,8 +97,15 @@ absl::StatusOr<std::vector<SampledToken>> Sample(absl::Span<const float> logits,
                       .vocab = vocab_size,
                       .max_logprobs = max_logprobs});
 
-  return SampledTokens(requests, token.data(), logprob.data(), top_ids.data(), top_logprobs.data(),
-                       max_logprobs);
+  std::vector<SampledToken> out = SampledTokens(requests, token.data(), logprob.data(),
+                                                top_ids.data(), top_logprobs.data(), max_logprobs);
+  for (size_t i = 0; i < n; ++i) {
+    if (out[i].status.ok()) continue;
+    absl::Status why =
+        CheckLogitsRow(logits.subspan(static_cast<size_t>(row[i]) * vocab_size, vocab_size));
+    if (!why.ok()) out[i].status = why;
+  }
+  return out;
 }
 
 std::vector<SampledToken> SampledTokens(absl::Span<const SampleRequest> requests,
@@ -113,6 +114,11 @@ std::vector<SampledToken> SampledTokens(absl::Span<const SampleRequest> requests
                                         int max_logprobs) {
   std::vector<SampledToken> out(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
+    if (token[i] < 0) {
+      out[i].status = absl::InternalError(
+          absl::StrCat(kNoDistribution, " (a NaN or +inf logit, or none finite)"));
+      continue;
+    }
     out[i].token_id = token[i];
     out[i].logprob = logprob[i];
     // The kernel fills min(logprobs, vocab) entries; the rest are -1.

@@ -28,6 +28,10 @@ struct TokenLogprob {
 };
 
 struct SampledToken {
+  // Not OK when the logits row has no distribution (a NaN or +Inf logit, or no finite one):
+  // nothing was sampled and the fields below are meaningless. The sequence fails, the step
+  // does not (docs/worker.md "A step").
+  absl::Status status;
   int32_t token_id = 0;
   float logprob = 0.0f;           // raw model log-prob (temperature 1, before any filter)
   std::vector<TokenLogprob> top;  // the `logprobs` most likely tokens, best first
@@ -42,14 +46,16 @@ struct TokenScore {
 };
 
 // One token per request from logits [rows, vocab_size] (ForwardResult's layout). Fails, and
-// samples nothing, when vocab_size < 1, logits is not whole rows, a request is invalid or
-// names a missing row, or a row it reads holds a NaN or +Inf logit or no finite one.
+// samples nothing, when vocab_size < 1, logits is not whole rows, or a request is invalid or
+// names a missing row. A request whose row holds a NaN or +Inf logit or no finite one gets a
+// token whose status says so (naming the token and its logit); the others are sampled.
 absl::StatusOr<std::vector<SampledToken>> Sample(absl::Span<const float> logits, int vocab_size,
                                                  absl::Span<const SampleRequest> requests);
 
 // The sampling kernel's outputs (kernels/sampling.h SampleParams: token, logprob, and top_ids /
 // top_logprobs with row stride max_logprobs) as one SampledToken per request; shared by the CPU
-// and the device samplers.
+// and the device samplers. A token -1 (the kernel's flag of a row without a distribution)
+// becomes a token with an Internal status.
 std::vector<SampledToken> SampledTokens(absl::Span<const SampleRequest> requests,
                                         const int32_t* token, const float* logprob,
                                         const int32_t* top_ids, const float* top_logprobs,

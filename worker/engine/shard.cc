@@ -1,6 +1,8 @@
 // LoadShard: options → checkpoint → backend (CPU or CUDA) → cache → collectives → Engine.
 #include "worker/engine/shard.h"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <string>
 #include <utility>
@@ -42,6 +44,22 @@ namespace {
 
 absl::Status Invalid(const std::string& field, const std::string& message) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", message));
+}
+
+// Memory the host can still give this process without swapping: MemAvailable of /proc/meminfo
+// (Linux), else the free physical pages; -1 where neither is known.
+int64_t HostAvailableBytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string line; std::getline(meminfo, line);) {
+    int64_t kib = 0;
+    if (line.rfind("MemAvailable:", 0) == 0 &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::StripSuffix(line.substr(13), "kB")),
+                         &kib)) {
+      return kib * 1024;
+    }
+  }
+  const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<int64_t>(pages) * page : -1;
 }
 
 // RssAnon of /proc/self/status in bytes, -1 where unavailable (not Linux).
@@ -123,6 +141,14 @@ absl::StatusOr<LoadedShard> LoadCpu(const ShardOptions& o, RendezvousStore& stor
   if (num_pages < 1 || num_pages > INT32_MAX) {
     return Invalid("kv_cache_bytes", absl::StrCat("must hold 1…2^31 pages of ", page_bytes,
                                                   " bytes, found ", o.kv_cache_bytes));
+  }
+  // The pool is allocated whole, now: one the host cannot hold is refused by name rather than
+  // left to the allocator (bad_alloc, or the OOM killer after gigabytes were touched).
+  const int64_t available = HostAvailableBytes();
+  if (available >= 0 && num_pages * page_bytes > available) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "kv_cache_bytes: a pool of ", num_pages * page_bytes, " bytes does not fit in the ",
+        available, " bytes of host memory available (MemAvailable, after the weights)"));
   }
   RAMI_ASSIGN_OR_RETURN(
       std::unique_ptr<KvCache> cache,

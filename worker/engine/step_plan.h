@@ -52,6 +52,14 @@ struct StepToken {
   SampledToken sample;
 };
 
+// A sequence that failed in a step (its logits had no distribution to sample: a NaN or +Inf
+// logit, or none finite). It samples nothing more; every later step that plans it reports the
+// same error, until the plan frees it.
+struct SequenceError {
+  kv::SeqId seq_id = 0;
+  absl::Status status;  // names the sequence, the token index and the cause
+};
+
 // A scored prompt token: its position in the sequence (≥ 1) and its score there.
 struct PromptTokenLogprob {
   int64_t position = 0;
@@ -81,6 +89,7 @@ struct CacheReport {
 struct StepOutcome {
   absl::Status status;
   std::vector<StepToken> tokens;
+  std::vector<SequenceError> sequence_errors;   // sequences that failed (no token in `tokens`)
   std::vector<PromptLogprobs> prompt_logprobs;  // one per prefill with prompt_logprobs
   CacheReport cache;
   double forward_ms = 0;

@@ -10,6 +10,7 @@ using engine::PlanFork;
 using engine::PlanPrefill;
 using engine::PromptLogprobs;
 using engine::PromptTokenLogprob;
+using engine::SequenceError;
 using engine::SequenceReport;
 using engine::StepOutcome;
 using engine::StepPlan;
@@ -77,6 +78,12 @@ void OutcomeToProto(const StepOutcome& outcome, uint64_t step_id, int rank,
       out->set_token_id(alt.token_id);
       out->set_logprob(alt.logprob);
     }
+  }
+  for (const SequenceError& e : outcome.sequence_errors) {
+    worker::v1::SequenceError* out = proto->add_sequence_errors();
+    out->set_seq_id(e.seq_id);
+    out->set_error_code(static_cast<int32_t>(e.status.code()));
+    out->set_error_message(std::string(e.status.message()));
   }
   for (const PromptLogprobs& prompt : outcome.prompt_logprobs) {
     worker::v1::PromptLogprobs* out = proto->add_prompt_logprobs();

@@ -61,12 +61,12 @@ absl::Status ReadMla(const ConfigReader& reader, bool v3, ModelConfig* c) {
 absl::Status ReadMoe(const ConfigReader& reader, bool v3, ModelConfig* c) {
   MoeConfig& m = c->moe;
   m.enabled = true;
-  RAMI_ASSIGN_OR_RETURN(int64_t experts, reader.Int("n_routed_experts", std::nullopt, 1, 1 << 16));
+  RAMI_ASSIGN_OR_RETURN(int64_t experts, reader.Int("n_routed_experts", std::nullopt, 1, 4096));
   RAMI_ASSIGN_OR_RETURN(int64_t per_token,
                         reader.Int("num_experts_per_tok", std::nullopt, 1, experts));
   RAMI_ASSIGN_OR_RETURN(int64_t shared, reader.Int("n_shared_experts", 0, 0, 1 << 10));
   RAMI_ASSIGN_OR_RETURN(int64_t inter,
-                        reader.Int("moe_intermediate_size", std::nullopt, 1, INT32_MAX));
+                        reader.Int("moe_intermediate_size", std::nullopt, 1, 1 << 18));
   RAMI_ASSIGN_OR_RETURN(int64_t first_dense,
                         reader.Int("first_k_dense_replace", 0, 0, c->num_layers));
   // transformers makes every layer >= first_k_dense_replace an MoE layer and ignores
