@@ -186,6 +186,20 @@ void JobRunner::ApplyResults(WorkerGroup& g, const std::vector<wv1::StepResult>&
     if (t.index() < static_cast<int64_t>(b->tokens.size())) continue;  // a replay's re-sample
     AcceptToken(job, *b, t);
   }
+  // A sequence that failed on the workers (non-finite logits: a broken checkpoint) fails its
+  // job with the workers' message; its sequences are freed by the next plan.
+  for (const wv1::SequenceError& e : results[0].sequence_errors()) {
+    const BranchRef* owner = g.Owner(e.seq_id());
+    if (owner == nullptr) continue;
+    auto it = jobs_.find(owner->job);
+    if (it == jobs_.end() || it->second->done) continue;
+    const absl::StatusCode code = e.error_code() != 0
+                                      ? static_cast<absl::StatusCode>(e.error_code())
+                                      : absl::StatusCode::kInternal;
+    FailJob(*it->second,
+            absl::Status(code, absl::StrCat("worker group ", g.key(), ": ", e.error_message())),
+            /*retryable=*/false);
+  }
   // Scored prompt tokens to their jobs (from the roots' chunks).
   for (const wv1::PromptLogprobs& scored : results[0].prompt_logprobs()) {
     const BranchRef* owner = g.Owner(scored.seq_id());

@@ -1,6 +1,7 @@
 // End to end on loopback: rami-coordinator + two rami-worker processes (TP=2, CPU, Gloo) with
 // the tiny DMS model and its byte-level tokenizer, driven through rami.v1.Inference.
 #include <atomic>
+#include <cmath>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -19,6 +20,7 @@
 #include "rami/worker/v1/worker.grpc.pb.h"
 #include "tests/integration/inference_client.h"
 #include "tests/integration/worker_process.h"
+#include "tests/testing/safetensors_writer.h"
 
 namespace rami::testing {
 namespace {
@@ -202,6 +204,29 @@ TEST(Coordinator, FinishedJobsLeaveTheQueueAndTheirRecordsExpire) {
   v1::GetJobResponse job;
   absl::SleepFor(absl::Milliseconds(1500));  // past the 1 s ttl
   EXPECT_EQ(d.stub->GetJob(&ctx, get, &job).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// A checkpoint whose logits go non-finite for one token (its embedding row is NaN): a job
+// whose prompt holds that token fails with the workers' message, naming the cause; the
+// workers and the coordinator serve the next job.
+TEST(Coordinator, NonFiniteLogitsFailTheJobNotTheServer) {
+  constexpr int kPoison = 7;
+  absl::StatusOr<ScopedTempDir> dir = CopyWithTensorValue(ModelDir(), "model.embed_tokens.weight",
+                                                          {kPoison}, NAN, ::testing::TempDir());
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  Deployment d({"--model_dir=" + dir->path()});
+  ASSERT_TRUE(d.ok());
+  v1::GenerateRequest poisoned = BestOf(2, "", 8, 1.0f);
+  for (int32_t id : {1, 2, kPoison, 3}) poisoned.mutable_token_ids()->add_ids(id);
+  const JobOutput bad = RunJob(*d.stub, poisoned);
+  ASSERT_TRUE(bad.error.has_value()) << "a job over NaN logits must fail";
+  EXPECT_EQ(bad.error->code(), grpc::StatusCode::INTERNAL);
+  EXPECT_NE(bad.error->message().find("non-finite"), std::string::npos) << bad.error->message();
+  v1::GenerateRequest clean = BestOf(2, "", 8, 1.0f);
+  for (int32_t id : {1, 2, 3}) clean.mutable_token_ids()->add_ids(id);
+  const JobOutput good = RunJob(*d.stub, clean);
+  ASSERT_TRUE(good.result.has_value()) << (good.error ? good.error->message() : "");
+  EXPECT_EQ(good.result->usage().generated_tokens(), 16);
 }
 
 TEST(Coordinator, BadRequestsAreRejectedAndTheServerKeepsServing) {
