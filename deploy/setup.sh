@@ -24,6 +24,9 @@ TOOLS_VENV="${RAMI_TOOLS_VENV:-/opt/rami-tools-venv}"
 # promtool (Debian's prometheus) checks /metrics; curl and the openai package (in the venv)
 # are the HTTP API's real clients in its tests.
 [ "$DEPLOY_TOOLS" = 0 ] || PACKAGES+=(shellcheck python3-venv prometheus curl)
+# The fuzzers' build (tests/fuzz, a test CI runs): clang, its libFuzzer and sanitizer runtimes,
+# and llvm-symbolizer for their stack traces; the container image needs none of them.
+[ "$DEPLOY_TOOLS" = 0 ] || PACKAGES+=(clang libclang-rt-14-dev llvm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -276,6 +276,8 @@ absl::StatusOr<ExprPtr> ExpressionParser::ParsePostfix(ExprPtr node) {
         ++pos_;
       }
       RAMI_RETURN_IF_ERROR(ExpectOp("]"));
+      // Only a slice may leave a part out: `x[]` is a syntax error, as in jinja2.
+      if (!is_slice && parts[1] == nullptr) return Error("expected an expression inside '[]'");
       while (parts.size() < 4) parts.push_back(nullptr);
       node = is_slice ? Make(Expr::Kind::kSlice, std::move(parts))
                       : Make(Expr::Kind::kGetItem, {parts[0], parts[1]});

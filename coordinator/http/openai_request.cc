@@ -181,7 +181,10 @@ absl::Status ReadAggregation(const json& body, v1::GenerateRequest& r) {
   if (!p.is_object()) return Invalid("early_pruning: expected an object");
   v1::EarlyPruning* out = r.mutable_aggregation()->mutable_pruning();
   out->set_enabled(true);
-  for (const auto& [key, value] : p.items()) {
+  for (const auto& item : p.items()) {
+    // Not a structured binding: clang 14 (the fuzz build, tests/fuzz) cannot capture one.
+    const std::string& key = item.key();
+    const json& value = item.value();
     const std::string field = "early_pruning." + key;
     auto integer = [&]() -> absl::StatusOr<int32_t> {
       if (!value.is_number_integer() || value.get<int64_t>() < INT32_MIN ||

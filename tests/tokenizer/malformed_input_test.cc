@@ -141,6 +141,21 @@ TEST(MalformedTemplate, LoadErrorsNameTheConstruct) {
   EXPECT_THAT(err("{% endif %}"), HasSubstr("unsupported tag {% endif %}"));
 }
 
+// Found by tests/fuzz (chat_template): `x[]` parsed into a subscript with no index, which
+// rendering dereferenced (a null pointer).
+TEST(MalformedTemplate, EmptySubscriptIsASyntaxError) {
+  for (const std::string src : {"{{ xs[] }}", "{% set y = xs[] %}", "{{ f()[]|length }}"}) {
+    auto t = jinja::Template::Parse(src, {});
+    ASSERT_FALSE(t.ok()) << src;
+    EXPECT_THAT(t.status().message(), HasSubstr("expected an expression inside '[]'")) << src;
+  }
+  auto slice = jinja::Template::Parse("{{ [1, 2, 3][:] }}", {});  // a slice may omit every part
+  ASSERT_TRUE(slice.ok()) << slice.status();
+  absl::StatusOr<std::string> out = slice->Render({});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(*out, "[1, 2, 3]");
+}
+
 TEST(MalformedTemplate, RuntimeErrorsAreStatuses) {
   auto render = [](const std::string& src) {
     auto t = jinja::Template::Parse(src, {});
