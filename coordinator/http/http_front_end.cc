@@ -203,7 +203,8 @@ void HttpFrontEnd::Detokenize(const httplib::Request& req, httplib::Response& re
   rami::v1::DetokenizeRequest d;
   for (size_t i = 0; i < body["tokens"].size(); ++i) {
     const json& id = body["tokens"][i];
-    if (!id.is_number_integer() || id.get<int64_t>() < INT32_MIN || id.get<int64_t>() > INT32_MAX) {
+    if (!id.is_number_integer() || (id.is_number_unsigned() && id.get<uint64_t>() > INT32_MAX) ||
+        id.get<int64_t>() < INT32_MIN || id.get<int64_t>() > INT32_MAX) {
       return SendError(
           res, absl::InvalidArgumentError(absl::StrCat("tokens[", i, "]: expected a token id")));
     }

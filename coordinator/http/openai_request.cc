@@ -17,6 +17,12 @@ namespace v1 = rami::v1;
 
 absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
 
+// A JSON integer that fits int32 (an unsigned one past INT64_MAX would read as negative).
+bool IsInt32(const json& v) {
+  if (v.is_number_unsigned()) return v.get<uint64_t>() <= static_cast<uint64_t>(INT32_MAX);
+  return v.is_number_integer() && v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX;
+}
+
 // Fields that change what OpenAI would generate and that rami does not implement: accepted
 // only with the value that means "off".
 absl::Status CheckUnsupported(const json& body) {
@@ -78,9 +84,11 @@ absl::Status CheckKnownFields(const json& body, Endpoint endpoint) {
 // Typed readers: absent and null read as nullopt; a wrong type is an error naming the field.
 absl::StatusOr<std::optional<int64_t>> Int(const json& body, const char* field) {
   if (!body.contains(field) || body[field].is_null()) return std::nullopt;
-  if (!body[field].is_number_integer())
+  const json& v = body[field];
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX)) {
     return Invalid(absl::StrCat(field, ": expected an integer"));
-  return body[field].get<int64_t>();
+  }
+  return v.get<int64_t>();
 }
 
 absl::StatusOr<std::optional<double>> Number(const json& body, const char* field) {
@@ -120,8 +128,12 @@ absl::Status ReadSampling(const json& body, v1::GenerateRequest& r) {
   if (top_k.has_value()) r.mutable_sampling()->set_top_k(*top_k);
   RAMI_ASSIGN_OR_RETURN(std::optional<double> min_p, Number(body, "min_p"));
   if (min_p.has_value()) r.mutable_sampling()->set_min_p(*min_p);
-  RAMI_ASSIGN_OR_RETURN(std::optional<int64_t> seed, Int(body, "seed"));
-  if (seed.has_value()) r.mutable_sampling()->set_seed(static_cast<uint64_t>(*seed));
+  if (body.contains("seed") && !body["seed"].is_null()) {  // any 64-bit value, signed or not
+    if (!body["seed"].is_number_integer()) return Invalid("seed: expected an integer");
+    r.mutable_sampling()->set_seed(body["seed"].is_number_unsigned()
+                                       ? body["seed"].get<uint64_t>()
+                                       : static_cast<uint64_t>(body["seed"].get<int64_t>()));
+  }
   return absl::OkStatus();
 }
 
@@ -149,8 +161,7 @@ absl::Status ReadStopping(const json& body, Endpoint endpoint, v1::GenerateReque
     const json& ids = body["stop_token_ids"];
     if (!ids.is_array()) return Invalid("stop_token_ids: expected an array of integers");
     for (size_t i = 0; i < ids.size(); ++i) {
-      if (!ids[i].is_number_integer() || ids[i].get<int64_t>() < INT32_MIN ||
-          ids[i].get<int64_t>() > INT32_MAX) {
+      if (!IsInt32(ids[i])) {
         return Invalid(absl::StrCat("stop_token_ids[", i, "]: expected a token id"));
       }
       r.mutable_stopping()->add_stop_token_ids(ids[i].get<int32_t>());
@@ -187,8 +198,7 @@ absl::Status ReadAggregation(const json& body, v1::GenerateRequest& r) {
     const json& value = item.value();
     const std::string field = "early_pruning." + key;
     auto integer = [&]() -> absl::StatusOr<int32_t> {
-      if (!value.is_number_integer() || value.get<int64_t>() < INT32_MIN ||
-          value.get<int64_t>() > INT32_MAX) {
+      if (!IsInt32(value)) {
         return Invalid(field + ": expected an integer");
       }
       return value.get<int32_t>();
@@ -272,8 +282,7 @@ absl::Status ReadPrompts(const json& body, const v1::GenerateRequest& base, Open
   auto ids_job = [&](const json& ids, const std::string& field) -> absl::Status {
     v1::GenerateRequest r = base;
     for (size_t i = 0; i < ids.size(); ++i) {
-      if (!ids[i].is_number_integer() || ids[i].get<int64_t>() < INT32_MIN ||
-          ids[i].get<int64_t>() > INT32_MAX) {
+      if (!IsInt32(ids[i])) {
         return Invalid(absl::StrCat(field, "[", i, "]: expected a token id"));
       }
       r.mutable_token_ids()->add_ids(ids[i].get<int32_t>());

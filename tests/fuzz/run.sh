@@ -28,6 +28,8 @@ for t in "${TARGETS[@]}"; do
 done
 command -v clang++ >/dev/null || { echo "run.sh: clang++ not found (deploy/setup.sh --deps)" >&2; exit 2; }
 
+# The same sources at another path (a fresh clone) still hit ccache.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}" CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
 start=$(date +%s)
 if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
   CC=clang CXX=clang++ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
