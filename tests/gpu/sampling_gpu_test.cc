@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -20,6 +21,52 @@ namespace rami {
 namespace {
 
 using gpu_test::DeviceArray;
+
+// What SampleCuda wrote, copied back.
+struct DeviceOutputs {
+  std::vector<int32_t> token, top_ids;
+  std::vector<float> logprob, top_logprobs;
+};
+
+// `cpu`'s inputs (host arrays; `logits_rows` rows of logits) copied to the device and sampled
+// there with a workspace; null inputs stay null.
+DeviceOutputs SampleOnDevice(const kernels::SampleParams& cpu, size_t logits_rows) {
+  const size_t rows = cpu.rows, vocab = cpu.vocab;
+  const size_t top = rows * static_cast<size_t>(std::max(cpu.max_logprobs, 0));
+  auto host = [](const auto* p, size_t n) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(p)>>;
+    return p == nullptr ? std::vector<T>() : std::vector<T>(p, p + n);
+  };
+  DeviceArray<float> logits(host(cpu.logits, logits_rows * vocab));
+  DeviceArray<float> temperature(host(cpu.temperature, rows)), top_p(host(cpu.top_p, rows));
+  DeviceArray<float> min_p(host(cpu.min_p, rows)), logprob(rows), top_logprobs(top);
+  DeviceArray<int32_t> logits_row(host(cpu.logits_row, rows)), top_k(host(cpu.top_k, rows));
+  DeviceArray<int32_t> num_logprobs(host(cpu.num_logprobs, rows)), token(rows), top_ids(top);
+  DeviceArray<uint64_t> seed(host(cpu.seed, rows)), index(host(cpu.index, rows));
+  DeviceArray<uint8_t> workspace(kernels::SampleWorkspaceBytes(cpu.rows, cpu.vocab));
+  kernels::SampleParams gpu = cpu;
+  gpu.logits = logits.get();
+  if (cpu.logits_row != nullptr) gpu.logits_row = logits_row.get();
+  gpu.temperature = temperature.get();
+  gpu.top_k = top_k.get();
+  if (cpu.top_p != nullptr) gpu.top_p = top_p.get();
+  if (cpu.min_p != nullptr) gpu.min_p = min_p.get();
+  gpu.seed = seed.get();
+  gpu.index = index.get();
+  gpu.num_logprobs = num_logprobs.get();
+  gpu.token = token.get();
+  gpu.logprob = logprob.get();
+  if (cpu.top_ids != nullptr) gpu.top_ids = top_ids.get();
+  if (cpu.top_logprobs != nullptr) gpu.top_logprobs = top_logprobs.get();
+  EXPECT_EQ(kernels::SampleCuda(gpu,
+                                {.data = workspace.get(),
+                                 .bytes = kernels::SampleWorkspaceBytes(cpu.rows, cpu.vocab),
+                                 .any_random = true},
+                                nullptr),
+            cudaSuccess);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  return {token.ToHost(), top_ids.ToHost(), logprob.ToHost(), top_logprobs.ToHost()};
+}
 
 struct Knobs {
   float temperature;
@@ -77,40 +124,14 @@ TEST(SamplingGpu, MatchesCpuTwin) {
                                   .max_logprobs = kMaxLp};
         kernels::SampleCpu(cpu);
 
-        DeviceArray<float> dlogits(logits), dtemp(temperature), dtop_p(top_p), dmin_p(min_p);
-        DeviceArray<int32_t> dlogits_row(logits_row), dtop_k(top_k), dnum_lp(num_logprobs);
-        DeviceArray<uint64_t> dseed(seed), dindex(index);
-        DeviceArray<int32_t> dtoken(rows), dtop_ids(top_ids.size());
-        DeviceArray<float> dlogprob(rows), dtop_lp(top_lp.size());
-        DeviceArray<uint8_t> workspace(kernels::SampleWorkspaceBytes(rows, vocab));
-        kernels::SampleParams gpu = cpu;
-        gpu.logits = dlogits.get();
-        gpu.logits_row = dlogits_row.get();
-        gpu.temperature = dtemp.get();
-        gpu.top_k = dtop_k.get();
-        gpu.top_p = dtop_p.get();
-        gpu.min_p = dmin_p.get();
-        gpu.seed = dseed.get();
-        gpu.index = dindex.get();
-        gpu.num_logprobs = dnum_lp.get();
-        gpu.token = dtoken.get();
-        gpu.logprob = dlogprob.get();
-        gpu.top_ids = dtop_ids.get();
-        gpu.top_logprobs = dtop_lp.get();
-        ASSERT_EQ(kernels::SampleCuda(gpu,
-                                      {.data = workspace.get(),
-                                       .bytes = kernels::SampleWorkspaceBytes(rows, vocab),
-                                       .any_random = true},
-                                      nullptr),
-                  cudaSuccess);
-        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        const DeviceOutputs out = SampleOnDevice(cpu, logits.size() / vocab);
         const std::string what = "rows " + std::to_string(rows) + " vocab " +
                                  std::to_string(vocab) + (shared_rows ? " shared" : "");
-        EXPECT_EQ(dtoken.ToHost(), token) << what;
-        EXPECT_TRUE(testing::AllClose(dlogprob.ToHost(), logprob, {.atol = 1e-5, .rtol = 1e-6},
+        EXPECT_EQ(out.token, token) << what;
+        EXPECT_TRUE(testing::AllClose(out.logprob, logprob, {.atol = 1e-5, .rtol = 1e-6},
                                       what + " logprob"));
-        EXPECT_EQ(dtop_ids.ToHost(), top_ids) << what;
-        EXPECT_TRUE(testing::AllClose(dtop_lp.ToHost(), top_lp, {.atol = 1e-5, .rtol = 1e-6},
+        EXPECT_EQ(out.top_ids, top_ids) << what;
+        EXPECT_TRUE(testing::AllClose(out.top_logprobs, top_lp, {.atol = 1e-5, .rtol = 1e-6},
                                       what + " top logprobs"));
       }
     }
@@ -196,34 +217,11 @@ TEST(SamplingGpu, FlagsRowsWithoutADistributionAsTheCpuTwin) {
   for (int r : {1, 3, 5, 6}) EXPECT_EQ(token[r], -1) << r;
   for (int r : {0, 2, 4, 7}) EXPECT_GE(token[r], 0) << r;
 
-  DeviceArray<float> dlogits(logits), dtemp(temperature), dzf(zeros_f);
-  DeviceArray<int32_t> dtop_k(top_k), dnum_lp(num_lp), dtoken(kRows), dtop_ids(top_ids.size());
-  DeviceArray<uint64_t> dseed(seed), dindex(index);
-  DeviceArray<float> dlogprob(kRows), dtop_lp(top_lp.size());
-  DeviceArray<uint8_t> workspace(kernels::SampleWorkspaceBytes(kRows, kVocab));
-  kernels::SampleParams gpu = cpu;
-  gpu.logits = dlogits.get();
-  gpu.temperature = dtemp.get();
-  gpu.top_k = dtop_k.get();
-  gpu.top_p = gpu.min_p = dzf.get();
-  gpu.seed = dseed.get();
-  gpu.index = dindex.get();
-  gpu.num_logprobs = dnum_lp.get();
-  gpu.token = dtoken.get();
-  gpu.logprob = dlogprob.get();
-  gpu.top_ids = dtop_ids.get();
-  gpu.top_logprobs = dtop_lp.get();
-  ASSERT_EQ(kernels::SampleCuda(gpu,
-                                {.data = workspace.get(),
-                                 .bytes = kernels::SampleWorkspaceBytes(kRows, kVocab),
-                                 .any_random = true},
-                                nullptr),
-            cudaSuccess);
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  EXPECT_EQ(dtoken.ToHost(), token);
-  EXPECT_TRUE(testing::AllClose(dlogprob.ToHost(), logprob, {.atol = 1e-5, .rtol = 1e-6}));
-  EXPECT_EQ(dtop_ids.ToHost(), top_ids);
-  EXPECT_TRUE(testing::AllClose(dtop_lp.ToHost(), top_lp, {.atol = 1e-5, .rtol = 1e-6}));
+  const DeviceOutputs out = SampleOnDevice(cpu, kRows);
+  EXPECT_EQ(out.token, token);
+  EXPECT_TRUE(testing::AllClose(out.logprob, logprob, {.atol = 1e-5, .rtol = 1e-6}));
+  EXPECT_EQ(out.top_ids, top_ids);
+  EXPECT_TRUE(testing::AllClose(out.top_logprobs, top_lp, {.atol = 1e-5, .rtol = 1e-6}));
 }
 
 }  // namespace
