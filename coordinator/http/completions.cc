@@ -94,6 +94,7 @@ absl::StatusOr<std::vector<api::ValidatedRequest>> HttpFrontEnd::Validate(
       if (request.jobs.size() == 1) return named;
       return absl::Status(named.code(), absl::StrCat("prompt[", j, "]: ", named.message()));
     }
+    request.first_prompt_tokens.push_back(v->prompt_token_ids.at(0));  // never empty
     if (request.echo && job.has_token_ids() && model_->tokenizer() != nullptr) {
       request.prompt_texts[j] = model_->tokenizer()->Decode(v->prompt_token_ids);
     }

@@ -177,14 +177,10 @@ void HttpFrontEnd::Tokenize(const httplib::Request& req, httplib::Response& res)
     }
   }
   if (body.contains("messages")) {
-    json chat = {{"messages", body["messages"]}};
-    if (body.contains("chat_template_kwargs"))
-      chat["chat_template_kwargs"] = body["chat_template_kwargs"];
-    absl::StatusOr<OpenAiRequest> parsed =
-        ParseOpenAiRequest(Endpoint::kChatCompletions, chat.dump(), options_.served_model_name);
-    if (!parsed.ok()) return SendError(res, parsed.status());
-    *t.mutable_messages() = parsed->jobs[0].messages();
-    *t.mutable_chat_template_kwargs() = parsed->jobs[0].chat_template_kwargs();
+    rami::v1::GenerateRequest chat;
+    if (absl::Status s = ReadChatMessages(body, chat); !s.ok()) return SendError(res, s);
+    *t.mutable_messages() = chat.messages();
+    *t.mutable_chat_template_kwargs() = chat.chat_template_kwargs();
   }
   absl::StatusOr<std::vector<int32_t>> ids = api::Tokenize(t, *model_);
   if (!ids.ok()) return SendError(res, ids.status());

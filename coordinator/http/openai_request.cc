@@ -244,36 +244,6 @@ absl::StatusOr<std::string> MessageContent(const json& content, const std::strin
   return text;
 }
 
-absl::Status ReadMessages(const json& body, v1::GenerateRequest& r) {
-  if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty()) {
-    return Invalid("messages: expected a non-empty array of {role, content}");
-  }
-  for (size_t i = 0; i < body["messages"].size(); ++i) {
-    const json& m = body["messages"][i];
-    const std::string field = absl::StrCat("messages[", i, "]");
-    if (!m.is_object()) return Invalid(field + ": expected an object");
-    for (const auto& [key, value] : m.items()) {
-      if (key != "role" && key != "content" && !value.is_null()) {
-        return Invalid(absl::StrCat(field, ".", key, ": not supported by rami"));
-      }
-    }
-    if (!m.contains("role") || !m["role"].is_string()) return Invalid(field + ".role: required");
-    v1::ChatMessage* out = r.mutable_messages()->add_messages();
-    out->set_role(m["role"].get<std::string>());
-    RAMI_ASSIGN_OR_RETURN(std::string content,
-                          MessageContent(m.value("content", json()), field + ".content"));
-    out->set_content(std::move(content));
-  }
-  if (body.contains("chat_template_kwargs") && !body["chat_template_kwargs"].is_null()) {
-    const json& kwargs = body["chat_template_kwargs"];
-    if (!kwargs.is_object()) return Invalid("chat_template_kwargs: expected an object");
-    for (const auto& [key, value] : kwargs.items()) {
-      (*r.mutable_chat_template_kwargs())[key] = value.dump();
-    }
-  }
-  return absl::OkStatus();
-}
-
 // The completions `prompt`: a string, a list of strings, a list of token ids or a list of
 // lists of token ids — one job per prompt.
 absl::Status ReadPrompts(const json& body, const v1::GenerateRequest& base, OpenAiRequest& out) {
@@ -340,6 +310,36 @@ absl::Status ReadLogprobs(const json& body, OpenAiRequest& out, v1::GenerateRequ
 
 }  // namespace
 
+absl::Status ReadChatMessages(const json& body, v1::GenerateRequest& r) {
+  if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty()) {
+    return Invalid("messages: expected a non-empty array of {role, content}");
+  }
+  for (size_t i = 0; i < body["messages"].size(); ++i) {
+    const json& m = body["messages"][i];
+    const std::string field = absl::StrCat("messages[", i, "]");
+    if (!m.is_object()) return Invalid(field + ": expected an object");
+    for (const auto& [key, value] : m.items()) {
+      if (key != "role" && key != "content" && !value.is_null()) {
+        return Invalid(absl::StrCat(field, ".", key, ": not supported by rami"));
+      }
+    }
+    if (!m.contains("role") || !m["role"].is_string()) return Invalid(field + ".role: required");
+    v1::ChatMessage* out = r.mutable_messages()->add_messages();
+    out->set_role(m["role"].get<std::string>());
+    RAMI_ASSIGN_OR_RETURN(std::string content,
+                          MessageContent(m.value("content", json()), field + ".content"));
+    out->set_content(std::move(content));
+  }
+  if (body.contains("chat_template_kwargs") && !body["chat_template_kwargs"].is_null()) {
+    const json& kwargs = body["chat_template_kwargs"];
+    if (!kwargs.is_object()) return Invalid("chat_template_kwargs: expected an object");
+    for (const auto& [key, value] : kwargs.items()) {
+      (*r.mutable_chat_template_kwargs())[key] = value.dump();
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(Endpoint endpoint, std::string_view text,
                                                  const std::string& served_model) {
   const json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -404,7 +404,7 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(Endpoint endpoint, std::string_
   }
 
   if (endpoint == Endpoint::kChatCompletions) {
-    RAMI_RETURN_IF_ERROR(ReadMessages(body, base));
+    RAMI_RETURN_IF_ERROR(ReadChatMessages(body, base));
     out.jobs.push_back(std::move(base));
     out.prompt_texts.emplace_back();
   } else {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
 #include "rami/v1/inference.pb.h"
 
 namespace rami::http {
@@ -21,7 +22,9 @@ struct OpenAiRequest {
   std::string model;                            // as the client named it
   std::vector<rami::v1::GenerateRequest> jobs;  // one per prompt, in order
   std::vector<std::string> prompt_texts;        // completions with a text prompt: for echo
-  int n = 1;                                    // branches per prompt
+  // Each prompt's first token id once validated (echo: it has no log-prob of its own).
+  std::vector<int32_t> first_prompt_tokens;
+  int n = 1;  // branches per prompt
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool echo = false;           // completions: the prompt before the completion
@@ -37,6 +40,10 @@ struct OpenAiRequest {
 // other than `served_model` (an empty `model` is accepted as the served one).
 absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(Endpoint endpoint, std::string_view body,
                                                  const std::string& served_model);
+
+// The chat body's `messages` (and `chat_template_kwargs`) into `r`: shared by the chat
+// endpoint and /tokenize.
+absl::Status ReadChatMessages(const nlohmann::json& body, rami::v1::GenerateRequest& r);
 
 // A validation error of the translated GenerateRequest, with the fields named as the HTTP
 // request names them ("sampling.temperature: …" → "temperature: …").

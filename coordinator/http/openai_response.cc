@@ -157,14 +157,9 @@ json OpenAiResponder::LogprobsJson(const std::vector<v1::TokenLogprobs>& tokens,
     return top;
   };
   if (with_prompt) {  // echo: the prompt's tokens first, the first one without a log-prob
-    const v1::GenerateRequest& r = request_.jobs[job];
     const std::optional<v1::Result>& result = jobs_[job].result;
-    if (r.has_token_ids() && r.token_ids().ids_size() > 0) {
-      add(r.token_ids().ids(0), nullptr, nullptr);
-    } else if (result.has_value() && options_.tokenizer != nullptr) {
-      // A text prompt's first token is not among the scored ones: it is the prompt's first id.
-      std::vector<int32_t> ids = *options_.tokenizer->Encode(r.prompt(), true);
-      if (!ids.empty()) add(ids[0], nullptr, nullptr);
+    if (static_cast<size_t>(job) < request_.first_prompt_tokens.size()) {
+      add(request_.first_prompt_tokens[job], nullptr, nullptr);
     }
     if (result.has_value()) {
       for (const v1::TokenLogprobs& t : result->prompt_logprobs()) {

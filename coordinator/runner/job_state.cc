@@ -89,7 +89,7 @@ std::vector<Branch> JobState::DropGroup(int group) {
   }
   parts.erase(part);
   kv_by_group_.erase(group);  // its memory went with it
-  SetGroupKv(-1, {});         // recompute the totals
+  RecomputeKvTotals();
   return moving;
 }
 
@@ -174,7 +174,12 @@ bool JobState::HoldsSequences() const {
 }
 
 void JobState::SetGroupKv(int group, const KvUsage& kv) {
-  if (group >= 0 && parts.count(group)) kv_by_group_[group] = kv;
+  if (!parts.count(group)) return;  // a report from a group the job has left
+  kv_by_group_[group] = kv;
+  RecomputeKvTotals();
+}
+
+void JobState::RecomputeKvTotals() {
   KvUsage total;
   for (const auto& [g, share] : kv_by_group_) {
     total.bytes += share.bytes;

@@ -123,6 +123,8 @@ class JobState {
   std::vector<Branch> unplaced_;
   std::map<int, KvUsage> kv_by_group_;
   std::vector<std::optional<rami::v1::TokenLogprobs>> prompt_logprobs_;  // [P], by position
+
+  void RecomputeKvTotals();  // kv_bytes, its peak and the compression over kv_by_group_
 };
 
 // The runner's jobs, by id (admission order).

@@ -116,6 +116,9 @@ def test_tokenize_detokenize() -> None:
     assert t["count"] == len(t["tokens"]) > 0 and t["max_model_len"] == 512, t
     d = requests_json("/detokenize", {"model": MODEL, "tokens": t["tokens"]})
     assert d["prompt"].endswith("hi there"), d
+    chat = requests_json("/tokenize", {"model": MODEL,
+                                       "messages": [{"role": "user", "content": "hi there"}]})
+    assert chat["count"] > t["count"], chat  # the template's tokens around the message
 
 
 def test_chat_n4_streamed() -> None:
