@@ -35,9 +35,7 @@ std::vector<aggregation::BranchOutcome> Outcomes(const JobState& job, bool all) 
 void ReleaseParts(JobState& job) {
   for (auto& [group, part] : job.parts) {
     for (Branch& b : part.branches) {
-      if (b.phase == BranchPhase::kFinished) continue;
-      if (b.seq >= 0) b.free_pending = true;
-      b.phase = BranchPhase::kFinished;
+      if (b.phase != BranchPhase::kFinished) b.Finish();
     }
     if (part.root >= 0) part.root_free_pending = true;
     part.phase = JobPhase::kFinished;
@@ -85,11 +83,7 @@ void AcceptToken(JobState& job, Branch& b, const worker::v1::SampledToken& token
 void FinishBranch(JobState& job, int i, FinishReason reason) {
   BranchState& state = job.state(i);
   if (state.finished()) return;
-  if (Branch* b = job.branch(i); b != nullptr) {
-    if (b->seq >= 0) b->free_pending = true;  // freed at the start of the next step
-    b->phase = BranchPhase::kFinished;
-    b->replay_pending = false;
-  }
+  if (Branch* b = job.branch(i); b != nullptr) b->Finish();
   state.reason = reason;
   if (job.metrics != nullptr) job.metrics->BranchFinished();
   const BranchOutput& out = *state.output;

@@ -31,6 +31,14 @@ struct Branch {
   // chunk replays `tokens`.
   bool replay_pending = false;
   bool free_pending = false;  // its sequence must be freed in the next plan
+
+  // Ends the branch: its sequence (if any) is freed by the next plan and nothing else of it is
+  // planned (a pending replay included: its sequence is about to go).
+  void Finish() {
+    if (seq >= 0) free_pending = true;
+    phase = BranchPhase::kFinished;
+    replay_pending = false;
+  }
 };
 
 enum class JobPhase { kQueued, kPrefilling, kRunning, kFinished };

@@ -156,7 +156,8 @@ void Scheduler::PlanDecodes(const std::vector<Job*>& jobs, Step& step) {
 void Scheduler::PlanReplays(const std::vector<Job*>& jobs, Step& step) {
   for (Job* job : jobs) {
     for (Branch& b : job->branches) {
-      if (!b.replay_pending) continue;
+      // Only a running branch replays (its re-fork is in an earlier plan).
+      if (!b.replay_pending || b.phase != BranchPhase::kRunning || b.seq < 0) continue;
       const int64_t n = static_cast<int64_t>(b.tokens.size());
       const int64_t bound = step.cap.ChunkBound(n);
       if (n > step.tokens_left || step.sequences_left < 1 || bound > step.budget) continue;

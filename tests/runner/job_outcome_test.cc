@@ -148,6 +148,7 @@ TEST(JobOutcome, AFailedJobReportsItsErrorAndFreesItsSequences) {
   job->parts.at(1).root = 3;
   Say(*job, 0, "\\boxed{1}");
   Drain(*job);
+  job->branch(1)->replay_pending = true;  // re-forked after a relocation, replay to come
   FailJob(*job, absl::AbortedError("job aborted by the client"), /*retryable=*/false);
   std::vector<v1::GenerateEvent> events = Drain(*job);
   ASSERT_EQ(events.size(), 1u);
@@ -155,6 +156,7 @@ TEST(JobOutcome, AFailedJobReportsItsErrorAndFreesItsSequences) {
   EXPECT_FALSE(events[0].error().retryable());
   EXPECT_EQ(job->record.state(), v1::GetJobResponse::ABORTED);
   EXPECT_TRUE(job->branch(1)->free_pending);
+  EXPECT_FALSE(job->branch(1)->replay_pending);  // its sequence is freed, not replayed into
   EXPECT_TRUE(job->parts.at(1).root_free_pending);
   EXPECT_TRUE(job->done);
   FailJob(*job, absl::UnavailableError("again"), true);  // once only

@@ -167,6 +167,31 @@ TEST(Scheduler, PreemptsTheYoungestAndReplaysThemLater) {
   EXPECT_EQ(replay.decodes.size(), 2u);  // the old job's branches kept decoding
 }
 
+// Found by tests/soak/soak.sh: a branch re-forked after a relocation (its replay still to
+// come) whose job is aborted. The next plan frees its sequence and must not replay into it
+// (the worker refused the step: "prefills: sequence -1 is unknown", failing the whole group).
+TEST(Scheduler, ABranchEndedBeforeItsReplayIsFreedNotReplayed) {
+  Scheduler s({});
+  Job job = MakeJob(1, 4, 2);
+  for (Branch& b : job.branches) {
+    b.tokens = {7, 8, 9};
+    b.phase = BranchPhase::kPreempted;  // as placed on a new group with its tokens so far
+  }
+  std::vector<Job*> jobs = {&job};
+  const StepDecision refork = s.Plan(jobs, Pages(1000));  // prompt, then the re-forks
+  ASSERT_EQ(refork.forks.size(), 1u);
+  ASSERT_TRUE(job.branches[0].replay_pending);
+  const SeqId seq = job.branches[0].seq;
+  job.branches[0].Finish();  // the job was aborted before the replay
+  EXPECT_FALSE(job.branches[0].replay_pending);
+  job.branches[0].replay_pending = true;  // even were it left set, the scheduler skips it
+  const StepDecision next = s.Plan(jobs, Pages(1000));
+  EXPECT_EQ(next.frees, std::vector<SeqId>{seq});
+  ASSERT_EQ(next.prefills.size(), 1u);  // branch 1's replay only
+  EXPECT_EQ(next.prefills[0].seq, job.branches[1].seq);
+  for (const PlannedPrefill& p : next.prefills) EXPECT_GE(p.seq, 0);
+}
+
 TEST(Scheduler, PriorityFirstAndNoOvertakingWithinIt) {
   Scheduler s({.max_step_tokens = 16, .max_prefill_chunk = 16});
   Job low = MakeJob(1, 8, 1, /*priority=*/0), high = MakeJob(2, 8, 1, /*priority=*/5);
