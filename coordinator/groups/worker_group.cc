@@ -72,8 +72,9 @@ absl::Status WorkerGroup::OnLoaded(const std::vector<wv1::LoadShardResponse>& re
   owner_.clear();
   decode_need_ahead_.clear();
   in_flight.clear();
-  seconds_per_token_ = 0;
-  steps_timed_ = 0;
+  // The measured rate survives a reload: the same ranks on the same hardware. Only the
+  // group's first load gets the first steps' budget, so a rank that stops right after a
+  // reload is found at the normal deadline, not minutes later (tests/soak/soak.sh found this).
   error = absl::OkStatus();
   permanent_error = false;
   state = GroupState::kServing;

@@ -28,12 +28,13 @@ enum class GroupState { kLoading, kServing, kFailed, kGone };
 
 // How long a group may take to answer a step before its silent rank is declared failed: a
 // floor plus the group's measured time per token × the step's tokens × a safety factor. The
-// first steps after a load (CUDA graph capture, cold caches) get a budget of their own.
+// first steps after the group's first load (CUDA graph capture, cold caches) get a budget of
+// their own; a reload keeps the rate measured before it.
 struct StepDeadlines {
   absl::Duration floor = absl::Seconds(10);
   double factor = 20;
   absl::Duration first_steps = absl::Seconds(300);
-  int warmup_steps = 4;  // steps after a load that use first_steps
+  int warmup_steps = 4;  // steps after the first load that use first_steps
 };
 
 // What the coordinator's own checkpoint says every rank must have loaded: a group whose
@@ -107,8 +108,8 @@ class WorkerGroup {
   std::string key_;  // GroupKey(addresses)
   Capacity capacity_;
   int64_t bytes_per_token_ = 0;   // per (layer, head) stream and token, K and V
-  double seconds_per_token_ = 0;  // exponential moving average over this load's steps
-  int steps_timed_ = 0;           // steps answered since the load
+  double seconds_per_token_ = 0;  // exponential moving average over the group's steps
+  int steps_timed_ = 0;           // steps answered since the group's first load
   std::map<SeqId, BranchRef> owner_;
   // Pages of each sequence's decode step after the next one (for plans sent one ahead).
   std::map<SeqId, int64_t> decode_need_ahead_;
