@@ -520,5 +520,47 @@ TEST(WorkerLifecycle, APendingStoreGetDoesNotHoldTheStop) {
   }
 }
 
+// A rank whose step waits in a collective on a peer that stopped answering (SIGSTOP: its
+// sockets stay open, so only the collective timeout would end the wait) still stops within
+// 2 s of Shutdown or SIGTERM: the process leaves the blocked step behind.
+TEST(WorkerLifecycle, AStepBlockedInACollectiveDoesNotHoldTheStop) {
+  for (const bool signal : {false, true}) {
+    SCOPED_TRACE(signal ? "SIGTERM" : "Shutdown RPC");
+    WorkerGroup group(2);
+    ASSERT_TRUE(group.ok());
+    const absl::Status loaded =
+        group.Load(GoldenModelDir("qwen3"), kKvBytes, /*collective_timeout_seconds=*/60);
+    if (absl::IsUnimplemented(loaded)) GTEST_SKIP() << loaded;  // a build without Gloo
+    ASSERT_TRUE(loaded.ok()) << loaded;
+    group.rank(1).Stop();
+    v1::StepPlan plan;
+    plan.set_step_id(1);
+    v1::PrefillChunk* p = plan.add_prefills();
+    p->set_seq_id(1);
+    p->add_token_ids(1);
+    p->set_create(true);
+    p->set_sample(true);
+    *p->mutable_sampling() = Greedy();
+    std::vector<v1::StepResult> results;
+    std::thread step([&] { results = group.Step(plan, {0}); });
+    absl::SleepFor(absl::Milliseconds(500));  // rank 0 waits in the step's first collective
+    const absl::Time start = absl::Now();
+    if (signal) {
+      group.rank(0).Terminate();
+    } else {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+      v1::ShutdownResponse response;
+      EXPECT_TRUE(group.rank(0).stub().Shutdown(&ctx, v1::ShutdownRequest(), &response).ok());
+    }
+    EXPECT_EQ(group.rank(0).WaitExit(5), 0);
+    EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+    step.join();
+    ASSERT_EQ(results.size(), 1u);
+    EXPECT_NE(results[0].error_code(), 0);  // the step never finished
+    group.rank(1).Continue();
+  }
+}
+
 }  // namespace
 }  // namespace rami::testing

@@ -1,6 +1,8 @@
 // rami-worker: one tensor-parallel rank. Serves rami.worker.v1.Worker (and grpc.health.v1)
-// until a Shutdown RPC or SIGTERM/SIGINT, then exits 0.
+// until a Shutdown RPC or SIGTERM/SIGINT, then exits 0 — within 2 s, even when a step is
+// blocked in a collective on a peer that died or stopped (that step is left behind).
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -48,8 +50,21 @@ int main(int argc, char** argv) {
   // Shutdown RPC or signal: stop serving; in-flight RPCs get a second to finish.
   stop.WaitForNotification();
   service.Stop();  // pending StoreGets return now, not at their timeouts
-  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
-  server->Wait();
+  absl::Notification stopped;
+  std::thread([&server, &stopped] {
+    server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+    server->Wait();
+    stopped.Notify();
+  }).detach();
+  // A step handler blocked in a collective (Gloo or NCCL waiting on a peer that is gone) cannot
+  // be interrupted and would hold the server until the collective timeout: leave it behind.
+  if (!stopped.WaitForNotificationWithTimeout(absl::Seconds(2))) {
+    std::printf(
+        "rami-worker: stopped, leaving behind a step blocked in a collective (a peer "
+        "is gone)\n");
+    std::fflush(stdout);
+    std::_Exit(0);  // no destructors: the blocked thread still uses the engine
+  }
   std::printf("rami-worker: stopped\n");
   return 0;
 }

@@ -54,7 +54,7 @@ grpc::Status WorkerService::LoadShard(grpc::ServerContext*, const v1::LoadShardR
                                       v1::LoadShardResponse* response) {
   if (absl::Status s = lease_.Take(request->lease()); !s.ok()) return ToGrpcStatus(s);
   absl::MutexLock lock(&mu_);
-  if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down");
+  if (shutting_down_.load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down");
   engine_.reset();  // a reload replaces the shard (and frees its memory first)
   absl::StatusOr<std::unique_ptr<engine::Engine>> engine = Load(*request, response);
   if (!engine.ok()) return ToGrpcStatus(engine.status());
@@ -128,13 +128,8 @@ void WorkerService::Stop() { store_.Close(); }
 grpc::Status WorkerService::Shutdown(grpc::ServerContext*, const v1::ShutdownRequest*,
                                      v1::ShutdownResponse*) {
   Stop();  // a pending StoreGet must not hold the server's shutdown
-  {
-    absl::MutexLock lock(&mu_);  // waits for the step in flight
-    if (shutting_down_) return grpc::Status::OK;
-    shutting_down_ = true;
-    engine_.reset();
-  }
-  request_shutdown_();
+  // Not under mu_: the step in flight may never end (a collective waiting on a dead peer).
+  if (!shutting_down_.exchange(true)) request_shutdown_();
   return grpc::Status::OK;
 }
 

@@ -2,6 +2,7 @@
 // Engine (which owns model, cache and collectives). One step or load runs at a time.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 
@@ -16,7 +17,8 @@ namespace rami::service {
 
 class WorkerService final : public worker::v1::Worker::Service {
  public:
-  // `request_shutdown` is called (once) after a Shutdown RPC has released the shard.
+  // `request_shutdown` is called (once) by a Shutdown RPC. The RPC does not wait for a step in
+  // flight: that step may wait in a collective on a dead peer (main() bounds the wait).
   explicit WorkerService(std::function<void()> request_shutdown);
 
   grpc::Status LoadShard(grpc::ServerContext* ctx, const worker::v1::LoadShardRequest* request,
@@ -50,7 +52,7 @@ class WorkerService final : public worker::v1::Worker::Service {
   absl::Mutex mu_;
   std::unique_ptr<engine::Engine> engine_ ABSL_GUARDED_BY(mu_);
   int rank_ ABSL_GUARDED_BY(mu_) = 0;
-  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> shutting_down_ = false;
 };
 
 }  // namespace rami::service
