@@ -127,23 +127,36 @@ absl::Status Run(const Options& o) {
     ids.push_back(id);
   }
   std::vector<std::vector<int32_t>> generated(o.prompts.size());
+  // A sequence the engine failed (NaN/Inf logits) stops there; the others go on.
+  std::vector<std::string> failed(o.prompts.size());
+  int failures = 0;
   const absl::Time gen_start = absl::Now();
-  for (int n = 0; n < o.max_tokens; ++n) {
+  for (int n = 0; n < o.max_tokens && !ids.empty(); ++n) {
     plan.step_id = static_cast<uint64_t>(n);
     const rami::engine::StepOutcome outcome = engine.Execute(plan);
     if (!outcome.status.ok()) return outcome.status;
     for (const rami::engine::StepToken& t : outcome.tokens) {
       generated[static_cast<size_t>(t.seq_id)].push_back(t.sample.token_id);
     }
+    for (const rami::engine::SequenceError& e : outcome.sequence_errors) {
+      failed[static_cast<size_t>(e.seq_id)] = e.status.ToString();
+      ++failures;
+      std::erase(ids, e.seq_id);
+    }
     plan.prefills.clear();
     plan.decodes = ids;  // the next step decodes the tokens just sampled
   }
   const double seconds = absl::ToDoubleSeconds(absl::Now() - gen_start);
+  int64_t tokens = 0;
   for (size_t i = 0; i < o.prompts.size(); ++i) {
+    tokens += static_cast<int64_t>(generated[i].size());
     std::printf("prompt %zu: [%s]\n  generated: [%s]\n", i,
                 absl::StrJoin(o.prompts[i], ", ").c_str(),
                 absl::StrJoin(generated[i], ", ").c_str());
+    if (!failed[i].empty()) std::printf("  failed: %s\n", failed[i].c_str());
   }
+  std::printf("%lld tokens in %.3f s (%.1f tokens/s, %s)\n", static_cast<long long>(tokens),
+              seconds, tokens / seconds, rami::DeviceName(o.shard.device).c_str());
   const rami::kv::CacheStats stats = engine.cache().Stats();
   std::printf("%zu x %d tokens in %.3f s (%.1f tokens/s, %s)\n", o.prompts.size(), o.max_tokens,
               seconds, o.prompts.size() * o.max_tokens / seconds,
@@ -154,6 +167,10 @@ absl::Status Run(const Options& o) {
       static_cast<long long>(stats.live_tokens),
       static_cast<long long>(stats.logical_tokens * info.num_layers * info.num_kv_heads),
       stats.compression_ratio, stats.eviction_rate, stats.pages_in_use, stats.num_pages);
+  if (failures > 0) {
+    return absl::InternalError(absl::StrCat(failures, " of ", o.prompts.size(),
+                                            " sequences failed (see \"failed:\" above)"));
+  }
   return absl::OkStatus();
 }
 
