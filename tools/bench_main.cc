@@ -4,8 +4,13 @@
 //                     [--eviction_rate=0.875] [--dms_window=512] [--budget_gib=119]
 //                     [--engine=on|off] [--engine_steps=20] [--engine_budget_s=100]  (CUDA)
 //                     [--json_out=FILE] [--require_gpu]
+//   rami-bench load --server=ADDR [--rate=4] [--jobs=100] [--duration_s=60] [--n_mix=1,4,8,16]
+//                   [--max_tokens_mix=8,32,64] [--abort_fraction=0.1] [--abort_within_ms=500]
+//                   [--job_timeout_s=120]
+//                   [--progress_s=0] [--api_key=KEY] [--json]   (tools/bench_load.h)
 //   rami-bench devices   the CUDA devices as rami sees them; exit 1 without a usable one
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -18,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
+#include "tools/bench_load.h"
 #include "tools/kv_capacity.h"
 #if defined(RAMI_HAVE_BENCH_DECODE)
 #include "kernels/cuda/device.h"
@@ -52,6 +58,18 @@ ABSL_FLAG(double, engine_budget_s, 100,
 ABSL_FLAG(std::string, json_out, "", "decode: also write every row as JSON to this file");
 ABSL_FLAG(bool, require_gpu, false,
           "decode: exit 1 (not 0) when built without CUDA or run without a usable device");
+ABSL_FLAG(std::string, server, "127.0.0.1:50051", "load: the coordinator's gRPC address");
+ABSL_FLAG(double, rate, 4.0, "load: mean job arrivals per second (Poisson)");
+ABSL_FLAG(int, jobs, 100, "load: at most this many jobs");
+ABSL_FLAG(double, duration_s, 60, "load: arrivals stop after this many seconds");
+ABSL_FLAG(std::string, n_mix, "1,4,8,16", "load: branches per job, drawn uniformly");
+ABSL_FLAG(std::string, max_tokens_mix, "8,32,64", "load: tokens per branch, drawn uniformly");
+ABSL_FLAG(double, temperature, 1.0, "load: sampling temperature");
+ABSL_FLAG(double, abort_fraction, 0.1, "load: share of jobs aborted at a random time");
+ABSL_FLAG(double, abort_within_ms, 500, "load: an abort lands this soon after its job is sent");
+ABSL_FLAG(double, job_timeout_s, 120, "load: a job open longer than this counts as hung");
+ABSL_FLAG(double, progress_s, 0, "load: print a progress line this often (0: never)");
+ABSL_FLAG(std::string, api_key, "", "load: API key (default: $RAMI_API_KEY)");
 
 namespace {
 
@@ -234,18 +252,76 @@ int Decode() {
 #endif
 }
 
+// `load`: tools/bench_load.h against --server. Exit 0 when no job hung or was lost, 1 otherwise.
+int Load() {
+  rami::bench::LoadOptions o;
+  o.server = absl::GetFlag(FLAGS_server);
+  o.api_key = absl::GetFlag(FLAGS_api_key);
+  if (o.api_key.empty() && std::getenv("RAMI_API_KEY") != nullptr) {
+    o.api_key = std::getenv("RAMI_API_KEY");
+  }
+  o.rate = absl::GetFlag(FLAGS_rate);
+  o.max_jobs = absl::GetFlag(FLAGS_jobs);
+  o.duration = absl::Seconds(absl::GetFlag(FLAGS_duration_s));
+  o.temperature = absl::GetFlag(FLAGS_temperature);
+  o.abort_fraction = absl::GetFlag(FLAGS_abort_fraction);
+  o.abort_within = absl::Milliseconds(absl::GetFlag(FLAGS_abort_within_ms));
+  o.job_timeout = absl::Seconds(absl::GetFlag(FLAGS_job_timeout_s));
+  o.seed = absl::GetFlag(FLAGS_seed);
+  o.progress_every = absl::Seconds(absl::GetFlag(FLAGS_progress_s));
+  o.progress = [](const std::string& line) {  // stderr: stdout may be --json
+    std::fprintf(stderr, "%s\n", line.c_str());
+  };
+  auto parse_mix = [](const char* flag, const std::string& text, std::vector<int>& list) {
+    list.clear();
+    for (absl::string_view item : absl::StrSplit(text, ',')) {
+      int value = 0;
+      if (!absl::SimpleAtoi(item, &value) || value < 1 || value > 100000) {
+        std::fprintf(stderr, "rami-bench: --%s: expected positive integers, e.g. 1,4\n", flag);
+        return false;
+      }
+      list.push_back(value);
+    }
+    return true;
+  };
+  if (!parse_mix("n_mix", absl::GetFlag(FLAGS_n_mix), o.n_mix) ||
+      !parse_mix("max_tokens_mix", absl::GetFlag(FLAGS_max_tokens_mix), o.max_tokens_mix)) {
+    return 2;
+  }
+  absl::StatusOr<rami::bench::LoadReport> report = rami::bench::RunLoad(o);
+  if (!report.ok()) {
+    std::fprintf(stderr, "rami-bench: %s\n", std::string(report.status().message()).c_str());
+    return 2;
+  }
+  const std::string machine =
+      CpuModel() + ", " + std::to_string(std::thread::hardware_concurrency()) + " threads";
+  if (absl::GetFlag(FLAGS_json)) {
+    nlohmann::json j = rami::bench::LoadReportJson(*report);
+    j["benchmark"] = "load";
+    j["client_machine"] = machine;
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("%s", rami::bench::LoadReportText(*report).c_str());
+    std::printf("client machine: %s\n", machine.c_str());
+  }
+  return report->hung == 0 && report->lost == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("rami-bench kv-capacity|decode|devices [flags]");
+  absl::SetProgramUsageMessage("rami-bench kv-capacity|decode|load|devices [flags]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() == 2 && std::string(args[1]) == "kv-capacity") return KvCapacity();
   if (args.size() == 2 && std::string(args[1]) == "decode") return Decode();
   if (args.size() == 2 && std::string(args[1]) == "devices") return Devices();
+  if (args.size() == 2 && std::string(args[1]) == "load") return Load();
   std::fprintf(stderr,
                "usage: rami-bench kv-capacity [--seq_len=N] [--json] ...\n"
                "       rami-bench decode [--batches=1,16,24,32,128,256] [--iters=20] "
                "[--engine=on|off] [--json_out=FILE] [--require_gpu]\n"
+               "       rami-bench load --server=ADDR [--rate=4] [--jobs=100] [--duration_s=60] "
+               "[--abort_fraction=0.1] [--json]\n"
                "       rami-bench devices\n");
   return 2;
 }
