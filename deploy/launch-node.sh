@@ -10,7 +10,7 @@
 #       [--http-port 8000] [--host 127.0.0.1] [--worker-port-base 0] [--gpu-memory-utilization U] [--dtype bf16|fp32]
 #       [--policy P] [--kv-bytes N] [--page-size N] [--logs DIR|-] [--build DIR]
 #       [--role all|workers] [--coordinator-args "..."] [--worker-args "..."] [--drain-timeout S]
-#       [--dry-run] [-- command ...]                        (--flag=value works too)
+#       [--api-keys-file FILE] [--dry-run] [-- command ...]  (--flag=value works too)
 #
 # --role all (default): workers + coordinator. --role workers: only the K workers, on
 # --host (default 0.0.0.0) ports base..base+K-1 (a Kubernetes worker pod); no --model needed.
@@ -18,6 +18,8 @@
 # port). With a command after `--`: runs it once the API serves (RAMI_SERVER=host:port and
 # RAMI_HTTP=http://host:port in its environment), then stops everything and exits with the
 # command's status.
+# --api-keys-file: the coordinator's API keys (docs/api.md); the launcher adds a key of its own
+# (random, its hash only, no jobs) for its health checks. Clients need a key of the file.
 # --logs -: every process's output on stdout, each line prefixed with its name (containers);
 # port and pid files then go to a temporary folder.
 # Exit status: 0 after a clean stop by SIGTERM/SIGINT; 2 for bad flags; 1 when a process
@@ -28,12 +30,12 @@ die() { echo "launch-node: $*" >&2; exit 2; }
 
 MODEL="" GPUS="" CPU_WORKERS="" TP="" PORT=50051 HTTP_PORT=8000 HOST="" WORKER_PORT_BASE=0 MEM_UTILIZATION="" DTYPE=""
 POLICY="" KV_BYTES=$((64 << 20)) PAGE=16 LOGS="" BUILD="${RAMI_BUILD_DIR:-build}" ROLE=all
-COORD_ARGS="" WORKER_ARGS="" DRAIN_TIMEOUT=30 START_TIMEOUT=300 DRY_RUN=0
+COORD_ARGS="" WORKER_ARGS="" DRAIN_TIMEOUT=30 START_TIMEOUT=300 DRY_RUN=0 API_KEYS_FILE=""
 while (($#)); do
   # --flag=value is --flag value.
   if [[ "$1" == --*=* ]]; then set -- "${1%%=*}" "${1#*=}" "${@:2}"; fi
   case "$1" in
-    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --dry-run) DRY_RUN=1; shift; continue ;;
     --) shift; break ;;
   esac
@@ -59,6 +61,7 @@ while (($#)); do
     --worker-args) WORKER_ARGS="$2" ;;
     --drain-timeout) DRAIN_TIMEOUT="$2" ;;
     --start-timeout) START_TIMEOUT="$2" ;;
+    --api-keys-file) API_KEYS_FILE="$2" ;;
     *) die "unknown flag $1 (--help lists them)" ;;
   esac
   shift 2
@@ -101,6 +104,7 @@ else
   HOST="${HOST:-127.0.0.1}" WORKER_HOST=127.0.0.1
   [ -n "$MODEL" ] || die "--model DIR is required"
   ((DRY_RUN)) || [ -d "$MODEL" ] || die "--model: no directory $MODEL"
+  [ -z "$API_KEYS_FILE" ] || [ -r "$API_KEYS_FILE" ] || die "--api-keys-file: cannot read $API_KEYS_FILE"
 fi
 if ((DRY_RUN)); then  # the plan, checked, without starting anything
   echo "launch-node (dry run): $K $DEVICE worker(s) on $WORKER_HOST, ports" \
@@ -254,6 +258,16 @@ rm -f "$LOGS/coordinator.port" "$LOGS/http.port"
 HTTP_FLAG=$HTTP_PORT
 [ "$PORT" != 0 ] || [ "$HTTP_PORT" = 0 ] || HTTP_FLAG=-1
 EXTRA+=(--http_port="$HTTP_FLAG" --http_host="$HOST" --http_port_file="$LOGS/http.port")
+# API keys: the file's, plus the launcher's own for `rami info` below (only its SHA-256 is
+# written; the key itself stays in this shell and reaches the CLI through its environment).
+LAUNCH_KEY=""
+if [ -n "$API_KEYS_FILE" ]; then
+  LAUNCH_KEY="launch-node-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
+  (umask 077 && { cat "$API_KEYS_FILE"; echo
+    printf '{"name": "launch-node-%s", "sha256": "%s", "max_jobs": 1, "max_branches": 1, "rps": 0}\n' \
+      "$$" "$(printf '%s' "$LAUNCH_KEY" | sha256sum | cut -d' ' -f1)"; } >"$LOGS/api_keys.jsonl")
+  EXTRA+=(--api_keys_file="$LOGS/api_keys.jsonl")
+fi
 # shellcheck disable=SC2086  # --coordinator-args is a list of flags
 start coordinator "$COORD" --listen="$HOST:$PORT" --port_file="$LOGS/coordinator.port" \
   --workers="$SPEC" --model_dir="$MODEL" --cache_policy="$POLICY" --kv_cache_bytes="$KV_BYTES" \
@@ -278,12 +292,13 @@ serving() {
   if /usr/bin/python3 -c 'import grpc' 2>/dev/null; then
     /usr/bin/python3 "$(dirname "$0")/grpc_health.py" "$RAMI_SERVER"
   else
-    "$CLI" info --server="$RAMI_SERVER" >/dev/null
+    RAMI_API_KEY="$LAUNCH_KEY" "$CLI" info --server="$RAMI_SERVER" >/dev/null
   fi
 }
 healthy_groups() {  # protobuf's JSON leaves a 0 out
   local n
-  n="$("$CLI" info --server="$RAMI_SERVER" 2>/dev/null | grep -o '"healthyWorkerGroups": [0-9]*')"
+  n="$(RAMI_API_KEY="$LAUNCH_KEY" "$CLI" info --server="$RAMI_SERVER" 2>/dev/null \
+    | grep -o '"healthyWorkerGroups": [0-9]*')"
   echo "${n##* }"
 }
 deadline=$((SECONDS + START_TIMEOUT))

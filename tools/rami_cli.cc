@@ -2,12 +2,17 @@
 //   rami generate [--server=ADDR] [--n=8] [--max_tokens=64] [--temperature=1] [--seed=0]
 //                 [--aggregation=majority_vote] [--regex=RE] [--json] "prompt"
 //   rami info [--server=ADDR]
+// With a coordinator that has API keys, the key comes from --api_key or, when that is empty, the
+// environment variable RAMI_API_KEY (which keeps it out of `ps`); it is sent as
+// `authorization: Bearer <key>`.
 // `generate` shows live progress (branches running / done, tokens/s, KV in use and compression,
 // votes so far) and then the answer; --json prints the final Result as JSON instead.
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,10 +39,25 @@ ABSL_FLAG(std::string, aggregation, "majority_vote",
           "none, majority_vote, weighted_vote or best_logprob");
 ABSL_FLAG(std::string, regex, "", "answer extractor (default: the last \\boxed{...})");
 ABSL_FLAG(bool, json, false, "print the final result as JSON");
+ABSL_FLAG(std::string, api_key, "",
+          "API key of the coordinator's --api_keys_file (default: $RAMI_API_KEY; none when "
+          "both are empty)");
 
 namespace {
 
 namespace v1 = rami::v1;
+
+// A call's context, with the API key (--api_key, else $RAMI_API_KEY) when there is one.
+std::unique_ptr<grpc::ClientContext> NewContext() {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  std::string key = absl::GetFlag(FLAGS_api_key);
+  if (key.empty()) {
+    const char* env = std::getenv("RAMI_API_KEY");
+    key = env != nullptr ? env : "";
+  }
+  if (!key.empty()) ctx->AddMetadata("authorization", "Bearer " + key);
+  return ctx;
+}
 
 int Generate(const std::string& prompt) {
   v1::GenerateRequest request;
@@ -63,8 +83,9 @@ int Generate(const std::string& prompt) {
 
   auto stub = v1::Inference::NewStub(
       grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  std::unique_ptr<grpc::ClientReader<v1::GenerateEvent>> reader = stub->Generate(&ctx, request);
+  std::unique_ptr<grpc::ClientContext> ctx = NewContext();
+  std::unique_ptr<grpc::ClientReader<v1::GenerateEvent>> reader =
+      stub->Generate(ctx.get(), request);
   const bool json = absl::GetFlag(FLAGS_json);
   const absl::Time start = absl::Now();
   const bool live = !json && isatty(fileno(stdout));  // progress line only on a terminal
@@ -146,11 +167,12 @@ int Generate(const std::string& prompt) {
 int Info() {
   auto stub = v1::Inference::NewStub(
       grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientContext> ctx = NewContext();
   v1::ServerInfo info;
-  const grpc::Status status = stub->GetServerInfo(&ctx, v1::GetServerInfoRequest(), &info);
+  const grpc::Status status = stub->GetServerInfo(ctx.get(), v1::GetServerInfoRequest(), &info);
   if (!status.ok()) {
-    std::fprintf(stderr, "rami: %s\n", status.error_message().c_str());
+    std::fprintf(stderr, "rami: %s (code %d)\n", status.error_message().c_str(),
+                 status.error_code());
     return 1;
   }
   std::string out;

@@ -39,7 +39,9 @@ struct RequestJobs {
     return chunks;
   }
   void AbortAll() {
-    for (const std::shared_ptr<JobHandle>& h : handles) runner->Abort(h->id, std::nullopt);
+    for (const std::shared_ptr<JobHandle>& h : handles) {
+      (void)runner->Abort(h->id, std::nullopt, h->owner);  // OK or gone already
+    }
   }
 };
 
@@ -113,6 +115,11 @@ void HttpFrontEnd::Completions(const httplib::Request& req, httplib::Response& r
     if (metrics_ != nullptr) metrics_->RequestEnded(metrics::Outcome::kRejected);
     SendError(res, status);
   };
+  const std::optional<auth::Caller> caller = Authenticate(req, res);
+  if (!caller.has_value()) {
+    if (metrics_ != nullptr) metrics_->RequestEnded(metrics::Outcome::kRejected);
+    return;
+  }
   absl::StatusOr<OpenAiRequest> parsed =
       ParseOpenAiRequest(chat ? Endpoint::kChatCompletions : Endpoint::kCompletions, req.body,
                          options_.served_model_name);
@@ -125,16 +132,13 @@ void HttpFrontEnd::Completions(const httplib::Request& req, httplib::Response& r
   absl::StatusOr<std::vector<api::ValidatedRequest>> validated = Validate(*parsed, ro);
   if (!validated.ok()) return reject(validated.status());
 
+  // A batch's jobs are admitted together or not at all (queue and key limits).
+  absl::StatusOr<std::vector<std::shared_ptr<JobHandle>>> handles = runner_->Submit(
+      *std::move(validated), {caller->name, caller->limits.max_jobs, caller->limits.max_branches});
+  if (!handles.ok()) return reject(handles.status());
   auto jobs = std::make_shared<RequestJobs>();
   jobs->runner = runner_;
-  for (api::ValidatedRequest& v : *validated) {
-    absl::StatusOr<std::shared_ptr<JobHandle>> handle = runner_->Submit(std::move(v));
-    if (!handle.ok()) {
-      jobs->AbortAll();
-      return reject(handle.status());
-    }
-    jobs->handles.push_back(*std::move(handle));
-  }
+  jobs->handles = *std::move(handles);
   ro.id = absl::StrCat(chat ? "chatcmpl-" : "cmpl-", jobs->handles[0]->id);
   auto responder = std::make_shared<OpenAiResponder>(*parsed, std::move(ro));
   if (parsed->stream) return Stream(res, jobs, responder);

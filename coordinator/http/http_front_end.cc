@@ -64,11 +64,12 @@ absl::Status HttpOptions::Validate() const {
 }
 
 HttpFrontEnd::HttpFrontEnd(const api::ModelFrontEnd* model, const api::ServerLimits& limits,
-                           coordinator::JobRunner* runner, metrics::Metrics* metrics,
-                           HttpOptions options)
+                           coordinator::JobRunner* runner, auth::Authenticator* auth,
+                           metrics::Metrics* metrics, HttpOptions options)
     : model_(model),
       limits_(limits),
       runner_(runner),
+      auth_(auth),
       metrics_(metrics),
       options_(std::move(options)),
       server_(std::make_unique<httplib::Server>()) {
@@ -80,6 +81,17 @@ HttpFrontEnd::HttpFrontEnd(const api::ModelFrontEnd* model, const api::ServerLim
 
 HttpFrontEnd::~HttpFrontEnd() { Stop(); }
 
+std::optional<auth::Caller> HttpFrontEnd::Authenticate(const httplib::Request& req,
+                                                       httplib::Response& res) {
+  absl::StatusOr<auth::Caller> caller = auth_->Authenticate(req.get_header_value("Authorization"));
+  if (caller.ok()) return *std::move(caller);
+  if (caller.status().code() == absl::StatusCode::kUnauthenticated) {
+    res.set_header("WWW-Authenticate", "Bearer");
+  }
+  SendError(res, caller.status());
+  return std::nullopt;
+}
+
 absl::StatusOr<int> HttpFrontEnd::Start() {
   httplib::Server& s = *server_;
   const int max_connections = options_.max_connections;
@@ -87,18 +99,24 @@ absl::StatusOr<int> HttpFrontEnd::Start() {
   s.set_payload_max_length(options_.max_body_bytes);
   s.set_read_timeout(30, 0);
   s.set_write_timeout(30, 0);
+  // Every route but /health and /metrics: a known key first.
   s.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
     Completions(req, res, /*chat=*/false);
   });
   s.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
     Completions(req, res, /*chat=*/true);
   });
-  s.Post("/tokenize",
-         [this](const httplib::Request& req, httplib::Response& res) { Tokenize(req, res); });
-  s.Post("/detokenize",
-         [this](const httplib::Request& req, httplib::Response& res) { Detokenize(req, res); });
-  s.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) { Models(res); });
-  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) { Metrics(res); });
+  s.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    if (Authenticate(req, res)) Tokenize(req, res);
+  });
+  s.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    if (Authenticate(req, res)) Detokenize(req, res);
+  });
+  s.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
+    if (Authenticate(req, res)) Models(res);
+  });
+  s.Get("/metrics",
+        [this](const httplib::Request& req, httplib::Response& res) { Metrics(req, res); });
   s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     const bool healthy = runner_->healthy();
     res.status = healthy ? 200 : 503;
@@ -143,7 +161,15 @@ void HttpFrontEnd::Models(httplib::Response& res) {
   res.set_content(models.dump(), "application/json");
 }
 
-void HttpFrontEnd::Metrics(httplib::Response& res) {
+void HttpFrontEnd::Metrics(const httplib::Request& req, httplib::Response& res) {
+  if (!options_.open_metrics) {
+    const std::optional<auth::Caller> caller = Authenticate(req, res);
+    if (!caller.has_value()) return;
+    if (!caller->admin) {
+      return SendError(res, absl::PermissionDeniedError(absl::StrCat(
+                                "api key \"", caller->name, "\": /metrics needs an admin key")));
+    }
+  }
   if (metrics_ == nullptr) {
     res.status = 404;
     return;

@@ -1,12 +1,14 @@
 // HttpFrontEnd: rami-coordinator's HTTP port (--http_port) — the OpenAI-compatible API
 // (POST /v1/completions, /v1/chat/completions, GET /v1/models), vLLM's POST /tokenize and
 // /detokenize, GET /health and GET /metrics (Prometheus). Requests go through the same
-// validation and the same JobRunner as the gRPC API. Served by cpp-httplib with a thread per
-// connection (bounded): a streamed response holds its connection's thread, so the number of
-// concurrent streams is bounded by the runner's queue limit, not by a fixed pool.
+// authentication (Authorization: Bearer <key>), validation and JobRunner as the gRPC API;
+// /health is open, /metrics needs an admin key unless `open_metrics`. Served by cpp-httplib with a
+// thread per connection (bounded): a streamed response holds its connection's thread, so the number
+// of concurrent streams is bounded by the runner's queue limit, not by a fixed pool.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -14,6 +16,7 @@
 #include "coordinator/api/model_front_end.h"
 #include "coordinator/api/server_limits.h"
 #include "coordinator/api/validated_request.h"
+#include "coordinator/auth/authenticator.h"
 #include "coordinator/http/openai_request.h"
 #include "coordinator/http/openai_response.h"
 #include "coordinator/metrics/metrics.h"
@@ -36,6 +39,9 @@ struct HttpOptions {
   // <think> … </think> split into reasoning_content (chat): "auto" = when the tokenizer has a
   // </think> token, "think" = always, "none" = never.
   std::string reasoning_parser = "auto";
+  // GET /metrics without a key (its `group` labels are the workers' addresses); otherwise it
+  // needs an admin key, as a Prometheus scrape's `authorization` sends. Moot without keys.
+  bool open_metrics = false;
   absl::Status Validate() const;
 };
 
@@ -43,7 +49,8 @@ class HttpFrontEnd {
  public:
   // Everything passed must outlive the front end; `metrics` may be null.
   HttpFrontEnd(const api::ModelFrontEnd* model, const api::ServerLimits& limits,
-               coordinator::JobRunner* runner, metrics::Metrics* metrics, HttpOptions options);
+               coordinator::JobRunner* runner, auth::Authenticator* auth, metrics::Metrics* metrics,
+               HttpOptions options);
   ~HttpFrontEnd();
 
   // Binds and starts serving on a thread of its own; returns the bound port.
@@ -52,6 +59,9 @@ class HttpFrontEnd {
   void Stop();
 
  private:
+  // The caller named by the Authorization header; otherwise sends 401 (or 429 past the key's
+  // rps) and returns nullopt.
+  std::optional<auth::Caller> Authenticate(const httplib::Request& req, httplib::Response& res);
   void Completions(const httplib::Request& req, httplib::Response& res, bool chat);
   // The request's jobs, validated (errors with the HTTP field names); fills the options'
   // per-prompt reasoning starts and the echo texts of token-id prompts.
@@ -60,11 +70,12 @@ class HttpFrontEnd {
   void Tokenize(const httplib::Request& req, httplib::Response& res);
   void Detokenize(const httplib::Request& req, httplib::Response& res);
   void Models(httplib::Response& res);
-  void Metrics(httplib::Response& res);
+  void Metrics(const httplib::Request& req, httplib::Response& res);
 
   const api::ModelFrontEnd* model_;
   api::ServerLimits limits_;
   coordinator::JobRunner* runner_;
+  auth::Authenticator* auth_;
   metrics::Metrics* metrics_;
   HttpOptions options_;
   bool split_reasoning_ = false;

@@ -65,6 +65,8 @@ int HttpStatus(absl::StatusCode code) {
 json ErrorJson(const absl::Status& status) {
   const int http = HttpStatus(status.code());
   const char* type = http == 404   ? "NotFoundError"
+                     : http == 401 ? "AuthenticationError"
+                     : http == 403 ? "PermissionDeniedError"
                      : http == 429 ? "RateLimitError"
                      : http < 500  ? "BadRequestError"
                                    : "InternalServerError";

@@ -7,6 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/quote.h"
+#include "base/status_macros.h"
+#include "coordinator/runner/job_id.h"
 #include "coordinator/runner/job_outcome.h"
 #include "coordinator/runner/placement.h"
 
@@ -69,45 +72,95 @@ void JobRunner::StartDrain() {
   draining_ = true;
 }
 
-absl::StatusOr<std::shared_ptr<JobHandle>> JobRunner::Submit(api::ValidatedRequest request) {
+namespace {
+
+// Branches a job holds toward its owner's max_branches: its unfinished ones (a score-only job:
+// 1, its root).
+int HeldBranches(const JobState& job) {
+  return job.n() == 0 ? 1 : job.n() - job.FinishedBranches();
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<JobHandle>> JobRunner::Submit(api::ValidatedRequest request,
+                                                             const JobOwner& owner) {
+  std::vector<api::ValidatedRequest> one;
+  one.push_back(std::move(request));
+  RAMI_ASSIGN_OR_RETURN(std::vector<std::shared_ptr<JobHandle>> handles,
+                        Submit(std::move(one), owner));
+  return handles.at(0);
+}
+
+absl::StatusOr<std::vector<std::shared_ptr<JobHandle>>> JobRunner::Submit(
+    std::vector<api::ValidatedRequest> requests, const JobOwner& owner) {
   absl::MutexLock lock(&mu_);
   if (draining_) {
     return absl::UnavailableError("the coordinator is shutting down; submit to another one");
   }
-  int active = 0;  // finished jobs waiting to be reaped do not count
-  for (const auto& [id, job] : jobs_) active += job->done ? 0 : 1;
-  if (active >= config_.queue_limit) {
+  // Finished jobs waiting to be reaped count for nobody.
+  int active = 0, owner_jobs = 0, owner_branches = 0;
+  for (const auto& [id, job] : jobs_) {
+    if (job->done) continue;
+    ++active;
+    if (job->handle->owner != owner.name) continue;
+    ++owner_jobs;
+    owner_branches += HeldBranches(*job);
+  }
+  int new_branches = 0;
+  for (const api::ValidatedRequest& r : requests) new_branches += std::max(r.n, 1);
+  const int new_jobs = static_cast<int>(requests.size());
+  if (active + new_jobs > config_.queue_limit) {
     return absl::ResourceExhaustedError(
         absl::StrCat("queue full: ", config_.queue_limit, " jobs waiting or running"));
   }
-  const JobId id = next_job_;
-  absl::StatusOr<std::unique_ptr<JobState>> job =
-      JobState::Create(id, std::move(request), model_->tokenizer());
-  if (!job.ok()) return job.status();
-  JobState& j = **job;
-  j.metrics = metrics_;
-  j.handle = std::make_shared<JobHandle>();
-  j.handle->id = absl::StrCat("job-", id);
-  if (!Place(j, j.TakeUnplaced())) {
-    return absl::UnavailableError(
-        absl::StrCat("no worker group is serving (", groups_.size(), " known",
-                     last_load_error_.ok() ? "" : "; last error: ",
-                     last_load_error_.ok() ? "" : last_load_error_.ToString(), ")"));
+  if (owner.max_jobs > 0 && owner_jobs + new_jobs > owner.max_jobs) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("api key \"", owner.name, "\": max_jobs ", owner.max_jobs, " reached (",
+                     owner_jobs, " queued or running, ", new_jobs, " more asked)"));
   }
-  ++next_job_;
-  j.submitted = absl::Now();
-  if (metrics_ != nullptr) metrics_->PromptTokens(static_cast<int64_t>(j.facts().prompt.size()));
-  v1::GenerateEvent accepted;
-  accepted.set_job_id(j.handle->id);
-  accepted.mutable_accepted()->set_prompt_tokens(
-      static_cast<int32_t>(j.request().prompt_token_ids.size()));
-  accepted.mutable_accepted()->set_n(j.n());
-  j.handle->events.Push(std::move(accepted));
-  std::shared_ptr<JobHandle> handle = j.handle;
-  by_name_[handle->id] = id;
-  jobs_[id] = *std::move(job);
+  if (owner.max_branches > 0 && owner_branches + new_branches > owner.max_branches) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "api key \"", owner.name, "\": max_branches ", owner.max_branches, " reached (",
+        owner_branches, " running or queued, ", new_branches, " more asked)"));
+  }
+  // Every job is made before any is placed: one that cannot be made leaves nothing behind.
+  std::vector<std::unique_ptr<JobState>> made;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    RAMI_ASSIGN_OR_RETURN(std::unique_ptr<JobState> job,
+                          JobState::Create(next_job_ + static_cast<JobId>(i),
+                                           std::move(requests[i]), model_->tokenizer()));
+    made.push_back(std::move(job));
+  }
+  std::vector<std::shared_ptr<JobHandle>> handles;
+  for (std::unique_ptr<JobState>& job : made) {
+    JobState& j = *job;
+    j.metrics = metrics_;
+    j.handle = std::make_shared<JobHandle>();
+    j.handle->id = NewPublicJobId();
+    j.handle->owner = owner.name;
+    // Place fails only when no group serves, the same for every job of the batch: so it fails
+    // for the first one or for none.
+    if (!Place(j, j.TakeUnplaced())) {
+      return absl::UnavailableError(
+          absl::StrCat("no worker group is serving (", groups_.size(), " known",
+                       last_load_error_.ok() ? "" : "; last error: ",
+                       last_load_error_.ok() ? "" : last_load_error_.ToString(), ")"));
+    }
+    const JobId id = next_job_++;
+    j.submitted = absl::Now();
+    if (metrics_ != nullptr) metrics_->PromptTokens(static_cast<int64_t>(j.facts().prompt.size()));
+    v1::GenerateEvent accepted;
+    accepted.set_job_id(j.handle->id);
+    accepted.mutable_accepted()->set_prompt_tokens(
+        static_cast<int32_t>(j.request().prompt_token_ids.size()));
+    accepted.mutable_accepted()->set_n(j.n());
+    j.handle->events.Push(std::move(accepted));
+    handles.push_back(j.handle);
+    by_name_[j.handle->id] = id;
+    jobs_[id] = std::move(job);
+  }
   work_.SignalAll();
-  return handle;
+  return handles;
 }
 
 bool JobRunner::Place(JobState& job, std::vector<Branch> branches) {
@@ -127,13 +180,20 @@ bool JobRunner::Place(JobState& job, std::vector<Branch> branches) {
   return true;
 }
 
-void JobRunner::Abort(const std::string& job_id, std::optional<int> branch) {
+absl::Status JobRunner::Abort(const std::string& job_id, std::optional<int> branch,
+                              const std::string& owner) {
+  const absl::Status unknown =
+      absl::NotFoundError(absl::StrCat("job_id: unknown job \"", Quote(job_id), "\""));
   absl::MutexLock lock(&mu_);
+  if (auto f = finished_.find(job_id); f != finished_.end()) {
+    return f->second.owner == owner ? absl::OkStatus() : unknown;  // done already
+  }
   auto name = by_name_.find(job_id);
-  if (name == by_name_.end()) return;
+  if (name == by_name_.end()) return unknown;
   auto it = jobs_.find(name->second);
-  if (it == jobs_.end() || it->second->done) return;
+  if (it == jobs_.end() || it->second->handle->owner != owner) return unknown;
   JobState& job = *it->second;
+  if (job.done) return absl::OkStatus();
   if (!branch.has_value()) {
     FailJob(job, absl::AbortedError("job aborted by the client"), /*retryable=*/false);
   } else if (*branch >= 0 && *branch < job.n() && !job.state(*branch).finished()) {
@@ -141,16 +201,21 @@ void JobRunner::Abort(const std::string& job_id, std::optional<int> branch) {
     if (job.AllBranchesFinished()) FinishJob(job);
   }
   work_.SignalAll();
+  return absl::OkStatus();
 }
 
-std::optional<v1::GetJobResponse> JobRunner::Get(const std::string& job_id) {
+std::optional<v1::GetJobResponse> JobRunner::Get(const std::string& job_id,
+                                                 const std::string& owner) {
   absl::MutexLock lock(&mu_);
   Reap();  // expired records answer NOT_FOUND
-  if (auto f = finished_.find(job_id); f != finished_.end()) return f->second;
+  if (auto f = finished_.find(job_id); f != finished_.end()) {
+    if (f->second.owner != owner) return std::nullopt;
+    return f->second.record;
+  }
   auto name = by_name_.find(job_id);
   if (name == by_name_.end()) return std::nullopt;
   auto it = jobs_.find(name->second);
-  if (it == jobs_.end()) return std::nullopt;
+  if (it == jobs_.end() || it->second->handle->owner != owner) return std::nullopt;
   const JobState& job = *it->second;
   if (job.done) return job.record;
   v1::GetJobResponse response;
@@ -168,7 +233,7 @@ void JobRunner::Reap() {
       ++it;
       continue;
     }
-    finished_[job.handle->id] = std::move(job.record);
+    finished_[job.handle->id] = {job.handle->owner, std::move(job.record)};
     finished_expiry_.emplace_back(now + config_.finished_job_ttl, job.handle->id);
     by_name_.erase(job.handle->id);
     it = jobs_.erase(it);

@@ -46,6 +46,15 @@ struct RunnerConfig {
   int max_relocations = 3;
 };
 
+// Who submits jobs: the API key's name ("" = the anonymous owner when the coordinator has no
+// keys) and its limits over its jobs not yet done (0 = no limit). Only the owner of a job
+// sees it (Get) or aborts it; to everyone else it does not exist.
+struct JobOwner {
+  std::string name;
+  int max_jobs = 0;
+  int max_branches = 0;  // a score-only job counts 1
+};
+
 class JobRunner {
  public:
   // Starts loading the groups `discovery` lists. `model` and `metrics` (may be null) outlive
@@ -57,14 +66,22 @@ class JobRunner {
   // Blocks until a group serves (OK), `timeout` passes (DEADLINE_EXCEEDED with the last load
   // error) or, for a fixed list, every group's load failed permanently (that error).
   absl::Status WaitUntilServing(absl::Duration timeout);
-  // Queues a validated job; RESOURCE_EXHAUSTED when the queue limit is reached, UNAVAILABLE
-  // when no group serves.
-  absl::StatusOr<std::shared_ptr<JobHandle>> Submit(api::ValidatedRequest request);
+  // Queues validated jobs for `owner`, all or none; RESOURCE_EXHAUSTED when they would pass
+  // the queue limit or the owner's max_jobs or max_branches (the message names the limit),
+  // UNAVAILABLE when no group serves.
+  absl::StatusOr<std::vector<std::shared_ptr<JobHandle>>> Submit(
+      std::vector<api::ValidatedRequest> requests, const JobOwner& owner);
+  absl::StatusOr<std::shared_ptr<JobHandle>> Submit(api::ValidatedRequest request,
+                                                    const JobOwner& owner);
   // From now on Submit refuses new jobs (UNAVAILABLE); running jobs go on.
   void StartDrain();
-  // Idempotent: aborting an unknown or finished job succeeds.
-  void Abort(const std::string& job_id, std::optional<int> branch);
-  std::optional<rami::v1::GetJobResponse> Get(const std::string& job_id);
+  // Aborts `owner`'s job (or one branch of it). Idempotent: a finished job, or a finished
+  // branch, is OK; NOT_FOUND when no job of `owner`'s has that id (another owner's job
+  // included, so ids cannot be probed).
+  absl::Status Abort(const std::string& job_id, std::optional<int> branch,
+                     const std::string& owner);
+  // `owner`'s job; nullopt as for Abort's NOT_FOUND.
+  std::optional<rami::v1::GetJobResponse> Get(const std::string& job_id, const std::string& owner);
   RunnerStats Stats();
   // The gauges of /metrics.
   metrics::Snapshot MetricsSnapshot();
@@ -112,8 +129,13 @@ class JobRunner {
   int next_group_ ABSL_GUARDED_BY(mu_) = 1;
   JobTable jobs_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, JobId> by_name_ ABSL_GUARDED_BY(mu_);
-  // Records of reaped jobs for GetJob, and when each expires (in reaping order).
-  std::map<std::string, rami::v1::GetJobResponse> finished_ ABSL_GUARDED_BY(mu_);
+  // Records of reaped jobs for GetJob, with their owners, and when each expires (in reaping
+  // order).
+  struct FinishedRecord {
+    std::string owner;
+    rami::v1::GetJobResponse record;
+  };
+  std::map<std::string, FinishedRecord> finished_ ABSL_GUARDED_BY(mu_);
   std::deque<std::pair<absl::Time, std::string>> finished_expiry_ ABSL_GUARDED_BY(mu_);
   RunnerStats stats_ ABSL_GUARDED_BY(mu_);
   JobId next_job_ ABSL_GUARDED_BY(mu_) = 1;

@@ -27,9 +27,11 @@
 
 namespace rami::coordinator {
 
-// What the service holds of a submitted job: its public id and its events.
+// What the service holds of a submitted job: its public id, its owner (the API key's name)
+// and its events.
 struct JobHandle {
   std::string id;
+  std::string owner;
   EventQueue events;
 };
 

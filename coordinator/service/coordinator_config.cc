@@ -57,6 +57,7 @@ absl::Status CoordinatorConfig::Validate() const {
   RAMI_RETURN_IF_ERROR(AsFlag(scheduler.Validate()));
   RAMI_RETURN_IF_ERROR(InRange("http_port", http_port, -1, 65535));
   if (http_port != 0) RAMI_RETURN_IF_ERROR(AsFlag(Http().Validate()));
+  RAMI_RETURN_IF_ERROR(Authenticator().status());
   return Discovery().status();  // its errors name --workers or --worker_discovery
 }
 
@@ -92,6 +93,15 @@ http::HttpOptions CoordinatorConfig::Http() const {
   options.host = http_host;
   options.port = http_port < 0 ? 0 : http_port;
   return options;
+}
+
+absl::StatusOr<std::unique_ptr<auth::Authenticator>> CoordinatorConfig::Authenticator() const {
+  if (api_keys_file.empty()) return std::make_unique<auth::Authenticator>();
+  absl::StatusOr<std::vector<auth::ApiKey>> keys = auth::LoadApiKeys(api_keys_file);
+  if (!keys.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--api_keys_file: ", keys.status().message()));
+  }
+  return std::make_unique<auth::Authenticator>(*std::move(keys));
 }
 
 absl::StatusOr<std::unique_ptr<WorkerDiscovery>> CoordinatorConfig::Discovery() const {

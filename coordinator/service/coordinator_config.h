@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "coordinator/api/server_limits.h"
+#include "coordinator/auth/authenticator.h"
 #include "coordinator/groups/worker_discovery.h"
 #include "coordinator/http/http_front_end.h"
 #include "coordinator/runner/job_runner.h"
@@ -53,6 +54,8 @@ struct CoordinatorConfig {
   std::string http_host = "127.0.0.1";
   std::string http_port_file;
   http::HttpOptions http;  // its port and host come from the two fields above
+  // The public ports' API keys (auth/api_keys.h); "" = no keys: one anonymous owner, admin.
+  std::string api_keys_file;
 
   // INVALID_ARGUMENT naming the first flag out of range (as --flag).
   absl::Status Validate() const;
@@ -63,6 +66,9 @@ struct CoordinatorConfig {
   absl::StatusOr<std::unique_ptr<WorkerDiscovery>> Discovery() const;
   // The HTTP front end's options (with http_port != 0).
   http::HttpOptions Http() const;
+  // The public ports' authenticator: api_keys_file's keys (read again: errors name the flag),
+  // or none.
+  absl::StatusOr<std::unique_ptr<auth::Authenticator>> Authenticator() const;
 };
 
 }  // namespace rami::coordinator

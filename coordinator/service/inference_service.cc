@@ -1,4 +1,5 @@
 // Generate streams a job's events until its terminal one; a client that goes away aborts it.
+// Every call is authenticated first; jobs are the caller's.
 #include "coordinator/service/inference_service.h"
 
 #include <grpcpp/grpcpp.h>
@@ -13,8 +14,17 @@ namespace rami::coordinator {
 namespace v1 = rami::v1;
 
 InferenceService::InferenceService(const api::ModelFrontEnd* model, const api::ServerLimits& limits,
-                                   JobRunner* runner, metrics::Metrics* metrics)
-    : model_(model), limits_(limits), runner_(runner), metrics_(metrics) {}
+                                   JobRunner* runner, auth::Authenticator* auth,
+                                   metrics::Metrics* metrics)
+    : model_(model), limits_(limits), runner_(runner), auth_(auth), metrics_(metrics) {}
+
+absl::StatusOr<auth::Caller> InferenceService::Authenticate(const grpc::ServerContext* ctx) {
+  const auto& metadata = ctx->client_metadata();
+  auto it = metadata.find("authorization");
+  return auth_->Authenticate(it == metadata.end()
+                                 ? absl::string_view()
+                                 : absl::string_view(it->second.data(), it->second.size()));
+}
 
 grpc::Status InferenceService::Generate(grpc::ServerContext* ctx,
                                         const v1::GenerateRequest* request,
@@ -23,40 +33,47 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* ctx,
     if (metrics_ != nullptr) metrics_->RequestEnded(metrics::Outcome::kRejected);
     return ToGrpcStatus(status);
   };
+  const absl::StatusOr<auth::Caller> caller = Authenticate(ctx);
+  if (!caller.ok()) return reject(caller.status());
   absl::StatusOr<api::ValidatedRequest> validated =
       api::ValidateRequest(*request, *model_, limits_, absl::Now());
   if (!validated.ok()) return reject(validated.status());
-  absl::StatusOr<std::shared_ptr<JobHandle>> job = runner_->Submit(std::move(*validated));
+  absl::StatusOr<std::shared_ptr<JobHandle>> job = runner_->Submit(
+      std::move(*validated), {caller->name, caller->limits.max_jobs, caller->limits.max_branches});
   if (!job.ok()) return reject(job.status());
   while (true) {
     std::optional<v1::GenerateEvent> event = (*job)->events.Pop(absl::Milliseconds(200));
     if (ctx->IsCancelled()) {
-      runner_->Abort((*job)->id, std::nullopt);
+      (void)runner_->Abort((*job)->id, std::nullopt, (*job)->owner);
       return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled the job");
     }
     if (!event.has_value()) continue;
     const bool terminal = event->has_result() || event->has_error();
     if (!writer->Write(*event)) {
-      runner_->Abort((*job)->id, std::nullopt);
+      (void)runner_->Abort((*job)->id, std::nullopt, (*job)->owner);
       return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
     }
     if (terminal) return grpc::Status::OK;
   }
 }
 
-grpc::Status InferenceService::Abort(grpc::ServerContext*, const v1::AbortRequest* request,
+grpc::Status InferenceService::Abort(grpc::ServerContext* ctx, const v1::AbortRequest* request,
                                      v1::AbortResponse*) {
+  const absl::StatusOr<auth::Caller> caller = Authenticate(ctx);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   if (request->job_id().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id: required");
   }
-  runner_->Abort(request->job_id(),
-                 request->has_branch() ? std::optional<int>(request->branch()) : std::nullopt);
-  return grpc::Status::OK;
+  return ToGrpcStatus(runner_->Abort(
+      request->job_id(),
+      request->has_branch() ? std::optional<int>(request->branch()) : std::nullopt, caller->name));
 }
 
-grpc::Status InferenceService::GetJob(grpc::ServerContext*, const v1::GetJobRequest* request,
+grpc::Status InferenceService::GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* request,
                                       v1::GetJobResponse* response) {
-  std::optional<v1::GetJobResponse> job = runner_->Get(request->job_id());
+  const absl::StatusOr<auth::Caller> caller = Authenticate(ctx);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  std::optional<v1::GetJobResponse> job = runner_->Get(request->job_id(), caller->name);
   if (!job.has_value()) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         "job_id: unknown job \"" + Quote(request->job_id()) + "\"");
@@ -65,8 +82,9 @@ grpc::Status InferenceService::GetJob(grpc::ServerContext*, const v1::GetJobRequ
   return grpc::Status::OK;
 }
 
-grpc::Status InferenceService::ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
+grpc::Status InferenceService::ListModels(grpc::ServerContext* ctx, const v1::ListModelsRequest*,
                                           v1::ListModelsResponse* response) {
+  if (absl::Status s = Authenticate(ctx).status(); !s.ok()) return ToGrpcStatus(s);
   v1::ModelInfo* info = response->add_models();
   info->set_name(model_->name());
   info->set_vocab_size(model_->vocab_size());
@@ -75,8 +93,11 @@ grpc::Status InferenceService::ListModels(grpc::ServerContext*, const v1::ListMo
   return grpc::Status::OK;
 }
 
-grpc::Status InferenceService::GetServerInfo(grpc::ServerContext*, const v1::GetServerInfoRequest*,
+grpc::Status InferenceService::GetServerInfo(grpc::ServerContext* ctx,
+                                             const v1::GetServerInfoRequest*,
                                              v1::ServerInfo* response) {
+  const absl::StatusOr<auth::Caller> caller = Authenticate(ctx);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   response->set_version("rami 0.1");
   response->set_max_n(limits_.max_n);
   response->set_max_tokens_default(limits_.max_tokens_default);
@@ -102,9 +123,11 @@ grpc::Status InferenceService::GetServerInfo(grpc::ServerContext*, const v1::Get
   response->set_relocated_branches(stats.relocated_branches);
   for (const GroupStats& g : stats.groups) {
     v1::WorkerGroupInfo* info = response->add_groups();
-    info->set_ranks(g.ranks);
+    if (caller->admin) {  // the workers' addresses: for operators only
+      info->set_ranks(g.ranks);
+      info->set_error(g.error);
+    }
     info->set_state(g.state);
-    info->set_error(g.error);
     info->set_num_pages(g.num_pages);
     info->set_free_pages(g.free_pages);
     info->set_branches_placed(g.branches_placed);
@@ -113,8 +136,10 @@ grpc::Status InferenceService::GetServerInfo(grpc::ServerContext*, const v1::Get
   return grpc::Status::OK;
 }
 
-grpc::Status InferenceService::Tokenize(grpc::ServerContext*, const v1::TokenizeRequest* request,
+grpc::Status InferenceService::Tokenize(grpc::ServerContext* ctx,
+                                        const v1::TokenizeRequest* request,
                                         v1::TokenizeResponse* response) {
+  if (absl::Status s = Authenticate(ctx).status(); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<std::vector<int32_t>> ids = api::Tokenize(*request, *model_);
   if (!ids.ok()) return ToGrpcStatus(ids.status());
   response->mutable_token_ids()->Assign(ids->begin(), ids->end());
@@ -123,9 +148,10 @@ grpc::Status InferenceService::Tokenize(grpc::ServerContext*, const v1::Tokenize
   return grpc::Status::OK;
 }
 
-grpc::Status InferenceService::Detokenize(grpc::ServerContext*,
+grpc::Status InferenceService::Detokenize(grpc::ServerContext* ctx,
                                           const v1::DetokenizeRequest* request,
                                           v1::DetokenizeResponse* response) {
+  if (absl::Status s = Authenticate(ctx).status(); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<std::string> text = api::Detokenize(*request, *model_);
   if (!text.ok()) return ToGrpcStatus(text.status());
   response->set_text(*std::move(text));

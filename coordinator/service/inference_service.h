@@ -1,9 +1,11 @@
-// InferenceService: the public rami.v1.Inference gRPC service — a thin layer that validates
-// requests (api/), submits them to the JobRunner and streams each job's events.
+// InferenceService: the public rami.v1.Inference gRPC service — a thin layer that
+// authenticates each call (auth/), validates requests (api/), submits them to the JobRunner
+// as the caller's jobs and streams each job's events.
 #pragma once
 
 #include "coordinator/api/model_front_end.h"
 #include "coordinator/api/server_limits.h"
+#include "coordinator/auth/authenticator.h"
 #include "coordinator/runner/job_runner.h"
 #include "rami/v1/inference.grpc.pb.h"
 
@@ -11,9 +13,10 @@ namespace rami::coordinator {
 
 class InferenceService final : public rami::v1::Inference::Service {
  public:
-  // `model`, `runner` and `metrics` (may be null) must outlive the service.
+  // `model`, `runner`, `auth` and `metrics` (may be null) must outlive the service.
   InferenceService(const api::ModelFrontEnd* model, const api::ServerLimits& limits,
-                   JobRunner* runner, metrics::Metrics* metrics = nullptr);
+                   JobRunner* runner, auth::Authenticator* auth,
+                   metrics::Metrics* metrics = nullptr);
 
   grpc::Status Generate(grpc::ServerContext* ctx, const rami::v1::GenerateRequest* request,
                         grpc::ServerWriter<rami::v1::GenerateEvent>* writer) override;
@@ -32,9 +35,13 @@ class InferenceService final : public rami::v1::Inference::Service {
                           rami::v1::DetokenizeResponse* response) override;
 
  private:
+  // The caller named by the call's `authorization` metadata.
+  absl::StatusOr<auth::Caller> Authenticate(const grpc::ServerContext* ctx);
+
   const api::ModelFrontEnd* model_;
   api::ServerLimits limits_;
   JobRunner* runner_;
+  auth::Authenticator* auth_;
   metrics::Metrics* metrics_;
 };
 

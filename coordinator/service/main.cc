@@ -87,6 +87,12 @@ ABSL_FLAG(std::string, served_model_name, "",
 ABSL_FLAG(std::string, reasoning_parser, "auto",
           "HTTP chat: split <think> sections into reasoning_content: auto (when the tokenizer "
           "has a </think> token), think or none");
+ABSL_FLAG(std::string, api_keys_file, "",
+          "API keys of the public ports (gRPC and HTTP), one JSON object a line: "
+          "{\"name\", \"key\" or \"sha256\", \"admin\", \"max_jobs\", \"max_branches\", "
+          "\"rps\", \"burst\"} (docs/api.md); empty = no authentication");
+ABSL_FLAG(bool, open_metrics, false,
+          "with --api_keys_file: serve GET /metrics without a key (else an admin key)");
 ABSL_FLAG(int64_t, max_request_bytes, 16 << 20, "largest HTTP request body (413 beyond)");
 
 namespace {
@@ -147,6 +153,8 @@ CoordinatorConfig ConfigFromFlags() {
   c.http_port_file = absl::GetFlag(FLAGS_http_port_file);
   c.http.served_model_name = absl::GetFlag(FLAGS_served_model_name);
   c.http.reasoning_parser = absl::GetFlag(FLAGS_reasoning_parser);
+  c.api_keys_file = absl::GetFlag(FLAGS_api_keys_file);
+  c.http.open_metrics = absl::GetFlag(FLAGS_open_metrics);
   c.http.max_body_bytes =
       static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_request_bytes)));
   // Streams are bounded by the queue: a connection per queued job, and some for the rest.
@@ -225,7 +233,19 @@ int main(int argc, char** argv) {
                                config.startup_timeout_seconds, " s): ", s.ToString()));
     }
   }
-  rami::coordinator::InferenceService service(&*model, config.limits, &runner, &metrics);
+  absl::StatusOr<std::unique_ptr<rami::auth::Authenticator>> auth = config.Authenticator();
+  if (!auth.ok()) return Fail(std::string(auth.status().message()));
+  if (!(*auth)->enabled()) {
+    std::fprintf(stderr,
+                 "rami-coordinator: warning: no --api_keys_file: the public ports (gRPC%s) are "
+                 "unauthenticated, without per-client limits; bind them to a trusted "
+                 "interface\n",
+                 config.http_port != 0 ? " and HTTP" : "");
+  } else {
+    std::printf("rami-coordinator: API keys from %s\n", config.api_keys_file.c_str());
+  }
+  rami::coordinator::InferenceService service(&*model, config.limits, &runner, auth->get(),
+                                              &metrics);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -242,8 +262,8 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<rami::http::HttpFrontEnd> http;
   if (config.http_port != 0) {
-    http = std::make_unique<rami::http::HttpFrontEnd>(&*model, config.limits, &runner, &metrics,
-                                                      config.Http());
+    http = std::make_unique<rami::http::HttpFrontEnd>(&*model, config.limits, &runner, auth->get(),
+                                                      &metrics, config.Http());
     absl::StatusOr<int> http_port = http->Start();
     if (!http_port.ok()) return Fail(std::string(http_port.status().message()));
     rami::WritePortFile(config.http_port_file, *http_port);

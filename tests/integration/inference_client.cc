@@ -10,9 +10,11 @@ namespace v1 = rami::v1;
 std::string ModelDir() { return std::string(RAMI_SOURCE_DIR) + "/tests/golden/models/qwen3_dms"; }
 
 JobOutput RunJob(v1::Inference::Stub& stub, const v1::GenerateRequest& request,
-                 std::function<void(const v1::GenerateEvent&)> on_event) {
+                 std::function<void(const v1::GenerateEvent&)> on_event,
+                 const std::string& api_key) {
   JobOutput out;
   grpc::ClientContext ctx;
+  if (!api_key.empty()) ctx.AddMetadata("authorization", "Bearer " + api_key);
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
   std::unique_ptr<grpc::ClientReader<v1::GenerateEvent>> reader = stub.Generate(&ctx, request);
   v1::GenerateEvent event;

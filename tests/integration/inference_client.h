@@ -28,8 +28,10 @@ struct JobOutput {
   std::string job_id;
 };
 
+// `api_key`: sent as `authorization: Bearer <key>` when not empty.
 JobOutput RunJob(rami::v1::Inference::Stub& stub, const rami::v1::GenerateRequest& request,
-                 std::function<void(const rami::v1::GenerateEvent&)> on_event = nullptr);
+                 std::function<void(const rami::v1::GenerateEvent&)> on_event = nullptr,
+                 const std::string& api_key = "");
 
 // n branches of `prompt`, seed 7, majority vote over the last lower-case letter, deltas on.
 rami::v1::GenerateRequest BestOf(int n, const std::string& prompt, int max_tokens,

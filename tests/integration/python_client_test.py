@@ -1,10 +1,12 @@
 """Tests the installed rami_client: requests built offline, then the sync and asyncio clients
 against a local deployment of the tiny test model (tests/integration/python_client_test.sh
-installs the package into a fresh venv and starts the deployment).
-    python python_client_test.py PORT_FILE
+installs the package into a fresh venv and starts the deployment with API keys: the clients
+take theirs from RAMI_API_KEY, OTHER_KEY is another key's).
+    RAMI_API_KEY=... python python_client_test.py PORT_FILE OTHER_KEY
 """
 import asyncio
 import datetime
+import os
 import re
 import sys
 import time
@@ -61,7 +63,7 @@ def check_streamed_best_of_4(client: Client) -> str:
     events = list(stream)
     assert isinstance(events[0], Accepted) and events[0].n == 4, events[0]
     assert isinstance(events[-1], Result), events[-1]
-    assert stream.job_id.startswith("job-"), stream.job_id
+    assert re.fullmatch("job-[0-9a-f]{32}", stream.job_id), stream.job_id
     texts, finished = {}, {}
     for e in events:
         if isinstance(e, Delta):
@@ -195,7 +197,47 @@ async def check_async(address: str) -> None:
             assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
 
 
-def main(port_file: str) -> None:
+def expect_code(call, code: grpc.StatusCode) -> RamiError:
+    try:
+        call()
+    except RamiError as e:
+        assert e.code() == code, e
+        return e
+    raise AssertionError(f"no {code}")
+
+
+def check_api_keys(client: Client, address: str, other_key: str) -> None:
+    """The key from RAMI_API_KEY or api_key=; without a known key nothing answers; another
+    key's jobs are unknown to it."""
+    assert os.environ.get("RAMI_API_KEY"), "the test runs with RAMI_API_KEY set"
+    for key in ("", "wrong-key-0123456789abcdef"):  # "": no key at all, whatever the env says
+        with Client(address, timeout=30, api_key=key) as anonymous:
+            e = expect_code(anonymous.list_models, grpc.StatusCode.UNAUTHENTICATED)
+            assert "API key" in e.details(), e.details()
+            expect_code(lambda: anonymous.run("x", n=1, max_tokens=2),
+                        grpc.StatusCode.UNAUTHENTICATED)
+    stream = client.stream("mine", n=1, max_tokens=2)
+    list(stream)
+    with Client(address, timeout=30, api_key=other_key) as other:
+        assert other.list_models()
+        e = expect_code(lambda: other.get_job(stream.job_id), grpc.StatusCode.NOT_FOUND)
+        assert e.details() == f'job_id: unknown job "{stream.job_id}"', e.details()
+        expect_code(lambda: other.abort(stream.job_id), grpc.StatusCode.NOT_FOUND)
+    assert client.get_job(stream.job_id).state == pb.GetJobResponse.FINISHED
+    client.abort(stream.job_id)  # one's own finished job: OK
+    expect_code(lambda: client.abort("job-" + "0" * 32), grpc.StatusCode.NOT_FOUND)
+
+
+async def check_async_api_key(address: str) -> None:
+    async with AsyncClient(address, timeout=30, api_key="wrong-key-0123456789abcdef") as client:
+        try:
+            await client.list_models()
+            raise AssertionError("a wrong key listed the models")
+        except RamiError as e:
+            assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
+
+
+def main(port_file: str, other_key: str) -> None:
     check_requests()
     address = "127.0.0.1:" + open(port_file).read().strip()
     with Client(address, timeout=120) as client:
@@ -204,9 +246,11 @@ def main(port_file: str) -> None:
         check_aborts(client)
         check_info_and_errors(client)
         check_tokenize(client)
+        check_api_keys(client, address, other_key)
     asyncio.run(check_async(address))
+    asyncio.run(check_async_api_key(address))
     print("python client: OK, answer", repr(answer))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

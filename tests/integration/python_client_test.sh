@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Python client as a user gets it: clients/python installed by pip into a fresh venv, with
 # no network (the wheels come from the wheelhouse deploy/setup.sh downloads), then
-# python_client_test.py against a local deployment of the tiny DMS model (one CPU worker).
+# python_client_test.py against a local deployment of the tiny DMS model (one CPU worker) with
+# two API keys: the test's own (RAMI_API_KEY) and another one (its argument).
 #   tests/integration/python_client_test.sh --build DIR [--python PYTHON]
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -30,7 +31,12 @@ trap 'rm -rf "$TMP"' EXIT
 echo "python_client_test: installed $("$TMP/venv/bin/pip" list --disable-pip-version-check \
   2>/dev/null | grep -E '^(rami-client|grpcio|protobuf) ' | tr -s ' ' | paste -sd, -)"
 
-"$ROOT/deploy/launch-node.sh" --model "$ROOT/tests/golden/models/qwen3_dms" --cpu-workers 1 \
-  --tp 1 --port 0 --page-size 4 --build "$BUILD" --logs "$TMP/logs" \
+cat >"$TMP/keys.jsonl" <<'JSON'
+{"name": "py", "key": "py-key-0123456789abcdef", "rps": 0}
+{"name": "other", "key": "other-key-0123456789abcdef", "rps": 0}
+JSON
+RAMI_API_KEY=py-key-0123456789abcdef "$ROOT/deploy/launch-node.sh" \
+  --model "$ROOT/tests/golden/models/qwen3_dms" --cpu-workers 1 --tp 1 --port 0 --page-size 4 \
+  --build "$BUILD" --logs "$TMP/logs" --api-keys-file "$TMP/keys.jsonl" \
   -- "$TMP/venv/bin/python" "$ROOT/tests/integration/python_client_test.py" \
-  "$TMP/logs/coordinator.port"
+  "$TMP/logs/coordinator.port" other-key-0123456789abcdef

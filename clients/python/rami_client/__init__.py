@@ -5,6 +5,7 @@
         result = client.run("What is 2+2?", n=8, aggregation="majority_vote")
         print(result.answer, [(v.answer, v.count) for v in result.votes])
 
+Against a coordinator with API keys, pass api_key="..." (or set RAMI_API_KEY).
 Install with `pip install clients/python` (the rami.v1 stubs are generated then).
 """
 from rami_client import pb

@@ -10,6 +10,7 @@ import grpc
 from google.protobuf.message import Message
 
 from rami_client import pb
+from rami_client.auth import call_metadata
 from rami_client.errors import from_rpc_error
 from rami_client.events import StreamState
 from rami_client.request import generate_request, tokenize_request
@@ -34,12 +35,16 @@ class AsyncJobStream(StreamState):
 
 
 class AsyncClient:
-    """timeout: seconds for each call, a whole job's stream included (None: no limit)."""
+    """timeout: seconds for each call, a whole job's stream included (None: no limit).
+    api_key: the coordinator's API key, sent with every call (None: $RAMI_API_KEY; "" or
+    unset: none)."""
 
-    def __init__(self, address: str = "127.0.0.1:50051", timeout: Optional[float] = None):
+    def __init__(self, address: str = "127.0.0.1:50051", timeout: Optional[float] = None,
+                 api_key: Optional[str] = None):
         self._channel = grpc.aio.insecure_channel(address)
         self._stub = pb.grpc_stubs.InferenceStub(self._channel)
         self._timeout = timeout
+        self._metadata = call_metadata(api_key)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -53,7 +58,8 @@ class AsyncClient:
     def stream(self, prompt: Optional[str] = None, **request) -> AsyncJobStream:
         """Starts a job; `async for` over the returned stream for its events."""
         return AsyncJobStream(self._stub.Generate(generate_request(prompt, **request),
-                                                  timeout=self._timeout))
+                                                  timeout=self._timeout,
+                                                  metadata=self._metadata))
 
     async def run(self, prompt: Optional[str] = None, *,
                   on_event: Optional[Callable[[Message], None]] = None,
@@ -86,6 +92,6 @@ class AsyncClient:
 
     async def _call(self, method, request):
         try:
-            return await method(request, timeout=self._timeout)
+            return await method(request, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None

@@ -9,6 +9,7 @@ import grpc
 from google.protobuf.message import Message
 
 from rami_client import pb
+from rami_client.auth import call_metadata
 from rami_client.errors import from_rpc_error
 from rami_client.events import StreamState
 from rami_client.request import generate_request, tokenize_request
@@ -34,12 +35,16 @@ class JobStream(StreamState):
 
 
 class Client:
-    """timeout: seconds for each call, a whole job's stream included (None: no limit)."""
+    """timeout: seconds for each call, a whole job's stream included (None: no limit).
+    api_key: the coordinator's API key, sent with every call (None: $RAMI_API_KEY; "" or
+    unset: none)."""
 
-    def __init__(self, address: str = "127.0.0.1:50051", timeout: Optional[float] = None):
+    def __init__(self, address: str = "127.0.0.1:50051", timeout: Optional[float] = None,
+                 api_key: Optional[str] = None):
         self._channel = grpc.insecure_channel(address)
         self._stub = pb.grpc_stubs.InferenceStub(self._channel)
         self._timeout = timeout
+        self._metadata = call_metadata(api_key)
 
     def close(self) -> None:
         self._channel.close()
@@ -53,7 +58,8 @@ class Client:
     def stream(self, prompt: Optional[str] = None, **request) -> JobStream:
         """Starts a job; iterate the returned stream for its events."""
         return JobStream(self._stub.Generate(generate_request(prompt, **request),
-                                             timeout=self._timeout))
+                                             timeout=self._timeout,
+                                             metadata=self._metadata))
 
     def run(self, prompt: Optional[str] = None, *,
             on_event: Optional[Callable[[Message], None]] = None, **request) -> "pb.Result":
@@ -77,7 +83,8 @@ class Client:
 
     def abort(self, job_id: str, branch: Optional[int] = None) -> None:
         """Stops a job (its stream ends with JobFailed, code ABORTED) or one branch of it (the
-        branch finishes with reason ABORTED). Aborting a finished job succeeds."""
+        branch finishes with reason ABORTED). Aborting a finished job succeeds; an unknown job
+        (or another API key's) raises RamiError NOT_FOUND."""
         self._call(self._stub.Abort, pb.AbortRequest(job_id=job_id, branch=branch))
 
     def get_job(self, job_id: str) -> "pb.GetJobResponse":
@@ -99,6 +106,6 @@ class Client:
 
     def _call(self, method, request):
         try:
-            return method(request, timeout=self._timeout)
+            return method(request, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
