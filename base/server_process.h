@@ -43,6 +43,30 @@ inline int CatchTerminationSignals() {
   return internal::termination_pipe[0];
 }
 
+namespace internal {
+inline int reload_pipe[2] = {-1, -1};
+inline void OnReloadSignal(int) {
+  const char byte = 1;
+  const int saved = errno;
+  [[maybe_unused]] ssize_t n = write(reload_pipe[1], &byte, 1);
+  errno = saved;
+}
+}  // namespace internal
+
+// Installs a SIGHUP handler (reload certificates) that writes a byte to a pipe; returns the
+// pipe's read end: TerminationRequested(fd, -1) waits for the next SIGHUP, then read the byte.
+inline int CatchReloadSignal() {
+  if (internal::reload_pipe[0] < 0) {
+    if (pipe2(internal::reload_pipe, O_CLOEXEC) != 0) return -1;
+    struct sigaction action = {};
+    action.sa_handler = internal::OnReloadSignal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGHUP, &action, nullptr);
+  }
+  return internal::reload_pipe[0];
+}
+
 // True once a signal arrived, waiting at most `timeout_ms` (0: just look; −1: forever).
 inline bool TerminationRequested(int fd, int timeout_ms) {
   pollfd p = {fd, POLLIN, 0};

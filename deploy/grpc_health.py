@@ -3,9 +3,11 @@
 
     deploy/grpc_health.py HOST:PORT [SERVICE] [--timeout SECONDS]
 
+With RAMI_TLS_CA set (a PEM CA bundle), connects with TLS trusting it.
 Uses only grpcio (Debian's python3-grpcio; no generated stubs): HealthCheckRequest and
 HealthCheckResponse are one-field messages, encoded here by hand.
 """
+import os
 import sys
 
 import grpc
@@ -33,7 +35,14 @@ def main(argv: list) -> int:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
     address, service = argv[1], argv[2] if len(argv) == 3 else ""
-    with grpc.insecure_channel(address) as channel:
+    ca = os.environ.get("RAMI_TLS_CA", "")
+    if ca:
+        with open(ca, "rb") as f:
+            credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+        channel = grpc.secure_channel(address, credentials)
+    else:
+        channel = grpc.insecure_channel(address)
+    with channel:
         check = channel.unary_unary("/grpc.health.v1.Health/Check",
                                     request_serializer=None, response_deserializer=None)
         try:

@@ -10,7 +10,7 @@
 #       [--http-port 8000] [--host 127.0.0.1] [--worker-port-base 0] [--gpu-memory-utilization U] [--dtype bf16|fp32]
 #       [--policy P] [--kv-bytes N] [--page-size N] [--logs DIR|-] [--build DIR]
 #       [--role all|workers] [--coordinator-args "..."] [--worker-args "..."] [--drain-timeout S]
-#       [--api-keys-file FILE] [--dry-run] [-- command ...]  (--flag=value works too)
+#       [--api-keys-file FILE] [--tls-dir DIR] [--dry-run] [-- command ...]  (--flag=value works too)
 #
 # --role all (default): workers + coordinator. --role workers: only the K workers, on
 # --host (default 0.0.0.0) ports base..base+K-1 (a Kubernetes worker pod); no --model needed.
@@ -20,6 +20,8 @@
 # command's status.
 # --api-keys-file: the coordinator's API keys (docs/api.md); the launcher adds a key of its own
 # (random, its hash only, no jobs) for its health checks. Clients need a key of the file.
+# --tls-dir: TLS on the public ports with DIR/coordinator.pem and .key (as made by
+# deploy/make-dev-certs.sh); RAMI_TLS_CA=DIR/ca.pem and an https:// RAMI_HTTP for the command.
 # --logs -: every process's output on stdout, each line prefixed with its name (containers);
 # port and pid files then go to a temporary folder.
 # Exit status: 0 after a clean stop by SIGTERM/SIGINT; 2 for bad flags; 1 when a process
@@ -30,7 +32,7 @@ die() { echo "launch-node: $*" >&2; exit 2; }
 
 MODEL="" GPUS="" CPU_WORKERS="" TP="" PORT=50051 HTTP_PORT=8000 HOST="" WORKER_PORT_BASE=0 MEM_UTILIZATION="" DTYPE=""
 POLICY="" KV_BYTES=$((64 << 20)) PAGE=16 LOGS="" BUILD="${RAMI_BUILD_DIR:-build}" ROLE=all
-COORD_ARGS="" WORKER_ARGS="" DRAIN_TIMEOUT=30 START_TIMEOUT=300 DRY_RUN=0 API_KEYS_FILE=""
+COORD_ARGS="" WORKER_ARGS="" DRAIN_TIMEOUT=30 START_TIMEOUT=300 DRY_RUN=0 API_KEYS_FILE="" TLS_DIR=""
 while (($#)); do
   # --flag=value is --flag value.
   if [[ "$1" == --*=* ]]; then set -- "${1%%=*}" "${1#*=}" "${@:2}"; fi
@@ -62,6 +64,7 @@ while (($#)); do
     --drain-timeout) DRAIN_TIMEOUT="$2" ;;
     --start-timeout) START_TIMEOUT="$2" ;;
     --api-keys-file) API_KEYS_FILE="$2" ;;
+    --tls-dir) TLS_DIR="$2" ;;
     *) die "unknown flag $1 (--help lists them)" ;;
   esac
   shift 2
@@ -105,6 +108,9 @@ else
   [ -n "$MODEL" ] || die "--model DIR is required"
   ((DRY_RUN)) || [ -d "$MODEL" ] || die "--model: no directory $MODEL"
   [ -z "$API_KEYS_FILE" ] || [ -r "$API_KEYS_FILE" ] || die "--api-keys-file: cannot read $API_KEYS_FILE"
+  for f in ca.pem coordinator.pem coordinator.key; do
+    [ -z "$TLS_DIR" ] || [ -r "$TLS_DIR/$f" ] || die "--tls-dir: cannot read $TLS_DIR/$f (deploy/make-dev-certs.sh makes it)"
+  done
 fi
 if ((DRY_RUN)); then  # the plan, checked, without starting anything
   echo "launch-node (dry run): $K $DEVICE worker(s) on $WORKER_HOST, ports" \
@@ -268,6 +274,13 @@ if [ -n "$API_KEYS_FILE" ]; then
       "$$" "$(printf '%s' "$LAUNCH_KEY" | sha256sum | cut -d' ' -f1)"; } >"$LOGS/api_keys.jsonl")
   EXTRA+=(--api_keys_file="$LOGS/api_keys.jsonl")
 fi
+# TLS: the public ports serve the coordinator's certificate; clients here trust the CA.
+SCHEME=http
+if [ -n "$TLS_DIR" ]; then
+  EXTRA+=(--tls_cert_file="$TLS_DIR/coordinator.pem" --tls_key_file="$TLS_DIR/coordinator.key")
+  export RAMI_TLS_CA="$TLS_DIR/ca.pem"
+  SCHEME=https
+fi
 # shellcheck disable=SC2086  # --coordinator-args is a list of flags
 start coordinator "$COORD" --listen="$HOST:$PORT" --port_file="$LOGS/coordinator.port" \
   --workers="$SPEC" --model_dir="$MODEL" --cache_policy="$POLICY" --kv_cache_bytes="$KV_BYTES" \
@@ -282,7 +295,7 @@ export RAMI_SERVER="$CONNECT_HOST:$API_PORT"
 RAMI_HTTP=""
 if [ "$HTTP_PORT" != 0 ]; then
   wait_port_file http "$COORD_PID" 10
-  RAMI_HTTP="http://$CONNECT_HOST:$(cat "$LOGS/http.port")"
+  RAMI_HTTP="$SCHEME://$CONNECT_HOST:$(cat "$LOGS/http.port")"
 fi
 export RAMI_HTTP
 

@@ -4,13 +4,17 @@
 //   rami info [--server=ADDR]
 // With a coordinator that has API keys, the key comes from --api_key or, when that is empty, the
 // environment variable RAMI_API_KEY (which keeps it out of `ps`); it is sent as
-// `authorization: Bearer <key>`.
+// `authorization: Bearer <key>`. With a coordinator serving TLS, --tls_ca_file (or $RAMI_TLS_CA)
+// names the CA bundle its certificate chains to; the address must be a name the certificate
+// holds (localhost, 127.0.0.1, ...).
 // `generate` shows live progress (branches running / done, tokens/s, KV in use and compression,
 // votes so far) and then the answer; --json prints the final Result as JSON instead.
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
@@ -43,18 +47,43 @@ ABSL_FLAG(std::string, api_key, "",
           "API key of the coordinator's --api_keys_file (default: $RAMI_API_KEY; none when "
           "both are empty)");
 
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "connect with TLS, trusting this PEM CA bundle (default: $RAMI_TLS_CA; plaintext when "
+          "both are empty)");
+
 namespace {
 
 namespace v1 = rami::v1;
 
+// The flag's value, else the environment variable's, else "".
+std::string FlagOrEnv(const std::string& flag, const char* env) {
+  if (!flag.empty()) return flag;
+  const char* value = std::getenv(env);
+  return value != nullptr ? value : "";
+}
+
+// A stub over plaintext, or TLS trusting --tls_ca_file / $RAMI_TLS_CA.
+std::unique_ptr<v1::Inference::Stub> NewStub() {
+  const std::string ca = FlagOrEnv(absl::GetFlag(FLAGS_tls_ca_file), "RAMI_TLS_CA");
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!ca.empty()) {
+    std::ifstream in(ca);
+    std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in || pem.empty()) {
+      std::fprintf(stderr, "rami: --tls_ca_file: cannot read %s\n", ca.c_str());
+      std::exit(2);
+    }
+    grpc::SslCredentialsOptions options;
+    options.pem_root_certs = pem;
+    credentials = grpc::SslCredentials(options);
+  }
+  return v1::Inference::NewStub(grpc::CreateChannel(absl::GetFlag(FLAGS_server), credentials));
+}
+
 // A call's context, with the API key (--api_key, else $RAMI_API_KEY) when there is one.
 std::unique_ptr<grpc::ClientContext> NewContext() {
   auto ctx = std::make_unique<grpc::ClientContext>();
-  std::string key = absl::GetFlag(FLAGS_api_key);
-  if (key.empty()) {
-    const char* env = std::getenv("RAMI_API_KEY");
-    key = env != nullptr ? env : "";
-  }
+  const std::string key = FlagOrEnv(absl::GetFlag(FLAGS_api_key), "RAMI_API_KEY");
   if (!key.empty()) ctx->AddMetadata("authorization", "Bearer " + key);
   return ctx;
 }
@@ -81,8 +110,7 @@ int Generate(const std::string& prompt) {
   request.mutable_aggregation()->mutable_extractor()->set_regex(absl::GetFlag(FLAGS_regex));
   request.set_stream_deltas(true);
 
-  auto stub = v1::Inference::NewStub(
-      grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials()));
+  std::unique_ptr<v1::Inference::Stub> stub = NewStub();
   std::unique_ptr<grpc::ClientContext> ctx = NewContext();
   std::unique_ptr<grpc::ClientReader<v1::GenerateEvent>> reader =
       stub->Generate(ctx.get(), request);
@@ -165,8 +193,7 @@ int Generate(const std::string& prompt) {
 }
 
 int Info() {
-  auto stub = v1::Inference::NewStub(
-      grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials()));
+  std::unique_ptr<v1::Inference::Stub> stub = NewStub();
   std::unique_ptr<grpc::ClientContext> ctx = NewContext();
   v1::ServerInfo info;
   const grpc::Status status = stub->GetServerInfo(ctx.get(), v1::GetServerInfoRequest(), &info);

@@ -71,8 +71,7 @@ HttpFrontEnd::HttpFrontEnd(const api::ModelFrontEnd* model, const api::ServerLim
       runner_(runner),
       auth_(auth),
       metrics_(metrics),
-      options_(std::move(options)),
-      server_(std::make_unique<httplib::Server>()) {
+      options_(std::move(options)) {
   if (options_.served_model_name.empty()) options_.served_model_name = model_->name();
   split_reasoning_ = options_.reasoning_parser == "think" ||
                      (options_.reasoning_parser == "auto" && model_->tokenizer() != nullptr &&
@@ -93,6 +92,18 @@ std::optional<auth::Caller> HttpFrontEnd::Authenticate(const httplib::Request& r
 }
 
 absl::StatusOr<int> HttpFrontEnd::Start() {
+  if (options_.tls.enabled()) {
+    absl::StatusOr<std::unique_ptr<tls::ReloadableCertificate>> cert =
+        tls::ReloadableCertificate::Load(options_.tls, "--tls_cert_file/--tls_key_file");
+    if (!cert.ok()) return cert.status();
+    certificate_ = *std::move(cert);
+    auto https = std::make_unique<httplib::SSLServer>(
+        [this](SSL_CTX& ctx) { return certificate_->Install(ctx); });
+    if (!https->is_valid()) return absl::InternalError("HTTPS: cannot set up the TLS context");
+    server_ = std::move(https);
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
   httplib::Server& s = *server_;
   const int max_connections = options_.max_connections;
   s.new_task_queue = [max_connections] { return new ThreadPerConnection(max_connections); };
@@ -141,6 +152,10 @@ absl::StatusOr<int> HttpFrontEnd::Start() {
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return port;
+}
+
+absl::Status HttpFrontEnd::ReloadCertificate() {
+  return certificate_ == nullptr ? absl::OkStatus() : certificate_->Reload();
 }
 
 void HttpFrontEnd::Stop() {

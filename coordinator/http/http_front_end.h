@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "base/tls/tls.h"
 #include "coordinator/api/model_front_end.h"
 #include "coordinator/api/server_limits.h"
 #include "coordinator/api/validated_request.h"
@@ -42,6 +43,8 @@ struct HttpOptions {
   // GET /metrics without a key (its `group` labels are the workers' addresses); otherwise it
   // needs an admin key, as a Prometheus scrape's `authorization` sends. Moot without keys.
   bool open_metrics = false;
+  // HTTPS with this certificate and key (TLS 1.2+) when set; plain HTTP otherwise.
+  tls::TlsFiles tls;
   absl::Status Validate() const;
 };
 
@@ -53,8 +56,12 @@ class HttpFrontEnd {
                HttpOptions options);
   ~HttpFrontEnd();
 
-  // Binds and starts serving on a thread of its own; returns the bound port.
+  // Binds and starts serving on a thread of its own; returns the bound port. With options.tls,
+  // loads the certificate first (its errors name the flags).
   absl::StatusOr<int> Start();
+  // HTTPS: reads the certificate and key files again (SIGHUP); new connections use them, and
+  // on an error the old pair stays. OK without TLS.
+  absl::Status ReloadCertificate();
   // Stops accepting, ends the open connections' requests and joins the threads.
   void Stop();
 
@@ -79,7 +86,8 @@ class HttpFrontEnd {
   metrics::Metrics* metrics_;
   HttpOptions options_;
   bool split_reasoning_ = false;
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<tls::ReloadableCertificate> certificate_;  // HTTPS only; used by server_
+  std::unique_ptr<httplib::Server> server_;                  // created by Start()
   std::thread thread_;
 };
 

@@ -58,6 +58,13 @@ absl::Status CoordinatorConfig::Validate() const {
   RAMI_RETURN_IF_ERROR(InRange("http_port", http_port, -1, 65535));
   if (http_port != 0) RAMI_RETURN_IF_ERROR(AsFlag(Http().Validate()));
   RAMI_RETURN_IF_ERROR(Authenticator().status());
+  if (public_tls.enabled()) {
+    RAMI_RETURN_IF_ERROR(tls::Check(public_tls, "--tls_cert_file/--tls_key_file"));
+  } else if (require_tls) {
+    return absl::InvalidArgumentError(
+        "--require_tls: the public ports would serve plaintext; give --tls_cert_file and "
+        "--tls_key_file");
+  }
   return Discovery().status();  // its errors name --workers or --worker_discovery
 }
 
@@ -92,6 +99,7 @@ http::HttpOptions CoordinatorConfig::Http() const {
   http::HttpOptions options = http;
   options.host = http_host;
   options.port = http_port < 0 ? 0 : http_port;
+  options.tls = public_tls;
   return options;
 }
 

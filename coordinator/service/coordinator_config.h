@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "base/tls/tls.h"
 #include "coordinator/api/server_limits.h"
 #include "coordinator/auth/authenticator.h"
 #include "coordinator/groups/worker_discovery.h"
@@ -56,6 +57,10 @@ struct CoordinatorConfig {
   http::HttpOptions http;  // its port and host come from the two fields above
   // The public ports' API keys (auth/api_keys.h); "" = no keys: one anonymous owner, admin.
   std::string api_keys_file;
+  // TLS on the public ports (gRPC and HTTP): certificate and key files; require_tls refuses to
+  // start without them (a production config that must never serve plaintext).
+  tls::TlsFiles public_tls;
+  bool require_tls = false;
 
   // INVALID_ARGUMENT naming the first flag out of range (as --flag).
   absl::Status Validate() const;

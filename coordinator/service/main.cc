@@ -93,6 +93,12 @@ ABSL_FLAG(std::string, api_keys_file, "",
           "\"rps\", \"burst\"} (docs/api.md); empty = no authentication");
 ABSL_FLAG(bool, open_metrics, false,
           "with --api_keys_file: serve GET /metrics without a key (else an admin key)");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain of the public ports (gRPC and HTTP): TLS only, no plaintext. "
+          "Re-read on SIGHUP (HTTP) and within a second of a change (gRPC)");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
+ABSL_FLAG(bool, require_tls, false,
+          "refuse to start unless --tls_cert_file and --tls_key_file are given");
 ABSL_FLAG(int64_t, max_request_bytes, 16 << 20, "largest HTTP request body (413 beyond)");
 
 namespace {
@@ -154,6 +160,9 @@ CoordinatorConfig ConfigFromFlags() {
   c.http.served_model_name = absl::GetFlag(FLAGS_served_model_name);
   c.http.reasoning_parser = absl::GetFlag(FLAGS_reasoning_parser);
   c.api_keys_file = absl::GetFlag(FLAGS_api_keys_file);
+  c.public_tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  c.public_tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  c.require_tls = absl::GetFlag(FLAGS_require_tls);
   c.http.open_metrics = absl::GetFlag(FLAGS_open_metrics);
   c.http.max_body_bytes =
       static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_request_bytes)));
@@ -250,14 +259,19 @@ int main(int argc, char** argv) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(config.listen,
+                           config.public_tls.enabled()
+                               ? rami::tls::ServerCredentials(config.public_tls)
+                               : grpc::InsecureServerCredentials(),
+                           &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) return Fail("cannot listen on " + config.listen);
   rami::WritePortFile(config.port_file, port);
-  std::printf("rami-coordinator: %s, serving rami.v1.Inference on port %d (%s)\n",
+  std::printf("rami-coordinator: %s, serving rami.v1.Inference on port %d (%s%s)\n",
               model->name().c_str(), port,
-              fixed ? "static worker groups" : config.worker_discovery.c_str());
+              fixed ? "static worker groups" : config.worker_discovery.c_str(),
+              config.public_tls.enabled() ? ", TLS" : "");
   std::fflush(stdout);
 
   std::unique_ptr<rami::http::HttpFrontEnd> http;
@@ -267,10 +281,21 @@ int main(int argc, char** argv) {
     absl::StatusOr<int> http_port = http->Start();
     if (!http_port.ok()) return Fail(std::string(http_port.status().message()));
     rami::WritePortFile(config.http_port_file, *http_port);
-    std::printf("rami-coordinator: OpenAI-compatible HTTP API on %s:%d\n", config.http_host.c_str(),
+    std::printf("rami-coordinator: OpenAI-compatible HTTP API on %s://%s:%d\n",
+                config.public_tls.enabled() ? "https" : "http", config.http_host.c_str(),
                 *http_port);
     std::fflush(stdout);
   }
+  // SIGHUP: re-read the HTTPS certificate (gRPC's file watcher follows the files by itself).
+  std::thread([reload = rami::CatchReloadSignal(), front = http.get()] {
+    while (rami::TerminationRequested(reload, -1)) {
+      char signal;
+      [[maybe_unused]] ssize_t n = read(reload, &signal, 1);
+      const absl::Status s = front != nullptr ? front->ReloadCertificate() : absl::OkStatus();
+      std::fprintf(stderr, "rami-coordinator: SIGHUP: %s\n",
+                   s.ok() ? "certificates reloaded" : s.ToString().c_str());
+    }
+  }).detach();
   ServeUntilSignal(*server, runner, config, signals);
   if (http != nullptr) http->Stop();
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
