@@ -89,9 +89,8 @@ void WorkerAuth::SetStoreToken(absl::string_view token) {
 absl::Status WorkerAuth::AuthorizeHeader(std::optional<absl::string_view> authorization,
                                          WorkerRpc rpc) const {
   if (open()) return absl::OkStatus();
-  absl::string_view token;
-  if (!authorization.has_value() ||
-      !absl::ConsumePrefix(&(token = *authorization), proto::kBearerPrefix) || token.empty()) {
+  absl::string_view token = authorization.value_or("");
+  if (!absl::ConsumePrefix(&token, proto::kBearerPrefix) || token.empty()) {
     return absl::UnauthenticatedError(
         absl::StrCat(RpcName(rpc), ": no credentials: this worker takes `",
                      proto::kAuthorizationKey, ": Bearer <token>` call metadata"));
