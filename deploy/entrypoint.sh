@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The container's entrypoint: runs the coordinator, one worker, or a whole node.
 #   coordinator ARGS   rami-coordinator ARGS           (Kubernetes coordinator pod)
-#   worker ARGS        rami-worker ARGS                (one worker; you pin its GPU)
+#   worker ARGS        rami-worker ARGS                (one worker; you pin its GPU and pass
+#                                                      --auth_token_file, --model_roots)
 #   node ARGS          deploy/launch-node.sh ARGS      (workers + coordinator, or --role workers)
 #   rami ARGS          the CLI, e.g. `rami info --server=HOST:PORT`
 set -euo pipefail

@@ -10,10 +10,15 @@
 #       [--http-port 8000] [--host 127.0.0.1] [--worker-port-base 0] [--gpu-memory-utilization U] [--dtype bf16|fp32]
 #       [--policy P] [--kv-bytes N] [--page-size N] [--logs DIR|-] [--build DIR]
 #       [--role all|workers] [--coordinator-args "..."] [--worker-args "..."] [--drain-timeout S]
-#       [--api-keys-file FILE] [--tls-dir DIR] [--dry-run] [-- command ...]  (--flag=value works too)
+#       [--api-keys-file FILE] [--tls-dir DIR] [--auth-token-file F] [--model-roots DIR[,DIR...]]
+#       [--dry-run] [-- command ...]                        (--flag=value works too)
 #
 # --role all (default): workers + coordinator. --role workers: only the K workers, on
-# --host (default 0.0.0.0) ports base..base+K-1 (a Kubernetes worker pod); no --model needed.
+# --host (default 0.0.0.0) ports base..base+K-1 (a Kubernetes worker pod); no --model needed,
+# but --auth-token-file and --model-roots are.
+# --auth-token-file: the secret the workers obey (their --auth_token_file, the coordinator's
+# --worker_auth_token_file); --role all without one writes a random one (mode 0600) to
+# the logs folder. --model-roots: where the workers may load models (default: --model).
 # --http-port: the OpenAI-compatible HTTP API and /metrics (0 = off; with --port 0, any free
 # port). With a command after `--`: runs it once the API serves (RAMI_SERVER=host:port and
 # RAMI_HTTP=http://host:port in its environment), then stops everything and exits with the
@@ -32,12 +37,12 @@ die() { echo "launch-node: $*" >&2; exit 2; }
 
 MODEL="" GPUS="" CPU_WORKERS="" TP="" PORT=50051 HTTP_PORT=8000 HOST="" WORKER_PORT_BASE=0 MEM_UTILIZATION="" DTYPE=""
 POLICY="" KV_BYTES=$((64 << 20)) PAGE=16 LOGS="" BUILD="${RAMI_BUILD_DIR:-build}" ROLE=all
-COORD_ARGS="" WORKER_ARGS="" DRAIN_TIMEOUT=30 START_TIMEOUT=300 DRY_RUN=0 API_KEYS_FILE="" TLS_DIR=""
+COORD_ARGS="" WORKER_ARGS="" DRAIN_TIMEOUT=30 START_TIMEOUT=300 DRY_RUN=0 API_KEYS_FILE="" TLS_DIR="" TOKEN_FILE="" MODEL_ROOTS=""
 while (($#)); do
   # --flag=value is --flag value.
   if [[ "$1" == --*=* ]]; then set -- "${1%%=*}" "${1#*=}" "${@:2}"; fi
   case "$1" in
-    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --dry-run) DRY_RUN=1; shift; continue ;;
     --) shift; break ;;
   esac
@@ -65,6 +70,8 @@ while (($#)); do
     --start-timeout) START_TIMEOUT="$2" ;;
     --api-keys-file) API_KEYS_FILE="$2" ;;
     --tls-dir) TLS_DIR="$2" ;;
+    --auth-token-file) TOKEN_FILE="$2" ;;
+    --model-roots) MODEL_ROOTS="$2" ;;
     *) die "unknown flag $1 (--help lists them)" ;;
   esac
   shift 2
@@ -102,6 +109,11 @@ if [ "$ROLE" = workers ]; then
   WORKER_HOST="$HOST"
   ((WORKER_PORT_BASE > 0)) || die "--role workers needs fixed ports: --worker-port-base"
   (($# == 0)) || die "-- command needs --role all (a coordinator to send jobs to)"
+  # The coordinator is elsewhere: it must hold the same secret, so none can be made up here.
+  [ -n "$TOKEN_FILE" ] || die "--role workers needs --auth-token-file (the coordinator's" \
+    "--worker_auth_token_file)"
+  MODEL_ROOTS="${MODEL_ROOTS:-$MODEL}"
+  [ -n "$MODEL_ROOTS" ] || die "--role workers needs --model-roots DIR[,DIR...]"
 else
   # Workers of a whole node only talk to its coordinator: loopback, whatever --host says.
   HOST="${HOST:-127.0.0.1}" WORKER_HOST=127.0.0.1
@@ -111,7 +123,9 @@ else
   for f in ca.pem coordinator.pem coordinator.key; do
     [ -z "$TLS_DIR" ] || [ -r "$TLS_DIR/$f" ] || die "--tls-dir: cannot read $TLS_DIR/$f (deploy/make-dev-certs.sh makes it)"
   done
+  MODEL_ROOTS="${MODEL_ROOTS:-$MODEL}"
 fi
+((DRY_RUN)) || [ -z "$TOKEN_FILE" ] || [ -r "$TOKEN_FILE" ] || die "--auth-token-file: cannot read $TOKEN_FILE"
 if ((DRY_RUN)); then  # the plan, checked, without starting anything
   echo "launch-node (dry run): $K $DEVICE worker(s) on $WORKER_HOST, ports" \
     "$( ((WORKER_PORT_BASE)) && echo "$WORKER_PORT_BASE..$((WORKER_PORT_BASE + K - 1))" || echo any)"
@@ -135,6 +149,13 @@ LOGS="${LOGS:-$(mktemp -d "${TMPDIR:-/tmp}/rami-node.XXXXXX")}"
 mkdir -p "$LOGS"
 WHERE_LOGS="logs in $LOGS"
 ((LOG_STDOUT == 0)) || WHERE_LOGS="logs on stdout"
+# The workers obey only holders of this secret: a fresh one per run unless one was given.
+MADE_TOKEN=0
+if [ -z "$TOKEN_FILE" ]; then
+  TOKEN_FILE="$LOGS/worker-auth.token"
+  (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$TOKEN_FILE")
+  MADE_TOKEN=1
+fi
 
 # --- processes -----------------------------------------------------------------------------
 # Each server runs under setsid: its own process group, so a terminal's Ctrl-C reaches only
@@ -177,6 +198,7 @@ stop_all() {
   for pid in "${PIDS[@]}"; do [ "$pid" = "${COORD_PID:-}" ] || workers+=("$pid"); done
   ((${#workers[@]} == 0)) || stop_pids 15 "${workers[@]}"
   rm -f "$LOGS"/*.pid
+  ((!MADE_TOKEN)) || rm -f "$TOKEN_FILE"
 }
 # A signal during a stop (a second Ctrl-C) does not cut the stop short: it turns it into SIGKILLs.
 # shellcheck disable=SC2317
@@ -231,7 +253,8 @@ for ((i = 0; i < K; i++)); do
   rm -f "$LOGS/worker$i.port"
   # shellcheck disable=SC2086  # --worker-args is a list of flags
   start "worker$i" env CUDA_VISIBLE_DEVICES="$gpu" "$WORKER" --listen="$WORKER_HOST:$port" \
-    --port_file="$LOGS/worker$i.port" $WORKER_ARGS
+    --port_file="$LOGS/worker$i.port" --auth_token_file="$TOKEN_FILE" \
+    --model_roots="$MODEL_ROOTS" $WORKER_ARGS
 done
 for ((i = 0; i < K; i++)); do
   wait_port_file "worker$i" "${PIDS[$i]}" 60
@@ -285,7 +308,7 @@ fi
 start coordinator "$COORD" --listen="$HOST:$PORT" --port_file="$LOGS/coordinator.port" \
   --workers="$SPEC" --model_dir="$MODEL" --cache_policy="$POLICY" --kv_cache_bytes="$KV_BYTES" \
   --page_size="$PAGE" --startup_timeout="$START_TIMEOUT" --drain_timeout="$DRAIN_TIMEOUT" \
-  "${EXTRA[@]}" $COORD_ARGS
+  --worker_auth_token_file="$TOKEN_FILE" "${EXTRA[@]}" $COORD_ARGS
 COORD_PID="${PIDS[-1]}"
 wait_port_file coordinator "$COORD_PID" "$START_TIMEOUT"
 API_PORT="$(cat "$LOGS/coordinator.port")"

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "proto/status_conversion.h"
+#include "proto/worker_credentials.h"
 #include "proto/worker_types.h"
 
 namespace rami::coordinator {
@@ -43,12 +44,12 @@ struct WorkerGroupClient::Rank {
   std::unique_ptr<grpc::ClientReaderWriter<v1::StepPlan, v1::StepResult>> step;
 };
 
-WorkerGroupClient::WorkerGroupClient(std::vector<std::string> addresses)
+WorkerGroupClient::WorkerGroupClient(std::vector<std::string> addresses,
+                                     const std::string& auth_token)
     : addresses_(std::move(addresses)) {
   for (const std::string& address : addresses_) {
     auto rank = std::make_unique<Rank>();
-    rank->stub =
-        v1::Worker::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    rank->stub = v1::Worker::NewStub(proto::NewWorkerChannel(address, auth_token));
     ranks_.push_back(std::move(rank));
   }
 }
@@ -74,6 +75,7 @@ absl::StatusOr<std::vector<v1::LoadShardResponse>> WorkerGroupClient::Load(
   }
   std::vector<absl::Status> status(ranks_.size());
   std::vector<v1::LoadShardResponse> responses(ranks_.size());
+  const std::string store_token = proto::NewRandomToken();  // this load's ranks only
   std::vector<std::thread> threads;
   for (int r = 0; r < size(); ++r) {
     threads.emplace_back([&, r] {
@@ -98,6 +100,7 @@ absl::StatusOr<std::vector<v1::LoadShardResponse>> WorkerGroupClient::Load(
       }
       request.mutable_rendezvous()->set_store_address(addresses_[0]);
       request.mutable_rendezvous()->set_group_id(o.group_id);
+      request.mutable_rendezvous()->set_store_token(store_token);
       status[r] = FromGrpcStatus(ranks_[r]->stub->LoadShard(&contexts[r], request, &responses[r]));
     });
   }

@@ -40,12 +40,15 @@ struct GroupLoadOptions {
 
 class WorkerGroupClient {
  public:
-  // `addresses`: host:port of ranks 0…T−1.
-  explicit WorkerGroupClient(std::vector<std::string> addresses);
+  // `addresses`: host:port of ranks 0…T−1. `auth_token`: the workers' secret (their
+  // --auth_token_file), sent on every call (proto/worker_credentials.h); "" for open ports.
+  explicit WorkerGroupClient(std::vector<std::string> addresses,
+                             const std::string& auth_token = "");
   ~WorkerGroupClient();
 
   int size() const { return static_cast<int>(addresses_.size()); }
-  // Loads the model on every rank concurrently and opens the Step streams. Returns every
+  // Loads the model on every rank concurrently and opens the Step streams; each load gets a
+  // fresh random store token (Rendezvous.store_token) for the ranks' rendezvous. Returns every
   // rank's response, in rank order (WorkerGroup::OnLoaded checks and merges them).
   absl::StatusOr<std::vector<worker::v1::LoadShardResponse>> Load(const GroupLoadOptions& options);
   // Runs one plan on every rank. A rank's step error is returned as that error; results of

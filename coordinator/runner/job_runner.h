@@ -38,6 +38,8 @@ struct RunnerConfig {
   // How every group is loaded; group_id, lease epoch and holder are filled per load.
   GroupLoadOptions load;
   std::string coordinator_id = "rami-coordinator";  // the lease holder
+  // The workers' secret (--worker_auth_token_file), sent on every worker call; "" = none.
+  std::string worker_auth_token;
   absl::Duration discovery_interval = absl::Seconds(5);
   absl::Duration reload_backoff = absl::Seconds(2);  // after a failed load or a failed group
   StepDeadlines step_deadlines;

@@ -48,7 +48,7 @@ void JobRunner::Refresh() {
     for (const auto& [id, g] : groups_) known |= g->key() == key && !g->leaving;
     if (known) continue;
     auto g = std::make_unique<WorkerGroup>(next_group_++, addresses);
-    g->client = std::make_unique<WorkerGroupClient>(addresses);
+    g->client = std::make_unique<WorkerGroupClient>(addresses, config_.worker_auth_token);
     WorkerGroup* raw = g.get();
     groups_[g->id()] = std::move(g);
     raw->thread = std::thread([this, raw] { GroupLoop(raw); });

@@ -26,6 +26,9 @@ struct CoordinatorConfig {
   DnsDiscoveryOptions dns;  // host_template comes from worker_discovery
   double discovery_interval_seconds = 5;
   std::string coordinator_id;  // "" = the host name
+  // The workers' secret (their --auth_token_file); main.cc reads it into the runner's config.
+  // "" = calls carry no credentials (workers with open loopback ports only).
+  std::string worker_auth_token_file;
   double lease_seconds = 15;
   double startup_timeout_seconds = 300;
   double drain_timeout_seconds = 30;

@@ -21,6 +21,7 @@
 #include "base/server_process.h"
 #include "coordinator/service/coordinator_config.h"
 #include "coordinator/service/inference_service.h"
+#include "proto/worker_credentials.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "address of the public API (port 0: any)");
 ABSL_FLAG(std::string, port_file, "", "write the bound port to this file once serving");
@@ -38,6 +39,9 @@ ABSL_FLAG(double, discovery_interval, 5, "seconds between two looks at the disco
 ABSL_FLAG(std::string, coordinator_id, "",
           "lease holder name; a restarted coordinator with the same id takes its workers over "
           "at once (default: the host name)");
+ABSL_FLAG(std::string, worker_auth_token_file, "",
+          "file holding the workers' secret (their --auth_token_file), sent on every worker "
+          "call; none: the workers' ports must be open (loopback only)");
 ABSL_FLAG(double, lease_seconds, 15, "the workers' lease lapses after this long without contact");
 ABSL_FLAG(double, startup_timeout, 300,
           "with --workers: seconds to wait for a group to load before giving up");
@@ -128,6 +132,7 @@ CoordinatorConfig ConfigFromFlags() {
   c.dns.max_groups = absl::GetFlag(FLAGS_max_groups);
   c.discovery_interval_seconds = absl::GetFlag(FLAGS_discovery_interval);
   c.coordinator_id = absl::GetFlag(FLAGS_coordinator_id);
+  c.worker_auth_token_file = absl::GetFlag(FLAGS_worker_auth_token_file);
   c.lease_seconds = absl::GetFlag(FLAGS_lease_seconds);
   c.startup_timeout_seconds = absl::GetFlag(FLAGS_startup_timeout);
   c.drain_timeout_seconds = absl::GetFlag(FLAGS_drain_timeout);
@@ -231,9 +236,21 @@ int main(int argc, char** argv) {
       rami::api::ModelFrontEnd::Load(config.model_dir, config.model_name);
   if (!model.ok()) return Fail(model.status().ToString());
 
+  rami::coordinator::RunnerConfig runner_config = config.Runner(HostName());
+  if (!config.worker_auth_token_file.empty()) {
+    absl::StatusOr<std::string> token =
+        rami::proto::ReadTokenFile(config.worker_auth_token_file, "--worker_auth_token_file");
+    if (!token.ok()) return Fail(std::string(token.status().message()));
+    runner_config.worker_auth_token = std::move(*token);
+  } else {
+    std::fprintf(stderr,
+                 "rami-coordinator: WARNING: no --worker_auth_token_file: worker calls carry no "
+                 "credentials, so only workers with open (loopback, tokenless) ports accept "
+                 "them\n");
+  }
+
   rami::metrics::Metrics metrics;
-  rami::coordinator::JobRunner runner(config.Runner(HostName()), *std::move(discovery), &*model,
-                                      &metrics);
+  rami::coordinator::JobRunner runner(runner_config, *std::move(discovery), &*model, &metrics);
   if (fixed) {
     absl::Status s;
     if (!WaitForWorkers(runner, config, signals, &s)) return 0;  // nothing was served

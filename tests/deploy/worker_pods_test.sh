@@ -75,10 +75,15 @@ EOF
 )"
 [ -n "$PORT" ] || { echo "worker_pods_test: no free port" >&2; exit 1; }
 
+# The secret shared by the coordinator and the worker pods (the manifests' Secret).
+TOKEN="$LOGS/worker-auth.token"
+(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$TOKEN")
+
 # The pods, as the StatefulSet runs them (through launch-node.sh --role workers).
 for ((p = 0; p < PODS; p++)); do
   "$ROOT/deploy/launch-node.sh" --role=workers --cpu-workers=1 --host="127.0.$p.1" \
-    --worker-port-base="$PORT" --build="$BUILD" --logs="$LOGS/pod$p" >"$LOGS/pod$p.out" 2>&1 &
+    --worker-port-base="$PORT" --build="$BUILD" --logs="$LOGS/pod$p" --auth-token-file="$TOKEN" \
+    --model-roots="$MODEL" >"$LOGS/pod$p.out" 2>&1 &
   POD_PIDS+=($!)
 done
 for ((p = 0; p < PODS; p++)); do
@@ -97,7 +102,7 @@ setsid "$COORD" --listen=127.0.0.1:0 --port_file="$LOGS/coordinator.port" --mode
   --worker_discovery="dns:127.0.{pod}.1" --tp=2 --worker_port="$PORT" --workers_per_pod=1 \
   --max_groups=2 --discovery_interval=0.5 --coordinator_id=pods-test --lease_seconds=15 \
   --drain_timeout=10 --page_size=4 --kv_cache_bytes=$((64 << 20)) \
-  >"$LOGS/coordinator.log" 2>&1 </dev/null &
+  --worker_auth_token_file="$TOKEN" >"$LOGS/coordinator.log" 2>&1 </dev/null &
 COORD_PID=$!
 deadline=$((SECONDS + 20))
 until [ -s "$LOGS/coordinator.port" ]; do

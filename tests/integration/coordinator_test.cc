@@ -35,8 +35,11 @@ struct Deployment {
     if (!workers[0]->ok() || !workers[1]->ok()) return;
     std::vector<std::string> flags = {
         "--workers=" + workers[0]->address() + "," + workers[1]->address(),
-        "--model_dir=" + ModelDir(), "--page_size=4", "--kv_cache_bytes=8388608",
-        "--collective_timeout=10"};
+        "--model_dir=" + ModelDir(),
+        "--page_size=4",
+        "--kv_cache_bytes=8388608",
+        "--collective_timeout=10",
+        "--worker_auth_token_file=" + TestAuthTokenFile()};
     flags.insert(flags.end(), coordinator_flags.begin(), coordinator_flags.end());
     coordinator = std::make_unique<WorkerProcess>(RAMI_COORDINATOR_BINARY, flags, 60);
     if (!coordinator->ok()) return;

@@ -25,6 +25,7 @@ RunnerConfig Config() {
   c.load.max_step_tokens = c.scheduler.max_step_tokens;
   c.load.max_step_sequences = c.scheduler.max_step_sequences;
   c.coordinator_id = "runner-model-check";
+  c.worker_auth_token = testing::TestAuthToken();
   return c;
 }
 

@@ -24,9 +24,13 @@ namespace {
 namespace v1 = rami::v1;
 
 std::vector<std::string> CommonFlags() {
-  return {"--model_dir=" + ModelDir(), "--page_size=4",
-          "--kv_cache_bytes=8388608",  "--collective_timeout=5",
-          "--discovery_interval=0.2",  "--lease_seconds=3"};
+  return {"--model_dir=" + ModelDir(),
+          "--page_size=4",
+          "--kv_cache_bytes=8388608",
+          "--collective_timeout=5",
+          "--discovery_interval=0.2",
+          "--lease_seconds=3",
+          "--worker_auth_token_file=" + TestAuthTokenFile()};
 }
 
 std::string Group(WorkerProcess& a, WorkerProcess& b) { return a.address() + "," + b.address(); }

@@ -7,10 +7,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "proto/status_conversion.h"
+#include "proto/worker_credentials.h"
 
 namespace rami::testing {
 
 namespace v1 = worker::v1;
+
+void SetTestLease(v1::LoadShardRequest& request) {
+  request.mutable_lease()->set_holder(WorkerGroup::kTestLeaseHolder);
+  request.mutable_lease()->set_epoch(kTestLeaseEpoch);
+  request.mutable_lease()->set_seconds(600);
+}
 
 struct WorkerGroup::Stream {
   grpc::ClientContext ctx;
@@ -41,6 +48,8 @@ absl::Status WorkerGroup::Load(const std::string& model_dir, int64_t kv_cache_by
   }
   streams_.clear();
   const std::string group_id = absl::StrCat("group-", getpid(), "-", ++incarnation_);
+  store_token_ = proto::NewRandomToken();
+  const std::string& store_token = store_token_;
   std::vector<absl::Status> results(procs_.size());
   std::vector<std::thread> threads;
   for (int r = 0; r < size(); ++r) {
@@ -56,6 +65,10 @@ absl::Status WorkerGroup::Load(const std::string& model_dir, int64_t kv_cache_by
       request.mutable_rendezvous()->set_store_address(procs_[0]->address());
       request.mutable_rendezvous()->set_group_id(group_id);
       request.mutable_rendezvous()->set_bind_host("127.0.0.1");
+      request.mutable_rendezvous()->set_store_token(store_token);
+      request.mutable_lease()->set_holder(kTestLeaseHolder);
+      request.mutable_lease()->set_epoch(incarnation_);
+      request.mutable_lease()->set_seconds(600);
       v1::LoadShardResponse response;
       grpc::ClientContext ctx;
       results[r] = FromGrpcStatus(procs_[r]->stub().LoadShard(&ctx, request, &response));
@@ -77,7 +90,9 @@ std::vector<v1::StepResult> WorkerGroup::Step(const v1::StepPlan& plan, std::vec
   if (ranks.empty()) {
     for (int r = 0; r < size(); ++r) ranks.push_back(r);
   }
-  for (int r : ranks) streams_[r]->rw->Write(plan);
+  v1::StepPlan leased = plan;
+  if (leased.lease_epoch() == 0) leased.set_lease_epoch(incarnation_);
+  for (int r : ranks) streams_[r]->rw->Write(leased);
   std::vector<v1::StepResult> results(ranks.size());
   for (size_t i = 0; i < ranks.size(); ++i) {
     if (!streams_[ranks[i]]->rw->Read(&results[i])) {

@@ -1,6 +1,7 @@
 // Spawning and reaping rami-worker processes.
 #include "tests/integration/worker_process.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -14,11 +15,53 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "gtest/gtest.h"
+#include "proto/worker_credentials.h"
+
 extern char** environ;
 
 namespace rami::testing {
 
-WorkerProcess::WorkerProcess() : WorkerProcess(RAMI_WORKER_BINARY, {}) {}
+namespace {
+
+// The token file, removed when the test process ends.
+struct TokenFile {
+  std::string token = proto::NewRandomToken();
+  std::string path = ::testing::TempDir() + "/rami_worker_token_" + std::to_string(getpid());
+  TokenFile() {
+    std::remove(path.c_str());
+    const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd >= 0) {
+      const std::string line = token + "\n";
+      if (write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) path.clear();
+      close(fd);
+    }
+  }
+  ~TokenFile() { std::remove(path.c_str()); }
+};
+
+const TokenFile& Token() {
+  static const TokenFile file;
+  return file;
+}
+
+}  // namespace
+
+const std::string& TestAuthToken() { return Token().token; }
+const std::string& TestAuthTokenFile() { return Token().path; }
+
+std::string TestModelRoots() {
+  return std::string(RAMI_SOURCE_DIR) + "/tests," + ::testing::TempDir();
+}
+
+WorkerProcess::WorkerProcess()
+    : WorkerProcess(RAMI_WORKER_BINARY, {"--auth_token_file=" + TestAuthTokenFile(),
+                                         "--model_roots=" + TestModelRoots()}) {}
+
+std::unique_ptr<worker::v1::Worker::Stub> WorkerProcess::StubWithToken(
+    const std::string& bearer_token) const {
+  return worker::v1::Worker::NewStub(proto::NewWorkerChannel(address(), bearer_token));
+}
 
 WorkerProcess::WorkerProcess(const std::string& binary, const std::vector<std::string>& extra,
                              double start_timeout_seconds) {
@@ -46,8 +89,7 @@ WorkerProcess::WorkerProcess(const std::string& binary, const std::vector<std::s
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (port_ > 0) {
-    stub_ = worker::v1::Worker::NewStub(
-        grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+    stub_ = StubWithToken(TestAuthToken());
   }
 }
 

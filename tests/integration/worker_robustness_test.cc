@@ -128,6 +128,7 @@ TEST(WorkerLoad, KvPoolLargerThanTheHostIsResourceExhausted) {
     request.set_model_dir(GoldenModelDir("qwen3"));
     request.set_world_size(1);
     request.set_kv_cache_bytes(kv_cache_bytes);
+    SetTestLease(request);
     v1::LoadShardResponse response;
     grpc::ClientContext ctx;
     return worker.stub().LoadShard(&ctx, request, &response);

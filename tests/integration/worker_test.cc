@@ -158,13 +158,15 @@ TEST(WorkerPlans, StepsOverTheLoadedLimitsAreRefused) {
   request.set_kv_cache_bytes(kKvBytes);
   request.set_max_step_tokens(8);
   request.set_max_step_sequences(2);
+  SetTestLease(request);
   v1::LoadShardResponse response;
   grpc::ClientContext ctx;
   const grpc::Status loaded = worker.stub().LoadShard(&ctx, request, &response);
   ASSERT_TRUE(loaded.ok()) << loaded.error_message();
   grpc::ClientContext step_ctx;
   auto stream = worker.stub().Step(&step_ctx);
-  auto run = [&](const v1::StepPlan& plan) {
+  auto run = [&](v1::StepPlan plan) {
+    plan.set_lease_epoch(kTestLeaseEpoch);
     v1::StepResult result;
     EXPECT_TRUE(stream->Write(plan) && stream->Read(&result));
     return result;
@@ -371,12 +373,16 @@ TEST(WorkerLeases, OneHolderAtATimeAndStaleEpochsAreRefused) {
     v1::RenewLeaseResponse response;
     return worker.stub().RenewLease(&ctx, request, &response);
   };
+  EXPECT_EQ(load("", 1, 10).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(load("a", 0, 10).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(load("a", 1, 0).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   ASSERT_TRUE(load("a", 1, 0.5).ok());
   const grpc::Status refused = load("b", 7, 10);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_NE(refused.error_message().find("\"a\""), std::string::npos) << refused.error_message();
+  // The refusal names neither the holder nor the epoch (a caller could take them over).
+  EXPECT_EQ(refused.error_message().find("\"a\""), std::string::npos) << refused.error_message();
+  EXPECT_NE(refused.error_message().find("another coordinator"), std::string::npos)
+      << refused.error_message();
   EXPECT_TRUE(renew("a", 1).ok());
   EXPECT_EQ(renew("a", 2).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_TRUE(load("a", 2, 0.5).ok());  // the same holder takes over at once
@@ -409,6 +415,7 @@ TEST(WorkerLoad, DtypeIsValidatedPerDevice) {
     request.set_kv_cache_bytes(kKvBytes);
     *request.mutable_device() = device;
     request.set_dtype(static_cast<v1::ComputeDType>(dtype));
+    SetTestLease(request);
     grpc::ClientContext ctx;
     return worker.stub().LoadShard(&ctx, request, response);
   };
@@ -455,6 +462,7 @@ TEST(WorkerLoad, CudaDeviceLoadsOrFailsCleanly) {
   request.set_world_size(1);
   request.mutable_device()->set_kind(v1::DEVICE_KIND_CUDA);
   request.set_gpu_memory_utilization(0.5);
+  SetTestLease(request);
   v1::LoadShardResponse response;
   grpc::ClientContext ctx;
   const grpc::Status s = worker.stub().LoadShard(&ctx, request, &response);
@@ -481,18 +489,23 @@ TEST(WorkerLifecycle, ShutdownExitsZero) {
   ASSERT_TRUE(group.Load(GoldenModelDir("qwen3"), kKvBytes).ok());
   for (int r = 0; r < 2; ++r) {
     grpc::ClientContext ctx;
+    v1::ShutdownRequest request;
+    request.set_holder(WorkerGroup::kTestLeaseHolder);
+    request.set_epoch(group.lease_epoch());
     v1::ShutdownResponse response;
-    EXPECT_TRUE(group.rank(r).stub().Shutdown(&ctx, v1::ShutdownRequest(), &response).ok());
+    EXPECT_TRUE(group.rank(r).stub().Shutdown(&ctx, request, &response).ok());
   }
   for (int r = 0; r < 2; ++r) EXPECT_EQ(group.rank(r).WaitExit(10), 0) << "rank " << r;
 }
 
 // A worker whose rendezvous store has a client waiting for a key that never comes (a peer
 // that never joins) still stops at once on Shutdown or SIGTERM: the wait ends UNAVAILABLE.
+// (An unloaded worker holds no lease: any Shutdown is taken.)
 TEST(WorkerLifecycle, APendingStoreGetDoesNotHoldTheStop) {
   for (const bool signal : {false, true}) {
     SCOPED_TRACE(signal ? "SIGTERM" : "Shutdown RPC");
-    WorkerProcess worker;
+    // An open (tokenless, loopback) worker: its store serves any caller, as before auth.
+    WorkerProcess worker(RAMI_WORKER_BINARY, {"--model_roots=" + TestModelRoots()});
     ASSERT_TRUE(worker.ok());
     grpc::Status got;
     std::thread waiter([&] {
@@ -550,8 +563,11 @@ TEST(WorkerLifecycle, AStepBlockedInACollectiveDoesNotHoldTheStop) {
     } else {
       grpc::ClientContext ctx;
       ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+      v1::ShutdownRequest request;
+      request.set_holder(WorkerGroup::kTestLeaseHolder);
+      request.set_epoch(group.lease_epoch());
       v1::ShutdownResponse response;
-      EXPECT_TRUE(group.rank(0).stub().Shutdown(&ctx, v1::ShutdownRequest(), &response).ok());
+      EXPECT_TRUE(group.rank(0).stub().Shutdown(&ctx, request, &response).ok());
     }
     EXPECT_EQ(group.rank(0).WaitExit(5), 0);
     EXPECT_LT(absl::Now() - start, absl::Seconds(3));

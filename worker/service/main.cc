@@ -1,6 +1,8 @@
 // rami-worker: one tensor-parallel rank. Serves rami.worker.v1.Worker (and grpc.health.v1)
 // until a Shutdown RPC or SIGTERM/SIGINT, then exits 0 — within 2 s, even when a step is
-// blocked in a collective on a peer that died or stopped (that step is left behind).
+// blocked in a collective on a peer that died or stopped (that step is left behind). Its port
+// obeys only its coordinator (--auth_token_file) and its group's peers; models load only from
+// --model_roots.
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -15,14 +17,58 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "base/server_process.h"
+#include "proto/worker_credentials.h"
+#include "worker/service/worker_auth.h"
 #include "worker/service/worker_service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "address to serve on (port 0: pick a free one)");
 ABSL_FLAG(std::string, port_file, "", "write the bound port to this file once serving");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "file holding the coordinator's secret (the coordinator's --worker_auth_token_file); "
+          "without it the port is open to every local process and must listen on loopback");
+ABSL_FLAG(std::string, model_roots, "",
+          "comma-separated directories LoadShard may read models from (none: no load)");
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "rami-worker: %s\n", message.c_str());
+  return 1;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("rami-worker --listen=HOST:PORT [--port_file=PATH]");
+  absl::SetProgramUsageMessage(
+      "rami-worker --listen=HOST:PORT --auth_token_file=PATH --model_roots=DIR[,DIR...] "
+      "[--port_file=PATH]");
   absl::ParseCommandLine(argc, argv);
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  rami::service::WorkerServiceOptions options;
+  if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {
+    absl::StatusOr<std::string> token = rami::proto::ReadTokenFile(path, "--auth_token_file");
+    if (!token.ok()) return Fail(std::string(token.status().message()));
+    options.auth_token = std::move(*token);
+  } else if (!rami::service::IsLoopbackListenAddress(listen)) {
+    return Fail("--listen=" + listen +
+                " is not a loopback address: a worker port reachable from other hosts needs "
+                "--auth_token_file (the coordinator's --worker_auth_token_file)");
+  } else {
+    std::fprintf(stderr,
+                 "rami-worker: WARNING: no --auth_token_file: the worker port %s is OPEN — any "
+                 "local process may load, step or stop this worker. Pass --auth_token_file "
+                 "(the coordinator's --worker_auth_token_file) outside throwaway loopback "
+                 "setups.\n",
+                 listen.c_str());
+  }
+  absl::StatusOr<rami::service::ModelRoots> roots =
+      rami::service::ModelRoots::Parse(absl::GetFlag(FLAGS_model_roots));
+  if (!roots.ok()) return Fail(std::string(roots.status().message()));
+  if (roots->roots().empty()) {
+    std::fprintf(stderr,
+                 "rami-worker: WARNING: no --model_roots: every LoadShard will be refused\n");
+  }
+  options.model_roots = std::move(*roots);
   const int signals = rami::CatchTerminationSignals();
   absl::Notification stop;
   std::thread([&stop, signals] {
@@ -30,18 +76,19 @@ int main(int argc, char** argv) {
     if (!stop.HasBeenNotified()) stop.Notify();
   }).detach();
 
-  rami::service::WorkerService service([&stop] {
+  rami::service::WorkerService service(options, [&stop] {
     if (!stop.HasBeenNotified()) stop.Notify();
   });
+  options.auth_token.reset();  // the service keeps only its hash
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
-    std::fprintf(stderr, "rami-worker: cannot listen on %s\n", absl::GetFlag(FLAGS_listen).c_str());
+    std::fprintf(stderr, "rami-worker: cannot listen on %s\n", listen.c_str());
     return 1;
   }
   rami::WritePortFile(absl::GetFlag(FLAGS_port_file), port);

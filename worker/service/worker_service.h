@@ -1,25 +1,41 @@
 // WorkerService: the rami.worker.v1.Worker gRPC service of one rank — a thin layer over the
-// Engine (which owns model, cache and collectives). One step or load runs at a time.
+// Engine (which owns model, cache and collectives). One step or load runs at a time. Every
+// call is authorized first (WorkerAuth: who may call what), every mutating one checked
+// against the lease (WorkerLease).
 #pragma once
 
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "rami/worker/v1/worker.grpc.pb.h"
 #include "worker/collectives/rendezvous_store.h"
 #include "worker/engine/engine.h"
+#include "worker/engine/shard.h"
+#include "worker/service/group_store.h"
+#include "worker/service/model_roots.h"
+#include "worker/service/worker_auth.h"
 #include "worker/service/worker_lease.h"
 
 namespace rami::service {
+
+// What rami-worker's flags say about its port (main.cc).
+struct WorkerServiceOptions {
+  // The coordinator's secret (--auth_token_file); nullopt: the open port of loopback setups.
+  // Only its hash is kept.
+  std::optional<std::string> auth_token;
+  ModelRoots model_roots;  // --model_roots: where LoadShard may read models
+};
 
 class WorkerService final : public worker::v1::Worker::Service {
  public:
   // `request_shutdown` is called (once) by a Shutdown RPC. The RPC does not wait for a step in
   // flight: that step may wait in a collective on a dead peer (main() bounds the wait).
-  explicit WorkerService(std::function<void()> request_shutdown);
+  WorkerService(const WorkerServiceOptions& options, std::function<void()> request_shutdown);
 
   grpc::Status LoadShard(grpc::ServerContext* ctx, const worker::v1::LoadShardRequest* request,
                          worker::v1::LoadShardResponse* response) override;
@@ -43,11 +59,17 @@ class WorkerService final : public worker::v1::Worker::Service {
                         worker::v1::StoreGetResponse* response) override;
 
  private:
+  // Everything a load checks before the serving shard is dropped: the request's fields, the
+  // lease, model_dir inside the roots (returned canonical in the options), the checkpoint.
+  absl::StatusOr<engine::ShardOptions> Prepare(const worker::v1::LoadShardRequest& request);
   absl::StatusOr<std::unique_ptr<engine::Engine>> Load(const worker::v1::LoadShardRequest& request,
+                                                       const engine::ShardOptions& options,
                                                        worker::v1::LoadShardResponse* response);
 
   std::function<void()> request_shutdown_;
-  collectives::InMemoryRendezvousStore store_;  // served to the group when this is rank 0
+  WorkerAuth auth_;
+  const ModelRoots model_roots_;
+  GroupStore store_;  // served to the group when this is rank 0
   WorkerLease lease_;
   absl::Mutex mu_;
   std::unique_ptr<engine::Engine> engine_ ABSL_GUARDED_BY(mu_);
