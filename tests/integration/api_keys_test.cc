@@ -46,7 +46,8 @@ class ApiKeys : public ::testing::Test {
     coordinator_ =
         new WorkerProcess(RAMI_COORDINATOR_BINARY,
                           {"--workers=" + worker_->address(), "--model_dir=" + ModelDir(),
-                           "--page_size=4", "--kv_cache_bytes=8388608", "--api_keys_file=" + keys},
+                           "--page_size=4", "--kv_cache_bytes=8388608", "--api_keys_file=" + keys,
+                           "--worker_auth_token_file=" + TestAuthTokenFile()},
                           60);
     if (!coordinator_->ok()) return;
     stub_ = v1::Inference::NewStub(
