@@ -25,8 +25,10 @@
 # command's status.
 # --api-keys-file: the coordinator's API keys (docs/api.md); the launcher adds a key of its own
 # (random, its hash only, no jobs) for its health checks. Clients need a key of the file.
-# --tls-dir: TLS on the public ports with DIR/coordinator.pem and .key (as made by
-# deploy/make-dev-certs.sh); RAMI_TLS_CA=DIR/ca.pem and an https:// RAMI_HTTP for the command.
+# --tls-dir: TLS with the files deploy/make-dev-certs.sh makes: the public ports serve
+# DIR/coordinator.pem; the worker plane is mutual TLS (workers DIR/worker.pem, the coordinator
+# DIR/coordinator.pem, both trusting DIR/ca.pem); RAMI_TLS_CA=DIR/ca.pem and an https://
+# RAMI_HTTP for the command. --role workers: only the worker plane.
 # --logs -: every process's output on stdout, each line prefixed with its name (containers);
 # port and pid files then go to a temporary folder.
 # Exit status: 0 after a clean stop by SIGTERM/SIGINT; 2 for bad flags; 1 when a process
@@ -120,11 +122,16 @@ else
   [ -n "$MODEL" ] || die "--model DIR is required"
   ((DRY_RUN)) || [ -d "$MODEL" ] || die "--model: no directory $MODEL"
   [ -z "$API_KEYS_FILE" ] || [ -r "$API_KEYS_FILE" ] || die "--api-keys-file: cannot read $API_KEYS_FILE"
-  for f in ca.pem coordinator.pem coordinator.key; do
-    [ -z "$TLS_DIR" ] || [ -r "$TLS_DIR/$f" ] || die "--tls-dir: cannot read $TLS_DIR/$f (deploy/make-dev-certs.sh makes it)"
-  done
   MODEL_ROOTS="${MODEL_ROOTS:-$MODEL}"
 fi
+TLS_FILES=(ca.pem worker.pem worker.key)
+[ "$ROLE" = workers ] || TLS_FILES+=(coordinator.pem coordinator.key)
+for f in "${TLS_FILES[@]}"; do
+  [ -z "$TLS_DIR" ] || [ -r "$TLS_DIR/$f" ] || die "--tls-dir: cannot read $TLS_DIR/$f (deploy/make-dev-certs.sh makes it)"
+done
+WORKER_TLS=()
+[ -z "$TLS_DIR" ] || WORKER_TLS=(--tls_cert_file="$TLS_DIR/worker.pem"
+  --tls_key_file="$TLS_DIR/worker.key" --tls_ca_file="$TLS_DIR/ca.pem")
 ((DRY_RUN)) || [ -z "$TOKEN_FILE" ] || [ -r "$TOKEN_FILE" ] || die "--auth-token-file: cannot read $TOKEN_FILE"
 if ((DRY_RUN)); then  # the plan, checked, without starting anything
   echo "launch-node (dry run): $K $DEVICE worker(s) on $WORKER_HOST, ports" \
@@ -254,7 +261,7 @@ for ((i = 0; i < K; i++)); do
   # shellcheck disable=SC2086  # --worker-args is a list of flags
   start "worker$i" env CUDA_VISIBLE_DEVICES="$gpu" "$WORKER" --listen="$WORKER_HOST:$port" \
     --port_file="$LOGS/worker$i.port" --auth_token_file="$TOKEN_FILE" \
-    --model_roots="$MODEL_ROOTS" $WORKER_ARGS
+    --model_roots="$MODEL_ROOTS" "${WORKER_TLS[@]}" $WORKER_ARGS
 done
 for ((i = 0; i < K; i++)); do
   wait_port_file "worker$i" "${PIDS[$i]}" 60
@@ -300,7 +307,9 @@ fi
 # TLS: the public ports serve the coordinator's certificate; clients here trust the CA.
 SCHEME=http
 if [ -n "$TLS_DIR" ]; then
-  EXTRA+=(--tls_cert_file="$TLS_DIR/coordinator.pem" --tls_key_file="$TLS_DIR/coordinator.key")
+  EXTRA+=(--tls_cert_file="$TLS_DIR/coordinator.pem" --tls_key_file="$TLS_DIR/coordinator.key"
+    --worker_tls_cert_file="$TLS_DIR/coordinator.pem"
+    --worker_tls_key_file="$TLS_DIR/coordinator.key" --worker_tls_ca_file="$TLS_DIR/ca.pem")
   export RAMI_TLS_CA="$TLS_DIR/ca.pem"
   SCHEME=https
 fi

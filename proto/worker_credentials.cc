@@ -97,14 +97,16 @@ std::string NewRandomToken() {
 }
 
 std::shared_ptr<grpc::Channel> NewWorkerChannel(const std::string& address,
-                                                const std::string& bearer_token) {
-  if (bearer_token.empty()) {
-    return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  }
+                                                const std::string& bearer_token,
+                                                const tls::TlsFiles& tls) {
+  const std::shared_ptr<grpc::ChannelCredentials> credentials =
+      tls.enabled() ? tls::ChannelCredentials(tls, /*check_host=*/false)
+                    : grpc::InsecureChannelCredentials();
+  if (bearer_token.empty()) return grpc::CreateChannel(address, credentials);
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
   factories.push_back(std::make_unique<BearerInterceptorFactory>(bearer_token));
   return grpc::experimental::CreateCustomChannelWithInterceptors(
-      address, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(), std::move(factories));
+      address, credentials, grpc::ChannelArguments(), std::move(factories));
 }
 
 }  // namespace rami::proto

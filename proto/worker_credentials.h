@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "base/tls/tls.h"
 
 namespace rami::proto {
 
@@ -30,9 +31,12 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path, absl::string_
 // 64 hex digits from the kernel's random source (getrandom): a group's store token.
 std::string NewRandomToken();
 
-// An insecure channel to a worker at `address` that sends `bearer_token` on every call (none
-// when empty). The single place a worker's clients attach credentials: mTLS will plug in here.
+// A channel to a worker at `address` that sends `bearer_token` on every call (none when
+// empty): plaintext, or mutual TLS with `tls` (this side's certificate and the deployment's CA;
+// the worker's certificate must chain to the CA, its host name is not checked: workers are
+// dialled by IP). The single place a worker's clients attach credentials.
 std::shared_ptr<grpc::Channel> NewWorkerChannel(const std::string& address,
-                                                const std::string& bearer_token);
+                                                const std::string& bearer_token,
+                                                const tls::TlsFiles& tls = {});
 
 }  // namespace rami::proto

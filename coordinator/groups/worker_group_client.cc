@@ -45,11 +45,11 @@ struct WorkerGroupClient::Rank {
 };
 
 WorkerGroupClient::WorkerGroupClient(std::vector<std::string> addresses,
-                                     const std::string& auth_token)
+                                     const std::string& auth_token, const tls::TlsFiles& tls)
     : addresses_(std::move(addresses)) {
   for (const std::string& address : addresses_) {
     auto rank = std::make_unique<Rank>();
-    rank->stub = v1::Worker::NewStub(proto::NewWorkerChannel(address, auth_token));
+    rank->stub = v1::Worker::NewStub(proto::NewWorkerChannel(address, auth_token, tls));
     ranks_.push_back(std::move(rank));
   }
 }

@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "base/device.h"
+#include "base/tls/tls.h"
 #include "rami/worker/v1/worker.grpc.pb.h"
 
 namespace rami::coordinator {
@@ -42,8 +43,10 @@ class WorkerGroupClient {
  public:
   // `addresses`: host:port of ranks 0…T−1. `auth_token`: the workers' secret (their
   // --auth_token_file), sent on every call (proto/worker_credentials.h); "" for open ports.
-  explicit WorkerGroupClient(std::vector<std::string> addresses,
-                             const std::string& auth_token = "");
+  // `tls`: the coordinator's certificate (CN rami-coordinator) and the workers' CA for mutual
+  // TLS; empty: plaintext.
+  explicit WorkerGroupClient(std::vector<std::string> addresses, const std::string& auth_token = "",
+                             const tls::TlsFiles& tls = {});
   ~WorkerGroupClient();
 
   int size() const { return static_cast<int>(addresses_.size()); }

@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "base/tls/tls.h"
 #include "coordinator/api/model_front_end.h"
 #include "coordinator/api/validated_request.h"
 #include "coordinator/groups/worker_discovery.h"
@@ -40,6 +41,8 @@ struct RunnerConfig {
   std::string coordinator_id = "rami-coordinator";  // the lease holder
   // The workers' secret (--worker_auth_token_file), sent on every worker call; "" = none.
   std::string worker_auth_token;
+  // Mutual TLS towards the workers (--worker_tls_*); empty: plaintext.
+  tls::TlsFiles worker_tls;
   absl::Duration discovery_interval = absl::Seconds(5);
   absl::Duration reload_backoff = absl::Seconds(2);  // after a failed load or a failed group
   StepDeadlines step_deadlines;

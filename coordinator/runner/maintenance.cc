@@ -48,7 +48,8 @@ void JobRunner::Refresh() {
     for (const auto& [id, g] : groups_) known |= g->key() == key && !g->leaving;
     if (known) continue;
     auto g = std::make_unique<WorkerGroup>(next_group_++, addresses);
-    g->client = std::make_unique<WorkerGroupClient>(addresses, config_.worker_auth_token);
+    g->client = std::make_unique<WorkerGroupClient>(addresses, config_.worker_auth_token,
+                                                    config_.worker_tls);
     WorkerGroup* raw = g.get();
     groups_[g->id()] = std::move(g);
     raw->thread = std::thread([this, raw] { GroupLoop(raw); });

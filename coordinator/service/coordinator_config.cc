@@ -58,6 +58,14 @@ absl::Status CoordinatorConfig::Validate() const {
   RAMI_RETURN_IF_ERROR(InRange("http_port", http_port, -1, 65535));
   if (http_port != 0) RAMI_RETURN_IF_ERROR(AsFlag(Http().Validate()));
   RAMI_RETURN_IF_ERROR(Authenticator().status());
+  if (worker_tls.enabled() || !worker_tls.ca_file.empty()) {
+    if (worker_tls.ca_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--worker_tls_ca_file: required with --worker_tls_cert_file (the worker plane is "
+          "mutual TLS)");
+    }
+    RAMI_RETURN_IF_ERROR(tls::Check(worker_tls, "--worker_tls_cert_file/--worker_tls_key_file"));
+  }
   if (public_tls.enabled()) {
     RAMI_RETURN_IF_ERROR(tls::Check(public_tls, "--tls_cert_file/--tls_key_file"));
   } else if (require_tls) {
@@ -87,6 +95,7 @@ RunnerConfig CoordinatorConfig::Runner(const std::string& host_name) const {
   config.load.enforce_eager = enforce_eager;
   config.load.lease_seconds = lease_seconds;
   config.coordinator_id = coordinator_id.empty() ? host_name : coordinator_id;
+  config.worker_tls = worker_tls;
   config.discovery_interval = absl::Seconds(discovery_interval_seconds);
   config.finished_job_ttl = absl::Seconds(finished_job_ttl_seconds);
   config.step_deadlines.floor = absl::Seconds(step_timeout_floor_seconds);

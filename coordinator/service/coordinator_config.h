@@ -29,6 +29,9 @@ struct CoordinatorConfig {
   // The workers' secret (their --auth_token_file); main.cc reads it into the runner's config.
   // "" = calls carry no credentials (workers with open loopback ports only).
   std::string worker_auth_token_file;
+  // Mutual TLS on the worker plane: the coordinator's certificate (CN rami-coordinator), its
+  // key and the CA the workers' certificates chain to. Empty: plaintext.
+  tls::TlsFiles worker_tls;
   double lease_seconds = 15;
   double startup_timeout_seconds = 300;
   double drain_timeout_seconds = 30;

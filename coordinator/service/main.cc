@@ -101,6 +101,11 @@ ABSL_FLAG(std::string, tls_cert_file, "",
           "PEM certificate chain of the public ports (gRPC and HTTP): TLS only, no plaintext. "
           "Re-read on SIGHUP (HTTP) and within a second of a change (gRPC)");
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
+ABSL_FLAG(std::string, worker_tls_cert_file, "",
+          "mutual TLS towards the workers: the coordinator's PEM certificate (CN "
+          "rami-coordinator); with --worker_tls_key_file and --worker_tls_ca_file");
+ABSL_FLAG(std::string, worker_tls_key_file, "", "the private key of --worker_tls_cert_file");
+ABSL_FLAG(std::string, worker_tls_ca_file, "", "the CA bundle the workers' certificates chain to");
 ABSL_FLAG(bool, require_tls, false,
           "refuse to start unless --tls_cert_file and --tls_key_file are given");
 ABSL_FLAG(int64_t, max_request_bytes, 16 << 20, "largest HTTP request body (413 beyond)");
@@ -168,6 +173,9 @@ CoordinatorConfig ConfigFromFlags() {
   c.public_tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   c.public_tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
   c.require_tls = absl::GetFlag(FLAGS_require_tls);
+  c.worker_tls = {.cert_file = absl::GetFlag(FLAGS_worker_tls_cert_file),
+                  .key_file = absl::GetFlag(FLAGS_worker_tls_key_file),
+                  .ca_file = absl::GetFlag(FLAGS_worker_tls_ca_file)};
   c.http.open_metrics = absl::GetFlag(FLAGS_open_metrics);
   c.http.max_body_bytes =
       static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_request_bytes)));
@@ -242,7 +250,7 @@ int main(int argc, char** argv) {
         rami::proto::ReadTokenFile(config.worker_auth_token_file, "--worker_auth_token_file");
     if (!token.ok()) return Fail(std::string(token.status().message()));
     runner_config.worker_auth_token = std::move(*token);
-  } else {
+  } else if (!config.worker_tls.enabled()) {
     std::fprintf(stderr,
                  "rami-coordinator: WARNING: no --worker_auth_token_file: worker calls carry no "
                  "credentials, so only workers with open (loopback, tokenless) ports accept "

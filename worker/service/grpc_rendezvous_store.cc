@@ -27,8 +27,8 @@ absl::Status UntilAccepted(absl::Time deadline, Call call) {
 }  // namespace
 
 GrpcRendezvousStore::GrpcRendezvousStore(const std::string& address, const std::string& store_token,
-                                         absl::Duration set_timeout)
-    : stub_(worker::v1::Worker::NewStub(proto::NewWorkerChannel(address, store_token))),
+                                         absl::Duration set_timeout, const tls::TlsFiles& tls)
+    : stub_(worker::v1::Worker::NewStub(proto::NewWorkerChannel(address, store_token, tls))),
       set_timeout_(set_timeout) {}
 
 absl::Status GrpcRendezvousStore::Set(const std::string& key, const std::string& value) {

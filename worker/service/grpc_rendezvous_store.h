@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "base/tls/tls.h"
 #include "rami/worker/v1/worker.grpc.pb.h"
 #include "worker/collectives/rendezvous_store.h"
 
@@ -18,9 +19,11 @@ class GrpcRendezvousStore final : public collectives::RendezvousStore {
  public:
   // `address`: host:port of the group's rank 0. `set_timeout` bounds a Set (the group's
   // collective timeout: an unreachable rank 0 must not hold a load longer than that).
-  // `store_token`: the load's Rendezvous.store_token ("" on an open worker port).
+  // `store_token`: the load's Rendezvous.store_token ("" on an open worker port). `tls`: this
+  // worker's certificate and the deployment's CA (mutual TLS), or none (plaintext).
   GrpcRendezvousStore(const std::string& address, const std::string& store_token,
-                      absl::Duration set_timeout = absl::Seconds(30));
+                      absl::Duration set_timeout = absl::Seconds(30),
+                      const tls::TlsFiles& tls = {});
   absl::Status Set(const std::string& key, const std::string& value) override;
   absl::StatusOr<std::vector<std::string>> Get(const std::vector<std::string>& keys,
                                                absl::Duration timeout) override;

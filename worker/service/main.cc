@@ -26,6 +26,13 @@ ABSL_FLAG(std::string, port_file, "", "write the bound port to this file once se
 ABSL_FLAG(std::string, auth_token_file, "",
           "file holding the coordinator's secret (the coordinator's --worker_auth_token_file); "
           "without it the port is open to every local process and must listen on loopback");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "mutual TLS: this worker's PEM certificate (CN rami-worker); with --tls_key_file and "
+          "--tls_ca_file the port serves TLS only and takes callers whose certificates chain "
+          "to the CA: CN rami-coordinator (control) and rami-worker (group peers)");
+ABSL_FLAG(std::string, tls_key_file, "", "mutual TLS: the private key of --tls_cert_file");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "mutual TLS: the deployment's CA bundle (callers' and peers' certificates)");
 ABSL_FLAG(std::string, model_roots, "",
           "comma-separated directories LoadShard may read models from (none: no load)");
 
@@ -45,14 +52,27 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const std::string listen = absl::GetFlag(FLAGS_listen);
   rami::service::WorkerServiceOptions options;
+  options.tls = {.cert_file = absl::GetFlag(FLAGS_tls_cert_file),
+                 .key_file = absl::GetFlag(FLAGS_tls_key_file),
+                 .ca_file = absl::GetFlag(FLAGS_tls_ca_file)};
+  if (options.tls.enabled() || !options.tls.ca_file.empty()) {
+    if (options.tls.ca_file.empty()) {
+      return Fail("--tls_ca_file: required with --tls_cert_file (the worker port is mutual TLS)");
+    }
+    const absl::Status files = rami::tls::Check(options.tls, "--tls_cert_file/--tls_key_file");
+    if (!files.ok()) return Fail(std::string(files.message()));
+  }
   if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {
     absl::StatusOr<std::string> token = rami::proto::ReadTokenFile(path, "--auth_token_file");
     if (!token.ok()) return Fail(std::string(token.status().message()));
     options.auth_token = std::move(*token);
+  } else if (options.tls.enabled()) {
+    // Mutual TLS alone: callers are known by their certificates.
   } else if (!rami::service::IsLoopbackListenAddress(listen)) {
     return Fail("--listen=" + listen +
                 " is not a loopback address: a worker port reachable from other hosts needs "
-                "--auth_token_file (the coordinator's --worker_auth_token_file)");
+                "--auth_token_file (the coordinator's --worker_auth_token_file) or mutual TLS "
+                "(--tls_cert_file, --tls_key_file, --tls_ca_file)");
   } else {
     std::fprintf(stderr,
                  "rami-worker: WARNING: no --auth_token_file: the worker port %s is OPEN — any "
@@ -83,7 +103,10 @@ int main(int argc, char** argv) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen,
+                           options.tls.enabled() ? rami::tls::ServerCredentials(options.tls)
+                                                 : grpc::InsecureServerCredentials(),
+                           &port);
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "base/tls/tls.h"
 #include "proto/worker_credentials.h"
 
 namespace rami::service {
@@ -73,7 +74,7 @@ const char* RoleName(CallerRole role) {
 
 }  // namespace
 
-WorkerAuth::WorkerAuth(const std::optional<std::string>& control_token) {
+WorkerAuth::WorkerAuth(const std::optional<std::string>& control_token, bool mtls) : mtls_(mtls) {
   if (control_token.has_value()) control_ = HashToken(*control_token);
 }
 
@@ -88,7 +89,7 @@ void WorkerAuth::SetStoreToken(absl::string_view token) {
 
 absl::Status WorkerAuth::AuthorizeHeader(std::optional<absl::string_view> authorization,
                                          WorkerRpc rpc) const {
-  if (open()) return absl::OkStatus();
+  if (!control_.has_value()) return absl::OkStatus();  // no tokens (open, or certificates only)
   absl::string_view token = authorization.value_or("");
   if (!absl::ConsumePrefix(&token, proto::kBearerPrefix) || token.empty()) {
     return absl::UnauthenticatedError(
@@ -117,8 +118,32 @@ absl::Status WorkerAuth::AuthorizeHeader(std::optional<absl::string_view> author
   return absl::OkStatus();
 }
 
+absl::StatusOr<CallerRole> WorkerAuth::CertificateRole(const grpc::ServerContext& ctx,
+                                                       WorkerRpc rpc) const {
+  const std::shared_ptr<const grpc::AuthContext> context = ctx.auth_context();
+  const std::string cn = context != nullptr ? tls::PeerCommonName(*context) : "";
+  if (cn == tls::kCoordinatorIdentity) return CallerRole::kControl;
+  if (cn == tls::kWorkerIdentity) return CallerRole::kPeer;
+  // Only the deployment's CA signs these; a certificate of it with another name has no role.
+  return absl::PermissionDeniedError(absl::StrCat(RpcName(rpc), ": the caller's certificate (CN \"",
+                                                  cn.substr(0, 64), "\") holds no role here; ",
+                                                  tls::kCoordinatorIdentity, " or ",
+                                                  tls::kWorkerIdentity, " expected"));
+}
+
 absl::Status WorkerAuth::Authorize(const grpc::ServerContext& ctx, WorkerRpc rpc) const {
-  if (open()) return absl::OkStatus();
+  if (mtls_) {
+    absl::StatusOr<CallerRole> role = CertificateRole(ctx, rpc);
+    if (!role.ok()) return role.status();
+    const CallerRole required = RequiredRole(rpc);
+    if (*role != required) {
+      return absl::PermissionDeniedError(absl::StrCat(RpcName(rpc), ": ", RoleName(required),
+                                                      " credentials required; the caller's "
+                                                      "certificate is ",
+                                                      RoleName(*role)));
+    }
+  }
+  if (!control_.has_value()) return absl::OkStatus();
   const auto& metadata = ctx.client_metadata();
   const auto it = metadata.find(proto::kAuthorizationKey);
   std::optional<absl::string_view> header;

@@ -4,7 +4,9 @@
 // Health; a group's peer ranks (peer role: the current load's Rendezvous.store_token) use
 // StoreSet and StoreGet only. Credentials are `authorization: Bearer <token>` call metadata;
 // only SHA-256 hashes of the tokens are kept, compared in constant time. (mTLS will map a
-// peer certificate's identity to the same roles in Authorize.)
+// peer certificate's identity to the same roles in Authorize.) With mutual TLS the caller's
+// verified certificate names its role — CN rami-coordinator: control, CN rami-worker: peer,
+// any other CN: none — and a configured token must match that role as well.
 //
 // Open mode (no control token): every call is allowed, as on a worker before auth — main.cc
 // permits it on a loopback listen address only, with a warning.
@@ -16,6 +18,7 @@
 
 #include <grpcpp/server_context.h>
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 
@@ -42,10 +45,11 @@ TokenHash HashToken(absl::string_view token);
 
 class WorkerAuth {
  public:
-  // `control_token`: nullopt = open mode.
-  explicit WorkerAuth(const std::optional<std::string>& control_token);
+  // `control_token`: nullopt = no token. `mtls`: the port serves mutual TLS (every caller has
+  // a verified certificate). Neither: open mode.
+  explicit WorkerAuth(const std::optional<std::string>& control_token, bool mtls = false);
 
-  bool open() const { return !control_.has_value(); }
+  bool open() const { return !control_.has_value() && !mtls_; }
   // The current load's store token (rank 0 of a group); "" = no peer is accepted. Thread-safe.
   void SetStoreToken(absl::string_view token);
 
@@ -57,7 +61,11 @@ class WorkerAuth {
   absl::Status AuthorizeHeader(std::optional<absl::string_view> authorization, WorkerRpc rpc) const;
 
  private:
+  // The role a verified certificate's common name holds; PERMISSION_DENIED for another CN.
+  absl::StatusOr<CallerRole> CertificateRole(const grpc::ServerContext& ctx, WorkerRpc rpc) const;
+
   std::optional<TokenHash> control_;
+  bool mtls_ = false;
   mutable absl::Mutex mu_;
   std::optional<TokenHash> store_ ABSL_GUARDED_BY(mu_);
 };

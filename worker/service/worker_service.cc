@@ -33,7 +33,8 @@ namespace v1 = worker::v1;
 WorkerService::WorkerService(const WorkerServiceOptions& options,
                              std::function<void()> request_shutdown)
     : request_shutdown_(std::move(request_shutdown)),
-      auth_(options.auth_token),
+      auth_(options.auth_token, options.tls.enabled()),
+      tls_(options.tls),
       model_roots_(options.model_roots) {}
 
 absl::StatusOr<engine::ShardOptions> WorkerService::Prepare(const v1::LoadShardRequest& r) {
@@ -64,7 +65,7 @@ absl::StatusOr<std::unique_ptr<engine::Engine>> WorkerService::Load(
   std::optional<GrpcRendezvousStore> group;
   if (options.shard.world_size > 1) {
     group.emplace(r.rendezvous().store_address(), r.rendezvous().store_token(),
-                  options.collective_timeout);
+                  options.collective_timeout, tls_);
   }
   absl::StatusOr<engine::LoadedShard> shard = engine::LoadShard(
       options, group.has_value() ? static_cast<collectives::RendezvousStore&>(*group) : no_group);

@@ -12,6 +12,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/tls/tls.h"
 #include "rami/worker/v1/worker.grpc.pb.h"
 #include "worker/collectives/rendezvous_store.h"
 #include "worker/engine/engine.h"
@@ -29,6 +30,10 @@ struct WorkerServiceOptions {
   // Only its hash is kept.
   std::optional<std::string> auth_token;
   ModelRoots model_roots;  // --model_roots: where LoadShard may read models
+  // Mutual TLS (--tls_cert_file, --tls_key_file, --tls_ca_file): this worker's certificate
+  // (CN rami-worker) and the CA every caller's certificate must chain to; the port then
+  // serves TLS only, and a caller's role is its certificate's CN. Empty: plaintext.
+  tls::TlsFiles tls;
 };
 
 class WorkerService final : public worker::v1::Worker::Service {
@@ -68,6 +73,7 @@ class WorkerService final : public worker::v1::Worker::Service {
 
   std::function<void()> request_shutdown_;
   WorkerAuth auth_;
+  const tls::TlsFiles tls_;  // also this rank's identity towards its group's store
   const ModelRoots model_roots_;
   GroupStore store_;  // served to the group when this is rank 0
   WorkerLease lease_;
