@@ -14,8 +14,8 @@
 #       [--dry-run] [-- command ...]                        (--flag=value works too)
 #
 # --role all (default): workers + coordinator. --role workers: only the K workers, on
-# --host (default 0.0.0.0) ports base..base+K-1 (a Kubernetes worker pod); no --model needed,
-# but --auth-token-file and --model-roots are.
+# --host ports base..base+K-1 (a Kubernetes worker pod: its pod IP; 0.0.0.0 only if said);
+# no --model needed, but --host, --auth-token-file and --model-roots are.
 # --auth-token-file: the secret the workers obey (their --auth_token_file, the coordinator's
 # --worker_auth_token_file); --role all without one writes a random one (mode 0600) to
 # the logs folder. --model-roots: where the workers may load models (default: --model).
@@ -107,7 +107,7 @@ if ! is_uint "$TP" || ((TP == 0)); then die "--tp must be a positive number, not
 ((K % TP == 0)) || die "$K workers do not split into groups of --tp $TP ($K % $TP != 0)"
 GROUPS_N=$((K / TP))
 if [ "$ROLE" = workers ]; then
-  HOST="${HOST:-0.0.0.0}"
+  [ -n "$HOST" ] || die "--role workers: --host is required: the address the coordinator and the group's peers reach this node on (on Kubernetes the pod IP; --host 0.0.0.0 listens on every interface)"
   WORKER_HOST="$HOST"
   ((WORKER_PORT_BASE > 0)) || die "--role workers needs fixed ports: --worker-port-base"
   (($# == 0)) || die "-- command needs --role all (a coordinator to send jobs to)"
@@ -127,7 +127,7 @@ fi
 TLS_FILES=(ca.pem worker.pem worker.key)
 [ "$ROLE" = workers ] || TLS_FILES+=(coordinator.pem coordinator.key)
 for f in "${TLS_FILES[@]}"; do
-  [ -z "$TLS_DIR" ] || [ -r "$TLS_DIR/$f" ] || die "--tls-dir: cannot read $TLS_DIR/$f (deploy/make-dev-certs.sh makes it)"
+  ((DRY_RUN)) || [ -z "$TLS_DIR" ] || [ -r "$TLS_DIR/$f" ] || die "--tls-dir: cannot read $TLS_DIR/$f (deploy/make-dev-certs.sh makes it)"
 done
 WORKER_TLS=()
 [ -z "$TLS_DIR" ] || WORKER_TLS=(--tls_cert_file="$TLS_DIR/worker.pem"

@@ -44,6 +44,15 @@ struct WorkerGroupClient::Rank {
   std::unique_ptr<grpc::ClientReaderWriter<v1::StepPlan, v1::StepResult>> step;
 };
 
+std::string HostOf(const std::string& address) {
+  if (!address.empty() && address[0] == '[') {  // [v6]:port
+    const size_t end = address.find(']');
+    return end == std::string::npos ? address : address.substr(1, end - 1);
+  }
+  const size_t colon = address.rfind(':');
+  return colon == std::string::npos ? address : address.substr(0, colon);
+}
+
 WorkerGroupClient::WorkerGroupClient(std::vector<std::string> addresses,
                                      const std::string& auth_token, const tls::TlsFiles& tls)
     : addresses_(std::move(addresses)) {
@@ -101,6 +110,8 @@ absl::StatusOr<std::vector<v1::LoadShardResponse>> WorkerGroupClient::Load(
       request.mutable_rendezvous()->set_store_address(addresses_[0]);
       request.mutable_rendezvous()->set_group_id(o.group_id);
       request.mutable_rendezvous()->set_store_token(store_token);
+      // The rank's collective listeners bind where the coordinator reaches it, never 0.0.0.0.
+      request.mutable_rendezvous()->set_bind_host(HostOf(addresses_[r]));
       status[r] = FromGrpcStatus(ranks_[r]->stub->LoadShard(&contexts[r], request, &responses[r]));
     });
   }

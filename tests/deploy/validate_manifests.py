@@ -127,8 +127,14 @@ def check_rami(docs, label):
     coordinator = [d for d in workloads if d["metadata"]["name"] == "rami-coordinator"]
     if check(len(coordinator) == 1, f"{label}: one coordinator Deployment"):
         c = coordinator[0]["spec"]["template"]["spec"]["containers"][0]
+        tls = any(a.startswith("--tls_cert_file=") for a in c.get("args", []))
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            check("grpc" in c.get(probe, {}), f"{label}: coordinator {probe} is a gRPC probe")
+            if tls:  # the kubelet's gRPC probes speak plaintext: HTTPS /health and TCP
+                p = c.get(probe, {})
+                check("tcpSocket" in p or p.get("httpGet", {}).get("scheme") == "HTTPS",
+                      f"{label}: coordinator {probe} is a TLS-safe probe (TCP or HTTPS)")
+            else:
+                check("grpc" in c.get(probe, {}), f"{label}: coordinator {probe} is a gRPC probe")
         check(coordinator[0]["spec"].get("replicas") == 1 and
               coordinator[0]["spec"]["strategy"]["type"] == "Recreate",
               f"{label}: coordinator: 1 replica, Recreate (one coordinator holds the leases)")
@@ -175,7 +181,7 @@ def resolved_args(container, config, namespace="rami"):
         if "configMapKeyRef" in source:
             env[e["name"]] = config.get(source["configMapKeyRef"]["key"], "")
         elif "fieldRef" in source:
-            env[e["name"]] = {"metadata.namespace": namespace}.get(
+            env[e["name"]] = {"metadata.namespace": namespace, "status.podIP": "10.0.0.7"}.get(
                 source["fieldRef"]["fieldPath"], "FIELD")
         else:
             env[e["name"]] = e.get("value", "")

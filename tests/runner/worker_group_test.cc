@@ -3,6 +3,7 @@
 // sequence's owner and sampling; cache reports become capacity and the jobs' KV — with the
 // same compression ratio at any tensor-parallel degree.
 #include "coordinator/groups/worker_group.h"
+#include "coordinator/groups/worker_group_client.h"
 
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -154,6 +155,15 @@ TEST(WorkerGroup, CompressionIsTheSameAtAnyTensorParallelDegree) {
   EXPECT_EQ(one.logical_tokens, 160);
   EXPECT_EQ(two.logical_tokens, 160);
   EXPECT_EQ(one.live_tokens, two.live_tokens);
+}
+
+// A rank's Gloo listeners bind to the host the coordinator dials it on (the group's interface).
+TEST(WorkerGroup, CollectivesBindWhereTheRankIsReached) {
+  EXPECT_EQ(HostOf("10.0.3.7:50061"), "10.0.3.7");
+  EXPECT_EQ(HostOf("rami-worker-1.rami-worker.ns.svc.cluster.local:50062"),
+            "rami-worker-1.rami-worker.ns.svc.cluster.local");
+  EXPECT_EQ(HostOf("[fd00::5]:50061"), "fd00::5");
+  EXPECT_EQ(HostOf("127.0.0.1:0"), "127.0.0.1");
 }
 
 TEST(WorkerGroup, ALostGroupForgetsItsSequences) {
