@@ -4,6 +4,7 @@
 // ranks need no shared filesystem; InMemoryRendezvousStore serves threads of one process.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -28,8 +29,9 @@ class RendezvousStore {
                                                        absl::Duration timeout) = 0;
 };
 
-// Thread-safe store in this process's memory (tests; ranks as threads). Never forgets a key:
-// group incarnations sharing one store must use distinct key prefixes.
+// Thread-safe store in this process's memory (tests; ranks as threads; the worker's GroupStore
+// keeps its keys here). Forgets a key only through RetainPrefix: group incarnations sharing one
+// store must use distinct key prefixes.
 class InMemoryRendezvousStore final : public RendezvousStore {
  public:
   // Wakes every waiting Get, which fails UNAVAILABLE, and so do later ones: a worker that is
@@ -41,10 +43,27 @@ class InMemoryRendezvousStore final : public RendezvousStore {
   }
 
   absl::Status Set(const std::string& key, const std::string& value) override {
+    return SetBounded(key, value, SIZE_MAX, "");
+  }
+  // Set, refusing a new key (RESOURCE_EXHAUSTED naming `bound`) once `max_keys` keys are held;
+  // replacing a key's value is always possible.
+  absl::Status SetBounded(const std::string& key, const std::string& value, size_t max_keys,
+                          absl::string_view bound) {
     absl::MutexLock lock(&mu_);
+    if (!values_.contains(key) && values_.size() >= max_keys) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("StoreSet: the store holds ", bound, " (", max_keys, ") keys; no new key"));
+    }
     values_[key] = value;
     changed_.SignalAll();
     return absl::OkStatus();
+  }
+  // Drops every key that does not start with `prefix`.
+  void RetainPrefix(const std::string& prefix) {
+    absl::MutexLock lock(&mu_);
+    for (auto it = values_.begin(); it != values_.end();) {
+      it = it->first.starts_with(prefix) ? std::next(it) : values_.erase(it);
+    }
   }
 
   absl::StatusOr<std::vector<std::string>> Get(const std::vector<std::string>& keys,

@@ -7,12 +7,10 @@
 
 #include <cstddef>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "worker/collectives/rendezvous_store.h"
 
@@ -39,10 +37,7 @@ class GroupStore final : public collectives::RendezvousStore {
   void Close();
 
  private:
-  absl::Mutex mu_;
-  absl::CondVar changed_;  // signalled on every Set and on Close
-  std::unordered_map<std::string, std::string> values_ ABSL_GUARDED_BY(mu_);
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  collectives::InMemoryRendezvousStore store_;  // the keys, within the bounds above
 };
 
 }  // namespace rami::service
