@@ -6,21 +6,9 @@
 # addresses only for an admin key.
 #   tests/integration/api_keys_http_test.sh --build DIR
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-BUILD=""
-while (($#)); do
-  case "$1" in
-    --build) BUILD="$2" ;;
-    *) echo "api_keys_http_test: unknown flag $1" >&2; exit 2 ;;
-  esac
-  shift 2
-done
-[ -n "$BUILD" ] || { echo "api_keys_http_test: --build DIR is required" >&2; exit 2; }
-PYTHON="${RAMI_TOOLS_VENV:-/opt/rami-tools-venv}/bin/python"
-"$PYTHON" -c 'import openai' 2>/dev/null \
-  || { echo "api_keys_http_test: no openai package in $PYTHON: run deploy/setup.sh --deps" >&2; exit 1; }
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/rami-apikeys.XXXXXX")"
-trap 'rm -rf "$TMP"' EXIT
+# shellcheck source=/dev/null  # tests/integration/real_client_test_env.sh
+source "$(dirname "$0")/real_client_test_env.sh"
+real_client_test_env api_keys_http_test "$@"
 
 # alice: 1 job, 4 branches at once; slow: 1 request per second; ops: admin (given by hash).
 OPS_KEY="ops-key-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"

@@ -4,25 +4,13 @@
 # DMS model (one CPU worker) given a ChatML chat template.
 #   tests/integration/openai_api_test.sh --build DIR
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-BUILD=""
-while (($#)); do
-  case "$1" in
-    --build) BUILD="$2" ;;
-    *) echo "openai_api_test: unknown flag $1" >&2; exit 2 ;;
-  esac
-  shift 2
-done
-[ -n "$BUILD" ] || { echo "openai_api_test: --build DIR is required" >&2; exit 2; }
-PYTHON="${RAMI_TOOLS_VENV:-/opt/rami-tools-venv}/bin/python"
-"$PYTHON" -c 'import openai' 2>/dev/null \
-  || { echo "openai_api_test: no openai package in $PYTHON: run deploy/setup.sh --deps" >&2; exit 1; }
+# shellcheck source=/dev/null  # tests/integration/real_client_test_env.sh
+source "$(dirname "$0")/real_client_test_env.sh"
+real_client_test_env openai_api_test "$@"
 for tool in curl promtool; do
   command -v "$tool" >/dev/null \
     || { echo "openai_api_test: no $tool: run deploy/setup.sh --deps" >&2; exit 1; }
 done
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/rami-openai.XXXXXX")"
-trap 'rm -rf "$TMP"' EXIT
 
 # The tiny model with a chat template (its tokenizer is byte-level; its text is noise).
 MODEL="$TMP/qwen3_dms_chat"

@@ -7,22 +7,9 @@
 # within seconds (gRPC); --require_tls without certificates refused at start.
 #   tests/integration/tls_test.sh --build DIR
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-BUILD=""
-while (($#)); do
-  case "$1" in
-    --build) BUILD="$2" ;;
-    *) echo "tls_test: unknown flag $1" >&2; exit 2 ;;
-  esac
-  shift 2
-done
-[ -n "$BUILD" ] || { echo "tls_test: --build DIR is required" >&2; exit 2; }
-BUILD="$(cd "$BUILD" && pwd)"
-PYTHON="${RAMI_TOOLS_VENV:-/opt/rami-tools-venv}/bin/python"
-"$PYTHON" -c 'import openai' 2>/dev/null \
-  || { echo "tls_test: no openai package in $PYTHON: run deploy/setup.sh --deps" >&2; exit 1; }
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/rami-tls.XXXXXX")"
-trap 'rm -rf "$TMP"' EXIT
+# shellcheck source=/dev/null  # tests/integration/real_client_test_env.sh
+source "$(dirname "$0")/real_client_test_env.sh"
+real_client_test_env tls_test "$@"
 
 "$ROOT/deploy/make-dev-certs.sh" "$TMP/certs" >/dev/null
 "$ROOT/deploy/make-dev-certs.sh" "$TMP/rotated" >/dev/null  # another CA: the rotation
