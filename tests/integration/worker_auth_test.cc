@@ -161,6 +161,8 @@ TEST(WorkerPort, ATakeoverIsRefusedAndAFailedLoadKeepsTheModel) {
   EXPECT_TRUE(s.Decodes());
 }
 
+// (Relative paths resolve from the worker's folder, which may itself lie in a root — the test
+// roots include the temp folder — so the relative probe climbs to / first.)
 TEST(WorkerPort, ModelDirProbesGetOneAnswerWhetherOrNotThePathExists) {
   WorkerProcess worker;
   ASSERT_TRUE(worker.ok());
@@ -169,9 +171,9 @@ TEST(WorkerPort, ModelDirProbesGetOneAnswerWhetherOrNotThePathExists) {
   ASSERT_EQ(symlink("/no/such/dir", (links + "_none").c_str()), 0);
   const std::string golden = GoldenModelDir("qwen3");
   for (const std::string& dir :
-       {std::string("/etc"), std::string("/etc/no-such-dir"), std::string("../.."),
-        golden + "/../../../../../../../../etc", golden + "/../../../../../../../../no-such-dir",
-        links + "_etc", links + "_none"}) {
+       {std::string("/etc"), std::string("/etc/no-such-dir"),
+        std::string("../../../../../../../../../../etc"), golden + "/../../../../../../../../etc",
+        golden + "/../../../../../../../../no-such-dir", links + "_etc", links + "_none"}) {
     SCOPED_TRACE(dir);
     const grpc::Status s = Load(worker.stub(), dir);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
