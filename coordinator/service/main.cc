@@ -16,6 +16,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "base/server_process.h"
@@ -233,6 +234,9 @@ int main(int argc, char** argv) {
       "rami-coordinator --model_dir=DIR (--workers=H:P,H:P[;H:P,H:P...] | "
       "--worker_discovery=file:PATH|dns:TEMPLATE) [--listen=ADDR]");
   absl::ParseCommandLine(argc, argv);
+  // Debian's Abseil is built with its Mutex deadlock detector on: every lock then updates a
+  // global lock-order graph under a global lock. Off, as in an NDEBUG Abseil (tests keep it).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   const int signals = rami::CatchTerminationSignals();
   const CoordinatorConfig config = ConfigFromFlags();
   if (absl::Status s = config.Validate(); !s.ok()) return Fail(std::string(s.message()));
