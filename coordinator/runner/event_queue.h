@@ -33,6 +33,11 @@ class EventQueue {
     events_.pop_front();
     return event;
   }
+  // Whether an event is waiting (the stream then lets gRPC buffer the one it writes).
+  bool pending() {
+    absl::MutexLock lock(&mu_);
+    return !events_.empty();
+  }
   bool drained() {
     absl::MutexLock lock(&mu_);
     return closed_ && events_.empty();

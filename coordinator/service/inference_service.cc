@@ -49,7 +49,11 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* ctx,
     }
     if (!event.has_value()) continue;
     const bool terminal = event->has_result() || event->has_error();
-    if (!writer->Write(*event)) {
+    // More events already waiting (a step's tokens of many branches): gRPC may put them in one
+    // frame; the last of a burst goes out at once.
+    grpc::WriteOptions options;
+    if (!terminal && (*job)->events.pending()) options.set_buffer_hint();
+    if (!writer->Write(*event, options)) {
       (void)runner_->Abort((*job)->id, std::nullopt, (*job)->owner);
       return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
     }
