@@ -89,15 +89,6 @@ void WorkerGroup::OnLost(const absl::Status& why) {
   in_flight.clear();
 }
 
-Capacity WorkerGroup::PlanningCapacity() const {
-  Capacity cap = capacity_;
-  // Steps in flight have taken pages the last results do not show yet, and a step planned
-  // one ahead needs the page counts announced two steps ahead.
-  for (const InFlight& f : in_flight) cap.free_pages -= f.reserved_pages;
-  if (!in_flight.empty()) cap.decode_need = decode_need_ahead_;
-  return cap;
-}
-
 wv1::StepPlan WorkerGroup::ToWorkerPlan(const StepDecision& d) {
   wv1::StepPlan plan;
   for (SeqId seq : d.frees) {

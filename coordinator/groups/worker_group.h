@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -66,7 +67,20 @@ class WorkerGroup {
 
   // The capacity to plan the next step against: the last reports, minus the pages of the
   // steps in flight, with the page needs announced two steps ahead once one is in flight.
-  Capacity PlanningCapacity() const;
+  // Lent to `plan` in place (its maps hold a few entries per running branch: a copy per step
+  // was most of the planning cost at 256 branches), then restored; returns what `plan` does.
+  template <typename Plan>
+  auto WithPlanningCapacity(Plan&& plan) {
+    int64_t reserved = 0;
+    for (const InFlight& f : in_flight) reserved += f.reserved_pages;
+    const bool ahead = !in_flight.empty();
+    capacity_.free_pages -= reserved;
+    if (ahead) std::swap(capacity_.decode_need, decode_need_ahead_);
+    auto result = plan(static_cast<const Capacity&>(capacity_));
+    if (ahead) std::swap(capacity_.decode_need, decode_need_ahead_);
+    capacity_.free_pages += reserved;
+    return result;
+  }
   // The plan every rank runs for `decision`; records the owners of new sequences and forgets
   // the freed ones.
   worker::v1::StepPlan ToWorkerPlan(const StepDecision& decision);

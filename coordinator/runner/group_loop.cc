@@ -97,7 +97,9 @@ bool JobRunner::StepOnce(WorkerGroup& g) {
       absl::MutexLock lock(&mu_);
       const absl::Time start = absl::Now();
       plan = PlanStep(g);
-      stats_.schedule_ms_total += absl::ToDoubleMilliseconds(absl::Now() - start);
+      const double ms = absl::ToDoubleMilliseconds(absl::Now() - start);
+      stats_.schedule_ms_total += ms;
+      stats_.plan_ms_total += ms;
     }
     if (plan.has_value()) {
       sent = true;
@@ -145,7 +147,8 @@ std::optional<wv1::StepPlan> JobRunner::PlanStep(WorkerGroup& g) {
     active.push_back(&part->second);
   }
   SortForScheduling(active);
-  const StepDecision decision = g.scheduler->Plan(active, g.PlanningCapacity());
+  const StepDecision decision =
+      g.WithPlanningCapacity([&](const Capacity& cap) { return g.scheduler->Plan(active, cap); });
   if (decision.empty()) {
     if (g.in_flight.empty()) HandleIdle(g, active);
     return std::nullopt;

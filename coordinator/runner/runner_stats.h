@@ -31,6 +31,7 @@ struct RunnerStats {
   int64_t relocated_branches = 0;  // moved off a failed or leaving group
   double step_ms_total = 0;        // wall time of the workers' steps (plan → results)
   double schedule_ms_total = 0;    // time spent planning and applying results
+  double plan_ms_total = 0;        // of which planning (PlanStep: scheduler, worker plan)
   int64_t free_pages = 0;          // summed over serving groups
   int groups_known = 0;
   int groups_serving = 0;

@@ -117,6 +117,7 @@ grpc::Status InferenceService::GetServerInfo(grpc::ServerContext* ctx,
   if (stats.steps > 0) {
     response->set_mean_step_ms(stats.step_ms_total / stats.steps);
     response->set_mean_schedule_ms(stats.schedule_ms_total / stats.steps);
+    response->set_mean_plan_ms(stats.plan_ms_total / stats.steps);
   }
   response->set_free_pages(stats.free_pages);
   if (stats.decode_steps > 0) {

@@ -135,9 +135,13 @@ TEST(WorkerGroup, CacheReportsMergeConservativelyAcrossRanks) {
   EXPECT_EQ(kv.at(4).live_tokens, 64);
   // Planning one step ahead: the pages in flight are taken, the needs two steps ahead count.
   g.in_flight.push_back({.reserved_pages = 5, .sent = absl::Now(), .tokens = 1});
-  const Capacity ahead = g.PlanningCapacity();
-  EXPECT_EQ(ahead.free_pages, 40);
-  EXPECT_EQ(ahead.decode_need.at(2), 3);
+  g.WithPlanningCapacity([](const Capacity& ahead) {
+    EXPECT_EQ(ahead.free_pages, 40);
+    EXPECT_EQ(ahead.decode_need.at(2), 3);
+    return 0;
+  });
+  EXPECT_EQ(g.capacity().free_pages, 45);  // lent, then restored
+  EXPECT_EQ(g.capacity().decode_need.at(2), 2);
 }
 
 TEST(WorkerGroup, CompressionIsTheSameAtAnyTensorParallelDegree) {
