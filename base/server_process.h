@@ -11,18 +11,37 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <initializer_list>
 #include <string>
 
 namespace rami {
 
 namespace internal {
+// One pipe per kind of signal: [0] read by a normal thread, [1] written by the handler.
 inline int termination_pipe[2] = {-1, -1};
-// Async-signal-safe: one write of the signal number.
-inline void OnTerminationSignal(int signal) {
+inline int reload_pipe[2] = {-1, -1};
+
+// Async-signal-safe: one write of the signal number to the pipe.
+template <int (&Pipe)[2]>
+void WriteSignalToPipe(int signal) {
   const char byte = static_cast<char>(signal);
   const int saved = errno;
-  [[maybe_unused]] ssize_t n = write(termination_pipe[1], &byte, 1);
+  [[maybe_unused]] ssize_t n = write(Pipe[1], &byte, 1);
   errno = saved;
+}
+
+// Creates Pipe once and routes `signals` to it; returns its read end (-1 if no pipe).
+template <int (&Pipe)[2]>
+int RouteSignalsToPipe(std::initializer_list<int> signals) {
+  if (Pipe[0] < 0) {
+    if (pipe2(Pipe, O_CLOEXEC) != 0) return -1;
+    struct sigaction action = {};
+    action.sa_handler = WriteSignalToPipe<Pipe>;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    for (int signal : signals) sigaction(signal, &action, nullptr);
+  }
+  return Pipe[0];
 }
 }  // namespace internal
 
@@ -31,40 +50,14 @@ inline void OnTerminationSignal(int signal) {
 // thread that a library started before main() with the signals unblocked (OpenBLAS does).
 // Returns the pipe's read end for WaitForTerminationSignal / TerminationRequested.
 inline int CatchTerminationSignals() {
-  if (internal::termination_pipe[0] < 0) {
-    if (pipe2(internal::termination_pipe, O_CLOEXEC) != 0) return -1;
-    struct sigaction action = {};
-    action.sa_handler = internal::OnTerminationSignal;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = SA_RESTART;
-    sigaction(SIGTERM, &action, nullptr);
-    sigaction(SIGINT, &action, nullptr);
-  }
-  return internal::termination_pipe[0];
+  return internal::RouteSignalsToPipe<internal::termination_pipe>({SIGTERM, SIGINT});
 }
 
-namespace internal {
-inline int reload_pipe[2] = {-1, -1};
-inline void OnReloadSignal(int) {
-  const char byte = 1;
-  const int saved = errno;
-  [[maybe_unused]] ssize_t n = write(reload_pipe[1], &byte, 1);
-  errno = saved;
-}
-}  // namespace internal
-
-// Installs a SIGHUP handler (reload certificates) that writes a byte to a pipe; returns the
-// pipe's read end: TerminationRequested(fd, -1) waits for the next SIGHUP, then read the byte.
+// Installs a SIGHUP handler (reload certificates) that writes to a pipe of its own; returns
+// the pipe's read end: TerminationRequested(fd, -1) waits for the next SIGHUP, then read the
+// byte.
 inline int CatchReloadSignal() {
-  if (internal::reload_pipe[0] < 0) {
-    if (pipe2(internal::reload_pipe, O_CLOEXEC) != 0) return -1;
-    struct sigaction action = {};
-    action.sa_handler = internal::OnReloadSignal;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = SA_RESTART;
-    sigaction(SIGHUP, &action, nullptr);
-  }
-  return internal::reload_pipe[0];
+  return internal::RouteSignalsToPipe<internal::reload_pipe>({SIGHUP});
 }
 
 // True once a signal arrived, waiting at most `timeout_ms` (0: just look; −1: forever).
