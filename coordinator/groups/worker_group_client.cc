@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/host_port.h"
 #include "proto/status_conversion.h"
 #include "proto/worker_credentials.h"
 #include "proto/worker_types.h"
@@ -43,15 +44,6 @@ struct WorkerGroupClient::Rank {
   std::unique_ptr<grpc::ClientContext> step_ctx;
   std::unique_ptr<grpc::ClientReaderWriter<v1::StepPlan, v1::StepResult>> step;
 };
-
-std::string HostOf(const std::string& address) {
-  if (!address.empty() && address[0] == '[') {  // [v6]:port
-    const size_t end = address.find(']');
-    return end == std::string::npos ? address : address.substr(1, end - 1);
-  }
-  const size_t colon = address.rfind(':');
-  return colon == std::string::npos ? address : address.substr(0, colon);
-}
 
 WorkerGroupClient::WorkerGroupClient(std::vector<std::string> addresses,
                                      const std::string& auth_token, const tls::TlsFiles& tls)
@@ -111,7 +103,7 @@ absl::StatusOr<std::vector<v1::LoadShardResponse>> WorkerGroupClient::Load(
       request.mutable_rendezvous()->set_group_id(o.group_id);
       request.mutable_rendezvous()->set_store_token(store_token);
       // The rank's collective listeners bind where the coordinator reaches it, never 0.0.0.0.
-      request.mutable_rendezvous()->set_bind_host(HostOf(addresses_[r]));
+      request.mutable_rendezvous()->set_bind_host(std::string(HostOf(addresses_[r])));
       status[r] = FromGrpcStatus(ranks_[r]->stub->LoadShard(&contexts[r], request, &responses[r]));
     });
   }

@@ -39,9 +39,6 @@ struct GroupLoadOptions {
   absl::Duration load_timeout = absl::Seconds(120);
 };
 
-// The host of "host:port" or "[v6]:port": where a rank's collective transport (Gloo) binds.
-std::string HostOf(const std::string& address);
-
 class WorkerGroupClient {
  public:
   // `addresses`: host:port of ranks 0…T−1. `auth_token`: the workers' secret (their

@@ -3,7 +3,7 @@
 // sequence's owner and sampling; cache reports become capacity and the jobs' KV — with the
 // same compression ratio at any tensor-parallel degree.
 #include "coordinator/groups/worker_group.h"
-#include "coordinator/groups/worker_group_client.h"
+#include "base/host_port.h"
 
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "base/host_port.h"
 #include "base/tls/tls.h"
 #include "proto/worker_credentials.h"
 
@@ -152,15 +153,7 @@ absl::Status WorkerAuth::Authorize(const grpc::ServerContext& ctx, WorkerRpc rpc
 }
 
 bool IsLoopbackListenAddress(absl::string_view listen) {
-  absl::string_view host = listen;
-  if (absl::ConsumePrefix(&host, "[")) {
-    const size_t end = host.find(']');
-    if (end == absl::string_view::npos) return false;
-    host = host.substr(0, end);
-    return host == "::1";
-  }
-  const size_t colon = host.rfind(':');
-  if (colon != absl::string_view::npos) host = host.substr(0, colon);
+  const absl::string_view host = HostOf(listen);
   if (host == "localhost" || host == "::1") return true;
   // 127.0.0.0/8, written as four decimal octets.
   if (!absl::StartsWith(host, "127.")) return false;
