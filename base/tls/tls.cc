@@ -119,6 +119,15 @@ absl::Status Check(const TlsFiles& files, absl::string_view flags) {
   return absl::OkStatus();
 }
 
+absl::Status CheckMutual(const TlsFiles& files, absl::string_view prefix) {
+  if (!files.enabled() && files.ca_file.empty()) return absl::OkStatus();
+  if (files.ca_file.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "ca_file: required with ", prefix,
+                                                   "cert_file (the worker plane is mutual TLS)"));
+  }
+  return Check(files, absl::StrCat(prefix, "cert_file/", prefix, "key_file"));
+}
+
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const TlsFiles& files,
                                                            unsigned refresh_seconds) {
   std::shared_ptr<gx::CertificateProviderInterface> provider =

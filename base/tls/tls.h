@@ -45,6 +45,11 @@ struct TlsFiles {
 // "--tls_cert_file/--tls_key_file". Errors are INVALID_ARGUMENT.
 absl::Status Check(const TlsFiles& files, absl::string_view flags);
 
+// The worker plane's files, which are mutual TLS or nothing: OK when none is given; otherwise
+// all three (Check()'s errors, or "<prefix>ca_file: required ..."). `prefix` is the flags'
+// common part, "--tls_" or "--worker_tls_".
+absl::Status CheckMutual(const TlsFiles& files, absl::string_view prefix);
+
 // Server credentials for a gRPC port: TLS with files.cert_file/key_file (re-read by gRPC's file
 // watcher every `refresh_seconds`, so a rotated certificate serves new connections within
 // that); with files.ca_file, every client must present a certificate that chains to it.

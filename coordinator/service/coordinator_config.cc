@@ -58,14 +58,7 @@ absl::Status CoordinatorConfig::Validate() const {
   RAMI_RETURN_IF_ERROR(InRange("http_port", http_port, -1, 65535));
   if (http_port != 0) RAMI_RETURN_IF_ERROR(AsFlag(Http().Validate()));
   RAMI_RETURN_IF_ERROR(Authenticator().status());
-  if (worker_tls.enabled() || !worker_tls.ca_file.empty()) {
-    if (worker_tls.ca_file.empty()) {
-      return absl::InvalidArgumentError(
-          "--worker_tls_ca_file: required with --worker_tls_cert_file (the worker plane is "
-          "mutual TLS)");
-    }
-    RAMI_RETURN_IF_ERROR(tls::Check(worker_tls, "--worker_tls_cert_file/--worker_tls_key_file"));
-  }
+  RAMI_RETURN_IF_ERROR(tls::CheckMutual(worker_tls, "--worker_tls_"));
   if (public_tls.enabled()) {
     RAMI_RETURN_IF_ERROR(tls::Check(public_tls, "--tls_cert_file/--tls_key_file"));
   } else if (require_tls) {

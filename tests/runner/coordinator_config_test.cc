@@ -43,6 +43,17 @@ TEST(CoordinatorConfig, EachBadFlagIsNamed) {
       {[](CoordinatorConfig& c) { c.drain_timeout_seconds = NAN; }, "--drain_timeout"},
       {[](CoordinatorConfig& c) { c.collective_timeout_seconds = 0; }, "--collective_timeout"},
       {[](CoordinatorConfig& c) { c.page_size = 0; }, "--page_size: expected 1…1024"},
+      {[](CoordinatorConfig& c) { c.worker_tls.cert_file = "/x.pem"; },
+       "--worker_tls_ca_file: required with --worker_tls_cert_file"},
+      {[](CoordinatorConfig& c) {
+         c.worker_tls = {"/no/c.pem", "/no/c.key", "/no/ca.pem"};
+       },
+       "--worker_tls_cert_file/--worker_tls_key_file: cannot read /no/c.pem"},
+      {[](CoordinatorConfig& c) {
+         c.public_tls = {"/no/c.pem", "/no/c.key", ""};
+       },
+       "--tls_cert_file/--tls_key_file: cannot read /no/c.pem"},
+      {[](CoordinatorConfig& c) { c.require_tls = true; }, "--require_tls: the public ports"},
       {[](CoordinatorConfig& c) { c.finished_job_ttl_seconds = -1; }, "--finished_job_ttl"},
       {[](CoordinatorConfig& c) { c.step_timeout_floor_seconds = 0; }, "--step_timeout_floor"},
       {[](CoordinatorConfig& c) { c.step_timeout_factor = 0.5; }, "--step_timeout_factor"},

@@ -55,12 +55,8 @@ int main(int argc, char** argv) {
   options.tls = {.cert_file = absl::GetFlag(FLAGS_tls_cert_file),
                  .key_file = absl::GetFlag(FLAGS_tls_key_file),
                  .ca_file = absl::GetFlag(FLAGS_tls_ca_file)};
-  if (options.tls.enabled() || !options.tls.ca_file.empty()) {
-    if (options.tls.ca_file.empty()) {
-      return Fail("--tls_ca_file: required with --tls_cert_file (the worker port is mutual TLS)");
-    }
-    const absl::Status files = rami::tls::Check(options.tls, "--tls_cert_file/--tls_key_file");
-    if (!files.ok()) return Fail(std::string(files.message()));
+  if (const absl::Status files = rami::tls::CheckMutual(options.tls, "--tls_"); !files.ok()) {
+    return Fail(std::string(files.message()));
   }
   if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {
     absl::StatusOr<std::string> token = rami::proto::ReadTokenFile(path, "--auth_token_file");
