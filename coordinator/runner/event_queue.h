@@ -22,7 +22,9 @@ class EventQueue {
     changed_.SignalAll();
   }
   // The next event, or nullopt after `timeout` (or when the queue is drained and closed).
-  std::optional<rami::v1::GenerateEvent> Pop(absl::Duration timeout) {
+  // `more`, when given, says whether another event is already waiting (a stream then lets
+  // gRPC buffer the one it writes).
+  std::optional<rami::v1::GenerateEvent> Pop(absl::Duration timeout, bool* more = nullptr) {
     absl::MutexLock lock(&mu_);
     const absl::Time deadline = absl::Now() + timeout;
     while (events_.empty() && !closed_) {
@@ -31,12 +33,8 @@ class EventQueue {
     if (events_.empty()) return std::nullopt;
     rami::v1::GenerateEvent event = std::move(events_.front());
     events_.pop_front();
+    if (more != nullptr) *more = !events_.empty();
     return event;
-  }
-  // Whether an event is waiting (the stream then lets gRPC buffer the one it writes).
-  bool pending() {
-    absl::MutexLock lock(&mu_);
-    return !events_.empty();
   }
   bool drained() {
     absl::MutexLock lock(&mu_);

@@ -42,7 +42,8 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* ctx,
       std::move(*validated), {caller->name, caller->limits.max_jobs, caller->limits.max_branches});
   if (!job.ok()) return reject(job.status());
   while (true) {
-    std::optional<v1::GenerateEvent> event = (*job)->events.Pop(absl::Milliseconds(200));
+    bool more = false;
+    std::optional<v1::GenerateEvent> event = (*job)->events.Pop(absl::Milliseconds(200), &more);
     if (ctx->IsCancelled()) {
       (void)runner_->Abort((*job)->id, std::nullopt, (*job)->owner);
       return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled the job");
@@ -52,7 +53,7 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* ctx,
     // More events already waiting (a step's tokens of many branches): gRPC may put them in one
     // frame; the last of a burst goes out at once.
     grpc::WriteOptions options;
-    if (!terminal && (*job)->events.pending()) options.set_buffer_hint();
+    if (!terminal && more) options.set_buffer_hint();
     if (!writer->Write(*event, options)) {
       (void)runner_->Abort((*job)->id, std::nullopt, (*job)->owner);
       return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
