@@ -1,6 +1,7 @@
 // StepPlan / StepOutcome: one step of work for a worker rank, as plain C++ (the worker core
 // does not depend on protobuf; worker/service converts rami.worker.v1 messages to these).
-// Execution order: frees, then prefills and decodes in one forward pass, then forks.
+// Execution order: frees, then copies of snapshots (PlanPrefill::copy_of), then prefills and
+// decodes in one forward pass, then snapshots and forks.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +26,17 @@ struct PlanPrefill {
   // Score the chunk's tokens (StepOutcome::prompt_logprobs) with the sequence's
   // sampling.logprobs top tokens; not with generated_tokens > 0.
   bool prompt_logprobs = false;
+  // With create: the sequence starts as a copy of the cached snapshot `copy_of` (pages shared
+  // as by a fork, its pending decision and last logits carried); `tokens` may then be empty
+  // (the whole prompt was cached: forks of this step sample from the snapshot's logits).
+  std::optional<kv::SeqId> copy_of;
+};
+
+// A prefix-cache snapshot: a frozen copy of `source` after the forward pass (pages shared as
+// by a fork, last logits kept). It never runs; later plans copy it and free it.
+struct PlanSnapshot {
+  kv::SeqId source = 0;
+  kv::SeqId seq_id = 0;
 };
 
 struct PlanForkChild {
@@ -43,6 +55,7 @@ struct StepPlan {
   std::vector<PlanPrefill> prefills;
   std::vector<kv::SeqId> decodes;  // input: the sequence's own last sampled token
   std::vector<PlanFork> forks;
+  std::vector<PlanSnapshot> snapshots;
 };
 
 // A token sampled for a sequence in a step.
