@@ -9,6 +9,7 @@
 #include <system_error>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
 #include "base/quote.h"
@@ -181,6 +182,35 @@ absl::Status ModelFrontEnd::RequireTokenizer(const char* field) const {
 }
 
 absl::StatusOr<std::string> ModelFrontEnd::RenderChat(const GenerateRequest& request) const {
+  return Render(request, /*add_generation_prompt=*/true);
+}
+
+int64_t ModelFrontEnd::ChatPrefixTokens(const GenerateRequest& request,
+                                        absl::Span<const int32_t> ids) const {
+  if (request.input_case() != GenerateRequest::kMessages) return 0;
+  const auto& messages = request.messages().messages();
+  int last_user = -1;
+  for (int i = 0; i < messages.size(); ++i) {
+    if (messages[i].role() == "user") last_user = i;
+  }
+  if (last_user < 1) return 0;
+  GenerateRequest head = request;
+  head.mutable_messages()->mutable_messages()->DeleteSubrange(last_user,
+                                                              messages.size() - last_user);
+  absl::StatusOr<std::string> whole = RenderChat(request);
+  absl::StatusOr<std::string> part = Render(head, /*add_generation_prompt=*/false);
+  if (!whole.ok() || !part.ok() || part->empty() || !absl::StartsWith(*whole, *part)) return 0;
+  absl::StatusOr<std::vector<int32_t>> part_ids =
+      tokenizer_->Encode(*part, /*add_special_tokens=*/false);
+  if (!part_ids.ok() || part_ids->empty() || part_ids->size() >= ids.size() ||
+      !std::equal(part_ids->begin(), part_ids->end(), ids.begin())) {
+    return 0;
+  }
+  return static_cast<int64_t>(part_ids->size());
+}
+
+absl::StatusOr<std::string> ModelFrontEnd::Render(const GenerateRequest& request,
+                                                  bool add_generation_prompt) const {
   if (request.input_case() != GenerateRequest::kMessages) return Invalid("messages: not set");
   RAMI_RETURN_IF_ERROR(RequireTokenizer("messages"));
   if (!chat_template_.has_value()) {
@@ -190,7 +220,7 @@ absl::StatusOr<std::string> ModelFrontEnd::RenderChat(const GenerateRequest& req
   const auto& messages = request.messages().messages();
   if (messages.empty()) return Invalid("messages: empty");
   chat::ChatTemplateInput input;
-  input.add_generation_prompt = true;
+  input.add_generation_prompt = add_generation_prompt;
   for (int i = 0; i < messages.size(); ++i) {
     const std::string field = absl::StrCat("messages.messages[", i, "]");
     const rami::v1::ChatMessage& m = messages[i];

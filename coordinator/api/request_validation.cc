@@ -24,6 +24,9 @@ constexpr size_t kMaxExtractorRegexBytes = 4096;
 // google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
 constexpr int64_t kMinTimestampSeconds = -62135596800;
 constexpr int64_t kMaxTimestampSeconds = 253402300799;
+// Prefix caching: a salt is an opaque tag, not data; a few boundaries mark a prompt's parts.
+constexpr size_t kMaxCacheSaltBytes = 256;
+constexpr int kMaxCacheBoundaries = 8;
 
 absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
 
@@ -222,6 +225,37 @@ absl::StatusOr<int32_t> ResolveMaxTokens(int32_t requested, int64_t prompt_token
   return requested;
 }
 
+// The prefix-cache fields, and the prompt's snapshot points: the chat's part before its last
+// user turn and the client's boundaries (the whole prompt is cached without a point).
+absl::Status ValidatePrefixCache(const GenerateRequest& request, const ModelFrontEnd& model,
+                                 int64_t prompt_tokens, ValidatedRequest& out) {
+  if (request.cache_salt().size() > kMaxCacheSaltBytes) {
+    return Invalid(absl::StrCat("cache_salt: at most ", kMaxCacheSaltBytes, " bytes, got ",
+                                request.cache_salt().size()));
+  }
+  if (request.cache_boundaries_size() > kMaxCacheBoundaries) {
+    return Invalid(absl::StrCat("cache_boundaries: at most ", kMaxCacheBoundaries,
+                                " entries, got ", request.cache_boundaries_size()));
+  }
+  out.prefix_cache = !request.skip_prefix_cache();
+  out.cache_salt = request.cache_salt();
+  for (int i = 0; i < request.cache_boundaries_size(); ++i) {
+    const int64_t at = request.cache_boundaries(i);
+    if (at < 1 || at > prompt_tokens) {
+      return OutOfRange(absl::StrCat("cache_boundaries[", i, "] (a prompt token offset)"), at, 1,
+                        prompt_tokens);
+    }
+    if (at < prompt_tokens) out.snapshot_points.push_back(at);
+  }
+  if (const int64_t chat = model.ChatPrefixTokens(request, out.prompt_token_ids); chat > 0) {
+    out.snapshot_points.push_back(chat);
+  }
+  std::sort(out.snapshot_points.begin(), out.snapshot_points.end());
+  out.snapshot_points.erase(std::unique(out.snapshot_points.begin(), out.snapshot_points.end()),
+                            out.snapshot_points.end());
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<int32_t>> Tokenize(const rami::v1::TokenizeRequest& request,
@@ -298,6 +332,7 @@ absl::StatusOr<ValidatedRequest> ValidateRequest(const GenerateRequest& request,
 
   RAMI_ASSIGN_OR_RETURN(out.prompt_token_ids, model.InputIds(request));
   const auto prompt_tokens = static_cast<int64_t>(out.prompt_token_ids.size());
+  RAMI_RETURN_IF_ERROR(ValidatePrefixCache(request, model, prompt_tokens, out));
   if (request.score_only()) {  // nothing is generated: the prompt may fill the context
     RAMI_RETURN_IF_ERROR(CheckPromptLength(prompt_tokens, context, limits, /*generates=*/false));
     out.score_only = true;

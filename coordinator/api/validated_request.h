@@ -58,6 +58,11 @@ struct ValidatedRequest {
   // Score the prompt with this many top alternatives per token, [0, max_logprobs].
   std::optional<int32_t> prompt_logprobs;
   bool score_only = false;  // with prompt_logprobs: no branches, stopping.max_tokens 0
+  // Prefix caching: on unless the request skips it; entries are shared within the API key
+  // and this salt; the prompt positions to snapshot at (sorted, unique, in [1, prompt size)).
+  bool prefix_cache = true;
+  std::string cache_salt;
+  std::vector<int64_t> snapshot_points;
 };
 
 }  // namespace rami::api

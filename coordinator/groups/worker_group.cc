@@ -60,6 +60,7 @@ absl::Status WorkerGroup::OnLoaded(const std::vector<wv1::LoadShardResponse>& re
   }
   scheduler = std::make_unique<Scheduler>(config);
   capacity_ = Capacity();
+  capacity_.num_pages = pages;
   capacity_.free_pages = pages;
   capacity_.page_size = first.page_size();
   capacity_.streams = int64_t{first.num_layers()} * heads;
@@ -107,6 +108,7 @@ wv1::StepPlan WorkerGroup::ToWorkerPlan(const StepDecision& d) {
     chunk->set_generated_tokens(p.generated_tokens);
     chunk->set_prompt_logprobs(p.prompt_logprobs);
     if (p.create) *chunk->mutable_sampling() = proto::SamplingToProto(p.sampling);
+    if (p.copy_of >= 0) chunk->set_copy_of(p.copy_of);
     owner_[p.seq] = p.owner;
   }
   for (const PlannedDecode& decode : d.decodes) plan.add_decodes(decode.seq);
@@ -120,6 +122,13 @@ wv1::StepPlan WorkerGroup::ToWorkerPlan(const StepDecision& d) {
       owner_[c.seq] = {f.job, c.branch};
     }
   }
+  for (const PlannedSnapshot& snapshot : d.snapshots) {
+    wv1::Snapshot* out = plan.add_snapshots();
+    out->set_source(snapshot.source);
+    out->set_seq_id(snapshot.seq);
+  }
+  // Cache entries belong to no job; their reports still keep the capacity model current.
+  for (SeqId seq : d.cached) owner_[seq] = kPrefixCacheOwner;
   return plan;
 }
 
@@ -146,6 +155,7 @@ std::map<JobId, KvUsage> WorkerGroup::ApplyCacheReports(
       Merge(capacity_.decode_need, s.seq_id(), need, i == 0, Max);
       Merge(decode_need_ahead_, s.seq_id(), ahead, i == 0, Max);
       Merge(capacity_.unshared_pages, s.seq_id(), s.unshared_pages(), i == 0, Min);
+      if (owner->second.job == kPrefixCacheOwner.job) continue;
       // Each rank reports its own streams: live and logical tokens add up over the ranks, so
       // the ratio is the same at any tensor-parallel degree.
       KvUsage& job = usage[owner->second.job];

@@ -142,7 +142,17 @@ void Metrics::RenderCounters(const Snapshot& s, std::string* out) {
        static_cast<uint64_t>(s.preemptions)},
       {"rami_relocated_branches_total",
        "Branches moved to another group after theirs failed or left.",
-       static_cast<uint64_t>(s.relocated_branches)}};
+       static_cast<uint64_t>(s.relocated_branches)},
+      {"rami_prefix_cache_hits_total", "Jobs whose prompt started from a cached prefix.",
+       static_cast<uint64_t>(s.prefix_hits)},
+      {"rami_prefix_cache_misses_total", "Jobs that looked for a cached prefix and found none.",
+       static_cast<uint64_t>(s.prefix_misses)},
+      {"rami_prefix_cache_cached_tokens_total",
+       "Prompt tokens copied from the prefix cache instead of prefilled.",
+       static_cast<uint64_t>(s.prefix_cached_tokens)},
+      {"rami_prefix_cache_evictions_total",
+       "Cached prefixes freed (over the cache's share of the pool, or under memory pressure).",
+       static_cast<uint64_t>(s.prefix_evictions)}};
   for (const auto& [name, help, value] : counters) {
     Header(out, name, "counter", help);
     Sample(out, name, "", value);
@@ -177,6 +187,18 @@ void Metrics::RenderGauges(const Snapshot& s, std::string* out) {
   for (const GroupSnapshot& g : s.groups) {
     Sample(out, "rami_kv_eviction_rate", absl::StrCat("group=\"", Label(g.group), "\""),
            g.eviction_rate);
+  }
+  Header(out, "rami_prefix_cache_entries", "gauge",
+         "Cached prompt prefixes (DMS snapshots) each worker group holds.");
+  for (const GroupSnapshot& g : s.groups) {
+    Sample(out, "rami_prefix_cache_entries", absl::StrCat("group=\"", Label(g.group), "\""),
+           g.prefix_entries);
+  }
+  Header(out, "rami_prefix_cache_tokens", "gauge",
+         "Prompt tokens of the cached prefixes each worker group holds.");
+  for (const GroupSnapshot& g : s.groups) {
+    Sample(out, "rami_prefix_cache_tokens", absl::StrCat("group=\"", Label(g.group), "\""),
+           g.prefix_tokens);
   }
 }
 

@@ -44,6 +44,8 @@ struct GroupSnapshot {
   int64_t pages_total = 0;
   int64_t pages_free = 0;
   double eviction_rate = 0;
+  int64_t prefix_entries = 0;  // cached prompt prefixes it holds
+  int64_t prefix_tokens = 0;
 };
 
 // The runner's state at scrape time.
@@ -54,6 +56,12 @@ struct Snapshot {
   uint64_t steps = 0;
   int64_t preemptions = 0;
   int64_t relocated_branches = 0;
+  // Prefix caching: jobs that found a cached prefix or none, the prompt tokens hits did not
+  // prefill, and entries freed (the cap or memory pressure).
+  int64_t prefix_hits = 0;
+  int64_t prefix_misses = 0;
+  int64_t prefix_cached_tokens = 0;
+  int64_t prefix_evictions = 0;
   std::vector<GroupSnapshot> groups;
 };
 

@@ -169,6 +169,10 @@ std::optional<wv1::StepPlan> JobRunner::PlanStep(WorkerGroup& g) {
     ++stats_.decode_steps;
   }
   stats_.preemptions += static_cast<int64_t>(decision.preempted.size());
+  stats_.prefix += decision.prefix;
+  for (const PlannedPrefill& p : decision.prefills) {
+    if (p.owner.branch < 0) stats_.prefill_tokens += static_cast<int64_t>(p.tokens.size());
+  }
   return plan;
 }
 

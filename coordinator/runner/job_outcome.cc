@@ -31,13 +31,15 @@ std::vector<aggregation::BranchOutcome> Outcomes(const JobState& job, bool all) 
   return outcomes;
 }
 
-// Marks every part finished; sequences still held are freed by the next plans.
-void ReleaseParts(JobState& job) {
+// Marks every part finished; sequences still held are freed by the next plans (a root may be
+// kept as a prefix-cache entry instead, unless `cache_root` is false: a job that failed).
+void ReleaseParts(JobState& job, bool cache_root) {
   for (auto& [group, part] : job.parts) {
     for (Branch& b : part.branches) {
       if (b.phase != BranchPhase::kFinished) b.Finish();
     }
     if (part.root >= 0) part.root_free_pending = true;
+    part.cache_root = part.cache_root && cache_root;
     part.phase = JobPhase::kFinished;
   }
 }
@@ -45,6 +47,9 @@ void ReleaseParts(JobState& job) {
 void FillUsage(const JobState& job, int64_t generated, v1::Usage* usage) {
   const absl::Duration elapsed = absl::Now() - job.submitted;
   usage->set_prompt_tokens(static_cast<int64_t>(job.facts().prompt.size()));
+  int64_t cached = 0;
+  for (const auto& [group, part] : job.parts) cached = std::max(cached, part.cached_tokens);
+  usage->set_cached_prompt_tokens(cached);
   usage->set_worker_groups(static_cast<int32_t>(job.groups_used.size()));
   usage->set_relocated_branches(job.relocated_branches);
   usage->set_generated_tokens(generated);
@@ -121,7 +126,7 @@ void PruneBranches(JobState& job) {
 void FinishJob(JobState& job) {
   if (job.done) return;
   job.done = true;
-  ReleaseParts(job);
+  ReleaseParts(job, /*cache_root=*/true);
   const std::vector<aggregation::BranchOutcome> outcomes = Outcomes(job, /*all=*/true);
   const aggregation::AggregationResult agg =
       aggregation::Aggregate(ToAggregation(job.request().aggregation.policy), outcomes);
@@ -166,8 +171,9 @@ void FinishJob(JobState& job) {
 void FailJob(JobState& job, const absl::Status& status, bool retryable) {
   if (job.done) return;
   job.done = true;
-  ReleaseParts(job);
   const bool aborted = status.code() == absl::StatusCode::kAborted;
+  // An aborted job's prompt was computed as well as any; a failed one's may be why it failed.
+  ReleaseParts(job, /*cache_root=*/aborted);
   job.record.set_state(aborted ? v1::GetJobResponse::ABORTED : v1::GetJobResponse::FAILED);
   if (job.metrics != nullptr) {
     job.metrics->RequestEnded(aborted ? metrics::Outcome::kAborted : metrics::Outcome::kFailed);

@@ -138,6 +138,7 @@ absl::StatusOr<std::vector<std::shared_ptr<JobHandle>>> JobRunner::Submit(
     j.handle = std::make_shared<JobHandle>();
     j.handle->id = NewPublicJobId();
     j.handle->owner = owner.name;
+    j.SetOwner(owner.name);
     // Place fails only when no group serves, the same for every job of the batch: so it fails
     // for the first one or for none.
     if (!Place(j, j.TakeUnplaced())) {
@@ -167,7 +168,8 @@ bool JobRunner::Place(JobState& job, std::vector<Branch> branches) {
   std::vector<PlacementGroup> serving;
   for (auto& [id, g] : groups_) {
     if (g->state != GroupState::kServing || g->leaving) continue;
-    serving.push_back({id, &g->capacity(), Headroom(id, g->capacity(), jobs_)});
+    serving.push_back({id, &g->capacity(), Headroom(id, g->capacity(), jobs_),
+                       &g->scheduler->prefix_cache()});
   }
   if (serving.empty()) return false;
   if (job.n() == 0) {  // score-only: the root alone
@@ -247,6 +249,7 @@ void JobRunner::Reap() {
 RunnerStats JobRunner::Stats() {
   absl::MutexLock lock(&mu_);
   RunnerStats s = stats_;
+  s.prefix_cache_enabled = config_.scheduler.prefix_cache;
   s.jobs_active = static_cast<int>(jobs_.size());
   for (const auto& [id, job] : jobs_) s.branches_running += job->RunningBranches();
   for (const auto& [id, g] : groups_) {
@@ -257,6 +260,12 @@ RunnerStats JobRunner::Stats() {
                         .free_pages = g->capacity().free_pages,
                         .branches_placed = g->branches_placed,
                         .steps = g->steps});
+    if (g->scheduler != nullptr && g->state == GroupState::kServing) {
+      const PrefixCache& cache = g->scheduler->prefix_cache();
+      s.groups.back().prefix_entries = static_cast<int64_t>(cache.size());
+      s.groups.back().prefix_tokens = cache.cached_tokens();
+      s.groups.back().prefix_pages = cache.pages();
+    }
     ++s.groups_known;
     if (g->state != GroupState::kServing) continue;
     ++s.groups_serving;
@@ -276,12 +285,20 @@ metrics::Snapshot JobRunner::MetricsSnapshot() {
   s.steps = stats_.steps;
   s.preemptions = stats_.preemptions;
   s.relocated_branches = stats_.relocated_branches;
+  s.prefix_hits = stats_.prefix.hits;
+  s.prefix_misses = stats_.prefix.misses;
+  s.prefix_cached_tokens = stats_.prefix.cached_tokens;
+  s.prefix_evictions = stats_.prefix.evictions;
   for (const auto& [id, g] : groups_) {
     s.groups.push_back({.group = g->key(),
                         .state = g->state_name(),
                         .pages_total = g->num_pages,
                         .pages_free = g->capacity().free_pages,
                         .eviction_rate = g->capacity().eviction_rate});
+    if (g->scheduler != nullptr && g->state == GroupState::kServing) {
+      s.groups.back().prefix_entries = static_cast<int64_t>(g->scheduler->prefix_cache().size());
+      s.groups.back().prefix_tokens = g->scheduler->prefix_cache().cached_tokens();
+    }
   }
   return s;
 }

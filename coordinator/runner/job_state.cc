@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "base/check.h"
 
 namespace rami::coordinator {
@@ -15,6 +16,9 @@ JobState::JobState(JobId id, api::ValidatedRequest request) : request_(std::move
   facts_.prompt = request_.prompt_token_ids;
   facts_.max_tokens = request_.stopping.max_tokens;
   facts_.prompt_logprobs = request_.prompt_logprobs.has_value();
+  facts_.prefix_cache = request_.prefix_cache;
+  facts_.snapshot_points = request_.snapshot_points;
+  facts_.prefix_scope = absl::StrCat("\x1f", request_.cache_salt);
   if (facts_.prompt_logprobs) prompt_logprobs_.resize(facts_.prompt.size());
 }
 
@@ -47,6 +51,11 @@ absl::StatusOr<std::unique_ptr<JobState>> JobState::Create(JobId id, api::Valida
     job->branches_.push_back(std::move(state));
   }
   return job;
+}
+
+void JobState::SetOwner(const std::string& owner) {
+  // Length-prefixed, so that no (key, salt) pair can spell another's scope.
+  facts_.prefix_scope = absl::StrCat(owner.size(), ":", owner, "\x1f", request_.cache_salt);
 }
 
 std::vector<Branch> JobState::TakeUnplaced() { return std::exchange(unplaced_, {}); }

@@ -56,6 +56,9 @@ class JobState {
   static absl::StatusOr<std::unique_ptr<JobState>> Create(JobId id, api::ValidatedRequest request,
                                                           const tokenizer::Tokenizer* tokenizer);
 
+  // The API key's name the job belongs to: its prefix-cache entries are shared only with the
+  // same key's jobs of the same cache salt. Before the job is placed.
+  void SetOwner(const std::string& owner);
   // The scheduler records of branches not yet on a group (all of them, after Create).
   std::vector<Branch> TakeUnplaced();
   // Puts `b` on `group`'s part (created from the job's facts when the job is new there).

@@ -11,6 +11,17 @@ int64_t BranchPages(const Job& job, const Capacity& capacity) {
   return job.max_tokens > 0 ? capacity.ProjectedBranchPages(job.max_tokens) : capacity.ForkBound();
 }
 
+// Pages a copy of the job's prompt takes on `g`: what its cache does not hold yet.
+int64_t PromptPages(const Job& job, const PlacementGroup& g) {
+  int64_t tokens = static_cast<int64_t>(job.prompt.size());
+  if (g.prefix_cache != nullptr && job.prefix_cache && !job.prompt_logprobs) {
+    if (const PrefixEntry* hit = g.prefix_cache->Longest(job.prefix_scope, job.prompt)) {
+      tokens -= static_cast<int64_t>(hit->tokens.size());
+    }
+  }
+  return g.capacity->ChunkBound(tokens);
+}
+
 }  // namespace
 
 int64_t Headroom(int group, const Capacity& capacity, const JobTable& jobs) {
@@ -34,39 +45,40 @@ int64_t Headroom(int group, const Capacity& capacity, const JobTable& jobs) {
 std::vector<int> PlaceBranches(JobState& job, std::vector<Branch> branches,
                                std::vector<PlacementGroup>& groups) {
   RAMI_CHECK(!groups.empty(), "placement needs a serving group");
-  const int64_t prompt = static_cast<int64_t>(job.facts().prompt.size());
+  std::vector<int64_t> prompt_pages;
+  for (const PlacementGroup& g : groups) prompt_pages.push_back(PromptPages(job.facts(), g));
   std::vector<int> chosen;
   for (Branch& b : branches) {
-    PlacementGroup* best = nullptr;
+    size_t best = 0;
     int64_t best_room = 0;
-    for (PlacementGroup& g : groups) {
-      int64_t room = g.headroom;
-      if (!job.parts.count(g.id)) room -= g.capacity->ChunkBound(prompt);
-      if (best == nullptr || room > best_room) {
-        best = &g;
+    for (size_t i = 0; i < groups.size(); ++i) {
+      int64_t room = groups[i].headroom;
+      if (!job.parts.count(groups[i].id)) room -= prompt_pages[i];
+      if (i == 0 || room > best_room) {
+        best = i;
         best_room = room;
       }
     }
-    const bool fresh = job.AddToGroup(best->id, std::move(b));
-    if (fresh) best->headroom -= best->capacity->ChunkBound(prompt);
-    best->headroom -= BranchPages(job.facts(), *best->capacity);
-    chosen.push_back(best->id);
+    PlacementGroup& g = groups[best];
+    const bool fresh = job.AddToGroup(g.id, std::move(b));
+    if (fresh) g.headroom -= prompt_pages[best];
+    g.headroom -= BranchPages(job.facts(), *g.capacity);
+    chosen.push_back(g.id);
   }
   return chosen;
 }
 
 int PlaceRoot(JobState& job, std::vector<PlacementGroup>& groups) {
   RAMI_CHECK(!groups.empty(), "placement needs a serving group");
-  const int64_t prompt = static_cast<int64_t>(job.facts().prompt.size());
   PlacementGroup* best = &groups[0];
   for (PlacementGroup& g : groups) {
-    if (g.headroom - g.capacity->ChunkBound(prompt) >
-        best->headroom - best->capacity->ChunkBound(prompt)) {
+    if (g.headroom - PromptPages(job.facts(), g) >
+        best->headroom - PromptPages(job.facts(), *best)) {
       best = &g;
     }
   }
   job.AddRootOnly(best->id);
-  best->headroom -= best->capacity->ChunkBound(prompt);
+  best->headroom -= PromptPages(job.facts(), *best);
   return best->id;
 }
 

@@ -10,6 +10,7 @@
 
 #include "coordinator/runner/job_state.h"
 #include "coordinator/scheduler/capacity.h"
+#include "coordinator/scheduler/prefix_cache.h"
 
 namespace rami::coordinator {
 
@@ -18,6 +19,7 @@ struct PlacementGroup {
   int id = 0;
   const Capacity* capacity = nullptr;  // the group's, as of its last step
   int64_t headroom = 0;                // Headroom() of the group, then what placing took
+  const PrefixCache* prefix_cache = nullptr;  // the group's cached prefixes (may be null)
 };
 
 // Pages group `group` can still promise: its free pages minus, for every job part placed
@@ -26,7 +28,9 @@ struct PlacementGroup {
 int64_t Headroom(int group, const Capacity& capacity, const JobTable& jobs);
 
 // Puts each of `branches` (records of `job` on no group) on the group where the most pages
-// remain once it — and, on a group the job is not on yet, a copy of its prompt — is counted;
+// remain once it — and, on a group the job is not on yet, a copy of its prompt less the
+// longest prefix that group has cached (so a group holding the job's prefix is preferred
+// unless its load says otherwise) — is counted;
 // lowers that group's headroom. Returns the chosen group of each branch, in order. `groups`
 // must not be empty.
 std::vector<int> PlaceBranches(JobState& job, std::vector<Branch> branches,

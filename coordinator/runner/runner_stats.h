@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "coordinator/scheduler/scheduler.h"
+
 namespace rami::coordinator {
 
 struct GroupStats {
@@ -16,6 +18,9 @@ struct GroupStats {
   int64_t free_pages = 0;
   int64_t branches_placed = 0;
   uint64_t steps = 0;
+  int64_t prefix_entries = 0;  // cached prefixes held now
+  int64_t prefix_tokens = 0;   // their tokens
+  int64_t prefix_pages = 0;    // the pages they are expected to hold
 };
 
 struct RunnerStats {
@@ -33,6 +38,9 @@ struct RunnerStats {
   double schedule_ms_total = 0;    // time spent planning and applying results
   double plan_ms_total = 0;        // of which planning (PlanStep: scheduler, worker plan)
   int64_t free_pages = 0;          // summed over serving groups
+  int64_t prefill_tokens = 0;      // prompt tokens sent to the workers in prefill chunks
+  bool prefix_cache_enabled = false;
+  PrefixCacheEvents prefix;  // the prefix caches' events, summed over groups and loads
   int groups_known = 0;
   int groups_serving = 0;
   std::vector<GroupStats> groups;

@@ -11,6 +11,7 @@
 namespace rami::coordinator {
 
 struct Capacity {
+  int64_t num_pages = 0;   // the pool, min over ranks
   int64_t free_pages = 0;  // min over ranks
   int page_size = 16;
   int64_t streams = 1;  // (layer, KV head) streams of one sequence on the largest rank

@@ -59,6 +59,14 @@ struct Job {
   // scoring) and whether its chunks score the prompt (PrefillChunk.prompt_logprobs).
   SamplingParams root_sampling;
   bool prompt_logprobs = false;
+  // Prefix caching (prefix_cache.h): whether the job may use and make cache entries, the scope
+  // they live in (its API key and cache salt), and the prompt positions to snapshot at
+  // (sorted, each in (0, prompt size); the whole prompt is cached by keeping the root).
+  bool prefix_cache = false;
+  std::string prefix_scope;
+  std::vector<int64_t> snapshot_points;
+  int64_t cached_tokens = 0;  // prompt tokens its root copied from the cache, not prefilled
+  bool cache_root = true;     // false once the job failed: its root is freed, never cached
 
   int RunningBranches() const;
   bool AllBranchesFinished() const;

@@ -48,6 +48,10 @@ absl::Status SchedulerConfig::Validate() const {
       return absl::InvalidArgumentError(absl::StrCat(name, ": must be >= 1, found ", value));
     }
   }
+  if (!(prefix_cache_fraction >= 0 && prefix_cache_fraction <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prefix_cache_fraction: must be in [0, 1], found ", prefix_cache_fraction));
+  }
   return absl::OkStatus();
 }
 
@@ -80,12 +84,15 @@ struct Scheduler::Step {
     b->phase = BranchPhase::kPreempted;
     d.preempted.push_back({job->id, b->index});
   }
-  // Under memory pressure (a branch had to yield) nothing new starts this step: admitting
-  // work now would only be preempted again (thrashing).
-  bool pressure() const { return !d.preempted.empty(); }
+  // Under memory pressure (a branch had to yield, or decodes wait for the pages of evicted
+  // prefixes) nothing new starts this step: admitting work now would only be preempted again
+  // (thrashing).
+  bool pressure() const { return !d.preempted.empty() || waiting_for_pages; }
+  bool waiting_for_pages = false;
 };
 
 StepDecision Scheduler::Plan(const std::vector<Job*>& jobs, const Capacity& cap) {
+  ++steps_;
   Step step(cap);
   step.budget = cap.free_pages;
   step.tokens_left = config_.max_step_tokens;
@@ -112,11 +119,68 @@ void Scheduler::PlanFrees(const std::vector<Job*>& jobs, Step& step) {
       b.free_pending = false;
     }
     if (job->root_free_pending) {
-      step.Free(job->root);
+      if (!KeepRoot(*job, step)) step.Free(job->root);
       job->root = -1;
       job->root_free_pending = false;
     }
   }
+  // The cache's share of the pool: least recently used entries beyond it go.
+  const double cap = config_.prefix_cache_fraction * static_cast<double>(step.cap.num_pages);
+  while (static_cast<double>(cache_.pages()) > cap) {
+    const PrefixEntry victim = cache_.EvictLru(steps_);
+    if (victim.seq < 0) break;
+    step.Free(victim.seq);
+    ++step.d.prefix.evictions;
+  }
+}
+
+bool Scheduler::LooksUp(const Job& job) const {
+  // A scored prompt needs every token computed: it makes entries but never copies one.
+  return MakesEntries(job) && !job.prompt_logprobs;
+}
+
+bool Scheduler::MakesEntries(const Job& job) const { return config_.prefix_cache && job.prefix_cache; }
+
+int64_t Scheduler::NextPoint(const Job& job, int64_t start) const {
+  if (!MakesEntries(job)) return -1;
+  const absl::Span<const int32_t> prompt(job.prompt);
+  for (int64_t point : job.snapshot_points) {
+    if (point <= start || point >= static_cast<int64_t>(prompt.size())) continue;
+    if (cache_.Find(job.prefix_scope, prompt.subspan(0, point)) == nullptr) return point;
+  }
+  return -1;
+}
+
+bool Scheduler::KeepRoot(Job& job, Step& step) {
+  if (!MakesEntries(job) || !job.cache_root || !job.root_ready || job.root < 0) return false;
+  if (const PrefixEntry* same = cache_.Find(job.prefix_scope, job.prompt)) {
+    cache_.Touch(same->seq, steps_);
+    return false;
+  }
+  const int64_t tokens = static_cast<int64_t>(job.prompt.size());
+  cache_.Insert(job.prefix_scope, job.prompt, job.root, steps_,
+                step.cap.ProjectedBranchPages(tokens));
+  step.d.cached.push_back(job.root);
+  ++step.d.prefix.inserted;
+  return true;
+}
+
+bool Scheduler::EvictFor(int64_t shortfall, Step& step) {
+  // The workers free an entry's pages only when no running copy shares them, and its last
+  // report counted the pages freeing it certainly returns (what Step::Free credits): the
+  // rest shows in the next step's free pages. So entries go until their expected pages cover
+  // the shortfall, and the step's budget grows only by what is certain.
+  int64_t expected = 0;
+  bool evicted = false;
+  while (expected < shortfall) {
+    const PrefixEntry victim = cache_.EvictLru(steps_);
+    if (victim.seq < 0) break;
+    step.Free(victim.seq);
+    expected += victim.pages;
+    ++step.d.prefix.evictions;
+    evicted = true;
+  }
+  return evicted;
 }
 
 // 2. Decodes, oldest job first; when pages run short, the youngest running branches yield.
@@ -135,6 +199,12 @@ void Scheduler::PlanDecodes(const std::vector<Job*>& jobs, Step& step) {
   for (size_t i = 0; i < end; ++i) {
     auto [job, b] = running[i];
     const int64_t need = step.cap.DecodeBound(b->seq);
+    // Cached prefixes yield before branches do: the rest of the decodes wait a step (keeping
+    // their pages) for the pages of the evicted entries.
+    if (need > step.budget && EvictFor(need - step.budget, step)) {
+      step.waiting_for_pages = true;
+      if (need > step.budget) break;
+    }
     while (need > step.budget && end > i + 1) {
       --end;
       step.Preempt(running[end].job, running[end].branch);
@@ -180,15 +250,30 @@ void Scheduler::PlanReplays(const std::vector<Job*>& jobs, Step& step) {
 // later jobs never overtake it (no starvation).
 void Scheduler::PlanPrefills(const std::vector<Job*>& jobs, Step& step) {
   if (step.pressure()) return;
+  const Capacity& cap = step.cap;
   for (Job* job : jobs) {
     if (job->phase != JobPhase::kQueued && job->phase != JobPhase::kPrefilling) continue;
-    const int64_t remaining = static_cast<int64_t>(job->prompt.size() - job->prefilled);
-    const int64_t chunk =
-        std::min<int64_t>({remaining, config_.max_prefill_chunk, step.tokens_left});
-    if (chunk < 1 || step.sequences_left < 1) break;
+    if (step.sequences_left < 1) break;
+    // A new root starts from the longest cached prefix of its prompt, when there is one.
+    const PrefixEntry* hit = nullptr;
+    if (job->phase == JobPhase::kQueued && LooksUp(*job)) {
+      hit = cache_.Longest(job->prefix_scope, job->prompt);
+    }
+    const int64_t start =
+        hit != nullptr ? static_cast<int64_t>(hit->tokens.size()) : static_cast<int64_t>(job->prefilled);
+    const int64_t remaining = static_cast<int64_t>(job->prompt.size()) - start;
+    int64_t chunk = std::min<int64_t>({remaining, config_.max_prefill_chunk, step.tokens_left});
+    if (chunk < 1 && remaining > 0) break;  // no tokens left in this step
+    // A chunk ends at the next snapshot point, whose prefix is then cached.
+    const int64_t point = NextPoint(*job, start);
+    if (point > 0) chunk = std::min(chunk, point - start);
     const bool last = chunk == remaining;
-    const int64_t bound = step.cap.ChunkBound(chunk) + (last ? step.cap.ForkBound() : 0);
+    const bool snapshot = point > 0 && start + chunk == point;
+    const int64_t bound = (chunk > 0 ? cap.ChunkBound(chunk) : 0) +
+                          (hit != nullptr ? cap.ForkBound() : 0) + (last ? cap.ForkBound() : 0) +
+                          (snapshot ? cap.ForkBound() : 0);
     if (bound > step.budget) {
+      EvictFor(bound - step.budget, step);
       step.d.capacity_limited = true;
       break;
     }
@@ -198,17 +283,34 @@ void Scheduler::PlanPrefills(const std::vector<Job*>& jobs, Step& step) {
       job->phase = JobPhase::kPrefilling;
       p.create = true;
       p.sampling = job->root_sampling;
+      if (hit != nullptr) {
+        p.copy_of = hit->seq;
+        cache_.Touch(hit->seq, steps_);
+        job->cached_tokens = start;
+        ++step.d.prefix.hits;
+        step.d.prefix.cached_tokens += start;
+      } else if (LooksUp(*job)) {
+        ++step.d.prefix.misses;
+      }
     }
     p.prompt_logprobs = job->prompt_logprobs;
     p.seq = job->root;
     p.owner = {job->id, -1};
-    p.tokens.assign(job->prompt.begin() + job->prefilled,
-                    job->prompt.begin() + job->prefilled + chunk);
+    p.tokens.assign(job->prompt.begin() + start, job->prompt.begin() + start + chunk);
     step.d.prefills.push_back(std::move(p));
-    job->prefilled += chunk;
-    step.budget -= step.cap.ChunkBound(chunk);
+    job->prefilled = static_cast<size_t>(start + chunk);
+    step.budget -= bound - (last ? cap.ForkBound() : 0);  // the forks below pay for themselves
     step.tokens_left -= chunk;
     --step.sequences_left;
+    if (snapshot) {
+      const SeqId seq = NewSeq();
+      step.d.snapshots.push_back({job->root, seq});
+      step.d.cached.push_back(seq);
+      cache_.Insert(job->prefix_scope,
+                    std::vector<int32_t>(job->prompt.begin(), job->prompt.begin() + point), seq,
+                    steps_, cap.ProjectedBranchPages(point));
+      ++step.d.prefix.inserted;
+    }
     if (last) {
       job->root_ready = true;
       job->phase = JobPhase::kRunning;
@@ -243,6 +345,7 @@ void Scheduler::PlanForks(const std::vector<Job*>& jobs, Step& step) {
       const bool first = step.total_running == 0;
       if (cap.ForkBound() > step.budget || (!first && committed + projected > step.budget)) {
         step.d.capacity_limited = true;
+        EvictFor(std::max(cap.ForkBound(), committed + projected) - step.budget, step);
         break;
       }
       committed += projected;

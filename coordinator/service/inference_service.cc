@@ -127,6 +127,19 @@ grpc::Status InferenceService::GetServerInfo(grpc::ServerContext* ctx,
   }
   response->set_preemptions(stats.preemptions);
   response->set_relocated_branches(stats.relocated_branches);
+  response->set_prefill_tokens(stats.prefill_tokens);
+  v1::PrefixCacheInfo* prefix = response->mutable_prefix_cache();
+  prefix->set_enabled(stats.prefix_cache_enabled);
+  prefix->set_hits(stats.prefix.hits);
+  prefix->set_misses(stats.prefix.misses);
+  prefix->set_cached_tokens(stats.prefix.cached_tokens);
+  prefix->set_evictions(stats.prefix.evictions);
+  prefix->set_inserted(stats.prefix.inserted);
+  for (const GroupStats& g : stats.groups) {
+    prefix->set_entries(prefix->entries() + g.prefix_entries);
+    prefix->set_entry_tokens(prefix->entry_tokens() + g.prefix_tokens);
+    prefix->set_entry_pages(prefix->entry_pages() + g.prefix_pages);
+  }
   for (const GroupStats& g : stats.groups) {
     v1::WorkerGroupInfo* info = response->add_groups();
     if (caller->admin) {  // the workers' addresses: for operators only

@@ -73,6 +73,12 @@ ABSL_FLAG(int, max_step_sequences, 256,
 ABSL_FLAG(int, max_prefill_chunk, 512, "prompt tokens of one job per step");
 ABSL_FLAG(int, queue_limit, 1024, "jobs waiting or running before RESOURCE_EXHAUSTED");
 ABSL_FLAG(bool, lookahead, false, "send step t+1 before step t's results arrive");
+ABSL_FLAG(bool, prefix_cache, true,
+          "keep prompt prefixes (DMS snapshots) for later jobs that share them "
+          "(docs/prefix-cache.md); a request may skip it");
+ABSL_FLAG(double, prefix_cache_fraction, 0.5,
+          "share of each worker group's KV pages the prefix cache may hold; beyond it, and "
+          "under memory pressure, the least recently used prefixes are freed");
 ABSL_FLAG(double, step_timeout_floor, 10,
           "seconds: a worker group's step deadline is this plus --step_timeout_factor x its "
           "measured time per token x the step's tokens; a rank that misses it is failed");
@@ -161,6 +167,8 @@ CoordinatorConfig ConfigFromFlags() {
   // Room for four jobs of the largest n at once.
   c.scheduler.max_running_branches = 4 * c.limits.max_n;
   c.lookahead = absl::GetFlag(FLAGS_lookahead);
+  c.scheduler.prefix_cache = absl::GetFlag(FLAGS_prefix_cache);
+  c.scheduler.prefix_cache_fraction = absl::GetFlag(FLAGS_prefix_cache_fraction);
   c.finished_job_ttl_seconds = absl::GetFlag(FLAGS_finished_job_ttl);
   c.step_timeout_floor_seconds = absl::GetFlag(FLAGS_step_timeout_floor);
   c.step_timeout_factor = absl::GetFlag(FLAGS_step_timeout_factor);

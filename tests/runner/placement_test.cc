@@ -80,5 +80,26 @@ TEST(Placement, AScoreOnlyRootGoesWhereTheMostPagesRemain) {
   EXPECT_EQ(groups[1].headroom, 900 - 6);
 }
 
+TEST(Placement, AGroupHoldingTheJobsPrefixIsPreferredUnlessItsLoadSaysOtherwise) {
+  const Capacity a = Pages(1000), b = Pages(1000);
+  // A 64-token prompt, of which group 2 has the first 60 tokens cached for the job's scope.
+  std::unique_ptr<JobState> job = Job(1, 64, 2, 4);
+  job->SetOwner("key");
+  PrefixCache cached;
+  cached.Insert(job->facts().prefix_scope, std::vector<int32_t>(60, 1), 5, 1, 40);
+  std::vector<PlacementGroup> groups = {{1, &a, 1000, nullptr}, {2, &b, 990, &cached}};
+  EXPECT_THAT(PlaceBranches(*job, job->TakeUnplaced(), groups), ElementsAre(2, 2));
+  // Another key's job with the same prompt finds nothing there: the roomier group wins.
+  std::unique_ptr<JobState> other = Job(2, 64, 1, 4);
+  other->SetOwner("another key");
+  std::vector<PlacementGroup> fresh = {{1, &a, 1000, nullptr}, {2, &b, 990, &cached}};
+  EXPECT_THAT(PlaceBranches(*other, other->TakeUnplaced(), fresh), ElementsAre(1));
+  // A group with the prefix but much less room loses.
+  std::unique_ptr<JobState> third = Job(3, 64, 1, 4);
+  third->SetOwner("key");
+  std::vector<PlacementGroup> loaded = {{1, &a, 1000, nullptr}, {2, &b, 900, &cached}};
+  EXPECT_THAT(PlaceBranches(*third, third->TakeUnplaced(), loaded), ElementsAre(1));
+}
+
 }  // namespace
 }  // namespace rami::coordinator
