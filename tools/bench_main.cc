@@ -8,6 +8,9 @@
 //                   [--max_tokens_mix=8,32,64] [--abort_fraction=0.1] [--abort_within_ms=500]
 //                   [--job_timeout_s=120]
 //                   [--progress_s=0] [--api_key=KEY] [--json]   (tools/bench_load.h)
+//   rami-bench prefix --server=ADDR [--prefix_tokens=2048] [--questions=200]
+//                     [--question_tokens=24] [--n=8] [--max_tokens=8] [--concurrency=4]
+//                     [--fill=8] [--api_key=KEY] [--json]   (tools/bench_prefix.h)
 //   rami-bench devices   the CUDA devices as rami sees them; exit 1 without a usable one
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +27,7 @@
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
 #include "tools/bench_load.h"
+#include "tools/bench_prefix.h"
 #include "tools/kv_capacity.h"
 #if defined(RAMI_HAVE_BENCH_DECODE)
 #include "kernels/cuda/device.h"
@@ -69,7 +73,14 @@ ABSL_FLAG(double, abort_fraction, 0.1, "load: share of jobs aborted at a random 
 ABSL_FLAG(double, abort_within_ms, 500, "load: an abort lands this soon after its job is sent");
 ABSL_FLAG(double, job_timeout_s, 120, "load: a job open longer than this counts as hung");
 ABSL_FLAG(double, progress_s, 0, "load: print a progress line this often (0: never)");
-ABSL_FLAG(std::string, api_key, "", "load: API key (default: $RAMI_API_KEY)");
+ABSL_FLAG(std::string, api_key, "", "load, prefix: API key (default: $RAMI_API_KEY)");
+ABSL_FLAG(int, prefix_tokens, 2048, "prefix: tokens of the shared prefix (and of each fill)");
+ABSL_FLAG(int, questions, 200, "prefix: jobs, each the prefix and a question of its own");
+ABSL_FLAG(int, question_tokens, 24, "prefix: tokens of each question");
+ABSL_FLAG(int, n, 8, "prefix: branches per job");
+ABSL_FLAG(int, max_tokens, 8, "prefix: tokens per branch");
+ABSL_FLAG(int, concurrency, 4, "prefix: jobs in flight");
+ABSL_FLAG(int, fill, 8, "prefix: prefixes cached to measure their pages (0: skip)");
 
 namespace {
 
@@ -253,13 +264,46 @@ int Decode() {
 }
 
 // `load`: tools/bench_load.h against --server. Exit 0 when no job hung or was lost, 1 otherwise.
+std::string ApiKey() {
+  std::string key = absl::GetFlag(FLAGS_api_key);
+  if (key.empty() && std::getenv("RAMI_API_KEY") != nullptr) key = std::getenv("RAMI_API_KEY");
+  return key;
+}
+
+int Prefix() {
+  rami::bench::PrefixBenchOptions o;
+  o.server = absl::GetFlag(FLAGS_server);
+  o.api_key = ApiKey();
+  o.prefix_tokens = absl::GetFlag(FLAGS_prefix_tokens);
+  o.questions = absl::GetFlag(FLAGS_questions);
+  o.question_tokens = absl::GetFlag(FLAGS_question_tokens);
+  o.n = absl::GetFlag(FLAGS_n);
+  o.max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  o.concurrency = absl::GetFlag(FLAGS_concurrency);
+  o.fill = absl::GetFlag(FLAGS_fill);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  absl::StatusOr<rami::bench::PrefixReport> report = rami::bench::RunPrefixBench(o);
+  if (!report.ok()) {
+    std::fprintf(stderr, "rami-bench: %s\n", std::string(report.status().message()).c_str());
+    return 2;
+  }
+  const std::string machine =
+      CpuModel() + ", " + std::to_string(std::thread::hardware_concurrency()) + " threads";
+  if (absl::GetFlag(FLAGS_json)) {
+    nlohmann::json j = rami::bench::PrefixReportJson(o, *report);
+    j["client_machine"] = machine;
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("%sclient machine: %s\n", rami::bench::PrefixReportText(o, *report).c_str(),
+                machine.c_str());
+  }
+  return 0;
+}
+
 int Load() {
   rami::bench::LoadOptions o;
   o.server = absl::GetFlag(FLAGS_server);
-  o.api_key = absl::GetFlag(FLAGS_api_key);
-  if (o.api_key.empty() && std::getenv("RAMI_API_KEY") != nullptr) {
-    o.api_key = std::getenv("RAMI_API_KEY");
-  }
+  o.api_key = ApiKey();
   o.rate = absl::GetFlag(FLAGS_rate);
   o.max_jobs = absl::GetFlag(FLAGS_jobs);
   o.duration = absl::Seconds(absl::GetFlag(FLAGS_duration_s));
@@ -310,12 +354,13 @@ int Load() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("rami-bench kv-capacity|decode|load|devices [flags]");
+  absl::SetProgramUsageMessage("rami-bench kv-capacity|decode|load|prefix|devices [flags]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() == 2 && std::string(args[1]) == "kv-capacity") return KvCapacity();
   if (args.size() == 2 && std::string(args[1]) == "decode") return Decode();
   if (args.size() == 2 && std::string(args[1]) == "devices") return Devices();
   if (args.size() == 2 && std::string(args[1]) == "load") return Load();
+  if (args.size() == 2 && std::string(args[1]) == "prefix") return Prefix();
   std::fprintf(stderr,
                "usage: rami-bench kv-capacity [--seq_len=N] [--json] ...\n"
                "       rami-bench decode [--batches=1,16,24,32,128,256] [--iters=20] "

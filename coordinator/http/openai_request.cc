@@ -63,7 +63,8 @@ absl::Status CheckKnownFields(const json& body, Endpoint endpoint) {
       "stream_options", "user", "logprobs",
       // rami's own (docs/api.md)
       "top_k", "min_p", "ignore_eos", "stop_token_ids", "priority", "aggregation", "answer_regex",
-      "early_pruning", "deadline_seconds", "return_tokens_as_token_ids",
+      "early_pruning", "deadline_seconds", "return_tokens_as_token_ids", "cache_salt",
+      "skip_prefix_cache",
       // unsupported: CheckUnsupported names them
       "frequency_penalty", "presence_penalty", "repetition_penalty", "logit_bias", "best_of",
       "suffix", "response_format", "tool_choice", "tools", "parallel_tool_calls", "functions",
@@ -366,6 +367,11 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(Endpoint endpoint, std::string_
   RAMI_RETURN_IF_ERROR(ReadLogprobs(body, out, base));
   RAMI_ASSIGN_OR_RETURN(std::optional<int32_t> priority, Int32(body, "priority"));
   base.set_priority(priority.value_or(0));
+  // Prefix caching: vLLM's cache_salt, and rami's opt-out.
+  RAMI_ASSIGN_OR_RETURN(std::optional<std::string> salt, String(body, "cache_salt"));
+  base.set_cache_salt(salt.value_or(""));
+  RAMI_ASSIGN_OR_RETURN(std::optional<bool> skip_cache, Bool(body, "skip_prefix_cache"));
+  base.set_skip_prefix_cache(skip_cache.value_or(false));
   RAMI_ASSIGN_OR_RETURN(std::optional<double> deadline, Number(body, "deadline_seconds"));
   if (deadline.has_value()) {
     if (!(*deadline > 0 && *deadline <= 86400 * 365)) {

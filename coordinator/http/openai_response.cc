@@ -269,14 +269,18 @@ bool OpenAiResponder::done() const {
 }
 
 json OpenAiResponder::UsageJson() const {
-  int64_t prompt = 0, completion = 0;
+  int64_t prompt = 0, completion = 0, cached = 0;
   for (const Job& j : jobs_) {
     prompt += j.prompt_tokens;
-    if (j.result.has_value()) completion += j.result->usage().generated_tokens();
+    if (j.result.has_value()) {
+      completion += j.result->usage().generated_tokens();
+      cached += j.result->usage().cached_prompt_tokens();
+    }
   }
   return {{"prompt_tokens", prompt},
           {"completion_tokens", completion},
-          {"total_tokens", prompt + completion}};
+          {"total_tokens", prompt + completion},
+          {"prompt_tokens_details", {{"cached_tokens", cached}}}};
 }
 
 json OpenAiResponder::RamiJson() const {

@@ -260,6 +260,10 @@ RunnerStats JobRunner::Stats() {
                         .free_pages = g->capacity().free_pages,
                         .branches_placed = g->branches_placed,
                         .steps = g->steps});
+    s.groups.back().page_size = g->capacity().page_size;
+    s.groups.back().streams = g->capacity().streams;
+    s.groups.back().eviction_rate = g->capacity().eviction_rate;
+    s.groups.back().dms_window = g->capacity().evicts ? g->capacity().window : 0;
     if (g->scheduler != nullptr && g->state == GroupState::kServing) {
       const PrefixCache& cache = g->scheduler->prefix_cache();
       s.groups.back().prefix_entries = static_cast<int64_t>(cache.size());

@@ -18,6 +18,10 @@ struct GroupStats {
   int64_t free_pages = 0;
   int64_t branches_placed = 0;
   uint64_t steps = 0;
+  int page_size = 0;
+  int64_t streams = 0;
+  double eviction_rate = 0;
+  int64_t dms_window = 0;
   int64_t prefix_entries = 0;  // cached prefixes held now
   int64_t prefix_tokens = 0;   // their tokens
   int64_t prefix_pages = 0;    // the pages they are expected to hold

@@ -139,7 +139,9 @@ bool Scheduler::LooksUp(const Job& job) const {
   return MakesEntries(job) && !job.prompt_logprobs;
 }
 
-bool Scheduler::MakesEntries(const Job& job) const { return config_.prefix_cache && job.prefix_cache; }
+bool Scheduler::MakesEntries(const Job& job) const {
+  return config_.prefix_cache && config_.prefix_cache_fraction > 0 && job.prefix_cache;
+}
 
 int64_t Scheduler::NextPoint(const Job& job, int64_t start) const {
   if (!MakesEntries(job)) return -1;

@@ -151,6 +151,10 @@ grpc::Status InferenceService::GetServerInfo(grpc::ServerContext* ctx,
     info->set_free_pages(g.free_pages);
     info->set_branches_placed(g.branches_placed);
     info->set_steps(g.steps);
+    info->set_page_size(g.page_size);
+    info->set_streams(g.streams);
+    info->set_eviction_rate(g.eviction_rate);
+    info->set_dms_window(static_cast<int32_t>(g.dms_window));
   }
   return grpc::Status::OK;
 }
