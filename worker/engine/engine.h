@@ -52,7 +52,7 @@ class Engine {
     absl::Status failed;             // not OK: it samples no more (SequenceError)
   };
 
-  absl::Status Validate(const StepPlan& plan) const;
+  absl::Status Validate(const StepPlan& plan) const;  // engine_validate.cc
   // Pages the plan may take beyond its forward-pass reservation (forks, worst case).
   int64_t ForkPageBound(const StepPlan& plan) const;
   // All ranks learn whether every rank is ready; a rank that is not reports its reason.
