@@ -1,4 +1,5 @@
-// Plan execution: validate (engine_validate.cc), reserve, agree, forward, sample, fork, report.
+// Plan execution: validate (engine_validate.cc), free, copy, reserve, agree, forward, sample,
+// snapshot, fork, report.
 #include "worker/engine/engine.h"
 
 #include "absl/strings/str_cat.h"
@@ -30,11 +31,54 @@ Engine::Engine(std::unique_ptr<ForwardBackend> model, std::unique_ptr<KvCache> c
 
 int64_t Engine::ForkPageBound(const StepPlan& plan) const {
   // Before the forward pass the parent's tails are not known: at most one partial page per
-  // list of every (layer, head) stream per child.
+  // list of every (layer, head) stream per child (a snapshot is one more child).
   const int64_t per_child = int64_t{2} * cache_->num_layers() * cache_->num_kv_heads();
-  int64_t pages = 0;
-  for (const PlanFork& f : plan.forks) pages += per_child * static_cast<int64_t>(f.children.size());
-  return pages;
+  int64_t children = static_cast<int64_t>(plan.snapshots.size());
+  for (const PlanFork& f : plan.forks) children += static_cast<int64_t>(f.children.size());
+  return per_child * children;
+}
+
+absl::Status Engine::CreateSequences(const StepPlan& plan, std::vector<SeqId>* created) {
+  std::vector<SeqId> copies;
+  absl::Status status;
+  for (const PlanPrefill& p : plan.prefills) {
+    if (!p.create) continue;
+    if (!p.copy_of.has_value()) {
+      RAMI_CHECK(cache_->AddSequence(p.seq_id).ok(), "validated create");
+      created->push_back(p.seq_id);
+      continue;
+    }
+    // A fork of the snapshot before the forward pass: its chunk continues it. Validated, so
+    // only the pool can refuse it (all or nothing: nothing allocated then).
+    const SeqId one[] = {p.seq_id};
+    status = cache_->Fork(*p.copy_of, one);
+    if (!status.ok()) {
+      status = absl::Status(status.code(),
+                            absl::StrCat("step ", plan.step_id, ": copy of sequence ", *p.copy_of,
+                                         " as ", p.seq_id, ": ", status.message()));
+      break;
+    }
+    created->push_back(p.seq_id);
+    copies.push_back(p.seq_id);
+  }
+  // Before the reservation, so that a backend with device page tables syncs the copies with
+  // this step's forward pass. A backend that replays the pool's slot copies on the device (the
+  // tails copied here) replays them even when the step fails and the copies are freed again:
+  // they write only those freed pages, and before any later step writes them again.
+  model_->CacheChanged(copies);
+  return status;
+}
+
+Engine::Sequence Engine::CopyOf(SeqId source, SeqId id, const char* how) const {
+  const Sequence& from = seqs_.at(source);
+  Sequence seq;
+  seq.last_logits = from.last_logits;
+  seq.last_logits_next = from.last_logits_next;
+  if (!from.failed.ok()) {  // a failed sequence's copies fail with it
+    seq.failed = absl::Status(from.failed.code(), absl::StrCat("sequence ", id, ": ", how,
+                                                               " failed ", from.failed.message()));
+  }
+  return seq;
 }
 
 absl::Status Engine::Agree(const absl::Status& local, uint64_t step_id) {
@@ -106,22 +150,24 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
     }
     model_->CacheChanged(plan.frees);
   }
-  // New sequences exist in the cache from here; removed again if the step fails.
+  // New sequences (copies included) exist in the cache from here; removed again if the step
+  // fails. Their engine state is made once the step succeeded.
   std::vector<SeqId> created;
+  if (local.ok()) local = CreateSequences(plan, &created);
   std::vector<int64_t> prefill_start;  // [prefills] the chunk's first position
+  std::vector<int> chunk_prefill;      // [chunks] its index in plan.prefills; -1: a decode
   std::vector<SeqId> failed_decodes;   // decodes of sequences that failed in an earlier step
   if (local.ok()) {
-    for (const PlanPrefill& p : plan.prefills) {
-      if (p.create) {
-        RAMI_CHECK(cache_->AddSequence(p.seq_id).ok(), "validated create");
-        created.push_back(p.seq_id);
-      }
+    for (size_t j = 0; j < plan.prefills.size(); ++j) {
+      const PlanPrefill& p = plan.prefills[j];
       prefill_start.push_back(cache_->Length(p.seq_id));
+      if (p.tokens.empty()) continue;  // a copy of a whole prompt: nothing to run
       // Scored with the top-n of the chunk's sampling parameters, else the sequence's.
       const int top_n =
           p.sampling.has_value() ? p.sampling->logprobs : seqs_.at(p.seq_id).sampling.logprobs;
       chunks.push_back(
           {.seq_id = p.seq_id, .tokens = p.tokens, .score_top_n = p.prompt_logprobs ? top_n : -1});
+      chunk_prefill.push_back(static_cast<int>(j));
     }
     // A decode token's next token may be sampled by the backend (where the logits are). A
     // failed sequence has no token to feed: it is left out and reported after the forward.
@@ -134,6 +180,7 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
       chunks.push_back({.seq_id = id,
                         .tokens = {seq.last_token},
                         .sample = RequestFor(seq.sampling, static_cast<uint64_t>(seq.generated))});
+      chunk_prefill.push_back(-1);
     }
   }
   bool reserved = false;
@@ -142,9 +189,9 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
     reserved = local.ok();
   }
   if (local.ok() && ForkPageBound(plan) > cache_->pool().free_pages()) {
-    local = absl::ResourceExhaustedError(absl::StrCat("step ", plan.step_id, ": forks may need ",
-                                                      ForkPageBound(plan), " pages, ",
-                                                      cache_->pool().free_pages(), " are free"));
+    local = absl::ResourceExhaustedError(
+        absl::StrCat("step ", plan.step_id, ": forks and snapshots may need ", ForkPageBound(plan),
+                     " pages, ", cache_->pool().free_pages(), " are free"));
   }
   out.status = Agree(local, plan.step_id);
   absl::StatusOr<ForwardResult> forward = ForwardResult{};
@@ -167,6 +214,11 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
     return out;
   }
 
+  // The copies take their snapshot's logits (the chunk's first token may be scored from them)
+  // and failure, and the chunk's sampling parameters.
+  for (const PlanPrefill& p : plan.prefills) {
+    if (p.copy_of.has_value()) seqs_[p.seq_id] = CopyOf(*p.copy_of, p.seq_id, "copied from");
+  }
   // Sampling: every rank holds the same full logits (or the backend's same samples), so every
   // rank samples the same tokens.
   const int vocab = model_->config().vocab_size;
@@ -177,17 +229,17 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
       continue;
     }
     const float* row = forward->logits.data() + static_cast<size_t>(forward->first_row[i]) * vocab;
-    const bool is_prefill = i < plan.prefills.size();
-    if (is_prefill) {
-      const PlanPrefill& p = plan.prefills[i];
+    if (chunk_prefill[i] >= 0) {
+      const size_t j = static_cast<size_t>(chunk_prefill[i]);
+      const PlanPrefill& p = plan.prefills[j];
       if (p.sampling.has_value()) seq.sampling = *p.sampling;
       if (p.prompt_logprobs) {
         std::vector<TokenScore> scored;
         if (i < forward->scored.size()) scored = std::move(forward->scored[i]);
-        out.prompt_logprobs.push_back(ScorePrompt(p, seq, prefill_start[i], std::move(scored)));
+        out.prompt_logprobs.push_back(ScorePrompt(p, seq, prefill_start[j], std::move(scored)));
       }
       seq.last_logits.assign(row, row + vocab);
-      seq.last_logits_next = prefill_start[i] + static_cast<int64_t>(p.tokens.size());
+      seq.last_logits_next = prefill_start[j] + static_cast<int64_t>(p.tokens.size());
       if (p.generated_tokens > 0) seq.generated = p.generated_tokens;
       if (!p.sample) continue;
     }
@@ -195,7 +247,27 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
     Record(chunks[i].seq_id, seq, seq.failed.ok() ? SampleFor(seq, row) : SampledToken{},
            plan.step_id, out);
   }
+  // Copies without tokens (the whole prompt was cached) sample from their snapshot's logits.
+  for (const PlanPrefill& p : plan.prefills) {
+    if (!p.tokens.empty()) continue;
+    Sequence& seq = seqs_.at(p.seq_id);
+    seq.sampling = *p.sampling;
+    if (p.prompt_logprobs) out.prompt_logprobs.push_back({.seq_id = p.seq_id, .tokens = {}});
+    if (p.sample) {
+      Record(p.seq_id, seq,
+             seq.failed.ok() ? SampleFor(seq, seq.last_logits.data()) : SampledToken{},
+             plan.step_id, out);
+    }
+  }
   for (SeqId id : failed_decodes) out.sequence_errors.push_back({id, seqs_.at(id).failed});
+  // Snapshots, then forks: each a fork of a sequence whose logits are final for the step.
+  for (const PlanSnapshot& s : plan.snapshots) {
+    const SeqId one[] = {s.seq_id};
+    RAMI_CHECK(cache_->Fork(s.source, one).ok(), "snapshot capacity was checked");
+    model_->CacheChanged(one);
+    Sequence snapshot = CopyOf(s.source, s.seq_id, "snapshot of");
+    seqs_[s.seq_id] = std::move(snapshot);  // default sampling: it never samples
+  }
   for (const PlanFork& f : plan.forks) {
     std::vector<SeqId> children;
     for (const PlanForkChild& c : f.children) children.push_back(c.seq_id);
@@ -247,6 +319,7 @@ CacheReport Engine::Report(const StepPlan& plan) const {
   for (const PlanFork& f : plan.forks) {
     for (const PlanForkChild& c : f.children) touched.push_back(c.seq_id);
   }
+  for (const PlanSnapshot& s : plan.snapshots) touched.push_back(s.seq_id);
   std::vector<SeqId> running;
   for (SeqId id : touched) {
     if (!cache_->Contains(id)) continue;  // a failed step's new sequences
