@@ -1,5 +1,6 @@
-// SnapshotScenario: the cold and warm runs of one prompt that the prefix-cache tests compare
-// (tests/unit/engine_snapshot_test.cc, TP 1 and 2). On one Engine:
+// SnapshotScenario: the cold and warm runs of one prompt that the prefix-cache tests compare, on
+// the CPU backend (tests/unit/engine_snapshot_test.cc, TP 1 and 2) and the CUDA one
+// (tests/gpu/snapshot_gpu_test.cc). On one Engine:
 //  * cold: root 10 prefilled in the cut's chunks, snapshot 100 taken in the step of the chunk
 //    that ends at P, the root forked into branches 11–13 (greedy and two seeded samplers) in the
 //    step of the last chunk, 12 decode steps, everything but the snapshot freed;
