@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -28,20 +29,22 @@ struct CudaModelAndCache {
   std::unique_ptr<KvCache> cache;
 };
 
-// The golden `name` (tests/golden/models) on the device with `options`, its default cache
-// policy, pages of 16 tokens and a pool of kTestCache.max_pages. Failures are test failures.
+// The golden `name` (tests/golden/models) on the device with `options`, `policy` (unset: its
+// default cache policy), pages of 16 tokens and a pool of kTestCache.max_pages. Failures are test
+// failures.
 inline CudaModelAndCache MakeCudaModel(const std::string& name,
-                                       const cuda::CudaModelOptions& options) {
+                                       const cuda::CudaModelOptions& options,
+                                       std::optional<CachePolicy> policy = std::nullopt) {
   const std::string dir = rami::testing::GoldenModelDir(name);
   absl::StatusOr<std::unique_ptr<Model>> cpu = Model::Load(dir, {});
   EXPECT_TRUE(cpu.ok()) << cpu.status();
   if (!cpu.ok()) return {};
-  const CachePolicy policy = (*cpu)->shape().DefaultCachePolicy();
+  if (!policy.has_value()) policy = (*cpu)->shape().DefaultCachePolicy();
   absl::StatusOr<std::unique_ptr<cuda::CudaModel>> model =
       cuda::CudaModel::Create((*cpu)->shape(), (*cpu)->weights(), options);
   EXPECT_TRUE(model.ok()) << model.status();
   if (!model.ok()) return {};
-  absl::StatusOr<std::unique_ptr<KvCache>> cache = (*model)->MakeCache(policy, kTestCache);
+  absl::StatusOr<std::unique_ptr<KvCache>> cache = (*model)->MakeCache(*policy, kTestCache);
   EXPECT_TRUE(cache.ok()) << cache.status();
   if (!cache.ok()) return {};
   return {std::move(*model), std::move(*cache)};

@@ -19,14 +19,16 @@ inline std::vector<engine::PromptTokenLogprob> ScorePromptInChunks(
   std::vector<engine::PromptTokenLogprob> scores;
   for (size_t first = 0, step = 0; first < prompt.size(); first += chunk, ++step) {
     const size_t n = std::min(chunk, prompt.size() - first);
-    engine::StepPlan plan{.step_id = step, .frees = {}, .prefills = {}, .decodes = {}, .forks = {}};
+    engine::StepPlan plan{
+        .step_id = step, .frees = {}, .prefills = {}, .decodes = {}, .forks = {}, .snapshots = {}};
     engine::PlanPrefill scored{.seq_id = 1,
                                .tokens = {prompt.begin() + first, prompt.begin() + first + n},
                                .create = first == 0,
                                .sample = false,
                                .sampling = std::nullopt,
                                .generated_tokens = 0,
-                               .prompt_logprobs = true};
+                               .prompt_logprobs = true,
+                               .copy_of = std::nullopt};
     if (first == 0) scored.sampling = SamplingParams{.logprobs = top_n};
     engine::PlanPrefill other = scored;
     other.seq_id = 2;

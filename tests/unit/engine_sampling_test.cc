@@ -105,13 +105,17 @@ TEST(EngineSampling, BackendSamplesEqualHostSamples) {
                                .create = true,
                                .sample = true,
                                .sampling = random,
-                               .generated_tokens = 0});
+                               .generated_tokens = 0,
+                               .prompt_logprobs = false,
+                               .copy_of = std::nullopt});
   plans[0].prefills.push_back({.seq_id = 2,
                                .tokens = {8, 1, 2},
                                .create = true,
                                .sample = true,
                                .sampling = greedy,
-                               .generated_tokens = 0});
+                               .generated_tokens = 0,
+                               .prompt_logprobs = false,
+                               .copy_of = std::nullopt});
   plans[0].forks.push_back(
       {.parent = 1,
        .children = {{.seq_id = 10, .sampling = random},

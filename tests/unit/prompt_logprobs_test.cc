@@ -186,14 +186,16 @@ TEST(PromptLogprobs, EqualHuggingFaceLogSoftmax) {
 // sampled one) is not scored; the rest are, and a replay cannot be scored.
 TEST(PromptLogprobs, FirstTokenAfterADecodeIsNotScoredAndAReplayIsRefused) {
   std::unique_ptr<Engine> engine = MakeEngine("qwen3", false);
-  StepPlan plan{.step_id = 0, .frees = {}, .prefills = {}, .decodes = {}, .forks = {}};
+  StepPlan plan{
+      .step_id = 0, .frees = {}, .prefills = {}, .decodes = {}, .forks = {}, .snapshots = {}};
   plan.prefills.push_back({.seq_id = 1,
                            .tokens = {3, 4, 5},
                            .create = true,
                            .sample = true,
                            .sampling = SamplingParams{.logprobs = 2},
                            .generated_tokens = 0,
-                           .prompt_logprobs = true});
+                           .prompt_logprobs = true,
+                           .copy_of = std::nullopt});
   StepOutcome out = engine->Execute(plan);
   ASSERT_TRUE(out.status.ok()) << out.status;
   ASSERT_EQ(out.prompt_logprobs.size(), 1u);
@@ -201,18 +203,19 @@ TEST(PromptLogprobs, FirstTokenAfterADecodeIsNotScoredAndAReplayIsRefused) {
   EXPECT_EQ(out.prompt_logprobs[0].tokens[0].position, 1);
   EXPECT_EQ(out.prompt_logprobs[0].tokens[0].score.top.size(), 2u);
 
-  plan = {.step_id = 1, .frees = {}, .prefills = {}, .decodes = {1}, .forks = {}};
+  plan = {.step_id = 1, .frees = {}, .prefills = {}, .decodes = {1}, .forks = {}, .snapshots = {}};
   ASSERT_TRUE(engine->Execute(plan).status.ok());
   // Positions 0-2 and 3 (the decode's input) are cached: the chunk (which would start with the
   // decode's sampled token) starts at 4, whose logits only the decode saw.
-  plan = {.step_id = 2, .frees = {}, .prefills = {}, .decodes = {}, .forks = {}};
+  plan = {.step_id = 2, .frees = {}, .prefills = {}, .decodes = {}, .forks = {}, .snapshots = {}};
   plan.prefills.push_back({.seq_id = 1,
                            .tokens = {9, 10, 11},
                            .create = false,
                            .sample = false,
                            .sampling = std::nullopt,
                            .generated_tokens = 0,
-                           .prompt_logprobs = true});
+                           .prompt_logprobs = true,
+                           .copy_of = std::nullopt});
   out = engine->Execute(plan);
   ASSERT_TRUE(out.status.ok()) << out.status;
   ASSERT_EQ(out.prompt_logprobs.size(), 1u);

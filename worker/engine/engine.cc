@@ -1,8 +1,6 @@
-// Plan execution: validate, reserve, agree, forward, sample, fork, report.
+// Plan execution: validate (engine_validate.cc), free, copy, reserve, agree, forward, sample,
+// snapshot, fork, report.
 #include "worker/engine/engine.h"
-
-#include <algorithm>
-#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -19,20 +17,10 @@ using kv::SeqId;
 
 namespace {
 
-absl::Status PlanError(uint64_t step, const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat("step ", step, ": ", what));
-}
-
 double MillisSince(absl::Time start) { return absl::ToDoubleMilliseconds(absl::Now() - start); }
 
 SampleRequest RequestFor(const SamplingParams& s, uint64_t index) {
   return {.row = 0, .index = index, .params = s};
-}
-
-absl::Status ValidateSampling(const SamplingParams& s, const std::string& where) {
-  absl::Status status = ValidateSamplingParams(s);
-  if (status.ok()) return status;
-  return absl::Status(status.code(), absl::StrCat(where, ": ", status.message()));
 }
 
 }  // namespace
@@ -41,105 +29,56 @@ Engine::Engine(std::unique_ptr<ForwardBackend> model, std::unique_ptr<KvCache> c
                std::unique_ptr<Collectives> comm, StepLimits limits)
     : limits_(limits), model_(std::move(model)), cache_(std::move(cache)), comm_(std::move(comm)) {}
 
-absl::Status Engine::Validate(const StepPlan& plan) const {
-  const uint64_t step = plan.step_id;
-  std::set<SeqId> used;  // every sequence may appear once per plan
-  auto claim = [&](SeqId id, const char* where) -> absl::Status {
-    if (!used.insert(id).second) {
-      return PlanError(step, absl::StrCat(where, ": sequence ", id, " appears twice in the plan"));
-    }
-    return absl::OkStatus();
-  };
-  int64_t tokens = static_cast<int64_t>(plan.decodes.size());
-  for (const PlanPrefill& p : plan.prefills) tokens += static_cast<int64_t>(p.tokens.size());
-  if (tokens > limits_.max_step_tokens) {
-    return PlanError(step, absl::StrCat(tokens, " tokens: over the shard's max_step_tokens (",
-                                        limits_.max_step_tokens, ")"));
-  }
-  const size_t sequences = plan.prefills.size() + plan.decodes.size();
-  if (sequences > static_cast<size_t>(limits_.max_step_sequences)) {
-    return PlanError(step,
-                     absl::StrCat(sequences, " sequences: over the shard's max_step_sequences (",
-                                  limits_.max_step_sequences, ")"));
-  }
-  for (SeqId id : plan.frees) {
-    RAMI_RETURN_IF_ERROR(claim(id, "frees"));
-    if (!seqs_.count(id)) return PlanError(step, absl::StrCat("frees: unknown sequence ", id));
-  }
-  std::set<SeqId> with_logits;  // sequences that will hold prefill logits after the forward
-  for (const auto& [id, seq] : seqs_) {
-    if (!seq.last_logits.empty()) with_logits.insert(id);
-  }
-  for (const PlanPrefill& p : plan.prefills) {
-    RAMI_RETURN_IF_ERROR(claim(p.seq_id, "prefills"));
-    if (p.create == (seqs_.count(p.seq_id) != 0)) {
-      return PlanError(step, absl::StrCat("prefills: sequence ", p.seq_id,
-                                          p.create ? " already exists" : " is unknown"));
-    }
-    if (p.create && !p.sampling.has_value()) {
-      return PlanError(
-          step, absl::StrCat("prefills: new sequence ", p.seq_id, " needs sampling parameters"));
-    }
-    if (p.sampling.has_value()) {
-      RAMI_RETURN_IF_ERROR(ValidateSampling(*p.sampling, absl::StrCat("prefills[", p.seq_id, "]")));
-    }
-    if (p.generated_tokens < 0 || (p.create && p.generated_tokens > 0)) {
-      return PlanError(step, absl::StrCat("prefills: sequence ", p.seq_id,
-                                          ": generated_tokens must be >= 0 (0 when creating)"));
-    }
-    if (p.prompt_logprobs && p.generated_tokens > 0) {
-      return PlanError(step, absl::StrCat("prefills: sequence ", p.seq_id,
-                                          ": prompt_logprobs with generated_tokens > 0 (a replay "
-                                          "of generated tokens is not a prompt to score)"));
-    }
-    if (p.tokens.empty()) {
-      return PlanError(step, absl::StrCat("prefills: sequence ", p.seq_id, ": no tokens"));
-    }
-    for (int32_t token : p.tokens) {
-      if (token < 0 || token >= model_->config().vocab_size) {
-        return PlanError(step, absl::StrCat("prefills: sequence ", p.seq_id, ": token id ", token,
-                                            " outside [0, ", model_->config().vocab_size, ")"));
-      }
-    }
-    with_logits.insert(p.seq_id);
-  }
-  for (SeqId id : plan.decodes) {
-    RAMI_RETURN_IF_ERROR(claim(id, "decodes"));
-    auto it = seqs_.find(id);
-    if (it == seqs_.end()) return PlanError(step, absl::StrCat("decodes: unknown sequence ", id));
-    if (it->second.last_token < 0 && it->second.failed.ok()) {
-      return PlanError(step, absl::StrCat("decodes: sequence ", id, " has no sampled token yet"));
-    }
-  }
-  for (const PlanFork& f : plan.forks) {
-    if (!with_logits.count(f.parent) ||
-        std::count(plan.frees.begin(), plan.frees.end(), f.parent)) {
-      return PlanError(
-          step, absl::StrCat("forks: parent ", f.parent, " is missing or has no prefill logits"));
-    }
-    if (std::count(plan.decodes.begin(), plan.decodes.end(), f.parent)) {
-      return PlanError(step, absl::StrCat("forks: parent ", f.parent,
-                                          " also decodes in this step (a root stays frozen)"));
-    }
-    if (f.children.empty()) return PlanError(step, "forks: no children");
-    for (const PlanForkChild& c : f.children) {
-      RAMI_RETURN_IF_ERROR(claim(c.seq_id, "forks"));
-      if (seqs_.count(c.seq_id)) {
-        return PlanError(step, absl::StrCat("forks: child ", c.seq_id, " already exists"));
-      }
-      RAMI_RETURN_IF_ERROR(ValidateSampling(c.sampling, absl::StrCat("forks[", c.seq_id, "]")));
-    }
-  }
-  return absl::OkStatus();
-}
-
 int64_t Engine::ForkPageBound(const StepPlan& plan) const {
   // Before the forward pass the parent's tails are not known: at most one partial page per
-  // list of every (layer, head) stream per child.
+  // list of every (layer, head) stream per child (a snapshot is one more child).
   const int64_t per_child = int64_t{2} * cache_->num_layers() * cache_->num_kv_heads();
-  int64_t pages = 0;
-  for (const PlanFork& f : plan.forks) pages += per_child * static_cast<int64_t>(f.children.size());
-  return pages;
+  int64_t children = static_cast<int64_t>(plan.snapshots.size());
+  for (const PlanFork& f : plan.forks) children += static_cast<int64_t>(f.children.size());
+  return per_child * children;
+}
+
+absl::Status Engine::CreateSequences(const StepPlan& plan, std::vector<SeqId>* created) {
+  std::vector<SeqId> copies;
+  absl::Status status;
+  for (const PlanPrefill& p : plan.prefills) {
+    if (!p.create) continue;
+    if (!p.copy_of.has_value()) {
+      RAMI_CHECK(cache_->AddSequence(p.seq_id).ok(), "validated create");
+      created->push_back(p.seq_id);
+      continue;
+    }
+    // A fork of the snapshot before the forward pass: its chunk continues it. Validated, so
+    // only the pool can refuse it (all or nothing: nothing allocated then).
+    const SeqId one[] = {p.seq_id};
+    status = cache_->Fork(*p.copy_of, one);
+    if (!status.ok()) {
+      status = absl::Status(status.code(),
+                            absl::StrCat("step ", plan.step_id, ": copy of sequence ", *p.copy_of,
+                                         " as ", p.seq_id, ": ", status.message()));
+      break;
+    }
+    created->push_back(p.seq_id);
+    copies.push_back(p.seq_id);
+  }
+  // Before the reservation, so that a backend with device page tables syncs the copies with
+  // this step's forward pass. A backend that replays the pool's slot copies on the device (the
+  // tails copied here) replays them even when the step fails and the copies are freed again:
+  // they write only those freed pages, and before any later step writes them again.
+  model_->CacheChanged(copies);
+  return status;
+}
+
+Engine::Sequence Engine::CopyOf(SeqId source, SeqId id, const char* how) const {
+  const Sequence& from = seqs_.at(source);
+  Sequence seq;
+  seq.last_logits = from.last_logits;
+  seq.last_logits_next = from.last_logits_next;
+  if (!from.failed.ok()) {  // a failed sequence's copies fail with it
+    seq.failed = absl::Status(from.failed.code(), absl::StrCat("sequence ", id, ": ", how,
+                                                               " failed ", from.failed.message()));
+  }
+  return seq;
 }
 
 absl::Status Engine::Agree(const absl::Status& local, uint64_t step_id) {
@@ -211,22 +150,24 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
     }
     model_->CacheChanged(plan.frees);
   }
-  // New sequences exist in the cache from here; removed again if the step fails.
+  // New sequences (copies included) exist in the cache from here; removed again if the step
+  // fails. Their engine state is made once the step succeeded.
   std::vector<SeqId> created;
+  if (local.ok()) local = CreateSequences(plan, &created);
   std::vector<int64_t> prefill_start;  // [prefills] the chunk's first position
+  std::vector<int> chunk_prefill;      // [chunks] its index in plan.prefills; -1: a decode
   std::vector<SeqId> failed_decodes;   // decodes of sequences that failed in an earlier step
   if (local.ok()) {
-    for (const PlanPrefill& p : plan.prefills) {
-      if (p.create) {
-        RAMI_CHECK(cache_->AddSequence(p.seq_id).ok(), "validated create");
-        created.push_back(p.seq_id);
-      }
+    for (size_t j = 0; j < plan.prefills.size(); ++j) {
+      const PlanPrefill& p = plan.prefills[j];
       prefill_start.push_back(cache_->Length(p.seq_id));
+      if (p.tokens.empty()) continue;  // a copy of a whole prompt: nothing to run
       // Scored with the top-n of the chunk's sampling parameters, else the sequence's.
       const int top_n =
           p.sampling.has_value() ? p.sampling->logprobs : seqs_.at(p.seq_id).sampling.logprobs;
       chunks.push_back(
           {.seq_id = p.seq_id, .tokens = p.tokens, .score_top_n = p.prompt_logprobs ? top_n : -1});
+      chunk_prefill.push_back(static_cast<int>(j));
     }
     // A decode token's next token may be sampled by the backend (where the logits are). A
     // failed sequence has no token to feed: it is left out and reported after the forward.
@@ -239,6 +180,7 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
       chunks.push_back({.seq_id = id,
                         .tokens = {seq.last_token},
                         .sample = RequestFor(seq.sampling, static_cast<uint64_t>(seq.generated))});
+      chunk_prefill.push_back(-1);
     }
   }
   bool reserved = false;
@@ -247,9 +189,9 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
     reserved = local.ok();
   }
   if (local.ok() && ForkPageBound(plan) > cache_->pool().free_pages()) {
-    local = absl::ResourceExhaustedError(absl::StrCat("step ", plan.step_id, ": forks may need ",
-                                                      ForkPageBound(plan), " pages, ",
-                                                      cache_->pool().free_pages(), " are free"));
+    local = absl::ResourceExhaustedError(
+        absl::StrCat("step ", plan.step_id, ": forks and snapshots may need ", ForkPageBound(plan),
+                     " pages, ", cache_->pool().free_pages(), " are free"));
   }
   out.status = Agree(local, plan.step_id);
   absl::StatusOr<ForwardResult> forward = ForwardResult{};
@@ -272,6 +214,11 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
     return out;
   }
 
+  // The copies take their snapshot's logits (the chunk's first token may be scored from them)
+  // and failure, and the chunk's sampling parameters.
+  for (const PlanPrefill& p : plan.prefills) {
+    if (p.copy_of.has_value()) seqs_[p.seq_id] = CopyOf(*p.copy_of, p.seq_id, "copied from");
+  }
   // Sampling: every rank holds the same full logits (or the backend's same samples), so every
   // rank samples the same tokens.
   const int vocab = model_->config().vocab_size;
@@ -282,17 +229,17 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
       continue;
     }
     const float* row = forward->logits.data() + static_cast<size_t>(forward->first_row[i]) * vocab;
-    const bool is_prefill = i < plan.prefills.size();
-    if (is_prefill) {
-      const PlanPrefill& p = plan.prefills[i];
+    if (chunk_prefill[i] >= 0) {
+      const size_t j = static_cast<size_t>(chunk_prefill[i]);
+      const PlanPrefill& p = plan.prefills[j];
       if (p.sampling.has_value()) seq.sampling = *p.sampling;
       if (p.prompt_logprobs) {
         std::vector<TokenScore> scored;
         if (i < forward->scored.size()) scored = std::move(forward->scored[i]);
-        out.prompt_logprobs.push_back(ScorePrompt(p, seq, prefill_start[i], std::move(scored)));
+        out.prompt_logprobs.push_back(ScorePrompt(p, seq, prefill_start[j], std::move(scored)));
       }
       seq.last_logits.assign(row, row + vocab);
-      seq.last_logits_next = prefill_start[i] + static_cast<int64_t>(p.tokens.size());
+      seq.last_logits_next = prefill_start[j] + static_cast<int64_t>(p.tokens.size());
       if (p.generated_tokens > 0) seq.generated = p.generated_tokens;
       if (!p.sample) continue;
     }
@@ -300,7 +247,27 @@ StepOutcome Engine::RunStep(const StepPlan& plan, std::vector<SequenceChunk>& ch
     Record(chunks[i].seq_id, seq, seq.failed.ok() ? SampleFor(seq, row) : SampledToken{},
            plan.step_id, out);
   }
+  // Copies without tokens (the whole prompt was cached) sample from their snapshot's logits.
+  for (const PlanPrefill& p : plan.prefills) {
+    if (!p.tokens.empty()) continue;
+    Sequence& seq = seqs_.at(p.seq_id);
+    seq.sampling = *p.sampling;
+    if (p.prompt_logprobs) out.prompt_logprobs.push_back({.seq_id = p.seq_id, .tokens = {}});
+    if (p.sample) {
+      Record(p.seq_id, seq,
+             seq.failed.ok() ? SampleFor(seq, seq.last_logits.data()) : SampledToken{},
+             plan.step_id, out);
+    }
+  }
   for (SeqId id : failed_decodes) out.sequence_errors.push_back({id, seqs_.at(id).failed});
+  // Snapshots, then forks: each a fork of a sequence whose logits are final for the step.
+  for (const PlanSnapshot& s : plan.snapshots) {
+    const SeqId one[] = {s.seq_id};
+    RAMI_CHECK(cache_->Fork(s.source, one).ok(), "snapshot capacity was checked");
+    model_->CacheChanged(one);
+    Sequence snapshot = CopyOf(s.source, s.seq_id, "snapshot of");
+    seqs_[s.seq_id] = std::move(snapshot);  // default sampling: it never samples
+  }
   for (const PlanFork& f : plan.forks) {
     std::vector<SeqId> children;
     for (const PlanForkChild& c : f.children) children.push_back(c.seq_id);
@@ -352,6 +319,7 @@ CacheReport Engine::Report(const StepPlan& plan) const {
   for (const PlanFork& f : plan.forks) {
     for (const PlanForkChild& c : f.children) touched.push_back(c.seq_id);
   }
+  for (const PlanSnapshot& s : plan.snapshots) touched.push_back(s.seq_id);
   std::vector<SeqId> running;
   for (SeqId id : touched) {
     if (!cache_->Contains(id)) continue;  // a failed step's new sequences

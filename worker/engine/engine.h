@@ -5,9 +5,10 @@
 // A step validates the plan and reserves its pages on every rank before the first
 // collective; one all-reduce of a failure flag then makes all ranks fail the step together
 // if any rank cannot run it. A failed step leaves every sequence as it was (frees of a
-// well-formed plan are applied regardless). A sequence whose logits have no distribution
-// (NaN/+Inf) fails alone: the step succeeds for the others and reports it in
-// StepOutcome::sequence_errors, on every rank alike (the ranks hold the same gathered logits).
+// well-formed plan are applied regardless; copies are removed, snapshots not taken). A sequence
+// whose logits have no distribution (NaN/+Inf) fails alone: the step succeeds for the others and
+// reports it in StepOutcome::sequence_errors, on every rank alike (the ranks hold the same gathered
+// logits).
 #pragma once
 
 #include <cstdint>
@@ -52,9 +53,20 @@ class Engine {
     absl::Status failed;             // not OK: it samples no more (SequenceError)
   };
 
-  absl::Status Validate(const StepPlan& plan) const;
-  // Pages the plan may take beyond its forward-pass reservation (forks, worst case).
+  absl::Status Validate(const StepPlan& plan) const;  // engine_validate.cc
+  // Whether `id` holds the logits of its current length (a prefill chunk was its last step),
+  // so that a snapshot or a copy of it can be forked or sampled without a forward pass.
+  bool HoldsCurrentLogits(kv::SeqId id) const;
+  // Pages the plan may take beyond its forward-pass reservation (forks and snapshots, worst
+  // case; the copies are made before the reservation, exactly).
   int64_t ForkPageBound(const StepPlan& plan) const;
+  // Frees → copies: creates the plan's new sequences in the cache (PlanPrefill::create; a
+  // copy_of forks its snapshot), appending each to *created; stops at the first copy that
+  // does not fit in the pool (ResourceExhausted).
+  absl::Status CreateSequences(const StepPlan& plan, std::vector<kv::SeqId>* created);
+  // The engine state of a new copy or snapshot `id` of `source`: its last logits and failure
+  // (renamed to `id`); sampling and the RNG index start afresh.
+  Sequence CopyOf(kv::SeqId source, kv::SeqId id, const char* how) const;
   // All ranks learn whether every rank is ready; a rank that is not reports its reason.
   absl::Status Agree(const absl::Status& local, uint64_t step_id);
   SampledToken SampleFor(const Sequence& seq, const float* logits) const;

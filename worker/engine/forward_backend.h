@@ -46,9 +46,9 @@ class ForwardBackend {
   virtual absl::StatusOr<ForwardResult> RunReserved(absl::Span<const SequenceChunk> chunks,
                                                     kv::KvCache& cache,
                                                     collectives::Collectives& comm) const = 0;
-  // The Engine changed these sequences outside a forward pass (freed, forked): a backend with
-  // device-side page tables resyncs them before its next step. The CPU backend reads the cache
-  // directly and ignores it.
+  // The Engine changed these sequences outside a forward pass (freed, forked, snapshotted, or
+  // copied before the step's reservation): a backend with device-side page tables resyncs them
+  // before its next forward pass. The CPU backend reads the cache directly and ignores it.
   virtual void CacheChanged(absl::Span<const kv::SeqId> ids) const { (void)ids; }
 };
 

@@ -1,6 +1,7 @@
 // Field-by-field conversions of step plans, results and cache reports.
 #include "worker/service/plan_proto.h"
 
+#include "absl/strings/str_cat.h"
 #include "proto/worker_types.h"
 
 namespace rami::service {
@@ -17,11 +18,23 @@ using engine::StepPlan;
 using engine::StepToken;
 using engine::TokenLogprob;
 
-StepPlan PlanFromProto(const worker::v1::StepPlan& proto) {
+absl::StatusOr<StepPlan> PlanFromProto(const worker::v1::StepPlan& proto) {
   StepPlan plan;
   plan.step_id = proto.step_id();
   plan.frees.assign(proto.frees().begin(), proto.frees().end());
-  for (const worker::v1::PrefillChunk& p : proto.prefills()) {
+  for (int i = 0; i < proto.prefills_size(); ++i) {
+    const worker::v1::PrefillChunk& p = proto.prefills(i);
+    // A copy is a new sequence; only a copy may come without tokens (its whole prompt cached).
+    if (p.has_copy_of() && !p.create()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("step ", proto.step_id(), ": prefills[", i, "].copy_of: ", p.copy_of(),
+                       " without create (sequence ", p.seq_id(), " exists: it cannot be a copy)"));
+    }
+    if (p.token_ids().empty() && !p.has_copy_of()) {
+      return absl::InvalidArgumentError(absl::StrCat("step ", proto.step_id(), ": prefills[", i,
+                                                     "].token_ids: empty (sequence ", p.seq_id(),
+                                                     "; only a copy_of may have none)"));
+    }
     PlanPrefill prefill;
     prefill.seq_id = p.seq_id();
     prefill.tokens.assign(p.token_ids().begin(), p.token_ids().end());
@@ -30,6 +43,7 @@ StepPlan PlanFromProto(const worker::v1::StepPlan& proto) {
     prefill.generated_tokens = p.generated_tokens();
     prefill.prompt_logprobs = p.prompt_logprobs();
     if (p.has_sampling()) prefill.sampling = proto::SamplingFromProto(p.sampling());
+    if (p.has_copy_of()) prefill.copy_of = p.copy_of();
     plan.prefills.push_back(std::move(prefill));
   }
   plan.decodes.assign(proto.decodes().begin(), proto.decodes().end());
@@ -39,6 +53,9 @@ StepPlan PlanFromProto(const worker::v1::StepPlan& proto) {
       fork.children.push_back({c.seq_id(), proto::SamplingFromProto(c.sampling())});
     }
     plan.forks.push_back(std::move(fork));
+  }
+  for (const worker::v1::Snapshot& s : proto.snapshots()) {
+    plan.snapshots.push_back({.source = s.source(), .seq_id = s.seq_id()});
   }
   return plan;
 }

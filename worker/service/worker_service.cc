@@ -133,8 +133,14 @@ grpc::Status WorkerService::Step(grpc::ServerContext* ctx,
         result.set_step_id(plan.step_id());
         result.set_error_code(grpc::StatusCode::FAILED_PRECONDITION);
         result.set_error_message("no shard loaded: call LoadShard first");
+      } else if (absl::StatusOr<engine::StepPlan> converted = PlanFromProto(plan);
+                 !converted.ok()) {
+        // Every rank gets the same plan and refuses it here alike, before any collective.
+        result.set_step_id(plan.step_id());
+        result.set_error_code(static_cast<int32_t>(converted.status().code()));
+        result.set_error_message(std::string(converted.status().message()));
       } else {
-        OutcomeToProto(engine_->Execute(PlanFromProto(plan)), plan.step_id(), rank_, &result);
+        OutcomeToProto(engine_->Execute(*converted), plan.step_id(), rank_, &result);
       }
     }
     if (!stream->Write(result)) break;
