@@ -1,6 +1,8 @@
 // Greedy placement of branches on worker groups by headroom.
 #include "coordinator/runner/placement.h"
 
+#include <limits>
+
 #include "base/check.h"
 
 namespace rami::coordinator {
@@ -15,7 +17,8 @@ int64_t BranchPages(const Job& job, const Capacity& capacity) {
 int64_t PromptPages(const Job& job, const PlacementGroup& g) {
   int64_t tokens = static_cast<int64_t>(job.prompt.size());
   if (g.prefix_cache != nullptr && job.prefix_cache && !job.prompt_logprobs) {
-    if (const PrefixEntry* hit = g.prefix_cache->Longest(job.prefix_scope, job.prompt)) {
+    if (const PrefixEntry* hit = g.prefix_cache->Longest(job.prefix_scope, job.prompt,
+                                                         std::numeric_limits<uint64_t>::max())) {
       tokens -= static_cast<int64_t>(hit->tokens.size());
     }
   }

@@ -43,8 +43,8 @@ const PrefixEntry* PrefixCache::Find(const std::string& scope,
   return nullptr;
 }
 
-const PrefixEntry* PrefixCache::Longest(const std::string& scope,
-                                        absl::Span<const int32_t> prompt) const {
+const PrefixEntry* PrefixCache::Longest(const std::string& scope, absl::Span<const int32_t> prompt,
+                                        uint64_t step) const {
   if (entries_.empty() || lengths_.begin()->first > static_cast<int64_t>(prompt.size())) {
     return nullptr;
   }
@@ -58,7 +58,8 @@ const PrefixEntry* PrefixCache::Longest(const std::string& scope,
     auto [first, last] = by_hash_.equal_range(hashes[len->first]);
     for (auto it = first; it != last; ++it) {
       const PrefixEntry& e = entries_.at(it->second);
-      if (e.scope == scope && static_cast<int64_t>(e.tokens.size()) == len->first &&
+      if (e.scope == scope && e.usable_from <= step &&
+          static_cast<int64_t>(e.tokens.size()) == len->first &&
           std::equal(e.tokens.begin(), e.tokens.end(), prompt.begin())) {
         return &e;
       }
@@ -73,7 +74,7 @@ const PrefixEntry* PrefixCache::Get(SeqId seq) const {
 }
 
 void PrefixCache::Insert(const std::string& scope, std::vector<int32_t> tokens, SeqId seq,
-                         uint64_t step, int64_t pages) {
+                         uint64_t step, int64_t pages, uint64_t usable_from) {
   RAMI_CHECK(!entries_.count(seq) && !tokens.empty(), "prefix cache: bad insert of %lld",
              static_cast<long long>(seq));
   by_hash_.emplace(HashOf(scope, tokens), seq);
@@ -81,7 +82,12 @@ void PrefixCache::Insert(const std::string& scope, std::vector<int32_t> tokens, 
   cached_tokens_ += static_cast<int64_t>(tokens.size());
   pages_ += pages;
   entries_[seq] = PrefixEntry{
-      .seq = seq, .scope = scope, .tokens = std::move(tokens), .pages = pages, .last_used = step};
+      .seq = seq,
+      .scope = scope,
+      .tokens = std::move(tokens),
+      .pages = pages,
+      .last_used = step,
+      .usable_from = usable_from};
 }
 
 void PrefixCache::Touch(SeqId seq, uint64_t step) {

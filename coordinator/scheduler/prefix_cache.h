@@ -30,20 +30,25 @@ struct PrefixEntry {
   std::vector<int32_t> tokens;  // the cached prefix
   int64_t pages = 0;            // pages it is expected to hold (Capacity's projection)
   uint64_t last_used = 0;       // the step that last made or copied it (LRU)
+  // The first step whose plan may copy it: a snapshot exists only after the forward pass of
+  // the step that takes it, so that step's plan must not copy it yet.
+  uint64_t usable_from = 0;
 };
 
 class PrefixCache {
  public:
   // The longest entry of `scope` whose tokens are a prefix of `prompt` (a whole-prompt entry
-  // included); null when none.
-  const PrefixEntry* Longest(const std::string& scope, absl::Span<const int32_t> prompt) const;
+  // included) that step `step` may copy; null when none.
+  const PrefixEntry* Longest(const std::string& scope, absl::Span<const int32_t> prompt,
+                             uint64_t step) const;
   // The entry of `scope` holding exactly `tokens`, or null.
   const PrefixEntry* Find(const std::string& scope, absl::Span<const int32_t> tokens) const;
   const PrefixEntry* Get(SeqId seq) const;
 
-  // A new entry (no entry of the scope holds these tokens: check Find first).
+  // A new entry made in step `step` (no entry of the scope holds these tokens: check Find
+  // first), usable from step `usable_from`.
   void Insert(const std::string& scope, std::vector<int32_t> tokens, SeqId seq, uint64_t step,
-              int64_t pages);
+              int64_t pages, uint64_t usable_from);
   void Touch(SeqId seq, uint64_t step);
   // Removes and returns the least recently used entry not used in step `protect` (its
   // sequence is to be freed); null seq (-1) when there is none.

@@ -105,6 +105,7 @@ StepDecision Scheduler::Plan(const std::vector<Job*>& jobs, const Capacity& cap)
   for (Job* job : jobs) step.total_running += job->RunningBranches();
   PlanPrefills(jobs, step);
   PlanForks(jobs, step);
+  PlanCacheCap(step);
   step.d.reserved_pages = cap.free_pages - step.budget;
   return std::move(step.d);
 }
@@ -124,7 +125,11 @@ void Scheduler::PlanFrees(const std::vector<Job*>& jobs, Step& step) {
       job->root_free_pending = false;
     }
   }
-  // The cache's share of the pool: least recently used entries beyond it go.
+}
+
+// 6. The cache's share of the pool: the least recently used entries beyond it go — after the
+// prefills looked them up, and never one this plan made or copies.
+void Scheduler::PlanCacheCap(Step& step) {
   const double cap = config_.prefix_cache_fraction * static_cast<double>(step.cap.num_pages);
   while (static_cast<double>(cache_.pages()) > cap) {
     const PrefixEntry victim = cache_.EvictLru(steps_);
@@ -160,8 +165,9 @@ bool Scheduler::KeepRoot(Job& job, Step& step) {
     return false;
   }
   const int64_t tokens = static_cast<int64_t>(job.prompt.size());
+  // The root exists already: this very plan may copy it.
   cache_.Insert(job.prefix_scope, job.prompt, job.root, steps_,
-                step.cap.ProjectedBranchPages(tokens));
+                step.cap.ProjectedBranchPages(tokens), /*usable_from=*/steps_);
   step.d.cached.push_back(job.root);
   ++step.d.prefix.inserted;
   return true;
@@ -259,7 +265,7 @@ void Scheduler::PlanPrefills(const std::vector<Job*>& jobs, Step& step) {
     // A new root starts from the longest cached prefix of its prompt, when there is one.
     const PrefixEntry* hit = nullptr;
     if (job->phase == JobPhase::kQueued && LooksUp(*job)) {
-      hit = cache_.Longest(job->prefix_scope, job->prompt);
+      hit = cache_.Longest(job->prefix_scope, job->prompt, steps_);
     }
     const int64_t start =
         hit != nullptr ? static_cast<int64_t>(hit->tokens.size()) : static_cast<int64_t>(job->prefilled);
@@ -310,7 +316,7 @@ void Scheduler::PlanPrefills(const std::vector<Job*>& jobs, Step& step) {
       step.d.cached.push_back(seq);
       cache_.Insert(job->prefix_scope,
                     std::vector<int32_t>(job->prompt.begin(), job->prompt.begin() + point), seq,
-                    steps_, cap.ProjectedBranchPages(point));
+                    steps_, cap.ProjectedBranchPages(point), /*usable_from=*/steps_ + 1);
       ++step.d.prefix.inserted;
     }
     if (last) {

@@ -134,6 +134,7 @@ class Scheduler {
   void PlanReplays(const std::vector<Job*>& jobs, Step& step);
   void PlanPrefills(const std::vector<Job*>& jobs, Step& step);
   void PlanForks(const std::vector<Job*>& jobs, Step& step);
+  void PlanCacheCap(Step& step);
   // Prefix cache: whether `job` may copy a cached prefix / make entries; the first snapshot
   // point after `start` not cached yet (-1: none); the finished job's root kept as the entry
   // of its whole prompt (false: it is to be freed); entries freed until the evicted ones'

@@ -86,7 +86,7 @@ TEST(Placement, AGroupHoldingTheJobsPrefixIsPreferredUnlessItsLoadSaysOtherwise)
   std::unique_ptr<JobState> job = Job(1, 64, 2, 4);
   job->SetOwner("key");
   PrefixCache cached;
-  cached.Insert(job->facts().prefix_scope, std::vector<int32_t>(60, 1), 5, 1, 40);
+  cached.Insert(job->facts().prefix_scope, std::vector<int32_t>(60, 1), 5, 1, 40, 1);
   std::vector<PlacementGroup> groups = {{1, &a, 1000, nullptr}, {2, &b, 990, &cached}};
   EXPECT_THAT(PlaceBranches(*job, job->TakeUnplaced(), groups), ElementsAre(2, 2));
   // Another key's job with the same prompt finds nothing there: the roomier group wins.

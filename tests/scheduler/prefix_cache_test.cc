@@ -12,6 +12,8 @@
 namespace rami::coordinator {
 namespace {
 
+constexpr uint64_t kNow = 10;  // a step after every insert below
+
 std::vector<int32_t> Range(int32_t first, int count) {
   std::vector<int32_t> v(count);
   std::iota(v.begin(), v.end(), first);
@@ -27,26 +29,32 @@ TEST(PrefixCache, FindsTheLongestExactPrefixOfItsScopeOnly) {
   PrefixCache cache;
   const std::vector<int32_t> system = Range(1, 8);
   const std::vector<int32_t> longer = Concat(system, Range(100, 5));
-  cache.Insert("a", system, 11, 1, 3);
-  cache.Insert("a", longer, 12, 1, 4);
-  cache.Insert("b", Concat(system, Range(100, 6)), 13, 1, 5);
+  cache.Insert("a", system, 11, 1, 3, 1);
+  cache.Insert("a", longer, 12, 1, 4, 1);
+  cache.Insert("b", Concat(system, Range(100, 6)), 13, 1, 5, 1);
   EXPECT_EQ(cache.size(), 3u);
   EXPECT_EQ(cache.pages(), 12);
-  EXPECT_EQ(cache.cached_tokens(), 8 + 13 + 14);
+  EXPECT_EQ(cache.cached_tokens(), 8 + 13 + 14);  // before entry 14 below
 
   // The longest entry that is a prefix; a whole-prompt entry counts.
-  EXPECT_EQ(cache.Longest("a", Concat(longer, Range(7, 3)))->seq, 12);
-  EXPECT_EQ(cache.Longest("a", longer)->seq, 12);
+  EXPECT_EQ(cache.Longest("a", Concat(longer, Range(7, 3)), kNow)->seq, 12);
+  EXPECT_EQ(cache.Longest("a", longer, kNow)->seq, 12);
   // Diverging inside the longer entry: only the shorter one is a prefix.
   std::vector<int32_t> diverged = longer;
   diverged[10] = 999;
-  EXPECT_EQ(cache.Longest("a", diverged)->seq, 11);
+  EXPECT_EQ(cache.Longest("a", diverged, kNow)->seq, 11);
   // Shorter than every entry, another scope, or a different first token: nothing.
-  EXPECT_EQ(cache.Longest("a", Range(1, 7)), nullptr);
-  EXPECT_EQ(cache.Longest("c", longer), nullptr);
-  EXPECT_EQ(cache.Longest("a", Range(2, 20)), nullptr);
+  EXPECT_EQ(cache.Longest("a", Range(1, 7), kNow), nullptr);
+  EXPECT_EQ(cache.Longest("c", longer, kNow), nullptr);
+  EXPECT_EQ(cache.Longest("a", Range(2, 20), kNow), nullptr);
   // Scope b's entry is longer than a's and matches the tokens, but is not a's.
-  EXPECT_EQ(cache.Longest("b", Concat(system, Range(100, 9)))->seq, 13);
+  EXPECT_EQ(cache.Longest("b", Concat(system, Range(100, 9)), kNow)->seq, 13);
+
+  // An entry is not found before the step it becomes usable in (a snapshot exists only after
+  // its step's forward pass).
+  cache.Insert("a", Concat(longer, Range(7, 3)), 14, kNow, 6, kNow + 1);
+  EXPECT_EQ(cache.Longest("a", Concat(longer, Range(7, 3)), kNow)->seq, 12);
+  EXPECT_EQ(cache.Longest("a", Concat(longer, Range(7, 3)), kNow + 1)->seq, 14);
 
   EXPECT_EQ(cache.Find("a", system)->seq, 11);
   EXPECT_EQ(cache.Find("b", system), nullptr);
@@ -55,9 +63,9 @@ TEST(PrefixCache, FindsTheLongestExactPrefixOfItsScopeOnly) {
 
 TEST(PrefixCache, EvictsLeastRecentlyUsedAndSparesThisStepsEntries) {
   PrefixCache cache;
-  cache.Insert("s", Range(1, 4), 1, /*step=*/1, 10);
-  cache.Insert("s", Range(1, 5), 2, /*step=*/2, 20);
-  cache.Insert("s", Range(1, 6), 3, /*step=*/3, 30);
+  cache.Insert("s", Range(1, 4), 1, /*step=*/1, 10, 1);
+  cache.Insert("s", Range(1, 5), 2, /*step=*/2, 20, 1);
+  cache.Insert("s", Range(1, 6), 3, /*step=*/3, 30, 1);
   cache.Touch(1, 4);  // now the most recent
   EXPECT_EQ(cache.EvictLru(/*protect=*/4).seq, 2);
   EXPECT_EQ(cache.EvictLru(4).seq, 3);
@@ -66,10 +74,10 @@ TEST(PrefixCache, EvictsLeastRecentlyUsedAndSparesThisStepsEntries) {
   EXPECT_EQ(cache.pages(), 10);
   EXPECT_EQ(cache.cached_tokens(), 4);
   // Gone from the index too: its prefix is no longer found.
-  EXPECT_EQ(cache.Longest("s", Range(1, 6))->seq, 1);
+  EXPECT_EQ(cache.Longest("s", Range(1, 6), kNow)->seq, 1);
   EXPECT_EQ(cache.EvictLru(5).seq, 1);
   EXPECT_TRUE(cache.empty());
-  EXPECT_EQ(cache.Longest("s", Range(1, 6)), nullptr);
+  EXPECT_EQ(cache.Longest("s", Range(1, 6), kNow), nullptr);
 }
 
 Job MakeJob(JobId id, std::vector<int32_t> prompt, int n, std::vector<int64_t> points = {}) {
@@ -200,6 +208,26 @@ TEST(SchedulerPrefixCache, ANewRootCopiesTheLongestEntryAndAFullHitForksAtOnce) 
   Job f = MakeJob(6, a.prompt, 1);
   f.prompt_logprobs = true;
   EXPECT_EQ(RunPrompt(s, f, Pages(1000))[0].prefills[0].copy_of, -1);
+}
+
+TEST(SchedulerPrefixCache, ASnapshotIsNotCopiedInTheStepThatTakesIt) {
+  // Two queued jobs share a prefix: the first one's snapshot exists only after this step's
+  // forward pass, so the second prefills on its own; a third, a step later, copies it.
+  Scheduler s({.max_step_tokens = 64, .max_prefill_chunk = 64});
+  Job a = MakeJob(1, Concat(Range(1, 10), Range(50, 4)), 1, {10});
+  Job b = MakeJob(2, Concat(Range(1, 10), Range(60, 4)), 1, {10});
+  std::vector<Job*> both = {&a, &b};
+  const StepDecision d = s.Plan(both, Pages(1000));
+  ASSERT_EQ(d.prefills.size(), 2u);
+  ASSERT_EQ(d.snapshots.size(), 1u);
+  EXPECT_EQ(d.prefills[1].copy_of, -1);
+  EXPECT_EQ(d.prefix.misses, 2);
+  Job c = MakeJob(3, Concat(Range(1, 10), Range(70, 4)), 1, {10});
+  std::vector<Job*> later = {&a, &b, &c};
+  const StepDecision next = s.Plan(later, Pages(1000));
+  bool copied = false;
+  for (const PlannedPrefill& p : next.prefills) copied |= p.copy_of == d.snapshots[0].seq;
+  EXPECT_TRUE(copied);
 }
 
 TEST(SchedulerPrefixCache, AFailedJobsRootIsFreedNotCached) {
