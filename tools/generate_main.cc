@@ -123,7 +123,10 @@ absl::Status Run(const Options& o) {
                              .tokens = o.prompts[i],
                              .create = true,
                              .sample = true,
-                             .sampling = sampling});
+                             .sampling = sampling,
+                             .generated_tokens = 0,
+                             .prompt_logprobs = false,
+                             .copy_of = std::nullopt});
     ids.push_back(id);
   }
   std::vector<std::vector<int32_t>> generated(o.prompts.size());

@@ -58,7 +58,17 @@ engine::PlanPrefill Prefill(kv::SeqId id, std::vector<int32_t> tokens) {
           .tokens = std::move(tokens),
           .create = true,
           .sample = true,
-          .sampling = SamplingParams{.temperature = 0.7f, .seed = 5, .logprobs = 2}};
+          .sampling = SamplingParams{.temperature = 0.7f, .seed = 5, .logprobs = 2},
+          .generated_tokens = 0,
+          .prompt_logprobs = false,
+          .copy_of = std::nullopt};
+}
+
+// A plan of `step` with nothing in it yet.
+StepPlan EmptyPlan(uint64_t step) {
+  StepPlan plan;
+  plan.step_id = step;
+  return plan;
 }
 
 TEST(EngineNanTest, NanLogitsFailTheirSequenceAndTheOthersGoOn) {
@@ -70,7 +80,7 @@ TEST(EngineNanTest, NanLogitsFailTheirSequenceAndTheOthersGoOn) {
   ASSERT_NE(engine, nullptr);
 
   // Step 0: a clean prompt and a poisoned one, each forked.
-  StepPlan plan{.step_id = 0};
+  StepPlan plan = EmptyPlan(0);
   plan.prefills = {Prefill(1, {5, 17, 99}), Prefill(2, {5, kPoisonToken, 9})};
   plan.forks = {{.parent = 1, .children = {{.seq_id = 10, .sampling = {.seed = 1}}}},
                 {.parent = 2, .children = {{.seq_id = 20, .sampling = {.seed = 2}}}}};
@@ -88,7 +98,8 @@ TEST(EngineNanTest, NanLogitsFailTheirSequenceAndTheOthersGoOn) {
 
   // Step 1: the failed sequences are planned again (a coordinator that pipelines steps does
   // not know yet): they report the same error, the others decode.
-  plan = {.step_id = 1, .decodes = {1, 2, 10, 20}};
+  plan = EmptyPlan(1);
+  plan.decodes = {1, 2, 10, 20};
   out = engine->Execute(plan);
   ASSERT_TRUE(out.status.ok()) << out.status;
   EXPECT_THAT(TokenSeqs(out), UnorderedElementsAre(1, 10));
@@ -96,7 +107,9 @@ TEST(EngineNanTest, NanLogitsFailTheirSequenceAndTheOthersGoOn) {
   for (const auto& t : out.tokens) EXPECT_EQ(t.index, 1);
 
   // Step 2: freed, they are gone; a new clean request is served.
-  plan = {.step_id = 2, .frees = {2, 20}, .decodes = {1}};
+  plan = EmptyPlan(2);
+  plan.frees = {2, 20};
+  plan.decodes = {1};
   plan.prefills = {Prefill(3, {1, 2, 3})};
   out = engine->Execute(plan);
   ASSERT_TRUE(out.status.ok()) << out.status;
@@ -112,7 +125,7 @@ TEST(EngineNanTest, AllNanWeightsFailEverySequenceNotTheProcess) {
   std::unique_ptr<Engine> engine = LoadEngine(dir->path());
   ASSERT_NE(engine, nullptr);
   for (uint64_t step = 0; step < 3; ++step) {
-    StepPlan plan{.step_id = step};
+    StepPlan plan = EmptyPlan(step);
     plan.prefills = {Prefill(static_cast<kv::SeqId>(step), {1, 2, 3})};
     if (step > 0) plan.frees = {static_cast<kv::SeqId>(step - 1)};
     const StepOutcome out = engine->Execute(plan);
