@@ -9,7 +9,8 @@
 //                   [--job_timeout_s=120]
 //                   [--progress_s=0] [--api_key=KEY] [--json]   (tools/bench_load.h)
 //   rami-bench prefix --server=ADDR [--prefix_tokens=2048] [--questions=200]
-//                     [--question_tokens=24] [--n=8] [--max_tokens=8] [--concurrency=4]
+//                     [--question_tokens=24] [--questions_without_cache=-1] [--n=8]
+//                     [--max_tokens=8] [--concurrency=4]
 //                     [--fill=8] [--api_key=KEY] [--json]   (tools/bench_prefix.h)
 //   rami-bench devices   the CUDA devices as rami sees them; exit 1 without a usable one
 #include <cstdio>
@@ -77,6 +78,8 @@ ABSL_FLAG(std::string, api_key, "", "load, prefix: API key (default: $RAMI_API_K
 ABSL_FLAG(int, prefix_tokens, 2048, "prefix: tokens of the shared prefix (and of each fill)");
 ABSL_FLAG(int, questions, 200, "prefix: jobs, each the prefix and a question of its own");
 ABSL_FLAG(int, question_tokens, 24, "prefix: tokens of each question");
+ABSL_FLAG(int, questions_without_cache, -1,
+          "prefix: questions of the cache-off pass (-1: all; its cold prefills are slow on CPU)");
 ABSL_FLAG(int, n, 8, "prefix: branches per job");
 ABSL_FLAG(int, max_tokens, 8, "prefix: tokens per branch");
 ABSL_FLAG(int, concurrency, 4, "prefix: jobs in flight");
@@ -277,6 +280,7 @@ int Prefix() {
   o.prefix_tokens = absl::GetFlag(FLAGS_prefix_tokens);
   o.questions = absl::GetFlag(FLAGS_questions);
   o.question_tokens = absl::GetFlag(FLAGS_question_tokens);
+  o.questions_without_cache = absl::GetFlag(FLAGS_questions_without_cache);
   o.n = absl::GetFlag(FLAGS_n);
   o.max_tokens = absl::GetFlag(FLAGS_max_tokens);
   o.concurrency = absl::GetFlag(FLAGS_concurrency);

@@ -110,8 +110,11 @@ absl::StatusOr<PrefixTrafficRow> Traffic(const Client& client, const PrefixBench
   std::mt19937_64 rng(o.seed);
   const std::vector<int32_t> prefix = RandomTokens(rng, o.prefix_tokens, vocab);
   std::vector<v1::GenerateRequest> jobs;
+  const int questions = !cache && o.questions_without_cache >= 0
+                            ? std::min(o.questions, o.questions_without_cache)
+                            : o.questions;
   const std::string salt = absl::StrCat("rami-bench prefix ", absl::ToUnixNanos(absl::Now()));
-  for (int i = 0; i < o.questions; ++i) {
+  for (int i = 0; i < questions; ++i) {
     std::vector<int32_t> prompt = prefix;
     for (int32_t t : RandomTokens(rng, o.question_tokens, vocab)) prompt.push_back(t);
     v1::GenerateRequest r = Request(prompt, o.n, o.max_tokens, o.seed + i);

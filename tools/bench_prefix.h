@@ -28,6 +28,9 @@ struct PrefixBenchOptions {
   std::string api_key;
   int prefix_tokens = 2048;
   int questions = 200;
+  // Questions of the cache-off pass (-1: all): on a CPU a big model's cold prefills take
+  // minutes each, so that pass may run on the first of them only (its TTFT is per job).
+  int questions_without_cache = -1;
   int question_tokens = 24;
   int n = 8;
   int max_tokens = 8;

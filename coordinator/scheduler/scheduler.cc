@@ -266,6 +266,10 @@ void Scheduler::PlanPrefills(const std::vector<Job*>& jobs, Step& step) {
     const PrefixEntry* hit = nullptr;
     if (job->phase == JobPhase::kQueued && LooksUp(*job)) {
       hit = cache_.Longest(job->prefix_scope, job->prompt, steps_);
+      // A longer prefix this very plan snapshots (another job's chunk ends there): waiting one
+      // step for it costs a step, prefilling it again costs the whole prefix.
+      const PrefixEntry* pending = cache_.Longest(job->prefix_scope, job->prompt, steps_ + 1);
+      if (pending != hit) continue;
     }
     const int64_t start =
         hit != nullptr ? static_cast<int64_t>(hit->tokens.size()) : static_cast<int64_t>(job->prefilled);

@@ -210,24 +210,31 @@ TEST(SchedulerPrefixCache, ANewRootCopiesTheLongestEntryAndAFullHitForksAtOnce) 
   EXPECT_EQ(RunPrompt(s, f, Pages(1000))[0].prefills[0].copy_of, -1);
 }
 
-TEST(SchedulerPrefixCache, ASnapshotIsNotCopiedInTheStepThatTakesIt) {
+TEST(SchedulerPrefixCache, AJobWaitsAStepForTheSnapshotThatStepTakes) {
   // Two queued jobs share a prefix: the first one's snapshot exists only after this step's
-  // forward pass, so the second prefills on its own; a third, a step later, copies it.
+  // forward pass, so the plan cannot copy it yet; the second waits a step and copies it then,
+  // rather than prefilling the prefix a second time. A job with another prompt goes on.
   Scheduler s({.max_step_tokens = 64, .max_prefill_chunk = 64});
   Job a = MakeJob(1, Concat(Range(1, 10), Range(50, 4)), 1, {10});
   Job b = MakeJob(2, Concat(Range(1, 10), Range(60, 4)), 1, {10});
-  std::vector<Job*> both = {&a, &b};
-  const StepDecision d = s.Plan(both, Pages(1000));
-  ASSERT_EQ(d.prefills.size(), 2u);
+  Job other = MakeJob(3, Range(100, 8), 1);
+  std::vector<Job*> jobs = {&a, &b, &other};
+  const StepDecision d = s.Plan(jobs, Pages(1000));
   ASSERT_EQ(d.snapshots.size(), 1u);
-  EXPECT_EQ(d.prefills[1].copy_of, -1);
-  EXPECT_EQ(d.prefix.misses, 2);
-  Job c = MakeJob(3, Concat(Range(1, 10), Range(70, 4)), 1, {10});
-  std::vector<Job*> later = {&a, &b, &c};
-  const StepDecision next = s.Plan(later, Pages(1000));
+  ASSERT_EQ(d.prefills.size(), 2u);
+  EXPECT_EQ(d.prefills[0].seq, a.root);
+  EXPECT_EQ(d.prefills[1].seq, other.root);
+  EXPECT_EQ(b.phase, JobPhase::kQueued);
+  const StepDecision next = s.Plan(jobs, Pages(1000));
   bool copied = false;
-  for (const PlannedPrefill& p : next.prefills) copied |= p.copy_of == d.snapshots[0].seq;
+  for (const PlannedPrefill& p : next.prefills) {
+    if (p.seq == b.root) {
+      copied = p.copy_of == d.snapshots[0].seq;
+      EXPECT_EQ(p.tokens, Range(60, 4));
+    }
+  }
   EXPECT_TRUE(copied);
+  EXPECT_EQ(b.cached_tokens, 10);
 }
 
 TEST(SchedulerPrefixCache, AFailedJobsRootIsFreedNotCached) {
