@@ -9,7 +9,6 @@
 #include <system_error>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
 #include "base/quote.h"
@@ -181,10 +180,6 @@ absl::Status ModelFrontEnd::RequireTokenizer(const char* field) const {
       absl::StrCat(field, ": model \"", spec_.name, "\" has no tokenizer; send token_ids"));
 }
 
-absl::StatusOr<std::string> ModelFrontEnd::RenderChat(const GenerateRequest& request) const {
-  return Render(request, /*add_generation_prompt=*/true);
-}
-
 int64_t ModelFrontEnd::ChatPrefixTokens(const GenerateRequest& request,
                                         absl::Span<const int32_t> ids) const {
   if (request.input_case() != GenerateRequest::kMessages) return 0;
@@ -194,23 +189,22 @@ int64_t ModelFrontEnd::ChatPrefixTokens(const GenerateRequest& request,
     if (messages[i].role() == "user") last_user = i;
   }
   if (last_user < 1) return 0;
-  GenerateRequest head = request;
-  head.mutable_messages()->mutable_messages()->DeleteSubrange(last_user,
-                                                              messages.size() - last_user);
-  absl::StatusOr<std::string> whole = RenderChat(request);
-  absl::StatusOr<std::string> part = Render(head, /*add_generation_prompt=*/false);
-  if (!whole.ok() || !part.ok() || part->empty() || !absl::StartsWith(*whole, *part)) return 0;
-  absl::StatusOr<std::vector<int32_t>> part_ids =
-      tokenizer_->Encode(*part, /*add_special_tokens=*/false);
-  if (!part_ids.ok() || part_ids->empty() || part_ids->size() >= ids.size() ||
-      !std::equal(part_ids->begin(), part_ids->end(), ids.begin())) {
-    return 0;
-  }
-  return static_cast<int64_t>(part_ids->size());
+  // The same chat with another last question: the tokens both prompts share end where that
+  // question starts. Rendering the earlier turns alone would not do: templates render a turn
+  // differently depending on what follows it (Qwen3 closes the assistant turns after the last
+  // user turn with an empty think block).
+  GenerateRequest other = request;
+  rami::v1::ChatMessage* question = other.mutable_messages()->mutable_messages(last_user);
+  const std::string& content = messages[last_user].content();
+  question->set_content(!content.empty() && content[0] == '#' ? "$" : "#");
+  absl::StatusOr<std::vector<int32_t>> other_ids = InputIds(other);
+  if (!other_ids.ok()) return 0;
+  const auto mismatch = std::mismatch(ids.begin(), ids.end(), other_ids->begin(), other_ids->end());
+  const int64_t shared = mismatch.first - ids.begin();
+  return shared < static_cast<int64_t>(ids.size()) ? shared : 0;
 }
 
-absl::StatusOr<std::string> ModelFrontEnd::Render(const GenerateRequest& request,
-                                                  bool add_generation_prompt) const {
+absl::StatusOr<std::string> ModelFrontEnd::RenderChat(const GenerateRequest& request) const {
   if (request.input_case() != GenerateRequest::kMessages) return Invalid("messages: not set");
   RAMI_RETURN_IF_ERROR(RequireTokenizer("messages"));
   if (!chat_template_.has_value()) {
@@ -220,7 +214,7 @@ absl::StatusOr<std::string> ModelFrontEnd::Render(const GenerateRequest& request
   const auto& messages = request.messages().messages();
   if (messages.empty()) return Invalid("messages: empty");
   chat::ChatTemplateInput input;
-  input.add_generation_prompt = add_generation_prompt;
+  input.add_generation_prompt = true;
   for (int i = 0; i < messages.size(); ++i) {
     const std::string field = absl::StrCat("messages.messages[", i, "]");
     const rami::v1::ChatMessage& m = messages[i];

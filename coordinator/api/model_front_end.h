@@ -65,18 +65,14 @@ class ModelFrontEnd {
   // The chat prompt text for `messages` (the step before encoding in InputIds).
   absl::StatusOr<std::string> RenderChat(const rami::v1::GenerateRequest& request) const;
 
-  // Where the chat's part before its last user turn ends in `ids` (InputIds of `request`):
-  // the messages before that turn rendered without a generation prompt, when their text and
-  // their tokens are a prefix of the whole prompt's. 0 when there is none (not messages
-  // input, the last user turn is the first message, or the template or the tokenizer merges
-  // across the boundary). The prefix cache snapshots there (the system prompt and few-shot
-  // turns that many requests share).
+  // Where the chat's part before its last user turn's content ends in `ids` (InputIds of
+  // `request`): the tokens it shares with the same chat asking another last question. 0 when
+  // there is none (not messages input, or the last user turn is the first message). The
+  // prefix cache snapshots there: the system prompt and few-shot turns many requests share.
   int64_t ChatPrefixTokens(const rami::v1::GenerateRequest& request,
                            absl::Span<const int32_t> ids) const;
 
  private:
-  absl::StatusOr<std::string> Render(const rami::v1::GenerateRequest& request,
-                                     bool add_generation_prompt) const;
   absl::Status RequireTokenizer(const char* field) const;
 
   ModelSpec spec_;

@@ -223,6 +223,21 @@ std::vector<BadCase> BadCases() {
        [](auto* r) { AddMessage(r, "user", std::string(200, 'x') + " " + std::string(300, 'y')); },
        kInvalid, "input: the prompt has 508 tokens; the context (128) leaves no room",
        Model::kQwen},
+      {"cache salt too long", [](auto* r) { r->set_cache_salt(std::string(257, 's')); },
+       kInvalid, "cache_salt: at most 256 bytes, got 257"},
+      {"too many cache boundaries",
+       [](auto* r) {
+         for (int i = 0; i < 9; ++i) r->add_cache_boundaries(1);
+       },
+       kInvalid, "cache_boundaries: at most 8 entries, got 9"},
+      {"cache boundary 0", [](auto* r) { r->add_cache_boundaries(0); }, kInvalid,
+       "cache_boundaries[0] (a prompt token offset): must be in [1, 3], got 0"},
+      {"cache boundary past the prompt",
+       [](auto* r) {
+         r->add_cache_boundaries(2);
+         r->add_cache_boundaries(4);
+       },
+       kInvalid, "cache_boundaries[1] (a prompt token offset): must be in [1, 3], got 4"},
   };
 }
 
@@ -281,6 +296,59 @@ TEST_F(RequestValidationTest, BadRequestsAreRejectedNamingTheField) {
   for (Model m : {Model::kTiny, Model::kQwen, Model::kQwenNoTemplate}) {
     EXPECT_TRUE(ValidateRequest(BaseRequest(), Get(m), ServerLimits(), kNow).ok());
   }
+}
+
+TEST_F(RequestValidationTest, PrefixCacheFieldsBecomeSnapshotPoints) {
+  GenerateRequest r = BaseRequest();
+  SetTokens(&r, 40);
+  for (int b : {30, 12, 40, 12}) r.add_cache_boundaries(b);
+  r.set_cache_salt("tenant a");
+  absl::StatusOr<ValidatedRequest> v = ValidateRequest(r, tiny_, ServerLimits(), kNow);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_TRUE(v->prefix_cache);
+  EXPECT_EQ(v->cache_salt, "tenant a");
+  // Sorted, once each; the whole prompt (40) needs no point (the kept root caches it).
+  EXPECT_EQ(v->snapshot_points, (std::vector<int64_t>{12, 30}));
+  r.set_skip_prefix_cache(true);
+  EXPECT_FALSE(ValidateRequest(r, tiny_, ServerLimits(), kNow)->prefix_cache);
+}
+
+// The chat's part before its last user turn is a snapshot point: the system prompt and the
+// earlier turns (Qwen's real template, which renders an assistant turn differently once a
+// user turn follows it) up to where the last question starts.
+TEST_F(RequestValidationTest, AChatIsCachedUpToItsLastUserTurn) {
+  GenerateRequest r;
+  AddMessage(&r, "system", "You are terse.");
+  AddMessage(&r, "user", "1+1?");
+  AddMessage(&r, "assistant", "2");
+  AddMessage(&r, "user", "2+2?");
+  ServerLimits limits;
+  absl::StatusOr<ValidatedRequest> v = ValidateRequest(r, *qwen_, limits, kNow);
+  ASSERT_TRUE(v.ok()) << v.status();
+  GenerateRequest head;
+  AddMessage(&head, "system", "You are terse.");
+  AddMessage(&head, "user", "1+1?");
+  AddMessage(&head, "assistant", "2");
+  absl::StatusOr<std::vector<int32_t>> whole = qwen_->InputIds(r);
+  ASSERT_TRUE(whole.ok());
+  ASSERT_EQ(v->snapshot_points.size(), 1u);
+  const int64_t point = v->snapshot_points[0];
+  ASSERT_GT(point, 0);
+  ASSERT_LT(point, static_cast<int64_t>(whole->size()));
+  // The tokens up to the point decode to the three first turns as the template closes them:
+  // the last user turn starts right after.
+  const std::string text = qwen_->tokenizer()->Decode(
+      std::vector<int32_t>(whole->begin(), whole->begin() + point));
+  EXPECT_THAT(text, HasSubstr("You are terse."));
+  EXPECT_THAT(text, HasSubstr("1+1?"));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("2+2?")));
+  const std::string rest = qwen_->tokenizer()->Decode(
+      std::vector<int32_t>(whole->begin() + point, whole->end()));
+  EXPECT_THAT(rest, HasSubstr("2+2?"));
+  // One user turn only: nothing before it to share.
+  GenerateRequest single;
+  AddMessage(&single, "user", "2+2?");
+  EXPECT_TRUE(ValidateRequest(single, *qwen_, limits, kNow)->snapshot_points.empty());
 }
 
 }  // namespace

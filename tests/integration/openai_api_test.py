@@ -263,6 +263,45 @@ def test_metrics_promtool_and_values() -> None:
     print("/metrics excerpt:\n" + "\n".join(excerpt))
 
 
+def test_prefix_cache_cached_tokens() -> None:
+    # A shared system prompt and a worked turn before each question: the second chat copies
+    # them (and the first chat's whole prompt is kept too) instead of prefilling them.
+    head = [{"role": "system", "content": "You answer with one letter. " * 4},
+            {"role": "user", "content": "First letter of the alphabet?"},
+            {"role": "assistant", "content": "a"}]
+    before = metrics()
+    args = dict(model=MODEL, max_tokens=4, n=2, seed=3, extra_body={"ignore_eos": True,
+                                                                    "cache_salt": "openai test"})
+    first = client.chat.completions.create(messages=head + [{"role": "user", "content": "Last?"}],
+                                           **args)
+    assert first.usage.prompt_tokens_details.cached_tokens == 0, first.usage
+    second = client.chat.completions.create(
+        messages=head + [{"role": "user", "content": "And the second one?"}], **args)
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert 0 < cached < second.usage.prompt_tokens, second.usage
+    # The same chat again: the whole prompt is cached.
+    again = client.chat.completions.create(messages=head + [{"role": "user", "content": "Last?"}],
+                                           **args)
+    assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens
+    assert [c.message.content for c in again.choices] == \
+        [c.message.content for c in first.choices]
+    # Another salt sees none of it; a request may also skip the cache.
+    other = dict(args, extra_body={"ignore_eos": True, "cache_salt": "someone else"})
+    r = client.chat.completions.create(messages=head + [{"role": "user", "content": "Last?"}],
+                                       **other)
+    assert r.usage.prompt_tokens_details.cached_tokens == 0, r.usage
+    skip = dict(args, extra_body={"ignore_eos": True, "cache_salt": "openai test",
+                                  "skip_prefix_cache": True})
+    r = client.chat.completions.create(messages=head + [{"role": "user", "content": "Last?"}],
+                                       **skip)
+    assert r.usage.prompt_tokens_details.cached_tokens == 0, r.usage
+    after = metrics()
+    assert metric(after, "rami_prefix_cache_hits_total") == \
+        metric(before, "rami_prefix_cache_hits_total") + 2
+    assert metric(after, "rami_prefix_cache_cached_tokens_total") == \
+        metric(before, "rami_prefix_cache_cached_tokens_total") + cached + again.usage.prompt_tokens
+
+
 def test_grafana_dashboard_uses_exported_series() -> None:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     with open(os.path.join(root, "deploy/grafana/rami-dashboard.json")) as f:

@@ -87,6 +87,23 @@ def check_streamed_best_of_4(client: Client) -> str:
     return result.answer
 
 
+def check_prefix_cache(client: Client) -> None:
+    """The prefix-cache fields reach the server: a boundary is cached and a second prompt
+    sharing it reports the cached tokens; another salt or skip_prefix_cache sees none."""
+    shared = list(range(40, 70))
+    args = dict(n=1, max_tokens=2, ignore_eos=True, cache_salt="python client")
+    first = client.run(token_ids=shared + [1, 2, 3], cache_boundaries=[30], **args)
+    assert first.usage.cached_prompt_tokens == 0, first.usage
+    second = client.run(token_ids=shared + [4, 5], cache_boundaries=[30], **args)
+    assert second.usage.cached_prompt_tokens == 30, second.usage
+    other = dict(args, cache_salt="another")
+    assert client.run(token_ids=shared + [4, 5], **other).usage.cached_prompt_tokens == 0
+    skipped = client.run(token_ids=shared + [4, 5], skip_prefix_cache=True, **args)
+    assert skipped.usage.cached_prompt_tokens == 0, skipped.usage
+    info = client.server_info()
+    assert info.prefix_cache.enabled and info.prefix_cache.hits >= 1, info.prefix_cache
+
+
 def check_run(client: Client) -> None:
     """run() to a Result, with sampling and logprobs reaching the server; the first client's
     generate() still works."""
@@ -243,6 +260,7 @@ def main(port_file: str, other_key: str) -> None:
     with Client(address, timeout=120) as client:
         answer = check_streamed_best_of_4(client)
         check_run(client)
+        check_prefix_cache(client)
         check_aborts(client)
         check_info_and_errors(client)
         check_tokenize(client)

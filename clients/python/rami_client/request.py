@@ -32,7 +32,9 @@ def generate_request(
         chat_template_kwargs: Optional[Mapping[str, object]] = None,
         priority: Optional[int] = None, deadline: Optional[Deadline] = None,
         stream_deltas: Optional[bool] = None,
-        prompt_logprobs: Optional[int] = None, score_only: bool = False) -> "pb.GenerateRequest":
+        prompt_logprobs: Optional[int] = None, score_only: bool = False,
+        cache_salt: Optional[str] = None, skip_prefix_cache: Optional[bool] = None,
+        cache_boundaries: Optional[Iterable[int]] = None) -> "pb.GenerateRequest":
     """One GenerateRequest. The input is one of prompt (text), messages (chat, rendered with the
     model's template: {"role": ..., "content": ...} dicts or pb.ChatMessage) or token_ids.
 
@@ -43,12 +45,17 @@ def generate_request(
     deadline: seconds from now, or a datetime (naive = local time, as datetime.timestamp()).
     stop: a string or a list of them. prompt_logprobs: score the prompt with that many top
     alternatives; score_only: with prompt_logprobs, score the prompt and generate nothing.
+    Prefix caching (docs/prefix-cache.md): cache_salt scopes the job's cache entries,
+    skip_prefix_cache opts out, cache_boundaries are extra snapshot points (token offsets).
     """
     request = pb.GenerateRequest()
     _set_input(request, prompt, messages, token_ids)
     _set(request, model=model, n=n, logprobs=logprobs, priority=priority,
          stream_deltas=stream_deltas, prompt_logprobs=prompt_logprobs,
-         score_only=score_only or None)
+         score_only=score_only or None, cache_salt=cache_salt,
+         skip_prefix_cache=skip_prefix_cache)
+    if cache_boundaries is not None:
+        request.cache_boundaries.extend(cache_boundaries)
     _set(request.sampling, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
          seed=seed)
     _set(request.stopping, max_tokens=max_tokens, ignore_eos=ignore_eos)
