@@ -12,6 +12,8 @@
 //                     [--question_tokens=24] [--questions_without_cache=-1] [--n=8]
 //                     [--max_tokens=8] [--concurrency=4]
 //                     [--fill=8] [--api_key=KEY] [--json]   (tools/bench_prefix.h)
+//   rami-bench sampling [--vocabs=151936,32000] [--rows=64] [--sampling_iters=5] [--json]
+//                       the CPU sampler's µs per row (tools/bench_sampling.h)
 //   rami-bench devices   the CUDA devices as rami sees them; exit 1 without a usable one
 #include <cstdio>
 #include <cstdlib>
@@ -29,6 +31,7 @@
 #include "nlohmann/json.hpp"
 #include "tools/bench_load.h"
 #include "tools/bench_prefix.h"
+#include "tools/bench_sampling.h"
 #include "tools/kv_capacity.h"
 #if defined(RAMI_HAVE_BENCH_DECODE)
 #include "kernels/cuda/device.h"
@@ -49,7 +52,7 @@ ABSL_FLAG(int, dms_window, 512, "DMS window W");
 ABSL_FLAG(int, window_sinks, 4, "window policy: sink tokens");
 ABSL_FLAG(int, window_recent, 0, "window policy: recent tokens (0: seq_len/8 - sinks)");
 ABSL_FLAG(std::string, page_sizes, "16,64", "page sizes in tokens, comma-separated");
-ABSL_FLAG(uint32_t, seed, 1, "seed of the synthetic decisions");
+ABSL_FLAG(uint32_t, seed, 1, "seed of the synthetic decisions (sampling: logits and draws)");
 ABSL_FLAG(bool, json, false, "print one JSON object instead of a table");
 ABSL_FLAG(std::string, batches, "1,16,24,32,128,256", "decode: batch sizes, comma-separated");
 ABSL_FLAG(std::string, contexts, "4096,32768", "decode: attention contexts, comma-separated");
@@ -84,6 +87,9 @@ ABSL_FLAG(int, n, 8, "prefix: branches per job");
 ABSL_FLAG(int, max_tokens, 8, "prefix: tokens per branch");
 ABSL_FLAG(int, concurrency, 4, "prefix: jobs in flight");
 ABSL_FLAG(int, fill, 8, "prefix: prefixes cached to measure their pages (0: skip)");
+ABSL_FLAG(std::string, vocabs, "151936,32000", "sampling: vocabulary sizes, comma-separated");
+ABSL_FLAG(int, rows, 64, "sampling: logits rows per sampler call");
+ABSL_FLAG(int, sampling_iters, 5, "sampling: timed sampler calls per measurement");
 
 namespace {
 
@@ -355,22 +361,60 @@ int Load() {
   return report->hung == 0 && report->lost == 0 ? 0 : 1;
 }
 
+// `sampling`: the CPU sampler's cost per row (tools/bench_sampling.h). Exit 2 on bad flags.
+int Sampling() {
+  rami::bench::SamplingBenchOptions o;
+  o.vocabs.clear();
+  for (absl::string_view item : absl::StrSplit(absl::GetFlag(FLAGS_vocabs), ',')) {
+    int value = 0;
+    if (!absl::SimpleAtoi(item, &value) || value < 1) {
+      std::fprintf(stderr, "rami-bench: --vocabs: expected positive integers, e.g. 151936\n");
+      return 2;
+    }
+    o.vocabs.push_back(value);
+  }
+  o.rows = absl::GetFlag(FLAGS_rows);
+  o.iters = absl::GetFlag(FLAGS_sampling_iters);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  if (o.rows < 1 || o.iters < 1) {
+    std::fprintf(stderr, "rami-bench: --rows and --sampling_iters must be positive\n");
+    return 2;
+  }
+  const std::vector<rami::bench::SamplingBenchRow> rows = rami::bench::RunSamplingBench(o);
+  const std::string machine =
+      CpuModel() + ", " + std::to_string(std::thread::hardware_concurrency()) + " threads";
+  if (absl::GetFlag(FLAGS_json)) {
+    nlohmann::json j = rami::bench::SamplingBenchJson(o, rows);
+    j["benchmark"] = "sampling";
+    j["machine"] = machine;
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("%s", rami::bench::SamplingBenchText(o, rows).c_str());
+    std::printf("machine: %s (one thread used)\n", machine.c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("rami-bench kv-capacity|decode|load|prefix|devices [flags]");
+  absl::SetProgramUsageMessage(
+      "rami-bench kv-capacity|decode|load|prefix|sampling|devices [flags]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() == 2 && std::string(args[1]) == "kv-capacity") return KvCapacity();
   if (args.size() == 2 && std::string(args[1]) == "decode") return Decode();
   if (args.size() == 2 && std::string(args[1]) == "devices") return Devices();
   if (args.size() == 2 && std::string(args[1]) == "load") return Load();
   if (args.size() == 2 && std::string(args[1]) == "prefix") return Prefix();
+  if (args.size() == 2 && std::string(args[1]) == "sampling") return Sampling();
   std::fprintf(stderr,
                "usage: rami-bench kv-capacity [--seq_len=N] [--json] ...\n"
                "       rami-bench decode [--batches=1,16,24,32,128,256] [--iters=20] "
                "[--engine=on|off] [--json_out=FILE] [--require_gpu]\n"
                "       rami-bench load --server=ADDR [--rate=4] [--jobs=100] [--duration_s=60] "
                "[--abort_fraction=0.1] [--json]\n"
+               "       rami-bench sampling [--vocabs=151936,32000] [--rows=64] "
+               "[--sampling_iters=5] [--json]\n"
                "       rami-bench devices\n");
   return 2;
 }
