@@ -12,7 +12,8 @@
 //                     [--question_tokens=24] [--questions_without_cache=-1] [--n=8]
 //                     [--max_tokens=8] [--concurrency=4]
 //                     [--fill=8] [--api_key=KEY] [--json]   (tools/bench_prefix.h)
-//   rami-bench sampling [--vocabs=151936,32000] [--rows=64] [--sampling_iters=5] [--json]
+//   rami-bench sampling [--vocabs=151936,32000] [--rows=64] [--sampling_iters=5]
+//                       [--configs=greedy,t1,qwen3,top_p,min_p] [--json]
 //                       the CPU sampler's µs per row (tools/bench_sampling.h)
 //   rami-bench devices   the CUDA devices as rami sees them; exit 1 without a usable one
 #include <cstdio>
@@ -90,6 +91,9 @@ ABSL_FLAG(int, fill, 8, "prefix: prefixes cached to measure their pages (0: skip
 ABSL_FLAG(std::string, vocabs, "151936,32000", "sampling: vocabulary sizes, comma-separated");
 ABSL_FLAG(int, rows, 64, "sampling: logits rows per sampler call");
 ABSL_FLAG(int, sampling_iters, 5, "sampling: timed sampler calls per measurement");
+ABSL_FLAG(std::string, configs, "",
+          "sampling: configurations to run, comma-separated (greedy, t1, qwen3, top_p, min_p); "
+          "default all");
 
 namespace {
 
@@ -376,20 +380,30 @@ int Sampling() {
   o.rows = absl::GetFlag(FLAGS_rows);
   o.iters = absl::GetFlag(FLAGS_sampling_iters);
   o.seed = absl::GetFlag(FLAGS_seed);
+  for (absl::string_view name :
+       absl::StrSplit(absl::GetFlag(FLAGS_configs), ',', absl::SkipEmpty())) {
+    o.configs.emplace_back(name);
+  }
   if (o.rows < 1 || o.iters < 1) {
     std::fprintf(stderr, "rami-bench: --rows and --sampling_iters must be positive\n");
     return 2;
   }
-  const std::vector<rami::bench::SamplingBenchRow> rows = rami::bench::RunSamplingBench(o);
+  const absl::StatusOr<std::vector<rami::bench::SamplingBenchRow>> rows =
+      rami::bench::RunSamplingBench(o);
+  if (!rows.ok()) {
+    std::fprintf(stderr, "rami-bench: --configs: %s\n",
+                 std::string(rows.status().message()).c_str());
+    return 2;
+  }
   const std::string machine =
       CpuModel() + ", " + std::to_string(std::thread::hardware_concurrency()) + " threads";
   if (absl::GetFlag(FLAGS_json)) {
-    nlohmann::json j = rami::bench::SamplingBenchJson(o, rows);
+    nlohmann::json j = rami::bench::SamplingBenchJson(o, *rows);
     j["benchmark"] = "sampling";
     j["machine"] = machine;
     std::printf("%s\n", j.dump(2).c_str());
   } else {
-    std::printf("%s", rami::bench::SamplingBenchText(o, rows).c_str());
+    std::printf("%s", rami::bench::SamplingBenchText(o, *rows).c_str());
     std::printf("machine: %s (one thread used)\n", machine.c_str());
   }
   return 0;

@@ -5,11 +5,13 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <ctime>
 #include <numeric>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "kernels/sampling.h"
 
@@ -64,10 +66,20 @@ constexpr Config kConfigs[] = {
     {"min_p", "T=1 min_p=0.05", 1.0f, 0, 0.0f, 0.05f},
 };
 
-// Mean µs per row of `iters` SampleCpu calls over every row of `logits`, after one warm-up
-// call; call c draws token index c of each row's stream. *hash folds in every chosen token.
-double TimeConfig(const std::vector<float>& logits, int rows, int vocab, const Config& c, int iters,
-                  uint32_t seed, uint64_t* hash) {
+// This thread's CPU time in seconds: unlike wall time, it does not count the time other
+// processes of a shared machine take the core.
+double ThreadCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Mean wall and CPU µs per row of `iters` SampleCpu calls over every row of `logits`, after
+// one warm-up call, into row->us_per_row and row->cpu_us_per_row; call c draws token index c
+// of each row's stream. row->tokens_hash folds in every chosen token.
+void TimeConfig(const std::vector<float>& logits, int rows, int vocab, const Config& c, int iters,
+                uint32_t seed, SamplingBenchRow* row) {
+  uint64_t* hash = &row->tokens_hash;
   std::vector<float> t(rows, c.temperature), p(rows, c.top_p), mp(rows, c.min_p), lp(rows);
   std::vector<int32_t> k(rows, c.top_k), n(rows, 0), token(rows);
   std::vector<uint64_t> seeds(rows), index(rows);
@@ -87,11 +99,13 @@ double TimeConfig(const std::vector<float>& logits, int rows, int vocab, const C
   std::fill(index.begin(), index.end(), uint64_t{1} << 40);  // warm-up: a stream of its own
   kernels::SampleCpu(params);
   *hash = 0xcbf29ce484222325ull;
-  double seconds = 0.0;
+  double seconds = 0.0, cpu_seconds = 0.0;
   for (int call = 0; call < iters; ++call) {
     std::fill(index.begin(), index.end(), static_cast<uint64_t>(call));
     const auto start = std::chrono::steady_clock::now();
+    const double cpu_start = ThreadCpuSeconds();
     kernels::SampleCpu(params);
+    cpu_seconds += ThreadCpuSeconds() - cpu_start;
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     for (int32_t id : token) {
       for (int b = 0; b < 4; ++b) {
@@ -99,24 +113,37 @@ double TimeConfig(const std::vector<float>& logits, int rows, int vocab, const C
       }
     }
   }
-  return seconds * 1e6 / (static_cast<double>(iters) * rows);
+  row->us_per_row = seconds * 1e6 / (static_cast<double>(iters) * rows);
+  row->cpu_us_per_row = cpu_seconds * 1e6 / (static_cast<double>(iters) * rows);
 }
 
 }  // namespace
 
-std::vector<SamplingBenchRow> RunSamplingBench(const SamplingBenchOptions& o) {
+absl::StatusOr<std::vector<SamplingBenchRow>> RunSamplingBench(const SamplingBenchOptions& o) {
+  auto wanted = [&](const std::string& name) {
+    return o.configs.empty() ||
+           std::find(o.configs.begin(), o.configs.end(), name) != o.configs.end();
+  };
+  for (const std::string& name : o.configs) {
+    if (std::none_of(std::begin(kConfigs), std::end(kConfigs),
+                     [&](const Config& c) { return name == c.name; })) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("no sampling configuration ", name, " (greedy, t1, qwen3, top_p, min_p)"));
+    }
+  }
   std::vector<SamplingBenchRow> out;
   for (int vocab : o.vocabs) {
     for (const char* shape : {"peaked", "flat"}) {
       double top_mass = 0.0;
       const std::vector<float> logits = MakeLogits(shape, o.rows, vocab, o.seed, &top_mass);
       for (const Config& c : kConfigs) {
+        if (!wanted(c.name)) continue;
         SamplingBenchRow row{.vocab = vocab,
                              .logits = shape,
                              .config = c.name,
                              .knobs = c.knobs,
                              .top_mass = top_mass};
-        row.us_per_row = TimeConfig(logits, o.rows, vocab, c, o.iters, o.seed, &row.tokens_hash);
+        TimeConfig(logits, o.rows, vocab, c, o.iters, o.seed, &row);
         out.push_back(row);
       }
     }
@@ -129,11 +156,12 @@ std::string SamplingBenchText(const SamplingBenchOptions& o,
   std::string text = absl::StrFormat(
       "sampling: kernels::SampleCpu, %d rows per call, %d timed calls, no top-n log-probs\n",
       o.rows, o.iters);
-  absl::StrAppendFormat(&text, "%7s %-7s %8s %-7s %-18s %12s  %-16s\n", "vocab", "logits",
-                        "top mass", "config", "knobs", "us/row", "tokens (FNV-1a)");
+  absl::StrAppendFormat(&text, "%7s %-7s %8s %-7s %-18s %10s %10s  %-16s\n", "vocab", "logits",
+                        "top mass", "config", "knobs", "us/row", "cpu us/row", "tokens (FNV-1a)");
   for (const SamplingBenchRow& r : rows) {
-    absl::StrAppendFormat(&text, "%7d %-7s %8.3f %-7s %-18s %12.1f  %016x\n", r.vocab, r.logits,
-                          r.top_mass, r.config, r.knobs, r.us_per_row, r.tokens_hash);
+    absl::StrAppendFormat(&text, "%7d %-7s %8.3f %-7s %-18s %10.1f %10.1f  %016x\n", r.vocab,
+                          r.logits, r.top_mass, r.config, r.knobs, r.us_per_row, r.cpu_us_per_row,
+                          r.tokens_hash);
   }
   return text;
 }
@@ -151,6 +179,7 @@ nlohmann::json SamplingBenchJson(const SamplingBenchOptions& o,
                          {"config", r.config},
                          {"knobs", r.knobs},
                          {"us_per_row", r.us_per_row},
+                         {"cpu_us_per_row", r.cpu_us_per_row},
                          {"tokens_fnv1a", absl::StrFormat("%016x", r.tokens_hash)}});
   }
   return j;
