@@ -428,7 +428,7 @@ int main(int argc, char** argv) {
                "       rami-bench load --server=ADDR [--rate=4] [--jobs=100] [--duration_s=60] "
                "[--abort_fraction=0.1] [--json]\n"
                "       rami-bench sampling [--vocabs=151936,32000] [--rows=64] "
-               "[--sampling_iters=5] [--json]\n"
+               "[--sampling_iters=5] [--configs=t1,qwen3,...] [--json]\n"
                "       rami-bench devices\n");
   return 2;
 }
