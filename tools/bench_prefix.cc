@@ -160,7 +160,9 @@ absl::StatusOr<PrefixCapacity> Capacity(const Client& client, const PrefixBenchO
   const std::string salt = absl::StrCat("rami-bench fill ", absl::ToUnixNanos(absl::Now()));
   const int half = std::max(1, o.fill / 2);
   int64_t free_half = 0;
-  absl::StatusOr<v1::ServerInfo> info;
+  absl::StatusOr<v1::ServerInfo> info = client.Info();
+  if (!info.ok()) return info.status();
+  const int64_t evicted_before = info->prefix_cache().evictions();
   for (int i = 1; i <= 2 * half; ++i) {
     v1::GenerateRequest r = Request(RandomTokens(rng, o.prefix_tokens, vocab), 1, 1, o.seed);
     r.set_cache_salt(salt);
@@ -189,9 +191,10 @@ absl::StatusOr<PrefixCapacity> Capacity(const Client& client, const PrefixBenchO
   if (c.pages_per_entry > 0) c.fit_measured = static_cast<int64_t>(c.pool_pages / c.pages_per_entry);
   c.fit_formula = static_cast<int64_t>(c.pool_pages / c.formula_pages);
   c.fit_dense = static_cast<int64_t>(c.pool_pages / dense);
-  if (info->prefix_cache().evictions() > 0) {
+  if (info->prefix_cache().evictions() > evicted_before) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "the cache evicted entries while filling (", info->prefix_cache().evictions(),
+        "the cache evicted entries while filling (",
+        info->prefix_cache().evictions() - evicted_before,
         "): give the coordinator a larger --prefix_cache_fraction or KV pool, or a smaller --fill"));
   }
   return c;
