@@ -15,9 +15,13 @@
 //   rami-bench sampling [--vocabs=151936,32000] [--rows=64] [--sampling_iters=5]
 //                       [--configs=greedy,t1,qwen3,top_p,min_p] [--json]
 //                       the CPU sampler's µs per row (tools/bench_sampling.h)
+//   rami-bench overhead --server=ADDR --model_dir=DIR [--generate=PATH] [--prompt_ids=1,2,..]
+//                       [--n_list=1,16] [--temperatures=0,1] [--max_tokens=128] [--runs=5]
+//                       [--json]   (tools/bench_overhead.h)
 //   rami-bench devices   the CUDA devices as rami sees them; exit 1 without a usable one
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -31,6 +35,7 @@
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
 #include "tools/bench_load.h"
+#include "tools/bench_overhead.h"
 #include "tools/bench_prefix.h"
 #include "tools/bench_sampling.h"
 #include "tools/kv_capacity.h"
@@ -88,6 +93,14 @@ ABSL_FLAG(int, n, 8, "prefix: branches per job");
 ABSL_FLAG(int, max_tokens, 8, "prefix: tokens per branch");
 ABSL_FLAG(int, concurrency, 4, "prefix: jobs in flight");
 ABSL_FLAG(int, fill, 8, "prefix: prefixes cached to measure their pages (0: skip)");
+ABSL_FLAG(std::string, model_dir, "", "overhead: the checkpoint the workers serve");
+ABSL_FLAG(std::string, generate, "",
+          "overhead: the rami-generate binary (default: beside rami-bench)");
+ABSL_FLAG(std::string, prompt_ids, "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16",
+          "overhead: the prompt's token ids");
+ABSL_FLAG(std::string, n_list, "1,16", "overhead: branch counts, comma-separated");
+ABSL_FLAG(std::string, temperatures, "0,1", "overhead: temperatures, comma-separated");
+ABSL_FLAG(int, runs, 5, "overhead: runs of each configuration each way");
 ABSL_FLAG(std::string, vocabs, "151936,32000", "sampling: vocabulary sizes, comma-separated");
 ABSL_FLAG(int, rows, 64, "sampling: logits rows per sampler call");
 ABSL_FLAG(int, sampling_iters, 5, "sampling: timed sampler calls per measurement");
@@ -314,6 +327,63 @@ int Prefix() {
   return 0;
 }
 
+int Overhead() {
+  rami::bench::OverheadOptions o;
+  o.server = absl::GetFlag(FLAGS_server);
+  o.api_key = ApiKey();
+  o.model_dir = absl::GetFlag(FLAGS_model_dir);
+  o.generate = absl::GetFlag(FLAGS_generate);
+  if (o.generate.empty()) {
+    std::error_code error;
+    const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+    o.generate = (self.parent_path() / "rami-generate").string();
+  }
+  o.max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  o.runs = absl::GetFlag(FLAGS_runs);
+  o.n.clear();
+  o.temperatures.clear();
+  o.prompt.clear();
+  bool parsed = true;
+  for (absl::string_view v : absl::StrSplit(absl::GetFlag(FLAGS_prompt_ids), ',')) {
+    int32_t id = 0;
+    parsed &= absl::SimpleAtoi(v, &id);
+    o.prompt.push_back(id);
+  }
+  for (absl::string_view v : absl::StrSplit(absl::GetFlag(FLAGS_n_list), ',')) {
+    int n = 0;
+    parsed &= absl::SimpleAtoi(v, &n) && n >= 1;
+    o.n.push_back(n);
+  }
+  for (absl::string_view v : absl::StrSplit(absl::GetFlag(FLAGS_temperatures), ',')) {
+    float t = 0;
+    parsed &= absl::SimpleAtof(v, &t) && t >= 0;
+    o.temperatures.push_back(t);
+  }
+  if (!parsed) {
+    std::fprintf(stderr, "rami-bench: --prompt_ids, --n_list, --temperatures: expected numbers\n");
+    return 2;
+  }
+  absl::StatusOr<std::vector<rami::bench::OverheadRow>> rows = rami::bench::RunOverhead(o);
+  if (!rows.ok()) {
+    std::fprintf(stderr, "rami-bench: %s\n", std::string(rows.status().message()).c_str());
+    return 2;
+  }
+  const std::string machine =
+      CpuModel() + ", " + std::to_string(std::thread::hardware_concurrency()) + " threads";
+  const char* blas = std::getenv("OPENBLAS_NUM_THREADS");
+  if (absl::GetFlag(FLAGS_json)) {
+    nlohmann::json j = rami::bench::OverheadJson(o, *rows);
+    j["machine"] = machine;
+    j["openblas_num_threads"] = blas != nullptr ? blas : "unset";
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("%smachine: %s, OPENBLAS_NUM_THREADS=%s\n",
+                rami::bench::OverheadText(o, *rows).c_str(), machine.c_str(),
+                blas != nullptr ? blas : "unset");
+  }
+  return 0;
+}
+
 int Load() {
   rami::bench::LoadOptions o;
   o.server = absl::GetFlag(FLAGS_server);
@@ -413,13 +483,14 @@ int Sampling() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "rami-bench kv-capacity|decode|load|prefix|sampling|devices [flags]");
+      "rami-bench kv-capacity|decode|load|prefix|overhead|sampling|devices [flags]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() == 2 && std::string(args[1]) == "kv-capacity") return KvCapacity();
   if (args.size() == 2 && std::string(args[1]) == "decode") return Decode();
   if (args.size() == 2 && std::string(args[1]) == "devices") return Devices();
   if (args.size() == 2 && std::string(args[1]) == "load") return Load();
   if (args.size() == 2 && std::string(args[1]) == "prefix") return Prefix();
+  if (args.size() == 2 && std::string(args[1]) == "overhead") return Overhead();
   if (args.size() == 2 && std::string(args[1]) == "sampling") return Sampling();
   std::fprintf(stderr,
                "usage: rami-bench kv-capacity [--seq_len=N] [--json] ...\n"

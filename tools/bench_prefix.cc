@@ -56,6 +56,7 @@ class Client {
 
   struct Outcome {
     bool ok = false;
+    std::string error;  // the Error event's or the stream's message when not ok
     double ttft_ms = 0;
     int64_t cached_tokens = 0;
   };
@@ -75,8 +76,10 @@ class Client {
         out.ok = true;
         out.cached_tokens = event.result().usage().cached_prompt_tokens();
       }
+      if (event.has_error()) out.error = event.error().message();
     }
-    reader->Finish();
+    grpc::Status status = reader->Finish();
+    if (!out.ok && out.error.empty()) out.error = status.error_message();
     out.ttft_ms = absl::ToDoubleMilliseconds(first.value_or(absl::Now()) - sent);
     return out;
   }
@@ -166,7 +169,9 @@ absl::StatusOr<PrefixCapacity> Capacity(const Client& client, const PrefixBenchO
   for (int i = 1; i <= 2 * half; ++i) {
     v1::GenerateRequest r = Request(RandomTokens(rng, o.prefix_tokens, vocab), 1, 1, o.seed);
     r.set_cache_salt(salt);
-    if (!client.Run(r).ok) return absl::InternalError(absl::StrCat("fill job ", i, " failed"));
+    if (const Client::Outcome out = client.Run(r); !out.ok) {
+      return absl::InternalError(absl::StrCat("fill job ", i, " failed: ", out.error));
+    }
     if (i == half || i == 2 * half) {
       info = client.Info();
       if (!info.ok()) return info.status();
