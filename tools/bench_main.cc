@@ -118,6 +118,24 @@ std::string CpuModel() {
   return "unknown CPU";
 }
 
+std::string Machine() {
+  return CpuModel() + ", " + std::to_string(std::thread::hardware_concurrency()) + " threads";
+}
+
+// A benchmark's report: under --json, `j` with the machine under `machine_key`; else `text`
+// and a line naming the machine (`machine_note` after it).
+void PrintReport(nlohmann::json j, const std::string& text, const char* machine_key,
+                 const std::string& machine_note = "") {
+  if (absl::GetFlag(FLAGS_json)) {
+    j[machine_key] = Machine();
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("%s%s: %s%s\n", text.c_str(),
+                std::string(machine_key) == "client_machine" ? "client machine" : "machine",
+                Machine().c_str(), machine_note.c_str());
+  }
+}
+
 absl::StatusOr<rami::KvCapacityOptions> Options() {
   rami::KvCapacityOptions o;
   o.num_layers = absl::GetFlag(FLAGS_num_layers);
@@ -156,8 +174,7 @@ int KvCapacity() {
     return 1;
   }
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  const std::string machine =
-      CpuModel() + ", " + std::to_string(std::thread::hardware_concurrency()) + " threads";
+  const std::string machine = Machine();
   if (absl::GetFlag(FLAGS_json)) {
     nlohmann::json j = {{"benchmark", "kv-capacity"},
                         {"machine", machine},
@@ -314,16 +331,8 @@ int Prefix() {
     std::fprintf(stderr, "rami-bench: %s\n", std::string(report.status().message()).c_str());
     return 2;
   }
-  const std::string machine =
-      CpuModel() + ", " + std::to_string(std::thread::hardware_concurrency()) + " threads";
-  if (absl::GetFlag(FLAGS_json)) {
-    nlohmann::json j = rami::bench::PrefixReportJson(o, *report);
-    j["client_machine"] = machine;
-    std::printf("%s\n", j.dump(2).c_str());
-  } else {
-    std::printf("%sclient machine: %s\n", rami::bench::PrefixReportText(o, *report).c_str(),
-                machine.c_str());
-  }
+  PrintReport(rami::bench::PrefixReportJson(o, *report), rami::bench::PrefixReportText(o, *report),
+              "client_machine");
   return 0;
 }
 
@@ -368,19 +377,12 @@ int Overhead() {
     std::fprintf(stderr, "rami-bench: %s\n", std::string(rows.status().message()).c_str());
     return 2;
   }
-  const std::string machine =
-      CpuModel() + ", " + std::to_string(std::thread::hardware_concurrency()) + " threads";
-  const char* blas = std::getenv("OPENBLAS_NUM_THREADS");
-  if (absl::GetFlag(FLAGS_json)) {
-    nlohmann::json j = rami::bench::OverheadJson(o, *rows);
-    j["machine"] = machine;
-    j["openblas_num_threads"] = blas != nullptr ? blas : "unset";
-    std::printf("%s\n", j.dump(2).c_str());
-  } else {
-    std::printf("%smachine: %s, OPENBLAS_NUM_THREADS=%s\n",
-                rami::bench::OverheadText(o, *rows).c_str(), machine.c_str(),
-                blas != nullptr ? blas : "unset");
-  }
+  const std::string blas = std::getenv("OPENBLAS_NUM_THREADS") != nullptr
+                               ? std::getenv("OPENBLAS_NUM_THREADS")
+                               : "unset";
+  nlohmann::json j = rami::bench::OverheadJson(o, *rows);
+  j["openblas_num_threads"] = blas;
+  PrintReport(j, rami::bench::OverheadText(o, *rows), "machine", ", OPENBLAS_NUM_THREADS=" + blas);
   return 0;
 }
 
@@ -421,17 +423,9 @@ int Load() {
     std::fprintf(stderr, "rami-bench: %s\n", std::string(report.status().message()).c_str());
     return 2;
   }
-  const std::string machine =
-      CpuModel() + ", " + std::to_string(std::thread::hardware_concurrency()) + " threads";
-  if (absl::GetFlag(FLAGS_json)) {
-    nlohmann::json j = rami::bench::LoadReportJson(*report);
-    j["benchmark"] = "load";
-    j["client_machine"] = machine;
-    std::printf("%s\n", j.dump(2).c_str());
-  } else {
-    std::printf("%s", rami::bench::LoadReportText(*report).c_str());
-    std::printf("client machine: %s\n", machine.c_str());
-  }
+  nlohmann::json j = rami::bench::LoadReportJson(*report);
+  j["benchmark"] = "load";
+  PrintReport(j, rami::bench::LoadReportText(*report), "client_machine");
   return report->hung == 0 && report->lost == 0 ? 0 : 1;
 }
 
@@ -465,17 +459,9 @@ int Sampling() {
                  std::string(rows.status().message()).c_str());
     return 2;
   }
-  const std::string machine =
-      CpuModel() + ", " + std::to_string(std::thread::hardware_concurrency()) + " threads";
-  if (absl::GetFlag(FLAGS_json)) {
-    nlohmann::json j = rami::bench::SamplingBenchJson(o, *rows);
-    j["benchmark"] = "sampling";
-    j["machine"] = machine;
-    std::printf("%s\n", j.dump(2).c_str());
-  } else {
-    std::printf("%s", rami::bench::SamplingBenchText(o, *rows).c_str());
-    std::printf("machine: %s (one thread used)\n", machine.c_str());
-  }
+  nlohmann::json j = rami::bench::SamplingBenchJson(o, *rows);
+  j["benchmark"] = "sampling";
+  PrintReport(j, rami::bench::SamplingBenchText(o, *rows), "machine", " (one thread used)");
   return 0;
 }
 

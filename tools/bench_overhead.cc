@@ -30,10 +30,10 @@ std::string Quote(const std::string& s) {
 // rami-generate's own figure: "<tokens> tokens in <s> s" (prefill and decode, no model load).
 absl::StatusOr<double> GenerateTokensPerSecond(const OverheadOptions& o, int n, float temperature) {
   std::vector<std::string> prompts(n, absl::StrJoin(o.prompt, ","));
-  const std::string command = absl::StrCat(
-      Quote(o.generate), " --model=", Quote(o.model_dir), " --prompt_ids=",
-      Quote(absl::StrJoin(prompts, ";")), " --max_tokens=", o.max_tokens,
-      " --temperature=", temperature, " --seed=7 2>&1");
+  const std::string command = absl::StrCat(Quote(o.generate), " --model=", Quote(o.model_dir),
+                                           " --prompt_ids=", Quote(absl::StrJoin(prompts, ";")),
+                                           " --max_tokens=", o.max_tokens,
+                                           " --temperature=", temperature, " --seed=7 2>&1");
   FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) return absl::InternalError("overhead: cannot start rami-generate");
   std::string output;
@@ -90,11 +90,16 @@ absl::StatusOr<std::vector<OverheadRow>> RunOverhead(const OverheadOptions& o) {
     return absl::InvalidArgumentError(
         "overhead: needs --model_dir, --generate, a prompt, --runs >= 1 and --max_tokens >= 1");
   }
-  auto stub = v1::Inference::NewStub(
-      grpc::CreateChannel(o.server, grpc::InsecureChannelCredentials()));
+  auto stub =
+      v1::Inference::NewStub(grpc::CreateChannel(o.server, grpc::InsecureChannelCredentials()));
   std::vector<OverheadRow> rows;
   for (int n : o.n) {
-    for (float t : o.temperatures) rows.push_back({.n = n, .temperature = t});
+    for (float t : o.temperatures) {
+      OverheadRow row;
+      row.n = n;
+      row.temperature = t;
+      rows.push_back(std::move(row));
+    }
   }
   // Warm-up: one job each way (page cache, first allocations).
   if (absl::StatusOr<double> g = GenerateTokensPerSecond(o, 1, 0.0f); !g.ok()) return g.status();
@@ -116,12 +121,9 @@ absl::StatusOr<std::vector<OverheadRow>> RunOverhead(const OverheadOptions& o) {
 }
 
 nlohmann::json OverheadJson(const OverheadOptions& o, const std::vector<OverheadRow>& rows) {
-  nlohmann::json j = {{"benchmark", "overhead"},
-                      {"model_dir", o.model_dir},
-                      {"prompt_tokens", o.prompt.size()},
-                      {"max_tokens", o.max_tokens},
-                      {"runs", o.runs},
-                      {"rows", nlohmann::json::array()}};
+  nlohmann::json j = {
+      {"benchmark", "overhead"},    {"model_dir", o.model_dir}, {"prompt_tokens", o.prompt.size()},
+      {"max_tokens", o.max_tokens}, {"runs", o.runs},           {"rows", nlohmann::json::array()}};
   for (const OverheadRow& r : rows) {
     const std::vector<double> ratio = Sorted(r.ratio);
     j["rows"].push_back({{"n", r.n},

@@ -193,14 +193,16 @@ absl::StatusOr<PrefixCapacity> Capacity(const Client& client, const PrefixBenchO
   };
   c.formula_pages = formula(c.eviction_rate, g.dms_window());
   const double dense = formula(0, 0);
-  if (c.pages_per_entry > 0) c.fit_measured = static_cast<int64_t>(c.pool_pages / c.pages_per_entry);
+  if (c.pages_per_entry > 0)
+    c.fit_measured = static_cast<int64_t>(c.pool_pages / c.pages_per_entry);
   c.fit_formula = static_cast<int64_t>(c.pool_pages / c.formula_pages);
   c.fit_dense = static_cast<int64_t>(c.pool_pages / dense);
   if (info->prefix_cache().evictions() > evicted_before) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the cache evicted entries while filling (",
-        info->prefix_cache().evictions() - evicted_before,
-        "): give the coordinator a larger --prefix_cache_fraction or KV pool, or a smaller --fill"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the cache evicted entries while filling (",
+                     info->prefix_cache().evictions() - evicted_before,
+                     "): give the coordinator a larger --prefix_cache_fraction or KV pool, or a "
+                     "smaller --fill"));
   }
   return c;
 }

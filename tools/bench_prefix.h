@@ -51,14 +51,14 @@ struct PrefixTrafficRow {
 
 struct PrefixCapacity {
   std::string policy;
-  int64_t entries = 0;           // prefixes measured
-  double pages_per_entry = 0;    // measured on the workers (tightest rank)
-  double formula_pages = 0;      // the formula's, with the measured eviction rate
+  int64_t entries = 0;         // prefixes measured
+  double pages_per_entry = 0;  // measured on the workers (tightest rank)
+  double formula_pages = 0;    // the formula's, with the measured eviction rate
   double eviction_rate = 0;
-  int64_t pool_pages = 0;        // the group's pool (tightest rank)
-  int64_t fit_measured = 0;      // pool / measured pages per entry
-  int64_t fit_formula = 0;       // pool / formula pages
-  int64_t fit_dense = 0;         // pool / the dense formula (no eviction)
+  int64_t pool_pages = 0;    // the group's pool (tightest rank)
+  int64_t fit_measured = 0;  // pool / measured pages per entry
+  int64_t fit_formula = 0;   // pool / formula pages
+  int64_t fit_dense = 0;     // pool / the dense formula (no eviction)
 };
 
 struct PrefixReport {

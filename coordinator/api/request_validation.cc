@@ -234,8 +234,8 @@ absl::Status ValidatePrefixCache(const GenerateRequest& request, const ModelFron
                                 request.cache_salt().size()));
   }
   if (request.cache_boundaries_size() > kMaxCacheBoundaries) {
-    return Invalid(absl::StrCat("cache_boundaries: at most ", kMaxCacheBoundaries,
-                                " entries, got ", request.cache_boundaries_size()));
+    return Invalid(absl::StrCat("cache_boundaries: at most ", kMaxCacheBoundaries, " entries, got ",
+                                request.cache_boundaries_size()));
   }
   out.prefix_cache = !request.skip_prefix_cache();
   out.cache_salt = request.cache_salt();

@@ -168,8 +168,8 @@ bool JobRunner::Place(JobState& job, std::vector<Branch> branches) {
   std::vector<PlacementGroup> serving;
   for (auto& [id, g] : groups_) {
     if (g->state != GroupState::kServing || g->leaving) continue;
-    serving.push_back({id, &g->capacity(), Headroom(id, g->capacity(), jobs_),
-                       &g->scheduler->prefix_cache()});
+    serving.push_back(
+        {id, &g->capacity(), Headroom(id, g->capacity(), jobs_), &g->scheduler->prefix_cache()});
   }
   if (serving.empty()) return false;
   if (job.n() == 0) {  // score-only: the root alone

@@ -17,8 +17,8 @@ namespace rami::coordinator {
 // A serving group as placement sees it.
 struct PlacementGroup {
   int id = 0;
-  const Capacity* capacity = nullptr;  // the group's, as of its last step
-  int64_t headroom = 0;                // Headroom() of the group, then what placing took
+  const Capacity* capacity = nullptr;         // the group's, as of its last step
+  int64_t headroom = 0;                       // Headroom() of the group, then what placing took
   const PrefixCache* prefix_cache = nullptr;  // the group's cached prefixes (may be null)
 };
 

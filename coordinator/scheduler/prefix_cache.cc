@@ -81,13 +81,12 @@ void PrefixCache::Insert(const std::string& scope, std::vector<int32_t> tokens, 
   ++lengths_[static_cast<int64_t>(tokens.size())];
   cached_tokens_ += static_cast<int64_t>(tokens.size());
   pages_ += pages;
-  entries_[seq] = PrefixEntry{
-      .seq = seq,
-      .scope = scope,
-      .tokens = std::move(tokens),
-      .pages = pages,
-      .last_used = step,
-      .usable_from = usable_from};
+  entries_[seq] = PrefixEntry{.seq = seq,
+                              .scope = scope,
+                              .tokens = std::move(tokens),
+                              .pages = pages,
+                              .last_used = step,
+                              .usable_from = usable_from};
 }
 
 void PrefixCache::Touch(SeqId seq, uint64_t step) {

@@ -49,8 +49,8 @@ absl::Status SchedulerConfig::Validate() const {
     }
   }
   if (!(prefix_cache_fraction >= 0 && prefix_cache_fraction <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "prefix_cache_fraction: must be in [0, 1], found ", prefix_cache_fraction));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prefix_cache_fraction: must be in [0, 1], found ", prefix_cache_fraction));
   }
   return absl::OkStatus();
 }
@@ -271,8 +271,8 @@ void Scheduler::PlanPrefills(const std::vector<Job*>& jobs, Step& step) {
       const PrefixEntry* pending = cache_.Longest(job->prefix_scope, job->prompt, steps_ + 1);
       if (pending != hit) continue;
     }
-    const int64_t start =
-        hit != nullptr ? static_cast<int64_t>(hit->tokens.size()) : static_cast<int64_t>(job->prefilled);
+    const int64_t start = hit != nullptr ? static_cast<int64_t>(hit->tokens.size())
+                                         : static_cast<int64_t>(job->prefilled);
     const int64_t remaining = static_cast<int64_t>(job->prompt.size()) - start;
     int64_t chunk = std::min<int64_t>({remaining, config_.max_prefill_chunk, step.tokens_left});
     if (chunk < 1 && remaining > 0) break;  // no tokens left in this step

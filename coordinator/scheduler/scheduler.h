@@ -60,11 +60,11 @@ struct PlannedSnapshot {
 
 // What the prefix cache did in one step (the runner sums these into its statistics).
 struct PrefixCacheEvents {
-  int64_t hits = 0;            // jobs whose root was copied from a cached prefix
-  int64_t misses = 0;          // jobs that looked and found nothing
-  int64_t cached_tokens = 0;   // prompt tokens the hits did not prefill
-  int64_t evictions = 0;       // entries freed (the cap, or memory pressure)
-  int64_t inserted = 0;        // entries made (snapshots and kept roots)
+  int64_t hits = 0;           // jobs whose root was copied from a cached prefix
+  int64_t misses = 0;         // jobs that looked and found nothing
+  int64_t cached_tokens = 0;  // prompt tokens the hits did not prefill
+  int64_t evictions = 0;      // entries freed (the cap, or memory pressure)
+  int64_t inserted = 0;       // entries made (snapshots and kept roots)
 
   PrefixCacheEvents& operator+=(const PrefixCacheEvents& o) {
     hits += o.hits;

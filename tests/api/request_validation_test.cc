@@ -223,8 +223,8 @@ std::vector<BadCase> BadCases() {
        [](auto* r) { AddMessage(r, "user", std::string(200, 'x') + " " + std::string(300, 'y')); },
        kInvalid, "input: the prompt has 508 tokens; the context (128) leaves no room",
        Model::kQwen},
-      {"cache salt too long", [](auto* r) { r->set_cache_salt(std::string(257, 's')); },
-       kInvalid, "cache_salt: at most 256 bytes, got 257"},
+      {"cache salt too long", [](auto* r) { r->set_cache_salt(std::string(257, 's')); }, kInvalid,
+       "cache_salt: at most 256 bytes, got 257"},
       {"too many cache boundaries",
        [](auto* r) {
          for (int i = 0; i < 9; ++i) r->add_cache_boundaries(1);
@@ -337,13 +337,13 @@ TEST_F(RequestValidationTest, AChatIsCachedUpToItsLastUserTurn) {
   ASSERT_LT(point, static_cast<int64_t>(whole->size()));
   // The tokens up to the point decode to the three first turns as the template closes them:
   // the last user turn starts right after.
-  const std::string text = qwen_->tokenizer()->Decode(
-      std::vector<int32_t>(whole->begin(), whole->begin() + point));
+  const std::string text =
+      qwen_->tokenizer()->Decode(std::vector<int32_t>(whole->begin(), whole->begin() + point));
   EXPECT_THAT(text, HasSubstr("You are terse."));
   EXPECT_THAT(text, HasSubstr("1+1?"));
   EXPECT_THAT(text, ::testing::Not(HasSubstr("2+2?")));
-  const std::string rest = qwen_->tokenizer()->Decode(
-      std::vector<int32_t>(whole->begin() + point, whole->end()));
+  const std::string rest =
+      qwen_->tokenizer()->Decode(std::vector<int32_t>(whole->begin() + point, whole->end()));
   EXPECT_THAT(rest, HasSubstr("2+2?"));
   // One user turn only: nothing before it to share.
   GenerateRequest single;

@@ -207,14 +207,13 @@ TEST_P(PrefixCacheE2e, AnEntryFreedWhileItsCopyRunsChangesNothing) {
              "copy of an evicted entry");
 }
 
-INSTANTIATE_TEST_SUITE_P(Policies, PrefixCacheE2e,
-                         ::testing::Values(Setup{"qwen3", "dense", 1}, Setup{"qwen3", "dense", 2},
-                                           Setup{"qwen3", "window:2:6", 1},
-                                           Setup{"qwen3", "window:2:6", 2},
-                                           Setup{"qwen3_dms", "dms", 1}, Setup{"qwen3_dms", "dms", 2},
-                                           Setup{"qwen3_dms_adapter", "dms", 1},
-                                           Setup{"qwen3_dms_adapter", "dms", 2}),
-                         Name);
+INSTANTIATE_TEST_SUITE_P(
+    Policies, PrefixCacheE2e,
+    ::testing::Values(Setup{"qwen3", "dense", 1}, Setup{"qwen3", "dense", 2},
+                      Setup{"qwen3", "window:2:6", 1}, Setup{"qwen3", "window:2:6", 2},
+                      Setup{"qwen3_dms", "dms", 1}, Setup{"qwen3_dms", "dms", 2},
+                      Setup{"qwen3_dms_adapter", "dms", 1}, Setup{"qwen3_dms_adapter", "dms", 2}),
+    Name);
 
 }  // namespace
 }  // namespace rami::testing

@@ -122,6 +122,17 @@ std::vector<StepDecision> RunPrompt(Scheduler& s, Job& job, const Capacity& cap)
   return out;
 }
 
+// Runs a one-branch job of `prompt` to its end and plans the step that keeps its root: the
+// cache then holds an entry of `prompt`, whose sequence this returns.
+SeqId CacheAFinishedJob(Scheduler& s, JobId id, std::vector<int32_t> prompt) {
+  Job job = MakeJob(id, std::move(prompt), 1);
+  RunPrompt(s, job, Pages(1000));
+  Finish(job);
+  std::vector<Job*> ending = {&job};
+  s.Plan(ending, Pages(1000));
+  return s.prefix_cache().Find("key", job.prompt)->seq;
+}
+
 TEST(SchedulerPrefixCache, CutsAChunkAtASnapshotPointAndKeepsTheRootAtTheEnd) {
   Scheduler s({.max_step_tokens = 64, .max_prefill_chunk = 16});
   const std::vector<int32_t> system = Range(1, 10);
@@ -276,12 +287,7 @@ TEST(SchedulerPrefixCache, EntriesBeyondTheCapAreFreedLeastRecentlyUsedFirst) {
 TEST(SchedulerPrefixCache, UnderMemoryPressureEntriesGoBeforeBranchesArePreempted) {
   Scheduler s({.max_step_tokens = 64, .max_prefill_chunk = 64});
   // An entry of a finished job, then a job with 2 running branches.
-  Job old = MakeJob(1, Range(1, 12), 1);
-  RunPrompt(s, old, Pages(1000));
-  Finish(old);
-  std::vector<Job*> ending = {&old};
-  s.Plan(ending, Pages(1000));
-  const SeqId entry = s.prefix_cache().Find("key", old.prompt)->seq;
+  const SeqId entry = CacheAFinishedJob(s, 1, Range(1, 12));
   Job job = MakeJob(2, Range(200, 12), 2);
   RunPrompt(s, job, Pages(1000));
   std::vector<Job*> jobs = {&job};
@@ -302,11 +308,7 @@ TEST(SchedulerPrefixCache, UnderMemoryPressureEntriesGoBeforeBranchesArePreempte
 
 TEST(SchedulerPrefixCache, APromptThatDoesNotFitFreesEntriesForTheNextStep) {
   Scheduler s({.max_step_tokens = 64, .max_prefill_chunk = 64});
-  Job old = MakeJob(1, Range(1, 12), 1);
-  RunPrompt(s, old, Pages(1000));
-  Finish(old);
-  std::vector<Job*> ending = {&old};
-  s.Plan(ending, Pages(1000));
+  CacheAFinishedJob(s, 1, Range(1, 12));
   ASSERT_EQ(s.prefix_cache().size(), 1u);
 
   Job big = MakeJob(2, Range(500, 40), 1);
