@@ -171,7 +171,9 @@ TEST_P(PrefixCacheE2e, CachedPrefixesGiveExactlyTheColdRunsOutput) {
     skip.set_skip_prefix_cache(true);
     const Branches b_skip = RunBranches(*d.stub, skip);
     EXPECT_EQ(b_skip.usage.cached_prompt_tokens(), 0);
-    if (temperature == 0.0f) EXPECT_EQ(b_skip.tokens, b.tokens);
+    if (temperature == 0.0f) {
+      EXPECT_EQ(b_skip.tokens, b.tokens);
+    }
     if (b_skip.tokens == b.tokens) {
       for (const auto& [branch, lps] : b.logprobs) {
         ASSERT_EQ(lps.size(), b_skip.logprobs.at(branch).size());

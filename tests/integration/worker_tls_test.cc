@@ -3,6 +3,8 @@
 // certificate of the deployment's CA never reach the service; a certificate's CN is its role —
 // the coordinator's certificate may load and stop the worker, a worker's certificate (a group
 // peer) may use the store only, and a certificate of another CA is refused at the handshake.
+#include <unistd.h>
+
 #include <cstdlib>
 #include <string>
 
@@ -21,9 +23,12 @@ namespace {
 namespace v1 = worker::v1;
 using ::testing::HasSubstr;
 
-// deploy/make-dev-certs.sh into `dir` (once per directory).
+// deploy/make-dev-certs.sh into a folder of this test process's own: ctest runs the tests of
+// this file in parallel processes, and two scripts writing one folder broke each other's
+// certificates.
 std::string MakeCerts(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "/rami_worker_tls_" + name;
+  const std::string dir =
+      ::testing::TempDir() + "/rami_worker_tls_" + std::to_string(::getpid()) + "_" + name;
   const std::string command =
       std::string(RAMI_SOURCE_DIR) + "/deploy/make-dev-certs.sh " + dir + " >/dev/null 2>&1";
   EXPECT_EQ(std::system(command.c_str()), 0) << command;
@@ -70,7 +75,8 @@ TEST(WorkerTls, CertificatesNameTheRolesAndNothingElseGetsIn) {
   // Plaintext, and TLS without a client certificate: no handshake, no call.
   std::unique_ptr<v1::Worker::Stub> plaintext = Stub(worker, {});
   EXPECT_EQ(Health(*plaintext).error_code(), grpc::StatusCode::UNAVAILABLE);
-  std::unique_ptr<v1::Worker::Stub> anonymous = Stub(worker, {.ca_file = certs + "/ca.pem"});
+  std::unique_ptr<v1::Worker::Stub> anonymous =
+      Stub(worker, {.cert_file = "", .key_file = "", .ca_file = certs + "/ca.pem"});
   EXPECT_EQ(Health(*anonymous).error_code(), grpc::StatusCode::UNAVAILABLE);
   // A certificate of another CA (its coordinator's, even): refused at the handshake.
   std::unique_ptr<v1::Worker::Stub> stranger =
