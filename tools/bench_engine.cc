@@ -22,8 +22,8 @@
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "tools/bench_cache_state.h"
+#include "tools/bench_model_config.h"
 #include "tools/bench_weights.h"
-#include "worker/checkpoint/config_parser.h"
 #include "worker/cuda/cuda_model.h"
 #include "worker/cuda/device_weights.h"
 #include "worker/engine/model_shape.h"
@@ -31,8 +31,6 @@
 #include "worker/kv/kv_cache.h"
 
 namespace rami::bench {
-
-using checkpoint::ParseModelConfig;
 
 using checkpoint::ModelConfig;
 using checkpoint::ShardDims;
@@ -73,28 +71,8 @@ double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
 }
 
-// Qwen3 of the bench's shape (Qwen3-8B's config.json by default); dms adds the DMS retrofit's
-// keys (borrowed-neuron decisions, window W), as nvidia/Qwen3-8B-DMS-8x has them.
 absl::StatusOr<ModelConfig> BenchConfig(const DecodeBenchOptions& o, bool dms) {
-  const int longest = *std::max_element(o.contexts.begin(), o.contexts.end());
-  nlohmann::json j = {{"architectures", nlohmann::json::array({"Qwen3ForCausalLM"})},
-                      {"vocab_size", o.vocab},
-                      {"hidden_size", o.hidden},
-                      {"intermediate_size", o.intermediate},
-                      {"num_hidden_layers", o.num_layers},
-                      {"num_attention_heads", o.num_q_heads},
-                      {"num_key_value_heads", o.num_kv_heads},
-                      {"head_dim", o.head_dim},
-                      {"rms_norm_eps", 1e-6},
-                      {"rope_theta", 1000000.0},
-                      {"max_position_embeddings", std::max(40960, longest + 4096)},
-                      {"tie_word_embeddings", false}};
-  if (dms) {
-    j["dms_window_size"] = o.dms_window;
-    j["dms_alpha_scale"] = 100.0;
-    j["dms_initial_alpha_offset"] = 5.0;
-  }
-  return ParseModelConfig(j, "rami-bench decode engine (Qwen3 shape)");
+  return BenchModelConfig(o, *std::max_element(o.contexts.begin(), o.contexts.end()), dms);
 }
 
 // The cache's counters of a batch, summed over its sequences.

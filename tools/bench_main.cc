@@ -18,6 +18,10 @@
 //   rami-bench overhead --server=ADDR --model_dir=DIR [--generate=PATH] [--prompt_ids=1,2,..]
 //                       [--n_list=1,16] [--temperatures=0,1] [--max_tokens=128] [--runs=5]
 //                       [--json]   (tools/bench_overhead.h)
+//   rami-bench host-step [--tps=1,8] [--policies=dms,window,dense] [--contexts=4096,32768]
+//                        [--host_batches=1,16,64,128,256] [--host_steps=20] [--mixed_prefill=2048]
+//                        [--eviction_rate=0.875] [--dms_window=512] [--budget_gib=119] [--json]
+//                        the host side of a CUDA step, µs per phase (tools/bench_host_step.h)
 //   rami-bench devices   the CUDA devices as rami sees them; exit 1 without a usable one
 #include <cstdio>
 #include <cstdlib>
@@ -34,6 +38,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
+#include "tools/bench_host_step.h"
 #include "tools/bench_load.h"
 #include "tools/bench_overhead.h"
 #include "tools/bench_prefix.h"
@@ -107,6 +112,12 @@ ABSL_FLAG(int, sampling_iters, 5, "sampling: timed sampler calls per measurement
 ABSL_FLAG(std::string, configs, "",
           "sampling: configurations to run, comma-separated (greedy, t1, qwen3, top_p, min_p); "
           "default all");
+ABSL_FLAG(std::string, tps, "1,8", "host-step: tensor-parallel sizes (one rank's shard each)");
+ABSL_FLAG(std::string, policies, "dms,window,dense", "host-step: cache policies");
+ABSL_FLAG(std::string, host_batches, "1,16,64,128,256", "host-step: decode batch sizes");
+ABSL_FLAG(int, host_steps, 20, "host-step: timed steps per row, after 3 warm-up steps");
+ABSL_FLAG(int, mixed_prefill, 2048,
+          "host-step: the mixed row's prefill chunk beside the decodes (0: no mixed row)");
 
 namespace {
 
@@ -116,6 +127,17 @@ std::string CpuModel() {
     if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
   }
   return "unknown CPU";
+}
+
+// "1,16,32" → {1, 16, 32}; false on anything but positive integers.
+bool ParseList(const std::string& text, std::vector<int>& list) {
+  list.clear();
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    int value = 0;
+    if (!absl::SimpleAtoi(item, &value) || value < 1) return false;
+    list.push_back(value);
+  }
+  return true;
 }
 
 std::string Machine() {
@@ -261,18 +283,8 @@ int Decode() {
     std::fprintf(stderr, "rami-bench: --engine: expected on or off, got %s\n", engine.c_str());
     return 2;
   }
-  // "1,16,32" → {1, 16, 32}; false on anything but positive integers.
-  auto parse_list = [](const std::string& text, std::vector<int>& list) {
-    list.clear();
-    for (absl::string_view item : absl::StrSplit(text, ',')) {
-      int value = 0;
-      if (!absl::SimpleAtoi(item, &value) || value < 1) return false;
-      list.push_back(value);
-    }
-    return true;
-  };
-  if (!parse_list(absl::GetFlag(FLAGS_batches), o.batches) ||
-      !parse_list(absl::GetFlag(FLAGS_contexts), o.contexts)) {
+  if (!ParseList(absl::GetFlag(FLAGS_batches), o.batches) ||
+      !ParseList(absl::GetFlag(FLAGS_contexts), o.contexts)) {
     std::fprintf(stderr,
                  "rami-bench: --batches, --contexts: expected positive integers, e.g. 1,16\n");
     return 2;
@@ -465,11 +477,49 @@ int Sampling() {
   return 0;
 }
 
+// `host-step`: the host side of a CUDA step (tools/bench_host_step.h). Exit 2 on bad flags.
+int HostStep() {
+  rami::bench::HostStepOptions o;
+  o.shape.num_layers = absl::GetFlag(FLAGS_num_layers);
+  o.shape.num_kv_heads = absl::GetFlag(FLAGS_num_kv_heads);
+  o.shape.head_dim = absl::GetFlag(FLAGS_head_dim);
+  o.shape.dms_rate = absl::GetFlag(FLAGS_eviction_rate);
+  o.shape.dms_window = absl::GetFlag(FLAGS_dms_window);
+  o.shape.kv_budget_gib = absl::GetFlag(FLAGS_budget_gib);
+  o.steps = absl::GetFlag(FLAGS_host_steps);
+  o.mixed_prefill = absl::GetFlag(FLAGS_mixed_prefill);
+  o.policies = absl::StrSplit(absl::GetFlag(FLAGS_policies), ',', absl::SkipEmpty());
+  if (!ParseList(absl::GetFlag(FLAGS_host_batches), o.batches) ||
+      !ParseList(absl::GetFlag(FLAGS_contexts), o.contexts) ||
+      !ParseList(absl::GetFlag(FLAGS_tps), o.tps)) {
+    std::fprintf(stderr,
+                 "rami-bench: --host_batches, --contexts, --tps: expected positive "
+                 "integers, e.g. 1,16\n");
+    return 2;
+  }
+  if (o.steps < 1 || o.mixed_prefill < 0 || o.shape.num_layers < 1 || o.shape.dms_window < 1 ||
+      !(o.shape.dms_rate >= 0) || o.shape.dms_rate >= 1 || !(o.shape.kv_budget_gib > 0)) {
+    std::fprintf(stderr,
+                 "rami-bench: --host_steps, --num_layers, --dms_window, --budget_gib must "
+                 "be positive, --mixed_prefill ≥ 0 and --eviction_rate in [0, 1)\n");
+    return 2;
+  }
+  const absl::StatusOr<rami::bench::HostStepReport> report = rami::bench::RunHostStepBench(o);
+  if (!report.ok()) {
+    std::fprintf(stderr, "rami-bench host-step: %s\n", report.status().ToString().c_str());
+    return absl::IsInvalidArgument(report.status()) ? 2 : 1;
+  }
+  nlohmann::json j = rami::bench::HostStepJson(o, *report);
+  j["benchmark"] = "host-step";
+  PrintReport(j, rami::bench::HostStepText(o, *report), "machine", " (one thread used)");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "rami-bench kv-capacity|decode|load|prefix|overhead|sampling|devices [flags]");
+      "rami-bench kv-capacity|decode|load|prefix|overhead|sampling|host-step|devices [flags]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() == 2 && std::string(args[1]) == "kv-capacity") return KvCapacity();
   if (args.size() == 2 && std::string(args[1]) == "decode") return Decode();
@@ -478,6 +528,7 @@ int main(int argc, char** argv) {
   if (args.size() == 2 && std::string(args[1]) == "prefix") return Prefix();
   if (args.size() == 2 && std::string(args[1]) == "overhead") return Overhead();
   if (args.size() == 2 && std::string(args[1]) == "sampling") return Sampling();
+  if (args.size() == 2 && std::string(args[1]) == "host-step") return HostStep();
   std::fprintf(stderr,
                "usage: rami-bench kv-capacity [--seq_len=N] [--json] ...\n"
                "       rami-bench decode [--batches=1,16,24,32,128,256] [--iters=20] "
@@ -486,6 +537,8 @@ int main(int argc, char** argv) {
                "[--abort_fraction=0.1] [--json]\n"
                "       rami-bench sampling [--vocabs=151936,32000] [--rows=64] "
                "[--sampling_iters=5] [--configs=t1,qwen3,...] [--json]\n"
+               "       rami-bench host-step [--tps=1,8] [--policies=dms,window,dense] "
+               "[--contexts=4096,32768] [--host_batches=1,16,64,128,256] [--json]\n"
                "       rami-bench devices\n");
   return 2;
 }

@@ -1,7 +1,7 @@
-// A CUDA step on the host: table deltas and slot copies, the plan (padded to a graph bucket
-// for decode steps) packed and copied once, the step's buffers, then the forward pass
-// (cuda_model_forward.cc) launched or replayed as a graph, and the results copied back; see
-// cuda_model.h. Creation and device memory are in cuda_model_setup.cc.
+// A CUDA step: its host side (tables, plan, decisions, commit) is engine::CudaStepHost, which
+// calls the device side here — table deltas and slot copies, the packed plan copied once, the
+// step's buffers, the forward pass (cuda_model_forward.cc) launched or replayed as a graph, and
+// the results copied back; see cuda_model.h. Creation and device memory are in cuda_model_setup.cc.
 #include "worker/cuda/cuda_model.h"
 
 #include <algorithm>
@@ -19,7 +19,6 @@
 #include "worker/cuda/cuda_status.h"
 #include "worker/cuda/device_sampler.h"
 #include "worker/engine/cuda_step_plan.h"
-#include "worker/kv/kv_copy_batches.h"
 
 namespace rami::cuda {
 
@@ -31,19 +30,12 @@ using engine::CudaStepLayout;
 using engine::CudaStepPlan;
 using engine::DecodeBucket;
 using engine::ForwardResult;
-using engine::LayoutOf;
-using engine::PackCudaStep;
-using engine::PadDecodePlan;
-using engine::PlanCudaStep;
 using engine::SampledToken;
 using engine::SampleRequest;
 using engine::SequenceChunk;
 using kv::CachePolicyKind;
 using kv::KvCache;
-using kv::KvCopyBatches;
 using kv::KvTablesDelta;
-using kv::SeqId;
-using kv::StepStreams;
 
 namespace {
 
@@ -112,74 +104,115 @@ std::vector<const void*> CudaModel::StepArgs::Pointers() const {
           shared};
 }
 
+// The device side of a step: CudaStepHost (host-only) calls it in order, on the step's thread.
+class CudaModel::Device final : public engine::StepDevice {
+ public:
+  Device(const CudaModel& model, Collectives& comm) : model_(model), comm_(comm) {}
+  absl::Status ApplyTables(const KvTablesDelta& delta) override {
+    return model_.tables_gpu_->Apply(delta);
+  }
+  absl::Status CopySlots(absl::Span<const kernels::KvCopyOp> ops,
+                         absl::Span<const int32_t> bounds) override {
+    return model_.CopySlots(ops, bounds);
+  }
+  absl::StatusOr<void*> PlanBuffer(int index, size_t bytes) override {
+    return model_.PlanBuffer(index, bytes);
+  }
+  // DeepSeek steps run eagerly: each MoE layer brings its routing to the host (the experts'
+  // GEMM sizes are launch parameters), which a CUDA graph cannot contain.
+  int GraphBatch() const override {
+    return model_.options_.cuda_graphs && !model_.config().mla.enabled
+               ? model_.options_.max_graph_batch
+               : 0;
+  }
+  // The forward pass runs to its end here (launches, sampling, copies back, a stream
+  // synchronize): overlapped host work gains nothing on a GPU until the launch and the wait are
+  // split (docs/gpu.md, "Host cost per step").
+  absl::Status Launch(absl::Span<const SequenceChunk> chunks, const CudaStepPlan& plan,
+                      const CudaStepLayout& layout, int buffer) override {
+    ran_ = model_.Forward(chunks, plan, layout, model_.pinned_[buffer], &decisions_, comm_);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<ForwardResult> Wait(std::vector<uint8_t>* decisions) override {
+    decisions->swap(decisions_);
+    return std::move(ran_);
+  }
+
+ private:
+  const CudaModel& model_;
+  Collectives& comm_;
+  absl::StatusOr<ForwardResult> ran_ = absl::FailedPreconditionError("no step launched");
+  std::vector<uint8_t> decisions_;
+};
+
 absl::StatusOr<ForwardResult> CudaModel::RunReserved(absl::Span<const SequenceChunk> chunks,
                                                      KvCache& cache, Collectives& comm) const {
-  absl::StatusOr<ForwardResult> result;
+  absl::Status ready;
   // The Engine steps on its caller's thread, which need not be the one that loaded the model.
-  if (const cudaError_t e = cudaSetDevice(device_); e != cudaSuccess) {
-    result = CudaStatus(e, "cudaSetDevice");
+  if (host_ == nullptr) {
+    ready = absl::FailedPreconditionError("CUDA backend: no cache made");
+  } else if (const cudaError_t e = cudaSetDevice(device_); e != cudaSuccess) {
+    ready = CudaStatus(e, "cudaSetDevice");
   } else if (comm.world_size() != options_.world_size) {
-    result = absl::FailedPreconditionError(
+    ready = absl::FailedPreconditionError(
         absl::StrCat("CUDA backend: built for a world of ", options_.world_size,
                      ", stepped in a world of ", comm.world_size()));
   } else if (options_.world_size > 1 && device_comm_ == nullptr) {
-    result = absl::FailedPreconditionError("CUDA backend: world > 1 without NCCL collectives");
-  } else {
-    result = Run(chunks, cache, comm);
+    ready = absl::FailedPreconditionError("CUDA backend: world > 1 without NCCL collectives");
   }
-  for (const SequenceChunk& chunk : chunks) {
-    if (result.ok()) {
-      cache.CommitAppend(chunk.seq_id, static_cast<int64_t>(chunk.tokens.size()));
-    } else {
-      cache.AbortAppend(chunk.seq_id);
-    }
-    touched_.insert(chunk.seq_id);  // committed or trimmed: resync before the next step
+  if (!ready.ok()) {
+    for (const SequenceChunk& chunk : chunks) cache.AbortAppend(chunk.seq_id);
+    return ready;
   }
-  return result;
+  return Step(chunks, cache, comm);
 }
 
-absl::Status CudaModel::SyncTablesAndCopies(absl::Span<const SequenceChunk> chunks,
-                                            KvCache& cache) const {
-  // Page tables: the sequences changed since the last step, as deltas.
-  for (const SequenceChunk& chunk : chunks) touched_.insert(chunk.seq_id);
-  KvTablesDelta delta;
-  // Refused (ResourceExhausted) before anything changes when the tables would outgrow their
-  // int32 offsets: the step fails, touched_ stays for the next Sync.
-  RAMI_RETURN_IF_ERROR(
-      tables_->Sync(cache, std::vector<SeqId>(touched_.begin(), touched_.end()), &delta));
-  touched_.clear();
-  RAMI_RETURN_IF_ERROR(tables_gpu_->Apply(delta));
-  // The host bookkeeping's slot copies (last commit's promotions, forks), in independent
-  // launches. A pageable async copy returns once staged, so the log may be cleared.
-  if (!copy_log_.empty()) {
-    RAMI_ASSIGN_OR_RETURN(void* ops,
-                          Grow(scratch_[kOps], copy_log_.size() * sizeof(kernels::KvCopyOp)));
-    RAMI_CUDA_OK(cudaMemcpyAsync(ops, copy_log_.data(),
-                                 copy_log_.size() * sizeof(kernels::KvCopyOp),
-                                 cudaMemcpyHostToDevice, stream_));
-    const std::vector<int32_t> bounds = KvCopyBatches(copy_log_, page_size_);
-    for (size_t b = 0; b + 1 < bounds.size(); ++b) {
-      RAMI_CUDA_OK(
-          kernels::KvCopyCuda({.k_pool = k_pool_,
-                               .v_pool = v_pool_,
-                               .ops = static_cast<const kernels::KvCopyOp*>(ops) + bounds[b],
-                               .num_ops = bounds[b + 1] - bounds[b],
-                               .page_size = page_size_,
-                               .head_dim = cache_row_,
-                               .dtype = options_.dtype},
-                              stream_));
-    }
-    copy_log_.clear();
-  }
-  for (const SequenceChunk& chunk : chunks) {
-    tables_->ExpectDeviceFlags(chunk.seq_id, static_cast<int64_t>(chunk.tokens.size()));
+absl::StatusOr<ForwardResult> CudaModel::Step(absl::Span<const SequenceChunk> chunks,
+                                              KvCache& cache, Collectives& comm) const {
+  Device device(*this, comm);
+  return host_->Run(chunks, cache, device);
+}
+
+absl::Status CudaModel::CopySlots(absl::Span<const kernels::KvCopyOp> ops,
+                                  absl::Span<const int32_t> bounds) const {
+  // A pageable async copy returns once staged, so the caller may clear its log.
+  RAMI_ASSIGN_OR_RETURN(void* dev, Grow(scratch_[kOps], ops.size() * sizeof(kernels::KvCopyOp)));
+  RAMI_CUDA_OK(cudaMemcpyAsync(dev, ops.data(), ops.size() * sizeof(kernels::KvCopyOp),
+                               cudaMemcpyHostToDevice, stream_));
+  for (size_t b = 0; b + 1 < bounds.size(); ++b) {
+    RAMI_CUDA_OK(kernels::KvCopyCuda({.k_pool = k_pool_,
+                                      .v_pool = v_pool_,
+                                      .ops = static_cast<const kernels::KvCopyOp*>(dev) + bounds[b],
+                                      .num_ops = bounds[b + 1] - bounds[b],
+                                      .page_size = page_size_,
+                                      .head_dim = cache_row_,
+                                      .dtype = options_.dtype},
+                                     stream_));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chunks, KvCache& cache,
-                                             Collectives& comm) const {
-  if (tables_ == nullptr) return absl::FailedPreconditionError("CUDA backend: no cache made");
+absl::StatusOr<void*> CudaModel::PlanBuffer(int index, size_t bytes) const {
+  // The step that last read this buffer has been waited for (CudaStepHost's promise), and every
+  // step synchronizes the stream before it returns.
+  void*& buffer = pinned_[index];
+  size_t& size = pinned_bytes_[index];
+  if (bytes > size) {
+    if (buffer != nullptr) RAMI_CUDA_OK(cudaFreeHost(buffer));
+    buffer = nullptr;
+    const size_t capacity = std::max(bytes, 2 * size);
+    size = 0;  // until the allocation succeeds (a failed one leaves no buffer)
+    RAMI_CUDA_OK(cudaMallocHost(&buffer, capacity));
+    size = capacity;
+  }
+  return buffer;
+}
+
+absl::StatusOr<ForwardResult> CudaModel::Forward(absl::Span<const SequenceChunk> chunks,
+                                                 const CudaStepPlan& plan,
+                                                 const CudaStepLayout& layout, const void* packed,
+                                                 std::vector<uint8_t>* decisions,
+                                                 Collectives& comm) const {
   const ModelConfig& c = config();
   const ShardDims& d = shape_.dims();
   const kernels::DeviceDType dtype = options_.dtype;
@@ -187,33 +220,18 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
   const int L = c.num_layers, D = c.head_dim, hidden = c.hidden_size;
   const int Hq = d.q_heads, Hkv = d.kv_heads, I = d.intermediate;
   const int world = options_.world_size;
-  RAMI_RETURN_IF_ERROR(SyncTablesAndCopies(chunks, cache));
-
-  // The step's metadata: planned once (a decode step padded to its graph bucket), packed, one
-  // copy.
-  CudaStepPlan plan = PlanCudaStep(chunks, cache, *tables_);
-  // DeepSeek steps run eagerly: each MoE layer brings its routing to the host (the experts'
-  // GEMM sizes are launch parameters), which a CUDA graph cannot contain.
   const bool graphs = options_.cuda_graphs && !c.mla.enabled;
-  const int bucket = graphs && plan.num_decode == plan.num_tokens
-                         ? DecodeBucket(plan.num_tokens, options_.max_graph_batch)
-                         : 0;
-  if (bucket > 0) PadDecodePlan(bucket, &plan);
+  // CudaStepHost padded a decode-only plan to its bucket (GraphBatch): a bucket is its own.
+  const int bucket =
+      graphs && plan.num_decode == plan.num_tokens &&
+              DecodeBucket(plan.num_tokens, options_.max_graph_batch) == plan.num_tokens
+          ? plan.num_tokens
+          : 0;
+  // The plan is packed in `packed` (pinned: PlanBuffer): one copy.
   const int T = plan.num_tokens;
   const int rows = static_cast<int>(plan.logit_tokens.size());
-  const CudaStepLayout layout = LayoutOf(plan);
-  RAMI_CUDA_OK(cudaStreamSynchronize(stream_));  // the previous step's copy read `pinned_`
-  if (layout.bytes > pinned_bytes_) {
-    if (pinned_ != nullptr) RAMI_CUDA_OK(cudaFreeHost(pinned_));
-    pinned_ = nullptr;
-    const size_t capacity = std::max(layout.bytes, 2 * pinned_bytes_);
-    pinned_bytes_ = 0;  // until the allocation succeeds (a failed one leaves no buffer)
-    RAMI_CUDA_OK(cudaMallocHost(&pinned_, capacity));
-    pinned_bytes_ = capacity;
-  }
-  PackCudaStep(plan, layout, pinned_);
   RAMI_ASSIGN_OR_RETURN(void* step_dev, Grow(scratch_[kStep], layout.bytes));
-  RAMI_CUDA_OK(cudaMemcpyAsync(step_dev, pinned_, layout.bytes, cudaMemcpyHostToDevice, stream_));
+  RAMI_CUDA_OK(cudaMemcpyAsync(step_dev, packed, layout.bytes, cudaMemcpyHostToDevice, stream_));
   const char* sd = static_cast<const char*>(step_dev);
   StepArgs a;
   a.num_tokens = T;
@@ -272,7 +290,7 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
   if (world > 1) {
     RAMI_ASSIGN_OR_RETURN(a.gathered, Grow(scratch_[kGathered], world * logits_bytes));
   }
-  a.write_decisions = cache.policy().kind == CachePolicyKind::kDms;
+  a.write_decisions = host_->policy().kind == CachePolicyKind::kDms;
   if (c.dms.enabled && c.dms.separate_alpha) {
     RAMI_ASSIGN_OR_RETURN(a.alpha_x, Grow(scratch_[kAlphaX], t * hidden * es));
   }
@@ -287,10 +305,10 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
             .v_pool = v_pool_,
             .page_size = page_size_,
             .head_dim = cache_row_,
-            .window = cache.policy().window,
+            .window = host_->policy().window,
             .dtype = dtype};
   tables_gpu_->FillView(&a.view);
-  if (!cache.policy().evicts()) a.view.flags = nullptr;
+  if (!host_->policy().evicts()) a.view.flags = nullptr;
 
   if (bucket > 0) {
     // Every rank learns whether any rank's capture of this step failed (decode-only steps
@@ -343,9 +361,9 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
     }
   }
   const size_t per_layer = t * Hkv;
-  std::vector<uint8_t> decisions(a.write_decisions ? L * per_layer : 0);
-  if (a.write_decisions) {
-    RAMI_CUDA_OK(cudaMemcpyAsync(decisions.data(), a.alpha_all, decisions.size(),
+  decisions->resize(a.write_decisions ? L * per_layer : 0);
+  if (a.write_decisions) {  // pageable: complete when the stream is synchronized below
+    RAMI_CUDA_OK(cudaMemcpyAsync(decisions->data(), a.alpha_all, decisions->size(),
                                  cudaMemcpyDeviceToHost, stream_));
   }
   if (!requests.empty()) {  // waits for the stream, the copies above included
@@ -361,28 +379,6 @@ absl::StatusOr<ForwardResult> CudaModel::Run(absl::Span<const SequenceChunk> chu
   RAMI_CUDA_OK(cudaStreamSynchronize(stream_));
   if (device_comm_ != nullptr) RAMI_RETURN_IF_ERROR(device_comm_->Synchronize());
   LogitsToHost(raw, dtype, world, host_rows, d.vocab, c.vocab_size, &result.logits);
-  // The device's decisions become the host's flags (token t's α flags position t − 1), so
-  // that CommitAppend promotes and evicts as the device's attention saw it.
-  if (a.write_decisions) {
-    std::vector<SeqId> batch;
-    for (const SequenceChunk& chunk : chunks) batch.push_back(chunk.seq_id);
-    const StepStreams host = cache.BuildStepStreams(batch);
-    for (size_t b = 0; b < chunks.size(); ++b) {
-      const int64_t start = cache.Length(chunks[b].seq_id);
-      for (size_t i = 0; i < chunks[b].tokens.size(); ++i) {
-        const int64_t p = start + static_cast<int64_t>(i);
-        if (p == 0) continue;  // token 0's α is discarded
-        const size_t token = static_cast<size_t>(plan.chunk_first[b]) + i;
-        for (int layer = 0; layer < L; ++layer) {
-          for (int h = 0; h < Hkv; ++h) {
-            const size_t s = (b * L + layer) * Hkv + h;
-            host.window_flags[s][p - 1 - host.window_base[s]] =
-                decisions[(static_cast<size_t>(layer) * t + token) * Hkv + h];
-          }
-        }
-      }
-    }
-  }
   return result;
 }
 

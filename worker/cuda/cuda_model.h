@@ -19,7 +19,6 @@
 #include <cuda_runtime_api.h>
 
 #include <memory>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -34,6 +33,7 @@
 #include "worker/cuda/device_kv_tables_gpu.h"
 #include "worker/cuda/device_sampler.h"
 #include "worker/cuda/device_weights.h"
+#include "worker/engine/cuda_step_host.h"
 #include "worker/engine/cuda_step_plan.h"
 #include "worker/engine/forward_backend.h"
 #include "worker/engine/step_limits.h"
@@ -103,8 +103,11 @@ class CudaModel : public engine::ForwardBackend {
                                                     kv::KvCache& cache,
                                                     collectives::Collectives& comm) const override;
   void CacheChanged(absl::Span<const kv::SeqId> ids) const override {
-    touched_.insert(ids.begin(), ids.end());
+    if (host_ != nullptr) host_->CacheChanged(ids);
   }
+  // The host side of the steps (tables, plans, commits) and its time per phase; null before
+  // MakeCache.
+  const engine::CudaStepHost* step_host() const { return host_.get(); }
 
  private:
   // Scratch buffers of a step, each grown to the largest step seen.
@@ -210,13 +213,26 @@ class CudaModel : public engine::ForwardBackend {
   // is set by the caller.
   static absl::StatusOr<std::unique_ptr<CudaModel>> CreateWithoutWeights(
       engine::ModelShape shape, const CudaModelOptions& options);
-  // `comm`: the group's host collectives (the graph steps' capture agreement).
-  absl::StatusOr<engine::ForwardResult> Run(absl::Span<const engine::SequenceChunk> chunks,
-                                            kv::KvCache& cache,
-                                            collectives::Collectives& comm) const;
-  // Host bookkeeping before a step: table deltas and the host pool's slot copies.
-  absl::Status SyncTablesAndCopies(absl::Span<const engine::SequenceChunk> chunks,
-                                   kv::KvCache& cache) const;
+  // The device side of a step (engine::StepDevice over this model, cuda_model.cc): table
+  // deltas, slot copies, the plan's copy and the forward pass on stream_.
+  class Device;
+  // The forward pass of a planned step (CudaStepHost::Run calls it through Device), its results
+  // and its decisions [L, T, Hkv] copied back. `comm`: the group's host collectives (the graph
+  // steps' capture agreement).
+  absl::StatusOr<engine::ForwardResult> Forward(absl::Span<const engine::SequenceChunk> chunks,
+                                                const engine::CudaStepPlan& plan,
+                                                const engine::CudaStepLayout& layout,
+                                                const void* packed, std::vector<uint8_t>* decisions,
+                                                collectives::Collectives& comm) const;
+  // Pinned host memory for plan buffer `index` (engine::StepDevice::PlanBuffer).
+  absl::StatusOr<void*> PlanBuffer(int index, size_t bytes) const;
+  // The host pool's slot copies, launch i covering ops [bounds[i], bounds[i + 1]).
+  absl::Status CopySlots(absl::Span<const kernels::KvCopyOp> ops,
+                         absl::Span<const int32_t> bounds) const;
+  // A step on `cache` through host_ (RunReserved's contract).
+  absl::StatusOr<engine::ForwardResult> Step(absl::Span<const engine::SequenceChunk> chunks,
+                                             kv::KvCache& cache,
+                                             collectives::Collectives& comm) const;
   // Launches the forward pass, embedding to the (gathered) logits, on stream_: kernels, GEMMs
   // and NCCL collectives only, so that a decode step can be captured as a graph.
   absl::Status Enqueue(const StepArgs& a) const;
@@ -281,13 +297,12 @@ class CudaModel : public engine::ForwardBackend {
   std::string memory_plan_;
   int page_size_ = 0;
   // A step mutates device state and these mirrors; the Engine runs one step at a time.
-  mutable std::unique_ptr<kv::DeviceKvTables> tables_;
+  mutable std::unique_ptr<engine::CudaStepHost> host_;  // the host mirror, copy log, touched ids
   mutable std::unique_ptr<DeviceKvTablesGpu> tables_gpu_;
-  mutable std::vector<kernels::KvCopyOp> copy_log_;  // the host pool's copies since the last step
-  mutable std::set<kv::SeqId> touched_;              // to Sync before the next step
   mutable std::vector<Scratch> scratch_;
-  mutable void* pinned_ = nullptr;  // the step's packed metadata on the host
-  mutable size_t pinned_bytes_ = 0;
+  // The steps' packed metadata on the host, one per plan buffer (StepDevice::kPlanBuffers).
+  mutable void* pinned_[engine::StepDevice::kPlanBuffers] = {};
+  mutable size_t pinned_bytes_[engine::StepDevice::kPlanBuffers] = {};
   std::unique_ptr<collectives::NcclCollectives> device_comm_;  // world > 1
   mutable DecodeGraphs graphs_;
   mutable std::unique_ptr<DeviceSampler> sampler_;

@@ -21,12 +21,10 @@ using checkpoint::ModelConfig;
 using checkpoint::MoeConfig;
 using checkpoint::MoeTopk;
 using checkpoint::ShardDims;
-using engine::ForwardResult;
 using engine::RopeTable;
 using engine::SampleRequest;
 using engine::SequenceChunk;
 using kv::CachePolicy;
-using kv::DeviceKvTables;
 using kv::KvCache;
 
 namespace {
@@ -85,7 +83,9 @@ CudaModel::~CudaModel() {
   cudaFree(inv_freq_);
   cudaFree(v_pool_);  // null for MLA
   cudaFree(k_pool_);
-  if (pinned_ != nullptr) cudaFreeHost(pinned_);
+  for (void* pinned : pinned_) {
+    if (pinned != nullptr) cudaFreeHost(pinned);
+  }
   if (moe_pinned_ != nullptr) cudaFreeHost(moe_pinned_);
   if (moe_event_ != nullptr) cudaEventDestroy(moe_event_);
   gemm_.reset();
@@ -213,9 +213,9 @@ absl::Status CudaModel::RunLargestStep(int page_size, const CachePolicy& policy,
                           .num_pages = static_cast<int>(std::min<int64_t>(pages, INT32_MAX)),
                           .allocate_storage = false},
                          policy));
-    cache->pool().set_copy_log(&copy_log_);
-    tables_ = std::make_unique<DeviceKvTables>(config().num_layers, shape_.dims().kv_heads,
-                                               page_size, policy);
+    host_ = std::make_unique<engine::CudaStepHost>(config().num_layers, shape_.dims().kv_heads,
+                                                   page_size, policy);
+    host_->Attach(*cache);
     tables_gpu_ = std::make_unique<DeviceKvTablesGpu>(stream_);
     std::vector<SequenceChunk> chunks;
     for (int i = 0; i < sequences; ++i) {
@@ -228,18 +228,14 @@ absl::Status CudaModel::RunLargestStep(int page_size, const CachePolicy& policy,
     }
     RAMI_RETURN_IF_ERROR(shape_.Reserve(chunks, *cache));
     collectives::SingleRankCollectives no_agreement;  // an eager step: no graph agreement
-    const absl::StatusOr<ForwardResult> result = Run(chunks, *cache, no_agreement);
-    for (const SequenceChunk& chunk : chunks) cache->AbortAppend(chunk.seq_id);
-    RAMI_RETURN_IF_ERROR(result.status());
+    RAMI_RETURN_IF_ERROR(Step(chunks, *cache, no_agreement).status());
     // Prompt scoring's slice buffers have one size, whatever the step: reserved here too.
     return GrowScoreBuffers().status();
   }();
   // The scratch cache goes; the step buffers and the sampler keep their sizes.
   RAMI_CUDA_OK(cudaStreamSynchronize(stream_));
   tables_gpu_.reset();
-  tables_.reset();
-  touched_.clear();
-  copy_log_.clear();
+  host_.reset();
   FreePools();
   if (!status.ok()) {
     return absl::Status(status.code(), absl::StrCat("CUDA backend: the largest step (",
@@ -252,7 +248,7 @@ absl::Status CudaModel::RunLargestStep(int page_size, const CachePolicy& policy,
 absl::StatusOr<std::unique_ptr<KvCache>> CudaModel::MakeCache(const CachePolicy& policy,
                                                               const CudaCacheOptions& options) {
   const int page_size = options.page_size;
-  if (tables_ != nullptr || k_pool_ != nullptr) {
+  if (host_ != nullptr || k_pool_ != nullptr) {
     return absl::FailedPreconditionError("CUDA backend: one cache only");
   }
   const ModelConfig& c = config();
@@ -297,9 +293,9 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaModel::MakeCache(const CachePolicy&
   }
   RAMI_RETURN_IF_ERROR(AllocatePools(pages, page_size));
   memory_plan_ = plan.ToString(in);
-  cache->pool().set_copy_log(&copy_log_);
-  tables_ =
-      std::make_unique<DeviceKvTables>(c.num_layers, shape_.dims().kv_heads, page_size, policy);
+  host_ = std::make_unique<engine::CudaStepHost>(c.num_layers, shape_.dims().kv_heads, page_size,
+                                                 policy);
+  host_->Attach(*cache);
   tables_gpu_ = std::make_unique<DeviceKvTablesGpu>(stream_);
   return cache;
 }

@@ -320,14 +320,14 @@ CacheReport Engine::Report(const StepPlan& plan) const {
     for (const PlanForkChild& c : f.children) touched.push_back(c.seq_id);
   }
   for (const PlanSnapshot& s : plan.snapshots) touched.push_back(s.seq_id);
-  std::vector<SeqId> running;
+  report.decode_page_needs.assign(2, 0);
   for (SeqId id : touched) {
     if (!cache_->Contains(id)) continue;  // a failed step's new sequences
     const SeqId one[] = {id};
-    report.sequences.push_back({id, cache_->SequenceStatsOf(id), cache_->DecodePageNeeds(one, 2)});
-    running.push_back(id);
+    std::vector<int64_t> needs = cache_->DecodePageNeeds(one, 2);
+    for (size_t k = 0; k < needs.size(); ++k) report.decode_page_needs[k] += needs[k];
+    report.sequences.push_back({id, cache_->SequenceStatsOf(id), std::move(needs)});
   }
-  report.decode_page_needs = cache_->DecodePageNeeds(running, 2);
   return report;
 }
 

@@ -2,6 +2,7 @@
 #include "worker/kv/device_kv_tables.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
@@ -86,7 +87,7 @@ int32_t DeviceKvTables::StreamBase(SeqId id) const {
   return it == slot_of_.end() ? -1 : it->second * streams_per_seq_;
 }
 
-absl::Status DeviceKvTables::Sync(const KvCache& cache, absl::Span<const SeqId> ids,
+absl::Status DeviceKvTables::Sync(KvCache& cache, absl::Span<const SeqId> ids,
                                   KvTablesDelta* delta) {
   RAMI_CHECK(cache.num_layers() == num_layers_ && cache.num_kv_heads() == num_kv_heads_ &&
                  cache.pool().page_size() == page_size_,
@@ -100,14 +101,25 @@ absl::Status DeviceKvTables::Sync(const KvCache& cache, absl::Span<const SeqId> 
     auto it = slot_of_.find(id);
     if (it != slot_of_.end() && !cache.Contains(id)) ReleaseSlot(it->second);
   }
+  // A coarse bound first, O(1) per sequence: a stream allocates at most one kept region of
+  // < 4 · max(m, 2) entries and one window region of < max(4 n, 2 · min_window_capacity_, 8).
+  // Only when that could cross the limit is the exact bound (a pass over the streams) taken.
   int64_t pages = 0, flag_pages = 0;
-  GrowthBound(cache, ids, &pages, &flag_pages);
+  for (SeqId id : ids) {
+    pages += 4 * cache.PageRefs(id) + int64_t{streams_per_seq_} * (2 * min_window_capacity_ + 16);
+  }
+  flag_pages = pages;
+  if (pages_.end + pages > max_entries_ || (flags_.end + flag_pages) * page_size_ > max_entries_) {
+    GrowthBound(cache, ids, &pages, &flag_pages);
+  }
   if (pages_.end + pages > max_entries_ || (flags_.end + flag_pages) * page_size_ > max_entries_) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "device KV tables: this step's sequences need up to ", pages_.end + pages,
         " page-table entries and ", (flags_.end + flag_pages) * page_size_,
         " flags; the kernels index at most ", max_entries_, " of each (int32 offsets)"));
   }
+  // Taken before the streams' syncs, which may add entries for the steps in flight now.
+  const std::vector<Refresh> pending = std::exchange(refresh_, {});
   for (SeqId id : ids) {
     const std::vector<KvStream>* streams = cache.StreamsOf(id);
     if (streams == nullptr) continue;
@@ -116,10 +128,42 @@ absl::Status DeviceKvTables::Sync(const KvCache& cache, absl::Span<const SeqId> 
     const int slot = fresh ? AcquireSlot(id, delta) : it->second;
     const int64_t length = cache.Length(id);
     const int32_t window_start = rules_.WindowStart(length);
-    for (int i = 0; i < streams_per_seq_; ++i) {
-      SyncStream(slot, i, (*streams)[i], window_start, fresh, delta);
+    Slot& sl = slots_[slot];
+    const KvCache::StreamChanges changes = cache.ChangesOf(id);
+    if (fresh || sl.full || changes.all) {
+      for (int i = 0; i < streams_per_seq_; ++i) {
+        SyncStream(slot, i, (*streams)[i], window_start, fresh, delta);
+      }
+    } else {
+      // The unchanged streams' entries hold; their window_start moves with the length.
+      if (length != sl.synced_length) {
+        const int64_t first = static_cast<int64_t>(slot) * streams_per_seq_;
+        for (int i = 0; i < streams_per_seq_; ++i) {
+          SetStreamField(mirror_.window_start, delta->window_start, first + i, window_start);
+        }
+      }
+      for (int32_t i : changes.streams) {
+        SyncStream(slot, i, (*streams)[i], window_start, false, delta);
+      }
     }
-    slots_[slot].synced_length = length;
+    sl.synced_length = length;
+    sl.full = false;
+    cache.ClearChanges(id);
+  }
+  // Flags whose lists moved while a step wrote them, or that a failed step may have written:
+  // rewritten from the host's values, where the lists are now (a slot released and taken again
+  // meanwhile holds the host's values already).
+  for (const Refresh& r : pending) {
+    const Slot& sl = slots_[r.slot];
+    const std::vector<KvStream>* streams = sl.used ? cache.StreamsOf(sl.id) : nullptr;
+    if (streams == nullptr) continue;
+    const KvStream& stream = (*streams)[r.index];
+    const int64_t s = static_cast<int64_t>(r.slot) * streams_per_seq_ + r.index;
+    const int64_t mirror_zero = mirror_.flag_start[s] - mirror_.window_base[s];
+    const int64_t end = stream.window_base + static_cast<int64_t>(stream.flags.size());
+    for (int64_t p = std::max<int64_t>(r.from, stream.window_base); p < std::min(r.to, end); ++p) {
+      SetFlag(mirror_zero + p, stream.flags[p - stream.window_base], delta);
+    }
   }
   return absl::OkStatus();
 }
@@ -194,19 +238,58 @@ void DeviceKvTables::Release(SeqId id) {
   if (it != slot_of_.end()) ReleaseSlot(it->second);
 }
 
-void DeviceKvTables::ExpectDeviceFlags(SeqId id, int64_t count) {
+int64_t DeviceKvTables::SyncedLength(SeqId id) const {
+  auto it = slot_of_.find(id);
+  return it == slot_of_.end() ? 0 : slots_[it->second].synced_length;
+}
+
+void DeviceKvTables::ExpectDeviceFlags(SeqId id, int64_t start, int64_t count) {
   if (rules_.policy.kind != CachePolicyKind::kDms || count <= 0) return;
   auto it = slot_of_.find(id);
   RAMI_CHECK(it != slot_of_.end(), "sequence %lld was not synced", static_cast<long long>(id));
-  const Slot& sl = slots_[it->second];
-  const int64_t length = sl.synced_length;
+  Slot& sl = slots_[it->second];
+  sl.full = true;  // the flags the device may have written are rewritten from the host's
+  sl.flight_from = sl.flight_to = 0;
+  const int64_t from = std::max<int64_t>(start - 1, 0), to = start + count - 1;
   for (int i = 0; i < streams_per_seq_; ++i) {
     const int64_t s = static_cast<int64_t>(it->second) * streams_per_seq_ + i;
     const int64_t base = mirror_.flag_start[s] - mirror_.window_base[s];  // flag of position 0
-    for (int64_t p = std::max<int64_t>(length - 1, 0); p < length + count - 1; ++p) {
+    for (int64_t p = from; p < to; ++p) {
       RAMI_CHECK(p >= mirror_.window_base[s], "decided position %lld left the window",
                  static_cast<long long>(p));
       mirror_.flags[base + p] = kUnknownFlag;
+    }
+    if (from < to) refresh_.push_back({it->second, i, from, to});
+  }
+}
+
+void DeviceKvTables::LaunchFlags(SeqId id, int64_t start, int64_t count) {
+  if (rules_.policy.kind != CachePolicyKind::kDms || count <= 0) return;
+  auto it = slot_of_.find(id);
+  RAMI_CHECK(it != slot_of_.end(), "sequence %lld was not synced", static_cast<long long>(id));
+  Slot& sl = slots_[it->second];
+  sl.flight_from = std::max<int64_t>(start - 1, 0);
+  sl.flight_to = start + count - 1;
+}
+
+void DeviceKvTables::RecordDeviceFlags(SeqId id, int64_t start, int64_t count,
+                                       const uint8_t* decisions, size_t layer_stride) {
+  if (rules_.policy.kind != CachePolicyKind::kDms || count <= 0) return;
+  auto it = slot_of_.find(id);
+  RAMI_CHECK(it != slot_of_.end(), "sequence %lld was not synced", static_cast<long long>(id));
+  Slot& sl = slots_[it->second];
+  sl.flight_from = sl.flight_to = 0;
+  const int64_t first = std::max<int64_t>(start, 1);  // the first token whose decision is kept
+  for (int layer = 0; layer < num_layers_; ++layer) {
+    for (int h = 0; h < num_kv_heads_; ++h) {
+      const int64_t s =
+          static_cast<int64_t>(it->second) * streams_per_seq_ + layer * num_kv_heads_ + h;
+      uint8_t* flags = mirror_.flags.data() + (mirror_.flag_start[s] - mirror_.window_base[s]);
+      const uint8_t* d = decisions + layer * layer_stride + h;
+      for (int64_t p = first; p < start + count; ++p) {  // token p flags position p − 1
+        // kUnknownFlag: the list moved while the step ran; the next Sync rewrites it.
+        if (flags[p - 1] != kUnknownFlag) flags[p - 1] = d[(p - start) * num_kv_heads_];
+      }
     }
   }
 }
@@ -298,6 +381,8 @@ void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream, int
   const int64_t s = static_cast<int64_t>(slot) * streams_per_seq_ + index;
   const int64_t P = page_size_;
   const int64_t synced = fresh ? 0 : sl.synced_length;
+  // Where the window's flag of position 0 sat before this Sync (a launched step writes there).
+  const int64_t old_flag_zero = fresh ? 0 : mirror_.flag_start[s] - mirror_.window_base[s];
 
   // Kept list: append-only; a full region moves to one twice as large.
   const int64_t m = static_cast<int64_t>(stream.kept_pages.size());
@@ -358,6 +443,15 @@ void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream, int
       moved ? 0 : std::clamp<int64_t>(synced - 1 - stream.window_base, 0, n * P);
   if (moved) delta->moved += n * P;
   for (int64_t i = flag_from; i < n * P; ++i) SetFlag(flag_start + i, stream.flags[i], delta);
+  // A moved list whose flags a launched step is writing: they read unknown until rewritten,
+  // here and in the old region, where the device writes them (a later owner's Sync compares).
+  if (moved && !fresh && sl.flight_from < sl.flight_to) {
+    for (int64_t p = sl.flight_from; p < sl.flight_to; ++p) {
+      mirror_.flags[flag_start + (p - stream.window_base)] = kUnknownFlag;
+      mirror_.flags[old_flag_zero + p] = kUnknownFlag;
+    }
+    refresh_.push_back({slot, index, sl.flight_from, sl.flight_to});
+  }
 }
 
 }  // namespace rami::kv

@@ -98,7 +98,14 @@ class DeviceKvTables {
   // what changed to *delta (cleared first). ResourceExhausted when the tables would outgrow
   // max_entries: then nothing changes (the mirror, *delta empty) but the release of freed
   // sequences' slots.
-  absl::Status Sync(const KvCache& cache, absl::Span<const SeqId> ids, KvTablesDelta* delta);
+  //
+  // Only the streams the cache marks changed (KvCache::ChangesOf) are read, plus every stream's
+  // window_start when the sequence's length moved; the marks are cleared once the Sync
+  // succeeded. So a sequence's streams are in line after its Sync provided nothing but the
+  // cache's own operations changed them — and the device's decisions, which the caller records
+  // (RecordDeviceFlags) or declares unknown (ExpectDeviceFlags: its next Sync reads every
+  // stream).
+  absl::Status Sync(KvCache& cache, absl::Span<const SeqId> ids, KvTablesDelta* delta);
 
   // Frees the slot of `id` now (Sync also does it for a touched id the cache no longer holds):
   // an engine that reuses a SeqId after FreeSequence must call it before the next Sync.
@@ -112,7 +119,24 @@ class DeviceKvTables {
   // one-token shift). They read kUnknownFlag in the mirror until a later Sync rewrites them from
   // the host's values — the decisions copied back after a commit, or the reset pending flag
   // after a failed step — so mirror and device never disagree silently.
-  void ExpectDeviceFlags(SeqId id, int64_t count);
+  void ExpectDeviceFlags(SeqId id, int64_t count) {
+    ExpectDeviceFlags(id, SyncedLength(id), count);
+  }
+  // The same for a step that appended from position `start` (a later Sync may have run).
+  void ExpectDeviceFlags(SeqId id, int64_t start, int64_t count);
+  // A step appending `count` tokens from `start` is launched: until its decisions are recorded
+  // (or declared unknown), the flags it writes are in flight. A Sync meanwhile that moves one of
+  // the sequence's window lists copies the host's stale values there; those flags then read
+  // kUnknownFlag in the mirror and the Sync after the decisions rewrites them (W ≥ 2: the step
+  // between never masks by them).
+  void LaunchFlags(SeqId id, int64_t start, int64_t count);
+  // After a step that ran: the flags its KvWrite set on the device from its decisions (the
+  // layout of KvCache::SetDecisions), so that the next Sync finds the mirror in line with the
+  // host flags the same decisions become, and uploads none of them again.
+  void RecordDeviceFlags(SeqId id, int64_t start, int64_t count, const uint8_t* decisions,
+                         size_t layer_stride);
+  // Tokens of `id` at its last Sync (0 when not synced).
+  int64_t SyncedLength(SeqId id) const;
 
   // First stream of a synced sequence (its slot · layers · heads), or -1.
   int32_t StreamBase(SeqId id) const;
@@ -141,6 +165,8 @@ class DeviceKvTables {
     SeqId id = -1;
     bool used = false;
     int64_t synced_length = 0;  // tokens committed at the last Sync
+    bool full = true;           // the next Sync reads every stream (new; flags unknown)
+    int64_t flight_from = 0, flight_to = 0;  // flag positions a launched step is writing
     std::vector<StreamState> streams;
   };
 
@@ -170,6 +196,12 @@ class DeviceKvTables {
   std::map<SeqId, int> slot_of_;
   std::vector<Slot> slots_;
   std::vector<int> free_slots_;
+  // Window lists moved while their flags [from, to) were in flight: rewritten by the next Sync.
+  struct Refresh {
+    int slot, index;
+    int64_t from, to;
+  };
+  std::vector<Refresh> refresh_;
   Arena pages_;  // page_table regions (kept and window lists)
   Arena flags_;  // flags regions (window lists of evicting policies), in pages of page_size
   KvTablesHost mirror_;

@@ -48,6 +48,11 @@ int64_t KvCache::Length(SeqId id) const {
   return it == seqs_.end() ? 0 : it->second.length;
 }
 
+int64_t KvCache::PageRefs(SeqId id) const {
+  auto it = seqs_.find(id);
+  return it == seqs_.end() ? 0 : it->second.page_refs;
+}
+
 int64_t KvCache::ForkPageBound(SeqId parent) const {
   auto it = seqs_.find(parent);
   if (it == seqs_.end()) return 0;
@@ -67,7 +72,8 @@ absl::Status KvCache::Fork(SeqId parent, absl::Span<const SeqId> children) {
   }
   const int64_t need = ForkPageBound(parent) * static_cast<int64_t>(children.size());
   if (need > pool_.free_pages()) return OutOfPages(pool_, need, "fork");
-  const Sequence& root = it->second;
+  Sequence& root = it->second;
+  root.recount = true;  // its pages are shared now
   for (SeqId id : children) {
     Sequence child;
     child.length = root.length;
@@ -77,6 +83,8 @@ absl::Status KvCache::Fork(SeqId parent, absl::Span<const SeqId> children) {
     for (const KvStream& s : root.streams) {
       child.streams.push_back(ForkStream(s, root.length, rules_, pool_));
     }
+    Summarize(child);
+    child.recount = true;
     seqs_.emplace(id, std::move(child));
   }
   return absl::OkStatus();
@@ -85,6 +93,10 @@ absl::Status KvCache::Fork(SeqId parent, absl::Span<const SeqId> children) {
 int64_t KvCache::PagesToAppend(SeqId id, int64_t count) const {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return 0;
+  // A decode step's need is exact in both computations when W ≥ 1.
+  if (count == 1 && it->second.needs_valid && rules_.policy.window >= 1) {
+    return it->second.decode_needs[0];
+  }
   int64_t pages = 0;
   for (const KvStream& s : it->second.streams) {
     pages += AppendPageBound(s, it->second.length, count, rules_);
@@ -101,16 +113,54 @@ absl::Status KvCache::ReserveAppend(absl::Span<const std::pair<SeqId, int64_t>> 
   if (total > pool_.free_pages()) return OutOfPages(pool_, total, "the step");
   for (const auto& [id, count] : appends) {
     Sequence& seq = seqs_.at(id);
-    for (KvStream& s : seq.streams) rami::kv::ReserveAppend(s, seq.length, count, rules_, pool_);
+    seq.needs_valid = false;
+    int64_t refs = 0;
+    for (size_t i = 0; i < seq.streams.size(); ++i) {
+      KvStream& s = seq.streams[i];
+      const size_t pages = s.kept_pages.size() + s.window_pages.size();
+      rami::kv::ReserveAppend(s, seq.length, count, rules_, pool_);
+      const size_t after = s.kept_pages.size() + s.window_pages.size();
+      if (after != pages) MarkChanged(seq, i);
+      refs += static_cast<int64_t>(after);
+    }
+    seq.page_refs = refs;
   }
   return absl::OkStatus();
+}
+
+void KvCache::SetDecisions(SeqId id, int64_t start, int64_t count, const uint8_t* decisions,
+                           size_t layer_stride) {
+  Sequence& seq = seqs_.at(id);
+  const int64_t first = std::max<int64_t>(start, 1);  // position of the first token used
+  for (int layer = 0; layer < num_layers_; ++layer) {
+    for (int h = 0; h < num_kv_heads_; ++h) {
+      KvStream& s = seq.streams[static_cast<size_t>(layer) * num_kv_heads_ + h];
+      const uint8_t* d = decisions + layer * layer_stride + h;
+      // Token at position p (index p − start) flags window slot p − 1 − window_base.
+      for (int64_t p = first; p < start + count; ++p) {
+        s.flags[p - 1 - s.window_base] = d[(p - start) * num_kv_heads_];
+      }
+    }
+  }
 }
 
 void KvCache::CommitAppend(SeqId id, int64_t count) {
   Sequence& seq = seqs_.at(id);
   StreamStepStats stats;
-  for (KvStream& s : seq.streams)
+  seq.decode_needs[0] = seq.decode_needs[1] = 0;
+  for (size_t i = 0; i < seq.streams.size(); ++i) {
+    KvStream& s = seq.streams[i];
+    const int32_t kept = s.kept, base = s.window_base;
+    const size_t kept_pages = s.kept_pages.size(), window_pages = s.window_pages.size();
     rami::kv::CommitAppend(s, seq.length, count, rules_, pool_, &stats);
+    if (s.kept != kept || s.window_base != base || s.kept_pages.size() != kept_pages ||
+        s.window_pages.size() != window_pages) {
+      MarkChanged(seq, i);
+    }
+    AddDecodePageNeeds(s, seq.length + count, rules_, 2, seq.decode_needs);
+  }
+  seq.needs_valid = true;
+  Summarize(seq);
   seq.length += count;
   seq.decided += stats.decided;
   seq.evicted += stats.evicted;
@@ -120,6 +170,59 @@ void KvCache::AbortAppend(SeqId id) {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return;
   for (KvStream& s : it->second.streams) TrimReserved(s, it->second.length, rules_, pool_);
+  it->second.all_changed = true;  // rare: a failed step
+  it->second.needs_valid = false;
+  Summarize(it->second);
+}
+
+void KvCache::MarkChanged(Sequence& seq, size_t stream) {
+  if (seq.all_changed) return;
+  if (seq.changed_mark.size() != seq.streams.size()) seq.changed_mark.assign(seq.streams.size(), 0);
+  if (seq.changed_mark[stream] != 0) return;
+  seq.changed_mark[stream] = 1;
+  seq.changed.push_back(static_cast<int32_t>(stream));
+}
+
+KvCache::StreamChanges KvCache::ChangesOf(SeqId id) const {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return {};
+  return {it->second.all_changed, it->second.changed};
+}
+
+void KvCache::ClearChanges(SeqId id) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return;
+  Sequence& seq = it->second;
+  for (int32_t i : seq.changed) seq.changed_mark[i] = 0;
+  seq.changed.clear();
+  seq.all_changed = false;
+}
+
+void KvCache::Summarize(Sequence& seq) {
+  seq.kept_sum = 0;
+  seq.kept_min = seq.streams.empty() ? 0 : seq.streams[0].kept;
+  seq.kept_max = seq.kept_min;
+  seq.page_refs = 0;
+  for (const KvStream& s : seq.streams) {
+    seq.kept_sum += s.kept;
+    seq.kept_min = std::min(seq.kept_min, s.kept);
+    seq.kept_max = std::max(seq.kept_max, s.kept);
+    seq.page_refs += static_cast<int64_t>(s.kept_pages.size() + s.window_pages.size());
+  }
+}
+
+int64_t KvCache::UnsharedPages(const Sequence& seq) const {
+  if (seq.recount || (seq.shared_refs > 0 && seq.counted_at != pool_.shared_releases())) {
+    seq.shared_refs = 0;
+    for (const KvStream& s : seq.streams) {
+      for (const std::vector<int32_t>* list : {&s.kept_pages, &s.window_pages}) {
+        for (int32_t page : *list) seq.shared_refs += pool_.ref_count(page) > 1 ? 1 : 0;
+      }
+    }
+    seq.counted_at = pool_.shared_releases();
+    seq.recount = false;
+  }
+  return seq.page_refs - seq.shared_refs;
 }
 
 std::vector<int64_t> KvCache::DecodePageNeeds(absl::Span<const SeqId> ids, int k) const {
@@ -127,6 +230,10 @@ std::vector<int64_t> KvCache::DecodePageNeeds(absl::Span<const SeqId> ids, int k
   for (SeqId id : ids) {
     auto it = seqs_.find(id);
     if (it == seqs_.end()) continue;
+    if (k <= 2 && it->second.needs_valid) {
+      for (int i = 0; i < k; ++i) needs[i] += it->second.decode_needs[i];
+      continue;
+    }
     for (const KvStream& s : it->second.streams) {
       AddDecodePageNeeds(s, it->second.length, rules_, k, needs.data());
     }
@@ -184,23 +291,19 @@ SequenceStats KvCache::SequenceStatsOf(SeqId id) const {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return st;
   const Sequence& seq = it->second;
+  const int64_t streams = static_cast<int64_t>(seq.streams.size());
+  const int64_t window = seq.length - rules_.WindowStart(seq.length);  // same in every stream
   st.logical_tokens = seq.length;
   st.decided = seq.decided;
   st.evicted = seq.evicted;
-  st.live_min = seq.length;
-  double fraction_sum = 0.0;
-  for (const KvStream& s : seq.streams) {
-    const int64_t live = LiveTokens(s, seq.length, rules_);
-    st.live_min = std::min(st.live_min, live);
-    st.live_max = std::max(st.live_max, live);
-    st.live_sum += live;
-    st.page_refs += static_cast<int64_t>(s.kept_pages.size() + s.window_pages.size());
-    for (const std::vector<int32_t>* list : {&s.kept_pages, &s.window_pages}) {
-      for (int32_t page : *list) st.unshared_pages += pool_.ref_count(page) == 1 ? 1 : 0;
-    }
-    fraction_sum += seq.length > 0 ? static_cast<double>(live) / seq.length : 1.0;
-  }
-  st.live_fraction = fraction_sum / static_cast<double>(seq.streams.size());
+  st.live_min = seq.kept_min + window;
+  st.live_max = seq.kept_max + window;
+  st.live_sum = seq.kept_sum + streams * window;
+  st.page_refs = seq.page_refs;
+  st.unshared_pages = UnsharedPages(seq);
+  st.live_fraction =
+      seq.length > 0 ? static_cast<double>(st.live_sum) / static_cast<double>(streams * seq.length)
+                     : 1.0;
   return st;
 }
 
@@ -213,13 +316,14 @@ CacheStats KvCache::Stats() const {
   double fraction_sum = 0.0;
   int64_t decided = 0, evicted = 0, counted = 0;
   for (const auto& [id, seq] : seqs_) {
-    const SequenceStats s = SequenceStatsOf(id);
-    st.logical_tokens += s.logical_tokens;
-    st.live_tokens += s.live_sum;
-    decided += s.decided;
-    evicted += s.evicted;
+    const int64_t streams = static_cast<int64_t>(seq.streams.size());
+    const int64_t live = seq.kept_sum + streams * (seq.length - rules_.WindowStart(seq.length));
+    st.logical_tokens += seq.length;
+    st.live_tokens += live;
+    decided += seq.decided;
+    evicted += seq.evicted;
     if (seq.length == 0) continue;
-    fraction_sum += s.live_fraction;
+    fraction_sum += static_cast<double>(live) / static_cast<double>(streams * seq.length);
     ++counted;
   }
   if (counted > 0 && fraction_sum > 0) st.compression_ratio = counted / fraction_sum;

@@ -74,6 +74,8 @@ class KvCache {
   bool Contains(SeqId id) const { return seqs_.count(id) != 0; }
   int num_sequences() const { return static_cast<int>(seqs_.size()); }
   int64_t Length(SeqId id) const;  // tokens processed (0 for an unknown id)
+  // Page references of `id`'s streams (kept and window lists; 0 for an unknown id), O(1).
+  int64_t PageRefs(SeqId id) const;
 
   // Children share the parent's full pages and copy its partial tail pages; each then
   // evolves on its own (the parent's pending flag stays pending in every child). All or
@@ -85,6 +87,13 @@ class KvCache {
   int64_t PagesToAppend(SeqId id, int64_t count) const;
   // Reserves pages for a step, all or nothing (ResourceExhausted, nothing allocated).
   absl::Status ReserveAppend(absl::Span<const std::pair<SeqId, int64_t>> appends);
+  // A step's DMS decisions for the `count` tokens it appended to `id` from position `start`,
+  // into the window flags (before CommitAppend, or after it for a decode step under W ≥ 2: the
+  // commit reads only older flags): the token at position start + i flags position
+  // start + i − 1 (dms.md §3; the decision of the token at position 0 is discarded). Stream
+  // (layer, head) reads decisions[layer · layer_stride + i · num_kv_heads + head].
+  void SetDecisions(SeqId id, int64_t start, int64_t count, const uint8_t* decisions,
+                    size_t layer_stride);
   // After a successful step that appended `count` tokens to `id`.
   void CommitAppend(SeqId id, int64_t count);
   // After a failed step: returns the unused reservation; the sequence is as before.
@@ -104,6 +113,16 @@ class KvCache {
     return it == seqs_.end() ? nullptr : &it->second.streams;
   }
 
+  // The streams of `id` changed since the last ClearChanges (reservations, commits, aborts;
+  // `all` for a new sequence):
+  // read by DeviceKvTables::Sync, which then visits only those. `streams` is in no order.
+  struct StreamChanges {
+    bool all = true;
+    absl::Span<const int32_t> streams;
+  };
+  StreamChanges ChangesOf(SeqId id) const;
+  void ClearChanges(SeqId id);
+
   // Live tokens of one (layer, head) stream.
   int64_t StreamLive(SeqId id, int layer, int head) const;
   SequenceStats SequenceStatsOf(SeqId id) const;
@@ -115,7 +134,33 @@ class KvCache {
     std::vector<KvStream> streams;  // [num_layers · num_kv_heads], index layer · H + head
     int64_t decided = 0;
     int64_t evicted = 0;
+    // Over the streams, kept up to date by every operation that changes them, so that the
+    // per-step report costs O(1) per sequence: kept tokens (sum, min, max) and page references.
+    int64_t kept_sum = 0;
+    int32_t kept_min = 0, kept_max = 0;
+    int64_t page_refs = 0;
+    // References to pages others also hold, as counted (O(pages)) when the pool's
+    // shared_releases() was `counted_at`; recounted only when it may have changed: after a fork
+    // of or into this sequence (`recount`), or a shared release anywhere while it shares pages.
+    mutable int64_t shared_refs = 0;
+    mutable int64_t counted_at = 0;
+    mutable bool recount = false;
+    // Pages of its next two decode steps, computed by CommitAppend while the streams are at
+    // hand (DecodePageNeeds, PagesToAppend of one token); valid until the streams change.
+    int64_t decode_needs[2] = {0, 0};
+    bool needs_valid = false;
+    // Streams changed since ClearChanges: their indices, a mark per stream, or all of them.
+    bool all_changed = true;
+    std::vector<int32_t> changed;
+    std::vector<uint8_t> changed_mark;
   };
+
+  static void MarkChanged(Sequence& seq, size_t stream);
+
+  // Recomputes kept_sum/min/max and page_refs from the streams: O(streams).
+  static void Summarize(Sequence& seq);
+  // unshared pages of `seq`, recounting its shared references when they may be stale.
+  int64_t UnsharedPages(const Sequence& seq) const;
 
   int num_layers_;
   int num_kv_heads_;

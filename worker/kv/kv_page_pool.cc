@@ -53,6 +53,7 @@ void KvPagePool::Retain(int32_t page) {
 
 void KvPagePool::Release(int32_t page) {
   RAMI_CHECK(page >= 0 && page < num_pages_ && refs_[page] > 0, "release of free KV page %d", page);
+  if (refs_[page] > 1) ++shared_releases_;
   if (--refs_[page] == 0) {
     free_.push_back(page);
     ++freed_total_;

@@ -33,6 +33,9 @@ class KvPagePool {
   // Monotonic counters: pages handed out by Allocate and pages returned to the free list.
   int64_t pages_allocated_total() const { return allocated_total_; }
   int64_t pages_freed_total() const { return freed_total_; }
+  // Releases of a shared page (its count was > 1): each may leave another owner the sole owner
+  // of it, so an owner's count of unshared pages is stale once this moved (KvCache::Stats).
+  int64_t shared_releases() const { return shared_releases_; }
 
   // `count` pages with reference count 1, all or none: ResourceExhausted (with the numbers)
   // when fewer are free.
@@ -69,6 +72,7 @@ class KvPagePool {
   std::vector<int32_t> refs_;  // [num_pages] reference counts
   int64_t allocated_total_ = 0;
   int64_t freed_total_ = 0;
+  int64_t shared_releases_ = 0;
   std::vector<kernels::KvCopyOp>* copy_log_ = nullptr;  // not owned
 };
 

@@ -69,10 +69,13 @@ void ReserveAppend(KvStream& s, int64_t length, int64_t count, const StreamRules
   }
   AllocateInto(s.kept_pages, r.PagesFor(kept) - static_cast<int64_t>(s.kept_pages.size()), pool);
   if (!r.policy.evicts()) return;
+  const size_t had = s.flags.size();
   s.flags.resize(s.window_pages.size() * r.page_size, 0);  // new tokens: pending (keep)
+  // The window policy's flags depend on the position alone: a new page gets all of its own at
+  // once, so appending to a page changes no flag (and the device tables need no upload).
   if (r.policy.flags_by_position()) {
-    for (int64_t p = length; p < length + count; ++p) {
-      s.flags[p - s.window_base] = r.policy.PositionFlag(p);
+    for (size_t i = had; i < s.flags.size(); ++i) {
+      s.flags[i] = r.policy.PositionFlag(s.window_base + static_cast<int64_t>(i));
     }
   }
 }

@@ -43,7 +43,8 @@ int64_t LiveTokens(const KvStream& s, int64_t length, const StreamRules& r);
 int64_t AppendPageBound(const KvStream& s, int64_t length, int64_t count, const StreamRules& r);
 
 // Allocates AppendPageBound pages (the caller checked they are free) and sizes the flags;
-// the window policy's flags are written here (they depend on the position only).
+// the window policy's flags are written here, a new page's all at once (they depend on the
+// position only).
 void ReserveAppend(KvStream& s, int64_t length, int64_t count, const StreamRules& r,
                    KvPagePool& pool);
 
