@@ -140,6 +140,16 @@ bool ParseList(const std::string& text, std::vector<int>& list) {
   return true;
 }
 
+// The model shape and DMS settings of `decode` and `host-step`.
+void ShapeFromFlags(rami::bench::DecodeBenchOptions& o) {
+  o.num_layers = absl::GetFlag(FLAGS_num_layers);
+  o.num_kv_heads = absl::GetFlag(FLAGS_num_kv_heads);
+  o.head_dim = absl::GetFlag(FLAGS_head_dim);
+  o.dms_rate = absl::GetFlag(FLAGS_eviction_rate);
+  o.dms_window = absl::GetFlag(FLAGS_dms_window);
+  o.kv_budget_gib = absl::GetFlag(FLAGS_budget_gib);
+}
+
 std::string Machine() {
   return CpuModel() + ", " + std::to_string(std::thread::hardware_concurrency()) + " threads";
 }
@@ -268,13 +278,8 @@ int Decode() {
   rami::bench::BenchReport report;
   rami::bench::DecodeBenchOptions o;
   o.report = &report;
-  o.num_layers = absl::GetFlag(FLAGS_num_layers);
-  o.num_kv_heads = absl::GetFlag(FLAGS_num_kv_heads);
-  o.head_dim = absl::GetFlag(FLAGS_head_dim);
+  ShapeFromFlags(o);
   o.iters = absl::GetFlag(FLAGS_iters);
-  o.dms_rate = absl::GetFlag(FLAGS_eviction_rate);
-  o.dms_window = absl::GetFlag(FLAGS_dms_window);
-  o.kv_budget_gib = absl::GetFlag(FLAGS_budget_gib);
   o.engine_steps = absl::GetFlag(FLAGS_engine_steps);
   o.engine_budget_s = absl::GetFlag(FLAGS_engine_budget_s);
   if (const std::string engine = absl::GetFlag(FLAGS_engine); engine == "on" || engine == "off") {
@@ -480,12 +485,7 @@ int Sampling() {
 // `host-step`: the host side of a CUDA step (tools/bench_host_step.h). Exit 2 on bad flags.
 int HostStep() {
   rami::bench::HostStepOptions o;
-  o.shape.num_layers = absl::GetFlag(FLAGS_num_layers);
-  o.shape.num_kv_heads = absl::GetFlag(FLAGS_num_kv_heads);
-  o.shape.head_dim = absl::GetFlag(FLAGS_head_dim);
-  o.shape.dms_rate = absl::GetFlag(FLAGS_eviction_rate);
-  o.shape.dms_window = absl::GetFlag(FLAGS_dms_window);
-  o.shape.kv_budget_gib = absl::GetFlag(FLAGS_budget_gib);
+  ShapeFromFlags(o.shape);
   o.steps = absl::GetFlag(FLAGS_host_steps);
   o.mixed_prefill = absl::GetFlag(FLAGS_mixed_prefill);
   o.policies = absl::StrSplit(absl::GetFlag(FLAGS_policies), ',', absl::SkipEmpty());

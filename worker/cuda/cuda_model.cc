@@ -161,7 +161,10 @@ absl::StatusOr<ForwardResult> CudaModel::RunReserved(absl::Span<const SequenceCh
     ready = absl::FailedPreconditionError("CUDA backend: world > 1 without NCCL collectives");
   }
   if (!ready.ok()) {
-    for (const SequenceChunk& chunk : chunks) cache.AbortAppend(chunk.seq_id);
+    for (const SequenceChunk& chunk : chunks) {
+      cache.AbortAppend(chunk.seq_id);
+      CacheChanged({&chunk.seq_id, 1});
+    }
     return ready;
   }
   return Step(chunks, cache, comm);
