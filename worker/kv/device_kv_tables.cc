@@ -436,11 +436,14 @@ void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream, int
   RAMI_CHECK(static_cast<int64_t>(stream.flags.size()) == n * P,
              "stream has %zu flags for %lld window pages", stream.flags.size(),
              static_cast<long long>(n));
-  // Unstable flags: all after a move, else from position synced − 1 (the pending one) on.
-  // Flags the device wrote since (ExpectDeviceFlags) read kUnknownFlag here, so they are
-  // rewritten from the host's values whatever the step's outcome.
-  const int64_t flag_from =
-      moved ? 0 : std::clamp<int64_t>(synced - 1 - stream.window_base, 0, n * P);
+  // Unstable flags: all after a move; those of new window pages; and, when the device's writes
+  // are not known (a new slot, or ExpectDeviceFlags: they read kUnknownFlag here), from position
+  // synced − 1 (the pending one) on, so that they are rewritten from the host's values. Else the
+  // flags the last step decided were recorded (RecordDeviceFlags) and nothing else moved.
+  const int64_t flag_from = moved ? 0
+                            : sl.full
+                                ? std::clamp<int64_t>(synced - 1 - stream.window_base, 0, n * P)
+                                : window_from * P;
   if (moved) delta->moved += n * P;
   for (int64_t i = flag_from; i < n * P; ++i) SetFlag(flag_start + i, stream.flags[i], delta);
   // A moved list whose flags a launched step is writing: they read unknown until rewritten,

@@ -113,6 +113,20 @@ absl::Status KvCache::ReserveAppend(absl::Span<const std::pair<SeqId, int64_t>> 
   if (total > pool_.free_pages()) return OutOfPages(pool_, total, "the step");
   for (const auto& [id, count] : appends) {
     Sequence& seq = seqs_.at(id);
+    // A decode step allocates only where the last commit found a need: those streams alone.
+    if (count == 1 && seq.needs_valid && rules_.policy.window >= 1) {
+      seq.needs_valid = false;
+      for (size_t i = 0; i < seq.streams.size(); ++i) {
+        if (seq.stream_needs[i] == 0) continue;
+        KvStream& s = seq.streams[i];
+        const size_t pages = s.kept_pages.size() + s.window_pages.size();
+        rami::kv::ReserveAppend(s, seq.length, count, rules_, pool_);
+        const size_t after = s.kept_pages.size() + s.window_pages.size();
+        if (after != pages) MarkChanged(seq, i);
+        seq.page_refs += static_cast<int64_t>(after) - static_cast<int64_t>(pages);
+      }
+      continue;
+    }
     seq.needs_valid = false;
     int64_t refs = 0;
     for (size_t i = 0; i < seq.streams.size(); ++i) {
@@ -148,6 +162,7 @@ void KvCache::CommitAppend(SeqId id, int64_t count) {
   Sequence& seq = seqs_.at(id);
   StreamStepStats stats;
   seq.decode_needs[0] = seq.decode_needs[1] = 0;
+  seq.stream_needs.resize(seq.streams.size());
   for (size_t i = 0; i < seq.streams.size(); ++i) {
     KvStream& s = seq.streams[i];
     const int32_t kept = s.kept, base = s.window_base;
@@ -157,7 +172,11 @@ void KvCache::CommitAppend(SeqId id, int64_t count) {
         s.window_pages.size() != window_pages) {
       MarkChanged(seq, i);
     }
-    AddDecodePageNeeds(s, seq.length + count, rules_, 2, seq.decode_needs);
+    int64_t needs[2] = {0, 0};
+    AddDecodePageNeeds(s, seq.length + count, rules_, 2, needs);
+    seq.decode_needs[0] += needs[0];
+    seq.decode_needs[1] += needs[1];
+    seq.stream_needs[i] = needs[0] > 0 ? 1 : 0;
   }
   seq.needs_valid = true;
   Summarize(seq);
