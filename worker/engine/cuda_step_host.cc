@@ -144,28 +144,37 @@ absl::StatusOr<ForwardResult> CudaStepHost::Finish(PreparedStep& step, KvCache& 
       tables_.ExpectDeviceFlags(chunks[c].seq_id, step.starts[c],
                                 static_cast<int64_t>(chunks[c].tokens.size()));
     }
-  } else if (policy_.kind == kv::CachePolicyKind::kDms) {
-    // The device's decisions become the host's flags (token t's α flags position t − 1), so
-    // that CommitAppend promotes and evicts as the device's attention saw it, and the mirror's,
-    // so that they are not uploaded again.
-    const size_t layer_stride = static_cast<size_t>(step.plan.num_tokens) * cache.num_kv_heads();
-    for (size_t c = 0; c < chunks.size(); ++c) {
-      const int64_t count = static_cast<int64_t>(chunks[c].tokens.size());
-      const uint8_t* d =
-          decisions_.data() + static_cast<size_t>(step.plan.chunk_first[c]) * cache.num_kv_heads();
-      cache.SetDecisions(chunks[c].seq_id, step.starts[c], count, d, layer_stride);
-      tables_.RecordDeviceFlags(chunks[c].seq_id, step.starts[c], count, d, layer_stride);
+  }
+  // The device's decisions become the host's flags (token t's α flags position t − 1), so that
+  // CommitAppend promotes and evicts as the device's attention saw it (written by the commit's
+  // own pass unless the step was committed early), and the mirror's, so that they are not
+  // uploaded again.
+  const bool dms = result.ok() && policy_.kind == kv::CachePolicyKind::kDms;
+  const size_t layer_stride = static_cast<size_t>(step.plan.num_tokens) * cache.num_kv_heads();
+  auto decisions_of = [&](size_t c) {
+    return dms ? decisions_.data() +
+                     static_cast<size_t>(step.plan.chunk_first[c]) * cache.num_kv_heads()
+               : nullptr;
+  };
+  for (size_t c = 0; dms && c < chunks.size(); ++c) {
+    const int64_t count = static_cast<int64_t>(chunks[c].tokens.size());
+    tables_.RecordDeviceFlags(chunks[c].seq_id, step.starts[c], count, decisions_of(c),
+                              layer_stride);
+    if (step.committed) {
+      cache.SetDecisions(chunks[c].seq_id, step.starts[c], count, decisions_of(c), layer_stride);
     }
   }
   Lap(&mark, &times_.results_us);
   if (!step.committed) {
-    for (const SequenceChunk& chunk : chunks) {
+    for (size_t c = 0; c < chunks.size(); ++c) {
+      const SeqId id = chunks[c].seq_id;
       if (result.ok()) {
-        cache.CommitAppend(chunk.seq_id, static_cast<int64_t>(chunk.tokens.size()));
+        cache.CommitAppend(id, static_cast<int64_t>(chunks[c].tokens.size()), decisions_of(c),
+                           layer_stride);
       } else {
-        cache.AbortAppend(chunk.seq_id);
+        cache.AbortAppend(id);
       }
-      touched_.push_back(chunk.seq_id);  // committed or trimmed: resync before the next step
+      touched_.push_back(id);  // committed or trimmed: resync before the next step
     }
     Lap(&mark, &times_.commit_us);
   }

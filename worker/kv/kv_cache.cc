@@ -2,6 +2,7 @@
 #include "worker/kv/kv_cache.h"
 
 #include <algorithm>
+#include <limits>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -142,29 +143,45 @@ absl::Status KvCache::ReserveAppend(absl::Span<const std::pair<SeqId, int64_t>> 
   return absl::OkStatus();
 }
 
+namespace {
+
+// Stream s's decisions of a step that appended `count` tokens from `start`: d[i · heads] is
+// the decision of the token at start + i, the flag of position start + i − 1.
+void WriteDecisions(KvStream& s, int64_t start, int64_t count, const uint8_t* d, int heads) {
+  for (int64_t p = std::max<int64_t>(start, 1); p < start + count; ++p) {
+    s.flags[p - 1 - s.window_base] = d[(p - start) * heads];
+  }
+}
+
+}  // namespace
+
 void KvCache::SetDecisions(SeqId id, int64_t start, int64_t count, const uint8_t* decisions,
                            size_t layer_stride) {
   Sequence& seq = seqs_.at(id);
-  const int64_t first = std::max<int64_t>(start, 1);  // position of the first token used
   for (int layer = 0; layer < num_layers_; ++layer) {
     for (int h = 0; h < num_kv_heads_; ++h) {
-      KvStream& s = seq.streams[static_cast<size_t>(layer) * num_kv_heads_ + h];
-      const uint8_t* d = decisions + layer * layer_stride + h;
-      // Token at position p (index p − start) flags window slot p − 1 − window_base.
-      for (int64_t p = first; p < start + count; ++p) {
-        s.flags[p - 1 - s.window_base] = d[(p - start) * num_kv_heads_];
-      }
+      WriteDecisions(seq.streams[static_cast<size_t>(layer) * num_kv_heads_ + h], start, count,
+                     decisions + layer * layer_stride + h, num_kv_heads_);
     }
   }
 }
 
-void KvCache::CommitAppend(SeqId id, int64_t count) {
+void KvCache::CommitAppend(SeqId id, int64_t count, const uint8_t* decisions, size_t layer_stride) {
   Sequence& seq = seqs_.at(id);
   StreamStepStats stats;
   seq.decode_needs[0] = seq.decode_needs[1] = 0;
   seq.stream_needs.resize(seq.streams.size());
+  // One pass over the streams: decisions, commit, change marks, next needs, sums.
+  seq.kept_sum = 0;
+  seq.kept_min = std::numeric_limits<int32_t>::max();
+  seq.kept_max = 0;
+  seq.page_refs = 0;
   for (size_t i = 0; i < seq.streams.size(); ++i) {
     KvStream& s = seq.streams[i];
+    if (decisions != nullptr) {
+      const size_t layer = i / num_kv_heads_, head = i % num_kv_heads_;
+      WriteDecisions(s, seq.length, count, decisions + layer * layer_stride + head, num_kv_heads_);
+    }
     const int32_t kept = s.kept, base = s.window_base;
     const size_t kept_pages = s.kept_pages.size(), window_pages = s.window_pages.size();
     rami::kv::CommitAppend(s, seq.length, count, rules_, pool_, &stats);
@@ -177,9 +194,12 @@ void KvCache::CommitAppend(SeqId id, int64_t count) {
     seq.decode_needs[0] += needs[0];
     seq.decode_needs[1] += needs[1];
     seq.stream_needs[i] = needs[0] > 0 ? 1 : 0;
+    seq.kept_sum += s.kept;
+    seq.kept_min = std::min(seq.kept_min, s.kept);
+    seq.kept_max = std::max(seq.kept_max, s.kept);
+    seq.page_refs += static_cast<int64_t>(s.kept_pages.size() + s.window_pages.size());
   }
   seq.needs_valid = true;
-  Summarize(seq);
   seq.length += count;
   seq.decided += stats.decided;
   seq.evicted += stats.evicted;
@@ -233,10 +253,15 @@ void KvCache::Summarize(Sequence& seq) {
 int64_t KvCache::UnsharedPages(const Sequence& seq) const {
   if (seq.recount || (seq.shared_refs > 0 && seq.counted_at != pool_.shared_releases())) {
     seq.shared_refs = 0;
+    auto shared = [&](int32_t page) { return pool_.ref_count(page) > 1; };
     for (const KvStream& s : seq.streams) {
-      for (const std::vector<int32_t>* list : {&s.kept_pages, &s.window_pages}) {
-        for (int32_t page : *list) seq.shared_refs += pool_.ref_count(page) > 1 ? 1 : 0;
-      }
+      // A kept list's reference counts never grow along it: every holder of a page holds the
+      // pages before it (forks share a prefix of full pages; kept pages are released only with
+      // their sequence), so its shared pages are a prefix, found by bisection. Window pages leave
+      // each holder's list at its own pace: each is looked at.
+      seq.shared_refs += std::partition_point(s.kept_pages.begin(), s.kept_pages.end(), shared) -
+                         s.kept_pages.begin();
+      for (int32_t page : s.window_pages) seq.shared_refs += shared(page) ? 1 : 0;
     }
     seq.counted_at = pool_.shared_releases();
     seq.recount = false;

@@ -95,7 +95,10 @@ class KvCache {
   void SetDecisions(SeqId id, int64_t start, int64_t count, const uint8_t* decisions,
                     size_t layer_stride);
   // After a successful step that appended `count` tokens to `id`.
-  void CommitAppend(SeqId id, int64_t count);
+  // With `decisions` (the layout of SetDecisions, from the committed length), they are written
+  // first, in the same pass over the streams.
+  void CommitAppend(SeqId id, int64_t count, const uint8_t* decisions = nullptr,
+                    size_t layer_stride = 0);
   // After a failed step: returns the unused reservation; the sequence is as before.
   void AbortAppend(SeqId id);
   // Pages each of the next k decode steps of `ids` allocates (one token per sequence per
