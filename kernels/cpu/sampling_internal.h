@@ -18,7 +18,8 @@ int32_t DrawToken(const float* x, int vocab, double temperature, int top_k, doub
 
 // Rows drawn since the process started, all threads together: by partitioning the row
 // (expected O(vocab)), or by the lazily sorted walk that the partitioned path falls back to
-// when a partial sum lies too close to a decision to certify it (kernels/cpu/sampling.cc).
+// when a partial sum lies too close to a decision to certify it
+// (kernels/cpu/sampling_partitioned.h).
 struct PathCounts {
   int64_t partitioned = 0;
   int64_t sorted = 0;
