@@ -60,7 +60,7 @@ absl::StatusOr<ForwardResult> CudaStepHost::Run(absl::Span<const SequenceChunk> 
 absl::Status CudaStepHost::Prepare(absl::Span<const SequenceChunk> chunks, KvCache& cache,
                                    StepDevice& device, PreparedStep* step) {
   Clock::time_point mark = Clock::now();
-  step->chunks.assign(chunks.begin(), chunks.end());
+  step->chunks = chunks;
   step->starts.clear();
   step->launched = step->committed = false;
   for (const SequenceChunk& chunk : chunks) {
@@ -136,7 +136,7 @@ absl::StatusOr<ForwardResult> CudaStepHost::Finish(PreparedStep& step, KvCache& 
   Clock::time_point mark = Clock::now();
   absl::StatusOr<ForwardResult> result = device.Wait(&decisions_);
   Lap(&mark, &times_.device_us);
-  const std::vector<SequenceChunk>& chunks = step.chunks;
+  const absl::Span<const SequenceChunk> chunks = step.chunks;
   if (!result.ok()) {
     // The device may have written the step's flags: the mirror no longer knows them, so the
     // next Sync rewrites them from the host's (the pending flags as they were).
@@ -196,9 +196,12 @@ absl::Status CudaStepHost::RunDecodeSteps(
     return absl::InvalidArgumentError(
         absl::StrCat(ids.size(), " sequences with ", tokens.size(), " input tokens"));
   }
-  // Reserves one decode token per sequence and prepares the step.
-  auto prepare = [&](PreparedStep& step) -> absl::Status {
-    std::vector<SequenceChunk> chunks(ids.size());
+  PreparedStep ring[2];
+  std::vector<SequenceChunk> inputs[2];  // ring[k]'s chunks
+  // Reserves one decode token per sequence and prepares step ring[k].
+  auto prepare = [&](int k) -> absl::Status {
+    std::vector<SequenceChunk>& chunks = inputs[k];
+    chunks.resize(ids.size());
     std::vector<std::pair<SeqId, int64_t>> appends;
     for (size_t i = 0; i < ids.size(); ++i) {
       chunks[i].seq_id = ids[i];
@@ -207,7 +210,7 @@ absl::Status CudaStepHost::RunDecodeSteps(
       appends.emplace_back(ids[i], 1);
     }
     RAMI_RETURN_IF_ERROR(cache.ReserveAppend(appends));
-    const absl::Status status = Prepare(chunks, cache, device, &step);
+    const absl::Status status = Prepare(chunks, cache, device, &ring[k]);
     if (!status.ok()) {
       for (SeqId id : ids) cache.AbortAppend(id);
     }
@@ -237,9 +240,8 @@ absl::Status CudaStepHost::RunDecodeSteps(
     const absl::Status status = Launch(step, device);
     return status.ok() ? status : abandon(status);
   };
-  PreparedStep ring[2];
   if (steps <= 0) return absl::OkStatus();
-  RAMI_RETURN_IF_ERROR(prepare(ring[0]));
+  RAMI_RETURN_IF_ERROR(prepare(0));
   RAMI_RETURN_IF_ERROR(launch(ring[0]));
   for (int i = 0; i < steps; ++i) {
     PreparedStep& now = ring[i % 2];
@@ -248,7 +250,7 @@ absl::Status CudaStepHost::RunDecodeSteps(
     const bool more = i + 1 < steps;
     if (more && overlap) {
       CommitEarly(now, cache);
-      ahead = prepare(next);
+      ahead = prepare((i + 1) % 2);
     }
     absl::StatusOr<ForwardResult> result = Finish(now, cache, device);
     absl::Status status = result.status();
@@ -258,12 +260,12 @@ absl::Status CudaStepHost::RunDecodeSteps(
     on_step(i, *result);
     if (!more) break;
     if (!overlap) {
-      RAMI_RETURN_IF_ERROR(prepare(next));
+      RAMI_RETURN_IF_ERROR(prepare((i + 1) % 2));
     } else {
       // The inputs arrive last: written into the prepared plan (and its packed copy) now.
       for (size_t c = 0; c < next.chunks.size(); ++c) {
         const int32_t at = next.plan.chunk_first[c];
-        next.chunks[c].tokens[0] = tokens[c];
+        inputs[(i + 1) % 2][c].tokens[0] = tokens[c];
         next.plan.tokens[at] = tokens[c];
         std::memcpy(static_cast<char*>(next.packed) + next.layout.tokens + 4 * size_t(at),
                     &tokens[c], 4);

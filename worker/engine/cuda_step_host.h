@@ -77,8 +77,8 @@ struct StepHostTimes {
 
 // A step between Prepare and Finish.
 struct PreparedStep {
-  std::vector<SequenceChunk> chunks;
-  std::vector<int64_t> starts;  // [chunks] each sequence's length before the step
+  absl::Span<const SequenceChunk> chunks;  // the caller's, alive until Finish
+  std::vector<int64_t> starts;             // [chunks] each sequence's length before the step
   CudaStepPlan plan;
   CudaStepLayout layout;
   int buffer = 0;          // the plan buffer it is packed in

@@ -114,31 +114,20 @@ absl::Status KvCache::ReserveAppend(absl::Span<const std::pair<SeqId, int64_t>> 
   if (total > pool_.free_pages()) return OutOfPages(pool_, total, "the step");
   for (const auto& [id, count] : appends) {
     Sequence& seq = seqs_.at(id);
-    // A decode step allocates only where the last commit found a need: those streams alone.
-    if (count == 1 && seq.needs_valid && rules_.policy.window >= 1) {
-      seq.needs_valid = false;
-      for (size_t i = 0; i < seq.streams.size(); ++i) {
-        if (seq.stream_needs[i] == 0) continue;
-        KvStream& s = seq.streams[i];
-        const size_t pages = s.kept_pages.size() + s.window_pages.size();
-        rami::kv::ReserveAppend(s, seq.length, count, rules_, pool_);
-        const size_t after = s.kept_pages.size() + s.window_pages.size();
-        if (after != pages) MarkChanged(seq, i);
-        seq.page_refs += static_cast<int64_t>(after) - static_cast<int64_t>(pages);
-      }
-      continue;
-    }
-    seq.needs_valid = false;
-    int64_t refs = 0;
-    for (size_t i = 0; i < seq.streams.size(); ++i) {
+    auto reserve = [&](size_t i) {
       KvStream& s = seq.streams[i];
       const size_t pages = s.kept_pages.size() + s.window_pages.size();
       rami::kv::ReserveAppend(s, seq.length, count, rules_, pool_);
       const size_t after = s.kept_pages.size() + s.window_pages.size();
       if (after != pages) MarkChanged(seq, i);
-      refs += static_cast<int64_t>(after);
+      seq.page_refs += static_cast<int64_t>(after) - static_cast<int64_t>(pages);
+    };
+    // A decode step allocates only where the last commit found a need: those streams alone.
+    const bool known = count == 1 && seq.needs_valid && rules_.policy.window >= 1;
+    seq.needs_valid = false;
+    for (size_t i = 0; i < seq.streams.size(); ++i) {
+      if (!known || seq.stream_needs[i] != 0) reserve(i);
     }
-    seq.page_refs = refs;
   }
   return absl::OkStatus();
 }
@@ -172,10 +161,7 @@ void KvCache::CommitAppend(SeqId id, int64_t count, const uint8_t* decisions, si
   seq.decode_needs[0] = seq.decode_needs[1] = 0;
   seq.stream_needs.resize(seq.streams.size());
   // One pass over the streams: decisions, commit, change marks, next needs, sums.
-  seq.kept_sum = 0;
-  seq.kept_min = std::numeric_limits<int32_t>::max();
-  seq.kept_max = 0;
-  seq.page_refs = 0;
+  ResetSums(seq);
   for (size_t i = 0; i < seq.streams.size(); ++i) {
     KvStream& s = seq.streams[i];
     if (decisions != nullptr) {
@@ -194,10 +180,7 @@ void KvCache::CommitAppend(SeqId id, int64_t count, const uint8_t* decisions, si
     seq.decode_needs[0] += needs[0];
     seq.decode_needs[1] += needs[1];
     seq.stream_needs[i] = needs[0] > 0 ? 1 : 0;
-    seq.kept_sum += s.kept;
-    seq.kept_min = std::min(seq.kept_min, s.kept);
-    seq.kept_max = std::max(seq.kept_max, s.kept);
-    seq.page_refs += static_cast<int64_t>(s.kept_pages.size() + s.window_pages.size());
+    AddToSums(seq, s);
   }
   seq.needs_valid = true;
   seq.length += count;
@@ -237,17 +220,23 @@ void KvCache::ClearChanges(SeqId id) {
   seq.all_changed = false;
 }
 
-void KvCache::Summarize(Sequence& seq) {
+void KvCache::ResetSums(Sequence& seq) {
   seq.kept_sum = 0;
-  seq.kept_min = seq.streams.empty() ? 0 : seq.streams[0].kept;
-  seq.kept_max = seq.kept_min;
+  seq.kept_min = std::numeric_limits<int32_t>::max();
+  seq.kept_max = 0;
   seq.page_refs = 0;
-  for (const KvStream& s : seq.streams) {
-    seq.kept_sum += s.kept;
-    seq.kept_min = std::min(seq.kept_min, s.kept);
-    seq.kept_max = std::max(seq.kept_max, s.kept);
-    seq.page_refs += static_cast<int64_t>(s.kept_pages.size() + s.window_pages.size());
-  }
+}
+
+void KvCache::AddToSums(Sequence& seq, const KvStream& s) {
+  seq.kept_sum += s.kept;
+  seq.kept_min = std::min(seq.kept_min, s.kept);
+  seq.kept_max = std::max(seq.kept_max, s.kept);
+  seq.page_refs += static_cast<int64_t>(s.kept_pages.size() + s.window_pages.size());
+}
+
+void KvCache::Summarize(Sequence& seq) {
+  ResetSums(seq);
+  for (const KvStream& s : seq.streams) AddToSums(seq, s);
 }
 
 int64_t KvCache::UnsharedPages(const Sequence& seq) const {

@@ -161,8 +161,11 @@ class KvCache {
 
   static void MarkChanged(Sequence& seq, size_t stream);
 
-  // Recomputes kept_sum/min/max and page_refs from the streams: O(streams).
+  // Recomputes kept_sum/min/max and page_refs from the streams: O(streams). The commit keeps
+  // them in its own pass (ResetSums, then AddToSums per stream).
   static void Summarize(Sequence& seq);
+  static void ResetSums(Sequence& seq);
+  static void AddToSums(Sequence& seq, const KvStream& s);
   // unshared pages of `seq`, recounting its shared references when they may be stale.
   int64_t UnsharedPages(const Sequence& seq) const;
 
