@@ -3,6 +3,7 @@
 #include "coordinator/http/http_front_end.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -143,6 +144,15 @@ absl::StatusOr<int> HttpFrontEnd::Start() {
                             : absl::UnknownError(absl::StrCat("HTTP ", res.status));
     res.set_content(ErrorJson(status).dump(), "application/json");
   });
+  // cpp-httplib listens with a backlog of 5 (compiled into Debian's library): a burst of new
+  // connections while the accept thread is slow overflows it, and each dropped SYN costs its
+  // client a 1 s retransmission. The listening socket is listened on again with the system's
+  // limit (Linux raises the backlog of a listening socket that way).
+  int listening = -1;
+  s.set_socket_options([&listening](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listening = sock;  // the last socket made is the one bound
+  });
   const int port = options_.port == 0
                        ? s.bind_to_any_port(options_.host)
                        : (s.bind_to_port(options_.host, options_.port) ? options_.port : -1);
@@ -150,6 +160,7 @@ absl::StatusOr<int> HttpFrontEnd::Start() {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options_.host, ":", options_.port, " (HTTP)"));
   }
+  if (listening >= 0) ::listen(listening, SOMAXCONN);
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return port;
 }
