@@ -1,11 +1,16 @@
 // Token sampling on the GPU (semantics in kernels/sampling.h, equality notes in sampling.h
 // here). One block per output row: argmax and the raw normaliser by block reductions; a
-// drawing row walks its canonical order (sorted beforehand by cub's stable segmented sort,
-// logits descending, ties by ascending id) with block-wide scans in double for the top-p
-// prefix, the min-p cut and the inverse-CDF draw; top-n by BlockTopN. The canonical order
-// comes from one stable radix sort per pass of rows: key = (row in pass, order-preserving
-// descending code of the logit), value = token id, so equal logits keep ascending ids (cub's
-// plain radix sort compiles in a third of the time of its segmented sort).
+// drawing row walks its canonical order with block-wide scans in double for the top-p prefix,
+// the min-p cut and the inverse-CDF draw; top-n by BlockTopN.
+//
+// The canonical order a drawing row walks: with a top-k of at most kSampleSelectMax (Qwen3's
+// default is 20), only its first k tokens, selected in the block without sorting the row — a
+// radix select on the logit's order code (four 8-bit digits, counts in shared memory) finds the
+// k-th code, the tokens before it and the lowest ids tied with it are gathered, and a bitonic
+// sort orders those k in shared memory. Other drawing rows (no top-k, or a larger one) read the
+// whole order, sorted beforehand by one stable radix sort per pass of rows: key = (row in pass,
+// order-preserving descending code of the logit), value = token id, so equal logits keep
+// ascending ids (cub's plain radix sort compiles in a third of the time of its segmented sort).
 #include <cuda_runtime.h>
 
 #include <cub/device/device_radix_sort.cuh>
@@ -26,6 +31,7 @@ using cuda_detail::BlockSum;
 
 constexpr int kThreads = 1024;
 static_assert(kThreads == 1024, "FirstCumulative scans exactly 32 warp totals");
+static_assert(kSampleSelectMax <= kThreads, "SelectFirstK's bitonic sort: one key per thread");
 
 // Sort keys: the low 32 bits order logits descending (the float's bits made monotone, then
 // complemented), the high bits hold the row within the pass.
@@ -147,6 +153,107 @@ __device__ int32_t DrawToken(const SortedRow& row, int vocab, int top_k, double 
   return row.ids[j >= 0 ? j : max(positive - 1, 0)];
 }
 
+// Shared scratch of a top-k selection (SelectFirstK).
+struct SelectScratch {
+  uint64_t keys[kSampleSelectMax];  // (code, id) while selecting; then the codes, in order
+  int32_t ids[kSampleSelectMax];
+  int hist[256];
+  int counts[33];
+};
+
+// The first k (2 ≤ k ≤ kSampleSelectMax, k ≤ vocab) tokens of row x's canonical order, as a
+// sorted row's keys (the descending code) in s.keys[0, k) and ids in s.ids[0, k), without
+// sorting the row (top of the file). Every thread of the block calls it.
+__device__ void SelectFirstK(const float* x, int vocab, int k, SelectScratch& s) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  // Radix select, most significant digit first: after each round the code of the k-th token
+  // agrees with `prefix` under `mask`, and it is the rank-th of the codes that do.
+  uint32_t prefix = 0, mask = 0;
+  int rank = k;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) s.hist[i] = 0;
+    __syncthreads();
+    for (int c = threadIdx.x; c < vocab; c += blockDim.x) {
+      const uint32_t code = DescendingCode(x[c]);
+      if ((code & mask) == prefix) atomicAdd(&s.hist[(code >> shift) & 0xffu], 1);
+    }
+    __syncthreads();
+    if (warp == 0) {  // lane l scans digits [8l, 8l + 8): the one lane where the rank falls
+      int own = 0;
+      for (int d = 0; d < 8; ++d) own += s.hist[8 * lane + d];
+      int through = own;
+      for (int o = 1; o < 32; o *= 2) {
+        const int up = __shfl_up_sync(0xffffffffu, through, o);
+        if (lane >= o) through += up;
+      }
+      int before = through - own;
+      if (before < rank && rank <= through) {
+        int d = 0;
+        while (before + s.hist[8 * lane + d] < rank) before += s.hist[8 * lane + d++];
+        s.counts[0] = 8 * lane + d;  // the k-th code's digit
+        s.counts[1] = before;        // codes under it that agree with the prefix so far
+      }
+    }
+    __syncthreads();
+    prefix |= static_cast<uint32_t>(s.counts[0]) << shift;
+    mask |= 0xffu << shift;
+    rank -= s.counts[1];
+    __syncthreads();  // counts are rewritten below or by the next round
+  }
+  // The k-th code is `prefix`: every token with a smaller code is kept (k − rank of them), and
+  // the rank lowest ids of those tied with it.
+  const uint32_t threshold = prefix;
+  const int less = k - rank;
+  if (threadIdx.x == 0) s.counts[0] = 0;
+  __syncthreads();
+  for (int c = threadIdx.x; c < vocab; c += blockDim.x) {
+    const uint32_t code = DescendingCode(x[c]);
+    if (code < threshold) s.keys[atomicAdd(&s.counts[0], 1)] = uint64_t{code} << 32 | c;
+  }
+  // Ties in id order: a chunk of blockDim ids at a time, each tie placed by its rank in the
+  // chunk (warp ballots, then the warps' counts before it).
+  const int warps = static_cast<int>(blockDim.x / 32);
+  for (int base = 0, taken = 0; base < vocab && taken < rank; base += blockDim.x) {
+    const int c = base + threadIdx.x;
+    const bool tie = c < vocab && DescendingCode(x[c]) == threshold;
+    const unsigned ballot = __ballot_sync(0xffffffffu, tie);
+    if (lane == 0) s.counts[1 + warp] = __popc(ballot);
+    __syncthreads();
+    int before = 0, total = 0;
+    for (int w = 0; w < warps; ++w) {
+      before += w < warp ? s.counts[1 + w] : 0;
+      total += s.counts[1 + w];
+    }
+    const int at = taken + before + __popc(ballot & ((1u << lane) - 1));
+    if (tie && at < rank) s.keys[less + at] = uint64_t{threshold} << 32 | c;
+    taken += total;  // the same in every thread: the loop's exit is block-uniform
+    __syncthreads();
+  }
+  // Bitonic sort of the k keys (padded to a power of two with keys after every token).
+  int n = 1;
+  while (n < k) n *= 2;
+  for (int i = k + threadIdx.x; i < n; i += blockDim.x) s.keys[i] = ~uint64_t{0};
+  __syncthreads();
+  for (int size = 2; size <= n; size *= 2) {
+    for (int stride = size / 2; stride > 0; stride /= 2) {
+      for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const int j = i ^ stride;
+        if (j > i) {
+          const uint64_t a = s.keys[i], b = s.keys[j];
+          if ((a > b) == ((i & size) == 0)) s.keys[i] = b, s.keys[j] = a;
+        }
+      }
+      __syncthreads();
+    }
+  }
+  for (int j = threadIdx.x; j < k; j += blockDim.x) {
+    const uint64_t key = s.keys[j];
+    s.ids[j] = static_cast<int32_t>(static_cast<uint32_t>(key));
+    s.keys[j] = key >> 32;
+  }
+  __syncthreads();
+}
+
 // Output rows [row_begin, row_begin + gridDim.x); sorted_keys/sorted_ids hold those rows'
 // canonical orders (null when no row draws).
 __global__ void __launch_bounds__(kThreads)
@@ -194,11 +301,23 @@ __global__ void __launch_bounds__(kThreads)
   const double temperature = p.temperature[r];
   const int top_k = p.top_k[r];
   int32_t token = best_id;
-  if (temperature != 0.0 && top_k != 1 && sorted_keys != nullptr) {
-    const int64_t offset = static_cast<int64_t>(blockIdx.x) * p.vocab;
-    const SortedRow row{sorted_keys + offset, sorted_ids + offset, best_x, temperature};
-    token = DrawToken(row, p.vocab, top_k, p.top_p[r], p.min_p[r],
-                      SampleUniform(p.seed[r], p.index[r]));
+  if (temperature != 0.0 && top_k != 1) {
+    const double u = SampleUniform(p.seed[r], p.index[r]);
+    if (!SampleRowNeedsSort(p.temperature[r], top_k)) {
+      __shared__ SelectScratch select;
+      const int k = min(top_k, p.vocab);
+      if (k == 1) {  // a one-token vocabulary: only the argmax
+        token = best_id;
+      } else {
+        SelectFirstK(x, p.vocab, k, select);
+        const SortedRow row{select.keys, select.ids, best_x, temperature};
+        token = DrawToken(row, p.vocab, k, p.top_p[r], p.min_p[r], u);
+      }
+    } else if (sorted_keys != nullptr) {  // SampleCuda sorts whenever such a row exists
+      const int64_t offset = static_cast<int64_t>(blockIdx.x) * p.vocab;
+      const SortedRow row{sorted_keys + offset, sorted_ids + offset, best_x, temperature};
+      token = DrawToken(row, p.vocab, top_k, p.top_p[r], p.min_p[r], u);
+    }
   }
   if (threadIdx.x == 0) {
     p.token[r] = token;
@@ -270,7 +389,7 @@ cudaError_t SampleCuda(const SampleParams& p, const SampleWorkspace& workspace,
       static_cast<int64_t>(kSampleSortRowsPerPass) * p.vocab > INT32_MAX) {
     return cudaErrorInvalidValue;
   }
-  if (!workspace.any_random) {
+  if (!workspace.any_sorted) {
     SampleKernel<<<p.rows, kThreads, 0, stream>>>(p, 0, nullptr, nullptr);
     return cudaGetLastError();
   }

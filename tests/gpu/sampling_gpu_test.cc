@@ -1,5 +1,6 @@
-// Sampling: the CUDA kernel against SampleCpu — greedy, temperature, top-k, top-p, min-p and
-// their combinations, rows sharing a logits row (fork children), ties, several sort passes —
+// Sampling: the CUDA kernel against SampleCpu — greedy, temperature, top-k (selected in the
+// kernel up to kSampleSelectMax, sorted above), top-p, min-p and their combinations, rows
+// sharing a logits row (fork children), ties, several sort passes —
 // over vocabularies 1/7/513/151936. The same Philox draw and canonical order must give the
 // same token on every row; log-probs within 1e-5. Skips without a GPU.
 #include <algorithm>
@@ -29,8 +30,10 @@ struct DeviceOutputs {
 };
 
 // `cpu`'s inputs (host arrays; `logits_rows` rows of logits) copied to the device and sampled
-// there with a workspace; null inputs stay null.
-DeviceOutputs SampleOnDevice(const kernels::SampleParams& cpu, size_t logits_rows) {
+// there, with a workspace unless `sort` is false (every drawing row has top_k ≤
+// kSampleSelectMax); null inputs stay null.
+DeviceOutputs SampleOnDevice(const kernels::SampleParams& cpu, size_t logits_rows,
+                             bool sort = true) {
   const size_t rows = cpu.rows, vocab = cpu.vocab;
   const size_t top = rows * static_cast<size_t>(std::max(cpu.max_logprobs, 0));
   auto host = [](const auto* p, size_t n) {
@@ -43,7 +46,7 @@ DeviceOutputs SampleOnDevice(const kernels::SampleParams& cpu, size_t logits_row
   DeviceArray<int32_t> logits_row(host(cpu.logits_row, rows)), top_k(host(cpu.top_k, rows));
   DeviceArray<int32_t> num_logprobs(host(cpu.num_logprobs, rows)), token(rows), top_ids(top);
   DeviceArray<uint64_t> seed(host(cpu.seed, rows)), index(host(cpu.index, rows));
-  DeviceArray<uint8_t> workspace(kernels::SampleWorkspaceBytes(cpu.rows, cpu.vocab));
+  DeviceArray<uint8_t> workspace(sort ? kernels::SampleWorkspaceBytes(cpu.rows, cpu.vocab) : 0);
   kernels::SampleParams gpu = cpu;
   gpu.logits = logits.get();
   if (cpu.logits_row != nullptr) gpu.logits_row = logits_row.get();
@@ -58,12 +61,12 @@ DeviceOutputs SampleOnDevice(const kernels::SampleParams& cpu, size_t logits_row
   gpu.logprob = logprob.get();
   if (cpu.top_ids != nullptr) gpu.top_ids = top_ids.get();
   if (cpu.top_logprobs != nullptr) gpu.top_logprobs = top_logprobs.get();
-  EXPECT_EQ(kernels::SampleCuda(gpu,
-                                {.data = workspace.get(),
-                                 .bytes = kernels::SampleWorkspaceBytes(cpu.rows, cpu.vocab),
-                                 .any_random = true},
-                                nullptr),
-            cudaSuccess);
+  const kernels::SampleWorkspace ws =
+      sort ? kernels::SampleWorkspace{.data = workspace.get(),
+                                      .bytes = kernels::SampleWorkspaceBytes(cpu.rows, cpu.vocab),
+                                      .any_sorted = true}
+           : kernels::SampleWorkspace{.any_sorted = false};
+  EXPECT_EQ(kernels::SampleCuda(gpu, ws, nullptr), cudaSuccess);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   return {token.ToHost(), top_ids.ToHost(), logprob.ToHost(), top_logprobs.ToHost()};
 }
@@ -79,10 +82,11 @@ TEST(SamplingGpu, MatchesCpuTwin) {
   std::mt19937 rng(41);
   std::normal_distribution<float> normal(0.0f, 2.0f);
   const Knobs knobs[] = {
-      {0.0f, 0, 0.0f, 0.0f},  {1.0f, 0, 0.0f, 0.0f},      {0.7f, 50, 0.0f, 0.0f},
-      {1.0f, 0, 0.9f, 0.0f},  {1.3f, 0, 0.0f, 0.05f},     {0.8f, 40, 0.95f, 0.02f},
-      {1.0f, 1, 0.0f, 0.0f},  {0.5f, 0, 0.5f, 0.1f},      {2.0f, 3, 1.0f, 0.0f},
-      {1e-3f, 0, 0.0f, 0.0f}, {1.0f, 100000, 0.99f, 0.0f}};
+      {0.0f, 0, 0.0f, 0.0f},    {1.0f, 0, 0.0f, 0.0f},       {0.7f, 50, 0.0f, 0.0f},
+      {1.0f, 0, 0.9f, 0.0f},    {1.3f, 0, 0.0f, 0.05f},      {0.8f, 40, 0.95f, 0.02f},
+      {1.0f, 1, 0.0f, 0.0f},    {0.5f, 0, 0.5f, 0.1f},       {2.0f, 3, 1.0f, 0.0f},
+      {1e-3f, 0, 0.0f, 0.0f},   {1.0f, 100000, 0.99f, 0.0f}, {0.6f, 20, 0.95f, 0.0f},
+      {1.0f, 1024, 0.0f, 0.0f}, {1.0f, 1025, 0.9f, 0.0f}};
   for (int rows : {1, 3, 17, 40}) {
     for (int vocab : {1, 7, 513, 151936}) {
       for (bool shared_rows : {false, true}) {
@@ -138,6 +142,58 @@ TEST(SamplingGpu, MatchesCpuTwin) {
   }
 }
 
+// Rows whose top-k is at most kSampleSelectMax select their first k tokens in the kernel: no
+// sort and no workspace, the CPU twin's tokens — ties at the k-th logit (logits in steps of
+// 1/4) go to the lowest ids, k up to the limit, k above a small vocabulary, with top-p and
+// min-p after.
+TEST(SamplingGpu, TopKRowsSelectWithoutTheSort) {
+  RAMI_REQUIRE_CUDA_DEVICE();
+  std::mt19937 rng(47);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  const Knobs knobs[] = {{0.6f, 20, 0.95f, 0.0f},  {1.0f, 2, 0.0f, 0.0f},
+                         {1.0f, 1024, 0.0f, 0.0f}, {0.8f, 40, 0.0f, 0.05f},
+                         {1.5f, 333, 0.7f, 0.0f},  {1.0f, 1000, 0.99f, 0.01f}};
+  for (int vocab : {7, 513, 2048, 151936}) {
+    constexpr int kRows = 24, kMaxLp = 3;
+    std::vector<float> logits(static_cast<size_t>(kRows) * vocab);
+    for (float& v : logits) v = std::round(normal(rng) * 4.0f) / 4.0f;
+    std::vector<int32_t> top_k(kRows), num_logprobs(kRows, kMaxLp), token(kRows);
+    std::vector<int32_t> top_ids(kRows * kMaxLp);
+    std::vector<float> temperature(kRows), top_p(kRows), min_p(kRows), logprob(kRows);
+    std::vector<float> top_lp(kRows * kMaxLp);
+    std::vector<uint64_t> seed(kRows), index(kRows);
+    for (int r = 0; r < kRows; ++r) {
+      const Knobs& k = knobs[r % std::size(knobs)];
+      temperature[r] = k.temperature;
+      top_k[r] = k.top_k;
+      top_p[r] = k.top_p;
+      min_p[r] = k.min_p;
+      seed[r] = (static_cast<uint64_t>(rng()) << 32) | rng();
+      index[r] = rng() % 1000;
+    }
+    kernels::SampleParams cpu{.logits = logits.data(),
+                              .temperature = temperature.data(),
+                              .top_k = top_k.data(),
+                              .top_p = top_p.data(),
+                              .min_p = min_p.data(),
+                              .seed = seed.data(),
+                              .index = index.data(),
+                              .num_logprobs = num_logprobs.data(),
+                              .token = token.data(),
+                              .logprob = logprob.data(),
+                              .top_ids = top_ids.data(),
+                              .top_logprobs = top_lp.data(),
+                              .rows = kRows,
+                              .vocab = vocab,
+                              .max_logprobs = kMaxLp};
+    kernels::SampleCpu(cpu);
+    const DeviceOutputs out = SampleOnDevice(cpu, kRows, /*sort=*/false);
+    EXPECT_EQ(out.token, token) << "vocab " << vocab;
+    EXPECT_TRUE(testing::AllClose(out.logprob, logprob, {.atol = 1e-5, .rtol = 1e-6},
+                                  "vocab " + std::to_string(vocab) + " logprob"));
+  }
+}
+
 // Greedy-only batches skip the sort and need no workspace.
 TEST(SamplingGpu, GreedyWithoutWorkspace) {
   RAMI_REQUIRE_CUDA_DEVICE();
@@ -173,7 +229,7 @@ TEST(SamplingGpu, GreedyWithoutWorkspace) {
   gpu.seed = gpu.index = dzu.get();
   gpu.token = dtoken.get();
   gpu.logprob = dlogprob.get();
-  ASSERT_EQ(kernels::SampleCuda(gpu, {.any_random = false}, nullptr), cudaSuccess);
+  ASSERT_EQ(kernels::SampleCuda(gpu, {.any_sorted = false}, nullptr), cudaSuccess);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   EXPECT_EQ(dtoken.ToHost(), token);
   EXPECT_TRUE(testing::AllClose(dlogprob.ToHost(), logprob, {.atol = 1e-5, .rtol = 1e-6}));

@@ -73,11 +73,11 @@ absl::StatusOr<std::vector<SampledToken>> DeviceSampler::Sample(
     int vocab, absl::Span<const SampleRequest> requests) {
   const size_t n = requests.size();
   if (n == 0) return std::vector<SampledToken>();
-  int m = 0;  // top log-probs per row
-  bool any_random = false;
+  int m = 0;                // top log-probs per row
+  bool any_sorted = false;  // some row reads its whole canonical order (no top-k, or > 1024)
   for (const SampleRequest& r : requests) {
     m = std::max(m, r.params.logprobs);
-    any_random = any_random || (r.params.temperature != 0.0f && r.params.top_k != 1);
+    any_sorted = any_sorted || kernels::SampleRowNeedsSort(r.params.temperature, r.params.top_k);
   }
   const IoLayout l(n, static_cast<size_t>(m));
   if (l.bytes > pinned_bytes_) {
@@ -107,7 +107,7 @@ absl::StatusOr<std::vector<SampledToken>> DeviceSampler::Sample(
   RAMI_ASSIGN_OR_RETURN(void* io_ptr, Grow(io_, l.bytes));
   char* io = static_cast<char*>(io_ptr);
   RAMI_ASSIGN_OR_RETURN(void* f32, Grow(f32_, n * static_cast<size_t>(vocab) * 4));
-  const size_t workspace_bytes = any_random ? kernels::SampleWorkspaceBytes(n, vocab) : 0;
+  const size_t workspace_bytes = any_sorted ? kernels::SampleWorkspaceBytes(n, vocab) : 0;
   RAMI_ASSIGN_OR_RETURN(void* workspace, Grow(workspace_, workspace_bytes));
   RAMI_CUDA_OK(cudaMemcpyAsync(io, host, l.results, cudaMemcpyHostToDevice, stream_));
   RAMI_CUDA_OK(kernels::LogitsGatherCuda({.in = logits,
@@ -137,7 +137,7 @@ absl::StatusOr<std::vector<SampledToken>> DeviceSampler::Sample(
        .rows = static_cast<int>(n),
        .vocab = vocab,
        .max_logprobs = m},
-      {.data = workspace, .bytes = workspace_bytes, .any_random = any_random}, stream_));
+      {.data = workspace, .bytes = workspace_bytes, .any_sorted = any_sorted}, stream_));
   RAMI_CUDA_OK(cudaMemcpyAsync(host + l.results, io + l.results, l.bytes - l.results,
                                cudaMemcpyDeviceToHost, stream_));
   RAMI_CUDA_OK(cudaStreamSynchronize(stream_));
