@@ -30,16 +30,30 @@ KvCache::KvCache(const KvPoolConfig& pool_config, int num_layers, int num_kv_hea
       rules_{policy, pool_config.page_size},
       pool_(pool_config, head_dim, store_values) {}
 
+KvCache::Sequence& KvCache::NewSequence(SeqId id) {
+  Sequence& seq = seqs_[id];
+  if (free_owners_.empty()) {
+    seq.owner = next_owner_++;
+  } else {
+    seq.owner = free_owners_.back();
+    free_owners_.pop_back();
+  }
+  seq.streams.resize(static_cast<size_t>(num_layers_) * num_kv_heads_);
+  return seq;
+}
+
 absl::Status KvCache::AddSequence(SeqId id) {
   if (Contains(id)) return absl::AlreadyExistsError(absl::StrCat("sequence ", id, " exists"));
-  seqs_[id].streams.resize(static_cast<size_t>(num_layers_) * num_kv_heads_);
+  NewSequence(id);
   return absl::OkStatus();
 }
 
 absl::Status KvCache::FreeSequence(SeqId id) {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return UnknownSequence(id);
-  for (KvStream& stream : it->second.streams) ReleaseStream(stream, pool_);
+  for (KvStream& stream : it->second.streams) ReleaseStream(stream, PagesOf(it->second));
+  RAMI_CHECK(pool_.shared_pages(it->second.owner) == 0, "a freed sequence still shares pages");
+  free_owners_.push_back(it->second.owner);
   seqs_.erase(it);
   return absl::OkStatus();
 }
@@ -73,20 +87,16 @@ absl::Status KvCache::Fork(SeqId parent, absl::Span<const SeqId> children) {
   }
   const int64_t need = ForkPageBound(parent) * static_cast<int64_t>(children.size());
   if (need > pool_.free_pages()) return OutOfPages(pool_, need, "fork");
-  Sequence& root = it->second;
-  root.recount = true;  // its pages are shared now
   for (SeqId id : children) {
-    Sequence child;
+    const Sequence& root = seqs_.at(parent);  // std::map: not moved by the insertion
+    Sequence& child = NewSequence(id);
     child.length = root.length;
     child.decided = root.decided;
     child.evicted = root.evicted;
-    child.streams.reserve(root.streams.size());
-    for (const KvStream& s : root.streams) {
-      child.streams.push_back(ForkStream(s, root.length, rules_, pool_));
+    for (size_t i = 0; i < root.streams.size(); ++i) {
+      child.streams[i] = ForkStream(root.streams[i], root.length, rules_, PagesOf(child));
     }
     Summarize(child);
-    child.recount = true;
-    seqs_.emplace(id, std::move(child));
   }
   return absl::OkStatus();
 }
@@ -117,7 +127,7 @@ absl::Status KvCache::ReserveAppend(absl::Span<const std::pair<SeqId, int64_t>> 
     auto reserve = [&](size_t i) {
       KvStream& s = seq.streams[i];
       const size_t pages = s.kept_pages.size() + s.window_pages.size();
-      rami::kv::ReserveAppend(s, seq.length, count, rules_, pool_);
+      rami::kv::ReserveAppend(s, seq.length, count, rules_, PagesOf(seq));
       const size_t after = s.kept_pages.size() + s.window_pages.size();
       if (after != pages) MarkChanged(seq, i);
       seq.page_refs += static_cast<int64_t>(after) - static_cast<int64_t>(pages);
@@ -170,7 +180,7 @@ void KvCache::CommitAppend(SeqId id, int64_t count, const uint8_t* decisions, si
     }
     const int32_t kept = s.kept, base = s.window_base;
     const size_t kept_pages = s.kept_pages.size(), window_pages = s.window_pages.size();
-    rami::kv::CommitAppend(s, seq.length, count, rules_, pool_, &stats);
+    rami::kv::CommitAppend(s, seq.length, count, rules_, PagesOf(seq), &stats);
     if (s.kept != kept || s.window_base != base || s.kept_pages.size() != kept_pages ||
         s.window_pages.size() != window_pages) {
       MarkChanged(seq, i);
@@ -191,7 +201,9 @@ void KvCache::CommitAppend(SeqId id, int64_t count, const uint8_t* decisions, si
 void KvCache::AbortAppend(SeqId id) {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return;
-  for (KvStream& s : it->second.streams) TrimReserved(s, it->second.length, rules_, pool_);
+  for (KvStream& s : it->second.streams) {
+    TrimReserved(s, it->second.length, rules_, PagesOf(it->second));
+  }
   it->second.all_changed = true;  // rare: a failed step
   it->second.needs_valid = false;
   Summarize(it->second);
@@ -237,25 +249,6 @@ void KvCache::AddToSums(Sequence& seq, const KvStream& s) {
 void KvCache::Summarize(Sequence& seq) {
   ResetSums(seq);
   for (const KvStream& s : seq.streams) AddToSums(seq, s);
-}
-
-int64_t KvCache::UnsharedPages(const Sequence& seq) const {
-  if (seq.recount || (seq.shared_refs > 0 && seq.counted_at != pool_.shared_releases())) {
-    seq.shared_refs = 0;
-    auto shared = [&](int32_t page) { return pool_.ref_count(page) > 1; };
-    for (const KvStream& s : seq.streams) {
-      // A kept list's reference counts never grow along it: every holder of a page holds the
-      // pages before it (forks share a prefix of full pages; kept pages are released only with
-      // their sequence), so its shared pages are a prefix, found by bisection. Window pages leave
-      // each holder's list at its own pace: each is looked at.
-      seq.shared_refs += std::partition_point(s.kept_pages.begin(), s.kept_pages.end(), shared) -
-                         s.kept_pages.begin();
-      for (int32_t page : s.window_pages) seq.shared_refs += shared(page) ? 1 : 0;
-    }
-    seq.counted_at = pool_.shared_releases();
-    seq.recount = false;
-  }
-  return seq.page_refs - seq.shared_refs;
 }
 
 std::vector<int64_t> KvCache::DecodePageNeeds(absl::Span<const SeqId> ids, int k) const {

@@ -142,12 +142,7 @@ class KvCache {
     int64_t kept_sum = 0;
     int32_t kept_min = 0, kept_max = 0;
     int64_t page_refs = 0;
-    // References to pages others also hold, as counted (O(pages)) when the pool's
-    // shared_releases() was `counted_at`; recounted only when it may have changed: after a fork
-    // of or into this sequence (`recount`), or a shared release anywhere while it shares pages.
-    mutable int64_t shared_refs = 0;
-    mutable int64_t counted_at = 0;
-    mutable bool recount = false;
+    int32_t owner = -1;  // its id as the pool's page owner (shared pages: KvPagePool::shared_pages)
     // Pages of its next two decode steps, computed by CommitAppend while the streams are at
     // hand (DecodePageNeeds, PagesToAppend of one token); valid until the streams change.
     int64_t decode_needs[2] = {0, 0};
@@ -166,14 +161,22 @@ class KvCache {
   static void Summarize(Sequence& seq);
   static void ResetSums(Sequence& seq);
   static void AddToSums(Sequence& seq, const KvStream& s);
-  // unshared pages of `seq`, recounting its shared references when they may be stale.
-  int64_t UnsharedPages(const Sequence& seq) const;
+  // unshared pages of `seq`: what freeing it returns to the pool.
+  int64_t UnsharedPages(const Sequence& seq) const {
+    return seq.page_refs - pool_.shared_pages(seq.owner);
+  }
+  // `seq`'s hand on the pool.
+  OwnedPages PagesOf(const Sequence& seq) { return {pool_, seq.owner}; }
+  // A new sequence: an owner id (the lowest free one) and its streams.
+  Sequence& NewSequence(SeqId id);
 
   int num_layers_;
   int num_kv_heads_;
   StreamRules rules_;
   KvPagePool pool_;
   std::map<SeqId, Sequence> seqs_;
+  std::vector<int32_t> free_owners_;  // owner ids of freed sequences, reused first
+  int32_t next_owner_ = 0;
 };
 
 }  // namespace rami::kv

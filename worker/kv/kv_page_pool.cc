@@ -24,7 +24,7 @@ KvPagePool::KvPagePool(const KvPoolConfig& config, int head_dim, bool store_valu
     : page_size_(config.page_size),
       head_dim_(head_dim),
       num_pages_(config.num_pages),
-      refs_(config.num_pages, 0) {
+      pages_(config.num_pages) {
   if (config.allocate_storage) {
     k_.resize(static_cast<size_t>(config.num_pages) * config.page_size * head_dim);
     if (store_values) v_.resize(k_.size());
@@ -34,27 +34,44 @@ KvPagePool::KvPagePool(const KvPoolConfig& config, int head_dim, bool store_valu
   for (int32_t page = num_pages_ - 1; page >= 0; --page) free_.push_back(page);
 }
 
-absl::StatusOr<std::vector<int32_t>> KvPagePool::Allocate(int count) {
+absl::StatusOr<std::vector<int32_t>> KvPagePool::Allocate(int count, int32_t owner) {
+  RAMI_CHECK(owner >= 0, "KV page owner %d", owner);
   if (count < 0 || count > free_pages()) {
     return absl::ResourceExhaustedError(absl::StrCat("KV cache: ", count, " pages needed, ",
                                                      free_pages(), " of ", num_pages_, " free"));
   }
   std::vector<int32_t> pages(free_.rbegin(), free_.rbegin() + count);
   free_.resize(free_.size() - count);
-  for (int32_t page : pages) refs_[page] = 1;
+  for (int32_t page : pages) pages_[page] = {.refs = 1, .owners = owner};
   allocated_total_ += count;
   return pages;
 }
 
-void KvPagePool::Retain(int32_t page) {
-  RAMI_CHECK(page >= 0 && page < num_pages_ && refs_[page] > 0, "retain of free KV page %d", page);
-  ++refs_[page];
+void KvPagePool::AddShared(int32_t owner, int64_t delta) {
+  if (static_cast<size_t>(owner) >= shared_.size()) shared_.resize(owner + 1, 0);
+  shared_[owner] += delta;
 }
 
-void KvPagePool::Release(int32_t page) {
-  RAMI_CHECK(page >= 0 && page < num_pages_ && refs_[page] > 0, "release of free KV page %d", page);
-  if (refs_[page] > 1) ++shared_releases_;
-  if (--refs_[page] == 0) {
+void KvPagePool::Retain(int32_t page, int32_t owner) {
+  RAMI_CHECK(page >= 0 && page < num_pages_ && pages_[page].refs > 0 && owner >= 0,
+             "retain of free KV page %d", page);
+  PageRefs& p = pages_[page];
+  if (p.refs == 1) AddShared(p.owners, 1);  // its sole owner shares it from now on
+  AddShared(owner, 1);
+  ++p.refs;
+  p.owners ^= owner;
+}
+
+void KvPagePool::Release(int32_t page, int32_t owner) {
+  RAMI_CHECK(page >= 0 && page < num_pages_ && pages_[page].refs > 0 && owner >= 0,
+             "release of free KV page %d", page);
+  PageRefs& p = pages_[page];
+  p.owners ^= owner;
+  if (p.refs > 1) {
+    AddShared(owner, -1);
+    if (p.refs == 2) AddShared(p.owners, -1);  // the one left holds it alone now
+  }
+  if (--p.refs == 0) {
     free_.push_back(page);
     ++freed_total_;
   }

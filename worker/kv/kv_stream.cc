@@ -18,7 +18,7 @@ bool MayBeKept(const KvStream& s, int64_t position, int64_t length, const Stream
   return true;
 }
 
-void AllocateInto(std::vector<int32_t>& list, int64_t count, KvPagePool& pool) {
+void AllocateInto(std::vector<int32_t>& list, int64_t count, OwnedPages pool) {
   if (count <= 0) return;
   absl::StatusOr<std::vector<int32_t>> pages = pool.Allocate(static_cast<int>(count));
   RAMI_CHECK(pages.ok(), "%s", pages.status().ToString().c_str());  // checked by the caller
@@ -26,7 +26,7 @@ void AllocateInto(std::vector<int32_t>& list, int64_t count, KvPagePool& pool) {
 }
 
 // Replaces the shared last page of `list` by a private copy of its first `used` slots.
-void CopyTail(std::vector<int32_t>& list, int used, KvPagePool& pool) {
+void CopyTail(std::vector<int32_t>& list, int used, OwnedPages pool) {
   std::vector<int32_t> fresh;
   AllocateInto(fresh, 1, pool);
   pool.CopySlots(list.back(), fresh[0], used);
@@ -58,7 +58,7 @@ int64_t AppendPageBound(const KvStream& s, int64_t length, int64_t count, const 
 }
 
 void ReserveAppend(KvStream& s, int64_t length, int64_t count, const StreamRules& r,
-                   KvPagePool& pool) {
+                   OwnedPages pool) {
   AllocateInto(
       s.window_pages,
       r.PagesFor(length + count - s.window_base) - static_cast<int64_t>(s.window_pages.size()),
@@ -80,8 +80,8 @@ void ReserveAppend(KvStream& s, int64_t length, int64_t count, const StreamRules
   }
 }
 
-void CommitAppend(KvStream& s, int64_t length, int64_t count, const StreamRules& r,
-                  KvPagePool& pool, StreamStepStats* stats) {
+void CommitAppend(KvStream& s, int64_t length, int64_t count, const StreamRules& r, OwnedPages pool,
+                  StreamStepStats* stats) {
   const int64_t end = length + count;
   if (r.policy.evicts()) {
     // Decisions of this step: α of tokens length … end−1 fixed the flags of the tokens
@@ -112,7 +112,7 @@ void CommitAppend(KvStream& s, int64_t length, int64_t count, const StreamRules&
   TrimReserved(s, end, r, pool);
 }
 
-void TrimReserved(KvStream& s, int64_t length, const StreamRules& r, KvPagePool& pool) {
+void TrimReserved(KvStream& s, int64_t length, const StreamRules& r, OwnedPages pool) {
   while (static_cast<int64_t>(s.kept_pages.size()) > r.PagesFor(s.kept)) {
     pool.Release(s.kept_pages.back());
     s.kept_pages.pop_back();
@@ -135,7 +135,7 @@ int64_t ForkPages(const KvStream& s, int64_t length, const StreamRules& r) {
          (window_used > 0 && window_used % r.page_size != 0 ? 1 : 0);
 }
 
-KvStream ForkStream(const KvStream& s, int64_t length, const StreamRules& r, KvPagePool& pool) {
+KvStream ForkStream(const KvStream& s, int64_t length, const StreamRules& r, OwnedPages pool) {
   KvStream child = s;
   for (int32_t page : child.kept_pages) pool.Retain(page);
   for (int32_t page : child.window_pages) pool.Retain(page);
@@ -148,7 +148,7 @@ KvStream ForkStream(const KvStream& s, int64_t length, const StreamRules& r, KvP
   return child;
 }
 
-void ReleaseStream(KvStream& s, KvPagePool& pool) {
+void ReleaseStream(KvStream& s, OwnedPages pool) {
   for (int32_t page : s.kept_pages) pool.Release(page);
   for (int32_t page : s.window_pages) pool.Release(page);
   s = KvStream();

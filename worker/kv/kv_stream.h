@@ -46,7 +46,7 @@ int64_t AppendPageBound(const KvStream& s, int64_t length, int64_t count, const 
 // the window policy's flags are written here, a new page's all at once (they depend on the
 // position only).
 void ReserveAppend(KvStream& s, int64_t length, int64_t count, const StreamRules& r,
-                   KvPagePool& pool);
+                   OwnedPages pool);
 
 struct StreamStepStats {
   int64_t decided = 0;  // flags fixed by this step
@@ -56,18 +56,19 @@ struct StreamStepStats {
 // After a step appended `count` tokens (K/V written, flags set): moves the tokens that left
 // the window to kept (flag 0; copies K/V) or drops them (flag 1), releases emptied window
 // pages and unused reserved kept pages.
-void CommitAppend(KvStream& s, int64_t length, int64_t count, const StreamRules& r,
-                  KvPagePool& pool, StreamStepStats* stats);
+void CommitAppend(KvStream& s, int64_t length, int64_t count, const StreamRules& r, OwnedPages pool,
+                  StreamStepStats* stats);
 
 // Returns reserved pages a failed step did not use (the stream keeps `length` tokens).
-void TrimReserved(KvStream& s, int64_t length, const StreamRules& r, KvPagePool& pool);
+void TrimReserved(KvStream& s, int64_t length, const StreamRules& r, OwnedPages pool);
 
 // Pages a fork of the stream allocates: its partially filled tail pages.
 int64_t ForkPages(const KvStream& s, int64_t length, const StreamRules& r);
-// A child sharing every full page (reference counted) with copies of the partial tails.
-KvStream ForkStream(const KvStream& s, int64_t length, const StreamRules& r, KvPagePool& pool);
+// A child sharing every full page (reference counted) with copies of the partial tails;
+// `pool` is the child's.
+KvStream ForkStream(const KvStream& s, int64_t length, const StreamRules& r, OwnedPages pool);
 
-void ReleaseStream(KvStream& s, KvPagePool& pool);
+void ReleaseStream(KvStream& s, OwnedPages pool);
 
 // Adds to needs[i] the pages decode step i (appending position length + i) will allocate,
 // for i < k: exact while the leaving token's flag is known (i < W), the worst case after.
