@@ -36,6 +36,7 @@ using engine::SequenceChunk;
 using kv::CachePolicyKind;
 using kv::KvCache;
 using kv::KvTablesDelta;
+using kv::SeqId;
 
 namespace {
 
@@ -168,6 +169,21 @@ absl::StatusOr<ForwardResult> CudaModel::RunReserved(absl::Span<const SequenceCh
     return ready;
   }
   return Step(chunks, cache, comm);
+}
+
+absl::Status CudaModel::RunDecodeSteps(
+    absl::Span<const SeqId> ids, std::vector<int32_t> tokens, int steps, bool overlap,
+    KvCache& cache, Collectives& comm,
+    const std::function<void(int, const ForwardResult&)>& on_step) const {
+  if (host_ == nullptr) return absl::FailedPreconditionError("CUDA backend: no cache made");
+  if (comm.world_size() != options_.world_size) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("CUDA backend: built for a world of ", options_.world_size,
+                     ", stepped in a world of ", comm.world_size()));
+  }
+  RAMI_CUDA_OK(cudaSetDevice(device_));
+  Device device(*this, comm);
+  return host_->RunDecodeSteps(ids, std::move(tokens), steps, overlap, cache, device, on_step);
 }
 
 absl::StatusOr<ForwardResult> CudaModel::Step(absl::Span<const SequenceChunk> chunks,

@@ -18,6 +18,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -108,6 +109,15 @@ class CudaModel : public engine::ForwardBackend {
   // The host side of the steps (tables, plans, commits) and its time per phase; null before
   // MakeCache.
   const engine::CudaStepHost* step_host() const { return host_.get(); }
+  // `steps` greedy decode steps of `ids` back to back on the device (each holding its input
+  // token in `tokens`; engine::CudaStepHost::RunDecodeSteps over this model): with `overlap`,
+  // step N + 1 is reserved, synced and packed before N's results are taken. The Engine does not
+  // use it yet: overlap stays off until tests/gpu/overlap_gpu_test.cc has passed on a GPU, and
+  // gains nothing before the launch and the wait are split (docs/gpu.md, "Host cost per step").
+  absl::Status RunDecodeSteps(
+      absl::Span<const kv::SeqId> ids, std::vector<int32_t> tokens, int steps, bool overlap,
+      kv::KvCache& cache, collectives::Collectives& comm,
+      const std::function<void(int, const engine::ForwardResult&)>& on_step) const;
 
  private:
   // Scratch buffers of a step, each grown to the largest step seen.
