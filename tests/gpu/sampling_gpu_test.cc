@@ -77,11 +77,79 @@ struct Knobs {
   float top_p, min_p;
 };
 
+// A batch to sample: `rows` output rows over logits in steps of 1 / `steps` (ties), output row r
+// reading logits row r / 3 when `shared` (fork children) and taking knobs[(r + offset) % size],
+// num_logprobs r % (max_lp + 1), random seeds and token indices. `params` points into it.
+struct Batch {
+  std::vector<float> logits, temperature, top_p, min_p, logprob, top_lp;
+  std::vector<int32_t> logits_row, top_k, num_logprobs, token, top_ids;
+  std::vector<uint64_t> seed, index;
+  kernels::SampleParams params;
+
+  Batch(int rows, int vocab, bool shared, float steps, const std::vector<Knobs>& knobs, int offset,
+        int max_lp, std::mt19937& rng)
+      : logits(static_cast<size_t>(shared ? (rows + 2) / 3 : rows) * vocab),
+        temperature(rows),
+        top_p(rows),
+        min_p(rows),
+        logprob(rows),
+        top_lp(rows * max_lp),
+        logits_row(rows),
+        top_k(rows),
+        num_logprobs(rows),
+        token(rows),
+        top_ids(rows * max_lp),
+        seed(rows),
+        index(rows) {
+    std::normal_distribution<float> normal(0.0f, 2.0f);
+    for (float& v : logits) v = std::round(normal(rng) * steps) / steps;
+    for (int r = 0; r < rows; ++r) {
+      const Knobs& k = knobs[(r + offset) % knobs.size()];
+      logits_row[r] = shared ? r / 3 : r;
+      temperature[r] = k.temperature;
+      top_k[r] = k.top_k;
+      top_p[r] = k.top_p;
+      min_p[r] = k.min_p;
+      seed[r] = (static_cast<uint64_t>(rng()) << 32) | rng();
+      index[r] = rng() % 1000;
+      num_logprobs[r] = r % (max_lp + 1);
+    }
+    params = {.logits = logits.data(),
+              .logits_row = logits_row.data(),
+              .temperature = temperature.data(),
+              .top_k = top_k.data(),
+              .top_p = top_p.data(),
+              .min_p = min_p.data(),
+              .seed = seed.data(),
+              .index = index.data(),
+              .num_logprobs = num_logprobs.data(),
+              .token = token.data(),
+              .logprob = logprob.data(),
+              .top_ids = top_ids.data(),
+              .top_logprobs = top_lp.data(),
+              .rows = rows,
+              .vocab = vocab,
+              .max_logprobs = max_lp};
+  }
+};
+
+// The batch sampled by the CPU twin and on the device (with the sort's workspace unless `sort`
+// is false): the same tokens and top-n ids, log-probs within 1e-5.
+void ExpectDeviceMatchesCpu(Batch& b, bool sort, const std::string& what) {
+  kernels::SampleCpu(b.params);
+  const DeviceOutputs out = SampleOnDevice(b.params, b.logits.size() / b.params.vocab, sort);
+  EXPECT_EQ(out.token, b.token) << what;
+  EXPECT_TRUE(
+      testing::AllClose(out.logprob, b.logprob, {.atol = 1e-5, .rtol = 1e-6}, what + " logprob"));
+  EXPECT_EQ(out.top_ids, b.top_ids) << what;
+  EXPECT_TRUE(testing::AllClose(out.top_logprobs, b.top_lp, {.atol = 1e-5, .rtol = 1e-6},
+                                what + " top logprobs"));
+}
+
 TEST(SamplingGpu, MatchesCpuTwin) {
   RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(41);
-  std::normal_distribution<float> normal(0.0f, 2.0f);
-  const Knobs knobs[] = {
+  const std::vector<Knobs> knobs = {
       {0.0f, 0, 0.0f, 0.0f},    {1.0f, 0, 0.0f, 0.0f},       {0.7f, 50, 0.0f, 0.0f},
       {1.0f, 0, 0.9f, 0.0f},    {1.3f, 0, 0.0f, 0.05f},      {0.8f, 40, 0.95f, 0.02f},
       {1.0f, 1, 0.0f, 0.0f},    {0.5f, 0, 0.5f, 0.1f},       {2.0f, 3, 1.0f, 0.0f},
@@ -89,54 +157,11 @@ TEST(SamplingGpu, MatchesCpuTwin) {
       {1.0f, 1024, 0.0f, 0.0f}, {1.0f, 1025, 0.9f, 0.0f}};
   for (int rows : {1, 3, 17, 40}) {
     for (int vocab : {1, 7, 513, 151936}) {
-      for (bool shared_rows : {false, true}) {
-        const int logits_rows = shared_rows ? (rows + 2) / 3 : rows;
-        std::vector<float> logits(static_cast<size_t>(logits_rows) * vocab);
-        for (float& v : logits) v = std::round(normal(rng) * 8.0f) / 8.0f;  // ties
-        std::vector<int32_t> logits_row(rows), top_k(rows), num_logprobs(rows);
-        std::vector<float> temperature(rows), top_p(rows), min_p(rows);
-        std::vector<uint64_t> seed(rows), index(rows);
-        constexpr int kMaxLp = 5;
-        for (int r = 0; r < rows; ++r) {
-          const Knobs& k = knobs[(r + vocab) % std::size(knobs)];
-          logits_row[r] = shared_rows ? r / 3 : r;
-          temperature[r] = k.temperature;
-          top_k[r] = k.top_k;
-          top_p[r] = k.top_p;
-          min_p[r] = k.min_p;
-          seed[r] = (static_cast<uint64_t>(rng()) << 32) | rng();
-          index[r] = rng() % 1000;
-          num_logprobs[r] = r % (kMaxLp + 1);
-        }
-        std::vector<int32_t> token(rows), top_ids(rows * kMaxLp);
-        std::vector<float> logprob(rows), top_lp(rows * kMaxLp);
-        kernels::SampleParams cpu{.logits = logits.data(),
-                                  .logits_row = logits_row.data(),
-                                  .temperature = temperature.data(),
-                                  .top_k = top_k.data(),
-                                  .top_p = top_p.data(),
-                                  .min_p = min_p.data(),
-                                  .seed = seed.data(),
-                                  .index = index.data(),
-                                  .num_logprobs = num_logprobs.data(),
-                                  .token = token.data(),
-                                  .logprob = logprob.data(),
-                                  .top_ids = top_ids.data(),
-                                  .top_logprobs = top_lp.data(),
-                                  .rows = rows,
-                                  .vocab = vocab,
-                                  .max_logprobs = kMaxLp};
-        kernels::SampleCpu(cpu);
-
-        const DeviceOutputs out = SampleOnDevice(cpu, logits.size() / vocab);
-        const std::string what = "rows " + std::to_string(rows) + " vocab " +
-                                 std::to_string(vocab) + (shared_rows ? " shared" : "");
-        EXPECT_EQ(out.token, token) << what;
-        EXPECT_TRUE(testing::AllClose(out.logprob, logprob, {.atol = 1e-5, .rtol = 1e-6},
-                                      what + " logprob"));
-        EXPECT_EQ(out.top_ids, top_ids) << what;
-        EXPECT_TRUE(testing::AllClose(out.top_logprobs, top_lp, {.atol = 1e-5, .rtol = 1e-6},
-                                      what + " top logprobs"));
+      for (bool shared : {false, true}) {
+        Batch b(rows, vocab, shared, 8.0f, knobs, vocab, /*max_lp=*/5, rng);
+        ExpectDeviceMatchesCpu(b, /*sort=*/true,
+                               "rows " + std::to_string(rows) + " vocab " + std::to_string(vocab) +
+                                   (shared ? " shared" : ""));
       }
     }
   }
@@ -149,48 +174,12 @@ TEST(SamplingGpu, MatchesCpuTwin) {
 TEST(SamplingGpu, TopKRowsSelectWithoutTheSort) {
   RAMI_REQUIRE_CUDA_DEVICE();
   std::mt19937 rng(47);
-  std::normal_distribution<float> normal(0.0f, 2.0f);
-  const Knobs knobs[] = {{0.6f, 20, 0.95f, 0.0f},  {1.0f, 2, 0.0f, 0.0f},
-                         {1.0f, 1024, 0.0f, 0.0f}, {0.8f, 40, 0.0f, 0.05f},
-                         {1.5f, 333, 0.7f, 0.0f},  {1.0f, 1000, 0.99f, 0.01f}};
+  const std::vector<Knobs> knobs = {{0.6f, 20, 0.95f, 0.0f},  {1.0f, 2, 0.0f, 0.0f},
+                                    {1.0f, 1024, 0.0f, 0.0f}, {0.8f, 40, 0.0f, 0.05f},
+                                    {1.5f, 333, 0.7f, 0.0f},  {1.0f, 1000, 0.99f, 0.01f}};
   for (int vocab : {7, 513, 2048, 151936}) {
-    constexpr int kRows = 24, kMaxLp = 3;
-    std::vector<float> logits(static_cast<size_t>(kRows) * vocab);
-    for (float& v : logits) v = std::round(normal(rng) * 4.0f) / 4.0f;
-    std::vector<int32_t> top_k(kRows), num_logprobs(kRows, kMaxLp), token(kRows);
-    std::vector<int32_t> top_ids(kRows * kMaxLp);
-    std::vector<float> temperature(kRows), top_p(kRows), min_p(kRows), logprob(kRows);
-    std::vector<float> top_lp(kRows * kMaxLp);
-    std::vector<uint64_t> seed(kRows), index(kRows);
-    for (int r = 0; r < kRows; ++r) {
-      const Knobs& k = knobs[r % std::size(knobs)];
-      temperature[r] = k.temperature;
-      top_k[r] = k.top_k;
-      top_p[r] = k.top_p;
-      min_p[r] = k.min_p;
-      seed[r] = (static_cast<uint64_t>(rng()) << 32) | rng();
-      index[r] = rng() % 1000;
-    }
-    kernels::SampleParams cpu{.logits = logits.data(),
-                              .temperature = temperature.data(),
-                              .top_k = top_k.data(),
-                              .top_p = top_p.data(),
-                              .min_p = min_p.data(),
-                              .seed = seed.data(),
-                              .index = index.data(),
-                              .num_logprobs = num_logprobs.data(),
-                              .token = token.data(),
-                              .logprob = logprob.data(),
-                              .top_ids = top_ids.data(),
-                              .top_logprobs = top_lp.data(),
-                              .rows = kRows,
-                              .vocab = vocab,
-                              .max_logprobs = kMaxLp};
-    kernels::SampleCpu(cpu);
-    const DeviceOutputs out = SampleOnDevice(cpu, kRows, /*sort=*/false);
-    EXPECT_EQ(out.token, token) << "vocab " << vocab;
-    EXPECT_TRUE(testing::AllClose(out.logprob, logprob, {.atol = 1e-5, .rtol = 1e-6},
-                                  "vocab " + std::to_string(vocab) + " logprob"));
+    Batch b(/*rows=*/24, vocab, /*shared=*/false, 4.0f, knobs, 0, /*max_lp=*/3, rng);
+    ExpectDeviceMatchesCpu(b, /*sort=*/false, "vocab " + std::to_string(vocab));
   }
 }
 

@@ -2,6 +2,7 @@
 #include "tests/testing/snapshot_scenario.h"
 
 #include "gtest/gtest.h"
+#include "tests/testing/sequence_stats.h"
 
 namespace rami::testing {
 
@@ -74,16 +75,6 @@ void ExpectNear(double got, double want, double tolerance, const std::string& wh
   } else {
     EXPECT_NEAR(got, want, tolerance) << where;
   }
-}
-
-void ExpectSameStats(const kv::SequenceStats& got, const kv::SequenceStats& want,
-                     const std::string& where) {
-  EXPECT_EQ(got.logical_tokens, want.logical_tokens) << where;
-  EXPECT_EQ(got.live_min, want.live_min) << where;
-  EXPECT_EQ(got.live_max, want.live_max) << where;
-  EXPECT_EQ(got.live_sum, want.live_sum) << where;
-  EXPECT_EQ(got.decided, want.decided) << where;
-  EXPECT_EQ(got.evicted, want.evicted) << where;
 }
 
 // Warm step i against cold step `offset` + i; sequence root + k against kColdRoot + k.
