@@ -167,7 +167,7 @@ class KvCache {
   }
   // `seq`'s hand on the pool.
   OwnedPages PagesOf(const Sequence& seq) { return {pool_, seq.owner}; }
-  // A new sequence: an owner id (the lowest free one) and its streams.
+  // A new sequence: an owner id (a freed one if any, else the next) and its streams.
   Sequence& NewSequence(SeqId id);
 
   int num_layers_;
