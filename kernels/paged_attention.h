@@ -9,7 +9,9 @@
 //           window_base[s] + i, at page page_table[window_page_start[s] + i / page_size].
 //           Positions before window_start[s] have left the window.
 // Visibility (dms.md §3): query at position t sees window position p ≤ t iff
-// t − p ≤ window or window_flags[s][p − window_base[s]] == 0 (flag 1 = evicted later).
+// t − p ≤ window or the flag of window slot p − window_base[s] is 0 (flag 1 = evicted later);
+// slot i's flag is window_flags[s][i · window_flag_stride] (the host cache keeps a sequence's
+// flags position-major: one row of all its streams per position, worker/kv/flag_rows.h).
 // Dense is the same layout with an infinite window and no flags.
 // The streams of one (sequence, layer) are consecutive: KV head h of a token uses stream
 // token_stream[t] + h. Query head q reads KV head q / (num_q_heads / num_kv_heads) (GQA).
@@ -31,6 +33,7 @@ struct KvStreamsView {
   const int32_t* window_base = nullptr;        // [num_streams] position of window slot 0
   const int32_t* window_start = nullptr;       // [num_streams] oldest position still in window
   uint8_t* const* window_flags = nullptr;  // [num_streams] → [window slots]; null: no eviction
+  int64_t window_flag_stride = 1;          // bytes between the flags of consecutive slots
   int page_size = 0;
   int head_dim = 0;
   int32_t window = 0;  // W: distance within which every token is visible

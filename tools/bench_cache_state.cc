@@ -39,12 +39,11 @@ absl::Status BuildSyntheticSequence(KvCache& cache, SeqId id, int64_t context, d
     if (dms) {
       const SeqId ids[] = {id};
       const StepStreams s = cache.BuildStepStreams(ids);
-      for (size_t st = 0; st < s.window_flags.size(); ++st) {
+      for (size_t st = 0; st < s.flag_columns.size(); ++st) {
         const uint64_t stream_key = Mix(Mix(kDecisionSeed ^ static_cast<uint64_t>(id)) + st);
-        uint8_t* flags = s.window_flags[st];  // window slot i holds position window_base + i
-        const int64_t base = s.window_base[st];
+        const int64_t base = s.window_base[st];  // window slot i holds position base + i
         for (int64_t p = std::max<int64_t>(length - 1, 0); p < length + count - 1; ++p) {
-          flags[p - base] = Mix(stream_key + static_cast<uint64_t>(p)) < threshold ? 1 : 0;
+          s.Flag(st, p - base) = Mix(stream_key + static_cast<uint64_t>(p)) < threshold ? 1 : 0;
         }
       }
     }

@@ -39,10 +39,10 @@ absl::StatusOr<KvCapacityRow> RunOne(const KvCapacityOptions& o, const CachePoli
     RAMI_RETURN_IF_ERROR(cache.ReserveAppend({&append, 1}));
     if (policy.kind == CachePolicyKind::kDms) {
       const StepStreams st = cache.BuildStepStreams({&id, 1});
-      for (size_t s = 0; s < st.window_flags.size(); ++s) {
+      for (size_t s = 0; s < st.flag_columns.size(); ++s) {
         // α of token p decides position p − 1 (dms.md §3); token 0's α is discarded.
         for (int64_t p = std::max<int64_t>(done, 1); p < done + count; ++p) {
-          st.window_flags[s][p - 1 - st.window_base[s]] = evict(rng) ? 1 : 0;
+          st.Flag(s, p - 1 - st.window_base[s]) = evict(rng) ? 1 : 0;
         }
       }
     }

@@ -31,7 +31,9 @@ void MlaAttentionCpu(const MlaAttentionParams& p) {
     const uint8_t* flags = c.window_flags != nullptr ? c.window_flags[s] : nullptr;
     for (int32_t k = c.window_start[s]; k <= pos; ++k) {
       const int32_t i = k - c.window_base[s];
-      if (pos - k > c.window && flags != nullptr && flags[i] != 0) continue;  // evicted
+      if (pos - k > c.window && flags != nullptr && flags[i * c.window_flag_stride] != 0) {
+        continue;  // evicted
+      }
       rows.push_back(slot(c.window_page_start[s], i));
     }
     scores.resize(rows.size());

@@ -37,7 +37,8 @@ void KvWriteCpu(const KvWriteParams& p) {
       }
       if (p.alpha != nullptr && pos > 0) {
         // α of token t decides the fate of token t − 1 (the α of token 0 is discarded).
-        c.window_flags[s][slot - 1] = p.alpha[static_cast<int64_t>(t) * p.num_kv_heads + h];
+        c.window_flags[s][(slot - 1) * c.window_flag_stride] =
+            p.alpha[static_cast<int64_t>(t) * p.num_kv_heads + h];
       }
     }
   }
@@ -68,7 +69,9 @@ void PagedAttentionCpu(const PagedAttentionParams& p) {
       const uint8_t* flags = c.window_flags != nullptr ? c.window_flags[s] : nullptr;
       for (int32_t k = c.window_start[s]; k <= pos; ++k) {
         const int32_t slot = k - c.window_base[s];
-        if (pos - k > c.window && flags != nullptr && flags[slot] != 0) continue;  // evicted
+        if (pos - k > c.window && flags != nullptr && flags[slot * c.window_flag_stride] != 0) {
+          continue;  // evicted
+        }
         keys.push_back(SlotPtr<const float>(c, c.k_pool, c.window_page_start[s], slot));
         values.push_back(SlotPtr<const float>(c, c.v_pool, c.window_page_start[s], slot));
       }

@@ -223,7 +223,7 @@ class GoldenBatch {
       for (int layer = 0; layer < layers; ++layer) {
         for (int h = 0; h < heads; ++h) {
           const size_t s = static_cast<size_t>(layer) * heads + h;
-          uint8_t& flag = streams.window_flags[s][p - 1 - streams.window_base[s]];
+          uint8_t& flag = streams.Flag(s, p - 1 - streams.window_base[s]);
           const size_t at = (layer * tokens + token) * heads + h;
           own[at] = flag;
           if (forced != nullptr) flag = (*forced)[at];

@@ -108,7 +108,7 @@ TEST(DeviceKvTablesGpuTest, DeltasOnTheDeviceEqualTheHostTwin) {
             for (int i = 0; i < kLayers * kHeads; ++i) {
               const size_t s = b * kLayers * kHeads + i;
               for (int64_t p = std::max<int64_t>(length, 1); p < length + appends[b].second; ++p) {
-                st.window_flags[s][p - 1 - st.window_base[s]] = coin(rng) ? 1 : 0;
+                st.Flag(s, p - 1 - st.window_base[s]) = coin(rng) ? 1 : 0;
               }
             }
           }

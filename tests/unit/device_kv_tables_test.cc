@@ -117,9 +117,11 @@ class DeviceKvTablesTest : public ::testing::TestWithParam<Case> {
         // The window's flags: page-aligned inside the flags table (which holds window regions
         // only, apart from the page table).
         ASSERT_EQ(t.flag_start[s] % P, 0) << at;
-        ASSERT_LE(t.flag_start[s] + st.flags.size(), t.flags.size()) << at;
-        for (size_t j = 0; j < st.flags.size(); ++j) {
-          ASSERT_EQ(t.flags.at(t.flag_start[s] + j), st.flags[j]) << at << " flag " << j;
+        const kv::ConstWindowFlags flags = cache_.FlagsOf(id, i);
+        const size_t slots = st.window_pages.size() * P;
+        ASSERT_LE(t.flag_start[s] + slots, t.flags.size()) << at;
+        for (size_t j = 0; j < slots; ++j) {
+          ASSERT_EQ(t.flags.at(t.flag_start[s] + j), flags[j]) << at << " flag " << j;
         }
       }
     }
@@ -164,7 +166,7 @@ class DeviceKvTablesTest : public ::testing::TestWithParam<Case> {
           const int32_t ds = first + i;
           for (int64_t p = std::max<int64_t>(length, 1); p < length + count; ++p) {
             const uint8_t alpha = coin_(rng_) ? 1 : 0;
-            host.window_flags[hs][p - 1 - host.window_base[hs]] = alpha;
+            host.Flag(hs, p - 1 - host.window_base[hs]) = alpha;
             replica_.flags.at(replica_.flag_start[ds] + (p - 1 - replica_.window_base[ds])) = alpha;
           }
         }
@@ -411,9 +413,9 @@ TEST(KvCopyLogTest, ReplayingTheLogReproducesThePool) {
     const SeqId one[] = {1};
     const StepStreams st = cache.BuildStepStreams(one);
     const int64_t length = cache.Length(1);
-    for (size_t s = 0; s < st.window_flags.size(); ++s) {
+    for (size_t s = 0; s < st.flag_columns.size(); ++s) {
       for (int64_t p = std::max<int64_t>(length, 1); p < length + append[0].second; ++p) {
-        st.window_flags[s][p - 1 - st.window_base[s]] = rng() % 3 == 0 ? 1 : 0;
+        st.Flag(s, p - 1 - st.window_base[s]) = rng() % 3 == 0 ? 1 : 0;
       }
     }
     cache.CommitAppend(1, append[0].second);

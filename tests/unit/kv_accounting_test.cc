@@ -75,7 +75,7 @@ TEST_P(KvAccountingTest, IncrementalSumsEqualABruteForceCount) {
           for (int i = 0; i < kLayers * kHeads; ++i) {
             const size_t st = b * kLayers * kHeads + i;
             for (int64_t p = std::max<int64_t>(length - 1, 0); p < length + count - 1; ++p) {
-              s.window_flags[st][p - s.window_base[st]] = traffic.Percent() < 60 ? 1 : 0;
+              s.Flag(st, p - s.window_base[st]) = traffic.Percent() < 60 ? 1 : 0;
             }
           }
         }
@@ -94,7 +94,9 @@ TEST_P(KvAccountingTest, IncrementalSumsEqualABruteForceCount) {
       const int64_t length = cache.Length(id);
       int64_t live_sum = 0, live_min = INT64_MAX, live_max = 0, refs = 0, unshared = 0;
       int64_t needs[2] = {0, 0}, append = 0;
-      for (const KvStream& s : *streams) {
+      for (size_t i = 0; i < streams->size(); ++i) {
+        const KvStream& s = (*streams)[i];
+        const kv::ConstWindowFlags flags = cache.FlagsOf(id, static_cast<int>(i));
         const int64_t live = kv::LiveTokens(s, length, rules);
         live_sum += live;
         live_min = std::min(live_min, live);
@@ -103,8 +105,8 @@ TEST_P(KvAccountingTest, IncrementalSumsEqualABruteForceCount) {
           refs += static_cast<int64_t>(list->size());
           for (int32_t page : *list) unshared += cache.pool().ref_count(page) == 1 ? 1 : 0;
         }
-        kv::AddDecodePageNeeds(s, length, rules, 2, needs);
-        append += kv::AppendPageBound(s, length, 1, rules);
+        kv::AddDecodePageNeeds(s, flags, length, rules, 2, needs);
+        append += kv::AppendPageBound(s, flags, length, 1, rules);
       }
       const kv::SequenceStats st = cache.SequenceStatsOf(id);
       ASSERT_EQ(st.live_sum, live_sum) << at << " seq " << id;

@@ -33,7 +33,7 @@ TEST(KvCache, AnnouncedPagesAreTheAllocatedPages) {
   const StepStreams streams = cache.BuildStepStreams(std::vector<SeqId>{7});
   ASSERT_EQ(streams.window_page_start.size(), 6u);
   EXPECT_EQ(streams.page_table.size(), 12u);
-  EXPECT_TRUE(streams.window_flags.empty());  // dense: nothing to evict
+  EXPECT_TRUE(streams.flag_columns.empty());  // dense: nothing to evict
   ASSERT_TRUE(cache.FreeSequence(7).ok());
   EXPECT_EQ(cache.pool().free_pages(), 100);
   EXPECT_EQ(cache.FreeSequence(7).code(), absl::StatusCode::kNotFound);

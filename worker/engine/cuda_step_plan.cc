@@ -46,9 +46,7 @@ CudaStepPlan PlanCudaStep(absl::Span<const SequenceChunk> chunks, const KvCache&
     if (n == 1) {
       ++p.num_decode;
       // Visible keys of the query at `start`: kept + window positions [window_start, start].
-      const std::vector<KvStream>& streams = *cache.StreamsOf(chunk.seq_id);
-      int32_t kept = 0;
-      for (const KvStream& s : streams) kept = std::max(kept, s.kept);
+      const int32_t kept = cache.MaxKept(chunk.seq_id);
       p.max_decode_keys =
           std::max<int64_t>(p.max_decode_keys, kept + start + 1 - rules.WindowStart(start + 1));
     } else {

@@ -130,9 +130,13 @@ absl::Status DeviceKvTables::Sync(KvCache& cache, absl::Span<const SeqId> ids,
     const int32_t window_start = rules_.WindowStart(length);
     Slot& sl = slots_[slot];
     const KvCache::StreamChanges changes = cache.ChangesOf(id);
+    if (rules_.policy.evicts()) {
+      RAMI_CHECK(cache.FlagsOf(id, 0).data != nullptr || streams->front().window_pages.empty(),
+                 "sequence %lld has window pages but no flags", static_cast<long long>(id));
+    }
     if (fresh || sl.full || changes.all) {
       for (int i = 0; i < streams_per_seq_; ++i) {
-        SyncStream(slot, i, (*streams)[i], window_start, fresh, delta);
+        SyncStream(slot, i, (*streams)[i], cache.FlagsOf(id, i), window_start, fresh, delta);
       }
     } else {
       // The unchanged streams' entries hold; their window_start moves with the length.
@@ -143,7 +147,7 @@ absl::Status DeviceKvTables::Sync(KvCache& cache, absl::Span<const SeqId> ids,
         }
       }
       for (int32_t i : changes.streams) {
-        SyncStream(slot, i, (*streams)[i], window_start, false, delta);
+        SyncStream(slot, i, (*streams)[i], cache.FlagsOf(id, i), window_start, false, delta);
       }
     }
     sl.synced_length = length;
@@ -158,11 +162,13 @@ absl::Status DeviceKvTables::Sync(KvCache& cache, absl::Span<const SeqId> ids,
     const std::vector<KvStream>* streams = sl.used ? cache.StreamsOf(sl.id) : nullptr;
     if (streams == nullptr) continue;
     const KvStream& stream = (*streams)[r.index];
+    const ConstWindowFlags flags = cache.FlagsOf(sl.id, r.index);
     const int64_t s = static_cast<int64_t>(r.slot) * streams_per_seq_ + r.index;
     const int64_t mirror_zero = mirror_.flag_start[s] - mirror_.window_base[s];
-    const int64_t end = stream.window_base + static_cast<int64_t>(stream.flags.size());
+    const int64_t end =
+        stream.window_base + static_cast<int64_t>(stream.window_pages.size()) * page_size_;
     for (int64_t p = std::max<int64_t>(r.from, stream.window_base); p < std::min(r.to, end); ++p) {
-      SetFlag(mirror_zero + p, stream.flags[p - stream.window_base], delta);
+      SetFlag(mirror_zero + p, flags[p - stream.window_base], delta);
     }
   }
   return absl::OkStatus();
@@ -374,8 +380,8 @@ void DeviceKvTables::SetFlag(int64_t at, uint8_t flag, KvTablesDelta* delta) {
 // ceil(synced_length / P) — the window only drops pages at the front; and flags of positions
 // ≤ synced_length − 2 (fixed before the last Sync). Everything after is compared, so a failed
 // step's trimmed and re-reserved pages are rewritten when they differ.
-void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream, int32_t window_start,
-                                bool fresh, KvTablesDelta* delta) {
+void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream, ConstWindowFlags flags,
+                                int32_t window_start, bool fresh, KvTablesDelta* delta) {
   Slot& sl = slots_[slot];
   StreamState& st = sl.streams[index];
   const int64_t s = static_cast<int64_t>(slot) * streams_per_seq_ + index;
@@ -433,9 +439,6 @@ void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream, int
   SetStreamField(mirror_.flag_start, delta->flag_start, s, static_cast<int32_t>(flag_start));
 
   if (!rules_.policy.evicts()) return;
-  RAMI_CHECK(static_cast<int64_t>(stream.flags.size()) == n * P,
-             "stream has %zu flags for %lld window pages", stream.flags.size(),
-             static_cast<long long>(n));
   // Unstable flags: all after a move; those of new window pages; and, when the device's writes
   // are not known (a new slot, or ExpectDeviceFlags: they read kUnknownFlag here), from position
   // synced − 1 (the pending one) on, so that they are rewritten from the host's values. Else the
@@ -445,7 +448,7 @@ void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream, int
                                 ? std::clamp<int64_t>(synced - 1 - stream.window_base, 0, n * P)
                                 : window_from * P;
   if (moved) delta->moved += n * P;
-  for (int64_t i = flag_from; i < n * P; ++i) SetFlag(flag_start + i, stream.flags[i], delta);
+  for (int64_t i = flag_from; i < n * P; ++i) SetFlag(flag_start + i, flags[i], delta);
   // A moved list whose flags a launched step is writing: they read unknown until rewritten,
   // here and in the old region, where the device writes them (a later owner's Sync compares).
   if (moved && !fresh && sl.flight_from < sl.flight_to) {

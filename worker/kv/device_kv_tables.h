@@ -172,8 +172,9 @@ class DeviceKvTables {
 
   int AcquireSlot(SeqId id, KvTablesDelta* delta);
   void ReleaseSlot(int slot);
-  void SyncStream(int slot, int index, const KvStream& stream, int32_t window_start, bool fresh,
-                  KvTablesDelta* delta);
+  // `flags`: the stream's window flags in the cache (KvCache::FlagsOf).
+  void SyncStream(int slot, int index, const KvStream& stream, ConstWindowFlags flags,
+                  int32_t window_start, bool fresh, KvTablesDelta* delta);
   // A page-table region of ≥ `entries`, with a parallel flags region when `flags`.
   Region AllocateRegion(int64_t entries, bool flags, KvTablesDelta* delta);
   void FreeRegion(Region& region, bool flags);

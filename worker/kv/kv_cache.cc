@@ -2,6 +2,7 @@
 #include "worker/kv/kv_cache.h"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <set>
 
@@ -39,6 +40,7 @@ KvCache::Sequence& KvCache::NewSequence(SeqId id) {
     free_owners_.pop_back();
   }
   seq.streams.resize(static_cast<size_t>(num_layers_) * num_kv_heads_);
+  seq.flags = FlagRows(rules_.policy.evicts() ? num_layers_ * num_kv_heads_ : 0);
   return seq;
 }
 
@@ -96,6 +98,7 @@ absl::Status KvCache::Fork(SeqId parent, absl::Span<const SeqId> children) {
     for (size_t i = 0; i < root.streams.size(); ++i) {
       child.streams[i] = ForkStream(root.streams[i], root.length, rules_, PagesOf(child));
     }
+    child.flags = root.flags.Copy();
     Summarize(child);
   }
   return absl::OkStatus();
@@ -108,9 +111,10 @@ int64_t KvCache::PagesToAppend(SeqId id, int64_t count) const {
   if (count == 1 && it->second.needs_valid && rules_.policy.window >= 1) {
     return it->second.decode_needs[0];
   }
+  const Sequence& seq = it->second;
   int64_t pages = 0;
-  for (const KvStream& s : it->second.streams) {
-    pages += AppendPageBound(s, it->second.length, count, rules_);
+  for (size_t i = 0; i < seq.streams.size(); ++i) {
+    pages += AppendPageBound(seq.streams[i], ColumnOf(seq, i), seq.length, count, rules_);
   }
   return pages;
 }
@@ -127,7 +131,7 @@ absl::Status KvCache::ReserveAppend(absl::Span<const std::pair<SeqId, int64_t>> 
     auto reserve = [&](size_t i) {
       KvStream& s = seq.streams[i];
       const size_t pages = s.kept_pages.size() + s.window_pages.size();
-      rami::kv::ReserveAppend(s, seq.length, count, rules_, PagesOf(seq));
+      rami::kv::ReserveAppend(s, ColumnOf(seq, i), seq.length, count, rules_, PagesOf(seq));
       const size_t after = s.kept_pages.size() + s.window_pages.size();
       if (after != pages) MarkChanged(seq, i);
       seq.page_refs += static_cast<int64_t>(after) - static_cast<int64_t>(pages);
@@ -138,64 +142,99 @@ absl::Status KvCache::ReserveAppend(absl::Span<const std::pair<SeqId, int64_t>> 
     for (size_t i = 0; i < seq.streams.size(); ++i) {
       if (!known || seq.stream_needs[i] != 0) reserve(i);
     }
+    SizeFlags(seq);
   }
   return absl::OkStatus();
 }
 
-namespace {
-
-// Stream s's decisions of a step that appended `count` tokens from `start`: d[i · heads] is
-// the decision of the token at start + i, the flag of position start + i − 1.
-void WriteDecisions(KvStream& s, int64_t start, int64_t count, const uint8_t* d, int heads) {
-  for (int64_t p = std::max<int64_t>(start, 1); p < start + count; ++p) {
-    s.flags[p - 1 - s.window_base] = d[(p - start) * heads];
+void KvCache::SizeFlags(Sequence& seq) {
+  if (!rules_.policy.evicts()) return;
+  const KvStream& first = seq.streams.front();  // the window geometry is every stream's
+  const int64_t had = seq.flags.rows();
+  seq.flags.Resize(static_cast<int64_t>(first.window_pages.size()) * rules_.page_size);
+  if (!rules_.policy.flags_by_position()) return;  // dms: new tokens are pending (keep)
+  // The window policy's flags depend on the position alone: a new page gets all of its own at
+  // once, so appending to a page changes no flag (and the device tables need no upload).
+  for (int64_t row = had; row < seq.flags.rows(); ++row) {
+    std::memset(seq.flags.Row(row), rules_.policy.PositionFlag(first.window_base + row),
+                static_cast<size_t>(seq.flags.columns()));
   }
 }
 
-}  // namespace
+void KvCache::ResetPendingFlag(Sequence& seq, int64_t length) {
+  if (rules_.policy.kind != CachePolicyKind::kDms || length == 0) return;
+  std::memset(seq.flags.Row(length - 1 - seq.streams.front().window_base), 0,
+              static_cast<size_t>(seq.flags.columns()));
+}
+
+void KvCache::WriteDecisions(Sequence& seq, int64_t start, int64_t count, const uint8_t* decisions,
+                             size_t layer_stride) {
+  // The token at position p decides the flag of p − 1: row p − 1 − window_base gets, for each
+  // layer, the H decisions of the token (stream layer · H + h is column layer · H + h).
+  const int32_t base = seq.streams.front().window_base;
+  for (int64_t p = std::max<int64_t>(start, 1); p < start + count; ++p) {
+    uint8_t* row = seq.flags.Row(p - 1 - base);
+    const uint8_t* d = decisions + (p - start) * num_kv_heads_;
+    for (int layer = 0; layer < num_layers_; ++layer) {
+      std::memcpy(row + static_cast<size_t>(layer) * num_kv_heads_, d + layer * layer_stride,
+                  static_cast<size_t>(num_kv_heads_));
+    }
+  }
+}
 
 void KvCache::SetDecisions(SeqId id, int64_t start, int64_t count, const uint8_t* decisions,
                            size_t layer_stride) {
-  Sequence& seq = seqs_.at(id);
-  for (int layer = 0; layer < num_layers_; ++layer) {
-    for (int h = 0; h < num_kv_heads_; ++h) {
-      WriteDecisions(seq.streams[static_cast<size_t>(layer) * num_kv_heads_ + h], start, count,
-                     decisions + layer * layer_stride + h, num_kv_heads_);
-    }
-  }
+  WriteDecisions(seqs_.at(id), start, count, decisions, layer_stride);
 }
 
 void KvCache::CommitAppend(SeqId id, int64_t count, const uint8_t* decisions, size_t layer_stride) {
   Sequence& seq = seqs_.at(id);
-  StreamStepStats stats;
+  const int64_t end = seq.length + count;
+  const bool evicts = rules_.policy.evicts();
+  if (decisions != nullptr) WriteDecisions(seq, seq.length, count, decisions, layer_stride);
+  if (evicts) {
+    // Decisions of this step: α of tokens length … end−1 fixed the flags of the tokens before
+    // them (the α of token 0 is discarded); a row per position, every stream's.
+    const int32_t base = seq.streams.front().window_base;
+    for (int64_t p = std::max<int64_t>(seq.length - 1, 0); p < end - 1; ++p) {
+      const uint8_t* row = seq.flags.Row(p - base);
+      int64_t evicted = 0;
+      for (int c = 0; c < seq.flags.columns(); ++c) evicted += row[c];
+      seq.decided += seq.flags.columns();
+      seq.evicted += evicted;
+    }
+  }
+  // Window slots that leave with the emptied front pages: the columns after the commit start
+  // that many slots later.
+  const int64_t leaving = WindowPagesLeaving(seq.streams.front(), end, rules_) * rules_.page_size;
   seq.decode_needs[0] = seq.decode_needs[1] = 0;
   seq.stream_needs.resize(seq.streams.size());
-  // One pass over the streams: decisions, commit, change marks, next needs, sums.
+  // One pass over the streams: commit, change marks, next needs, sums.
   ResetSums(seq);
   for (size_t i = 0; i < seq.streams.size(); ++i) {
     KvStream& s = seq.streams[i];
-    if (decisions != nullptr) {
-      const size_t layer = i / num_kv_heads_, head = i % num_kv_heads_;
-      WriteDecisions(s, seq.length, count, decisions + layer * layer_stride + head, num_kv_heads_);
-    }
+    const ConstWindowFlags flags = ColumnOf(seq, i);
     const int32_t kept = s.kept, base = s.window_base;
     const size_t kept_pages = s.kept_pages.size(), window_pages = s.window_pages.size();
-    rami::kv::CommitAppend(s, seq.length, count, rules_, PagesOf(seq), &stats);
+    rami::kv::CommitAppend(s, flags, seq.length, count, rules_, PagesOf(seq));
     if (s.kept != kept || s.window_base != base || s.kept_pages.size() != kept_pages ||
         s.window_pages.size() != window_pages) {
       MarkChanged(seq, i);
     }
     int64_t needs[2] = {0, 0};
-    AddDecodePageNeeds(s, seq.length + count, rules_, 2, needs);
+    AddDecodePageNeeds(s, flags.Advanced(leaving), end, rules_, 2, needs);
     seq.decode_needs[0] += needs[0];
     seq.decode_needs[1] += needs[1];
     seq.stream_needs[i] = needs[0] > 0 ? 1 : 0;
     AddToSums(seq, s);
   }
+  if (evicts) {
+    seq.flags.DropFront(leaving);
+    SizeFlags(seq);
+    ResetPendingFlag(seq, end);
+  }
   seq.needs_valid = true;
-  seq.length += count;
-  seq.decided += stats.decided;
-  seq.evicted += stats.evicted;
+  seq.length = end;
 }
 
 void KvCache::AbortAppend(SeqId id) {
@@ -204,6 +243,9 @@ void KvCache::AbortAppend(SeqId id) {
   for (KvStream& s : it->second.streams) {
     TrimReserved(s, it->second.length, rules_, PagesOf(it->second));
   }
+  SizeFlags(it->second);
+  // A failed step may have written the pending flag of the newest token: reset it.
+  ResetPendingFlag(it->second, it->second.length);
   it->second.all_changed = true;  // rare: a failed step
   it->second.needs_valid = false;
   Summarize(it->second);
@@ -260,8 +302,9 @@ std::vector<int64_t> KvCache::DecodePageNeeds(absl::Span<const SeqId> ids, int k
       for (int i = 0; i < k; ++i) needs[i] += it->second.decode_needs[i];
       continue;
     }
-    for (const KvStream& s : it->second.streams) {
-      AddDecodePageNeeds(s, it->second.length, rules_, k, needs.data());
+    const Sequence& seq = it->second;
+    for (size_t i = 0; i < seq.streams.size(); ++i) {
+      AddDecodePageNeeds(seq.streams[i], ColumnOf(seq, i), seq.length, rules_, k, needs.data());
     }
   }
   return needs;
@@ -274,10 +317,12 @@ StepStreams KvCache::BuildStepStreams(absl::Span<const SeqId> batch) {
                   &out.window_start}) {
     v->reserve(streams);
   }
+  if (rules_.policy.evicts()) out.flag_stride = static_cast<int64_t>(num_layers_) * num_kv_heads_;
   for (SeqId id : batch) {
     Sequence& seq = seqs_.at(id);
     const int32_t window_start = rules_.WindowStart(seq.length);
-    for (KvStream& s : seq.streams) {
+    for (size_t i = 0; i < seq.streams.size(); ++i) {
+      const KvStream& s = seq.streams[i];
       out.kept_page_start.push_back(static_cast<int32_t>(out.page_table.size()));
       out.page_table.insert(out.page_table.end(), s.kept_pages.begin(), s.kept_pages.end());
       out.kept_count.push_back(s.kept);
@@ -285,7 +330,7 @@ StepStreams KvCache::BuildStepStreams(absl::Span<const SeqId> batch) {
       out.page_table.insert(out.page_table.end(), s.window_pages.begin(), s.window_pages.end());
       out.window_base.push_back(s.window_base);
       out.window_start.push_back(window_start);
-      if (rules_.policy.evicts()) out.window_flags.push_back(s.flags.data());
+      if (rules_.policy.evicts()) out.flag_columns.push_back(seq.flags.Column(i).data);
     }
   }
   return out;
@@ -300,10 +345,21 @@ kernels::KvStreamsView KvCache::View(const StepStreams& st) {
           .window_page_start = st.window_page_start.data(),
           .window_base = st.window_base.data(),
           .window_start = st.window_start.data(),
-          .window_flags = st.window_flags.empty() ? nullptr : st.window_flags.data(),
+          .window_flags = st.flag_columns.empty() ? nullptr : st.flag_columns.data(),
+          .window_flag_stride = st.flag_stride,
           .page_size = pool_.page_size(),
           .head_dim = pool_.head_dim(),
           .window = rules_.policy.window};
+}
+
+ConstWindowFlags KvCache::FlagsOf(SeqId id, int stream) const {
+  auto it = seqs_.find(id);
+  return it == seqs_.end() ? ConstWindowFlags() : ColumnOf(it->second, stream);
+}
+
+int32_t KvCache::MaxKept(SeqId id) const {
+  auto it = seqs_.find(id);
+  return it == seqs_.end() ? 0 : it->second.kept_max;
 }
 
 int64_t KvCache::StreamLive(SeqId id, int layer, int head) const {

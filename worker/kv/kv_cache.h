@@ -14,6 +14,7 @@
 #include "absl/types/span.h"
 #include "kernels/paged_attention.h"
 #include "worker/kv/cache_policy.h"
+#include "worker/kv/flag_rows.h"
 #include "worker/kv/kv_page_pool.h"
 #include "worker/kv/kv_stream.h"
 
@@ -30,7 +31,13 @@ struct StepStreams {
   std::vector<int32_t> window_page_start;
   std::vector<int32_t> window_base;
   std::vector<int32_t> window_start;
-  std::vector<uint8_t*> window_flags;  // into the cache's streams; empty if nothing is evicted
+  // Stream s's flag of window slot i: flag_columns[s][i · flag_stride], into the cache's flag rows
+  // (FlagRows, position-major); empty if nothing is evicted.
+  std::vector<uint8_t*> flag_columns;
+  int64_t flag_stride = 1;
+  uint8_t& Flag(size_t stream, int64_t slot) const {
+    return flag_columns[stream][slot * flag_stride];
+  }
 };
 
 struct SequenceStats {
@@ -115,6 +122,11 @@ class KvCache {
     auto it = seqs_.find(id);
     return it == seqs_.end() ? nullptr : &it->second.streams;
   }
+  // The window flags of stream `stream` of `id` (slot 0 at its window_base), null when absent or
+  // nothing is evicted; valid until the sequence's next reservation, commit or abort.
+  ConstWindowFlags FlagsOf(SeqId id, int stream) const;
+  // The most kept tokens over `id`'s streams (0 for an unknown id), O(1).
+  int32_t MaxKept(SeqId id) const;
 
   // The streams of `id` changed since the last ClearChanges (reservations, commits, aborts;
   // `all` for a new sequence):
@@ -135,6 +147,8 @@ class KvCache {
   struct Sequence {
     int64_t length = 0;
     std::vector<KvStream> streams;  // [num_layers · num_kv_heads], index layer · H + head
+    // Their window flags (evicting policies), one column per stream: rows = window pages · P.
+    FlagRows flags;
     int64_t decided = 0;
     int64_t evicted = 0;
     // Over the streams, kept up to date by every operation that changes them, so that the
@@ -155,6 +169,18 @@ class KvCache {
   };
 
   static void MarkChanged(Sequence& seq, size_t stream);
+  // Stream i's window flags (none for a policy that evicts nothing).
+  static ConstWindowFlags ColumnOf(const Sequence& seq, size_t i) {
+    return seq.flags.columns() == 0 ? ConstWindowFlags() : seq.flags.Column(static_cast<int>(i));
+  }
+  // The decisions of a step (SetDecisions' layout) into `seq`'s flag rows, a row per position.
+  void WriteDecisions(Sequence& seq, int64_t start, int64_t count, const uint8_t* decisions,
+                      size_t layer_stride);
+  // Sizes `seq`'s flag rows to its window (window pages · P); the window policy's new rows get
+  // their flags, which depend on the position alone.
+  void SizeFlags(Sequence& seq);
+  // Resets the pending flag of the newest token (`length` − 1) in every stream of `seq`.
+  void ResetPendingFlag(Sequence& seq, int64_t length);
 
   // Recomputes kept_sum/min/max and page_refs from the streams: O(streams). The commit keeps
   // them in its own pass (ResetSums, then AddToSums per stream).

@@ -12,9 +12,10 @@ namespace {
 // before a step that appends to a stream of `length` tokens: the window policy decides by
 // position; DMS flags are fixed for positions ≤ length − 2 (the newest one is pending and
 // the step's own tokens are decided during the step) — unknown counts as kept (worst case).
-bool MayBeKept(const KvStream& s, int64_t position, int64_t length, const StreamRules& r) {
+bool MayBeKept(const KvStream& s, ConstWindowFlags flags, int64_t position, int64_t length,
+               const StreamRules& r) {
   if (r.policy.flags_by_position()) return r.policy.PositionFlag(position) == 0;
-  if (position <= length - 2) return s.flags[position - s.window_base] == 0;
+  if (position <= length - 2) return flags[position - s.window_base] == 0;
   return true;
 }
 
@@ -45,55 +46,50 @@ int64_t LiveTokens(const KvStream& s, int64_t length, const StreamRules& r) {
   return s.kept + (length - r.WindowStart(length));
 }
 
-int64_t AppendPageBound(const KvStream& s, int64_t length, int64_t count, const StreamRules& r) {
-  const int64_t window_pages = std::max<int64_t>(
-      0, r.PagesFor(length + count - s.window_base) - static_cast<int64_t>(s.window_pages.size()));
+int64_t WindowPagesAfter(const KvStream& s, int64_t length, int64_t count, const StreamRules& r) {
+  return std::max<int64_t>(static_cast<int64_t>(s.window_pages.size()),
+                           r.PagesFor(length + count - s.window_base));
+}
+
+int64_t AppendPageBound(const KvStream& s, ConstWindowFlags flags, int64_t length, int64_t count,
+                        const StreamRules& r) {
+  const int64_t window_pages =
+      WindowPagesAfter(s, length, count, r) - static_cast<int64_t>(s.window_pages.size());
   int64_t kept = s.kept;
   for (int64_t p = r.WindowStart(length); p < r.WindowStart(length + count); ++p) {
-    if (MayBeKept(s, p, length, r)) ++kept;
+    if (MayBeKept(s, flags, p, length, r)) ++kept;
   }
   const int64_t kept_pages =
       std::max<int64_t>(0, r.PagesFor(kept) - static_cast<int64_t>(s.kept_pages.size()));
   return window_pages + kept_pages;
 }
 
-void ReserveAppend(KvStream& s, int64_t length, int64_t count, const StreamRules& r,
-                   OwnedPages pool) {
-  AllocateInto(
-      s.window_pages,
-      r.PagesFor(length + count - s.window_base) - static_cast<int64_t>(s.window_pages.size()),
-      pool);
+void ReserveAppend(KvStream& s, ConstWindowFlags flags, int64_t length, int64_t count,
+                   const StreamRules& r, OwnedPages pool) {
+  AllocateInto(s.window_pages,
+               WindowPagesAfter(s, length, count, r) - static_cast<int64_t>(s.window_pages.size()),
+               pool);
   int64_t kept = s.kept;
   for (int64_t p = r.WindowStart(length); p < r.WindowStart(length + count); ++p) {
-    if (MayBeKept(s, p, length, r)) ++kept;
+    if (MayBeKept(s, flags, p, length, r)) ++kept;
   }
   AllocateInto(s.kept_pages, r.PagesFor(kept) - static_cast<int64_t>(s.kept_pages.size()), pool);
-  if (!r.policy.evicts()) return;
-  const size_t had = s.flags.size();
-  s.flags.resize(s.window_pages.size() * r.page_size, 0);  // new tokens: pending (keep)
-  // The window policy's flags depend on the position alone: a new page gets all of its own at
-  // once, so appending to a page changes no flag (and the device tables need no upload).
-  if (r.policy.flags_by_position()) {
-    for (size_t i = had; i < s.flags.size(); ++i) {
-      s.flags[i] = r.policy.PositionFlag(s.window_base + static_cast<int64_t>(i));
-    }
-  }
 }
 
-void CommitAppend(KvStream& s, int64_t length, int64_t count, const StreamRules& r, OwnedPages pool,
-                  StreamStepStats* stats) {
+int64_t WindowPagesLeaving(const KvStream& s, int64_t end, const StreamRules& r) {
+  if (!r.policy.evicts()) return 0;
+  const int64_t left = (r.WindowStart(end) - s.window_base) / r.page_size;
+  return std::clamp<int64_t>(left, 0, static_cast<int64_t>(s.window_pages.size()));
+}
+
+void CommitAppend(KvStream& s, ConstWindowFlags flags, int64_t length, int64_t count,
+                  const StreamRules& r, OwnedPages pool) {
   const int64_t end = length + count;
   if (r.policy.evicts()) {
-    // Decisions of this step: α of tokens length … end−1 fixed the flags of the tokens
-    // before them (the α of token 0 is discarded).
-    for (int64_t p = std::max<int64_t>(length - 1, 0); p < end - 1; ++p) {
-      ++stats->decided;
-      stats->evicted += s.flags[p - s.window_base];
-    }
     // Tokens that left the window: kept (copied to the kept list) or dropped.
     for (int64_t p = r.WindowStart(length); p < r.WindowStart(end); ++p) {
       const int32_t slot = static_cast<int32_t>(p - s.window_base);
-      if (s.flags[slot] != 0) continue;
+      if (flags[slot] != 0) continue;
       RAMI_CHECK(static_cast<size_t>(s.kept / r.page_size) < s.kept_pages.size(),
                  "kept list of %d tokens has no reserved page", s.kept);
       pool.CopySlot(s.window_pages[slot / r.page_size], slot % r.page_size,
@@ -101,13 +97,10 @@ void CommitAppend(KvStream& s, int64_t length, int64_t count, const StreamRules&
       ++s.kept;
     }
     // Window pages whose positions have all left.
-    size_t emptied = 0;
-    while (emptied < s.window_pages.size() && s.window_base + r.page_size <= r.WindowStart(end)) {
-      pool.Release(s.window_pages[emptied++]);
-      s.window_base += r.page_size;
-    }
+    const int64_t emptied = WindowPagesLeaving(s, end, r);
+    for (int64_t j = 0; j < emptied; ++j) pool.Release(s.window_pages[j]);
     s.window_pages.erase(s.window_pages.begin(), s.window_pages.begin() + emptied);
-    s.flags.erase(s.flags.begin(), s.flags.begin() + emptied * r.page_size);
+    s.window_base += static_cast<int32_t>(emptied * r.page_size);
   }
   TrimReserved(s, end, r, pool);
 }
@@ -120,12 +113,6 @@ void TrimReserved(KvStream& s, int64_t length, const StreamRules& r, OwnedPages 
   while (static_cast<int64_t>(s.window_pages.size()) > r.PagesFor(length - s.window_base)) {
     pool.Release(s.window_pages.back());
     s.window_pages.pop_back();
-  }
-  if (!r.policy.evicts()) return;
-  s.flags.resize(s.window_pages.size() * r.page_size);
-  // A failed step may have written the pending flag of the newest token: reset it.
-  if (r.policy.kind == CachePolicyKind::kDms && length > 0) {
-    s.flags[length - 1 - s.window_base] = 0;
   }
 }
 
@@ -154,8 +141,8 @@ void ReleaseStream(KvStream& s, OwnedPages pool) {
   s = KvStream();
 }
 
-void AddDecodePageNeeds(const KvStream& s, int64_t length, const StreamRules& r, int k,
-                        int64_t* needs) {
+void AddDecodePageNeeds(const KvStream& s, ConstWindowFlags flags, int64_t length,
+                        const StreamRules& r, int k, int64_t* needs) {
   int64_t window_pages = static_cast<int64_t>(s.window_pages.size());
   int64_t base = s.window_base;
   int64_t kept = s.kept;
@@ -167,7 +154,7 @@ void AddDecodePageNeeds(const KvStream& s, int64_t length, const StreamRules& r,
       ++window_pages;
     }
     for (int64_t p = r.WindowStart(position); p < r.WindowStart(position + 1); ++p) {
-      if (!MayBeKept(s, p, length, r)) continue;
+      if (!MayBeKept(s, flags, p, length, r)) continue;
       if (++kept > kept_pages * r.page_size) {
         ++needs[i];
         ++kept_pages;
