@@ -140,11 +140,16 @@ absl::Status DeviceKvTables::Sync(KvCache& cache, absl::Span<const SeqId> ids,
       }
     } else {
       // The unchanged streams' entries hold; their window_start moves with the length.
+      const int64_t first = static_cast<int64_t>(slot) * streams_per_seq_;
       if (length != sl.synced_length) {
-        const int64_t first = static_cast<int64_t>(slot) * streams_per_seq_;
         for (int i = 0; i < streams_per_seq_; ++i) {
           SetStreamField(mirror_.window_start, delta->window_start, first + i, window_start);
         }
+      }
+      // Promotions alone: the kept count, nothing else of the stream (its kept_synced stays
+      // behind, which only widens the pages the next full SyncStream compares).
+      for (int32_t i : changes.kept_only) {
+        SetStreamField(mirror_.kept_count, delta->kept_count, first + i, (*streams)[i].kept);
       }
       for (int32_t i : changes.streams) {
         SyncStream(slot, i, (*streams)[i], cache.FlagsOf(id, i), window_start, false, delta);

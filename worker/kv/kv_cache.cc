@@ -217,9 +217,11 @@ void KvCache::CommitAppend(SeqId id, int64_t count, const uint8_t* decisions, si
     const int32_t kept = s.kept, base = s.window_base;
     const size_t kept_pages = s.kept_pages.size(), window_pages = s.window_pages.size();
     rami::kv::CommitAppend(s, flags, seq.length, count, rules_, PagesOf(seq));
-    if (s.kept != kept || s.window_base != base || s.kept_pages.size() != kept_pages ||
+    if (s.window_base != base || s.kept_pages.size() != kept_pages ||
         s.window_pages.size() != window_pages) {
       MarkChanged(seq, i);
+    } else if (s.kept != kept) {
+      MarkChanged(seq, i, kKeptChanged);
     }
     int64_t needs[2] = {0, 0};
     AddDecodePageNeeds(s, flags.Advanced(leaving), end, rules_, 2, needs);
@@ -251,18 +253,18 @@ void KvCache::AbortAppend(SeqId id) {
   Summarize(it->second);
 }
 
-void KvCache::MarkChanged(Sequence& seq, size_t stream) {
+void KvCache::MarkChanged(Sequence& seq, size_t stream, uint8_t how) {
   if (seq.all_changed) return;
   if (seq.changed_mark.size() != seq.streams.size()) seq.changed_mark.assign(seq.streams.size(), 0);
-  if (seq.changed_mark[stream] != 0) return;
-  seq.changed_mark[stream] = 1;
-  seq.changed.push_back(static_cast<int32_t>(stream));
+  if ((seq.changed_mark[stream] & how) != 0) return;
+  seq.changed_mark[stream] |= how;
+  (how == kChanged ? seq.changed : seq.kept_changed).push_back(static_cast<int32_t>(stream));
 }
 
 KvCache::StreamChanges KvCache::ChangesOf(SeqId id) const {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return {};
-  return {it->second.all_changed, it->second.changed};
+  return {it->second.all_changed, it->second.changed, it->second.kept_changed};
 }
 
 void KvCache::ClearChanges(SeqId id) {
@@ -270,7 +272,9 @@ void KvCache::ClearChanges(SeqId id) {
   if (it == seqs_.end()) return;
   Sequence& seq = it->second;
   for (int32_t i : seq.changed) seq.changed_mark[i] = 0;
+  for (int32_t i : seq.kept_changed) seq.changed_mark[i] = 0;
   seq.changed.clear();
+  seq.kept_changed.clear();
   seq.all_changed = false;
 }
 

@@ -130,10 +130,14 @@ class KvCache {
 
   // The streams of `id` changed since the last ClearChanges (reservations, commits, aborts;
   // `all` for a new sequence):
-  // read by DeviceKvTables::Sync, which then visits only those. `streams` is in no order.
+  // read by DeviceKvTables::Sync, which then visits only those. `streams`: changed in their
+  // pages or window base; `kept_only`: only their kept count changed (a commit's promotions into
+  // pages already reserved — most of a decode step's changes), so only that count is uploaded.
+  // A stream may be in both; neither list is in any order.
   struct StreamChanges {
     bool all = true;
     absl::Span<const int32_t> streams;
+    absl::Span<const int32_t> kept_only;
   };
   StreamChanges ChangesOf(SeqId id) const;
   void ClearChanges(SeqId id);
@@ -165,10 +169,13 @@ class KvCache {
     // Streams changed since ClearChanges: their indices, a mark per stream, or all of them.
     bool all_changed = true;
     std::vector<int32_t> changed;
-    std::vector<uint8_t> changed_mark;
+    std::vector<int32_t> kept_changed;
+    std::vector<uint8_t> changed_mark;  // per stream: kChanged | kKeptChanged
   };
 
-  static void MarkChanged(Sequence& seq, size_t stream);
+  static constexpr uint8_t kChanged = 1, kKeptChanged = 2;
+  // Records stream `stream` in seq.changed (kChanged) or seq.kept_changed (kKeptChanged).
+  static void MarkChanged(Sequence& seq, size_t stream, uint8_t how = kChanged);
   // Stream i's window flags (none for a policy that evicts nothing).
   static ConstWindowFlags ColumnOf(const Sequence& seq, size_t i) {
     return seq.flags.columns() == 0 ? ConstWindowFlags() : seq.flags.Column(static_cast<int>(i));
