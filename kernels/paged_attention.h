@@ -11,7 +11,7 @@
 // Visibility (dms.md §3): query at position t sees window position p ≤ t iff
 // t − p ≤ window or the flag of window slot p − window_base[s] is 0 (flag 1 = evicted later);
 // slot i's flag is window_flags[s][i · window_flag_stride] (the host cache keeps a sequence's
-// flags position-major: one row of all its streams per position, worker/kv/flag_rows.h).
+// flags position-major: one row of all its streams per position, worker/kv/stream_rows.h).
 // Dense is the same layout with an infinite window and no flags.
 // The streams of one (sequence, layer) are consecutive: KV head h of a token uses stream
 // token_stream[t] + h. Query head q reads KV head q / (num_q_heads / num_kv_heads) (GQA).

@@ -314,17 +314,22 @@ TEST_P(CudaStepHostTest, OverlapSamplesWhatSequentialStepsSample) {
     EXPECT_EQ(runs[0].cache.Length(id), runs[1].cache.Length(id));
     const auto& a = *runs[0].cache.StreamsOf(id);
     const auto& b = *runs[1].cache.StreamsOf(id);
+    const kv::SequenceWindows& wa = *runs[0].cache.WindowsOf(id);
+    const kv::SequenceWindows& wb = *runs[1].cache.WindowsOf(id);
     ASSERT_EQ(a.size(), b.size());
+    ASSERT_EQ(wa.num_pages(), wb.num_pages());
+    EXPECT_EQ(wa.base, wb.base);
     for (size_t i = 0; i < a.size(); ++i) {
       EXPECT_EQ(a[i].kept_pages, b[i].kept_pages) << "seq " << id << " stream " << i;
       EXPECT_EQ(a[i].kept, b[i].kept);
-      EXPECT_EQ(a[i].window_pages, b[i].window_pages);
-      EXPECT_EQ(a[i].window_base, b[i].window_base);
+      for (int64_t j = 0; j < wa.num_pages(); ++j) {
+        EXPECT_EQ(wa.pages.Row(j)[i], wb.pages.Row(j)[i]) << "seq " << id << " stream " << i;
+      }
       const kv::ConstWindowFlags fa = runs[0].cache.FlagsOf(id, static_cast<int>(i));
       const kv::ConstWindowFlags fb = runs[1].cache.FlagsOf(id, static_cast<int>(i));
       ASSERT_EQ(fa.data == nullptr, fb.data == nullptr);
       if (fa.data == nullptr) continue;  // nothing is evicted: no flags
-      const size_t slots = a[i].window_pages.size() * runs[0].cache.pool().page_size();
+      const size_t slots = static_cast<size_t>(wa.num_pages() * runs[0].cache.pool().page_size());
       for (size_t j = 0; j < slots; ++j) {
         ASSERT_EQ(fa[j], fb[j]) << "seq " << id << " stream " << i << " slot " << j;
       }

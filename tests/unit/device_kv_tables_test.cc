@@ -96,6 +96,7 @@ class DeviceKvTablesTest : public ::testing::TestWithParam<Case> {
     for (const auto& [id, length] : lengths_) {
       const std::vector<KvStream>* streams = cache_.StreamsOf(id);
       ASSERT_NE(streams, nullptr);
+      const kv::SequenceWindows& w = *cache_.WindowsOf(id);
       const int32_t base = tables_.StreamBase(id);
       ASSERT_GE(base, 0) << where << " sequence " << id;
       for (int i = 0; i < kLayers * kKvHeads; ++i) {
@@ -108,17 +109,17 @@ class DeviceKvTablesTest : public ::testing::TestWithParam<Case> {
         for (size_t j = 0; j < st.kept_pages.size(); ++j) {
           ASSERT_EQ(t.page_table.at(t.kept_page_start[s] + j), st.kept_pages[j]) << at;
         }
-        for (size_t j = 0; j < st.window_pages.size(); ++j) {
-          ASSERT_EQ(t.page_table.at(t.window_page_start[s] + j), st.window_pages[j]) << at;
+        for (int64_t j = 0; j < w.num_pages(); ++j) {
+          ASSERT_EQ(t.page_table.at(t.window_page_start[s] + j), w.pages.Row(j)[i]) << at;
         }
-        ASSERT_EQ(t.window_base[s], st.window_base) << at;
+        ASSERT_EQ(t.window_base[s], w.base) << at;
         ASSERT_EQ(t.window_start[s], rules_.WindowStart(cache_.Length(id))) << at;
         if (!rules_.policy.evicts()) continue;
         // The window's flags: page-aligned inside the flags table (which holds window regions
         // only, apart from the page table).
         ASSERT_EQ(t.flag_start[s] % P, 0) << at;
         const kv::ConstWindowFlags flags = cache_.FlagsOf(id, i);
-        const size_t slots = st.window_pages.size() * P;
+        const size_t slots = static_cast<size_t>(w.num_pages() * P);
         ASSERT_LE(t.flag_start[s] + slots, t.flags.size()) << at;
         for (size_t j = 0; j < slots; ++j) {
           ASSERT_EQ(t.flags.at(t.flag_start[s] + j), flags[j]) << at << " flag " << j;
@@ -372,14 +373,13 @@ TEST(DeviceKvTablesLimits, A119GiBPoolOfAHeadDim64ModelFitsItsTables) {
   EXPECT_GE(static_cast<int64_t>(delta.page_table.size()), pages - 1);  // page 0 meets a 0
   // Spot checks of the kernels' view: every 97th stream's pages, first and last.
   for (SeqId id : {SeqId{0}, SeqId{63}, SeqId{kSeqs - 1}}) {
-    const std::vector<KvStream>& streams = *cache.StreamsOf(id);
+    const kv::SequenceWindows& w = *cache.WindowsOf(id);
+    ASSERT_EQ(w.num_pages(), kTokens / kPage);
     for (int i = 0; i < kLayers1B * kHeads1B; i += 37) {
       const int64_t s = tables.StreamBase(id) + i;
-      const KvStream& st = streams[i];
-      ASSERT_EQ(st.window_pages.size(), static_cast<size_t>(kTokens / kPage));
-      EXPECT_EQ(t.page_table[t.window_page_start[s]], st.window_pages.front());
-      EXPECT_EQ(t.page_table[t.window_page_start[s] + st.window_pages.size() - 1],
-                st.window_pages.back());
+      EXPECT_EQ(t.page_table[t.window_page_start[s]], w.pages.Row(0)[i]);
+      EXPECT_EQ(t.page_table[t.window_page_start[s] + w.num_pages() - 1],
+                w.pages.Row(w.num_pages() - 1)[i]);
     }
   }
 }

@@ -47,7 +47,15 @@ struct Look {
   int32_t kept = 0, window_base = 0;
   bool operator==(const Look&) const = default;
 };
-Look LookAt(const KvStream& s) { return {s.kept_pages, s.window_pages, s.kept, s.window_base}; }
+// Stream c of a sequence: its kept list and column c of the windows.
+std::vector<int32_t> WindowPages(const kv::SequenceWindows& w, int c) {
+  std::vector<int32_t> pages;
+  for (int64_t j = 0; j < w.num_pages(); ++j) pages.push_back(w.pages.Row(j)[c]);
+  return pages;
+}
+Look LookAt(const KvStream& s, const kv::SequenceWindows& w, int c) {
+  return {s.kept_pages, WindowPages(w, c), s.kept, w.base};
+}
 
 class KvAccountingTest : public ::testing::TestWithParam<Case> {};
 
@@ -92,21 +100,26 @@ TEST_P(KvAccountingTest, IncrementalSumsEqualABruteForceCount) {
         continue;
       }
       const int64_t length = cache.Length(id);
+      const kv::SequenceWindows& w = *cache.WindowsOf(id);
       int64_t live_sum = 0, live_min = INT64_MAX, live_max = 0, refs = 0, unshared = 0;
       int64_t needs[2] = {0, 0}, append = 0;
       for (size_t i = 0; i < streams->size(); ++i) {
         const KvStream& s = (*streams)[i];
-        const kv::ConstWindowFlags flags = cache.FlagsOf(id, static_cast<int>(i));
+        const int c = static_cast<int>(i);
+        const std::vector<int32_t> window = WindowPages(w, c);
+        const kv::ConstWindowFlags flags = cache.FlagsOf(id, c);
         const int64_t live = kv::LiveTokens(s, length, rules);
         live_sum += live;
         live_min = std::min(live_min, live);
         live_max = std::max(live_max, live);
-        for (const std::vector<int32_t>* list : {&s.kept_pages, &s.window_pages}) {
+        for (const std::vector<int32_t>* list : {&s.kept_pages, &window}) {
           refs += static_cast<int64_t>(list->size());
           for (int32_t page : *list) unshared += cache.pool().ref_count(page) == 1 ? 1 : 0;
         }
-        kv::AddDecodePageNeeds(s, flags, length, rules, 2, needs);
-        append += kv::AppendPageBound(s, flags, length, 1, rules);
+        kv::AddDecodeKeptNeeds(s, flags, w.base, length, rules, 2, needs);
+        kv::AddDecodeWindowNeeds(w, length, rules, 2, needs);
+        append += kv::KeptPagesToAppend(s, flags, w.base, length, 1, rules) +
+                  kv::WindowPagesAfter(w, length, 1, rules) - w.num_pages();
       }
       const kv::SequenceStats st = cache.SequenceStatsOf(id);
       ASSERT_EQ(st.live_sum, live_sum) << at << " seq " << id;
@@ -132,7 +145,7 @@ TEST_P(KvAccountingTest, IncrementalSumsEqualABruteForceCount) {
         };
         for (size_t i = 0; i < streams->size(); ++i) {
           if (in(changes.streams, i)) continue;
-          Look now = LookAt((*streams)[i]);
+          Look now = LookAt((*streams)[i], w, static_cast<int>(i));
           if (in(changes.kept_only, i)) now.kept = last[i].kept;
           ASSERT_TRUE(now == last[i])
               << at << " seq " << id << " stream " << i << " changed unmarked";
@@ -141,7 +154,9 @@ TEST_P(KvAccountingTest, IncrementalSumsEqualABruteForceCount) {
       if (traffic.Percent() < 50) {  // Sync reads the marks now and then
         cache.ClearChanges(id);
         last.clear();
-        for (const KvStream& s : *streams) last.push_back(LookAt(s));
+        for (size_t i = 0; i < streams->size(); ++i) {
+          last.push_back(LookAt((*streams)[i], w, static_cast<int>(i)));
+        }
       }
     }
     const kv::CacheStats stats = cache.Stats();

@@ -123,6 +123,7 @@ absl::Status DeviceKvTables::Sync(KvCache& cache, absl::Span<const SeqId> ids,
   for (SeqId id : ids) {
     const std::vector<KvStream>* streams = cache.StreamsOf(id);
     if (streams == nullptr) continue;
+    const SequenceWindows& windows = *cache.WindowsOf(id);
     auto it = slot_of_.find(id);
     const bool fresh = it == slot_of_.end();
     const int slot = fresh ? AcquireSlot(id, delta) : it->second;
@@ -130,13 +131,9 @@ absl::Status DeviceKvTables::Sync(KvCache& cache, absl::Span<const SeqId> ids,
     const int32_t window_start = rules_.WindowStart(length);
     Slot& sl = slots_[slot];
     const KvCache::StreamChanges changes = cache.ChangesOf(id);
-    if (rules_.policy.evicts()) {
-      RAMI_CHECK(cache.FlagsOf(id, 0).data != nullptr || streams->front().window_pages.empty(),
-                 "sequence %lld has window pages but no flags", static_cast<long long>(id));
-    }
     if (fresh || sl.full || changes.all) {
       for (int i = 0; i < streams_per_seq_; ++i) {
-        SyncStream(slot, i, (*streams)[i], cache.FlagsOf(id, i), window_start, fresh, delta);
+        SyncStream(slot, i, (*streams)[i], windows, window_start, fresh, delta);
       }
     } else {
       // The unchanged streams' entries hold; their window_start moves with the length.
@@ -152,7 +149,7 @@ absl::Status DeviceKvTables::Sync(KvCache& cache, absl::Span<const SeqId> ids,
         SetStreamField(mirror_.kept_count, delta->kept_count, first + i, (*streams)[i].kept);
       }
       for (int32_t i : changes.streams) {
-        SyncStream(slot, i, (*streams)[i], cache.FlagsOf(id, i), window_start, false, delta);
+        SyncStream(slot, i, (*streams)[i], windows, window_start, false, delta);
       }
     }
     sl.synced_length = length;
@@ -164,16 +161,14 @@ absl::Status DeviceKvTables::Sync(KvCache& cache, absl::Span<const SeqId> ids,
   // meanwhile holds the host's values already).
   for (const Refresh& r : pending) {
     const Slot& sl = slots_[r.slot];
-    const std::vector<KvStream>* streams = sl.used ? cache.StreamsOf(sl.id) : nullptr;
-    if (streams == nullptr) continue;
-    const KvStream& stream = (*streams)[r.index];
-    const ConstWindowFlags flags = cache.FlagsOf(sl.id, r.index);
+    const SequenceWindows* windows = sl.used ? cache.WindowsOf(sl.id) : nullptr;
+    if (windows == nullptr) continue;
+    const ConstWindowFlags flags = windows->FlagsOf(r.index);
     const int64_t s = static_cast<int64_t>(r.slot) * streams_per_seq_ + r.index;
     const int64_t mirror_zero = mirror_.flag_start[s] - mirror_.window_base[s];
-    const int64_t end =
-        stream.window_base + static_cast<int64_t>(stream.window_pages.size()) * page_size_;
-    for (int64_t p = std::max<int64_t>(r.from, stream.window_base); p < std::min(r.to, end); ++p) {
-      SetFlag(mirror_zero + p, flags[p - stream.window_base], delta);
+    const int64_t end = windows->base + windows->num_pages() * page_size_;
+    for (int64_t p = std::max<int64_t>(r.from, windows->base); p < std::min(r.to, end); ++p) {
+      SetFlag(mirror_zero + p, flags[p - windows->base], delta);
     }
   }
   return absl::OkStatus();
@@ -201,13 +196,13 @@ void DeviceKvTables::GrowthBound(const KvCache& cache, absl::Span<const SeqId> i
   for (SeqId id : ids) {
     const std::vector<KvStream>* streams = cache.StreamsOf(id);
     if (streams == nullptr) continue;
+    const int64_t n = cache.WindowsOf(id)->num_pages();
     auto it = slot_of_.find(id);
     const Slot* slot = it == slot_of_.end() ? nullptr : &slots_[it->second];
     for (int i = 0; i < streams_per_seq_; ++i) {
       const KvStream& stream = (*streams)[i];
       const StreamState* st = slot == nullptr ? nullptr : &slot->streams[i];
       const int64_t m = static_cast<int64_t>(stream.kept_pages.size());
-      const int64_t n = static_cast<int64_t>(stream.window_pages.size());
       if (m > (st == nullptr ? 0 : st->kept.capacity)) {
         *pages += bump(free_pages, RoundUpPow2(std::max(2 * m, kMinRegion)));
       }
@@ -385,8 +380,9 @@ void DeviceKvTables::SetFlag(int64_t at, uint8_t flag, KvTablesDelta* delta) {
 // ceil(synced_length / P) — the window only drops pages at the front; and flags of positions
 // ≤ synced_length − 2 (fixed before the last Sync). Everything after is compared, so a failed
 // step's trimmed and re-reserved pages are rewritten when they differ.
-void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream, ConstWindowFlags flags,
-                                int32_t window_start, bool fresh, KvTablesDelta* delta) {
+void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream,
+                                const SequenceWindows& windows, int32_t window_start, bool fresh,
+                                KvTablesDelta* delta) {
   Slot& sl = slots_[slot];
   StreamState& st = sl.streams[index];
   const int64_t s = static_cast<int64_t>(slot) * streams_per_seq_ + index;
@@ -414,9 +410,9 @@ void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream, Con
   SetStreamField(mirror_.kept_count, delta->kept_count, s, stream.kept);
 
   // Window list: slides forward inside its region; moves when it reaches the region's end.
-  RAMI_CHECK(stream.window_base % P == 0, "window base %d not page aligned", stream.window_base);
-  const int64_t n = static_cast<int64_t>(stream.window_pages.size());
-  const int64_t first_page = stream.window_base / P;
+  RAMI_CHECK(windows.base % P == 0, "window base %d not page aligned", windows.base);
+  const int64_t n = windows.num_pages();
+  const int64_t first_page = windows.base / P;
   int64_t start = fresh ? 0 : mirror_.window_page_start[s] + (first_page - st.window_first_page);
   bool moved = fresh || st.window.capacity == 0;
   if (moved || start + n > st.window.begin + st.window.capacity) {
@@ -434,10 +430,11 @@ void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream, Con
   const int64_t window_from =
       moved ? 0 : std::clamp<int64_t>(rules_.PagesFor(synced) - first_page, 0, n);
   if (moved) delta->moved += n;
-  for (int64_t j = window_from; j < n; ++j) SetPage(start + j, stream.window_pages[j], delta);
+  const ConstPageColumn pages = windows.pages.Column(index);
+  for (int64_t j = window_from; j < n; ++j) SetPage(start + j, pages[j], delta);
   SetStreamField(mirror_.window_page_start, delta->window_page_start, s,
                  static_cast<int32_t>(start));
-  SetStreamField(mirror_.window_base, delta->window_base, s, stream.window_base);
+  SetStreamField(mirror_.window_base, delta->window_base, s, windows.base);
   SetStreamField(mirror_.window_start, delta->window_start, s, window_start);
   // The window's flags: its region's flag pages, at the window's page offset in the region.
   const int64_t flag_start = (st.window.flag_page + (start - st.window.begin)) * P;
@@ -448,17 +445,17 @@ void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream, Con
   // are not known (a new slot, or ExpectDeviceFlags: they read kUnknownFlag here), from position
   // synced − 1 (the pending one) on, so that they are rewritten from the host's values. Else the
   // flags the last step decided were recorded (RecordDeviceFlags) and nothing else moved.
-  const int64_t flag_from = moved ? 0
-                            : sl.full
-                                ? std::clamp<int64_t>(synced - 1 - stream.window_base, 0, n * P)
-                                : window_from * P;
+  const int64_t flag_from = moved     ? 0
+                            : sl.full ? std::clamp<int64_t>(synced - 1 - windows.base, 0, n * P)
+                                      : window_from * P;
   if (moved) delta->moved += n * P;
+  const ConstWindowFlags flags = windows.FlagsOf(index);
   for (int64_t i = flag_from; i < n * P; ++i) SetFlag(flag_start + i, flags[i], delta);
   // A moved list whose flags a launched step is writing: they read unknown until rewritten,
   // here and in the old region, where the device writes them (a later owner's Sync compares).
   if (moved && !fresh && sl.flight_from < sl.flight_to) {
     for (int64_t p = sl.flight_from; p < sl.flight_to; ++p) {
-      mirror_.flags[flag_start + (p - stream.window_base)] = kUnknownFlag;
+      mirror_.flags[flag_start + (p - windows.base)] = kUnknownFlag;
       mirror_.flags[old_flag_zero + p] = kUnknownFlag;
     }
     refresh_.push_back({slot, index, sl.flight_from, sl.flight_to});

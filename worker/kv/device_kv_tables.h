@@ -172,8 +172,8 @@ class DeviceKvTables {
 
   int AcquireSlot(SeqId id, KvTablesDelta* delta);
   void ReleaseSlot(int slot);
-  // `flags`: the stream's window flags in the cache (KvCache::FlagsOf).
-  void SyncStream(int slot, int index, const KvStream& stream, ConstWindowFlags flags,
+  // Stream `index` of the slot: its kept list and column `index` of its sequence's windows.
+  void SyncStream(int slot, int index, const KvStream& stream, const SequenceWindows& windows,
                   int32_t window_start, bool fresh, KvTablesDelta* delta);
   // A page-table region of ≥ `entries`, with a parallel flags region when `flags`.
   Region AllocateRegion(int64_t entries, bool flags, KvTablesDelta* delta);

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 #include <set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
@@ -40,7 +41,7 @@ KvCache::Sequence& KvCache::NewSequence(SeqId id) {
     free_owners_.pop_back();
   }
   seq.streams.resize(static_cast<size_t>(num_layers_) * num_kv_heads_);
-  seq.flags = FlagRows(rules_.policy.evicts() ? num_layers_ * num_kv_heads_ : 0);
+  seq.windows = SequenceWindows(num_layers_ * num_kv_heads_, rules_.policy.evicts());
   return seq;
 }
 
@@ -53,7 +54,8 @@ absl::Status KvCache::AddSequence(SeqId id) {
 absl::Status KvCache::FreeSequence(SeqId id) {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return UnknownSequence(id);
-  for (KvStream& stream : it->second.streams) ReleaseStream(stream, PagesOf(it->second));
+  for (KvStream& stream : it->second.streams) ReleaseKept(stream, PagesOf(it->second));
+  ReleaseWindows(it->second.windows, PagesOf(it->second));
   RAMI_CHECK(pool_.shared_pages(it->second.owner) == 0, "a freed sequence still shares pages");
   free_owners_.push_back(it->second.owner);
   seqs_.erase(it);
@@ -73,8 +75,9 @@ int64_t KvCache::PageRefs(SeqId id) const {
 int64_t KvCache::ForkPageBound(SeqId parent) const {
   auto it = seqs_.find(parent);
   if (it == seqs_.end()) return 0;
-  int64_t pages = 0;
-  for (const KvStream& s : it->second.streams) pages += ForkPages(s, it->second.length, rules_);
+  const Sequence& seq = it->second;
+  int64_t pages = ForkWindowPages(seq.windows, seq.length, rules_) * seq.windows.streams();
+  for (const KvStream& s : seq.streams) pages += ForkKeptPages(s, rules_);
   return pages;
 }
 
@@ -96,9 +99,9 @@ absl::Status KvCache::Fork(SeqId parent, absl::Span<const SeqId> children) {
     child.decided = root.decided;
     child.evicted = root.evicted;
     for (size_t i = 0; i < root.streams.size(); ++i) {
-      child.streams[i] = ForkStream(root.streams[i], root.length, rules_, PagesOf(child));
+      child.streams[i] = ForkKept(root.streams[i], rules_, PagesOf(child));
     }
-    child.flags = root.flags.Copy();
+    child.windows = ForkWindows(root.windows, root.length, rules_, PagesOf(child));
     Summarize(child);
   }
   return absl::OkStatus();
@@ -112,9 +115,11 @@ int64_t KvCache::PagesToAppend(SeqId id, int64_t count) const {
     return it->second.decode_needs[0];
   }
   const Sequence& seq = it->second;
-  int64_t pages = 0;
+  const SequenceWindows& w = seq.windows;
+  int64_t pages = (WindowPagesAfter(w, seq.length, count, rules_) - w.num_pages()) * w.streams();
   for (size_t i = 0; i < seq.streams.size(); ++i) {
-    pages += AppendPageBound(seq.streams[i], ColumnOf(seq, i), seq.length, count, rules_);
+    pages += KeptPagesToAppend(seq.streams[i], w.FlagsOf(static_cast<int>(i)), w.base, seq.length,
+                               count, rules_);
   }
   return pages;
 }
@@ -128,13 +133,21 @@ absl::Status KvCache::ReserveAppend(absl::Span<const std::pair<SeqId, int64_t>> 
   if (total > pool_.free_pages()) return OutOfPages(pool_, total, "the step");
   for (const auto& [id, count] : appends) {
     Sequence& seq = seqs_.at(id);
+    SequenceWindows& w = seq.windows;
+    // The windows first: a new page in every stream changes them all.
+    const int64_t window_pages = w.num_pages();
+    ReserveWindows(w, seq.length, count, rules_, PagesOf(seq));
+    if (w.num_pages() != window_pages) {
+      seq.all_changed = true;
+      seq.page_refs += (w.num_pages() - window_pages) * w.streams();
+    }
     auto reserve = [&](size_t i) {
       KvStream& s = seq.streams[i];
-      const size_t pages = s.kept_pages.size() + s.window_pages.size();
-      rami::kv::ReserveAppend(s, ColumnOf(seq, i), seq.length, count, rules_, PagesOf(seq));
-      const size_t after = s.kept_pages.size() + s.window_pages.size();
-      if (after != pages) MarkChanged(seq, i);
-      seq.page_refs += static_cast<int64_t>(after) - static_cast<int64_t>(pages);
+      const size_t pages = s.kept_pages.size();
+      ReserveKept(s, w.FlagsOf(static_cast<int>(i)), w.base, seq.length, count, rules_,
+                  PagesOf(seq));
+      if (s.kept_pages.size() != pages) MarkChanged(seq, i);
+      seq.page_refs += static_cast<int64_t>(s.kept_pages.size()) - static_cast<int64_t>(pages);
     };
     // A decode step allocates only where the last commit found a need: those streams alone.
     const bool known = count == 1 && seq.needs_valid && rules_.policy.window >= 1;
@@ -142,38 +155,17 @@ absl::Status KvCache::ReserveAppend(absl::Span<const std::pair<SeqId, int64_t>> 
     for (size_t i = 0; i < seq.streams.size(); ++i) {
       if (!known || seq.stream_needs[i] != 0) reserve(i);
     }
-    SizeFlags(seq);
   }
   return absl::OkStatus();
-}
-
-void KvCache::SizeFlags(Sequence& seq) {
-  if (!rules_.policy.evicts()) return;
-  const KvStream& first = seq.streams.front();  // the window geometry is every stream's
-  const int64_t had = seq.flags.rows();
-  seq.flags.Resize(static_cast<int64_t>(first.window_pages.size()) * rules_.page_size);
-  if (!rules_.policy.flags_by_position()) return;  // dms: new tokens are pending (keep)
-  // The window policy's flags depend on the position alone: a new page gets all of its own at
-  // once, so appending to a page changes no flag (and the device tables need no upload).
-  for (int64_t row = had; row < seq.flags.rows(); ++row) {
-    std::memset(seq.flags.Row(row), rules_.policy.PositionFlag(first.window_base + row),
-                static_cast<size_t>(seq.flags.columns()));
-  }
-}
-
-void KvCache::ResetPendingFlag(Sequence& seq, int64_t length) {
-  if (rules_.policy.kind != CachePolicyKind::kDms || length == 0) return;
-  std::memset(seq.flags.Row(length - 1 - seq.streams.front().window_base), 0,
-              static_cast<size_t>(seq.flags.columns()));
 }
 
 void KvCache::WriteDecisions(Sequence& seq, int64_t start, int64_t count, const uint8_t* decisions,
                              size_t layer_stride) {
   // The token at position p decides the flag of p − 1: row p − 1 − window_base gets, for each
   // layer, the H decisions of the token (stream layer · H + h is column layer · H + h).
-  const int32_t base = seq.streams.front().window_base;
+  const int32_t base = seq.windows.base;
   for (int64_t p = std::max<int64_t>(start, 1); p < start + count; ++p) {
-    uint8_t* row = seq.flags.Row(p - 1 - base);
+    uint8_t* row = seq.windows.flags.Row(p - 1 - base);
     const uint8_t* d = decisions + (p - start) * num_kv_heads_;
     for (int layer = 0; layer < num_layers_; ++layer) {
       std::memcpy(row + static_cast<size_t>(layer) * num_kv_heads_, d + layer * layer_stride,
@@ -189,52 +181,52 @@ void KvCache::SetDecisions(SeqId id, int64_t start, int64_t count, const uint8_t
 
 void KvCache::CommitAppend(SeqId id, int64_t count, const uint8_t* decisions, size_t layer_stride) {
   Sequence& seq = seqs_.at(id);
+  SequenceWindows& w = seq.windows;
   const int64_t end = seq.length + count;
-  const bool evicts = rules_.policy.evicts();
   if (decisions != nullptr) WriteDecisions(seq, seq.length, count, decisions, layer_stride);
-  if (evicts) {
+  if (rules_.policy.evicts()) {
     // Decisions of this step: α of tokens length … end−1 fixed the flags of the tokens before
     // them (the α of token 0 is discarded); a row per position, every stream's.
-    const int32_t base = seq.streams.front().window_base;
     for (int64_t p = std::max<int64_t>(seq.length - 1, 0); p < end - 1; ++p) {
-      const uint8_t* row = seq.flags.Row(p - base);
+      const uint8_t* row = w.flags.Row(p - w.base);
       int64_t evicted = 0;
-      for (int c = 0; c < seq.flags.columns(); ++c) evicted += row[c];
-      seq.decided += seq.flags.columns();
+      for (int c = 0; c < w.flags.columns(); ++c) evicted += row[c];
+      seq.decided += w.flags.columns();
       seq.evicted += evicted;
     }
   }
-  // Window slots that leave with the emptied front pages: the columns after the commit start
-  // that many slots later.
-  const int64_t leaving = WindowPagesLeaving(seq.streams.front(), end, rules_) * rules_.page_size;
   seq.decode_needs[0] = seq.decode_needs[1] = 0;
   seq.stream_needs.resize(seq.streams.size());
-  // One pass over the streams: commit, change marks, next needs, sums.
+  // One pass over the kept lists: promotions, change marks, next needs, sums. The needs read the
+  // flags before the windows slide (any window base with its own flags will do).
   ResetSums(seq);
   for (size_t i = 0; i < seq.streams.size(); ++i) {
     KvStream& s = seq.streams[i];
-    const ConstWindowFlags flags = ColumnOf(seq, i);
-    const int32_t kept = s.kept, base = s.window_base;
-    const size_t kept_pages = s.kept_pages.size(), window_pages = s.window_pages.size();
-    rami::kv::CommitAppend(s, flags, seq.length, count, rules_, PagesOf(seq));
-    if (s.window_base != base || s.kept_pages.size() != kept_pages ||
-        s.window_pages.size() != window_pages) {
+    const int32_t kept = s.kept;
+    const size_t kept_pages = s.kept_pages.size();
+    CommitKept(s, static_cast<int>(i), w, seq.length, count, rules_, PagesOf(seq));
+    if (s.kept_pages.size() != kept_pages) {
       MarkChanged(seq, i);
     } else if (s.kept != kept) {
       MarkChanged(seq, i, kKeptChanged);
     }
     int64_t needs[2] = {0, 0};
-    AddDecodePageNeeds(s, flags.Advanced(leaving), end, rules_, 2, needs);
+    AddDecodeKeptNeeds(s, w.FlagsOf(static_cast<int>(i)), w.base, end, rules_, 2, needs);
     seq.decode_needs[0] += needs[0];
     seq.decode_needs[1] += needs[1];
     seq.stream_needs[i] = needs[0] > 0 ? 1 : 0;
     AddToSums(seq, s);
   }
-  if (evicts) {
-    seq.flags.DropFront(leaving);
-    SizeFlags(seq);
-    ResetPendingFlag(seq, end);
-  }
+  // Then the windows, all streams at once.
+  const int64_t window_pages = w.num_pages();
+  const int32_t base = w.base;
+  CommitWindows(w, end, rules_, PagesOf(seq));
+  if (w.num_pages() != window_pages || w.base != base) seq.all_changed = true;
+  AddWindowSums(seq);
+  int64_t window_needs[2] = {0, 0};
+  AddDecodeWindowNeeds(w, end, rules_, 2, window_needs);
+  seq.decode_needs[0] += window_needs[0] * w.streams();
+  seq.decode_needs[1] += window_needs[1] * w.streams();
   seq.needs_valid = true;
   seq.length = end;
 }
@@ -242,15 +234,12 @@ void KvCache::CommitAppend(SeqId id, int64_t count, const uint8_t* decisions, si
 void KvCache::AbortAppend(SeqId id) {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return;
-  for (KvStream& s : it->second.streams) {
-    TrimReserved(s, it->second.length, rules_, PagesOf(it->second));
-  }
-  SizeFlags(it->second);
-  // A failed step may have written the pending flag of the newest token: reset it.
-  ResetPendingFlag(it->second, it->second.length);
-  it->second.all_changed = true;  // rare: a failed step
-  it->second.needs_valid = false;
-  Summarize(it->second);
+  Sequence& seq = it->second;
+  for (KvStream& s : seq.streams) TrimKept(s, rules_, PagesOf(seq));
+  TrimWindows(seq.windows, seq.length, rules_, PagesOf(seq));
+  seq.all_changed = true;  // rare: a failed step
+  seq.needs_valid = false;
+  Summarize(seq);
 }
 
 void KvCache::MarkChanged(Sequence& seq, size_t stream, uint8_t how) {
@@ -289,12 +278,17 @@ void KvCache::AddToSums(Sequence& seq, const KvStream& s) {
   seq.kept_sum += s.kept;
   seq.kept_min = std::min(seq.kept_min, s.kept);
   seq.kept_max = std::max(seq.kept_max, s.kept);
-  seq.page_refs += static_cast<int64_t>(s.kept_pages.size() + s.window_pages.size());
+  seq.page_refs += static_cast<int64_t>(s.kept_pages.size());
+}
+
+void KvCache::AddWindowSums(Sequence& seq) {
+  seq.page_refs += seq.windows.num_pages() * seq.windows.streams();
 }
 
 void KvCache::Summarize(Sequence& seq) {
   ResetSums(seq);
   for (const KvStream& s : seq.streams) AddToSums(seq, s);
+  AddWindowSums(seq);
 }
 
 std::vector<int64_t> KvCache::DecodePageNeeds(absl::Span<const SeqId> ids, int k) const {
@@ -307,9 +301,14 @@ std::vector<int64_t> KvCache::DecodePageNeeds(absl::Span<const SeqId> ids, int k
       continue;
     }
     const Sequence& seq = it->second;
+    const SequenceWindows& w = seq.windows;
     for (size_t i = 0; i < seq.streams.size(); ++i) {
-      AddDecodePageNeeds(seq.streams[i], ColumnOf(seq, i), seq.length, rules_, k, needs.data());
+      AddDecodeKeptNeeds(seq.streams[i], w.FlagsOf(static_cast<int>(i)), w.base, seq.length, rules_,
+                         k, needs.data());
     }
+    std::vector<int64_t> window(needs.size(), 0);
+    AddDecodeWindowNeeds(w, seq.length, rules_, k, window.data());
+    for (size_t i = 0; i < needs.size(); ++i) needs[i] += window[i] * w.streams();
   }
   return needs;
 }
@@ -324,17 +323,20 @@ StepStreams KvCache::BuildStepStreams(absl::Span<const SeqId> batch) {
   if (rules_.policy.evicts()) out.flag_stride = static_cast<int64_t>(num_layers_) * num_kv_heads_;
   for (SeqId id : batch) {
     Sequence& seq = seqs_.at(id);
+    SequenceWindows& w = seq.windows;
     const int32_t window_start = rules_.WindowStart(seq.length);
     for (size_t i = 0; i < seq.streams.size(); ++i) {
       const KvStream& s = seq.streams[i];
+      const int c = static_cast<int>(i);
       out.kept_page_start.push_back(static_cast<int32_t>(out.page_table.size()));
       out.page_table.insert(out.page_table.end(), s.kept_pages.begin(), s.kept_pages.end());
       out.kept_count.push_back(s.kept);
       out.window_page_start.push_back(static_cast<int32_t>(out.page_table.size()));
-      out.page_table.insert(out.page_table.end(), s.window_pages.begin(), s.window_pages.end());
-      out.window_base.push_back(s.window_base);
+      const ConstPageColumn pages = std::as_const(w.pages).Column(c);
+      for (int64_t j = 0; j < w.num_pages(); ++j) out.page_table.push_back(pages[j]);
+      out.window_base.push_back(w.base);
       out.window_start.push_back(window_start);
-      if (rules_.policy.evicts()) out.flag_columns.push_back(seq.flags.Column(i).data);
+      if (rules_.policy.evicts()) out.flag_columns.push_back(w.flags.Column(c).data);
     }
   }
   return out;
@@ -358,7 +360,7 @@ kernels::KvStreamsView KvCache::View(const StepStreams& st) {
 
 ConstWindowFlags KvCache::FlagsOf(SeqId id, int stream) const {
   auto it = seqs_.find(id);
-  return it == seqs_.end() ? ConstWindowFlags() : ColumnOf(it->second, stream);
+  return it == seqs_.end() ? ConstWindowFlags() : it->second.windows.FlagsOf(stream);
 }
 
 int32_t KvCache::MaxKept(SeqId id) const {

@@ -14,7 +14,6 @@
 #include "absl/types/span.h"
 #include "kernels/paged_attention.h"
 #include "worker/kv/cache_policy.h"
-#include "worker/kv/flag_rows.h"
 #include "worker/kv/kv_page_pool.h"
 #include "worker/kv/kv_stream.h"
 
@@ -32,7 +31,7 @@ struct StepStreams {
   std::vector<int32_t> window_base;
   std::vector<int32_t> window_start;
   // Stream s's flag of window slot i: flag_columns[s][i · flag_stride], into the cache's flag rows
-  // (FlagRows, position-major); empty if nothing is evicted.
+  // (SequenceWindows::flags, a row per window slot); empty if nothing is evicted.
   std::vector<uint8_t*> flag_columns;
   int64_t flag_stride = 1;
   uint8_t& Flag(size_t stream, int64_t slot) const {
@@ -116,11 +115,16 @@ class KvCache {
   // The kernels' view of a step's streams (valid while `streams` and the cache live).
   kernels::KvStreamsView View(const StepStreams& streams);
 
-  // The [num_layers · num_kv_heads] streams of `id` (index layer · H + head), or null when
-  // absent: read by the device page-table mirror (worker/kv/device_kv_tables.h).
+  // The kept lists of `id`'s [num_layers · num_kv_heads] streams (index layer · H + head) and
+  // their windows (column: the same index), or null when absent: read by the device page-table
+  // mirror (worker/kv/device_kv_tables.h).
   const std::vector<KvStream>* StreamsOf(SeqId id) const {
     auto it = seqs_.find(id);
     return it == seqs_.end() ? nullptr : &it->second.streams;
+  }
+  const SequenceWindows* WindowsOf(SeqId id) const {
+    auto it = seqs_.find(id);
+    return it == seqs_.end() ? nullptr : &it->second.windows;
   }
   // The window flags of stream `stream` of `id` (slot 0 at its window_base), null when absent or
   // nothing is evicted; valid until the sequence's next reservation, commit or abort.
@@ -151,8 +155,7 @@ class KvCache {
   struct Sequence {
     int64_t length = 0;
     std::vector<KvStream> streams;  // [num_layers · num_kv_heads], index layer · H + head
-    // Their window flags (evicting policies), one column per stream: rows = window pages · P.
-    FlagRows flags;
+    SequenceWindows windows;        // their windows: column i is stream i's
     int64_t decided = 0;
     int64_t evicted = 0;
     // Over the streams, kept up to date by every operation that changes them, so that the
@@ -176,24 +179,16 @@ class KvCache {
   static constexpr uint8_t kChanged = 1, kKeptChanged = 2;
   // Records stream `stream` in seq.changed (kChanged) or seq.kept_changed (kKeptChanged).
   static void MarkChanged(Sequence& seq, size_t stream, uint8_t how = kChanged);
-  // Stream i's window flags (none for a policy that evicts nothing).
-  static ConstWindowFlags ColumnOf(const Sequence& seq, size_t i) {
-    return seq.flags.columns() == 0 ? ConstWindowFlags() : seq.flags.Column(static_cast<int>(i));
-  }
   // The decisions of a step (SetDecisions' layout) into `seq`'s flag rows, a row per position.
   void WriteDecisions(Sequence& seq, int64_t start, int64_t count, const uint8_t* decisions,
                       size_t layer_stride);
-  // Sizes `seq`'s flag rows to its window (window pages · P); the window policy's new rows get
-  // their flags, which depend on the position alone.
-  void SizeFlags(Sequence& seq);
-  // Resets the pending flag of the newest token (`length` − 1) in every stream of `seq`.
-  void ResetPendingFlag(Sequence& seq, int64_t length);
 
   // Recomputes kept_sum/min/max and page_refs from the streams: O(streams). The commit keeps
-  // them in its own pass (ResetSums, then AddToSums per stream).
+  // them in its own pass (ResetSums, AddToSums per kept list, AddWindowSums).
   static void Summarize(Sequence& seq);
   static void ResetSums(Sequence& seq);
   static void AddToSums(Sequence& seq, const KvStream& s);
+  static void AddWindowSums(Sequence& seq);
   // unshared pages of `seq`: what freeing it returns to the pool.
   int64_t UnsharedPages(const Sequence& seq) const {
     return seq.page_refs - pool_.shared_pages(seq.owner);

@@ -1,4 +1,4 @@
-// Operations on one DMS-layout stream; see kv_stream.h for the geometry.
+// Operations on a sequence's DMS-layout streams; see kv_stream.h for the geometry.
 #include "worker/kv/kv_stream.h"
 
 #include <algorithm>
@@ -12,27 +12,64 @@ namespace {
 // before a step that appends to a stream of `length` tokens: the window policy decides by
 // position; DMS flags are fixed for positions ≤ length − 2 (the newest one is pending and
 // the step's own tokens are decided during the step) — unknown counts as kept (worst case).
-bool MayBeKept(const KvStream& s, ConstWindowFlags flags, int64_t position, int64_t length,
+bool MayBeKept(ConstWindowFlags flags, int32_t base, int64_t position, int64_t length,
                const StreamRules& r) {
   if (r.policy.flags_by_position()) return r.policy.PositionFlag(position) == 0;
-  if (position <= length - 2) return flags[position - s.window_base] == 0;
+  if (position <= length - 2) return flags[position - base] == 0;
   return true;
 }
 
-void AllocateInto(std::vector<int32_t>& list, int64_t count, OwnedPages pool) {
-  if (count <= 0) return;
+std::vector<int32_t> Allocate(int64_t count, OwnedPages pool) {
+  if (count <= 0) return {};
   absl::StatusOr<std::vector<int32_t>> pages = pool.Allocate(static_cast<int>(count));
   RAMI_CHECK(pages.ok(), "%s", pages.status().ToString().c_str());  // checked by the caller
-  list.insert(list.end(), pages->begin(), pages->end());
+  return *std::move(pages);
 }
 
-// Replaces the shared last page of `list` by a private copy of its first `used` slots.
-void CopyTail(std::vector<int32_t>& list, int used, OwnedPages pool) {
-  std::vector<int32_t> fresh;
-  AllocateInto(fresh, 1, pool);
-  pool.CopySlots(list.back(), fresh[0], used);
-  pool.Release(list.back());
-  list.back() = fresh[0];
+// A private copy of the first `used` slots of the shared page `page` (whose reference it drops).
+int32_t CopyPage(int32_t page, int used, OwnedPages pool) {
+  const int32_t fresh = Allocate(1, pool)[0];
+  pool.CopySlots(page, fresh, used);
+  pool.Release(page);
+  return fresh;
+}
+
+// Kept tokens after the tokens leaving the window on appending `count` tokens, as far as known.
+int64_t KeptBound(const KvStream& s, ConstWindowFlags flags, int32_t base, int64_t length,
+                  int64_t count, const StreamRules& r) {
+  int64_t kept = s.kept;
+  for (int64_t p = r.WindowStart(length); p < r.WindowStart(length + count); ++p) {
+    if (MayBeKept(flags, base, p, length, r)) ++kept;
+  }
+  return kept;
+}
+
+// Releases window rows [from, num_pages) of every stream.
+void ReleaseWindowRows(SequenceWindows& w, int64_t from, OwnedPages pool) {
+  for (int64_t j = from; j < w.num_pages(); ++j) {
+    const int32_t* row = w.pages.Row(j);
+    for (int c = 0; c < w.streams(); ++c) pool.Release(row[c]);
+  }
+}
+
+// Sizes the flags to the window pages; with the window policy, new rows get their flags.
+void SizeFlags(SequenceWindows& w, const StreamRules& r) {
+  if (w.flags.columns() == 0) return;
+  const int64_t had = w.flags.rows();
+  w.flags.Resize(w.num_pages() * r.page_size);
+  if (!r.policy.flags_by_position()) return;  // dms: new tokens are pending (keep)
+  for (int64_t row = had; row < w.flags.rows(); ++row) {
+    uint8_t* flags = w.flags.Row(row);
+    std::fill(flags, flags + w.flags.columns(), r.policy.PositionFlag(w.base + row));
+  }
+}
+
+// Trims the window pages past the first `length` positions (and their flags).
+void TrimWindowPages(SequenceWindows& w, int64_t length, const StreamRules& r, OwnedPages pool) {
+  const int64_t keep = std::min(w.num_pages(), r.PagesFor(length - w.base));
+  ReleaseWindowRows(w, keep, pool);
+  w.pages.Resize(keep);
+  SizeFlags(w, r);
 }
 
 }  // namespace
@@ -46,123 +83,163 @@ int64_t LiveTokens(const KvStream& s, int64_t length, const StreamRules& r) {
   return s.kept + (length - r.WindowStart(length));
 }
 
-int64_t WindowPagesAfter(const KvStream& s, int64_t length, int64_t count, const StreamRules& r) {
-  return std::max<int64_t>(static_cast<int64_t>(s.window_pages.size()),
-                           r.PagesFor(length + count - s.window_base));
+int64_t WindowPagesAfter(const SequenceWindows& w, int64_t length, int64_t count,
+                         const StreamRules& r) {
+  return std::max(w.num_pages(), r.PagesFor(length + count - w.base));
 }
 
-int64_t AppendPageBound(const KvStream& s, ConstWindowFlags flags, int64_t length, int64_t count,
-                        const StreamRules& r) {
-  const int64_t window_pages =
-      WindowPagesAfter(s, length, count, r) - static_cast<int64_t>(s.window_pages.size());
-  int64_t kept = s.kept;
-  for (int64_t p = r.WindowStart(length); p < r.WindowStart(length + count); ++p) {
-    if (MayBeKept(s, flags, p, length, r)) ++kept;
+int64_t KeptPagesToAppend(const KvStream& s, ConstWindowFlags flags, int32_t base, int64_t length,
+                          int64_t count, const StreamRules& r) {
+  return std::max<int64_t>(0, r.PagesFor(KeptBound(s, flags, base, length, count, r)) -
+                                  static_cast<int64_t>(s.kept_pages.size()));
+}
+
+void ReserveKept(KvStream& s, ConstWindowFlags flags, int32_t base, int64_t length, int64_t count,
+                 const StreamRules& r, OwnedPages pool) {
+  const std::vector<int32_t> pages =
+      Allocate(KeptPagesToAppend(s, flags, base, length, count, r), pool);
+  s.kept_pages.insert(s.kept_pages.end(), pages.begin(), pages.end());
+}
+
+void ReserveWindows(SequenceWindows& w, int64_t length, int64_t count, const StreamRules& r,
+                    OwnedPages pool) {
+  const int64_t had = w.num_pages(), after = WindowPagesAfter(w, length, count, r);
+  if (after == had) return;
+  const std::vector<int32_t> pages = Allocate((after - had) * w.streams(), pool);
+  w.pages.Resize(after);
+  for (int64_t j = had; j < after; ++j) {
+    std::copy_n(pages.begin() + (j - had) * w.streams(), w.streams(), w.pages.Row(j));
   }
-  const int64_t kept_pages =
-      std::max<int64_t>(0, r.PagesFor(kept) - static_cast<int64_t>(s.kept_pages.size()));
-  return window_pages + kept_pages;
+  SizeFlags(w, r);
 }
 
-void ReserveAppend(KvStream& s, ConstWindowFlags flags, int64_t length, int64_t count,
-                   const StreamRules& r, OwnedPages pool) {
-  AllocateInto(s.window_pages,
-               WindowPagesAfter(s, length, count, r) - static_cast<int64_t>(s.window_pages.size()),
-               pool);
-  int64_t kept = s.kept;
-  for (int64_t p = r.WindowStart(length); p < r.WindowStart(length + count); ++p) {
-    if (MayBeKept(s, flags, p, length, r)) ++kept;
-  }
-  AllocateInto(s.kept_pages, r.PagesFor(kept) - static_cast<int64_t>(s.kept_pages.size()), pool);
-}
-
-int64_t WindowPagesLeaving(const KvStream& s, int64_t end, const StreamRules& r) {
-  if (!r.policy.evicts()) return 0;
-  const int64_t left = (r.WindowStart(end) - s.window_base) / r.page_size;
-  return std::clamp<int64_t>(left, 0, static_cast<int64_t>(s.window_pages.size()));
-}
-
-void CommitAppend(KvStream& s, ConstWindowFlags flags, int64_t length, int64_t count,
-                  const StreamRules& r, OwnedPages pool) {
-  const int64_t end = length + count;
+void CommitKept(KvStream& s, int c, const SequenceWindows& w, int64_t length, int64_t count,
+                const StreamRules& r, OwnedPages pool) {
   if (r.policy.evicts()) {
     // Tokens that left the window: kept (copied to the kept list) or dropped.
-    for (int64_t p = r.WindowStart(length); p < r.WindowStart(end); ++p) {
-      const int32_t slot = static_cast<int32_t>(p - s.window_base);
+    const ConstWindowFlags flags = w.flags.Column(c);
+    for (int64_t p = r.WindowStart(length); p < r.WindowStart(length + count); ++p) {
+      const int64_t slot = p - w.base;
       if (flags[slot] != 0) continue;
       RAMI_CHECK(static_cast<size_t>(s.kept / r.page_size) < s.kept_pages.size(),
                  "kept list of %d tokens has no reserved page", s.kept);
-      pool.CopySlot(s.window_pages[slot / r.page_size], slot % r.page_size,
+      pool.CopySlot(w.pages.Row(slot / r.page_size)[c], static_cast<int>(slot % r.page_size),
                     s.kept_pages[s.kept / r.page_size], s.kept % r.page_size);
       ++s.kept;
     }
-    // Window pages whose positions have all left.
-    const int64_t emptied = WindowPagesLeaving(s, end, r);
-    for (int64_t j = 0; j < emptied; ++j) pool.Release(s.window_pages[j]);
-    s.window_pages.erase(s.window_pages.begin(), s.window_pages.begin() + emptied);
-    s.window_base += static_cast<int32_t>(emptied * r.page_size);
   }
-  TrimReserved(s, end, r, pool);
+  TrimKept(s, r, pool);
 }
 
-void TrimReserved(KvStream& s, int64_t length, const StreamRules& r, OwnedPages pool) {
+int64_t WindowPagesLeaving(const SequenceWindows& w, int64_t end, const StreamRules& r) {
+  if (!r.policy.evicts()) return 0;
+  return std::clamp<int64_t>((r.WindowStart(end) - w.base) / r.page_size, 0, w.num_pages());
+}
+
+void CommitWindows(SequenceWindows& w, int64_t end, const StreamRules& r, OwnedPages pool) {
+  const int64_t emptied = WindowPagesLeaving(w, end, r);
+  for (int64_t j = 0; j < emptied; ++j) {
+    const int32_t* row = w.pages.Row(j);
+    for (int c = 0; c < w.streams(); ++c) pool.Release(row[c]);
+  }
+  w.pages.DropFront(emptied);
+  w.flags.DropFront(std::min(w.flags.rows(), emptied * r.page_size));
+  w.base += static_cast<int32_t>(emptied * r.page_size);
+  TrimWindows(w, end, r, pool);
+}
+
+void TrimKept(KvStream& s, const StreamRules& r, OwnedPages pool) {
   while (static_cast<int64_t>(s.kept_pages.size()) > r.PagesFor(s.kept)) {
     pool.Release(s.kept_pages.back());
     s.kept_pages.pop_back();
   }
-  while (static_cast<int64_t>(s.window_pages.size()) > r.PagesFor(length - s.window_base)) {
-    pool.Release(s.window_pages.back());
-    s.window_pages.pop_back();
+}
+
+void TrimWindows(SequenceWindows& w, int64_t length, const StreamRules& r, OwnedPages pool) {
+  TrimWindowPages(w, length, r, pool);
+  // The pending flag of the newest token: a failed step may have written it.
+  if (r.policy.kind == CachePolicyKind::kDms && length > 0) {
+    uint8_t* row = w.flags.Row(length - 1 - w.base);
+    std::fill(row, row + w.flags.columns(), uint8_t{0});
   }
 }
 
-int64_t ForkPages(const KvStream& s, int64_t length, const StreamRules& r) {
-  const int64_t window_used = length - s.window_base;
-  return (s.kept % r.page_size != 0 ? 1 : 0) +
-         (window_used > 0 && window_used % r.page_size != 0 ? 1 : 0);
+int64_t ForkKeptPages(const KvStream& s, const StreamRules& r) {
+  return s.kept % r.page_size != 0 ? 1 : 0;
 }
 
-KvStream ForkStream(const KvStream& s, int64_t length, const StreamRules& r, OwnedPages pool) {
+int64_t ForkWindowPages(const SequenceWindows& w, int64_t length, const StreamRules& r) {
+  const int64_t used = length - w.base;
+  return used > 0 && used % r.page_size != 0 ? 1 : 0;
+}
+
+KvStream ForkKept(const KvStream& s, const StreamRules& r, OwnedPages pool) {
   KvStream child = s;
   for (int32_t page : child.kept_pages) pool.Retain(page);
-  for (int32_t page : child.window_pages) pool.Retain(page);
-  // Tail pages still receive tokens: each child gets its own copy of the filled part.
-  if (child.kept % r.page_size != 0) CopyTail(child.kept_pages, child.kept % r.page_size, pool);
-  const int64_t window_used = length - child.window_base;
-  if (window_used > 0 && window_used % r.page_size != 0) {
-    CopyTail(child.window_pages, static_cast<int>(window_used % r.page_size), pool);
+  // The tail page still receives tokens: each child gets its own copy of the filled part.
+  if (child.kept % r.page_size != 0) {
+    child.kept_pages.back() = CopyPage(child.kept_pages.back(), child.kept % r.page_size, pool);
   }
   return child;
 }
 
-void ReleaseStream(KvStream& s, OwnedPages pool) {
+SequenceWindows ForkWindows(const SequenceWindows& w, int64_t length, const StreamRules& r,
+                            OwnedPages pool) {
+  SequenceWindows child;
+  child.base = w.base;
+  child.pages = w.pages.Copy();
+  child.flags = w.flags.Copy();
+  for (int64_t j = 0; j < child.num_pages(); ++j) {
+    const int32_t* row = child.pages.Row(j);
+    for (int c = 0; c < child.streams(); ++c) pool.Retain(row[c]);
+  }
+  if (ForkWindowPages(w, length, r) != 0) {  // a partial tail page: copied in every stream
+    int32_t* tail = child.pages.Row(child.num_pages() - 1);
+    const int used = static_cast<int>((length - w.base) % r.page_size);
+    for (int c = 0; c < child.streams(); ++c) tail[c] = CopyPage(tail[c], used, pool);
+  }
+  return child;
+}
+
+void ReleaseKept(KvStream& s, OwnedPages pool) {
   for (int32_t page : s.kept_pages) pool.Release(page);
-  for (int32_t page : s.window_pages) pool.Release(page);
   s = KvStream();
 }
 
-void AddDecodePageNeeds(const KvStream& s, ConstWindowFlags flags, int64_t length,
+void ReleaseWindows(SequenceWindows& w, OwnedPages pool) {
+  ReleaseWindowRows(w, 0, pool);
+  w = SequenceWindows(w.streams(), w.flags.columns() != 0);
+}
+
+void AddDecodeKeptNeeds(const KvStream& s, ConstWindowFlags flags, int32_t base, int64_t length,
                         const StreamRules& r, int k, int64_t* needs) {
-  int64_t window_pages = static_cast<int64_t>(s.window_pages.size());
-  int64_t base = s.window_base;
   int64_t kept = s.kept;
   int64_t kept_pages = static_cast<int64_t>(s.kept_pages.size());
   for (int i = 0; i < k; ++i) {
     const int64_t position = length + i;
-    if (position - base >= window_pages * r.page_size) {
-      ++needs[i];
-      ++window_pages;
-    }
     for (int64_t p = r.WindowStart(position); p < r.WindowStart(position + 1); ++p) {
-      if (!MayBeKept(s, flags, p, length, r)) continue;
+      if (!MayBeKept(flags, base, p, length, r)) continue;
       if (++kept > kept_pages * r.page_size) {
         ++needs[i];
         ++kept_pages;
       }
     }
-    while (window_pages > 0 && base + r.page_size <= r.WindowStart(position + 1)) {
+  }
+}
+
+void AddDecodeWindowNeeds(const SequenceWindows& w, int64_t length, const StreamRules& r, int k,
+                          int64_t* needs) {
+  int64_t pages = w.num_pages();
+  int64_t base = w.base;
+  for (int i = 0; i < k; ++i) {
+    const int64_t position = length + i;
+    if (position - base >= pages * r.page_size) {
+      ++needs[i];
+      ++pages;
+    }
+    while (pages > 0 && base + r.page_size <= r.WindowStart(position + 1)) {
       base += r.page_size;
-      --window_pages;
+      --pages;
     }
   }
 }
