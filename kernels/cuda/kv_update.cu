@@ -44,7 +44,7 @@ __global__ void KvWriteKernel(KvWriteCudaParams p, int slot_words) {
   // α of token t decides the fate of token t − 1 (the α of token 0 is discarded). slot ≥ 1
   // whenever pos > 0: the window keeps W + 1 ≥ 1 tokens before the newest.
   if (lane == 0 && p.alpha != nullptr && c.flags != nullptr && pos > 0) {
-    c.flags[c.flag_start[s] + slot - 1] = p.alpha[item];
+    c.flags[c.flag_start[s] + static_cast<int64_t>(slot - 1) * c.flag_stride] = p.alpha[item];
   }
 }
 

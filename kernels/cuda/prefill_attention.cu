@@ -105,7 +105,7 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillAttentionKernel(PrefillAtt
           key_pos = window_start + (j - kept);
           index = key_pos - window_base;
           list_start = c.window_page_start[s];
-          flag = flags != nullptr ? flags[index] : 0;
+          flag = flags != nullptr ? flags[static_cast<int64_t>(index) * c.flag_stride] : 0;
         }
         const int32_t page = c.page_table[list_start + index / c.page_size];
         offset = (static_cast<int64_t>(page) * c.page_size + index % c.page_size) * D;

@@ -30,7 +30,10 @@ struct VisibleKeys {
       const int32_t key_pos = window_start + (j - kept);
       index = key_pos - window_base;
       list_start = c.window_page_start[stream];
-      if (flags != nullptr && pos - key_pos > c.window && flags[index] != 0) return -1;
+      if (flags != nullptr && pos - key_pos > c.window &&
+          flags[static_cast<int64_t>(index) * c.flag_stride] != 0) {
+        return -1;
+      }
     }
     const int32_t page = c.page_table[list_start + index / c.page_size];
     return static_cast<int64_t>(page) * c.page_size + index % c.page_size;

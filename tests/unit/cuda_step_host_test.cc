@@ -139,7 +139,7 @@ class TimelineDevice final : public StepDevice {
     for (int32_t p = r.window_start[stream]; p <= pos; ++p) {
       const int32_t slot = p - r.window_base[stream];
       if (policy_.evicts() && pos - p > policy_.window &&
-          r.flags[r.flag_start[stream] + slot] != 0) {
+          r.flags[r.flag_start[stream] + slot * r.flag_stride] != 0) {
         continue;
       }
       h = Mix(h ^ static_cast<uint64_t>(
@@ -175,8 +175,8 @@ class TimelineDevice final : public StepDevice {
             (*decisions)[(static_cast<size_t>(layer) * T + t) * kHeads + h] = d;
             // KvWrite: this token's decision flags the position before it.
             if (positions[t] > 0) {
-              replica_.flags[replica_.flag_start[s] + positions[t] - replica_.window_base[s] - 1] =
-                  d;
+              const int64_t slot = positions[t] - replica_.window_base[s] - 1;
+              replica_.flags[replica_.flag_start[s] + slot * replica_.flag_stride] = d;
             }
           }
           seen[t] = Mix(seen[t] ^ VisibleKeys(s, positions[t]) ^ (layer * 131 + h));

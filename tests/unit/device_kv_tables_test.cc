@@ -117,12 +117,15 @@ class DeviceKvTablesTest : public ::testing::TestWithParam<Case> {
         if (!rules_.policy.evicts()) continue;
         // The window's flags: page-aligned inside the flags table (which holds window regions
         // only, apart from the page table).
-        ASSERT_EQ(t.flag_start[s] % P, 0) << at;
+        // Row-major per sequence: stream i is column i of page-aligned rows of S flags.
+        const int64_t S = kLayers * kKvHeads;
+        ASSERT_EQ(t.flag_stride, S) << at;
+        ASSERT_EQ(t.flag_start[s] % (P * S), i) << at;
         const kv::ConstWindowFlags flags = cache_.FlagsOf(id, i);
-        const size_t slots = static_cast<size_t>(w.num_pages() * P);
-        ASSERT_LE(t.flag_start[s] + slots, t.flags.size()) << at;
-        for (size_t j = 0; j < slots; ++j) {
-          ASSERT_EQ(t.flags.at(t.flag_start[s] + j), flags[j]) << at << " flag " << j;
+        const int64_t slots = w.num_pages() * P;
+        ASSERT_LE(t.flag_start[s] + (slots - 1) * S, static_cast<int64_t>(t.flags.size())) << at;
+        for (int64_t j = 0; j < slots; ++j) {
+          ASSERT_EQ(t.flags.at(t.flag_start[s] + j * S), flags[j]) << at << " flag " << j;
         }
       }
     }
@@ -168,7 +171,8 @@ class DeviceKvTablesTest : public ::testing::TestWithParam<Case> {
           for (int64_t p = std::max<int64_t>(length, 1); p < length + count; ++p) {
             const uint8_t alpha = coin_(rng_) ? 1 : 0;
             host.Flag(hs, p - 1 - host.window_base[hs]) = alpha;
-            replica_.flags.at(replica_.flag_start[ds] + (p - 1 - replica_.window_base[ds])) = alpha;
+            replica_.flags.at(replica_.flag_start[ds] +
+                              (p - 1 - replica_.window_base[ds]) * replica_.flag_stride) = alpha;
           }
         }
       }

@@ -114,7 +114,8 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
           ++padded_steps;
         }
         const int P = plan.num_tokens;  // plan tokens, padding included
-        // The device view read the CPU way: per-stream flag pointers from flag_start.
+        // The device view read the CPU way: per-stream flag pointers from flag_start, with the
+        // device tables' stride.
         std::vector<uint8_t*> flags;
         if (policy.evicts()) {
           for (int32_t start : replica.flag_start) flags.push_back(replica.flags.data() + start);
@@ -128,6 +129,7 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
                                           .window_base = replica.window_base.data(),
                                           .window_start = replica.window_start.data(),
                                           .window_flags = flags.empty() ? nullptr : flags.data(),
+                                          .window_flag_stride = replica.flag_stride,
                                           .page_size = kPage,
                                           .head_dim = kDim,
                                           .window = policy.window};

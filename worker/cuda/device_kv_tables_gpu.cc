@@ -57,6 +57,7 @@ absl::Status DeviceKvTablesGpu::Apply(const KvTablesDelta& d) {
     if (absl::Status s = Grow(b, d.num_streams * 4, true); !s.ok()) return s;
   }
   if (absl::Status s = Grow(flags_, d.flags_size, true); !s.ok()) return s;
+  flag_stride_ = static_cast<int32_t>(d.flag_stride);
 
   // Pack: per int32 segment its indices then its values; the flags' indices, then their bytes.
   const std::array<const TableWrites<int32_t>*, kernels::kScatterSegments - 1> ints = {
@@ -124,6 +125,7 @@ void DeviceKvTablesGpu::FillView(kernels::KvCacheCudaView* view) const {
   view->window_start = static_cast<const int32_t*>(fields_[4].ptr);
   view->flag_start = static_cast<const int32_t*>(fields_[5].ptr);
   view->flags = static_cast<uint8_t*>(flags_.ptr);
+  view->flag_stride = flag_stride_;
 }
 
 int64_t DeviceKvTablesGpu::device_bytes() const {

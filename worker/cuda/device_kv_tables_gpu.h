@@ -52,6 +52,7 @@ class DeviceKvTablesGpu {
   Buffer page_table_;                         // int32 [page_table_size]
   std::array<Buffer, kStreamFields> fields_;  // int32 [num_streams] each
   Buffer flags_;                              // uint8 [flags_size]
+  int32_t flag_stride_ = 1;                   // the deltas' (KvTablesDelta::flag_stride)
   Buffer staging_;                            // the delta's writes on the device
   void* pinned_ = nullptr;                    // the delta's writes on the host (pinned)
   int64_t pinned_bytes_ = 0;

@@ -2,6 +2,7 @@
 #include "worker/kv/device_kv_tables.h"
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -56,6 +57,7 @@ void KvTablesHost::Apply(const KvTablesDelta& d) {
     v->resize(d.num_streams, 0);
   }
   flags.resize(d.flags_size, 0);
+  flag_stride = d.flag_stride;
   Scatter(d.page_table, page_table);
   Scatter(d.kept_page_start, kept_page_start);
   Scatter(d.kept_count, kept_count);
@@ -80,7 +82,9 @@ DeviceKvTables::DeviceKvTables(int num_layers, int num_kv_heads, int page_size,
           policy.evicts() ? RoundUpPow2(std::max<int64_t>(
                                 kMinRegion, 2 * (rules_.PagesFor(int64_t{policy.window} + 2) + 1)))
                           : kMinRegion),
-      max_entries_(std::min(max_entries, kMaxEntries)) {}
+      max_entries_(std::min(max_entries, kMaxEntries)) {
+  mirror_.flag_stride = streams_per_seq_;
+}
 
 int32_t DeviceKvTables::StreamBase(SeqId id) const {
   auto it = slot_of_.find(id);
@@ -96,6 +100,7 @@ absl::Status DeviceKvTables::Sync(KvCache& cache, absl::Span<const SeqId> ids,
   delta->page_table_size = static_cast<int64_t>(mirror_.page_table.size());
   delta->num_streams = static_cast<int64_t>(mirror_.kept_count.size());
   delta->flags_size = static_cast<int64_t>(mirror_.flags.size());
+  delta->flag_stride = streams_per_seq_;
   // Releases first, so that their regions and slots serve this step's new sequences.
   for (SeqId id : ids) {
     auto it = slot_of_.find(id);
@@ -107,15 +112,19 @@ absl::Status DeviceKvTables::Sync(KvCache& cache, absl::Span<const SeqId> ids,
   int64_t pages = 0, flag_pages = 0;
   for (SeqId id : ids) {
     pages += 4 * cache.PageRefs(id) + int64_t{streams_per_seq_} * (2 * min_window_capacity_ + 16);
+    const SequenceWindows* windows = cache.WindowsOf(id);
+    if (windows != nullptr) flag_pages += 4 * windows->num_pages() + 2 * min_window_capacity_ + 16;
   }
-  flag_pages = pages;
-  if (pages_.end + pages > max_entries_ || (flags_.end + flag_pages) * page_size_ > max_entries_) {
-    GrowthBound(cache, ids, &pages, &flag_pages);
-  }
-  if (pages_.end + pages > max_entries_ || (flags_.end + flag_pages) * page_size_ > max_entries_) {
+  const int64_t flag_page_bytes = int64_t{page_size_} * streams_per_seq_;
+  auto over = [&] {
+    return pages_.end + pages > max_entries_ ||
+           (flags_.end + flag_pages) * flag_page_bytes > max_entries_;
+  };
+  if (over()) GrowthBound(cache, ids, &pages, &flag_pages);
+  if (over()) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "device KV tables: this step's sequences need up to ", pages_.end + pages,
-        " page-table entries and ", (flags_.end + flag_pages) * page_size_,
+        " page-table entries and ", (flags_.end + flag_pages) * flag_page_bytes,
         " flags; the kernels index at most ", max_entries_, " of each (int32 offsets)"));
   }
   // Taken before the streams' syncs, which may add entries for the steps in flight now.
@@ -152,6 +161,7 @@ absl::Status DeviceKvTables::Sync(KvCache& cache, absl::Span<const SeqId> ids,
         SyncStream(slot, i, (*streams)[i], windows, window_start, false, delta);
       }
     }
+    if (rules_.policy.evicts()) SyncFlags(slot, windows, fresh, delta);
     sl.synced_length = length;
     sl.full = false;
     cache.ClearChanges(id);
@@ -163,12 +173,9 @@ absl::Status DeviceKvTables::Sync(KvCache& cache, absl::Span<const SeqId> ids,
     const Slot& sl = slots_[r.slot];
     const SequenceWindows* windows = sl.used ? cache.WindowsOf(sl.id) : nullptr;
     if (windows == nullptr) continue;
-    const ConstWindowFlags flags = windows->FlagsOf(r.index);
-    const int64_t s = static_cast<int64_t>(r.slot) * streams_per_seq_ + r.index;
-    const int64_t mirror_zero = mirror_.flag_start[s] - mirror_.window_base[s];
     const int64_t end = windows->base + windows->num_pages() * page_size_;
     for (int64_t p = std::max<int64_t>(r.from, windows->base); p < std::min(r.to, end); ++p) {
-      SetFlag(mirror_zero + p, flags[p - windows->base], delta);
+      SetFlagRow(sl.flag_zero + p * streams_per_seq_, windows->flags.Row(p - windows->base), delta);
     }
   }
   return absl::OkStatus();
@@ -178,8 +185,9 @@ void DeviceKvTables::GrowthBound(const KvCache& cache, absl::Span<const SeqId> i
                                  int64_t* flag_pages) const {
   // What SyncStream may allocate per stream: a kept region of RoundUpPow2(2m) when the list
   // outgrew its region, a window region of RoundUpPow2(max(2n, min)) when the window outgrew
-  // its region (or the stream is new). A free region of that capacity serves one allocation;
-  // the rest bump the arena (regions this Sync frees by moving lists are not counted).
+  // its region (or the stream is new), and per slot a flags region of the same size when the
+  // windows outgrew it. A free region of that capacity serves one allocation; the rest bump the
+  // arena (regions this Sync frees by moving lists are not counted).
   *pages = *flag_pages = 0;
   const bool flags = rules_.policy.evicts();
   std::map<int64_t, int64_t> free_pages, free_flags;  // capacity → free regions left
@@ -199,6 +207,10 @@ void DeviceKvTables::GrowthBound(const KvCache& cache, absl::Span<const SeqId> i
     const int64_t n = cache.WindowsOf(id)->num_pages();
     auto it = slot_of_.find(id);
     const Slot* slot = it == slot_of_.end() ? nullptr : &slots_[it->second];
+    const int64_t window = RoundUpPow2(std::max({2 * n, min_window_capacity_, kMinRegion}));
+    if (flags && (slot == nullptr || slot->flags.capacity == 0 || 2 * n > slot->flags.capacity)) {
+      *flag_pages += bump(free_flags, window);
+    }
     for (int i = 0; i < streams_per_seq_; ++i) {
       const KvStream& stream = (*streams)[i];
       const StreamState* st = slot == nullptr ? nullptr : &slot->streams[i];
@@ -207,9 +219,7 @@ void DeviceKvTables::GrowthBound(const KvCache& cache, absl::Span<const SeqId> i
         *pages += bump(free_pages, RoundUpPow2(std::max(2 * m, kMinRegion)));
       }
       if (st == nullptr || st->window.capacity == 0 || 2 * n > st->window.capacity) {
-        const int64_t window = RoundUpPow2(std::max({2 * n, min_window_capacity_, kMinRegion}));
         *pages += bump(free_pages, window);
-        if (flags) *flag_pages += bump(free_flags, window);
       }
     }
   }
@@ -257,16 +267,13 @@ void DeviceKvTables::ExpectDeviceFlags(SeqId id, int64_t start, int64_t count) {
   sl.full = true;  // the flags the device may have written are rewritten from the host's
   sl.flight_from = sl.flight_to = 0;
   const int64_t from = std::max<int64_t>(start - 1, 0), to = start + count - 1;
-  for (int i = 0; i < streams_per_seq_; ++i) {
-    const int64_t s = static_cast<int64_t>(it->second) * streams_per_seq_ + i;
-    const int64_t base = mirror_.flag_start[s] - mirror_.window_base[s];  // flag of position 0
-    for (int64_t p = from; p < to; ++p) {
-      RAMI_CHECK(p >= mirror_.window_base[s], "decided position %lld left the window",
-                 static_cast<long long>(p));
-      mirror_.flags[base + p] = kUnknownFlag;
-    }
-    if (from < to) refresh_.push_back({it->second, i, from, to});
+  const int64_t base = mirror_.window_base[static_cast<int64_t>(it->second) * streams_per_seq_];
+  for (int64_t p = from; p < to; ++p) {
+    RAMI_CHECK(p >= base, "decided position %lld left the window", static_cast<long long>(p));
+    std::fill_n(mirror_.flags.begin() + sl.flag_zero + p * streams_per_seq_, streams_per_seq_,
+                kUnknownFlag);
   }
+  if (from < to) refresh_.push_back({it->second, from, to});
 }
 
 void DeviceKvTables::LaunchFlags(SeqId id, int64_t start, int64_t count) {
@@ -286,15 +293,14 @@ void DeviceKvTables::RecordDeviceFlags(SeqId id, int64_t start, int64_t count,
   Slot& sl = slots_[it->second];
   sl.flight_from = sl.flight_to = 0;
   const int64_t first = std::max<int64_t>(start, 1);  // the first token whose decision is kept
-  for (int layer = 0; layer < num_layers_; ++layer) {
-    for (int h = 0; h < num_kv_heads_; ++h) {
-      const int64_t s =
-          static_cast<int64_t>(it->second) * streams_per_seq_ + layer * num_kv_heads_ + h;
-      uint8_t* flags = mirror_.flags.data() + (mirror_.flag_start[s] - mirror_.window_base[s]);
-      const uint8_t* d = decisions + layer * layer_stride + h;
-      for (int64_t p = first; p < start + count; ++p) {  // token p flags position p − 1
-        // kUnknownFlag: the list moved while the step ran; the next Sync rewrites it.
-        if (flags[p - 1] != kUnknownFlag) flags[p - 1] = d[(p - start) * num_kv_heads_];
+  for (int64_t p = first; p < start + count; ++p) {   // token p flags position p − 1
+    uint8_t* row = mirror_.flags.data() + sl.flag_zero + (p - 1) * streams_per_seq_;
+    for (int layer = 0; layer < num_layers_; ++layer) {
+      const uint8_t* d = decisions + layer * layer_stride + (p - start) * num_kv_heads_;
+      uint8_t* out = row + layer * num_kv_heads_;
+      for (int h = 0; h < num_kv_heads_; ++h) {
+        // kUnknownFlag: the rows moved while the step ran; the next Sync rewrites them.
+        if (out[h] != kUnknownFlag) out[h] = d[h];
       }
     }
   }
@@ -302,58 +308,73 @@ void DeviceKvTables::RecordDeviceFlags(SeqId id, int64_t start, int64_t count,
 
 void DeviceKvTables::ReleaseSlot(int slot) {
   Slot& s = slots_[slot];
-  const bool flags = rules_.policy.evicts();
   for (StreamState& st : s.streams) {
-    FreeRegion(st.kept, false);
-    FreeRegion(st.window, flags);
+    FreeRegion(st.kept, pages_);
+    FreeRegion(st.window, pages_);
   }
+  FreeRegion(s.flags, flags_);
   slot_of_.erase(s.id);
   s = Slot();
   free_slots_.push_back(slot);
 }
 
-DeviceKvTables::Region DeviceKvTables::AllocateRegion(int64_t entries, bool flags,
-                                                      KvTablesDelta* delta) {
-  const int64_t capacity = RoundUpPow2(std::max(entries, kMinRegion));
-  // One region of `capacity` from `arena`: a freed one, or the bump pointer's next.
-  auto take = [capacity](Arena& arena) {
-    auto it = arena.free.find(capacity);
-    if (it != arena.free.end() && !it->second.empty()) {
-      const int64_t begin = it->second.back();
-      it->second.pop_back();
-      return begin;
-    }
-    const int64_t begin = arena.end;
-    arena.end += capacity;
+namespace {
+
+// One region of `capacity` from `arena`: a freed one, or the bump pointer's next.
+template <typename Arena>
+int64_t Take(Arena& arena, int64_t capacity) {
+  auto it = arena.free.find(capacity);
+  if (it != arena.free.end() && !it->second.empty()) {
+    const int64_t begin = it->second.back();
+    it->second.pop_back();
     return begin;
-  };
-  // Tables grow geometrically (the device copies its old table once per doubling), within
-  // max_entries_ (Sync's GrowthBound has checked that the arenas' ends fit).
-  auto grown = [this](int64_t needed, size_t current, int64_t minimum) {
-    return std::min(max_entries_, std::max({minimum, needed, 2 * static_cast<int64_t>(current)}));
-  };
-  Region region{take(pages_), capacity, 0};
-  if (pages_.end > static_cast<int64_t>(mirror_.page_table.size())) {
-    mirror_.page_table.resize(grown(pages_.end, mirror_.page_table.size(), kMinTableSize), 0);
-    delta->page_table_size = static_cast<int64_t>(mirror_.page_table.size());
   }
-  if (flags) {
-    region.flag_page = take(flags_);
-    const int64_t bytes = flags_.end * page_size_;
-    if (bytes > static_cast<int64_t>(mirror_.flags.size())) {
-      mirror_.flags.resize(grown(bytes, mirror_.flags.size(), kMinTableSize * page_size_), 0);
-      delta->flags_size = static_cast<int64_t>(mirror_.flags.size());
-    }
+  const int64_t begin = arena.end;
+  arena.end += capacity;
+  return begin;
+}
+
+// A table's new size when its arena's end passed it: geometric growth (the device copies its old
+// table once per doubling) within `max_entries` (Sync has checked that the arenas' ends fit).
+int64_t Grown(int64_t needed, size_t current, int64_t minimum, int64_t max_entries) {
+  return std::min(max_entries, std::max({minimum, needed, 2 * static_cast<int64_t>(current)}));
+}
+
+}  // namespace
+
+DeviceKvTables::Region DeviceKvTables::AllocateRegion(int64_t entries, KvTablesDelta* delta) {
+  const int64_t capacity = RoundUpPow2(std::max(entries, kMinRegion));
+  const Region region{Take(pages_, capacity), capacity};
+  if (pages_.end > static_cast<int64_t>(mirror_.page_table.size())) {
+    mirror_.page_table.resize(
+        Grown(pages_.end, mirror_.page_table.size(), kMinTableSize, max_entries_), 0);
+    delta->page_table_size = static_cast<int64_t>(mirror_.page_table.size());
   }
   return region;
 }
 
-void DeviceKvTables::FreeRegion(Region& region, bool flags) {
-  if (region.capacity > 0) {
-    pages_.free[region.capacity].push_back(region.begin);
-    if (flags) flags_.free[region.capacity].push_back(region.flag_page);
+DeviceKvTables::Region DeviceKvTables::AllocateFlagRegion(int64_t pages, KvTablesDelta* delta) {
+  const int64_t capacity = RoundUpPow2(std::max(pages, kMinRegion));
+  const Region region{Take(flags_, capacity), capacity};
+  const int64_t page_bytes = int64_t{page_size_} * streams_per_seq_;
+  const int64_t bytes = flags_.end * page_bytes;
+  if (bytes > static_cast<int64_t>(mirror_.flags.size())) {
+    mirror_.flags.resize(Grown(bytes, mirror_.flags.size(), kMinRegion * page_bytes, max_entries_),
+                         0);
+    delta->flags_size = static_cast<int64_t>(mirror_.flags.size());
   }
+  return region;
+}
+
+void DeviceKvTables::FreeRegion(Region& region, Arena& arena) {
+  if (region.capacity > 0) arena.free[region.capacity].push_back(region.begin);
   region = Region();
+}
+
+void DeviceKvTables::SetFlagRow(int64_t at, const uint8_t* row, KvTablesDelta* delta) {
+  uint8_t* mirror = mirror_.flags.data() + at;
+  if (std::memcmp(mirror, row, static_cast<size_t>(streams_per_seq_)) == 0) return;
+  for (int c = 0; c < streams_per_seq_; ++c) SetFlag(at + c, row[c], delta);
 }
 
 void DeviceKvTables::SetStreamField(std::vector<int32_t>& table, TableWrites<int32_t>& writes,
@@ -388,16 +409,14 @@ void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream,
   const int64_t s = static_cast<int64_t>(slot) * streams_per_seq_ + index;
   const int64_t P = page_size_;
   const int64_t synced = fresh ? 0 : sl.synced_length;
-  // Where the window's flag of position 0 sat before this Sync (a launched step writes there).
-  const int64_t old_flag_zero = fresh ? 0 : mirror_.flag_start[s] - mirror_.window_base[s];
 
   // Kept list: append-only; a full region moves to one twice as large.
   const int64_t m = static_cast<int64_t>(stream.kept_pages.size());
   int64_t kept_from = fresh ? 0 : rules_.PagesFor(st.kept_synced);
   if (m > st.kept.capacity) {
     Region old = st.kept;
-    st.kept = AllocateRegion(2 * m, /*flags=*/false, delta);
-    FreeRegion(old, false);
+    st.kept = AllocateRegion(2 * m, delta);
+    FreeRegion(old, pages_);
     kept_from = 0;
     delta->moved += m;
   }
@@ -419,9 +438,8 @@ void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream,
     moved = true;
     if (st.window.capacity == 0 || 2 * n > st.window.capacity) {
       Region old = st.window;
-      st.window =
-          AllocateRegion(std::max(2 * n, min_window_capacity_), rules_.policy.evicts(), delta);
-      FreeRegion(old, rules_.policy.evicts());
+      st.window = AllocateRegion(std::max(2 * n, min_window_capacity_), delta);
+      FreeRegion(old, pages_);
     }
     start = st.window.begin;
   }
@@ -436,29 +454,55 @@ void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream,
                  static_cast<int32_t>(start));
   SetStreamField(mirror_.window_base, delta->window_base, s, windows.base);
   SetStreamField(mirror_.window_start, delta->window_start, s, window_start);
-  // The window's flags: its region's flag pages, at the window's page offset in the region.
-  const int64_t flag_start = (st.window.flag_page + (start - st.window.begin)) * P;
-  SetStreamField(mirror_.flag_start, delta->flag_start, s, static_cast<int32_t>(flag_start));
+}
 
-  if (!rules_.policy.evicts()) return;
-  // Unstable flags: all after a move; those of new window pages; and, when the device's writes
-  // are not known (a new slot, or ExpectDeviceFlags: they read kUnknownFlag here), from position
-  // synced − 1 (the pending one) on, so that they are rewritten from the host's values. Else the
-  // flags the last step decided were recorded (RecordDeviceFlags) and nothing else moved.
-  const int64_t flag_from = moved     ? 0
-                            : sl.full ? std::clamp<int64_t>(synced - 1 - windows.base, 0, n * P)
-                                      : window_from * P;
-  if (moved) delta->moved += n * P;
-  const ConstWindowFlags flags = windows.FlagsOf(index);
-  for (int64_t i = flag_from; i < n * P; ++i) SetFlag(flag_start + i, flags[i], delta);
-  // A moved list whose flags a launched step is writing: they read unknown until rewritten,
-  // here and in the old region, where the device writes them (a later owner's Sync compares).
+// The same stability rules as SyncStream's, for rows: all after a move; else the rows of new
+// window pages, and, when the device's writes are not known (a new slot, or ExpectDeviceFlags:
+// they read kUnknownFlag here), the rows from position synced − 1 (the pending one) on, so that
+// they are rewritten from the host's values. The rows the last step decided were recorded
+// (RecordDeviceFlags).
+void DeviceKvTables::SyncFlags(int slot, const SequenceWindows& windows, bool fresh,
+                               KvTablesDelta* delta) {
+  Slot& sl = slots_[slot];
+  const int64_t P = page_size_, S = streams_per_seq_;
+  const int64_t synced = fresh ? 0 : sl.synced_length;
+  const int64_t old_zero = sl.flag_zero;  // where a launched step writes (unless fresh)
+  const int64_t n = windows.num_pages();
+  const int64_t first_page = windows.base / P;
+  int64_t offset = fresh ? 0 : sl.flag_offset + (first_page - sl.flag_first_page);
+  const bool moved = fresh || sl.flags.capacity == 0 || offset + n > sl.flags.capacity;
+  if (moved) {
+    if (sl.flags.capacity == 0 || 2 * n > sl.flags.capacity) {
+      Region old = sl.flags;
+      sl.flags = AllocateFlagRegion(std::max(2 * n, min_window_capacity_), delta);
+      FreeRegion(old, flags_);
+    }
+    offset = 0;
+  }
+  sl.flag_offset = offset;
+  sl.flag_first_page = first_page;
+  const int64_t row0 = (sl.flags.begin + offset) * P;  // the table row of window slot 0
+  sl.flag_zero = (row0 - windows.base) * S;
+  const int64_t first = static_cast<int64_t>(slot) * S;
+  for (int64_t c = 0; c < S; ++c) {
+    SetStreamField(mirror_.flag_start, delta->flag_start, first + c,
+                   static_cast<int32_t>(row0 * S + c));
+  }
+  const int64_t window_from =
+      moved ? 0 : std::clamp<int64_t>(rules_.PagesFor(synced) - first_page, 0, n);
+  const int64_t from = moved     ? 0
+                       : sl.full ? std::clamp<int64_t>(synced - 1 - windows.base, 0, n * P)
+                                 : window_from * P;
+  if (moved) delta->moved += n * P * S;
+  for (int64_t i = from; i < n * P; ++i) SetFlagRow((row0 + i) * S, windows.flags.Row(i), delta);
+  // Rows moved while a launched step writes them: unknown until rewritten, here and at the old
+  // place, where the device writes them (a later owner's Sync compares).
   if (moved && !fresh && sl.flight_from < sl.flight_to) {
     for (int64_t p = sl.flight_from; p < sl.flight_to; ++p) {
-      mirror_.flags[flag_start + (p - windows.base)] = kUnknownFlag;
-      mirror_.flags[old_flag_zero + p] = kUnknownFlag;
+      std::fill_n(mirror_.flags.begin() + sl.flag_zero + p * S, S, kUnknownFlag);
+      std::fill_n(mirror_.flags.begin() + old_zero + p * S, S, kUnknownFlag);
     }
-    refresh_.push_back({slot, index, sl.flight_from, sl.flight_to});
+    refresh_.push_back({slot, sl.flight_from, sl.flight_to});
   }
 }
 

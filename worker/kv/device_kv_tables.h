@@ -15,11 +15,14 @@
 // window_page_start slides forward inside the region and the list moves back to the region's
 // start, or to a larger region, when it reaches the end). Every move writes the whole list, at
 // most once per list length of appended pages: O(1) writes per page, amortized. Flags (evicting
-// policies) run parallel to each window *region* in a flags table of their own — window slot i
-// of stream s is flags[flag_start[s] + i], flag_start[s] = (the region's flag page + the
-// window's page offset in its region) · page_size — so sliding the window moves no flag, and the
-// flags table holds window regions only (a few pages per stream), not the kept lists: the page
-// table's size is not bounded by int32 flag offsets.
+// policies) live in a flags table of their own, per slot and row-major as in the host cache
+// (SequenceWindows): a slot owns a flags region of rows of streams_per_sequence bytes, row i
+// holding window slot i of every stream, so window slot i of stream s is
+// flags[flag_start[s] + i · flag_stride] with flag_stride = streams_per_sequence. A step's
+// decisions are then a row per sequence (RecordDeviceFlags), not a byte in each stream's region.
+// The rows slide forward inside the region as the windows do and move back to its start (or to
+// a larger region) at its end, like a window list; the flags table holds windows only, not the
+// kept lists, so the page table's size is not bounded by int32 flag offsets.
 //
 // Limits: page-table offsets (kept_page_start, window_page_start) and flag offsets are int32
 // fields the kernels read, so each table holds < 2^31 entries (`max_entries`); a Sync that
@@ -58,7 +61,8 @@ struct TableWrites {
 struct KvTablesDelta {
   int64_t page_table_size = 0;  // int32 entries after the delta
   int64_t num_streams = 0;      // entries of each per-stream array after the delta
-  int64_t flags_size = 0;       // bytes after the delta (page_table_size · page_size; 0: no flags)
+  int64_t flags_size = 0;       // bytes after the delta (0: no flags)
+  int64_t flag_stride = 1;      // bytes between a stream's consecutive window slots (layout above)
   TableWrites<int32_t> page_table;
   TableWrites<int32_t> kept_page_start;    // [num_streams]
   TableWrites<int32_t> kept_count;         // [num_streams]
@@ -79,6 +83,7 @@ struct KvTablesHost {
   std::vector<int32_t> kept_page_start, kept_count, window_page_start, window_base, window_start,
       flag_start;  // [num_streams] each
   std::vector<uint8_t> flags;
+  int64_t flag_stride = 1;  // stream s's window slot i: flags[flag_start[s] + i · flag_stride]
   // Grows to the delta's sizes (new entries zero) and scatters its writes: the CPU twin of the
   // device update.
   void Apply(const KvTablesDelta& delta);
@@ -148,8 +153,7 @@ class DeviceKvTables {
  private:
   struct Region {
     int64_t begin = 0;
-    int64_t capacity = 0;   // a power of two; 0: none
-    int64_t flag_page = 0;  // window regions of evicting policies: its flags, in pages
+    int64_t capacity = 0;  // a power of two; 0: none
   };
   // Free regions of one table, by capacity, and its bump pointer.
   struct Arena {
@@ -168,6 +172,12 @@ class DeviceKvTables {
     bool full = true;           // the next Sync reads every stream (new; flags unknown)
     int64_t flight_from = 0, flight_to = 0;  // flag positions a launched step is writing
     std::vector<StreamState> streams;
+    // The windows' flags (evicting policies): a region of the flags table in flag pages (P rows
+    // of streams_per_seq_ bytes), window page 0 at flag page `flag_offset` of it, which was
+    // absolute window page `flag_first_page` at the last Sync; position p's row starts at byte
+    // flag_zero + p · streams_per_seq_.
+    Region flags;
+    int64_t flag_offset = 0, flag_first_page = 0, flag_zero = 0;
   };
 
   int AcquireSlot(SeqId id, KvTablesDelta* delta);
@@ -175,9 +185,15 @@ class DeviceKvTables {
   // Stream `index` of the slot: its kept list and column `index` of its sequence's windows.
   void SyncStream(int slot, int index, const KvStream& stream, const SequenceWindows& windows,
                   int32_t window_start, bool fresh, KvTablesDelta* delta);
-  // A page-table region of ≥ `entries`, with a parallel flags region when `flags`.
-  Region AllocateRegion(int64_t entries, bool flags, KvTablesDelta* delta);
-  void FreeRegion(Region& region, bool flags);
+  // The slot's window flags, all streams' rows at once (evicting policies).
+  void SyncFlags(int slot, const SequenceWindows& windows, bool fresh, KvTablesDelta* delta);
+  // A page-table region of ≥ `entries`.
+  Region AllocateRegion(int64_t entries, KvTablesDelta* delta);
+  // A flags region of ≥ `pages` flag pages.
+  Region AllocateFlagRegion(int64_t pages, KvTablesDelta* delta);
+  static void FreeRegion(Region& region, Arena& arena);
+  // One row of the slot's flags (a window slot of every stream) from the host's row.
+  void SetFlagRow(int64_t at, const uint8_t* row, KvTablesDelta* delta);
   // Page entries (and flag pages) Sync may bump its arenas by for `ids`: an upper bound, so
   // that a Sync over the limit is refused before it changes anything.
   void GrowthBound(const KvCache& cache, absl::Span<const SeqId> ids, int64_t* pages,
@@ -197,14 +213,15 @@ class DeviceKvTables {
   std::map<SeqId, int> slot_of_;
   std::vector<Slot> slots_;
   std::vector<int> free_slots_;
-  // Window lists moved while their flags [from, to) were in flight: rewritten by the next Sync.
+  // Flag rows of positions [from, to) that moved while in flight, or that the device may have
+  // written unknown to the host: rewritten by the next Sync.
   struct Refresh {
-    int slot, index;
+    int slot;
     int64_t from, to;
   };
   std::vector<Refresh> refresh_;
   Arena pages_;  // page_table regions (kept and window lists)
-  Arena flags_;  // flags regions (window lists of evicting policies), in pages of page_size
+  Arena flags_;  // flags regions (a slot's windows, evicting policies), in flag pages
   KvTablesHost mirror_;
 };
 
