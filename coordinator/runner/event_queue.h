@@ -22,9 +22,7 @@ class EventQueue {
     changed_.SignalAll();
   }
   // The next event, or nullopt after `timeout` (or when the queue is drained and closed).
-  // `more`, when given, says whether another event is already waiting (a stream then lets
-  // gRPC buffer the one it writes).
-  std::optional<rami::v1::GenerateEvent> Pop(absl::Duration timeout, bool* more = nullptr) {
+  std::optional<rami::v1::GenerateEvent> Pop(absl::Duration timeout) {
     absl::MutexLock lock(&mu_);
     const absl::Time deadline = absl::Now() + timeout;
     while (events_.empty() && !closed_) {
@@ -33,7 +31,6 @@ class EventQueue {
     if (events_.empty()) return std::nullopt;
     rami::v1::GenerateEvent event = std::move(events_.front());
     events_.pop_front();
-    if (more != nullptr) *more = !events_.empty();
     return event;
   }
   bool drained() {

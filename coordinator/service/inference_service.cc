@@ -42,19 +42,17 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* ctx,
       std::move(*validated), {caller->name, caller->limits.max_jobs, caller->limits.max_branches});
   if (!job.ok()) return reject(job.status());
   while (true) {
-    bool more = false;
-    std::optional<v1::GenerateEvent> event = (*job)->events.Pop(absl::Milliseconds(200), &more);
+    std::optional<v1::GenerateEvent> event = (*job)->events.Pop(absl::Milliseconds(200));
     if (ctx->IsCancelled()) {
       (void)runner_->Abort((*job)->id, std::nullopt, (*job)->owner);
       return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled the job");
     }
     if (!event.has_value()) continue;
     const bool terminal = event->has_result() || event->has_error();
-    // More events already waiting (a step's tokens of many branches): gRPC may put them in one
-    // frame; the last of a burst goes out at once.
-    grpc::WriteOptions options;
-    if (!terminal && more) options.set_buffer_hint();
-    if (!writer->Write(*event, options)) {
+    // A plain Write: the sync API's Write waits for its op, and a buffer-hinted one is not sent
+    // (nor completed) until something else flushes the connection — on a stream's first
+    // message, never (grpc/grpc#12975): the handler and the client then wait on each other.
+    if (!writer->Write(*event)) {
       (void)runner_->Abort((*job)->id, std::nullopt, (*job)->owner);
       return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
     }
