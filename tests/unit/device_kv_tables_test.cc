@@ -140,6 +140,7 @@ class DeviceKvTablesTest : public ::testing::TestWithParam<Case> {
     ASSERT_EQ(replica_.window_base, m.window_base) << where;
     ASSERT_EQ(replica_.window_start, m.window_start) << where;
     ASSERT_EQ(replica_.flag_start, m.flag_start) << where;
+    ASSERT_EQ(replica_.flag_stride, m.flag_stride) << where;
     ASSERT_EQ(replica_.flags.size(), m.flags.size()) << where;
     for (size_t i = 0; i < m.flags.size(); ++i) {
       if (m.flags[i] == DeviceKvTables::kUnknownFlag) continue;

@@ -90,10 +90,14 @@ void DeviceKvTables::SyncFlags(int slot, const SequenceWindows& windows, bool fr
   sl.flag_first_page = first_page;
   const int64_t row0 = (sl.flags.begin + offset) * P;  // the table row of window slot 0
   sl.flag_zero = (row0 - windows.base) * S;
+  // The streams' flag_start: row0 · S + column, written as a set, so column 0 tells whether the
+  // rows moved or slid since the last Sync (a fresh slot's entries are another owner's or zero).
   const int64_t first = static_cast<int64_t>(slot) * S;
-  for (int64_t c = 0; c < S; ++c) {
-    SetStreamField(mirror_.flag_start, delta->flag_start, first + c,
-                   static_cast<int32_t>(row0 * S + c));
+  if (fresh || mirror_.flag_start[first] != row0 * S) {
+    for (int64_t c = 0; c < S; ++c) {
+      SetStreamField(mirror_.flag_start, delta->flag_start, first + c,
+                     static_cast<int32_t>(row0 * S + c));
+    }
   }
   const int64_t window_from =
       moved ? 0 : std::clamp<int64_t>(rules_.PagesFor(synced) - first_page, 0, n);

@@ -149,7 +149,7 @@ absl::Status KvCache::ReserveAppend(absl::Span<const std::pair<SeqId, int64_t>> 
       if (s.kept_pages.size() != pages) MarkChanged(seq, i);
       seq.page_refs += static_cast<int64_t>(s.kept_pages.size()) - static_cast<int64_t>(pages);
     };
-    // A decode step allocates only where the last commit found a need: those streams alone.
+    // A decode step adds kept pages only where the last commit found a need: those lists alone.
     const bool known = count == 1 && seq.needs_valid && rules_.policy.window >= 1;
     seq.needs_valid = false;
     for (size_t i = 0; i < seq.streams.size(); ++i) {

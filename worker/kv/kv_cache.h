@@ -167,7 +167,7 @@ class KvCache {
     // Pages of its next two decode steps, computed by CommitAppend while the streams are at
     // hand (DecodePageNeeds, PagesToAppend of one token); valid until the streams change.
     int64_t decode_needs[2] = {0, 0};
-    std::vector<uint8_t> stream_needs;  // [streams] whether its next decode step allocates
+    std::vector<uint8_t> stream_needs;  // [streams] whether its next decode step adds a kept page
     bool needs_valid = false;
     // Streams changed since ClearChanges: their indices, a mark per stream, or all of them.
     bool all_changed = true;

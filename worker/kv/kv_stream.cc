@@ -44,9 +44,9 @@ int64_t KeptBound(const KvStream& s, ConstWindowFlags flags, int32_t base, int64
   return kept;
 }
 
-// Releases window rows [from, num_pages) of every stream.
-void ReleaseWindowRows(SequenceWindows& w, int64_t from, OwnedPages pool) {
-  for (int64_t j = from; j < w.num_pages(); ++j) {
+// Releases window rows [from, to) of every stream.
+void ReleaseWindowRows(const SequenceWindows& w, int64_t from, int64_t to, OwnedPages pool) {
+  for (int64_t j = from; j < to; ++j) {
     const int32_t* row = w.pages.Row(j);
     for (int c = 0; c < w.streams(); ++c) pool.Release(row[c]);
   }
@@ -67,7 +67,7 @@ void SizeFlags(SequenceWindows& w, const StreamRules& r) {
 // Trims the window pages past the first `length` positions (and their flags).
 void TrimWindowPages(SequenceWindows& w, int64_t length, const StreamRules& r, OwnedPages pool) {
   const int64_t keep = std::min(w.num_pages(), r.PagesFor(length - w.base));
-  ReleaseWindowRows(w, keep, pool);
+  ReleaseWindowRows(w, keep, w.num_pages(), pool);
   w.pages.Resize(keep);
   SizeFlags(w, r);
 }
@@ -138,10 +138,7 @@ int64_t WindowPagesLeaving(const SequenceWindows& w, int64_t end, const StreamRu
 
 void CommitWindows(SequenceWindows& w, int64_t end, const StreamRules& r, OwnedPages pool) {
   const int64_t emptied = WindowPagesLeaving(w, end, r);
-  for (int64_t j = 0; j < emptied; ++j) {
-    const int32_t* row = w.pages.Row(j);
-    for (int c = 0; c < w.streams(); ++c) pool.Release(row[c]);
-  }
+  ReleaseWindowRows(w, 0, emptied, pool);
   w.pages.DropFront(emptied);
   w.flags.DropFront(std::min(w.flags.rows(), emptied * r.page_size));
   w.base += static_cast<int32_t>(emptied * r.page_size);
@@ -207,7 +204,7 @@ void ReleaseKept(KvStream& s, OwnedPages pool) {
 }
 
 void ReleaseWindows(SequenceWindows& w, OwnedPages pool) {
-  ReleaseWindowRows(w, 0, pool);
+  ReleaseWindowRows(w, 0, w.num_pages(), pool);
   w = SequenceWindows(w.streams(), w.flags.columns() != 0);
 }
 

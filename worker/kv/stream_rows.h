@@ -36,8 +36,6 @@ struct RowColumn {
   RowColumn(const RowColumn<U>& other) : data(other.data), stride(other.stride) {}  // NOLINT
 
   T& operator[](int64_t row) const { return data[row * stride]; }
-  // The same column from row `rows` on (the window after its front slid).
-  RowColumn Advanced(int64_t rows) const { return {data + rows * stride, stride}; }
 };
 
 template <typename T>
@@ -103,7 +101,6 @@ class StreamRows {
 
 using FlagRows = StreamRows<uint8_t>;  // window flags: a row per window slot
 using PageRows = StreamRows<int32_t>;  // window pages: a row per window page
-using WindowFlags = RowColumn<uint8_t>;
 using ConstWindowFlags = RowColumn<const uint8_t>;
 using ConstPageColumn = RowColumn<const int32_t>;
 
