@@ -109,6 +109,9 @@ TEST_P(KvAccountingTest, IncrementalSumsEqualABruteForceCount) {
         const std::vector<int32_t> window = WindowPages(w, c);
         const kv::ConstWindowFlags flags = cache.FlagsOf(id, c);
         const int64_t live = kv::LiveTokens(s, length, rules);
+        const size_t next = static_cast<size_t>(s.kept / rules.page_size);
+        ASSERT_EQ(s.next_kept_page, next < s.kept_pages.size() ? s.kept_pages[next] : -1)
+            << at << " seq " << id << " stream " << i;
         live_sum += live;
         live_min = std::min(live_min, live);
         live_max = std::max(live_max, live);
@@ -116,7 +119,8 @@ TEST_P(KvAccountingTest, IncrementalSumsEqualABruteForceCount) {
           refs += static_cast<int64_t>(list->size());
           for (int32_t page : *list) unshared += cache.pool().ref_count(page) == 1 ? 1 : 0;
         }
-        kv::AddDecodeKeptNeeds(s, flags, w.base, length, rules, 2, needs);
+        const std::vector<kv::Leaving> leaving = kv::DecodeLeaving(length, rules, 2);
+        kv::AddDecodeKeptNeeds(s, flags, w.base, length, leaving.data(), rules, 2, needs);
         kv::AddDecodeWindowNeeds(w, length, rules, 2, needs);
         append += kv::KeptPagesToAppend(s, flags, w.base, length, 1, rules) +
                   kv::WindowPagesAfter(w, length, 1, rules) - w.num_pages();

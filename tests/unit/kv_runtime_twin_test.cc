@@ -68,6 +68,7 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
       const size_t pool_elems = static_cast<size_t>(kPages) * kPage * kDim;
       std::vector<float> dk(pool_elems), dv(pool_elems);
       int64_t copies = 0, launches = 0, padded_steps = 0;
+      size_t commit_ops = 0;  // log[0, commit_ops): the last commit's promotions
       testing::KvTraffic traffic(3);
       for (int step = 0; step < 40; ++step) {
         const std::string where = policy.ToString() + " step " + std::to_string(step);
@@ -81,8 +82,12 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
         ASSERT_TRUE(tables.Sync(cache, traffic.TakeTouched(), &delta).ok());
         replica.Apply(delta);
         // The launches of KvCopyBatches, each with parallel semantics (every op reads its
-        // sources before any op of the launch writes), as the device may run them.
-        const std::vector<int32_t> bounds = KvCopyBatches(log, kPage);
+        // sources before any op of the launch writes), as the device may run them. The last
+        // commit's promotions come first and are passed as independent, as CudaStepHost does:
+        // checked here against the full search, which must find them one launch.
+        const std::vector<kernels::KvCopyOp> committed(log.begin(), log.begin() + commit_ops);
+        ASSERT_LE(KvCopyBatches(committed, kPage).size(), 2u) << where;
+        const std::vector<int32_t> bounds = KvCopyBatches(log, kPage, commit_ops);
         for (size_t b = 0; b + 1 < bounds.size(); ++b) {
           const std::vector<float> k0 = dk, v0 = dv;
           for (int32_t i = bounds[b]; i < bounds[b + 1]; ++i) {
@@ -168,6 +173,7 @@ TEST(KvRuntimeTwinTest, AttentionOverDeltaTablesEqualsTheCpuCache) {
                                         where + " layer " + std::to_string(layer)));
         }
         traffic.Commit(cache, chunks);
+        commit_ops = log.size();  // the log was empty: cleared after the replay
       }
       std::printf("[%s] %lld slot copies replayed in %lld launches; %lld steps padded\n",
                   policy.ToString().c_str(), static_cast<long long>(copies),

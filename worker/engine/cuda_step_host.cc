@@ -81,12 +81,14 @@ absl::Status CudaStepHost::Prepare(absl::Span<const SequenceChunk> chunks, KvCac
   // The host bookkeeping's slot copies (last commit's promotions, forks), in independent
   // launches; the device has taken them when CopySlots returns.
   if (!copy_log_.empty()) {
-    const std::vector<int32_t> bounds = kv::KvCopyBatches(copy_log_, tables_.page_size());
+    const std::vector<int32_t> bounds =
+        kv::KvCopyBatches(copy_log_, tables_.page_size(), commit_copies_);
     Lap(&mark, &times_.copies_us);
     status = device.CopySlots(copy_log_, bounds);
     Lap(&mark, &times_.device_us);
     RAMI_RETURN_IF_ERROR(status);
     copy_log_.clear();
+    commit_copies_ = 0;
   }
 
   // The step's metadata: planned once (a decode step padded to its graph bucket), packed, one
@@ -123,12 +125,31 @@ absl::Status CudaStepHost::Launch(PreparedStep& step, StepDevice& device) {
 
 void CudaStepHost::CommitEarly(PreparedStep& step, KvCache& cache) {
   Clock::time_point mark = Clock::now();
-  for (const SequenceChunk& chunk : step.chunks) {
-    cache.CommitAppend(chunk.seq_id, static_cast<int64_t>(chunk.tokens.size()));
-    touched_.push_back(chunk.seq_id);
-  }
+  Commit(step, cache, /*ok=*/true, /*decisions=*/false);
   step.committed = true;
   Lap(&mark, &times_.commit_us);
+}
+
+const uint8_t* CudaStepHost::DecisionsOf(const PreparedStep& step, size_t c,
+                                         int num_kv_heads) const {
+  return decisions_.data() + static_cast<size_t>(step.plan.chunk_first[c]) * num_kv_heads;
+}
+
+void CudaStepHost::Commit(const PreparedStep& step, KvCache& cache, bool ok, bool decisions) {
+  const bool fresh_log = copy_log_.empty();
+  const size_t layer_stride = static_cast<size_t>(step.plan.num_tokens) * cache.num_kv_heads();
+  for (size_t c = 0; c < step.chunks.size(); ++c) {
+    const SeqId id = step.chunks[c].seq_id;
+    if (ok) {
+      cache.CommitAppend(id, static_cast<int64_t>(step.chunks[c].tokens.size()),
+                         decisions ? DecisionsOf(step, c, cache.num_kv_heads()) : nullptr,
+                         layer_stride);
+    } else {
+      cache.AbortAppend(id);
+    }
+    touched_.push_back(id);  // committed or trimmed: resync before the next step
+  }
+  if (fresh_log) commit_copies_ = copy_log_.size();
 }
 
 absl::StatusOr<ForwardResult> CudaStepHost::Finish(PreparedStep& step, KvCache& cache,
@@ -151,31 +172,17 @@ absl::StatusOr<ForwardResult> CudaStepHost::Finish(PreparedStep& step, KvCache& 
   // uploaded again.
   const bool dms = result.ok() && policy_.kind == kv::CachePolicyKind::kDms;
   const size_t layer_stride = static_cast<size_t>(step.plan.num_tokens) * cache.num_kv_heads();
-  auto decisions_of = [&](size_t c) {
-    return dms ? decisions_.data() +
-                     static_cast<size_t>(step.plan.chunk_first[c]) * cache.num_kv_heads()
-               : nullptr;
-  };
   for (size_t c = 0; dms && c < chunks.size(); ++c) {
     const int64_t count = static_cast<int64_t>(chunks[c].tokens.size());
-    tables_.RecordDeviceFlags(chunks[c].seq_id, step.starts[c], count, decisions_of(c),
-                              layer_stride);
+    const uint8_t* decisions = DecisionsOf(step, c, cache.num_kv_heads());
+    tables_.RecordDeviceFlags(chunks[c].seq_id, step.starts[c], count, decisions, layer_stride);
     if (step.committed) {
-      cache.SetDecisions(chunks[c].seq_id, step.starts[c], count, decisions_of(c), layer_stride);
+      cache.SetDecisions(chunks[c].seq_id, step.starts[c], count, decisions, layer_stride);
     }
   }
   Lap(&mark, &times_.results_us);
   if (!step.committed) {
-    for (size_t c = 0; c < chunks.size(); ++c) {
-      const SeqId id = chunks[c].seq_id;
-      if (result.ok()) {
-        cache.CommitAppend(id, static_cast<int64_t>(chunks[c].tokens.size()), decisions_of(c),
-                           layer_stride);
-      } else {
-        cache.AbortAppend(id);
-      }
-      touched_.push_back(id);  // committed or trimmed: resync before the next step
-    }
+    Commit(step, cache, result.ok(), dms);
     Lap(&mark, &times_.commit_us);
   }
   ++times_.steps;

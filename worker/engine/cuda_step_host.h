@@ -127,6 +127,13 @@ class CudaStepHost {
   absl::Status Launch(PreparedStep& step, StepDevice& device);
   // Commits the step before its decisions arrive (decode steps, W ≥ 2).
   void CommitEarly(PreparedStep& step, kv::KvCache& cache);
+  // Commits every chunk of a step (`ok`; with the device's decisions if `decisions`) or trims
+  // it. Promotions logged into an empty log are marked independent: a commit allocates no page,
+  // so each writes a kept slot reserved for its own stream before the step and reads a window
+  // slot — no op of the batch reads or writes a slot another one writes.
+  void Commit(const PreparedStep& step, kv::KvCache& cache, bool ok, bool decisions);
+  // Chunk c's decisions in decisions_ ([layers, plan tokens, KV heads]).
+  const uint8_t* DecisionsOf(const PreparedStep& step, size_t c, int num_kv_heads) const;
   // Waits for the step, writes its decisions, commits it (unless committed early) or returns its
   // reservation.
   absl::StatusOr<ForwardResult> Finish(PreparedStep& step, kv::KvCache& cache, StepDevice& device);
@@ -134,8 +141,10 @@ class CudaStepHost {
   kv::CachePolicy policy_;
   kv::DeviceKvTables tables_;
   std::vector<kernels::KvCopyOp> copy_log_;  // the host pool's copies since the last step
-  std::vector<kv::SeqId> touched_;           // to Sync before the next step (may repeat)
-  kv::KvTablesDelta delta_;                  // reused: its vectors keep their capacity
+  // copy_log_[0, commit_copies_) are one step's commit promotions (Commit): independent.
+  size_t commit_copies_ = 0;
+  std::vector<kv::SeqId> touched_;  // to Sync before the next step (may repeat)
+  kv::KvTablesDelta delta_;         // reused: its vectors keep their capacity
   std::vector<uint8_t> decisions_;
   int next_buffer_ = 0;
   StepHostTimes times_;

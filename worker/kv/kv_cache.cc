@@ -200,18 +200,20 @@ void KvCache::CommitAppend(SeqId id, int64_t count, const uint8_t* decisions, si
   // One pass over the kept lists: promotions, change marks, next needs, sums. The needs read the
   // flags before the windows slide (any window base with its own flags will do).
   ResetSums(seq);
+  const Leaving leaving(seq.length, count, rules_);
+  const Leaving next[2] = {Leaving(end, 1, rules_), Leaving(end + 1, 1, rules_)};
   for (size_t i = 0; i < seq.streams.size(); ++i) {
     KvStream& s = seq.streams[i];
     const int32_t kept = s.kept;
     const size_t kept_pages = s.kept_pages.size();
-    CommitKept(s, static_cast<int>(i), w, seq.length, count, rules_, PagesOf(seq));
+    CommitKept(s, static_cast<int>(i), w, leaving, rules_, PagesOf(seq));
     if (s.kept_pages.size() != kept_pages) {
       MarkChanged(seq, i);
     } else if (s.kept != kept) {
       MarkChanged(seq, i, kKeptChanged);
     }
     int64_t needs[2] = {0, 0};
-    AddDecodeKeptNeeds(s, w.FlagsOf(static_cast<int>(i)), w.base, end, rules_, 2, needs);
+    AddDecodeKeptNeeds(s, w.FlagsOf(static_cast<int>(i)), w.base, end, next, rules_, 2, needs);
     seq.decode_needs[0] += needs[0];
     seq.decode_needs[1] += needs[1];
     seq.stream_needs[i] = needs[0] > 0 ? 1 : 0;
@@ -302,9 +304,10 @@ std::vector<int64_t> KvCache::DecodePageNeeds(absl::Span<const SeqId> ids, int k
     }
     const Sequence& seq = it->second;
     const SequenceWindows& w = seq.windows;
+    const std::vector<Leaving> leaving = DecodeLeaving(seq.length, rules_, k);
     for (size_t i = 0; i < seq.streams.size(); ++i) {
-      AddDecodeKeptNeeds(seq.streams[i], w.FlagsOf(static_cast<int>(i)), w.base, seq.length, rules_,
-                         k, needs.data());
+      AddDecodeKeptNeeds(seq.streams[i], w.FlagsOf(static_cast<int>(i)), w.base, seq.length,
+                         leaving.data(), rules_, k, needs.data());
     }
     std::vector<int64_t> window(needs.size(), 0);
     AddDecodeWindowNeeds(w, seq.length, rules_, k, window.data());

@@ -63,9 +63,11 @@ class SlotSet {
 
 }  // namespace
 
-std::vector<int32_t> KvCopyBatches(const std::vector<kernels::KvCopyOp>& ops, int page_size) {
+std::vector<int32_t> KvCopyBatches(const std::vector<kernels::KvCopyOp>& ops, int page_size,
+                                   size_t independent) {
   std::vector<int32_t> bounds;
   if (ops.empty()) return bounds;
+  if (independent >= ops.size()) return {0, static_cast<int32_t>(ops.size())};
   thread_local SlotSet read, written;  // slots (page · page_size + slot) of this launch
   size_t slots = 0;
   for (const kernels::KvCopyOp& op : ops) slots += static_cast<size_t>(op.num_slots);
@@ -76,7 +78,7 @@ std::vector<int32_t> KvCopyBatches(const std::vector<kernels::KvCopyOp>& ops, in
   for (size_t i = 0; i < ops.size(); ++i) {
     const kernels::KvCopyOp& op = ops[i];
     bool conflict = false;
-    for (int32_t j = 0; j < op.num_slots && !conflict; ++j) {
+    for (int32_t j = 0; j < op.num_slots && !conflict && i >= independent; ++j) {
       const int64_t src = slot(op.src_page, op.src_slot + j);
       const int64_t dst = slot(op.dst_page, op.dst_slot + j);
       conflict = written.Contains(src) || written.Contains(dst) || read.Contains(dst);

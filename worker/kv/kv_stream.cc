@@ -44,6 +44,12 @@ int64_t KeptBound(const KvStream& s, ConstWindowFlags flags, int32_t base, int64
   return kept;
 }
 
+// Sets s.next_kept_page after kept or kept_pages changed.
+void FindNextKeptPage(KvStream& s, const StreamRules& r) {
+  const size_t j = static_cast<size_t>(s.kept / r.page_size);
+  s.next_kept_page = j < s.kept_pages.size() ? s.kept_pages[j] : -1;
+}
+
 // Releases window rows [from, to) of every stream.
 void ReleaseWindowRows(const SequenceWindows& w, int64_t from, int64_t to, OwnedPages pool) {
   for (int64_t j = from; j < to; ++j) {
@@ -74,11 +80,6 @@ void TrimWindowPages(SequenceWindows& w, int64_t length, const StreamRules& r, O
 
 }  // namespace
 
-int32_t StreamRules::WindowStart(int64_t length) const {
-  if (!policy.evicts() || length == 0) return 0;
-  return static_cast<int32_t>(std::max<int64_t>(0, length - 1 - policy.window));
-}
-
 int64_t LiveTokens(const KvStream& s, int64_t length, const StreamRules& r) {
   return s.kept + (length - r.WindowStart(length));
 }
@@ -98,7 +99,9 @@ void ReserveKept(KvStream& s, ConstWindowFlags flags, int32_t base, int64_t leng
                  const StreamRules& r, OwnedPages pool) {
   const std::vector<int32_t> pages =
       Allocate(KeptPagesToAppend(s, flags, base, length, count, r), pool);
+  if (pages.empty()) return;
   s.kept_pages.insert(s.kept_pages.end(), pages.begin(), pages.end());
+  FindNextKeptPage(s, r);
 }
 
 void ReserveWindows(SequenceWindows& w, int64_t length, int64_t count, const StreamRules& r,
@@ -113,20 +116,17 @@ void ReserveWindows(SequenceWindows& w, int64_t length, int64_t count, const Str
   SizeFlags(w, r);
 }
 
-void CommitKept(KvStream& s, int c, const SequenceWindows& w, int64_t length, int64_t count,
-                const StreamRules& r, OwnedPages pool) {
-  if (r.policy.evicts()) {
-    // Tokens that left the window: kept (copied to the kept list) or dropped.
-    const ConstWindowFlags flags = w.flags.Column(c);
-    for (int64_t p = r.WindowStart(length); p < r.WindowStart(length + count); ++p) {
-      const int64_t slot = p - w.base;
-      if (flags[slot] != 0) continue;
-      RAMI_CHECK(static_cast<size_t>(s.kept / r.page_size) < s.kept_pages.size(),
-                 "kept list of %d tokens has no reserved page", s.kept);
-      pool.CopySlot(w.pages.Row(slot / r.page_size)[c], static_cast<int>(slot % r.page_size),
-                    s.kept_pages[s.kept / r.page_size], s.kept % r.page_size);
-      ++s.kept;
-    }
+void CommitKept(KvStream& s, int c, const SequenceWindows& w, Leaving leaving, const StreamRules& r,
+                OwnedPages pool) {
+  // Tokens that left the window: kept (copied to the kept list) or dropped.
+  const ConstWindowFlags flags = w.FlagsOf(c);
+  for (int64_t p = leaving.first; p < leaving.end; ++p) {
+    const int64_t slot = p - w.base;
+    if (flags[slot] != 0) continue;
+    RAMI_CHECK(s.next_kept_page >= 0, "kept list of %d tokens has no reserved page", s.kept);
+    pool.CopySlot(w.pages.Row(slot / r.page_size)[c], static_cast<int>(slot % r.page_size),
+                  s.next_kept_page, s.kept % r.page_size);
+    if (++s.kept % r.page_size == 0) FindNextKeptPage(s, r);
   }
   TrimKept(s, r, pool);
 }
@@ -146,10 +146,12 @@ void CommitWindows(SequenceWindows& w, int64_t end, const StreamRules& r, OwnedP
 }
 
 void TrimKept(KvStream& s, const StreamRules& r, OwnedPages pool) {
+  if (static_cast<int64_t>(s.kept_pages.size()) <= r.PagesFor(s.kept)) return;
   while (static_cast<int64_t>(s.kept_pages.size()) > r.PagesFor(s.kept)) {
     pool.Release(s.kept_pages.back());
     s.kept_pages.pop_back();
   }
+  FindNextKeptPage(s, r);
 }
 
 void TrimWindows(SequenceWindows& w, int64_t length, const StreamRules& r, OwnedPages pool) {
@@ -177,6 +179,7 @@ KvStream ForkKept(const KvStream& s, const StreamRules& r, OwnedPages pool) {
   if (child.kept % r.page_size != 0) {
     child.kept_pages.back() = CopyPage(child.kept_pages.back(), child.kept % r.page_size, pool);
   }
+  FindNextKeptPage(child, r);
   return child;
 }
 
@@ -208,13 +211,18 @@ void ReleaseWindows(SequenceWindows& w, OwnedPages pool) {
   w = SequenceWindows(w.streams(), w.flags.columns() != 0);
 }
 
+std::vector<Leaving> DecodeLeaving(int64_t length, const StreamRules& r, int k) {
+  std::vector<Leaving> leaving;
+  for (int i = 0; i < k; ++i) leaving.emplace_back(length + i, 1, r);
+  return leaving;
+}
+
 void AddDecodeKeptNeeds(const KvStream& s, ConstWindowFlags flags, int32_t base, int64_t length,
-                        const StreamRules& r, int k, int64_t* needs) {
+                        const Leaving* leaving, const StreamRules& r, int k, int64_t* needs) {
   int64_t kept = s.kept;
   int64_t kept_pages = static_cast<int64_t>(s.kept_pages.size());
   for (int i = 0; i < k; ++i) {
-    const int64_t position = length + i;
-    for (int64_t p = r.WindowStart(position); p < r.WindowStart(position + 1); ++p) {
+    for (int64_t p = leaving[i].first; p < leaving[i].end; ++p) {
       if (!MayBeKept(flags, base, p, length, r)) continue;
       if (++kept > kept_pages * r.page_size) {
         ++needs[i];

@@ -12,6 +12,7 @@
 // on them — the tokens leaving, the pages at the front, the decisions — is a row per sequence.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -25,6 +26,10 @@ namespace rami::kv {
 struct KvStream {
   std::vector<int32_t> kept_pages;
   int32_t kept = 0;  // tokens in the kept list
+  // kept_pages[kept / page_size] if reserved, else −1: the page the next kept token goes to,
+  // read by a commit's promotion without touching kept_pages' block (one load missing the cache
+  // per promoted stream otherwise). Kept by the functions below.
+  int32_t next_kept_page = -1;
 };
 
 // The windows of one sequence's streams (column c: stream c).
@@ -51,8 +56,19 @@ struct StreamRules {
   int page_size = 16;
 
   // Oldest position still in the window once `length` tokens are cached.
-  int32_t WindowStart(int64_t length) const;
+  int32_t WindowStart(int64_t length) const {
+    if (!policy.evicts() || length == 0) return 0;
+    return static_cast<int32_t>(std::max<int64_t>(0, length - 1 - policy.window));
+  }
   int64_t PagesFor(int64_t tokens) const { return (tokens + page_size - 1) / page_size; }
+};
+
+// Positions [first, end) leave the window while a sequence of `length` tokens appends `count`:
+// the same in every stream of the sequence, so computed once for all of them.
+struct Leaving {
+  Leaving(int64_t length, int64_t count, const StreamRules& r)
+      : first(r.WindowStart(length)), end(r.WindowStart(length + count)) {}
+  int64_t first, end;
 };
 
 // Live tokens of the stream: kept + window (dms.md §3: kept + min(t+1, W+1)).
@@ -78,8 +94,8 @@ void ReserveWindows(SequenceWindows& w, int64_t length, int64_t count, const Str
 // flags set). CommitKept moves stream `c`'s tokens that left the window to its kept list
 // (flag 0; copies K/V) or drops them (flag 1) and returns its unused reserved kept pages; then
 // CommitWindows releases the emptied front pages of every window and any unused reservation.
-void CommitKept(KvStream& s, int c, const SequenceWindows& w, int64_t length, int64_t count,
-                const StreamRules& r, OwnedPages pool);
+void CommitKept(KvStream& s, int c, const SequenceWindows& w, Leaving leaving, const StreamRules& r,
+                OwnedPages pool);
 // Window pages the commit to `end` tokens releases at the front (of each stream).
 int64_t WindowPagesLeaving(const SequenceWindows& w, int64_t end, const StreamRules& r);
 void CommitWindows(SequenceWindows& w, int64_t end, const StreamRules& r, OwnedPages pool);
@@ -103,9 +119,11 @@ void ReleaseWindows(SequenceWindows& w, OwnedPages pool);
 
 // --- Needs of the next k decode steps (one token each; step i appends position length + i),
 // added to needs[i] for i < k: a stream's kept pages (exact while the leaving token's flag is
-// known, i < W; the worst case after) and the pages each window allocates.
+// known, i < W; the worst case after) and the pages each window allocates. `leaving`: k
+// entries, leaving[i] = Leaving(length + i, 1, r).
+std::vector<Leaving> DecodeLeaving(int64_t length, const StreamRules& r, int k);
 void AddDecodeKeptNeeds(const KvStream& s, ConstWindowFlags flags, int32_t base, int64_t length,
-                        const StreamRules& r, int k, int64_t* needs);
+                        const Leaving* leaving, const StreamRules& r, int k, int64_t* needs);
 void AddDecodeWindowNeeds(const SequenceWindows& w, int64_t length, const StreamRules& r, int k,
                           int64_t* needs);
 
