@@ -9,15 +9,22 @@ namespace {
 __global__ void TableScatterKernel(TableScatterParams p) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < p.total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    // Find the segment (8 of them: a linear walk is cheaper than anything clever).
+    // Find the segment (8 of them: a linear walk is cheaper than anything clever), then the
+    // write (w) and the entry of its run (r) this thread sets.
     int64_t j = i;
     int seg = 0;
-    while (seg < kScatterSegments - 1 && j >= p.segments[seg].count) j -= p.segments[seg++].count;
+    while (seg < kScatterSegments - 1 &&
+           j >= int64_t{p.segments[seg].count} * p.segments[seg].run) {
+      j -= int64_t{p.segments[seg].count} * p.segments[seg].run;
+      ++seg;
+    }
     const TableScatterSegment& s = p.segments[seg];
+    const int64_t w = j / s.run, r = j % s.run;
+    const int64_t entry = int64_t{s.index[w]} * s.run + r;
     if (seg == kScatterSegments - 1) {
-      static_cast<uint8_t*>(s.table)[s.index[j]] = static_cast<const uint8_t*>(s.value)[j];
+      static_cast<uint8_t*>(s.table)[entry] = static_cast<const uint8_t*>(s.value)[w];
     } else {
-      static_cast<int32_t*>(s.table)[s.index[j]] = static_cast<const int32_t*>(s.value)[j];
+      static_cast<int32_t*>(s.table)[entry] = static_cast<const int32_t*>(s.value)[w];
     }
   }
 }

@@ -189,7 +189,8 @@ TEST(DmsHeadZeroGpu, MatchesCpuTwin) {
   }
 }
 
-// Random segments of distinct indices into seven int32 tables and the flag bytes (some empty):
+// Random segments of distinct indices into seven int32 tables and the flag bytes (some empty;
+// two with runs of several entries, as window_base and window_start are written per sequence):
 // the device tables equal the twin's, untouched entries included.
 TEST(TableScatterGpu, MatchesCpuTwin) {
   RAMI_REQUIRE_CUDA_DEVICE();
@@ -202,13 +203,15 @@ TEST(TableScatterGpu, MatchesCpuTwin) {
     for (auto& t : tables) std::iota(t.begin(), t.end(), 100 * trial);
     for (uint8_t& f : flags) f = rng() % 2;
     std::vector<std::vector<int32_t>> index(kernels::kScatterSegments);
+    std::vector<int32_t> run(kernels::kScatterSegments, 1);
+    run[4] = run[5] = 3 + 2 * trial;
     std::vector<std::vector<int32_t>> ints(kernels::kScatterSegments - 1);
     std::vector<uint8_t> bytes;
     for (int s = 0; s < kernels::kScatterSegments; ++s) {
-      std::vector<int32_t> all(kEntries);
+      std::vector<int32_t> all(kEntries / run[s]);
       std::iota(all.begin(), all.end(), 0);
       std::shuffle(all.begin(), all.end(), rng);
-      const int count = (s == 2 || trial == 3) ? 0 : static_cast<int>(rng() % 700);
+      const int count = (s == 2 || trial == 3) ? 0 : static_cast<int>(rng() % (700 / run[s]));
       index[s].assign(all.begin(), all.begin() + count);
       for (int i = 0; i < count; ++i) {
         if (s < kernels::kScatterSegments - 1) {
@@ -229,8 +232,9 @@ TEST(TableScatterGpu, MatchesCpuTwin) {
                          .index = index[s].data(),
                          .value = last ? static_cast<const void*>(bytes.data())
                                        : static_cast<const void*>(ints[s].data()),
-                         .count = static_cast<int32_t>(index[s].size())};
-      cpu.total += static_cast<int64_t>(index[s].size());
+                         .count = static_cast<int32_t>(index[s].size()),
+                         .run = run[s]};
+      cpu.total += static_cast<int64_t>(index[s].size()) * run[s];
     }
     kernels::TableScatterCpu(cpu);
     // The same writes on the device.
@@ -251,7 +255,8 @@ TEST(TableScatterGpu, MatchesCpuTwin) {
           .index = dindex[s]->get(),
           .value = last ? static_cast<const void*>(dbytes.get())
                         : static_cast<const void*>(dints[s]->get()),
-          .count = static_cast<int32_t>(index[s].size())};
+          .count = static_cast<int32_t>(index[s].size()),
+          .run = run[s]};
     }
     gpu.total = cpu.total;
     ASSERT_EQ(kernels::TableScatterCuda(gpu, nullptr), cudaSuccess);

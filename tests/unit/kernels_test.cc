@@ -229,30 +229,35 @@ TEST(LogitsGatherCpu, LaysOutEachRanksSliceAndDropsThePadding) {
   }
 }
 
+// Segment 4 writes runs of 3 entries (a field shared by a sequence's streams).
 TEST(TableScatterCpu, WritesEveryEntryOfEverySegment) {
   std::vector<std::vector<int32_t>> tables(kernels::kScatterSegments - 1,
                                            std::vector<int32_t>(10, -1));
   std::vector<uint8_t> flags(10, 9);
   std::vector<int32_t> index = {7, 0, 3};
+  std::vector<int32_t> runs = {2, 0};  // entries 6–8 and 0–2
   std::vector<int32_t> ints = {70, 0, 30};
   std::vector<uint8_t> bytes = {1, 0, 1};
   kernels::TableScatterParams p;
   for (int s = 0; s < kernels::kScatterSegments; ++s) {
     const bool last = s == kernels::kScatterSegments - 1;
-    const int count = s == 1 ? 0 : 3;  // an empty segment too
+    const int count = s == 1 ? 0 : s == 4 ? 2 : 3;  // an empty segment too
+    const int run = s == 4 ? 3 : 1;
     p.segments[s] = {
         .table = last ? static_cast<void*>(flags.data()) : static_cast<void*>(tables[s].data()),
-        .index = index.data(),
+        .index = s == 4 ? runs.data() : index.data(),
         .value =
             last ? static_cast<const void*>(bytes.data()) : static_cast<const void*>(ints.data()),
-        .count = count};
-    p.total += count;
+        .count = count,
+        .run = run};
+    p.total += count * run;
   }
   kernels::TableScatterCpu(p);
   for (int s = 0; s < kernels::kScatterSegments - 1; ++s) {
     const std::vector<int32_t> want =
-        s == 1 ? std::vector<int32_t>(10, -1)
-               : std::vector<int32_t>{0, -1, -1, 30, -1, -1, -1, 70, -1, -1};
+        s == 1   ? std::vector<int32_t>(10, -1)
+        : s == 4 ? std::vector<int32_t>{0, 0, 0, -1, -1, -1, 70, 70, 70, -1}
+                 : std::vector<int32_t>{0, -1, -1, 30, -1, -1, -1, 70, -1, -1};
     EXPECT_EQ(tables[s], want) << "segment " << s;
   }
   EXPECT_EQ(flags, (std::vector<uint8_t>{0, 9, 9, 1, 9, 9, 9, 1, 9, 9}));

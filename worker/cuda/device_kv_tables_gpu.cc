@@ -100,7 +100,11 @@ absl::Status DeviceKvTablesGpu::Apply(const KvTablesDelta& d) {
     p.segments[k].index = static_cast<const int32_t*>(put(w.index.data(), 4 * n));
     p.segments[k].value = put(w.value.data(), 4 * n);
     p.segments[k].count = static_cast<int32_t>(n);
-    p.total += n;
+    // window_base and window_start: one write per slot (KvTablesDelta::slot_streams).
+    p.segments[k].run = (ints[k] == &d.window_base || ints[k] == &d.window_start)
+                            ? static_cast<int32_t>(d.slot_streams)
+                            : 1;
+    p.total += n * p.segments[k].run;
   }
   const int64_t nf = static_cast<int64_t>(d.flags.size());
   kernels::TableScatterSegment& f = p.segments[kernels::kScatterSegments - 1];

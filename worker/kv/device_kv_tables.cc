@@ -19,12 +19,14 @@ int64_t RoundUpPow2(int64_t n) {
   return p;
 }
 
+// Write (i, v) sets entries [i · run, (i + 1) · run) to v.
 template <typename T>
-void Scatter(const TableWrites<T>& writes, std::vector<T>& table) {
+void Scatter(const TableWrites<T>& writes, std::vector<T>& table, int64_t run = 1) {
   for (size_t i = 0; i < writes.size(); ++i) {
-    RAMI_CHECK(writes.index[i] >= 0 && static_cast<size_t>(writes.index[i]) < table.size(),
+    const int64_t at = int64_t{writes.index[i]} * run;
+    RAMI_CHECK(at >= 0 && static_cast<size_t>(at + run) <= table.size(),
                "delta write %d outside a table of %zu", writes.index[i], table.size());
-    table[writes.index[i]] = writes.value[i];
+    std::fill_n(table.begin() + at, run, writes.value[i]);
   }
 }
 
@@ -61,8 +63,8 @@ void KvTablesHost::Apply(const KvTablesDelta& d) {
   Scatter(d.kept_page_start, kept_page_start);
   Scatter(d.kept_count, kept_count);
   Scatter(d.window_page_start, window_page_start);
-  Scatter(d.window_base, window_base);
-  Scatter(d.window_start, window_start);
+  Scatter(d.window_base, window_base, d.slot_streams);
+  Scatter(d.window_start, window_start, d.slot_streams);
   Scatter(d.flag_start, flag_start);
   Scatter(d.flags, flags);
 }
@@ -100,6 +102,7 @@ absl::Status DeviceKvTables::Sync(KvCache& cache, absl::Span<const SeqId> ids,
   delta->num_streams = static_cast<int64_t>(mirror_.kept_count.size());
   delta->flags_size = static_cast<int64_t>(mirror_.flags.size());
   delta->flag_stride = streams_per_seq_;
+  delta->slot_streams = streams_per_seq_;
   // Releases first, so that their regions and slots serve this step's new sequences.
   for (SeqId id : ids) {
     auto it = slot_of_.find(id);
@@ -136,28 +139,24 @@ absl::Status DeviceKvTables::Sync(KvCache& cache, absl::Span<const SeqId> ids,
     const bool fresh = it == slot_of_.end();
     const int slot = fresh ? AcquireSlot(id, delta) : it->second;
     const int64_t length = cache.Length(id);
-    const int32_t window_start = rules_.WindowStart(length);
     Slot& sl = slots_[slot];
     const KvCache::StreamChanges changes = cache.ChangesOf(id);
+    SetSlotField(mirror_.window_base, delta->window_base, slot, windows.base);
+    SetSlotField(mirror_.window_start, delta->window_start, slot, rules_.WindowStart(length));
     if (fresh || sl.full || changes.all) {
       for (int i = 0; i < streams_per_seq_; ++i) {
-        SyncStream(slot, i, (*streams)[i], windows, window_start, fresh, delta);
+        SyncStream(slot, i, (*streams)[i], windows, fresh, delta);
       }
     } else {
-      // The unchanged streams' entries hold; their window_start moves with the length.
+      // The unchanged streams' entries hold. Promotions alone: the kept count, nothing else of
+      // the stream (its kept_synced stays behind, which only widens the pages the next full
+      // SyncStream compares).
       const int64_t first = static_cast<int64_t>(slot) * streams_per_seq_;
-      if (length != sl.synced_length) {
-        for (int i = 0; i < streams_per_seq_; ++i) {
-          SetStreamField(mirror_.window_start, delta->window_start, first + i, window_start);
-        }
-      }
-      // Promotions alone: the kept count, nothing else of the stream (its kept_synced stays
-      // behind, which only widens the pages the next full SyncStream compares).
       for (int32_t i : changes.kept_only) {
         SetStreamField(mirror_.kept_count, delta->kept_count, first + i, (*streams)[i].kept);
       }
       for (int32_t i : changes.streams) {
-        SyncStream(slot, i, (*streams)[i], windows, window_start, false, delta);
+        SyncStream(slot, i, (*streams)[i], windows, false, delta);
       }
     }
     if (rules_.policy.evicts()) SyncFlags(slot, windows, fresh, delta);
@@ -330,6 +329,15 @@ void DeviceKvTables::SetStreamField(std::vector<int32_t>& table, TableWrites<int
   writes.Add(stream, value);
 }
 
+void DeviceKvTables::SetSlotField(std::vector<int32_t>& table, TableWrites<int32_t>& writes,
+                                  int slot, int32_t value) {
+  // Every stream of a slot holds the same value (new entries are all zero): the first tells.
+  const auto first = table.begin() + int64_t{slot} * streams_per_seq_;
+  if (*first == value) return;
+  std::fill_n(first, streams_per_seq_, value);
+  writes.Add(slot, value);
+}
+
 void DeviceKvTables::SetPage(int64_t at, int32_t page, KvTablesDelta* delta) {
   if (mirror_.page_table[at] == page) return;
   mirror_.page_table[at] = page;
@@ -348,8 +356,7 @@ void DeviceKvTables::SetFlag(int64_t at, uint8_t flag, KvTablesDelta* delta) {
 // ≤ synced_length − 2 (fixed before the last Sync). Everything after is compared, so a failed
 // step's trimmed and re-reserved pages are rewritten when they differ.
 void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream,
-                                const SequenceWindows& windows, int32_t window_start, bool fresh,
-                                KvTablesDelta* delta) {
+                                const SequenceWindows& windows, bool fresh, KvTablesDelta* delta) {
   Slot& sl = slots_[slot];
   StreamState& st = sl.streams[index];
   const int64_t s = static_cast<int64_t>(slot) * streams_per_seq_ + index;
@@ -398,8 +405,6 @@ void DeviceKvTables::SyncStream(int slot, int index, const KvStream& stream,
   for (int64_t j = window_from; j < n; ++j) SetPage(start + j, pages[j], delta);
   SetStreamField(mirror_.window_page_start, delta->window_page_start, s,
                  static_cast<int32_t>(start));
-  SetStreamField(mirror_.window_base, delta->window_base, s, windows.base);
-  SetStreamField(mirror_.window_start, delta->window_start, s, window_start);
 }
 
 }  // namespace rami::kv

@@ -67,10 +67,13 @@ struct KvTablesDelta {
   TableWrites<int32_t> kept_page_start;    // [num_streams]
   TableWrites<int32_t> kept_count;         // [num_streams]
   TableWrites<int32_t> window_page_start;  // [num_streams]
-  TableWrites<int32_t> window_base;        // [num_streams]
-  TableWrites<int32_t> window_start;       // [num_streams]
-  TableWrites<int32_t> flag_start;         // [num_streams]
-  TableWrites<uint8_t> flags;              // [flags_size]
+  // The window geometry is a sequence's (KvStream: the same in all its streams), so these two
+  // are written per slot: write (i, v) sets streams [i · slot_streams, (i + 1) · slot_streams).
+  TableWrites<int32_t> window_base;   // [num_streams / slot_streams]
+  TableWrites<int32_t> window_start;  // [num_streams / slot_streams]
+  int64_t slot_streams = 1;
+  TableWrites<int32_t> flag_start;  // [num_streams]
+  TableWrites<uint8_t> flags;       // [flags_size]
   int64_t moved = 0;  // writes (page entries + flags) that moved a list to another place
 
   int64_t writes() const;  // all (index, value) pairs
@@ -104,9 +107,9 @@ class DeviceKvTables {
   // max_entries: then nothing changes (the mirror, *delta empty) but the release of freed
   // sequences' slots.
   //
-  // Only the streams the cache marks changed (KvCache::ChangesOf) are read, plus every stream's
-  // window_start when the sequence's length moved; the marks are cleared once the Sync
-  // succeeded. So a sequence's streams are in line after its Sync provided nothing but the
+  // Only the streams the cache marks changed (KvCache::ChangesOf) are read, plus the slot's
+  // window_base and window_start (one write for all its streams); the marks are cleared once the
+  // Sync succeeded. So a sequence's streams are in line after its Sync provided nothing but the
   // cache's own operations changed them — and the device's decisions, which the caller records
   // (RecordDeviceFlags) or declares unknown (ExpectDeviceFlags: its next Sync reads every
   // stream).
@@ -184,7 +187,7 @@ class DeviceKvTables {
   void ReleaseSlot(int slot);
   // Stream `index` of the slot: its kept list and column `index` of its sequence's windows.
   void SyncStream(int slot, int index, const KvStream& stream, const SequenceWindows& windows,
-                  int32_t window_start, bool fresh, KvTablesDelta* delta);
+                  bool fresh, KvTablesDelta* delta);
   // The slot's window flags, all streams' rows at once (evicting policies).
   void SyncFlags(int slot, const SequenceWindows& windows, bool fresh, KvTablesDelta* delta);
   // A page-table region of ≥ `entries`.
@@ -200,6 +203,9 @@ class DeviceKvTables {
                    int64_t* flag_pages) const;
   void SetStreamField(std::vector<int32_t>& table, TableWrites<int32_t>& writes, int64_t stream,
                       int32_t value);
+  // The same value in every stream of the slot: one write.
+  void SetSlotField(std::vector<int32_t>& table, TableWrites<int32_t>& writes, int slot,
+                    int32_t value);
   void SetPage(int64_t at, int32_t page, KvTablesDelta* delta);
   void SetFlag(int64_t at, uint8_t flag, KvTablesDelta* delta);
 
