@@ -67,8 +67,8 @@ struct KvTablesDelta {
   TableWrites<int32_t> kept_page_start;    // [num_streams]
   TableWrites<int32_t> kept_count;         // [num_streams]
   TableWrites<int32_t> window_page_start;  // [num_streams]
-  // The window geometry is a sequence's (KvStream: the same in all its streams), so these two
-  // are written per slot: write (i, v) sets streams [i · slot_streams, (i + 1) · slot_streams).
+  // The window geometry is a sequence's (SequenceWindows: the same in all its streams), so these
+  // two are written per slot: write (i, v) sets streams [i · slot_streams, (i + 1) · slot_streams).
   TableWrites<int32_t> window_base;   // [num_streams / slot_streams]
   TableWrites<int32_t> window_start;  // [num_streams / slot_streams]
   int64_t slot_streams = 1;
